@@ -1,0 +1,20 @@
+/**
+ * `fti`: dev services, migrations, workers; later issues add runs, schedules,
+ * registry inspection and serving.
+ */
+import { Command } from 'commander';
+import { registerDevCommands } from './commands/dev.ts';
+import { registerWorkerCommands } from './commands/worker.ts';
+
+const program = new Command('fti')
+  .description('Feature / training / inference pipelines on Temporal, with a Postgres feature store and model registry')
+  .showHelpAfterError()
+  .enablePositionalOptions();
+
+registerDevCommands(program);
+registerWorkerCommands(program);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  console.error(err instanceof Error ? `fti: ${err.message}` : err);
+  process.exit(1);
+});

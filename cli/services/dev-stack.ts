@@ -1,0 +1,133 @@
+/**
+ * The whole local system in one call, for `fti dev` and `npm run demo`: Postgres
+ * (embedded unless DATABASE_URL), migrations, a Temporal dev server with its Web UI
+ * (unless one already answers at TEMPORAL_ADDRESS), and one CPU and one GPU worker
+ * process. `stop()` takes it down in reverse order.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FtiConfig } from '../../core/config.ts';
+import type { Logger } from '../../core/log.ts';
+import type { Pool } from '../../core/task-queues.ts';
+import { createKnex, migrate } from '../../registry/db.ts';
+import { isListening } from './ports.ts';
+import { startPostgres, type PostgresHandle } from './postgres.ts';
+import { resolveTemporalCli } from './temporal-cli.ts';
+import { startTemporalDevServer, type DevServer } from './temporal-server.ts';
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface DevStack {
+  databaseUrl: string;
+  temporalAddress: string;
+  uiUrl: string | undefined;
+  /** Environment that points a child process (worker, CLI) at this stack. */
+  env: NodeJS.ProcessEnv;
+  stop(): Promise<void>;
+}
+
+export interface DevStackOptions {
+  workers?: boolean;
+  /** Echo worker output (prefixed) to this logger. */
+  workerLog?: Logger;
+}
+
+export async function startDevStack(config: FtiConfig, log: Logger, options: DevStackOptions = {}): Promise<DevStack> {
+  const stops: Array<() => Promise<void>> = [];
+  const stop = async () => {
+    for (const s of stops.reverse()) await s().catch((err: unknown) => log(`stop failed: ${String(err)}`));
+  };
+  try {
+    const postgres: PostgresHandle = await startPostgres(config, { log: (l) => log(l) });
+    stops.push(postgres.stop);
+    const knex = createKnex({ url: postgres.url, schema: config.schema });
+    try {
+      const applied = await migrate(knex, config.schema);
+      log(`migrations: ${applied.length ? `applied ${applied.join(', ')}` : 'schema up to date'}`, { schema: config.schema });
+    } finally {
+      await knex.destroy();
+    }
+
+    const { address, uiUrl } = await ensureTemporal(config, log, stops);
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      DATABASE_URL: postgres.url,
+      TEMPORAL_ADDRESS: address,
+      TEMPORAL_NAMESPACE: config.temporalNamespace,
+      FTI_SCHEMA: config.schema,
+      FTI_TASK_QUEUE_PREFIX: config.taskQueuePrefix,
+    };
+    if (options.workers !== false) {
+      for (const pool of ['cpu', 'gpu'] as const) {
+        const worker = await startWorkerProcess(pool, env, options.workerLog ?? log);
+        stops.push(worker.stop);
+      }
+    }
+    return { databaseUrl: postgres.url, temporalAddress: address, uiUrl, env, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+async function ensureTemporal(
+  config: FtiConfig,
+  log: Logger,
+  stops: Array<() => Promise<void>>,
+): Promise<{ address: string; uiUrl: string | undefined }> {
+  const [host = 'localhost', portText = '7233'] = config.temporalAddress.split(':');
+  const port = Number(portText);
+  const local = ['localhost', '127.0.0.1', '::1'].includes(host);
+  if (!local || (await isListening(port))) {
+    log(`temporal: using the server already at ${config.temporalAddress}`);
+    return { address: config.temporalAddress, uiUrl: local ? `http://localhost:${config.temporalUiPort}` : undefined };
+  }
+  const cliPath = await resolveTemporalCli(config, { allowBuild: true, allowDownload: true, log: (l) => log(l) });
+  const server: DevServer = await startTemporalDevServer({
+    cliPath,
+    port,
+    uiPort: config.temporalUiPort,
+    dbFile: path.join(config.dataDir, 'temporal.sqlite'),
+    namespace: config.temporalNamespace,
+    log: (l) => log(l),
+  });
+  stops.push(server.stop);
+  return { address: server.address, uiUrl: server.uiUrl };
+}
+
+async function startWorkerProcess(pool: Pool, env: NodeJS.ProcessEnv, log: Logger): Promise<{ stop: () => Promise<void> }> {
+  // detached: a Ctrl-C in the terminal reaches `fti dev` only, which then stops the
+  // workers first (they drain running activities) and the servers after them.
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'workers', `${pool}.ts`)], {
+    cwd: REPO_ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  const ready = new Promise<void>((resolve, reject) => {
+    let seen = '';
+    const onLine = (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      seen += text;
+      for (const line of text.split('\n')) if (line.trim()) log(`${pool} | ${line}`);
+      if (/polling task queue/.test(seen)) resolve();
+    };
+    child.stdout?.on('data', onLine);
+    child.stderr?.on('data', onLine);
+    child.once('exit', (code) => reject(new Error(`the ${pool} worker exited (code ${code}) before it started polling`)));
+  });
+  await ready;
+  return {
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+        child.once('exit', () => {
+          clearTimeout(killer);
+          resolve();
+        });
+        child.kill('SIGTERM');
+      }),
+  };
+}

@@ -1,0 +1,20 @@
+/**
+ * The migration list, in order. knex's migrator is given this list rather than a
+ * directory so that tsx, vitest and bundlers all load the same TypeScript modules.
+ * Never edit a migration that has landed; add a new file and append it here.
+ */
+import type { Knex } from 'knex';
+import * as foundation from './20261123000000_foundation.ts';
+
+interface Migration {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+const migrations: Array<[string, Migration]> = [['20261123000000_foundation', foundation]];
+
+export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
+  getMigrations: async () => migrations,
+  getMigrationName: ([name]) => name,
+  getMigration: async ([, migration]) => migration,
+};

@@ -1,0 +1,30 @@
+/**
+ * Which activities each worker pool serves. Tests build the same maps with a knex
+ * bound to their own schema.
+ */
+import type { Knex } from 'knex';
+import { createSystemCheckActivities, createWorkerInfoActivities } from '../activities/system.ts';
+import type { Pool } from '../core/task-queues.ts';
+
+export interface PoolDeps {
+  knex: Knex;
+  /** Name of the loaded TensorFlow.js backend, recorded by what the pool produces. */
+  tfjsBackend: string | null;
+}
+
+export function cpuActivities(deps: PoolDeps) {
+  return {
+    ...createWorkerInfoActivities({ pool: 'cpu', tfjsBackend: deps.tfjsBackend }),
+    ...createSystemCheckActivities({ knex: deps.knex }),
+  };
+}
+
+export function gpuActivities(deps: PoolDeps) {
+  return {
+    ...createWorkerInfoActivities({ pool: 'gpu', tfjsBackend: deps.tfjsBackend }),
+  };
+}
+
+export function poolActivities(pool: Pool, deps: PoolDeps): Record<string, (...args: never[]) => Promise<unknown>> {
+  return pool === 'cpu' ? cpuActivities(deps) : gpuActivities(deps);
+}

@@ -1,0 +1,84 @@
+/**
+ * Shared worker setup for both pools. The CPU pool hosts the workflows and the
+ * CPU activities on `<prefix>fti-cpu`; the GPU pool hosts training on
+ * `<prefix>fti-gpu`. Connection and schema come from the environment.
+ */
+import { fileURLToPath } from 'node:url';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import type { Knex } from 'knex';
+import { databaseUrl, loadConfig, type FtiConfig } from '../core/config.ts';
+import { createLogger, type Logger } from '../core/log.ts';
+import { taskQueue, type Pool } from '../core/task-queues.ts';
+import { loadBackend, type LoadedBackend } from '../ml/backend.ts';
+import { createKnex } from '../registry/db.ts';
+import { poolActivities } from './pool-activities.ts';
+
+export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+export interface PoolWorkerOptions {
+  pool: Pool;
+  connection: NativeConnection;
+  namespace: string;
+  taskQueue: string;
+  knex: Knex;
+  backend: LoadedBackend | null;
+  /** A pre-built workflow bundle (tests build one per run); default: bundle at start. */
+  workflowBundle?: { codePath: string };
+  maxConcurrentActivities?: number;
+}
+
+/** Builds a Worker for one pool. The caller owns connection and knex. */
+export async function createPoolWorker(options: PoolWorkerOptions): Promise<{ worker: Worker; activities: string[] }> {
+  const activities = poolActivities(options.pool, { knex: options.knex, tfjsBackend: options.backend?.name ?? null });
+  const workerOptions: WorkerOptions = {
+    connection: options.connection,
+    namespace: options.namespace,
+    taskQueue: options.taskQueue,
+    activities,
+    // One training at a time per GPU; CPU activities are I/O-bound and overlap well.
+    maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities ?? (options.pool === 'gpu' ? 1 : 4),
+  };
+  if (options.pool === 'cpu') {
+    if (options.workflowBundle) workerOptions.workflowBundle = options.workflowBundle;
+    else workerOptions.workflowsPath = WORKFLOWS_PATH;
+  }
+  const worker = await Worker.create(workerOptions);
+  return { worker, activities: Object.keys(activities).sort() };
+}
+
+/** Entry point of `fti worker cpu|gpu`: runs until SIGINT/SIGTERM, then drains and exits. */
+export async function runPoolWorker(pool: Pool, config: FtiConfig = loadConfig(), log: Logger = createLogger(`worker:${pool}`)): Promise<void> {
+  const queue = taskQueue(pool, config.taskQueuePrefix);
+  const backend = await loadBackend(pool, config.tfjsBackend);
+  for (const reason of backend.skipped) log(`tfjs backend skipped: ${reason}`);
+  log(`TensorFlow.js backend: ${backend.name} (${backend.package}) on ${backend.device}`);
+
+  const connection = await NativeConnection.connect({ address: config.temporalAddress });
+  const knex = createKnex({ url: databaseUrl(config), schema: config.schema, applicationName: `fti-worker-${pool}` });
+  try {
+    const { worker, activities } = await createPoolWorker({
+      pool,
+      connection,
+      namespace: config.temporalNamespace,
+      taskQueue: queue,
+      knex,
+      backend,
+      maxConcurrentActivities: config.workerConcurrency,
+    });
+    log(`polling task queue ${queue}`, {
+      namespace: config.temporalNamespace,
+      address: config.temporalAddress,
+      schema: config.schema,
+      workflows: pool === 'cpu',
+      activities,
+      tfjsBackend: backend.name,
+    });
+    // Worker.run() installs SIGINT/SIGTERM handlers: it stops polling, lets running
+    // activities finish (or time out) and then resolves.
+    await worker.run();
+    log('stopped cleanly');
+  } finally {
+    await knex.destroy();
+    await connection.close();
+  }
+}
