@@ -1,0 +1,43 @@
+/**
+ * A model version's signature: its ordered input features (with dtypes and the
+ * encoding fitted on the training split: normalization statistics, categories) and
+ * its output. Training writes it; the registry stores it; batch and online
+ * inference validate and encode inputs with it, through one implementation.
+ */
+import { z } from 'zod';
+import { IDENTIFIER } from '../core/names.ts';
+
+const identifier = z.string().regex(IDENTIFIER);
+
+export const FeatureDtypeSchema = z.enum(['float', 'int', 'bool', 'string']);
+export type FeatureDtype = z.infer<typeof FeatureDtypeSchema>;
+
+/** How one input feature becomes model input columns. */
+export const FeatureEncodingSchema = z.discriminatedUnion('kind', [
+  /** (x - mean) / std; null becomes `fill` (before scaling) and sets the missing column if `missingIndicator`. */
+  z.object({
+    kind: z.literal('standardize'),
+    mean: z.number(),
+    std: z.number().positive(),
+    fill: z.number(),
+    missingIndicator: z.boolean().default(false),
+  }),
+  /** One column per category; unknown and null values encode as all zeros. */
+  z.object({ kind: z.literal('one_hot'), categories: z.array(z.string()).min(1) }),
+  /** sin/cos of 2π·x/period, for hour of day, weekday and other cycles. */
+  z.object({ kind: z.literal('cyclical'), period: z.number().positive() }),
+]);
+export type FeatureEncoding = z.infer<typeof FeatureEncodingSchema>;
+
+export const SignatureInputSchema = z.object({
+  name: identifier,
+  dtype: FeatureDtypeSchema,
+  encoding: FeatureEncodingSchema,
+});
+export type SignatureInput = z.infer<typeof SignatureInputSchema>;
+
+export const ModelSignatureSchema = z.object({
+  inputs: z.array(SignatureInputSchema).min(1),
+  output: z.object({ name: identifier, kind: z.enum(['binary_classifier', 'regressor']) }),
+});
+export type ModelSignature = z.infer<typeof ModelSignatureSchema>;
