@@ -12,7 +12,9 @@ export const PARTS = ['features', 'dataset', 'training', 'registry', 'inference'
 type Part = (typeof PARTS)[number];
 
 /** The parts implemented so far; each module's default export is a BenchPart. */
-const PART_MODULES: Partial<Record<Part, () => Promise<{ default: BenchPart }>>> = {};
+const PART_MODULES: Partial<Record<Part, () => Promise<{ default: BenchPart }>>> = {
+  registry: () => import('./parts/registry.ts'),
+};
 
 async function main(): Promise<void> {
   const program = new Command('bench')

@@ -4,6 +4,7 @@
  */
 import { Command } from 'commander';
 import { registerDevCommands } from './commands/dev.ts';
+import { registerModelCommands } from './commands/models.ts';
 import { registerWorkerCommands } from './commands/worker.ts';
 
 const program = new Command('fti')
@@ -12,6 +13,7 @@ const program = new Command('fti')
   .enablePositionalOptions();
 
 registerDevCommands(program);
+registerModelCommands(program);
 registerWorkerCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {

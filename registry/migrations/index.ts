@@ -5,13 +5,17 @@
  */
 import type { Knex } from 'knex';
 import * as foundation from './20261123000000_foundation.ts';
+import * as modelRegistry from './20261123010000_model_registry.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
   down(knex: Knex): Promise<void>;
 }
 
-const migrations: Array<[string, Migration]> = [['20261123000000_foundation', foundation]];
+const migrations: Array<[string, Migration]> = [
+  ['20261123000000_foundation', foundation],
+  ['20261123010000_model_registry', modelRegistry],
+];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
   getMigrations: async () => migrations,

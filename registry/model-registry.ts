@@ -1,0 +1,129 @@
+/**
+ * The model registry: the store the training pipeline writes model versions to and
+ * the inference pipeline reads them from. A thin facade; the work lives in
+ * model-versions.ts, model-artifacts.ts and model-aliases.ts.
+ *
+ * Every writing method is one transaction under a per-model lock, retried on
+ * serialization failures. Pass a knex transaction as `knex` to make a registry
+ * call part of a larger transaction.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import type { Knex } from 'knex';
+import { artifactHandler } from '../ml/artifact.ts';
+import { aliasAt, aliasHistory, getAlias, listAliases, rollbackAlias, setAlias } from './model-aliases.ts';
+import { loadArtifact } from './model-artifacts.ts';
+import { parseRef } from './model-refs.ts';
+import { assertName, assertVersionNumber } from './model-tx.ts';
+import type {
+  AliasChange,
+  AliasMove,
+  AliasMoveOptions,
+  FeatureGroupCommitRef,
+  LoadedArtifact,
+  ModelAlias,
+  ModelLineage,
+  ModelSummary,
+  ModelVersion,
+  RegisterModelVersionInput,
+  RegisterResult,
+  VersionRef,
+} from './model-types.ts';
+import * as versions from './model-versions.ts';
+
+export class ModelRegistry {
+  private readonly knex: Knex;
+
+  constructor({ knex }: { knex: Knex }) {
+    this.knex = knex;
+  }
+
+  /** Creates version N+1 of `name` (and the model, on first use), or returns the version an earlier call with the same idempotency key made. */
+  async registerModelVersion(input: RegisterModelVersionInput): Promise<RegisterResult> {
+    return versions.registerModelVersion(this.knex, input);
+  }
+
+  async getModelVersion(name: string, version: number): Promise<ModelVersion> {
+    return versions.resolveModelVersion(this.knex, name, { kind: 'version', version: assertVersionNumber(version) });
+  }
+
+  /** `ref`: a version number, an alias, or 'latest'. NotFound says what exists instead. */
+  async resolveModelVersion(name: string, ref: VersionRef): Promise<ModelVersion> {
+    return versions.resolveModelVersion(this.knex, name, parseRef(ref));
+  }
+
+  async listModels(): Promise<ModelSummary[]> {
+    return versions.listModels(this.knex);
+  }
+
+  async listModelVersions(name: string): Promise<ModelVersion[]> {
+    return versions.listModelVersions(this.knex, name);
+  }
+
+  /** The artifact, after checking its size and sha256 (IntegrityError on mismatch). */
+  async loadArtifact(name: string, ref: VersionRef): Promise<LoadedArtifact> {
+    assertName(name, 'model name');
+    return loadArtifact(this.knex, name, parseRef(ref));
+  }
+
+  /**
+   * `tf.loadLayersModel(registry.handler(name, ref))`. An alias is resolved when tfjs
+   * loads; to record exactly which version served a prediction, resolve first and
+   * pass the number (or use loadArtifact, which says which version it loaded).
+   */
+  handler(name: string, ref: VersionRef): tf.io.IOHandler {
+    assertName(name, 'model name');
+    const parsed = parseRef(ref);
+    return artifactHandler(() => loadArtifact(this.knex, name, parsed));
+  }
+
+  /** Undefined when no version records `metric`; ties go to the newer version. */
+  async bestVersion(name: string, metric: string, { mode = 'max' }: { mode?: 'max' | 'min' } = {}): Promise<ModelVersion | undefined> {
+    return versions.bestVersion(this.knex, name, metric, mode);
+  }
+
+  /** Refused with Conflict while an alias points at the version. */
+  async deleteModelVersion(name: string, version: number): Promise<void> {
+    return versions.deleteModelVersion(this.knex, name, version);
+  }
+
+  /** Which model versions were trained on data from this feature group commit. */
+  async versionsUsingCommit(commit: FeatureGroupCommitRef): Promise<ModelVersion[]> {
+    return versions.versionsUsingCommit(this.knex, commit);
+  }
+
+  /** What data, workflow and code made a version. */
+  async lineageOf(name: string, ref: VersionRef): Promise<ModelLineage> {
+    return (await this.resolveModelVersion(name, ref)).lineage;
+  }
+
+  /** Atomically points `alias` at `version`, records the move and announces it. */
+  async setAlias(name: string, alias: string, version: number, options?: AliasMoveOptions): Promise<AliasChange> {
+    return setAlias(this.knex, name, alias, version, options);
+  }
+
+  async getAlias(name: string, alias: string): Promise<ModelAlias> {
+    return getAlias(this.knex, name, alias);
+  }
+
+  async listAliases(name: string): Promise<ModelAlias[]> {
+    return listAliases(this.knex, name);
+  }
+
+  /** Undoes the latest move of `alias` that has not been undone; Conflict when there is none. */
+  async rollback(name: string, alias: string, options?: AliasMoveOptions): Promise<AliasChange> {
+    return rollbackAlias(this.knex, name, alias, options);
+  }
+
+  async aliasHistory(name: string, alias: string): Promise<AliasMove[]> {
+    return aliasHistory(this.knex, name, alias);
+  }
+
+  /** Which version the alias pointed at, at `time` (undefined: not set yet then). */
+  async aliasAt(name: string, alias: string, time: Date): Promise<number | undefined> {
+    return aliasAt(this.knex, name, alias, time);
+  }
+}
+
+export { listenForAliasChanges, type AliasSubscription } from './model-alias-listener.ts';
+export { ALIAS_CHANNEL, LATEST } from './model-types.ts';
+export type * from './model-types.ts';
