@@ -24,7 +24,7 @@ export const FeatureEncodingSchema = z.discriminatedUnion('kind', [
   }),
   /** One column per category; unknown and null values encode as all zeros. */
   z.object({ kind: z.literal('one_hot'), categories: z.array(z.string()).min(1) }),
-  /** sin/cos of 2π·x/period, for hour of day, weekday and other cycles. */
+  /** sin/cos of 2π·x/period, for hour of day, weekday and other cycles; null encodes as (0, 0), the circle's centre. */
   z.object({ kind: z.literal('cyclical'), period: z.number().positive() }),
 ]);
 export type FeatureEncoding = z.infer<typeof FeatureEncodingSchema>;

@@ -1,0 +1,67 @@
+/**
+ * Statistics that fitSignature turns into encodings. In production the caller
+ * computes them in SQL over the training split (count / avg / stddev_pop, and
+ * categories by frequency); this streaming version serves tests, small data and
+ * anything that already holds an iterator of rows. Numerics use Welford's update,
+ * which stays accurate where the naive sum-of-squares formula cancels.
+ */
+import type { FeatureSpec } from './encoding.ts';
+import { readCategory, readNumber, type FeatureRow } from './values.ts';
+
+/** Over the non-null values of a numeric feature. `std` is the population standard deviation. */
+export interface NumericStats {
+  count: number;
+  mean: number;
+  std: number;
+}
+
+/** Every category seen, most frequent first (ties by name); fitSignature keeps the first `maxCategories`. */
+export interface CategoricalStats {
+  categories: string[];
+}
+
+export type FeatureStats = NumericStats | CategoricalStats;
+
+export interface StatsAccumulator {
+  add(row: FeatureRow): void;
+  result(): Record<string, FeatureStats>;
+}
+
+/** One pass, constant memory per numeric feature, one counter per distinct category. */
+export function createStatsAccumulator(inputs: readonly FeatureSpec[]): StatsAccumulator {
+  const numeric = inputs
+    .filter((i) => i.encoding === 'standardize')
+    .map((i) => ({ name: i.name, dtype: i.dtype, count: 0, mean: 0, m2: 0 }));
+  const categorical = inputs.filter((i) => i.encoding === 'one_hot').map((i) => ({ name: i.name, dtype: i.dtype, counts: new Map<string, number>() }));
+  return {
+    add(row) {
+      for (const s of numeric) {
+        const x = readNumber(s.name, s.dtype, row[s.name]);
+        if (x === null) continue;
+        s.count += 1;
+        const delta = x - s.mean;
+        s.mean += delta / s.count;
+        s.m2 += delta * (x - s.mean);
+      }
+      for (const s of categorical) {
+        const key = readCategory(s.name, s.dtype, row[s.name]);
+        if (key !== null) s.counts.set(key, (s.counts.get(key) ?? 0) + 1);
+      }
+    },
+    result() {
+      const out: Record<string, FeatureStats> = {};
+      for (const s of numeric) out[s.name] = { count: s.count, mean: s.mean, std: s.count > 0 ? Math.sqrt(s.m2 / s.count) : 0 };
+      for (const s of categorical) {
+        const categories = [...s.counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([key]) => key);
+        out[s.name] = { categories };
+      }
+      return out;
+    },
+  };
+}
+
+export function computeStats(rows: Iterable<FeatureRow>, inputs: readonly FeatureSpec[]): Record<string, FeatureStats> {
+  const acc = createStatsAccumulator(inputs);
+  for (const row of rows) acc.add(row);
+  return acc.result();
+}
