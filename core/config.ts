@@ -4,7 +4,11 @@
  */
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+
+/** The flights example, resolved against the repository (not the working directory). */
+const DEFAULT_DEFINITIONS = fileURLToPath(new URL('../examples/flights/definitions.ts', import.meta.url));
 
 const port = z.coerce.number().int().min(1).max(65535);
 
@@ -21,6 +25,7 @@ const EnvSchema = z.object({
   FTI_TASK_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]*$/).default(''),
   FTI_TFJS_BACKEND: z.enum(['tensorflow', 'webgpu', 'wasm', 'cpu']).optional(),
   FTI_WORKER_CONCURRENCY: z.coerce.number().int().min(1).optional(),
+  FTI_DEFINITIONS: z.string().min(1).optional(),
 });
 
 export interface FtiConfig {
@@ -41,6 +46,8 @@ export interface FtiConfig {
   taskQueuePrefix: string;
   tfjsBackend: 'tensorflow' | 'webgpu' | 'wasm' | 'cpu' | undefined;
   workerConcurrency: number | undefined;
+  /** Module that default-exports the deployment's definitions (defineProject). */
+  definitionsModule: string;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): FtiConfig {
@@ -63,6 +70,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): FtiConfig {
     taskQueuePrefix: e.FTI_TASK_QUEUE_PREFIX,
     tfjsBackend: e.FTI_TFJS_BACKEND,
     workerConcurrency: e.FTI_WORKER_CONCURRENCY,
+    definitionsModule: e.FTI_DEFINITIONS ? path.resolve(e.FTI_DEFINITIONS) : DEFAULT_DEFINITIONS,
   };
 }
 

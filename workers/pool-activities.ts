@@ -3,19 +3,25 @@
  * bound to their own schema.
  */
 import type { Knex } from 'knex';
+import { createFeatureActivities } from '../activities/feature.ts';
 import { createSystemCheckActivities, createWorkerInfoActivities } from '../activities/system.ts';
 import type { Pool } from '../core/task-queues.ts';
+import type { FtiProject } from '../features/project.ts';
+import { FeatureStore } from '../registry/feature-store/index.ts';
 
 export interface PoolDeps {
   knex: Knex;
   /** Name of the loaded TensorFlow.js backend, recorded by what the pool produces. */
   tfjsBackend: string | null;
+  /** The deployment's definitions (FTI_DEFINITIONS). */
+  project: FtiProject;
 }
 
 export function cpuActivities(deps: PoolDeps) {
   return {
     ...createWorkerInfoActivities({ pool: 'cpu', tfjsBackend: deps.tfjsBackend }),
     ...createSystemCheckActivities({ knex: deps.knex }),
+    ...createFeatureActivities({ store: new FeatureStore(deps.knex), catalog: deps.project.featureGroups }),
   };
 }
 

@@ -9,6 +9,7 @@ import type { Knex } from 'knex';
 import { databaseUrl, loadConfig, type FtiConfig } from '../core/config.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { taskQueue, type Pool } from '../core/task-queues.ts';
+import { loadProject, type FtiProject } from '../features/project.ts';
 import { loadBackend, type LoadedBackend } from '../ml/backend.ts';
 import { createKnex } from '../registry/db.ts';
 import { poolActivities } from './pool-activities.ts';
@@ -22,6 +23,7 @@ export interface PoolWorkerOptions {
   taskQueue: string;
   knex: Knex;
   backend: LoadedBackend | null;
+  project: FtiProject;
   /** A pre-built workflow bundle (tests build one per run); default: bundle at start. */
   workflowBundle?: { codePath: string };
   maxConcurrentActivities?: number;
@@ -29,7 +31,7 @@ export interface PoolWorkerOptions {
 
 /** Builds a Worker for one pool. The caller owns connection and knex. */
 export async function createPoolWorker(options: PoolWorkerOptions): Promise<{ worker: Worker; activities: string[] }> {
-  const activities = poolActivities(options.pool, { knex: options.knex, tfjsBackend: options.backend?.name ?? null });
+  const activities = poolActivities(options.pool, { knex: options.knex, tfjsBackend: options.backend?.name ?? null, project: options.project });
   const workerOptions: WorkerOptions = {
     connection: options.connection,
     namespace: options.namespace,
@@ -53,6 +55,7 @@ export async function runPoolWorker(pool: Pool, config: FtiConfig = loadConfig()
   for (const reason of backend.skipped) log(`tfjs backend skipped: ${reason}`);
   log(`TensorFlow.js backend: ${backend.name} (${backend.package}) on ${backend.device}`);
 
+  const project = await loadProject(config.definitionsModule);
   const connection = await NativeConnection.connect({ address: config.temporalAddress });
   const knex = createKnex({ url: databaseUrl(config), schema: config.schema, applicationName: `fti-worker-${pool}` });
   try {
@@ -63,6 +66,7 @@ export async function runPoolWorker(pool: Pool, config: FtiConfig = loadConfig()
       taskQueue: queue,
       knex,
       backend,
+      project,
       maxConcurrentActivities: config.workerConcurrency,
     });
     log(`polling task queue ${queue}`, {
@@ -72,6 +76,8 @@ export async function runPoolWorker(pool: Pool, config: FtiConfig = loadConfig()
       workflows: pool === 'cpu',
       activities,
       tfjsBackend: backend.name,
+      definitions: config.definitionsModule,
+      featureGroups: project.featureGroups.list().map((g) => `${g.name}@${g.version}`),
     });
     // Worker.run() installs SIGINT/SIGTERM handlers: it stops polling, lets running
     // activities finish (or time out) and then resolves.

@@ -4,19 +4,15 @@
  * (unless one already answers at TEMPORAL_ADDRESS), and one CPU and one GPU worker
  * process. `stop()` takes it down in reverse order.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { FtiConfig } from '../../core/config.ts';
 import type { Logger } from '../../core/log.ts';
-import type { Pool } from '../../core/task-queues.ts';
 import { createKnex, migrate } from '../../registry/db.ts';
 import { isListening } from './ports.ts';
 import { startPostgres, type PostgresHandle } from './postgres.ts';
 import { resolveTemporalCli } from './temporal-cli.ts';
 import { startTemporalDevServer, type DevServer } from './temporal-server.ts';
-
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+import { startWorkerProcess } from './worker-process.ts';
 
 export interface DevStack {
   databaseUrl: string;
@@ -59,9 +55,12 @@ export async function startDevStack(config: FtiConfig, log: Logger, options: Dev
       FTI_TASK_QUEUE_PREFIX: config.taskQueuePrefix,
     };
     if (options.workers !== false) {
+      const workerLog = options.workerLog ?? log;
       for (const pool of ['cpu', 'gpu'] as const) {
-        const worker = await startWorkerProcess(pool, env, options.workerLog ?? log);
-        stops.push(worker.stop);
+        const worker = await startWorkerProcess(pool, { env, detached: true, onLine: (line) => workerLog(`${pool} | ${line}`) });
+        stops.push(async () => {
+          await worker.stop();
+        });
       }
     }
     return { databaseUrl: postgres.url, temporalAddress: address, uiUrl, env, stop };
@@ -94,40 +93,4 @@ async function ensureTemporal(
   });
   stops.push(server.stop);
   return { address: server.address, uiUrl: server.uiUrl };
-}
-
-async function startWorkerProcess(pool: Pool, env: NodeJS.ProcessEnv, log: Logger): Promise<{ stop: () => Promise<void> }> {
-  // detached: a Ctrl-C in the terminal reaches `fti dev` only, which then stops the
-  // workers first (they drain running activities) and the servers after them.
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'workers', `${pool}.ts`)], {
-    cwd: REPO_ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  const ready = new Promise<void>((resolve, reject) => {
-    let seen = '';
-    const onLine = (chunk: Buffer) => {
-      const text = chunk.toString('utf8');
-      seen += text;
-      for (const line of text.split('\n')) if (line.trim()) log(`${pool} | ${line}`);
-      if (/polling task queue/.test(seen)) resolve();
-    };
-    child.stdout?.on('data', onLine);
-    child.stderr?.on('data', onLine);
-    child.once('exit', (code) => reject(new Error(`the ${pool} worker exited (code ${code}) before it started polling`)));
-  });
-  await ready;
-  return {
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-        child.once('exit', () => {
-          clearTimeout(killer);
-          resolve();
-        });
-        child.kill('SIGTERM');
-      }),
-  };
 }

@@ -8,6 +8,7 @@ import { NativeConnection, type Worker } from '@temporalio/worker';
 import type { Knex } from 'knex';
 import { inject } from 'vitest';
 import { taskQueue, type Pool } from '../../core/task-queues.ts';
+import { defineProject, type FtiProject } from '../../features/project.ts';
 import type { LoadedBackend } from '../../ml/backend.ts';
 import { createKnex, migrate } from '../../registry/db.ts';
 import { createPoolWorker } from '../../workers/worker.ts';
@@ -71,7 +72,13 @@ export interface RunningWorker {
 /** An in-process worker for one pool, on the suite's queue, running until stopped. */
 export async function startInProcessWorker(
   pool: Pool,
-  { prefix, knex, backend = null, queue }: { prefix: string; knex: Knex; backend?: LoadedBackend | null; queue?: string },
+  {
+    prefix,
+    knex,
+    backend = null,
+    queue,
+    project = defineProject({ featureGroups: [] }),
+  }: { prefix: string; knex: Knex; backend?: LoadedBackend | null; queue?: string; project?: FtiProject },
 ): Promise<RunningWorker> {
   const connection = await NativeConnection.connect({ address: inject('temporalAddress') });
   const { worker } = await createPoolWorker({
@@ -81,6 +88,7 @@ export async function startInProcessWorker(
     taskQueue: queue ?? taskQueue(pool, prefix),
     knex,
     backend,
+    project,
     workflowBundle: { codePath: inject('workflowBundlePath') },
   });
   const running = worker.run();

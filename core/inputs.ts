@@ -1,0 +1,40 @@
+/**
+ * Workflow inputs: one JSON object each, validated on entry with zod (pure, so the
+ * workflow sandbox can load it). A bad input fails the workflow at once with a
+ * non-retryable FtiInvalidInput error that says what is wrong.
+ */
+import { z } from 'zod';
+import { IDENTIFIER } from './names.ts';
+
+export const identifier = z.string().regex(IDENTIFIER, `must match ${IDENTIFIER.source} (lower-case letters, digits and _, starting with a letter)`);
+
+/** An ISO-8601 timestamp string (the UI and schedules pass text); parsed to a Date by activities. */
+export const isoTime = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO-8601 timestamp such as 2001-06-01T00:00:00Z');
+
+export const SourceSpecSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('parquet'), path: z.string().min(1), timeColumn: z.string().optional() }),
+  z.object({ kind: z.literal('csv'), path: z.string().min(1), delimiter: z.string().length(1).optional() }),
+  z.object({ kind: z.literal('ndjson'), path: z.string().min(1) }),
+  z.object({ kind: z.literal('postgres'), query: z.string().min(1) }),
+  z.object({ kind: z.literal('feature_group'), name: identifier, version: z.number().int().positive() }),
+]);
+export type SourceSpec = z.infer<typeof SourceSpecSchema>;
+
+export const FeaturePipelineInputSchema = z
+  .object({
+    featureGroup: identifier,
+    version: z.number().int().positive().optional(),
+    /** Read this source instead of the definition's (same kind of rows). */
+    source: SourceSpecSchema.optional(),
+    /** Event-time window [start, end): only rows in it are ingested. */
+    start: isoTime.optional(),
+    end: isoTime.optional(),
+  })
+  .strict()
+  .refine((i) => !i.start || !i.end || Date.parse(i.start) < Date.parse(i.end), { message: 'start must be before end', path: ['end'] });
+export type FeaturePipelineInput = z.input<typeof FeaturePipelineInputSchema>;
+
+/** Formats zod issues as one line: `path: message; path: message`. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'input'}: ${i.message}`).join('; ');
+}

@@ -1,0 +1,83 @@
+/**
+ * The flights example: will a US flight (2001, vega-datasets) leave more than 15
+ * minutes late? Two feature groups:
+ *
+ *   flights         one row per flight: route, distance, hour, weekday, and the
+ *                   label `delayed` (delay > 15 min); keyed by flight_id, its row
+ *                   in the source file
+ *   airport_delays  per origin airport, at each departure time t: mean delay,
+ *                   share of delayed flights and number of flights over the past
+ *                   1 h, 2 h, 24 h and 7 d, strictly before t (computed in SQL)
+ */
+import { defineFeatureGroup } from '../../features/definitions.ts';
+import { defineProject } from '../../features/project.ts';
+import { FLIGHTS_3M_PARQUET } from './data.ts';
+
+export const DELAY_THRESHOLD_MINUTES = 15;
+
+export const flights = defineFeatureGroup({
+  name: 'flights',
+  version: 1,
+  description: 'US domestic flights of Jan-Jun 2001, one row per flight, labelled delayed when more than 15 minutes late',
+  entityKeys: ['flight_id'],
+  eventTime: 'event_time',
+  features: {
+    flight_id: 'int',
+    event_time: 'timestamp',
+    origin: 'string',
+    destination: 'string',
+    distance: 'float',
+    delay: 'float',
+    delayed: 'bool',
+    hour: 'int',
+    weekday: 'int',
+  },
+  label: 'delayed',
+  source: { kind: 'parquet', path: FLIGHTS_3M_PARQUET, timeColumn: 'date' },
+  // The file's timestamps are local wall-clock times without a zone; they are kept as UTC.
+  transform: (raw, { rowNumber }) => {
+    const date = raw.date instanceof Date ? raw.date : null;
+    const delay = typeof raw.delay === 'number' ? raw.delay : null;
+    return {
+      flight_id: rowNumber,
+      event_time: date,
+      origin: raw.origin,
+      destination: raw.destination,
+      distance: raw.distance,
+      delay,
+      delayed: delay === null ? null : delay > DELAY_THRESHOLD_MINUTES,
+      hour: date?.getUTCHours() ?? null,
+      weekday: date?.getUTCDay() ?? null,
+    };
+  },
+  online: true,
+  validation: 'quarantine',
+  expectations: [
+    { kind: 'not_null', column: 'origin' },
+    { kind: 'not_null', column: 'destination' },
+    { kind: 'not_null', column: 'delay' },
+    { kind: 'range', column: 'distance', min: 1, max: 6000 },
+    { kind: 'range', column: 'delay', min: -120, max: 3000 },
+  ],
+});
+
+export const airportDelays = defineFeatureGroup({
+  name: 'airport_delays',
+  version: 1,
+  description: 'Rolling departure delays at each origin airport, point-in-time (events strictly before each row)',
+  entityKeys: ['airport'],
+  eventTime: 'event_time',
+  source: { kind: 'feature_group', name: 'flights', version: 1 },
+  aggregation: {
+    groupBy: { airport: 'origin' },
+    windows: ['1h', '2h', '24h', '7d'],
+    metrics: [
+      { name: 'delay_mean', fn: 'avg', column: 'delay' },
+      { name: 'delayed_share', fn: 'avg', column: 'delayed' },
+      { name: 'flights', fn: 'count' },
+    ],
+  },
+  online: true,
+});
+
+export default defineProject({ featureGroups: [flights, airportDelays] });

@@ -1,0 +1,191 @@
+/**
+ * Feature group definitions, written in TypeScript by users:
+ *
+ *   export const flights = defineFeatureGroup({
+ *     name: 'flights', version: 1,
+ *     entityKeys: ['flight_id'], eventTime: 'event_time',
+ *     features: { flight_id: 'int', event_time: 'timestamp', origin: 'string', ... },
+ *     source: { kind: 'parquet', path: '…/flights-3m.parquet' },
+ *     transform: (raw, { rowNumber }) => ({ … }),
+ *     online: true,
+ *     expectations: [notNull('origin'), range('distance', { min: 0 })],
+ *   });
+ *
+ * A derived group computes windowed aggregates of another group in SQL instead of
+ * reading a source (see `aggregation`). Definitions are code; registering one
+ * stores its schema (and a fingerprint of it) in the registry.
+ */
+import crypto from 'node:crypto';
+import { z } from 'zod';
+import { SourceSpecSchema, type SourceSpec } from '../core/inputs.ts';
+import { IDENTIFIER } from '../core/names.ts';
+import { isDuration, type Duration } from './duration.ts';
+import { FEATURE_TYPES, type FeatureRow, type FeatureType } from './schema.ts';
+
+export type { SourceSpec };
+
+export type Expectation =
+  | { kind: 'not_null'; column: string }
+  | { kind: 'range'; column: string; min?: number; max?: number }
+  | { kind: 'allowed_values'; column: string; values: Array<string | number | boolean> }
+  /** At most one row per entity key and event time within a commit. */
+  | { kind: 'unique_key' };
+
+export type AggregateFn = 'avg' | 'sum' | 'count' | 'min' | 'max';
+
+export interface Aggregation {
+  /** Entity keys of the derived group, each taken from a column of the source group. */
+  groupBy: Record<string, string>;
+  /** Window lengths; a feature `<metric>_<window>` is made for each metric and window. */
+  windows: Duration[];
+  metrics: Array<{ name: string; fn: AggregateFn; /** source column; omitted for a row count */ column?: string }>;
+}
+
+export type ValidationPolicy = 'strict' | 'quarantine';
+
+export type RawRow = Record<string, unknown>;
+export type RowTransform = (raw: RawRow, context: { rowNumber: number }) => Record<string, unknown>;
+
+export interface FeatureGroupInput {
+  name: string;
+  version: number;
+  description?: string;
+  entityKeys: string[];
+  eventTime: string;
+  /** Every column: entity keys, event time and features, with their types. Derived from `aggregation` when omitted. */
+  features?: Record<string, FeatureType>;
+  source: SourceSpec;
+  transform?: RowTransform;
+  aggregation?: Aggregation;
+  online?: boolean;
+  expectations?: Expectation[];
+  validation?: ValidationPolicy;
+  /** A feature that is a label (for spines of feature views); informational. */
+  label?: string;
+}
+
+export interface FeatureGroupDefinition extends Required<Omit<FeatureGroupInput, 'description' | 'transform' | 'aggregation' | 'label' | 'features'>> {
+  description: string | undefined;
+  transform: RowTransform | undefined;
+  aggregation: Aggregation | undefined;
+  label: string | undefined;
+  /** Ordered columns: entity keys, event time, then features. */
+  columns: Array<{ name: string; type: FeatureType }>;
+  /** sha256 of the stored schema; a different schema under the same name+version is refused. */
+  fingerprint: string;
+}
+
+const identifier = z.string().regex(IDENTIFIER, `must match ${IDENTIFIER.source}`);
+
+const ExpectationSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('not_null'), column: identifier }),
+  z.object({ kind: z.literal('range'), column: identifier, min: z.number().optional(), max: z.number().optional() }),
+  z.object({ kind: z.literal('allowed_values'), column: identifier, values: z.array(z.union([z.string(), z.number(), z.boolean()])).min(1) }),
+  z.object({ kind: z.literal('unique_key') }),
+]);
+
+const InputSchema = z.object({
+  // Table names are fg_<name>_v<version> plus suffixes, within Postgres' 63 bytes.
+  name: identifier.refine((n) => n.length <= 40, 'feature group names are at most 40 characters'),
+  version: z.number().int().positive().max(9999),
+  description: z.string().optional(),
+  entityKeys: z.array(identifier).min(1),
+  eventTime: identifier,
+  features: z.record(identifier, z.enum(FEATURE_TYPES)).optional(),
+  source: SourceSpecSchema,
+  transform: z.function().optional(),
+  aggregation: z
+    .object({
+      groupBy: z.record(identifier, identifier),
+      windows: z.array(z.string().refine(isDuration, 'windows look like 30m, 2h or 7d')).min(1),
+      metrics: z.array(z.object({ name: identifier, fn: z.enum(['avg', 'sum', 'count', 'min', 'max']), column: identifier.optional() })).min(1),
+    })
+    .optional(),
+  online: z.boolean().default(false),
+  expectations: z.array(ExpectationSchema).default([]),
+  validation: z.enum(['strict', 'quarantine']).default('strict'),
+  label: identifier.optional(),
+});
+
+export function defineFeatureGroup(input: FeatureGroupInput): FeatureGroupDefinition {
+  const parsed = InputSchema.safeParse(input);
+  if (!parsed.success) {
+    throw new TypeError(`feature group ${JSON.stringify(input.name)} v${input.version}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+  }
+  const d = parsed.data;
+  const where = `feature group ${d.name} v${d.version}`;
+  const aggregation = input.aggregation;
+  if ((d.source.kind === 'feature_group') !== (aggregation !== undefined)) {
+    throw new TypeError(`${where}: a feature_group source needs an aggregation, and an aggregation needs a feature_group source`);
+  }
+  const schema = input.features ?? (aggregation ? aggregatedSchema(d.entityKeys, d.eventTime, aggregation, where) : undefined);
+  if (!schema) throw new TypeError(`${where}: features are required`);
+  for (const key of [...d.entityKeys, d.eventTime]) {
+    if (!(key in schema)) throw new TypeError(`${where}: ${key} is not among the features`);
+  }
+  if (schema[d.eventTime] !== 'timestamp') throw new TypeError(`${where}: event time ${d.eventTime} must be a timestamp`);
+  for (const e of d.expectations) {
+    if (e.kind !== 'unique_key' && !(e.column in schema)) throw new TypeError(`${where}: expectation on unknown feature ${e.column}`);
+  }
+  if (d.label && !(d.label in schema)) throw new TypeError(`${where}: label ${d.label} is not among the features`);
+  const reserved = Object.keys(schema).filter((c) => c.startsWith('_'));
+  if (reserved.length) throw new TypeError(`${where}: names starting with _ are reserved (${reserved.join(', ')})`);
+
+  const ordered = [...d.entityKeys, d.eventTime, ...Object.keys(schema).filter((c) => !d.entityKeys.includes(c) && c !== d.eventTime)];
+  const columns = ordered.map((name) => ({ name, type: schema[name] as FeatureType }));
+  return {
+    name: d.name,
+    version: d.version,
+    description: d.description,
+    entityKeys: d.entityKeys,
+    eventTime: d.eventTime,
+    source: d.source as SourceSpec,
+    transform: input.transform,
+    aggregation,
+    online: d.online,
+    expectations: d.expectations,
+    validation: d.validation,
+    label: d.label,
+    columns,
+    fingerprint: fingerprint({ entityKeys: d.entityKeys, eventTime: d.eventTime, columns, online: d.online, aggregation: aggregation ?? null }),
+  };
+}
+
+/** The columns of a derived group: its keys, event time, and `<metric>_<window>` per metric and window. */
+function aggregatedSchema(entityKeys: string[], eventTime: string, aggregation: Aggregation, where: string): Record<string, FeatureType> {
+  for (const key of entityKeys) {
+    if (!(key in aggregation.groupBy)) throw new TypeError(`${where}: entity key ${key} is not in aggregation.groupBy`);
+  }
+  const schema: Record<string, FeatureType> = { [eventTime]: 'timestamp' };
+  for (const key of entityKeys) schema[key] = 'string';
+  for (const metric of aggregation.metrics) {
+    for (const window of aggregation.windows) schema[aggregateFeatureName(metric.name, window)] = metric.fn === 'count' ? 'int' : 'float';
+  }
+  return schema;
+}
+
+export function aggregateFeatureName(metric: string, window: Duration): string {
+  return `${metric}_${window}`;
+}
+
+/** Everything that shapes the stored tables, canonicalised and hashed. */
+function fingerprint(schema: unknown): string {
+  return crypto.createHash('sha256').update(JSON.stringify(schema)).digest('hex');
+}
+
+/** The stored form of a definition: what the registry keeps (no code). */
+export function storedSchema(def: FeatureGroupDefinition): Record<string, unknown> {
+  return {
+    entityKeys: def.entityKeys,
+    eventTime: def.eventTime,
+    columns: def.columns,
+    online: def.online,
+    aggregation: def.aggregation ?? null,
+    expectations: def.expectations,
+    validation: def.validation,
+    label: def.label ?? null,
+    source: def.source,
+  };
+}
+
+export type { FeatureRow, FeatureType };

@@ -1,0 +1,118 @@
+/**
+ * The per-row work of ingestion, between a source and COPY: transform, type every
+ * column, keep rows inside the time window, and encode them as COPY text. A row
+ * that cannot be parsed, transformed or typed is rejected with its reasons; it is
+ * never dropped silently.
+ */
+import { copyValue } from './copy-text.ts';
+import type { FeatureGroupDefinition } from './definitions.ts';
+import { coerce, type FeatureValue } from './schema.ts';
+import { PARSE_ERROR, type RawBatch, type TimeWindow } from './sources/types.ts';
+
+export interface Reject {
+  rowNumber: number;
+  reasons: string[];
+  row: Record<string, unknown>;
+}
+
+export interface IngestCounters {
+  /** Rows inside the window (or not placeable in time because they were rejected). */
+  rowsIn: number;
+  rowsStaged: number;
+  rowsRejected: number;
+  /** Rows read but outside the window. */
+  rowsOutsideWindow: number;
+}
+
+const CHUNK_CHARS = 1 << 18;
+
+/**
+ * Yields COPY text chunks (feature columns in definition order, then _row_number);
+ * rejects are handed to `onRejects` batch by batch, awaited before reading on.
+ */
+export async function* encodeRows(
+  def: FeatureGroupDefinition,
+  batches: AsyncIterable<RawBatch>,
+  window: TimeWindow,
+  counters: IngestCounters,
+  onRejects: (rejects: Reject[]) => Promise<void>,
+  onBatch: () => void = () => {},
+): AsyncGenerator<string> {
+  const columns = def.columns;
+  const required = new Set([...def.entityKeys, def.eventTime]);
+  const eventTimeIndex = columns.findIndex((c) => c.name === def.eventTime);
+  const startMs = window.start?.getTime() ?? -Infinity;
+  const endMs = window.end?.getTime() ?? Infinity;
+  const values: FeatureValue[] = new Array(columns.length);
+  let chunk = '';
+
+  for await (const batch of batches) {
+    const rejects: Reject[] = [];
+    for (let i = 0; i < batch.rows.length; i++) {
+      const raw = batch.rows[i] as RawBatch['rows'][number];
+      const rowNumber = batch.firstRowNumber + i;
+      const parseError = raw[PARSE_ERROR];
+      if (parseError !== undefined) {
+        counters.rowsIn++;
+        rejects.push({ rowNumber, reasons: [`row: ${parseError}`], row: {} });
+        continue;
+      }
+      let row: Record<string, unknown>;
+      try {
+        row = def.transform ? def.transform(raw, { rowNumber }) : raw;
+      } catch (err) {
+        counters.rowsIn++;
+        rejects.push({ rowNumber, reasons: [`row: transform failed: ${(err as Error).message}`], row: jsonSafe(raw) });
+        continue;
+      }
+      let reasons: string[] | undefined;
+      for (let c = 0; c < columns.length; c++) {
+        const column = columns[c] as (typeof columns)[number];
+        const typed = coerce(row[column.name], column.type);
+        if (!typed.ok) {
+          (reasons ??= []).push(`${column.name}: ${typed.reason}`);
+          values[c] = null;
+        } else {
+          if (typed.value === null && required.has(column.name)) (reasons ??= []).push(`${column.name}: must not be null (${column.name === def.eventTime ? 'event time' : 'entity key'})`);
+          values[c] = typed.value;
+        }
+      }
+      const time = values[eventTimeIndex];
+      if (time instanceof Date) {
+        const t = time.getTime();
+        if (t < startMs || t >= endMs) {
+          counters.rowsOutsideWindow++;
+          continue;
+        }
+      }
+      counters.rowsIn++;
+      if (reasons) {
+        rejects.push({ rowNumber, reasons, row: jsonSafe(row) });
+        continue;
+      }
+      let line = '';
+      for (let c = 0; c < values.length; c++) line += `${copyValue(values[c] as FeatureValue)}\t`;
+      chunk += `${line}${rowNumber}\n`;
+      counters.rowsStaged++;
+      if (chunk.length >= CHUNK_CHARS) {
+        yield chunk;
+        chunk = '';
+      }
+    }
+    if (rejects.length) {
+      counters.rowsRejected += rejects.length;
+      await onRejects(rejects);
+    }
+    onBatch();
+  }
+  if (chunk) yield chunk;
+}
+
+/** A row as JSON can keep it (bigints as strings, dates as ISO text). */
+function jsonSafe(row: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(row)) {
+    out[k] = typeof v === 'bigint' ? v.toString() : v instanceof Date ? (Number.isFinite(v.getTime()) ? v.toISOString() : String(v)) : v;
+  }
+  return out;
+}

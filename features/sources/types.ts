@@ -1,0 +1,32 @@
+import type { RawRow } from '../definitions.ts';
+
+/** A slice of a source that one activity reads: the unit of fan-out and of retry. */
+export interface SourcePartition {
+  index: number;
+  /** First and one-past-last source row numbers, where the source knows them. */
+  rowStart?: number;
+  rowEnd?: number;
+}
+
+/** A row that could not even be parsed; it is rejected with this reason. */
+export const PARSE_ERROR = Symbol('parseError');
+export type ParsedRow = RawRow & { [PARSE_ERROR]?: string };
+
+/** Consecutive source rows: row i has row number `firstRowNumber + i`. */
+export interface RawBatch {
+  firstRowNumber: number;
+  rows: ParsedRow[];
+}
+
+export interface TimeWindow {
+  start?: Date;
+  end?: Date;
+}
+
+export interface Source {
+  /** The partitions to read (one for sources that stream sequentially). */
+  partitions(window: TimeWindow): Promise<SourcePartition[]>;
+  read(partition: SourcePartition, window: TimeWindow): AsyncIterable<RawBatch>;
+}
+
+export const BATCH_ROWS = 20_000;

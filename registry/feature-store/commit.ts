@@ -1,0 +1,259 @@
+/**
+ * "Make visible": the one transaction that turns a commit attempt's staged rows
+ * into a commit, or fails it leaving the store as it was.
+ *
+ *   1. expectations      rows failing them go to feature_rejects with reasons
+ *   2. duplicates        one row per entity key + event time (a unique index on the
+ *                        commit's table; duplicates are rejected, the last row wins
+ *                        unless the group expects unique keys)
+ *   strict policy: any rejected row fails the attempt here; nothing becomes visible
+ *   3. statistics        per feature, over the commit's valid rows
+ *   4. overlap           rows already visible unchanged are dropped from the commit
+ *                        (a re-run adds nothing); changed rows supersede the old
+ *                        ones, which move to the history table (time travel)
+ *   5. attach            the commit's table becomes a partition of the offline table
+ *   6. online            latest row per entity upserted; an older (late) row never
+ *                        overwrites a newer one
+ */
+import type { Knex } from 'knex';
+import { FtiError, FailureType } from '../../core/errors.ts';
+import type { Expectation, ValidationPolicy } from '../../features/definitions.ts';
+import type { FeatureType } from '../../features/schema.ts';
+import { transaction } from '../db.ts';
+import { col, cols, id, ids, join, kw, raw, sql, type Sql } from '../sql.ts';
+import { toFeatureCommit, type FeatureCommit, type FeatureCommitRow, type ValidationReport } from './commits.ts';
+import { reasonsExpression } from './expectations.ts';
+import { computeStatistics, storeStatistics } from './statistics.ts';
+import { attachCommitTable, dropCommitTable, featureColumns, groupTables, valueColumns, type GroupShape } from './tables.ts';
+
+export interface CommitRules {
+  expectations: Expectation[];
+  validation: ValidationPolicy;
+}
+
+export type CommitOutcome = { ok: true; commit: FeatureCommit } | { ok: false; commit: FeatureCommit; report: ValidationReport };
+
+const SAMPLE_REJECTS = 20;
+
+export async function commitStaged(knex: Knex, group: GroupShape & { id: number }, rules: CommitRules, commitId: number): Promise<CommitOutcome> {
+  return transaction(knex, async (trx) => {
+    // Commits of one group are serialised: each sees the previous one's rows.
+    await trx.raw('select pg_advisory_xact_lock(hashtext(?))', [`fti.feature_commit:${group.id}`]);
+    const current = await trx<FeatureCommitRow>('feature_commits').where({ id: commitId }).forUpdate().first();
+    if (!current) throw new FtiError(FailureType.NotFound, `feature commit ${commitId} does not exist`);
+    if (current.feature_group_id !== group.id) throw new FtiError(FailureType.Conflict, `commit ${commitId} belongs to another feature group`);
+    // A retry after a successful commit returns the same commit.
+    if (current.status === 'committed') return { ok: true, commit: toFeatureCommit(current) };
+    if (current.status === 'failed') {
+      return { ok: false, commit: toFeatureCommit(current), report: current.validation_report ?? emptyReport(rules.validation) };
+    }
+
+    const t = groupTables(group.name, group.version);
+    const stage = t.commit(commitId);
+    const types = Object.fromEntries(group.columns.map((c) => [c.name, c.type])) as Record<string, FeatureType>;
+    // Sorts, hashes and index builds of big commits stay in memory (this transaction only).
+    await trx.raw(`select set_config('work_mem', '256MB', true), set_config('maintenance_work_mem', '512MB', true)`);
+
+    const typeRejects = await countRejects(trx, commitId);
+    const staged = await countRows(trx, stage);
+
+    // 1. expectations
+    const reasons = reasonsExpression(rules.expectations, types);
+    if (reasons) {
+      await raw(
+        trx,
+        sql`insert into feature_rejects (commit_id, row_number, reasons, row)
+            select ${commitId}, _row_number, reasons, to_jsonb(s) - '_commit_id' - '_row_number' - 'reasons'
+            from (select *, ${reasons} as reasons from ${id(stage)}) s
+            where cardinality(reasons) > 0
+            on conflict do nothing`,
+      );
+    }
+    // 2. duplicates (the unique index is wanted for the partition anyway)
+    await rejectDuplicates(trx, group, stage, commitId, rules.expectations.some((e) => e.kind === 'unique_key'));
+
+    const rejected = await countRejects(trx, commitId);
+    const rowsIn = staged + typeRejects;
+    if (rejected > 0 && rules.validation === 'strict') {
+      const report = await buildReport(trx, commitId, rules.validation, rowsIn, rejected);
+      const [failed] = await trx<FeatureCommitRow>('feature_commits')
+        .where({ id: commitId })
+        .update({ status: 'failed', rows_in: rowsIn, rows_rejected: rejected, validation_report: JSON.stringify(report) as unknown as ValidationReport, error: `${rejected} of ${rowsIn} rows failed validation (strict)`, finished_at: trx.fn.now() as unknown as Date })
+        .returning('*');
+      await dropCommitTable(trx, group, commitId);
+      return { ok: false, commit: toFeatureCommit(failed as FeatureCommitRow), report };
+    }
+    if (rejected > typeRejects) {
+      await raw(trx, sql`delete from ${id(stage)} s using feature_rejects r where r.commit_id = ${commitId} and r.row_number = s._row_number`);
+    }
+    const rowsValid = rowsIn - rejected;
+
+    // 3. statistics of the commit's valid rows
+    await storeStatistics(trx, commitId, await computeStatistics(trx, stage, group.columns));
+    const range = ((await raw(trx, sql`select min(${id(group.eventTime)}) as lo, max(${id(group.eventTime)}) as hi from ${id(stage)}`)) as { rows: Array<{ lo: Date | null; hi: Date | null }> }).rows[0];
+
+    // 4. overlap with what is already visible
+    const { unchanged, updated } = range?.lo && range.hi ? await supersede(trx, group, stage, commitId, range.lo, range.hi) : { unchanged: 0, updated: 0 };
+    const inserted = rowsValid - unchanged - updated;
+
+    // 5. attach (or drop an empty commit table)
+    if (rowsValid - unchanged > 0) await attachCommitTable(trx, group, commitId);
+    else await dropCommitTable(trx, group, commitId);
+
+    // 6. online store
+    if (group.online && rowsValid - unchanged > 0) await upsertOnline(trx, group, stage);
+
+    const report = await buildReport(trx, commitId, rules.validation, rowsIn, rejected);
+    const [committed] = await trx<FeatureCommitRow>('feature_commits')
+      .where({ id: commitId })
+      .update({
+        status: 'committed',
+        rows_in: rowsIn,
+        rows_committed: rowsValid,
+        rows_inserted: inserted,
+        rows_updated: updated,
+        rows_unchanged: unchanged,
+        rows_rejected: rejected,
+        min_event_time: range?.lo ?? null,
+        max_event_time: range?.hi ?? null,
+        validation_report: JSON.stringify(report) as unknown as ValidationReport,
+        finished_at: trx.fn.now() as unknown as Date,
+      })
+      .returning('*');
+    return { ok: true, commit: toFeatureCommit(committed as FeatureCommitRow) };
+  });
+}
+
+/** Marks an attempt failed (e.g. the workflow gave up) and drops its staged rows. */
+export async function abortCommit(knex: Knex, group: GroupShape, commitId: number, error: string): Promise<void> {
+  await transaction(knex, async (trx) => {
+    const updated = await trx('feature_commits').where({ id: commitId, status: 'staging' }).update({ status: 'failed', error, finished_at: trx.fn.now() });
+    if (updated) await dropCommitTable(trx, group, commitId);
+  });
+}
+
+async function countRows(knex: Knex, table: string): Promise<number> {
+  const result = (await raw(knex, sql`select count(*)::bigint as n from ${id(table)}`)) as { rows: Array<{ n: number }> };
+  return result.rows[0]?.n ?? 0;
+}
+
+async function countRejects(knex: Knex, commitId: number): Promise<number> {
+  const row = await knex('feature_rejects').where({ commit_id: commitId }).count<{ n: string | number }[]>({ n: '*' }).first();
+  return Number(row?.n ?? 0);
+}
+
+/**
+ * Builds the commit table's unique (keys, event time) index. Duplicates make it
+ * fail; then they are rejected (all of them when keys must be unique, else all but
+ * the last by source row) and the index is built again.
+ */
+async function rejectDuplicates(trx: Knex.Transaction, group: GroupShape, stage: string, commitId: number, keysMustBeUnique: boolean): Promise<void> {
+  const key = [...group.entityKeys, group.eventTime];
+  const createIndex = sql`create unique index ${id(`${stage}_key`)} on ${id(stage)} (${ids(key)})`;
+  const savepoint = await trx.transaction();
+  try {
+    await raw(savepoint, createIndex);
+    await savepoint.commit();
+    return;
+  } catch (err) {
+    await savepoint.rollback().catch(() => {});
+    if ((err as { code?: string }).code !== '23505') throw err;
+  }
+  const keyText = join(key.map((k) => sql`${id(k)}::text`), ` || ', ' || `);
+  const reason = keysMustBeUnique
+    ? sql`'key: duplicate entity key and event time (' || ${keyText} || '), which must be unique'`
+    : sql`'key: superseded by row ' || last_row || ' with the same entity key and event time (' || ${keyText} || ')'`;
+  await raw(
+    trx,
+    sql`insert into feature_rejects (commit_id, row_number, reasons, row)
+        select ${commitId}, _row_number, array[${reason}], to_jsonb(d) - '_commit_id' - '_row_number' - 'n' - 'last_row'
+        from (select *, count(*) over k as n, max(_row_number) over k as last_row from ${id(stage)} window k as (partition by ${ids(key)})) d
+        where n > 1 and (${keysMustBeUnique} or _row_number < last_row)
+        on conflict do nothing`,
+  );
+  await raw(trx, sql`delete from ${id(stage)} s using feature_rejects r where r.commit_id = ${commitId} and r.row_number = s._row_number`);
+  await raw(trx, createIndex);
+}
+
+/**
+ * Rows of this commit that are already visible with the same values are dropped
+ * from it (unchanged); visible rows whose values differ move to the history table,
+ * superseded by this commit (updated). Only runs when the time ranges overlap.
+ */
+async function supersede(trx: Knex.Transaction, group: GroupShape & { id: number }, stage: string, commitId: number, lo: Date, hi: Date): Promise<{ unchanged: number; updated: number }> {
+  const overlaps = await trx('feature_commits')
+    .where({ feature_group_id: group.id, status: 'committed' })
+    .andWhere('min_event_time', '<=', hi)
+    .andWhere('max_event_time', '>=', lo)
+    .first();
+  if (!overlaps) return { unchanged: 0, updated: 0 };
+  const t = groupTables(group.name, group.version);
+  const key = [...group.entityKeys, group.eventTime];
+  const match = join(key.map((k) => sql`${col('o', k)} = ${col('s', k)}`), ' and ');
+  const values = valueColumns(group);
+  const same = values.length ? sql`(${cols('o', values)}) is not distinct from (${cols('s', values)})` : kw('true');
+  const unchanged = (await raw(
+    trx,
+    sql`with gone as (delete from ${id(stage)} s using ${id(t.offline)} o where ${match} and ${same} returning 1) select count(*)::bigint as n from gone`,
+  )) as { rows: Array<{ n: number }> };
+  const all = [...featureColumns(group), '_commit_id', '_row_number'];
+  const updated = (await raw(
+    trx,
+    sql`with moved as (delete from ${id(t.offline)} o using ${id(stage)} s where ${match} returning ${cols('o', all)})
+        , kept as (insert into ${id(t.history)} (${ids(all)}, _superseded_by) select ${ids(all)}, ${commitId} from moved returning 1)
+        select count(*)::bigint as n from kept`,
+  )) as { rows: Array<{ n: number }> };
+  return { unchanged: unchanged.rows[0]?.n ?? 0, updated: updated.rows[0]?.n ?? 0 };
+}
+
+/**
+ * Latest row per entity from this commit into the online table. An empty online
+ * table (a first load) is filled in bulk and indexed afterwards, which is several
+ * times faster than maintaining the primary key row by row.
+ */
+async function upsertOnline(trx: Knex.Transaction, group: GroupShape, stage: string): Promise<void> {
+  const t = groupTables(group.name, group.version);
+  const columns = [...featureColumns(group), '_commit_id'];
+  const keys = group.entityKeys;
+  // Newest first per entity; among equal event times the later source row wins.
+  const latest: Sql = sql`select distinct on (${ids(keys)}) ${ids(columns)} from ${id(stage)} order by ${ids(keys)}, ${id(group.eventTime)} desc, _row_number desc`;
+  const empty = ((await raw(trx, sql`select not exists (select 1 from ${id(t.online)}) as empty`)) as { rows: Array<{ empty: boolean }> }).rows[0]?.empty;
+  if (empty) {
+    const pk = ((await trx.raw(`select conname from pg_constraint where conrelid = ?::regclass and contype = 'p'`, [t.online])) as { rows: Array<{ conname: string }> }).rows[0]?.conname;
+    if (pk) await raw(trx, sql`alter table ${id(t.online)} drop constraint ${id(pk)}`);
+    await raw(trx, sql`insert into ${id(t.online)} (${ids(columns)}) ${latest}`);
+    await raw(trx, sql`alter table ${id(t.online)} add primary key (${ids(keys)})`);
+    return;
+  }
+  const updates = join(
+    columns.filter((c) => !keys.includes(c)).map((c) => sql`${id(c)} = excluded.${id(c)}`),
+    ', ',
+  );
+  await raw(
+    trx,
+    sql`insert into ${id(t.online)} as cur (${ids(columns)}) ${latest}
+        on conflict (${ids(keys)}) do update set ${updates}
+        where cur.${id(group.eventTime)} <= excluded.${id(group.eventTime)}`,
+  );
+}
+
+async function buildReport(knex: Knex, commitId: number, policy: ValidationPolicy, rowsIn: number, rejected: number): Promise<ValidationReport> {
+  // Every reason starts with the column (or `key`, `row`) it is about.
+  const reasons = (await knex.raw(
+    `select split_part(reason, ':', 1) as kind, count(*)::bigint as n
+     from feature_rejects, unnest(reasons) as reason where commit_id = ? group by 1 order by 2 desc limit 50`,
+    [commitId],
+  )) as { rows: Array<{ kind: string; n: number }> };
+  const sample = await knex('feature_rejects').where({ commit_id: commitId }).orderBy('row_number').limit(SAMPLE_REJECTS);
+  return {
+    policy,
+    rowsIn,
+    rowsRejected: rejected,
+    reasons: Object.fromEntries(reasons.rows.map((r) => [r.kind, Number(r.n)])),
+    sample: sample.map((r: { row_number: number; reasons: string[]; row: Record<string, unknown> }) => ({ rowNumber: Number(r.row_number), reasons: r.reasons, row: r.row })),
+  };
+}
+
+function emptyReport(policy: ValidationPolicy): ValidationReport {
+  return { policy, rowsIn: 0, rowsRejected: 0, reasons: {}, sample: [] };
+}

@@ -1,0 +1,147 @@
+/** Commit attempts: created when a run is planned, committed or failed at its end. */
+import type { Knex } from 'knex';
+import { FtiError, FailureType } from '../../core/errors.ts';
+import { createCommitTable, type GroupShape } from './tables.ts';
+
+export type CommitStatus = 'staging' | 'committed' | 'failed';
+
+export interface SourceCommit {
+  featureGroup: string;
+  version: number;
+  commitId: number;
+}
+
+export interface ValidationReport {
+  policy: 'strict' | 'quarantine';
+  rowsIn: number;
+  rowsRejected: number;
+  /** Rejection reasons counted by what they are about: a column, `key` or `row`. */
+  reasons: Record<string, number>;
+  /** The first rejected rows with their reasons. */
+  sample: Array<{ rowNumber: number; reasons: string[]; row: Record<string, unknown> }>;
+}
+
+export interface FeatureCommit {
+  id: number;
+  featureGroupId: number;
+  status: CommitStatus;
+  idempotencyKey: string;
+  workflowId: string | null;
+  runId: string | null;
+  windowStart: Date | null;
+  windowEnd: Date | null;
+  rowsIn: number;
+  rowsCommitted: number;
+  rowsInserted: number;
+  rowsUpdated: number;
+  rowsUnchanged: number;
+  rowsRejected: number;
+  minEventTime: Date | null;
+  maxEventTime: Date | null;
+  sourceCommits: SourceCommit[];
+  validationReport: ValidationReport | null;
+  error: string | null;
+  createdAt: Date;
+  finishedAt: Date | null;
+}
+
+export interface FeatureCommitRow {
+  id: number;
+  feature_group_id: number;
+  status: CommitStatus;
+  idempotency_key: string;
+  workflow_id: string | null;
+  run_id: string | null;
+  window_start: Date | null;
+  window_end: Date | null;
+  rows_in: number;
+  rows_committed: number;
+  rows_inserted: number;
+  rows_updated: number;
+  rows_unchanged: number;
+  rows_rejected: number;
+  min_event_time: Date | null;
+  max_event_time: Date | null;
+  source_commits: SourceCommit[];
+  validation_report: ValidationReport | null;
+  error: string | null;
+  created_at: Date;
+  finished_at: Date | null;
+}
+
+export function toFeatureCommit(row: FeatureCommitRow): FeatureCommit {
+  return {
+    id: row.id,
+    featureGroupId: row.feature_group_id,
+    status: row.status,
+    idempotencyKey: row.idempotency_key,
+    workflowId: row.workflow_id,
+    runId: row.run_id,
+    windowStart: row.window_start,
+    windowEnd: row.window_end,
+    rowsIn: row.rows_in,
+    rowsCommitted: row.rows_committed,
+    rowsInserted: row.rows_inserted,
+    rowsUpdated: row.rows_updated,
+    rowsUnchanged: row.rows_unchanged,
+    rowsRejected: row.rows_rejected,
+    minEventTime: row.min_event_time,
+    maxEventTime: row.max_event_time,
+    sourceCommits: row.source_commits,
+    validationReport: row.validation_report,
+    error: row.error,
+    createdAt: row.created_at,
+    finishedAt: row.finished_at,
+  };
+}
+
+export interface BeginCommitInput {
+  idempotencyKey: string;
+  workflowId?: string;
+  runId?: string;
+  windowStart?: Date;
+  windowEnd?: Date;
+  sourceCommits?: SourceCommit[];
+}
+
+/**
+ * Creates (or, for the same idempotency key, finds) a commit attempt and its
+ * staging table. An activity retry therefore continues the same attempt.
+ */
+export async function beginCommit(knex: Knex, group: GroupShape & { id: number }, input: BeginCommitInput): Promise<FeatureCommit> {
+  const [row] = await knex<FeatureCommitRow>('feature_commits')
+    .insert({
+      feature_group_id: group.id,
+      idempotency_key: input.idempotencyKey,
+      status: 'staging',
+      workflow_id: input.workflowId ?? null,
+      run_id: input.runId ?? null,
+      window_start: input.windowStart ?? null,
+      window_end: input.windowEnd ?? null,
+      source_commits: JSON.stringify(input.sourceCommits ?? []) as unknown as SourceCommit[],
+    })
+    .onConflict(['feature_group_id', 'idempotency_key'])
+    .merge(['idempotency_key'])
+    .returning('*');
+  if (!row) throw new Error('insert into feature_commits returned no row');
+  if (row.status === 'staging') await createCommitTable(knex, group, row.id);
+  return toFeatureCommit(row);
+}
+
+export async function getCommit(knex: Knex, commitId: number): Promise<FeatureCommit> {
+  const row = await knex<FeatureCommitRow>('feature_commits').where({ id: commitId }).first();
+  if (!row) throw new FtiError(FailureType.NotFound, `feature commit ${commitId} does not exist`);
+  return toFeatureCommit(row);
+}
+
+export async function listCommits(knex: Knex, featureGroupId: number, { status }: { status?: CommitStatus } = {}): Promise<FeatureCommit[]> {
+  const query = knex<FeatureCommitRow>('feature_commits').where({ feature_group_id: featureGroupId }).orderBy('id');
+  if (status) void query.andWhere({ status });
+  return (await query).map(toFeatureCommit);
+}
+
+/** The newest committed commit of a group, if any. */
+export async function latestCommit(knex: Knex, featureGroupId: number): Promise<FeatureCommit | undefined> {
+  const row = await knex<FeatureCommitRow>('feature_commits').where({ feature_group_id: featureGroupId, status: 'committed' }).orderBy('id', 'desc').first();
+  return row ? toFeatureCommit(row) : undefined;
+}

@@ -1,0 +1,147 @@
+/**
+ * Per-commit statistics of every feature, computed in SQL over the commit's rows:
+ * count, nulls, mean, std, min, max and a 10-bin histogram for numbers, booleans
+ * and times; count, nulls, distinct count and the most frequent values for text.
+ */
+import type { Knex } from 'knex';
+import type { FeatureType } from '../../features/schema.ts';
+import { id, join, raw, sql, type Sql } from '../sql.ts';
+
+export interface FeatureStatistics {
+  feature: string;
+  type: FeatureType;
+  count: number;
+  nulls: number;
+  mean: number | null;
+  std: number | null;
+  min: number | null;
+  max: number | null;
+  distinctCount: number | null;
+  /** Numeric: equal-width bins [{ lo, hi, count }]; text: the top values [{ value, count }]. */
+  histogram: Array<{ lo: number; hi: number; count: number }> | Array<{ value: string; count: number }> | null;
+}
+
+const BINS = 10;
+
+/** A numeric view of a column: numbers as is, booleans as 0/1, times as epoch seconds. */
+function numeric(column: string, type: FeatureType): Sql {
+  if (type === 'bool') return sql`(${id(column)})::int`;
+  if (type === 'timestamp') return sql`extract(epoch from ${id(column)})`;
+  return sql`(${id(column)})::double precision`;
+}
+
+export async function computeStatistics(knex: Knex, table: string, columns: Array<{ name: string; type: FeatureType }>): Promise<FeatureStatistics[]> {
+  const numericColumns = columns.filter((c) => c.type !== 'string');
+  const textColumns = columns.filter((c) => c.type === 'string');
+  const out: FeatureStatistics[] = [];
+
+  const countRow = (await raw(knex, sql`select count(*)::bigint as n from ${id(table)}`)) as { rows: Array<{ n: number }> };
+  const total = countRow.rows[0]?.n ?? 0;
+
+  if (numericColumns.length) {
+    const parts = numericColumns.flatMap((c, i) => {
+      const x = numeric(c.name, c.type);
+      return [
+        sql`count(${id(c.name)})::bigint as ${id(`c${i}`)}`,
+        sql`avg(${x})::double precision as ${id(`a${i}`)}`,
+        sql`stddev_samp(${x})::double precision as ${id(`s${i}`)}`,
+        sql`min(${x})::double precision as ${id(`l${i}`)}`,
+        sql`max(${x})::double precision as ${id(`h${i}`)}`,
+      ];
+    });
+    const summary = ((await raw(knex, sql`select ${join(parts, ', ')} from ${id(table)}`)) as { rows: Array<Record<string, number | null>> }).rows[0] ?? {};
+    const bins: Sql[] = [];
+    const ranges = numericColumns.map((c, i) => ({ column: c, lo: summary[`l${i}`] ?? null, hi: summary[`h${i}`] ?? null }));
+    ranges.forEach(({ column, lo, hi }, i) => {
+      if (lo === null || hi === null) return;
+      const width = hi > lo ? (hi - lo) / BINS : 1;
+      // Bucket k (0-based) holds [lo + k*width, lo + (k+1)*width); the maximum goes in the last one.
+      bins.push(
+        sql`array[${join(
+          Array.from({ length: BINS }, (_, k) =>
+            sql`count(*) filter (where least(floor((${numeric(column.name, column.type)} - ${lo}::double precision) / ${width}::double precision), ${BINS - 1}) = ${k})`,
+          ),
+          ', ',
+        )}]::bigint[] as ${id(`b${i}`)}`,
+      );
+    });
+    const histograms = bins.length ? (((await raw(knex, sql`select ${join(bins, ', ')} from ${id(table)}`)) as { rows: Array<Record<string, number[]>> }).rows[0] ?? {}) : {};
+    ranges.forEach(({ column, lo, hi }, i) => {
+      const count = Number(summary[`c${i}`] ?? 0);
+      const counts = histograms[`b${i}`];
+      const width = lo !== null && hi !== null && hi > lo ? (hi - lo) / BINS : 1;
+      out.push({
+        feature: column.name,
+        type: column.type,
+        count,
+        nulls: total - count,
+        mean: summary[`a${i}`] ?? null,
+        std: summary[`s${i}`] ?? null,
+        min: lo,
+        max: hi,
+        distinctCount: null,
+        histogram: counts && lo !== null ? counts.map((n, k) => ({ lo: lo + k * width, hi: lo + (k + 1) * width, count: Number(n) })) : null,
+      });
+    });
+  }
+
+  for (const c of textColumns) {
+    const result = (await raw(
+      knex,
+      sql`select ${id(c.name)} as value, count(*)::bigint as n, count(*) over ()::bigint as distinct_count from ${id(table)} where ${id(c.name)} is not null group by 1 order by 2 desc, 1 limit 10`,
+    )) as { rows: Array<{ value: string; n: number; distinct_count: number }> };
+    const nonNull = ((await raw(knex, sql`select count(${id(c.name)})::bigint as n from ${id(table)}`)) as { rows: Array<{ n: number }> }).rows[0]?.n ?? 0;
+    out.push({
+      feature: c.name,
+      type: c.type,
+      count: nonNull,
+      nulls: total - nonNull,
+      mean: null,
+      std: null,
+      min: null,
+      max: null,
+      distinctCount: result.rows[0]?.distinct_count ?? 0,
+      histogram: result.rows.map((r) => ({ value: r.value, count: r.n })),
+    });
+  }
+  return out;
+}
+
+export async function storeStatistics(knex: Knex, commitId: number, stats: FeatureStatistics[]): Promise<void> {
+  if (stats.length === 0) return;
+  await knex('feature_statistics')
+    .insert(
+      stats.map((s) => ({
+        commit_id: commitId,
+        feature: s.feature,
+        type: s.type,
+        count: s.count,
+        nulls: s.nulls,
+        mean: s.mean,
+        std: s.std,
+        min: s.min,
+        max: s.max,
+        distinct_count: s.distinctCount,
+        histogram: s.histogram ? JSON.stringify(s.histogram) : null,
+      })),
+    )
+    .onConflict(['commit_id', 'feature'])
+    .merge();
+}
+
+export async function getStatistics(knex: Knex, commitId: number): Promise<FeatureStatistics[]> {
+  const rows = await knex('feature_statistics').where({ commit_id: commitId }).orderBy('feature');
+  return rows.map((r: Record<string, unknown>) => ({
+    feature: r.feature as string,
+    type: r.type as FeatureType,
+    count: Number(r.count),
+    nulls: Number(r.nulls),
+    mean: r.mean as number | null,
+    std: r.std as number | null,
+    min: r.min as number | null,
+    max: r.max as number | null,
+    distinctCount: r.distinct_count === null ? null : Number(r.distinct_count),
+    histogram: r.histogram as FeatureStatistics['histogram'],
+  }));
+}
+

@@ -1,0 +1,108 @@
+/**
+ * The tables of one feature group version, and their DDL:
+ *
+ *   fg_<name>_v<version>            offline store, partitioned by RANGE (_commit_id):
+ *                                   one partition per commit, attached when it commits
+ *   fg_<name>_v<version>__c<commit> a commit's rows: its staging table while the
+ *                                   pipeline writes, then the attached partition
+ *   fg_<name>_v<version>__hist      rows superseded by a later commit (time travel)
+ *   fg_<name>_v<version>__online    latest row per entity (online-enabled groups)
+ *
+ * Every offline row carries `_commit_id` (the commit that wrote it) and
+ * `_row_number` (its row in the source), so any feature row traces to its input.
+ */
+import type { Knex } from 'knex';
+import type { FeatureGroupDefinition } from '../../features/definitions.ts';
+import { PG_TYPE } from '../../features/schema.ts';
+import { id, int, join, kw, raw, sql, type Sql } from '../sql.ts';
+
+export interface GroupTables {
+  offline: string;
+  history: string;
+  online: string;
+  commit(commitId: number): string;
+}
+
+export function groupTables(name: string, version: number): GroupTables {
+  const base = `fg_${name}_v${version}`;
+  return {
+    offline: base,
+    history: `${base}__hist`,
+    online: `${base}__online`,
+    commit: (commitId) => `${base}__c${commitId}`,
+  };
+}
+
+/** The stored shape of a group that the SQL needs (from a definition or the registry row). */
+export interface GroupShape {
+  name: string;
+  version: number;
+  entityKeys: string[];
+  eventTime: string;
+  columns: Array<{ name: string; type: keyof typeof PG_TYPE }>;
+  online: boolean;
+}
+
+export function shapeOf(def: FeatureGroupDefinition): GroupShape {
+  return { name: def.name, version: def.version, entityKeys: def.entityKeys, eventTime: def.eventTime, columns: def.columns, online: def.online };
+}
+
+export function featureColumns(shape: GroupShape): string[] {
+  return shape.columns.map((c) => c.name);
+}
+
+/** Columns that are neither keys nor the event time. */
+export function valueColumns(shape: GroupShape): string[] {
+  return shape.columns.map((c) => c.name).filter((c) => !shape.entityKeys.includes(c) && c !== shape.eventTime);
+}
+
+function columnDefs(shape: GroupShape, extra: Sql[]): Sql {
+  const defs = shape.columns.map((c) => sql`${id(c.name)} ${kw(PG_TYPE[c.type])}${shape.entityKeys.includes(c.name) || c.name === shape.eventTime ? kw(' not null') : kw('')}`);
+  return join([...defs, ...extra], ', ');
+}
+
+/** Creates the group's tables if they do not exist (idempotent). */
+export async function ensureGroupTables(knex: Knex, shape: GroupShape): Promise<void> {
+  const t = groupTables(shape.name, shape.version);
+  const keyAndTime = [...shape.entityKeys, shape.eventTime];
+  await raw(
+    knex,
+    sql`create table if not exists ${id(t.offline)} (${columnDefs(shape, [kw('_commit_id bigint not null'), kw('_row_number bigint not null')])}) partition by range (_commit_id)`,
+  );
+  await raw(
+    knex,
+    sql`create table if not exists ${id(t.history)} (${columnDefs(shape, [kw('_commit_id bigint not null'), kw('_row_number bigint not null'), kw('_superseded_by bigint not null')])})`,
+  );
+  await raw(knex, sql`create index if not exists ${id(`${t.history}_key`)} on ${id(t.history)} (${join(keyAndTime.map(id), ', ')})`);
+  if (shape.online) {
+    await raw(
+      knex,
+      sql`create table if not exists ${id(t.online)} (${columnDefs(shape, [kw('_commit_id bigint not null'), sql`primary key (${join(shape.entityKeys.map(id), ', ')})`])})`,
+    );
+  }
+}
+
+/**
+ * A commit's table: same columns as the offline table, `_commit_id` defaulting to
+ * the commit, and a CHECK that matches the partition bound so that ATTACH
+ * PARTITION needs no validation scan.
+ */
+export async function createCommitTable(knex: Knex, shape: GroupShape, commitId: number): Promise<string> {
+  const t = groupTables(shape.name, shape.version);
+  const table = t.commit(commitId);
+  await raw(
+    knex,
+    sql`create table if not exists ${id(table)} (like ${id(t.offline)}, check (_commit_id >= ${int(commitId)} and _commit_id < ${int(commitId + 1)}))`,
+  );
+  await raw(knex, sql`alter table ${id(table)} alter column _commit_id set default ${int(commitId)}`);
+  return table;
+}
+
+export async function dropCommitTable(knex: Knex, shape: GroupShape, commitId: number): Promise<void> {
+  await raw(knex, sql`drop table if exists ${id(groupTables(shape.name, shape.version).commit(commitId))}`);
+}
+
+export async function attachCommitTable(knex: Knex, shape: GroupShape, commitId: number): Promise<void> {
+  const t = groupTables(shape.name, shape.version);
+  await raw(knex, sql`alter table ${id(t.offline)} attach partition ${id(t.commit(commitId))} for values from (${int(commitId)}) to (${int(commitId + 1)})`);
+}

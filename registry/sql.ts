@@ -1,0 +1,77 @@
+/**
+ * A small tagged-template builder for the dynamic SQL of the feature store (column
+ * lists and expressions that depend on a feature group's schema). Identifiers go
+ * through knex's `??` binding and values through `?` binding, so nothing a user
+ * names is spliced into SQL text. Integers that must be literals (DDL: partition
+ * bounds, CHECK constraints) go through `int()`, which accepts safe integers only.
+ *
+ *   raw(knex, sql`select ${ids(cols)} from ${id(table)} where ${id(col)} > ${value}`)
+ */
+import type { Knex } from 'knex';
+
+export class Sql {
+  constructor(
+    readonly text: string,
+    readonly bindings: readonly unknown[],
+  ) {}
+}
+
+/** An identifier (table or column), bound with `??`. A dotted name is schema-qualified by knex. */
+export function id(name: string): Sql {
+  return new Sql('??', [name]);
+}
+
+export function ids(names: readonly string[], separator = ', '): Sql {
+  return join(names.map(id), separator);
+}
+
+/** A column of a table alias: `alias.column`. */
+export function col(alias: string, name: string): Sql {
+  return new Sql('??.??', [alias, name]);
+}
+
+export function cols(alias: string, names: readonly string[], separator = ', '): Sql {
+  return join(names.map((n) => col(alias, n)), separator);
+}
+
+/** A safe integer inlined as a literal, for DDL where bind parameters are not allowed. */
+export function int(value: number): Sql {
+  if (!Number.isSafeInteger(value)) throw new TypeError(`not a safe integer: ${value}`);
+  return new Sql(String(value), []);
+}
+
+/** Fixed SQL text written by us (keywords, operators, casts); never user input. */
+export function kw(text: string): Sql {
+  if (text.includes('?')) throw new TypeError('keyword text must not contain ?');
+  return new Sql(text, []);
+}
+
+export function join(parts: readonly Sql[], separator: string): Sql {
+  return new Sql(parts.map((p) => p.text).join(separator), parts.flatMap((p) => p.bindings));
+}
+
+export function sql(strings: TemplateStringsArray, ...values: unknown[]): Sql {
+  let text = strings[0] ?? '';
+  const bindings: unknown[] = [];
+  values.forEach((value, i) => {
+    if (value instanceof Sql) {
+      text += value.text;
+      bindings.push(...value.bindings);
+    } else {
+      text += '?';
+      bindings.push(value);
+    }
+    text += strings[i + 1] ?? '';
+  });
+  return new Sql(text, bindings);
+}
+
+export function raw(knex: Knex, query: Sql): Knex.Raw {
+  return knex.raw(query.text, query.bindings as Knex.RawBinding[]);
+}
+
+/** The final SQL text with identifiers quoted and no value bindings (for COPY). */
+export function toText(knex: Knex, query: Sql): string {
+  if (query.text.replace(/\?\?/g, '').includes('?')) throw new TypeError('toText takes identifier bindings only');
+  return knex.raw(query.text, query.bindings as Knex.RawBinding[]).toQuery();
+}

@@ -1,0 +1,79 @@
+import { CancellationScope, isCancellation, log, proxyActivities, setHandler, ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
+import type { createFeatureActivities, FeaturePipelineResult, FeatureRunPlan } from '../activities/feature.ts';
+import { FailureType } from '../core/errors.ts';
+import { FeaturePipelineInputSchema, type FeaturePipelineInput } from '../core/inputs.ts';
+import { progressQuery, type PipelineProgress } from './progress.ts';
+import { parseInput } from './validate.ts';
+
+type FeatureActivities = ReturnType<typeof createFeatureActivities>;
+
+const short = proxyActivities<FeatureActivities>({
+  startToCloseTimeout: '2m',
+  retry: { maximumAttempts: 5 },
+});
+
+// Partitions and the commit can take minutes on big inputs; they heartbeat.
+const long = proxyActivities<FeatureActivities>({
+  startToCloseTimeout: '60m',
+  heartbeatTimeout: '2m',
+  retry: { maximumAttempts: 5 },
+});
+
+export type { FeaturePipelineInput, FeaturePipelineResult };
+
+/**
+ * Raw data -> a validated, versioned commit of a feature group.
+ * Input: { featureGroup, version?, source?, start?, end? }. Runs on fti-cpu.
+ */
+export async function featurePipeline(input: FeaturePipelineInput): Promise<FeaturePipelineResult> {
+  const args = parseInput('featurePipeline', FeaturePipelineInputSchema, input);
+  const progress: PipelineProgress = { stage: 'plan', done: 0, total: 1 };
+  setHandler(progressQuery, () => progress);
+
+  const plan: FeatureRunPlan = await short.planFeatureRun(args);
+  if (plan.kind === 'done') {
+    log.info('commit already made by an earlier attempt', { commitId: plan.commitId });
+    return plan.result;
+  }
+  const ref = { featureGroup: plan.featureGroup, version: plan.version, commitId: plan.commitId };
+  try {
+    if (plan.kind === 'source') {
+      Object.assign(progress, { stage: 'ingest', done: 0, total: plan.partitions.length });
+      await Promise.all(
+        plan.partitions.map(async (partition) => {
+          await long.ingestPartition({ ...ref, partition, source: args.source, start: args.start, end: args.end });
+          progress.done++;
+        }),
+      );
+    } else {
+      Object.assign(progress, { stage: 'aggregate', done: 0, total: plan.partitions });
+      await Promise.all(
+        Array.from({ length: plan.partitions }, async (_, partition) => {
+          await long.aggregatePartition({ ...ref, partition, partitions: plan.partitions, sourceCommitId: plan.sourceCommitId, start: args.start, end: args.end });
+          progress.done++;
+        }),
+      );
+    }
+    Object.assign(progress, { stage: 'commit', done: 0, total: 1 });
+    const result = await long.commitFeatures(ref);
+    Object.assign(progress, { stage: 'done', done: 1, total: 1, details: { ...result } });
+    log.info('committed', { ...result });
+    return result;
+  } catch (err) {
+    // A strict validation failure has already been recorded with its report.
+    if (!isValidationFailure(err)) {
+      await CancellationScope.nonCancellable(() => short.abortFeatureRun({ ...ref, error: describe(err) }));
+    }
+    throw err;
+  }
+}
+
+function isValidationFailure(err: unknown): boolean {
+  return err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === FailureType.ValidationFailed;
+}
+
+function describe(err: unknown): string {
+  if (isCancellation(err)) return 'cancelled';
+  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
+  return err instanceof Error ? err.message : String(err);
+}
