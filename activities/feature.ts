@@ -6,7 +6,7 @@
 import { activityInfo, Context } from '@temporalio/activity';
 import { FtiError, FailureType } from '../core/errors.ts';
 import type { SourceSpec } from '../core/inputs.ts';
-import type { FeatureCatalog } from '../features/catalog.ts';
+import type { Catalog } from '../features/catalog.ts';
 import type { FeatureGroupDefinition } from '../features/definitions.ts';
 import { encodeRows, type IngestCounters } from '../features/ingest.ts';
 import { openSource, type SourcePartition, type TimeWindow } from '../features/sources/index.ts';
@@ -56,7 +56,7 @@ export interface FeaturePipelineResult extends FeatureRunRef {
 
 export interface FeatureActivityDeps {
   store: FeatureStore;
-  catalog: FeatureCatalog;
+  catalog: Catalog<FeatureGroupDefinition>;
   /** Entity-hash partitions for aggregate groups (parallel SQL); default 2. */
   aggregatePartitions?: number;
 }

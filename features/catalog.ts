@@ -1,22 +1,29 @@
 /**
- * The feature group definitions a deployment knows about, by name and version.
- * Workers are built with one (examples/flights has the flights catalog); workflow
- * inputs name a group, activities look its definition up here.
+ * The definitions a deployment knows about (feature groups, feature views), by
+ * name and version. Workers are built with them (examples/flights has the flights
+ * example's); workflow inputs name a definition, activities look it up here.
  */
 import { FtiError, FailureType } from '../core/errors.ts';
-import type { FeatureGroupDefinition } from './definitions.ts';
 
-export class FeatureCatalog {
-  private readonly groups = new Map<string, FeatureGroupDefinition[]>();
+interface Versioned {
+  name: string;
+  version: number;
+}
 
-  constructor(definitions: FeatureGroupDefinition[] = []) {
+export class Catalog<T extends Versioned> {
+  private readonly groups = new Map<string, T[]>();
+
+  constructor(
+    private readonly kind: string,
+    definitions: T[] = [],
+  ) {
     for (const d of definitions) this.add(d);
   }
 
-  add(definition: FeatureGroupDefinition): this {
+  add(definition: T): this {
     const versions = this.groups.get(definition.name) ?? [];
     if (versions.some((v) => v.version === definition.version)) {
-      throw new Error(`feature group ${definition.name} v${definition.version} is defined twice`);
+      throw new Error(`${this.kind} ${definition.name} v${definition.version} is defined twice`);
     }
     versions.push(definition);
     versions.sort((a, b) => a.version - b.version);
@@ -24,18 +31,18 @@ export class FeatureCatalog {
     return this;
   }
 
-  /** The named group at `version`, or its highest version when omitted. */
-  get(name: string, version?: number): FeatureGroupDefinition {
+  /** The named definition at `version`, or its highest version when omitted. */
+  get(name: string, version?: number): T {
     const versions = this.groups.get(name);
     if (!versions?.length) {
-      throw new FtiError(FailureType.NotFound, `unknown feature group ${JSON.stringify(name)}; known: ${[...this.groups.keys()].sort().join(', ') || 'none'}`);
+      throw new FtiError(FailureType.NotFound, `unknown ${this.kind} ${JSON.stringify(name)}; known: ${[...this.groups.keys()].sort().join(', ') || 'none'}`);
     }
     const found = version === undefined ? versions.at(-1) : versions.find((v) => v.version === version);
-    if (!found) throw new FtiError(FailureType.NotFound, `feature group ${name} has no version ${version}; versions: ${versions.map((v) => v.version).join(', ')}`);
+    if (!found) throw new FtiError(FailureType.NotFound, `${this.kind} ${name} has no version ${version}; versions: ${versions.map((v) => v.version).join(', ')}`);
     return found;
   }
 
-  list(): FeatureGroupDefinition[] {
+  list(): T[] {
     return [...this.groups.values()].flat();
   }
 }

@@ -75,3 +75,9 @@ export function toText(knex: Knex, query: Sql): string {
   if (query.text.replace(/\?\?/g, '').includes('?')) throw new TypeError('toText takes identifier bindings only');
   return knex.raw(query.text, query.bindings as Knex.RawBinding[]).toQuery();
 }
+
+/** Positional SQL (`$1`…) and its bindings, for a raw pg client (cursors, COPY). */
+export function toNative(knex: Knex, query: Sql): { sql: string; bindings: unknown[] } {
+  const native = knex.raw(query.text, query.bindings as Knex.RawBinding[]).toSQL().toNative();
+  return { sql: native.sql, bindings: [...native.bindings] };
+}

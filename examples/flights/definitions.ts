@@ -1,6 +1,6 @@
 /**
  * The flights example: will a US flight (2001, vega-datasets) leave more than 15
- * minutes late? Two feature groups:
+ * minutes late? Two feature groups and the feature view that joins them:
  *
  *   flights         one row per flight: route, distance, hour, weekday, and the
  *                   label `delayed` (delay > 15 min); keyed by flight_id, its row
@@ -11,6 +11,7 @@
  */
 import { defineFeatureGroup } from '../../features/definitions.ts';
 import { defineProject } from '../../features/project.ts';
+import { defineFeatureView } from '../../features/views.ts';
 import { FLIGHTS_3M_PARQUET } from './data.ts';
 
 export const DELAY_THRESHOLD_MINUTES = 15;
@@ -80,4 +81,28 @@ export const airportDelays = defineFeatureGroup({
   online: true,
 });
 
-export default defineProject({ featureGroups: [flights, airportDelays] });
+/**
+ * What the delay model sees for a flight: its own route and schedule, and the
+ * origin airport's recent delays as they stood strictly before its departure.
+ */
+export const flightDelays = defineFeatureView({
+  name: 'flight_delays',
+  version: 1,
+  description: 'Flight schedule features plus origin-airport rolling delays, point-in-time',
+  spine: flights,
+  label: 'delayed',
+  joins: [{ group: airportDelays, on: { airport: 'origin' } }],
+  features: [
+    'flights.distance',
+    { feature: 'flights.hour', encoding: 'cyclical', period: 24 },
+    { feature: 'flights.weekday', encoding: 'cyclical', period: 7 },
+    { feature: 'flights.origin', encoding: 'one_hot', maxCategories: 50 },
+    ...(['1h', '2h', '24h', '7d'] as const).flatMap((w) => [
+      `airport_delays.delay_mean_${w}` as const,
+      `airport_delays.delayed_share_${w}` as const,
+      `airport_delays.flights_${w}` as const,
+    ]),
+  ],
+});
+
+export default defineProject({ featureGroups: [flights, airportDelays], featureViews: [flightDelays] });

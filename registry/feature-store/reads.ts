@@ -6,7 +6,7 @@
 import type { Knex } from 'knex';
 import { FtiError, FailureType } from '../../core/errors.ts';
 import { streamQuery } from '../cursor.ts';
-import { id, ids, join, raw, sql, type Sql } from '../sql.ts';
+import { id, ids, join, raw, sql, toNative, type Sql } from '../sql.ts';
 import { featureColumns, groupTables, type GroupShape } from './tables.ts';
 
 export type FeatureRecord = Record<string, unknown>;
@@ -44,8 +44,8 @@ export class RetrievalJob {
 
   /** Rows in batches through a server-side cursor; memory stays bounded. */
   stream(batchSize = 10_000): AsyncGenerator<FeatureRecord[]> {
-    const compiled = this.knex.raw(this.query.text, this.query.bindings as Knex.RawBinding[]).toSQL().toNative();
-    return streamQuery<FeatureRecord>(this.knex, compiled.sql, [...compiled.bindings], batchSize);
+    const native = toNative(this.knex, this.query);
+    return streamQuery<FeatureRecord>(this.knex, native.sql, native.bindings, batchSize);
   }
 
   async toArray(limit = 1_000_000): Promise<FeatureRecord[]> {

@@ -7,6 +7,7 @@ import type { Knex } from 'knex';
 import * as foundation from './20261123000000_foundation.ts';
 import * as modelRegistry from './20261123010000_model_registry.ts';
 import * as featureStore from './20261123020000_feature_store.ts';
+import * as training from './20261123030000_training.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -17,6 +18,7 @@ const migrations: Array<[string, Migration]> = [
   ['20261123000000_foundation', foundation],
   ['20261123010000_model_registry', modelRegistry],
   ['20261123020000_feature_store', featureStore],
+  ['20261123030000_training', training],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {

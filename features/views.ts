@@ -1,0 +1,138 @@
+/**
+ * Feature views: a named, versioned selection of features from one or more feature
+ * groups plus a label, joined point-in-time onto a spine of labelled events.
+ *
+ *   export const flightDelays = defineFeatureView({
+ *     name: 'flight_delays', version: 1,
+ *     spine: flights, label: 'delayed',
+ *     joins: [{ group: airportDelays, on: { airport: 'origin' } }],
+ *     features: ['flights.distance', { feature: 'flights.hour', encoding: 'cyclical', period: 24 }, 'airport_delays.delay_mean_2h'],
+ *   });
+ *
+ * Spine features are the spine row's own values (known at its event time); joined
+ * features come from the latest row of the joined group strictly before it. Each
+ * feature carries the encoding training fits and serving applies (see ml/encoding.ts).
+ */
+import crypto from 'node:crypto';
+import { z } from 'zod';
+import { IDENTIFIER } from '../core/names.ts';
+import type { FeatureDtype } from '../ml/signature.ts';
+import type { FeatureGroupDefinition } from './definitions.ts';
+import type { FeatureType } from './schema.ts';
+
+export type Encoding = { encoding: 'standardize'; missingIndicator?: boolean } | { encoding: 'one_hot'; maxCategories?: number } | { encoding: 'cyclical'; period: number };
+
+export type FeatureRef = `${string}.${string}` | ({ feature: `${string}.${string}`; as?: string } & Partial<Encoding>);
+
+export interface FeatureViewInput {
+  name: string;
+  version: number;
+  description?: string;
+  spine: FeatureGroupDefinition;
+  label: string;
+  joins?: Array<{ group: FeatureGroupDefinition; on: Record<string, string> }>;
+  features: FeatureRef[];
+}
+
+/** One selected feature, resolved against its group's schema. */
+export interface ViewFeature {
+  /** Column name in training datasets and the name the model signature uses. */
+  name: string;
+  group: string;
+  groupVersion: number;
+  feature: string;
+  type: Exclude<FeatureType, 'timestamp'>;
+  dtype: FeatureDtype;
+  encoding: Encoding;
+}
+
+export interface ViewJoin {
+  group: string;
+  version: number;
+  /** Joined group's entity key -> spine column. */
+  on: Record<string, string>;
+}
+
+export interface FeatureViewDefinition {
+  name: string;
+  version: number;
+  description: string | undefined;
+  spine: { group: string; version: number; entityKeys: string[]; eventTime: string };
+  label: { name: string; type: FeatureType };
+  joins: ViewJoin[];
+  features: ViewFeature[];
+  /** The output kind of models trained on the view, from the label's type. */
+  outputKind: 'binary_classifier' | 'regressor';
+  fingerprint: string;
+}
+
+const identifier = z.string().regex(IDENTIFIER);
+
+export function defineFeatureView(input: FeatureViewInput): FeatureViewDefinition {
+  const where = `feature view ${input.name} v${input.version}`;
+  identifier.parse(input.name);
+  z.number().int().positive().parse(input.version);
+  const groups = new Map<string, FeatureGroupDefinition>([[input.spine.name, input.spine]]);
+  const joins: ViewJoin[] = [];
+  for (const j of input.joins ?? []) {
+    if (groups.has(j.group.name)) throw new TypeError(`${where}: ${j.group.name} is joined twice (or is the spine)`);
+    for (const key of j.group.entityKeys) {
+      const spineColumn = j.on[key];
+      if (!spineColumn) throw new TypeError(`${where}: join with ${j.group.name} must map its entity key ${key} to a spine column`);
+      if (!input.spine.columns.some((c) => c.name === spineColumn)) throw new TypeError(`${where}: ${spineColumn} is not a column of the spine ${input.spine.name}`);
+    }
+    groups.set(j.group.name, j.group);
+    joins.push({ group: j.group.name, version: j.group.version, on: { ...j.on } });
+  }
+  const labelColumn = input.spine.columns.find((c) => c.name === input.label);
+  if (!labelColumn) throw new TypeError(`${where}: label ${input.label} is not a column of ${input.spine.name}`);
+
+  const features = input.features.map((ref): ViewFeature => {
+    const spec = typeof ref === 'string' ? { feature: ref } : ref;
+    const [groupName = '', featureName = ''] = spec.feature.split('.');
+    const group = groups.get(groupName);
+    if (!group) throw new TypeError(`${where}: ${spec.feature} names a group that is neither the spine nor joined`);
+    const column = group.columns.find((c) => c.name === featureName);
+    if (!column) throw new TypeError(`${where}: ${groupName} has no feature ${featureName}`);
+    if (column.type === 'timestamp') throw new TypeError(`${where}: ${spec.feature} is a timestamp; derive numbers (hour, weekday) in the group instead`);
+    if (group === input.spine && featureName === input.label) throw new TypeError(`${where}: the label ${input.label} cannot also be a feature`);
+    const name = spec.as ?? featureName;
+    identifier.parse(name);
+    const dtype: FeatureDtype = column.type;
+    return { name, group: group.name, groupVersion: group.version, feature: featureName, type: column.type, dtype, encoding: encodingOf(spec, column.type, group !== input.spine) };
+  });
+  const names = new Set<string>();
+  const reserved = new Set([...input.spine.entityKeys, input.spine.eventTime, input.label]);
+  for (const f of features) {
+    if (names.has(f.name)) throw new TypeError(`${where}: two features are named ${f.name}; rename one with { feature, as }`);
+    if (reserved.has(f.name) && !(f.group === input.spine.name && f.feature === f.name)) throw new TypeError(`${where}: feature name ${f.name} collides with a spine key, event time or the label`);
+    names.add(f.name);
+  }
+  if (features.length === 0) throw new TypeError(`${where}: select at least one feature`);
+
+  const definition = {
+    name: input.name,
+    version: input.version,
+    description: input.description,
+    spine: { group: input.spine.name, version: input.spine.version, entityKeys: input.spine.entityKeys, eventTime: input.spine.eventTime },
+    label: { name: input.label, type: labelColumn.type },
+    joins,
+    features,
+    outputKind: labelColumn.type === 'bool' ? ('binary_classifier' as const) : ('regressor' as const),
+  };
+  return { ...definition, fingerprint: crypto.createHash('sha256').update(JSON.stringify(definition)).digest('hex') };
+}
+
+/** Default encodings: text one-hot; numbers standardized, with a missing indicator where a join can find nothing. */
+function encodingOf(spec: Partial<Encoding>, type: FeatureType, joined: boolean): Encoding {
+  if (spec.encoding === 'cyclical') {
+    if (!spec.period) throw new TypeError('cyclical encoding needs a period');
+    return { encoding: 'cyclical', period: spec.period };
+  }
+  if (spec.encoding === 'one_hot' || (spec.encoding === undefined && type === 'string')) {
+    return { encoding: 'one_hot', ...(spec.encoding === 'one_hot' && spec.maxCategories ? { maxCategories: spec.maxCategories } : {}) };
+  }
+  if (type === 'string') throw new TypeError('text features can only be one_hot encoded');
+  const missingIndicator = spec.encoding === 'standardize' && spec.missingIndicator !== undefined ? spec.missingIndicator : joined;
+  return { encoding: 'standardize', missingIndicator };
+}

@@ -1,0 +1,244 @@
+/**
+ * Training datasets: a feature view's point-in-time join over a time window,
+ * materialized as a table of its own (td_<id>) with time-based train / validation /
+ * test splits, the commits it read, and the train split's statistics (which fit the
+ * model's encoding). Set-based SQL end to end: rows never pass through Node to be
+ * joined. The table is stored in a shuffled order (a hash of the spine keys), so a
+ * sequential read of a split is already mixed.
+ */
+import type { Knex } from 'knex';
+import { FtiError, FailureType } from '../core/errors.ts';
+import type { FeatureViewDefinition } from '../features/views.ts';
+import type { FeatureStats } from '../ml/stats.ts';
+import { streamQuery } from './cursor.ts';
+import { transaction } from './db.ts';
+import { latestCommit } from './feature-store/commits.ts';
+import { getFeatureGroup, type FeatureGroupRecord } from './feature-store/groups.ts';
+import { pointInTimeSql, type PitQuery } from './feature-store/point-in-time.ts';
+import type { FeatureViewRecord } from './feature-views.ts';
+import { id, ids, join, raw, sql, toNative } from './sql.ts';
+
+export type Split = 'train' | 'validation' | 'test';
+
+export interface CommitRef {
+  featureGroup: string;
+  version: number;
+  commitId: number;
+}
+
+export interface TrainingDataset {
+  id: number;
+  featureViewId: number;
+  status: 'creating' | 'ready' | 'failed';
+  tableName: string;
+  windowStart: Date;
+  windowEnd: Date;
+  validationStart: Date;
+  testStart: Date;
+  rowCounts: Record<Split, number>;
+  statistics: Record<string, FeatureStats>;
+  commits: CommitRef[];
+  workflowId: string | null;
+  createdAt: Date;
+}
+
+interface TrainingDatasetRow {
+  id: number;
+  feature_view_id: number;
+  idempotency_key: string;
+  status: TrainingDataset['status'];
+  table_name: string;
+  finished_at: Date | null;
+  window_start: Date;
+  window_end: Date;
+  validation_start: Date;
+  test_start: Date;
+  row_counts: Record<Split, number>;
+  statistics: Record<string, FeatureStats>;
+  workflow_id: string | null;
+  created_at: Date;
+}
+
+export interface CreateTrainingDatasetOptions {
+  idempotencyKey: string;
+  workflowId?: string;
+  /** Spine event-time window [start, end); defaults to all of the spine's rows. */
+  start?: Date;
+  end?: Date;
+  /** Split boundaries; default: the last 20% of the window is split evenly into validation and test. */
+  validationStart?: Date;
+  testStart?: Date;
+  strategy?: PitQuery['strategy'];
+  /** Categories kept per one-hot feature at most (most frequent first). */
+  maxCategories?: number;
+}
+
+export function datasetTable(datasetId: number): string {
+  return `td_${datasetId}`;
+}
+
+/** The groups and commits a view reads, resolved now: the snapshot a dataset or a batch is made from. */
+export async function resolveViewSnapshot(knex: Knex, view: FeatureViewDefinition): Promise<{ spine: FeatureGroupRecord; joins: FeatureGroupRecord[]; commits: CommitRef[] }> {
+  const groups = [{ group: view.spine.group, version: view.spine.version }, ...view.joins];
+  const records = await Promise.all(groups.map((g) => getFeatureGroup(knex, g.group, g.version)));
+  const commits: CommitRef[] = [];
+  for (const record of records) {
+    const commit = await latestCommit(knex, record.id);
+    if (!commit) throw new FtiError(FailureType.NotFound, `feature group ${record.name} v${record.version} has no commit yet: run its feature pipeline first`);
+    commits.push({ featureGroup: record.name, version: record.version, commitId: commit.id });
+  }
+  const [spine, ...joins] = records as [FeatureGroupRecord, ...FeatureGroupRecord[]];
+  return { spine, joins, commits };
+}
+
+/** The point-in-time query of a view over a snapshot (as of the given commits). */
+export function viewQuery(view: FeatureViewDefinition, snapshot: { spine: FeatureGroupRecord; joins: FeatureGroupRecord[]; commits: CommitRef[] }, options: { start?: Date; end?: Date; withLabel: boolean; strategy: PitQuery['strategy'] }): PitQuery {
+  const commitOf = (g: FeatureGroupRecord) => snapshot.commits.find((c) => c.featureGroup === g.name && c.version === g.version)?.commitId ?? 0;
+  return {
+    spine: { shape: snapshot.spine, commitId: commitOf(snapshot.spine) },
+    label: options.withLabel ? view.label.name : undefined,
+    spineFeatures: view.features.filter((f) => f.group === view.spine.group).map((f) => ({ column: f.feature, as: f.name })),
+    joins: view.joins.map((j, i) => {
+      const shape = snapshot.joins[i] as FeatureGroupRecord;
+      return { shape, commitId: commitOf(shape), on: j.on, features: view.features.filter((f) => f.group === j.group).map((f) => ({ column: f.feature, as: f.name })) };
+    }),
+    start: options.start,
+    end: options.end,
+    strategy: options.strategy,
+  };
+}
+
+export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord, options: CreateTrainingDatasetOptions): Promise<TrainingDataset> {
+  const existing = await knex<TrainingDatasetRow>('training_datasets').where({ idempotency_key: options.idempotencyKey, status: 'ready' }).first();
+  if (existing) return toTrainingDataset(knex, existing);
+  const def = view.definition;
+  const snapshot = await resolveViewSnapshot(knex, def);
+
+  return transaction(knex, async (trx) => {
+    await trx.raw(`select set_config('work_mem', '256MB', true)`);
+    const [row] = await trx<TrainingDatasetRow>('training_datasets')
+      .insert({ feature_view_id: view.id, idempotency_key: options.idempotencyKey, status: 'creating', workflow_id: options.workflowId ?? null })
+      .returning('*');
+    if (!row) throw new Error('insert into training_datasets returned no row');
+    const table = datasetTable(row.id);
+    const et = def.spine.eventTime;
+
+    // The window: as given, else the spine rows' own time range.
+    let start = options.start;
+    let end = options.end;
+    if (!start || !end) {
+      const range = (await raw(trx, sql`select min(${id(et)}) as lo, max(${id(et)}) as hi from (${pointInTimeSql({ ...viewQuery(def, snapshot, { withLabel: true, strategy: 'lateral' }), joins: [] })}) s`)) as { rows: Array<{ lo: Date | null; hi: Date | null }> };
+      const lo = range.rows[0]?.lo;
+      const hi = range.rows[0]?.hi;
+      if (!lo || !hi) throw new FtiError(FailureType.InvalidInput, `feature view ${def.name} has no labelled spine rows${start || end ? ' in the window' : ''}`);
+      start ??= lo;
+      end ??= new Date(hi.getTime() + 1);
+    }
+    const span = end.getTime() - start.getTime();
+    const validationStart = options.validationStart ?? new Date(start.getTime() + span * 0.8);
+    const testStart = options.testStart ?? new Date(start.getTime() + span * 0.9);
+    if (!(start < validationStart && validationStart <= testStart && testStart < end)) {
+      throw new FtiError(FailureType.InvalidInput, `splits must satisfy start < validationStart <= testStart < end (got ${start.toISOString()}, ${validationStart.toISOString()}, ${testStart.toISOString()}, ${end.toISOString()})`);
+    }
+
+    const query = pointInTimeSql(viewQuery(def, snapshot, { start, end, withLabel: true, strategy: options.strategy ?? 'window' }));
+    const keyText = join(def.spine.entityKeys.map((k) => sql`${id(k)}::text`), ` || '|' || `);
+    await raw(trx, sql`drop table if exists ${id(table)}`);
+    await raw(
+      trx,
+      sql`create table ${id(table)} as
+          select * from (
+            select q.*,
+              case when ${id(et)} < ${validationStart} then 'train' when ${id(et)} < ${testStart} then 'validation' else 'test' end as _split,
+              hashtext(${keyText}) as _shuffle
+            from (${query}) q
+          ) d
+          order by _split, _shuffle`,
+    );
+    const counts = (await raw(trx, sql`select _split, count(*)::bigint as n from ${id(table)} group by 1`)) as { rows: Array<{ _split: Split; n: number }> };
+    const rowCounts: Record<Split, number> = { train: 0, validation: 0, test: 0 };
+    for (const c of counts.rows) rowCounts[c._split] = c.n;
+    if (rowCounts.train === 0) throw new FtiError(FailureType.InvalidInput, `the train split of ${def.name} between ${start.toISOString()} and ${validationStart.toISOString()} is empty`);
+
+    const statistics = await trainStatistics(trx, table, def, options.maxCategories ?? 1000);
+    await trx('training_dataset_commits').insert(snapshot.commits.map((c) => ({ training_dataset_id: row.id, feature_group: c.featureGroup, feature_group_version: c.version, commit_id: c.commitId })));
+    const [ready] = await trx<TrainingDatasetRow>('training_datasets')
+      .where({ id: row.id })
+      .update({
+        status: 'ready',
+        table_name: table,
+        window_start: start,
+        window_end: end,
+        validation_start: validationStart,
+        test_start: testStart,
+        row_counts: JSON.stringify(rowCounts) as unknown as Record<Split, number>,
+        statistics: JSON.stringify(statistics) as unknown as Record<string, FeatureStats>,
+        finished_at: new Date(),
+      })
+      .returning('*');
+    return toTrainingDataset(trx, ready as TrainingDatasetRow);
+  });
+}
+
+/** Statistics of each feature over the train split: the input of fitSignature. */
+async function trainStatistics(knex: Knex, table: string, def: FeatureViewDefinition, maxCategories: number): Promise<Record<string, FeatureStats>> {
+  const stats: Record<string, FeatureStats> = {};
+  const numeric = def.features.filter((f) => f.encoding.encoding !== 'one_hot');
+  if (numeric.length) {
+    const parts = numeric.flatMap((f, i) => {
+      const x = f.type === 'bool' ? sql`(${id(f.name)})::int` : sql`(${id(f.name)})::double precision`;
+      return [sql`count(${x})::bigint as ${id(`c${i}`)}`, sql`avg(${x})::double precision as ${id(`m${i}`)}`, sql`stddev_pop(${x})::double precision as ${id(`s${i}`)}`];
+    });
+    const row = ((await raw(knex, sql`select ${join(parts, ', ')} from ${id(table)} where _split = 'train'`)) as { rows: Array<Record<string, number | null>> }).rows[0] ?? {};
+    numeric.forEach((f, i) => {
+      stats[f.name] = { count: Number(row[`c${i}`] ?? 0), mean: row[`m${i}`] ?? 0, std: row[`s${i}`] ?? 0 };
+    });
+  }
+  for (const f of def.features.filter((x) => x.encoding.encoding === 'one_hot')) {
+    const limit = f.encoding.encoding === 'one_hot' ? Math.min(f.encoding.maxCategories ?? maxCategories, maxCategories) : maxCategories;
+    const result = (await raw(
+      knex,
+      sql`select ${id(f.name)}::text as value, count(*) as n from ${id(table)} where _split = 'train' and ${id(f.name)} is not null group by 1 order by 2 desc, 1 limit ${limit}`,
+    )) as { rows: Array<{ value: string }> };
+    stats[f.name] = { categories: result.rows.map((r) => r.value) };
+  }
+  return stats;
+}
+
+async function toTrainingDataset(knex: Knex, row: TrainingDatasetRow): Promise<TrainingDataset> {
+  const commits = await knex('training_dataset_commits').where({ training_dataset_id: row.id }).orderBy(['feature_group', 'feature_group_version']);
+  return {
+    id: row.id,
+    featureViewId: row.feature_view_id,
+    status: row.status,
+    tableName: row.table_name,
+    windowStart: row.window_start,
+    windowEnd: row.window_end,
+    validationStart: row.validation_start,
+    testStart: row.test_start,
+    rowCounts: row.row_counts,
+    statistics: row.statistics,
+    commits: commits.map((c: { feature_group: string; feature_group_version: number; commit_id: number }) => ({ featureGroup: c.feature_group, version: c.feature_group_version, commitId: Number(c.commit_id) })),
+    workflowId: row.workflow_id,
+    createdAt: row.created_at,
+  };
+}
+
+export async function getTrainingDataset(knex: Knex, datasetId: number): Promise<TrainingDataset> {
+  const row = await knex<TrainingDatasetRow>('training_datasets').where({ id: datasetId }).first();
+  if (!row) throw new FtiError(FailureType.NotFound, `training dataset ${datasetId} does not exist`);
+  if (row.status !== 'ready') throw new FtiError(FailureType.Conflict, `training dataset ${datasetId} is ${row.status}, not ready`);
+  return toTrainingDataset(knex, row);
+}
+
+/** A split's rows in batches through a cursor (in the table's stored, shuffled order). */
+export function streamSplit(knex: Knex, dataset: TrainingDataset, split: Split, columns: string[], batchSize = 4096): AsyncGenerator<Array<Record<string, unknown>>> {
+  const native = toNative(knex, sql`select ${ids(columns)} from ${id(dataset.tableName)} where _split = ${split}`);
+  return streamQuery(knex, native.sql, native.bindings, batchSize);
+}
+
+/** Which datasets read a commit (lineage). */
+export async function datasetsUsingCommit(knex: Knex, commit: CommitRef): Promise<number[]> {
+  const rows = await knex('training_dataset_commits').where({ feature_group: commit.featureGroup, feature_group_version: commit.version, commit_id: commit.commitId }).orderBy('training_dataset_id');
+  return rows.map((r: { training_dataset_id: number }) => Number(r.training_dataset_id));
+}

@@ -1,0 +1,127 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defineFeatureGroup } from '../features/definitions.ts';
+import { defineProject } from '../features/project.ts';
+import { defineFeatureView } from '../features/views.ts';
+import { registerFeatureView } from '../registry/feature-views.ts';
+import { FeatureStore } from '../registry/feature-store/index.ts';
+import { createTrainingDataset, datasetsUsingCommit, streamSplit } from '../registry/training-datasets.ts';
+import { featurePipeline } from '../workflows/index.ts';
+import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
+
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'fti-datasets-'));
+const ndjson = (name: string, rows: object[]) => {
+  const p = path.join(scratch, name);
+  fs.writeFileSync(p, rows.map((r) => JSON.stringify(r)).join('\n'));
+  return p;
+};
+
+// Labelled events (the spine) and a score that jumps to 999 one second after each event.
+const events = defineFeatureGroup({
+  name: 'events',
+  version: 1,
+  entityKeys: ['event_id'],
+  eventTime: 'at',
+  features: { event_id: 'int', at: 'timestamp', user_id: 'string', amount: 'float', fraud: 'bool' },
+  source: { kind: 'ndjson', path: '/dev/null' },
+  label: 'fraud',
+});
+const scores = defineFeatureGroup({
+  name: 'scores',
+  version: 1,
+  entityKeys: ['user_id'],
+  eventTime: 'at',
+  features: { user_id: 'string', at: 'timestamp', score: 'float' },
+  source: { kind: 'ndjson', path: '/dev/null' },
+});
+const view = defineFeatureView({
+  name: 'fraud_view',
+  version: 1,
+  spine: events,
+  label: 'fraud',
+  joins: [{ group: scores, on: { user_id: 'user_id' } }],
+  features: ['events.amount', 'scores.score'],
+});
+const project = defineProject({ featureGroups: [events, scores], featureViews: [view] });
+
+const day = (h: number, m = 0, s = 0) => new Date(Date.UTC(2024, 0, 1, h, m, s)).toISOString();
+
+describe('training datasets: the point-in-time join', () => {
+  let db: TestDb;
+  let temporal: TestTemporal;
+  let worker: RunningWorker;
+
+  beforeAll(async () => {
+    db = await createTestDb('datasets');
+    temporal = await createTestTemporal('datasets');
+    worker = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project });
+    const run = (featureGroup: string, file: string) =>
+      temporal.client.workflow.execute(featurePipeline, { taskQueue: temporal.cpuQueue, workflowId: uniqueId('fp'), args: [{ featureGroup, source: { kind: 'ndjson', path: file } }] });
+    const spine = [];
+    const scoreRows = [];
+    for (let i = 0; i < 20; i++) {
+      const at = day(1 + i);
+      spine.push({ event_id: i, at, user_id: 'u1', amount: i, fraud: i % 3 === 0 });
+      // A value at exactly the event time and one a second later: both are the future for this event.
+      scoreRows.push({ user_id: 'u1', at, score: 999 }, { user_id: 'u1', at: day(1 + i, 0, 1), score: 999 });
+      // The value the event may see: written 30 minutes earlier.
+      scoreRows.push({ user_id: 'u1', at: day(i, 30), score: i });
+    }
+    // A user whose scores only start after their event: no earlier feature at all.
+    spine.push({ event_id: 100, at: day(5, 10), user_id: 'u2', amount: 1, fraud: false });
+    scoreRows.push({ user_id: 'u2', at: day(5, 11), score: 999 });
+    await run('events', ndjson('events.ndjson', spine));
+    await run('scores', ndjson('scores.ndjson', scoreRows));
+  });
+
+  afterAll(async () => {
+    await worker?.stop();
+    await temporal?.close();
+    await db?.close();
+  });
+
+  const allRows = async (strategy: 'window' | 'lateral') => {
+    const record = await registerFeatureView(db.knex, view);
+    const dataset = await createTrainingDataset(db.knex, record, { idempotencyKey: uniqueId(strategy), strategy });
+    const rows: Array<Record<string, unknown>> = [];
+    for (const split of ['train', 'validation', 'test'] as const) {
+      for await (const batch of streamSplit(db.knex, dataset, split, ['event_id', 'at', 'amount', 'score', 'fraud', '_split'])) rows.push(...batch);
+    }
+    return { dataset, rows: rows.sort((a, b) => Number(a.event_id) - Number(b.event_id)) };
+  };
+
+  it('never contains a value written at or after the label event; rows with no earlier value get null', async () => {
+    const { rows, dataset } = await allRows('window');
+    expect(rows).toHaveLength(21);
+    expect(rows.some((r) => r.score === 999)).toBe(false);
+    for (const r of rows.filter((x) => Number(x.event_id) < 100)) expect(r.score).toBe(Number(r.event_id));
+    expect(rows.find((r) => r.event_id === 100)?.score).toBeNull();
+    expect(dataset.rowCounts.train + dataset.rowCounts.validation + dataset.rowCounts.test).toBe(21);
+    // Splits follow time: every train row is earlier than every test row.
+    const maxTrain = Math.max(...rows.filter((r) => r._split === 'train').map((r) => (r.at as Date).getTime()));
+    const minTest = Math.min(...rows.filter((r) => r._split === 'test').map((r) => (r.at as Date).getTime()));
+    expect(maxTrain).toBeLessThan(minTest);
+    // Statistics of the train split fit the encoding.
+    expect(dataset.statistics.amount).toMatchObject({ count: dataset.rowCounts.train });
+  });
+
+  it('the set-based plan and the per-row LATERAL plan produce the same rows', async () => {
+    const window = await allRows('window');
+    const lateral = await allRows('lateral');
+    expect(lateral.rows).toEqual(window.rows);
+  });
+
+  it('records the commits it read, and is idempotent per key', async () => {
+    const record = await registerFeatureView(db.knex, view);
+    const key = uniqueId('idem');
+    const first = await createTrainingDataset(db.knex, record, { idempotencyKey: key });
+    const again = await createTrainingDataset(db.knex, record, { idempotencyKey: key });
+    expect(again.id).toBe(first.id);
+    const store = new FeatureStore(db.knex);
+    const scoresCommit = await store.latestCommit(await store.group('scores', 1));
+    expect(first.commits).toContainEqual({ featureGroup: 'scores', version: 1, commitId: scoresCommit?.id });
+    expect(await datasetsUsingCommit(db.knex, { featureGroup: 'scores', version: 1, commitId: scoresCommit?.id ?? -1 })).toContain(first.id);
+  });
+});
