@@ -4,12 +4,16 @@
  * non-retryable FtiInvalidInput error that says what is wrong.
  */
 import { z } from 'zod';
+import { isDuration, type Duration } from '../features/duration.ts';
 import { IDENTIFIER } from './names.ts';
 
 export const identifier = z.string().regex(IDENTIFIER, `must match ${IDENTIFIER.source} (lower-case letters, digits and _, starting with a letter)`);
 
 /** An ISO-8601 timestamp string (the UI and schedules pass text); parsed to a Date by activities. */
 export const isoTime = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO-8601 timestamp such as 2001-06-01T00:00:00Z');
+
+/** A window length: 30m, 2h, 7d. */
+export const duration = z.string().refine(isDuration, 'must be a duration such as 30m, 1h or 7d') as unknown as z.ZodType<Duration>;
 
 export const SourceSpecSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('parquet'), path: z.string().min(1), timeColumn: z.string().optional() }),
@@ -29,6 +33,8 @@ export const FeaturePipelineInputSchema = z
     /** Event-time window [start, end): only rows in it are ingested. */
     start: isoTime.optional(),
     end: isoTime.optional(),
+    /** For scheduled runs: the window is [fire time - scheduleWindow, fire time). */
+    scheduleWindow: duration.optional(),
   })
   .strict()
   .refine((i) => !i.start || !i.end || Date.parse(i.start) < Date.parse(i.end), { message: 'start must be before end', path: ['end'] });

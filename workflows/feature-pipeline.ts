@@ -3,6 +3,7 @@ import type { createFeatureActivities, FeaturePipelineResult, FeatureRunPlan } f
 import { FailureType } from '../core/errors.ts';
 import { FeaturePipelineInputSchema, type FeaturePipelineInput } from '../core/inputs.ts';
 import { progressQuery, type PipelineProgress } from './progress.ts';
+import { runWindow } from './schedule-window.ts';
 import { parseInput } from './validate.ts';
 
 type FeatureActivities = ReturnType<typeof createFeatureActivities>;
@@ -23,14 +24,15 @@ export type { FeaturePipelineInput, FeaturePipelineResult };
 
 /**
  * Raw data -> a validated, versioned commit of a feature group.
- * Input: { featureGroup, version?, source?, start?, end? }. Runs on fti-cpu.
+ * Input: { featureGroup, version?, source?, start?, end?, scheduleWindow? }. Runs on fti-cpu.
  */
 export async function featurePipeline(input: FeaturePipelineInput): Promise<FeaturePipelineResult> {
   const args = parseInput('featurePipeline', FeaturePipelineInputSchema, input);
   const progress: PipelineProgress = { stage: 'plan', done: 0, total: 1 };
   setHandler(progressQuery, () => progress);
 
-  const plan: FeatureRunPlan = await short.planFeatureRun(args);
+  const window = runWindow(args);
+  const plan: FeatureRunPlan = await short.planFeatureRun({ featureGroup: args.featureGroup, version: args.version, source: args.source, ...window });
   if (plan.kind === 'done') {
     log.info('commit already made by an earlier attempt', { commitId: plan.commitId });
     return plan.result;
@@ -41,7 +43,7 @@ export async function featurePipeline(input: FeaturePipelineInput): Promise<Feat
       Object.assign(progress, { stage: 'ingest', done: 0, total: plan.partitions.length });
       await Promise.all(
         plan.partitions.map(async (partition) => {
-          await long.ingestPartition({ ...ref, partition, source: args.source, start: args.start, end: args.end });
+          await long.ingestPartition({ ...ref, partition, source: args.source, ...window });
           progress.done++;
         }),
       );
@@ -49,7 +51,7 @@ export async function featurePipeline(input: FeaturePipelineInput): Promise<Feat
       Object.assign(progress, { stage: 'aggregate', done: 0, total: plan.partitions });
       await Promise.all(
         Array.from({ length: plan.partitions }, async (_, partition) => {
-          await long.aggregatePartition({ ...ref, partition, partitions: plan.partitions, sourceCommitId: plan.sourceCommitId, start: args.start, end: args.end });
+          await long.aggregatePartition({ ...ref, partition, partitions: plan.partitions, sourceCommitId: plan.sourceCommitId, ...window });
           progress.done++;
         }),
       );
