@@ -40,6 +40,40 @@ export const FeaturePipelineInputSchema = z
   .refine((i) => !i.start || !i.end || Date.parse(i.start) < Date.parse(i.end), { message: 'start must be before end', path: ['end'] });
 export type FeaturePipelineInput = z.input<typeof FeaturePipelineInputSchema>;
 
+/** When to move an alias to the new model version: only if it beats the current holder. */
+export const PromotionPolicySchema = z
+  .object({
+    alias: identifier.default('champion'),
+    /** A metric the evaluation stores: auc, accuracy, precision, recall (higher is better) or logLoss, rmse, mae (lower is better). */
+    metric: z.enum(['auc', 'accuracy', 'precision', 'recall', 'logLoss', 'rmse', 'mae']).default('auc'),
+    /** The new version must beat the holder by more than this. */
+    minDelta: z.number().min(0).default(0),
+  })
+  .strict();
+export type PromotionPolicy = z.output<typeof PromotionPolicySchema>;
+
+export const TrainingPipelineInputSchema = z
+  .object({
+    featureView: identifier,
+    version: z.number().int().positive().optional(),
+    /** Train on an existing training dataset instead of creating one. */
+    trainingDatasetId: z.number().int().positive().optional(),
+    /** The registered model's name (a new version of it is made). */
+    model: identifier,
+    /** Model and training parameters (hiddenUnits, learningRate, epochs, batchSize, ...); checked by the first activity. */
+    params: z.record(z.string(), z.unknown()).optional(),
+    promote: PromotionPolicySchema.optional(),
+    /** Spine window of a new dataset [start, end), and its split boundaries. */
+    start: isoTime.optional(),
+    end: isoTime.optional(),
+    validationStart: isoTime.optional(),
+    testStart: isoTime.optional(),
+    /** For scheduled runs: train on [fire time - scheduleWindow, fire time). */
+    scheduleWindow: duration.optional(),
+  })
+  .strict();
+export type TrainingPipelineInput = z.input<typeof TrainingPipelineInputSchema>;
+
 /** Formats zod issues as one line: `path: message; path: message`. */
 export function describeIssues(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'input'}: ${i.message}`).join('; ');

@@ -5,13 +5,17 @@
 import type { Knex } from 'knex';
 import { createFeatureActivities } from '../activities/feature.ts';
 import { createSystemCheckActivities, createWorkerInfoActivities } from '../activities/system.ts';
+import { createGpuTrainingActivities, createTrainingActivities } from '../activities/training.ts';
 import type { Pool } from '../core/task-queues.ts';
 import type { FtiProject } from '../features/project.ts';
+import type { LoadedBackend } from '../ml/backend.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 
 export interface PoolDeps {
   knex: Knex;
-  /** Name of the loaded TensorFlow.js backend, recorded by what the pool produces. */
+  /** The TensorFlow.js backend this process loaded (null: none, e.g. in some tests). */
+  backend: LoadedBackend | null;
+  /** Its name, recorded by what the pool produces. */
   tfjsBackend: string | null;
   /** The deployment's definitions (FTI_DEFINITIONS). */
   project: FtiProject;
@@ -22,12 +26,14 @@ export function cpuActivities(deps: PoolDeps) {
     ...createWorkerInfoActivities({ pool: 'cpu', tfjsBackend: deps.tfjsBackend }),
     ...createSystemCheckActivities({ knex: deps.knex }),
     ...createFeatureActivities({ store: new FeatureStore(deps.knex), catalog: deps.project.featureGroups }),
+    ...createTrainingActivities({ knex: deps.knex, views: deps.project.featureViews, backend: deps.backend }),
   };
 }
 
 export function gpuActivities(deps: PoolDeps) {
   return {
     ...createWorkerInfoActivities({ pool: 'gpu', tfjsBackend: deps.tfjsBackend }),
+    ...createGpuTrainingActivities({ knex: deps.knex, backend: deps.backend }),
   };
 }
 

@@ -31,7 +31,7 @@ export interface PoolWorkerOptions {
 
 /** Builds a Worker for one pool. The caller owns connection and knex. */
 export async function createPoolWorker(options: PoolWorkerOptions): Promise<{ worker: Worker; activities: string[] }> {
-  const activities = poolActivities(options.pool, { knex: options.knex, tfjsBackend: options.backend?.name ?? null, project: options.project });
+  const activities = poolActivities(options.pool, { knex: options.knex, backend: options.backend, tfjsBackend: options.backend?.name ?? null, project: options.project });
   const workerOptions: WorkerOptions = {
     connection: options.connection,
     namespace: options.namespace,

@@ -1,4 +1,5 @@
 // The barrel the workers' workflow bundle is built from: every workflow type.
 export { systemCheck } from './system-check.ts';
 export { featurePipeline } from './feature-pipeline.ts';
+export { trainingPipeline } from './training-pipeline.ts';
 export { progressQuery } from './progress.ts';

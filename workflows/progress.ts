@@ -1,4 +1,4 @@
-import { defineQuery } from '@temporalio/workflow';
+import { defineQuery, defineSignal } from '@temporalio/workflow';
 
 /** Live progress of a pipeline workflow, for the CLI and the Temporal UI's query tab. */
 export interface PipelineProgress {
@@ -10,3 +10,15 @@ export interface PipelineProgress {
 }
 
 export const progressQuery = defineQuery<PipelineProgress>('progress');
+
+/** One training epoch, as the train activity reports it to its workflow. */
+export interface TrainingEpoch {
+  epoch: number;
+  epochs: number;
+  loss: number;
+  valLoss?: number;
+  samplesPerSecond: number;
+}
+
+/** Sent by the train activity after each epoch, so the progress query is live. */
+export const trainingEpochSignal = defineSignal<[TrainingEpoch]>('trainingEpoch');

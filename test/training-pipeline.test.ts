@@ -1,0 +1,104 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import project from '../examples/flights/definitions.ts';
+import { loadBackend } from '../ml/backend.ts';
+import { FeatureStore } from '../registry/feature-store/index.ts';
+import { ModelRegistry } from '../registry/model-registry.ts';
+import { trainingPipeline } from '../workflows/index.ts';
+import { ingestFlights } from './helpers/flights.ts';
+import { spawnWorker, type WorkerProcess } from './helpers/processes.ts';
+import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
+
+// Two days of flights: about 30k labelled departures.
+const window = { start: '2001-01-08T00:00:00.000Z', end: '2001-01-10T00:00:00.000Z' };
+const params = { hiddenUnits: [16], epochs: 2, batchSize: 1024, seed: 7 };
+
+describe('training pipeline: dataset on the CPU pool, training on the GPU pool, registry', () => {
+  let db: TestDb;
+  let temporal: TestTemporal;
+  let cpu: RunningWorker;
+  let gpu: WorkerProcess;
+  let registry: ModelRegistry;
+
+  beforeAll(async () => {
+    db = await createTestDb('training');
+    temporal = await createTestTemporal('training');
+    cpu = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project, backend: await loadBackend('cpu', 'wasm') });
+    // The GPU pool is a real worker process: WebGPU on this machine's Vulkan device (lavapipe in CI).
+    gpu = spawnWorker('gpu', { prefix: temporal.prefix, schema: db.schema });
+    await gpu.waitFor(/polling task queue/);
+    registry = new ModelRegistry({ knex: db.knex });
+    await ingestFlights(temporal, window);
+  });
+
+  afterAll(async () => {
+    await gpu?.stop();
+    await cpu?.stop();
+    await temporal?.close();
+    await db?.close();
+  });
+
+  const train = (input: Parameters<typeof trainingPipeline>[0]) =>
+    temporal.client.workflow.execute(trainingPipeline, { taskQueue: temporal.cpuQueue, workflowId: uniqueId('train'), args: [input] });
+
+  let first: Awaited<ReturnType<typeof train>>;
+
+  it('registers version 1 with metrics and full lineage, trained on the GPU worker', async () => {
+    first = await train({ featureView: 'flight_delays', model: 'flight_delay', params, ...window });
+    expect(first.version).toBe(1);
+    expect(first.featureView).toEqual({ name: 'flight_delays', version: 1 });
+    expect(first.rowCounts.train).toBeGreaterThan(first.rowCounts.test);
+    expect(first.training).toMatchObject({ epochs: 2, resumedFromEpoch: 0, tfjsBackend: 'webgpu' });
+    expect(first.metrics.auc).toBeGreaterThan(0.5);
+    expect(first.metrics.auc).toBeLessThanOrEqual(1);
+    expect(first.metrics).toHaveProperty('logLoss');
+
+    const version = await registry.getModelVersion('flight_delay', 1);
+    expect(version.metrics.auc).toBe(first.metrics.auc);
+    expect(version.params).toMatchObject({ hiddenUnits: [16], epochs: 2 });
+    const store = new FeatureStore(db.knex);
+    const flightsCommit = await store.latestCommit(await store.group('flights', 1));
+    const airportCommit = await store.latestCommit(await store.group('airport_delays', 1));
+    expect(version.lineage).toMatchObject({
+      featureView: { name: 'flight_delays', version: 1 },
+      trainingDatasetId: first.trainingDatasetId,
+      tfjsBackend: 'webgpu',
+      workflowId: expect.stringMatching(/^train_/),
+      runId: expect.any(String),
+      codeVersion: expect.stringMatching(/^[0-9a-f]{40}/),
+    });
+    expect(version.lineage.featureGroupCommits).toEqual(
+      expect.arrayContaining([
+        { featureGroup: 'flights', version: 1, commitId: flightsCommit?.id },
+        { featureGroup: 'airport_delays', version: 1, commitId: airportCommit?.id },
+      ]),
+    );
+    // "Which model versions used commit X" answers from the same lineage.
+    const users = await registry.versionsUsingCommit({ featureGroup: 'airport_delays', version: 1, commitId: airportCommit?.id ?? -1 });
+    expect(users.map((v) => v.version)).toEqual([1]);
+    // The signature names the view's features, with the train split's statistics.
+    expect(version.signature.inputs.map((i) => i.name)).toContain('delay_mean_2h');
+    expect(version.signature.output).toEqual({ name: 'delayed', kind: 'binary_classifier' });
+  });
+
+  it('promotes according to the policy: when the alias is unset, and not when the margin is not met', async () => {
+    const second = await train({ featureView: 'flight_delays', model: 'flight_delay', params, trainingDatasetId: first.trainingDatasetId, promote: { alias: 'champion', metric: 'auc', minDelta: 0 } });
+    expect(second.version).toBe(2);
+    expect(second.promotion).toMatchObject({ promoted: true, alias: 'champion', metric: 'auc', candidate: { version: 2, value: second.metrics.auc }, incumbent: null });
+    expect((await registry.getAlias('flight_delay', 'champion')).version).toBe(2);
+
+    const third = await train({ featureView: 'flight_delays', model: 'flight_delay', params, trainingDatasetId: first.trainingDatasetId, promote: { alias: 'champion', metric: 'auc', minDelta: 0.5 } });
+    expect(third.version).toBe(3);
+    expect(third.promotion).toMatchObject({
+      promoted: false,
+      candidate: { version: 3, value: third.metrics.auc },
+      incumbent: { version: 2, value: second.metrics.auc },
+    });
+    expect(third.promotion?.reason).toMatch(/does not beat version 2/);
+    expect((await registry.getAlias('flight_delay', 'champion')).version).toBe(2);
+  });
+
+  it('bad params fail the run at once with a clear error', async () => {
+    await expect(train({ featureView: 'flight_delays', model: 'flight_delay', params: { hiddenUnits: 'big' }, ...window })).rejects.toThrow();
+    expect((await registry.listModelVersions('flight_delay')).length).toBe(3);
+  });
+});

@@ -1,0 +1,101 @@
+import { ActivityCancellationType, CancellationScope, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { createGpuTrainingActivities, createTrainingActivities, DatasetRef, EvaluationMetrics, PromotionDecision, TrainResult } from '../activities/training.ts';
+import { TrainingPipelineInputSchema, type TrainingPipelineInput } from '../core/inputs.ts';
+import { progressQuery, trainingEpochSignal, type PipelineProgress } from './progress.ts';
+import { runWindow } from './schedule-window.ts';
+import { poolQueues } from './system-check.ts';
+import { parseInput } from './validate.ts';
+
+type CpuActivities = ReturnType<typeof createTrainingActivities>;
+type GpuActivities = ReturnType<typeof createGpuTrainingActivities>;
+
+export interface TrainingPipelineResult {
+  model: string;
+  version: number;
+  featureView: { name: string; version: number };
+  trainingDatasetId: number;
+  rowCounts: DatasetRef['rowCounts'];
+  /** The feature group commits the dataset read. */
+  commits: DatasetRef['commits'];
+  metrics: EvaluationMetrics;
+  training: Omit<TrainResult, 'runKey'>;
+  /** Present when a promotion policy was given: the decision and both numbers. */
+  promotion?: PromotionDecision;
+}
+
+export type { TrainingPipelineInput };
+
+/**
+ * Features -> a registered, evaluated model version.
+ * dataset (fti-cpu) -> train (fti-gpu) -> evaluate (fti-cpu) -> register -> promote?
+ * Input: { featureView, version?, trainingDatasetId?, model, params?, promote?, start?, end?, ... }.
+ */
+export async function trainingPipeline(input: TrainingPipelineInput): Promise<TrainingPipelineResult> {
+  const args = parseInput('trainingPipeline', TrainingPipelineInputSchema, input);
+  const queues = poolQueues();
+  const progress: PipelineProgress = { stage: 'dataset', done: 0, total: 5 };
+  setHandler(progressQuery, () => progress);
+  setHandler(trainingEpochSignal, (epoch) => {
+    progress.details = { ...epoch };
+  });
+
+  const cpu = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '5m', retry: { maximumAttempts: 5 } });
+  const cpuLong = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '60m', heartbeatTimeout: '2m', retry: { maximumAttempts: 5 } });
+  // Heartbeats come every batch, so a dead GPU worker is noticed within the heartbeat
+  // timeout and the retry (on any GPU worker) resumes from the last checkpoint.
+  const gpu = proxyActivities<GpuActivities>({
+    taskQueue: queues.gpu,
+    startToCloseTimeout: '6h',
+    // The SDK sends heartbeats at most every 80% of this, and a cancel arrives with one.
+    heartbeatTimeout: '10s',
+    retry: { maximumAttempts: 10, initialInterval: '1s' },
+    // Wait for the trainer to actually stop before the workflow reports the cancel.
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  });
+
+  const window = runWindow(args);
+  const runKey = `${workflowInfo().workflowId}/${workflowInfo().runId}`;
+  const dataset = args.trainingDatasetId
+    ? await cpu.describeTrainingDataset({ trainingDatasetId: args.trainingDatasetId })
+    : await cpuLong.createTrainingDataset({
+        featureView: args.featureView,
+        version: args.version,
+        params: args.params,
+        ...window,
+        validationStart: args.validationStart,
+        testStart: args.testStart,
+      });
+  log.info('training dataset ready', { trainingDatasetId: dataset.trainingDatasetId, rows: dataset.rowCounts });
+
+  try {
+    Object.assign(progress, { stage: 'train', done: 1 });
+    const trained = await gpu.trainModel({ runKey, trainingDatasetId: dataset.trainingDatasetId, params: args.params });
+    Object.assign(progress, { stage: 'evaluate', done: 2 });
+    const metrics = await cpuLong.evaluateModel({ runKey, trainingDatasetId: dataset.trainingDatasetId });
+    Object.assign(progress, { stage: 'register', done: 3, details: { ...progress.details, metrics } });
+    const registered = await cpu.registerModel({ runKey, model: args.model, trainingDatasetId: dataset.trainingDatasetId, params: args.params, metrics, training: trained });
+    let promotion: PromotionDecision | undefined;
+    if (args.promote) {
+      Object.assign(progress, { stage: 'promote', done: 4 });
+      promotion = await cpu.promoteModel({ model: args.model, version: registered.version, policy: args.promote });
+    }
+    const { runKey: _runKey, ...training } = trained;
+    const result: TrainingPipelineResult = {
+      model: args.model,
+      version: registered.version,
+      featureView: dataset.featureView,
+      trainingDatasetId: dataset.trainingDatasetId,
+      rowCounts: dataset.rowCounts,
+      commits: dataset.commits,
+      metrics,
+      training,
+      ...(promotion ? { promotion } : {}),
+    };
+    Object.assign(progress, { stage: 'done', done: 5, details: { ...progress.details, version: registered.version } });
+    log.info('registered', { model: args.model, version: registered.version, metrics, promoted: promotion?.promoted });
+    return result;
+  } finally {
+    // The checkpoint held the model until registration; drop it (also after a failure or a cancel).
+    await CancellationScope.nonCancellable(() => cpu.cleanupTraining({ runKey }));
+  }
+}
