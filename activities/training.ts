@@ -12,22 +12,20 @@ import type { PromotionPolicy } from '../core/inputs.ts';
 import type { Catalog } from '../features/catalog.ts';
 import type { FeatureViewDefinition } from '../features/views.ts';
 import type { LoadedBackend } from '../ml/backend.ts';
-import { toBatches } from '../ml/batches.ts';
-import { checkpointOf, restoreCheckpoint } from '../ml/checkpoint.ts';
-import { createEncoder, fitSignature, type FeatureSpec } from '../ml/encoding.ts';
 import { evaluateClassifier, evaluateRegressor } from '../ml/metrics.ts';
-import { buildModel, TrainParamsSchema, type TrainParams } from '../ml/model.ts';
 import { modelFromArtifact } from '../ml/artifact.ts';
+import { createEncoder } from '../ml/encoding.ts';
+import { TrainParamsSchema, type TrainParams } from '../ml/model.ts';
 import { collectPredictions } from '../ml/predict.ts';
-import { trainModel as runTraining } from '../ml/train.ts';
-import { getFeatureViewById, registerFeatureView } from '../registry/feature-views.ts';
+import { registerFeatureView } from '../registry/feature-views.ts';
 import { ModelRegistry } from '../registry/model-registry.ts';
 import { deleteCheckpoint, loadCheckpoint, saveCheckpoint } from '../registry/training-checkpoints.ts';
-import { createTrainingDataset, getTrainingDataset, streamSplit, type Split, type TrainingDataset } from '../registry/training-datasets.ts';
+import { createTrainingDataset, type Split } from '../registry/training-datasets.ts';
 import { trainingEpochSignal, type TrainingEpoch } from '../workflows/progress.ts';
 import { codeVersion } from './code-version.ts';
 import { withDomainFailures } from './failures.ts';
 import { heartbeatWhile } from './heartbeat.ts';
+import { datasetAndView, splitBatches, trainOnDataset } from './training-run.ts';
 
 export interface DatasetRef {
   trainingDatasetId: number;
@@ -68,44 +66,11 @@ export interface PromotionDecision {
 }
 
 const LOWER_IS_BETTER = new Set(['logLoss', 'rmse', 'mae']);
-const SHUFFLE_BUFFER = 8192;
 
 export function parseTrainParams(params: unknown): TrainParams {
   const parsed = TrainParamsSchema.safeParse(params ?? {});
   if (!parsed.success) throw new FtiError(FailureType.InvalidInput, `invalid training params: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'params'}: ${i.message}`).join('; ')}`);
   return parsed.data;
-}
-
-/** What the model is trained on: one spec per feature of the view, in the view's order. */
-function featureSpecs(view: FeatureViewDefinition): FeatureSpec[] {
-  return view.features.map((f): FeatureSpec => {
-    switch (f.encoding.encoding) {
-      case 'standardize':
-        if (f.dtype === 'string') throw new FtiError(FailureType.InvalidInput, `feature ${f.name} is text; it must be one_hot encoded`);
-        return { name: f.name, dtype: f.dtype, encoding: 'standardize', missingIndicator: f.encoding.missingIndicator ?? false };
-      case 'one_hot':
-        return { name: f.name, dtype: f.dtype, encoding: 'one_hot', ...(f.encoding.maxCategories ? { maxCategories: f.encoding.maxCategories } : {}) };
-      case 'cyclical':
-        if (f.dtype !== 'float' && f.dtype !== 'int') throw new FtiError(FailureType.InvalidInput, `feature ${f.name} must be numeric for cyclical encoding`);
-        return { name: f.name, dtype: f.dtype, encoding: 'cyclical', period: f.encoding.period };
-    }
-  });
-}
-
-function splitBatches(knex: Knex, dataset: TrainingDataset, view: FeatureViewDefinition, split: Split, encoder: ReturnType<typeof createEncoder>, params: TrainParams, shuffle: boolean) {
-  const columns = [...view.features.map((f) => f.name), view.label.name];
-  return (epoch: number) =>
-    toBatches(streamSplit(knex, dataset, split, columns, params.batchSize * 4), encoder, {
-      label: view.label.name,
-      batchSize: params.batchSize,
-      ...(shuffle ? { shuffleBuffer: SHUFFLE_BUFFER, seed: epoch } : {}),
-    });
-}
-
-async function datasetAndView(knex: Knex, trainingDatasetId: number) {
-  const dataset = await getTrainingDataset(knex, trainingDatasetId);
-  const view = (await getFeatureViewById(knex, dataset.featureViewId)).definition;
-  return { dataset, view };
 }
 
 /** CPU pool: datasets, evaluation, registration, promotion, cleanup. */
@@ -157,8 +122,7 @@ export function createTrainingActivities({ knex, views, backend }: { knex: Knex;
       const model = await modelFromArtifact(tf, stored.checkpoint.artifact);
       try {
         const encoder = createEncoder(stored.signature);
-        const params = { batchSize: 4096 } as TrainParams;
-        const { labels, scores } = await heartbeatWhile(() => ({ stage: 'evaluate' }), collectPredictions(tf, model, splitBatches(knex, dataset, view, 'test', encoder, params, false)(1)));
+        const { labels, scores } = await heartbeatWhile(() => ({ stage: 'evaluate' }), collectPredictions(tf, model, splitBatches(knex, dataset, view, 'test', encoder, 4096, false)(1)));
         const metrics = view.outputKind === 'binary_classifier' ? evaluateClassifier(labels, scores) : evaluateRegressor(labels, scores);
         // Only finite numbers are stored (an undefined metric, e.g. AUC of one class, is left out).
         return Object.fromEntries(Object.entries(metrics).filter((e): e is [string, number] => typeof e[1] === 'number' && Number.isFinite(e[1])));
@@ -229,55 +193,37 @@ export function createGpuTrainingActivities({ knex, backend }: { knex: Knex; bac
   return withDomainFailures({
     async trainModel(input: { runKey: string; trainingDatasetId: number; params?: Record<string, unknown> }): Promise<TrainResult> {
       if (!backend) throw new Error('this worker has no TensorFlow.js backend loaded');
-      const tf = backend.tf;
-      const params = parseTrainParams(input.params);
-      const { dataset, view } = await datasetAndView(knex, input.trainingDatasetId);
       const context = Context.current();
-      const started = Date.now();
-
       const resumed = await loadCheckpoint(knex, input.runKey);
-      const signature = resumed?.signature ?? fitSignature(featureSpecs(view), dataset.statistics, { name: view.label.name, kind: view.outputKind });
-      const encoder = createEncoder(signature);
-      const { epochs: _epochs, batchSize: _batchSize, ...spec } = params;
-      const model = resumed ? await restoreCheckpoint(tf, resumed.checkpoint, spec, view.outputKind) : buildModel(tf, spec, encoder.width, view.outputKind);
-      const initialEpoch = resumed?.checkpoint.epoch ?? 0;
-      const history = [...(resumed?.history ?? [])];
-      context.log.info('training', { run: input.runKey, dataset: dataset.id, rows: dataset.rowCounts, width: encoder.width, backend: backend.name, resumedFromEpoch: initialEpoch });
-
-      try {
-        const result = await runTraining({
-          tf,
-          model,
-          epochs: params.epochs,
-          initialEpoch,
-          trainBatches: splitBatches(knex, dataset, view, 'train', encoder, params, true),
-          validationBatches: dataset.rowCounts.validation > 0 ? splitBatches(knex, dataset, view, 'validation', encoder, params, false) : undefined,
-          onBatch: (p) => context.heartbeat({ epoch: p.epoch, batches: p.batches, samples: p.samples, lastEpoch: history.at(-1) }),
-          shouldStop: () => context.cancellationSignal.aborted,
-          onEpochEnd: async (p) => {
-            history.push(p);
-            await saveCheckpoint(knex, { runKey: input.runKey, checkpoint: await checkpointOf(tf, model, p.epoch), signature, history });
-            const progress = { epoch: p.epoch, epochs: p.epochs, loss: p.loss, valLoss: p.valLoss, samplesPerSecond: p.samplesPerSecond };
-            context.heartbeat(progress);
-            await reportEpoch(context, progress);
-          },
-        });
-        if (result.stoppedEarly) throw new CancelledFailure('training was cancelled');
-        const last = history.at(-1);
-        return {
-          runKey: input.runKey,
-          epochs: result.lastEpoch,
-          resumedFromEpoch: initialEpoch,
-          finalLoss: last?.loss ?? Number.NaN,
-          finalValLoss: last?.valLoss,
-          samplesPerSecond: result.samplesPerSecond,
-          trainingSeconds: (Date.now() - started) / 1000,
-          tfjsBackend: backend.name,
-          device: backend.device,
-        };
-      } finally {
-        model.dispose();
-      }
+      const run = await trainOnDataset({
+        knex,
+        backend,
+        trainingDatasetId: input.trainingDatasetId,
+        params: parseTrainParams(input.params),
+        resume: resumed,
+        log: (message, attrs) => context.log.info(message, attrs),
+        onBatch: (p, history) => context.heartbeat({ epoch: p.epoch, batches: p.batches, samples: p.samples, lastEpoch: history.at(-1) }),
+        shouldStop: () => context.cancellationSignal.aborted,
+        onEpochEnd: async (epoch, snapshot) => {
+          await saveCheckpoint(knex, { runKey: input.runKey, ...(await snapshot()) });
+          const progress = { epoch: epoch.epoch, epochs: epoch.epochs, loss: epoch.loss, valLoss: epoch.valLoss, samplesPerSecond: epoch.samplesPerSecond };
+          context.heartbeat(progress);
+          await reportEpoch(context, progress);
+        },
+      });
+      if (run.stoppedEarly) throw new CancelledFailure('training was cancelled');
+      const last = run.history.at(-1);
+      return {
+        runKey: input.runKey,
+        epochs: run.lastEpoch,
+        resumedFromEpoch: run.resumedFromEpoch,
+        finalLoss: last?.loss ?? Number.NaN,
+        finalValLoss: last?.valLoss,
+        samplesPerSecond: run.samplesPerSecond,
+        trainingSeconds: run.seconds,
+        tfjsBackend: backend.name,
+        device: backend.device,
+      };
     },
   });
 }

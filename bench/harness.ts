@@ -3,7 +3,9 @@
  * repeated measurement with medians, percentiles, and the services a part needs.
  */
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
 import { loadConfig, type FtiConfig } from '../core/config.ts';
@@ -37,6 +39,8 @@ export interface BenchContext {
   knex: Knex;
   /** A Temporal dev server, started on first use. */
   temporal(): Promise<{ address: string }>;
+  /** Runs when the bench ends (before the servers stop). */
+  onClose(fn: () => Promise<void>): void;
 }
 
 export type BenchPart = (ctx: BenchContext) => Promise<Figure[]>;
@@ -96,11 +100,18 @@ export async function createBenchContext(): Promise<BenchContext & { close(): Pr
   const config = loadConfig();
   const log = createLogger('bench', (l) => console.error(l));
   const schema = 'fti_bench';
-  const postgres: PostgresHandle = await startPostgres(config, { port: config.databaseUrl ? undefined : await freePort(), dataDir: `${config.dataDir}/bench-pg`, log: (l) => log(l) });
+  // A fresh embedded cluster per bench run (deleted afterwards), unless DATABASE_URL is set.
+  const postgres: PostgresHandle = await startPostgres(config, {
+    port: config.databaseUrl ? undefined : await freePort(),
+    dataDir: fs.mkdtempSync(path.join(os.tmpdir(), 'fti-bench-pg-')),
+    ephemeral: true,
+    log: (l) => log(l),
+  });
   const knex = createKnex({ url: postgres.url, schema, poolMax: 12, applicationName: 'fti-bench' });
   await knex.raw('drop schema if exists ?? cascade', [schema]);
   await migrate(knex, schema);
   let temporal: Promise<DevServer> | undefined;
+  const closers: Array<() => Promise<void>> = [];
   return {
     config,
     log,
@@ -114,7 +125,9 @@ export async function createBenchContext(): Promise<BenchContext & { close(): Pr
       })();
       return { address: (await temporal).address };
     },
+    onClose: (fn) => closers.push(fn),
     close: async () => {
+      for (const fn of closers.reverse()) await fn().catch((err: unknown) => log(`close failed: ${String(err)}`));
       if (temporal) await (await temporal).stop();
       await knex.destroy();
       await postgres.stop();

@@ -14,6 +14,11 @@ type Part = (typeof PARTS)[number];
 /** The parts implemented so far; each module's default export is a BenchPart. */
 const PART_MODULES: Partial<Record<Part, () => Promise<{ default: BenchPart }>>> = {
   registry: () => import('./parts/registry.ts'),
+  inference: () => import('./parts/inference.ts'),
+  online: () => import('./parts/online.ts'),
+  features: () => import('./parts/features.ts'),
+  dataset: () => import('./parts/dataset.ts'),
+  training: () => import('./parts/training.ts'),
 };
 
 async function main(): Promise<void> {

@@ -2,7 +2,12 @@
  * Chooses the TensorFlow.js backend a worker trains and predicts with.
  *
  *   GPU pool: tfjs-node-gpu (CUDA)  -> WebGPU on Dawn (`webgpu` package, over Vulkan)
+ *             -> WASM when the only WebGPU adapter is a software one
  *   CPU pool: tfjs-node (libtensorflow) -> WASM -> plain JS
+ *
+ * A software Vulkan device (Mesa's lavapipe on a machine without a GPU) runs the
+ * WebGPU code path correctly but ~20x slower than WASM, so the GPU pool only uses it
+ * when forced (FTI_TFJS_BACKEND=webgpu, as the tests that prove the GPU path do).
  *
  * tfjs-node(-gpu) need libtensorflow downloaded at install time, which fails on a
  * machine without internet; they are optional dependencies, so the loader simply
@@ -28,7 +33,7 @@ export interface LoadedBackend {
 }
 
 export const BACKEND_ORDER: Record<Pool, BackendName[]> = {
-  gpu: ['tensorflow', 'webgpu'],
+  gpu: ['tensorflow', 'webgpu', 'wasm'],
   cpu: ['tensorflow', 'wasm', 'cpu'],
 };
 
@@ -39,15 +44,15 @@ let loaded: Promise<LoadedBackend> | undefined;
  * one global engine, so a process has exactly one backend).
  */
 export function loadBackend(pool: Pool, forced?: BackendName): Promise<LoadedBackend> {
-  loaded ??= pickBackend(forced ? [forced] : BACKEND_ORDER[pool], pool === 'gpu' ? 'tfjs-node-gpu' : 'tfjs-node');
+  loaded ??= pickBackend(forced ? [forced] : BACKEND_ORDER[pool], pool === 'gpu' ? 'tfjs-node-gpu' : 'tfjs-node', { allowSoftwareGpu: forced === 'webgpu' });
   return loaded;
 }
 
-async function pickBackend(candidates: BackendName[], nativePackage: 'tfjs-node-gpu' | 'tfjs-node'): Promise<LoadedBackend> {
+async function pickBackend(candidates: BackendName[], nativePackage: 'tfjs-node-gpu' | 'tfjs-node', options: { allowSoftwareGpu: boolean }): Promise<LoadedBackend> {
   const skipped: string[] = [];
   for (const name of candidates) {
     try {
-      const backend = await tryBackend(name, nativePackage);
+      const backend = await tryBackend(name, nativePackage, options);
       return { ...backend, skipped };
     } catch (err) {
       skipped.push(`${name}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
@@ -56,7 +61,7 @@ async function pickBackend(candidates: BackendName[], nativePackage: 'tfjs-node-
   throw new Error(`no TensorFlow.js backend could be loaded (${skipped.join('; ')})`);
 }
 
-async function tryBackend(name: BackendName, nativePackage: 'tfjs-node-gpu' | 'tfjs-node'): Promise<Omit<LoadedBackend, 'skipped'>> {
+async function tryBackend(name: BackendName, nativePackage: 'tfjs-node-gpu' | 'tfjs-node', options: { allowSoftwareGpu: boolean }): Promise<Omit<LoadedBackend, 'skipped'>> {
   switch (name) {
     case 'tensorflow': {
       const pkg = `@tensorflow/${nativePackage}`;
@@ -72,6 +77,10 @@ async function tryBackend(name: BackendName, nativePackage: 'tfjs-node-gpu' | 't
       const gpu = create([]);
       const adapter = await gpu.requestAdapter();
       if (!adapter) throw new Error('no WebGPU adapter (is a Vulkan driver installed? on CPU-only machines: mesa-vulkan-drivers >= 24 for lavapipe)');
+      const software = isSoftwareAdapter(adapter);
+      if (software && !options.allowSoftwareGpu) {
+        throw new Error(`the only WebGPU adapter is a software one (${adapter.info.description || adapter.info.device}); WASM is faster here (FTI_TFJS_BACKEND=webgpu forces it)`);
+      }
       // tfjs-backend-webgpu looks for navigator.gpu, which Node 20 does not have.
       Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
       const tf = await import('@tensorflow/tfjs');
@@ -96,6 +105,13 @@ async function tryBackend(name: BackendName, nativePackage: 'tfjs-node-gpu' | 't
       return { name, package: '@tensorflow/tfjs', device: 'CPU (plain JavaScript)', tf };
     }
   }
+}
+
+/** Mesa's lavapipe/llvmpipe, SwiftShader and other CPU-backed adapters. */
+function isSoftwareAdapter(adapter: GPUAdapter): boolean {
+  const info = adapter.info;
+  const text = `${info.architecture} ${info.device} ${info.description}`.toLowerCase();
+  return info.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/.test(text) || (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
 }
 
 function assertBackend(tf: Tf, expected: BackendName): void {

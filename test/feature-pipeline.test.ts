@@ -70,6 +70,7 @@ const departureStats = defineFeatureGroup({
       { name: 'delay_mean', fn: 'avg', column: 'delay' },
       { name: 'late_share', fn: 'avg', column: 'late' },
       { name: 'departures', fn: 'count' },
+      { name: 'delay_max', fn: 'max', column: 'delay' },
     ],
   },
   online: true,
@@ -169,6 +170,13 @@ describe('feature pipeline and feature store (real Temporal + Postgres)', () => 
       expect(result).toMatchObject({ rowsIn: 5, rowsCommitted: 3, rowsRejected: 2 });
       const group = await store.group('readings', 2);
       expect((await store.read(group).toArray()).map((r) => r.sensor)).toEqual(['s1', 's2', 's4']);
+      // Statistics describe the committed rows only: 1.5, 2.5, 4.5.
+      const value = (await store.statistics(result.commitId)).find((x) => x.feature === 'value');
+      expect(value).toMatchObject({ count: 3, nulls: 0, min: 1.5, max: 4.5 });
+      expect(value?.mean).toBeCloseTo(8.5 / 3, 10);
+      expect((value?.histogram as Array<{ count: number }>).map((b) => b.count)).toEqual([1, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
+      const sensor = (await store.statistics(result.commitId)).find((x) => x.feature === 'sensor');
+      expect(sensor).toMatchObject({ count: 3, distinctCount: 3 });
       const rejects = await store.rejects(result.commitId);
       expect(rejects).toEqual([
         { rowNumber: 2, reasons: ['value: expected a finite number, got "not-a-number"'], row: expect.objectContaining({ sensor: 's3' }) },
@@ -256,14 +264,14 @@ describe('feature pipeline and feature store (real Temporal + Postgres)', () => 
     const at = (iso: string) => rows.find((r) => (r.at as Date).toISOString() === new Date(iso).toISOString());
 
     // 08:00 - nothing before it.
-    expect(at('2024-05-01T08:00:00Z')).toMatchObject({ delay_mean_1h: null, late_share_1h: null, departures_1h: 0 });
+    expect(at('2024-05-01T08:00:00Z')).toMatchObject({ delay_mean_1h: null, late_share_1h: null, departures_1h: 0, delay_max_1h: null });
     // 08:30 - only flight 1 (flights 2 and 3 are at the same instant, not before it).
-    expect(at('2024-05-01T08:30:00Z')).toMatchObject({ delay_mean_1h: 10, late_share_1h: 0, departures_1h: 1 });
+    expect(at('2024-05-01T08:30:00Z')).toMatchObject({ delay_mean_1h: 10, late_share_1h: 0, departures_1h: 1, delay_max_1h: 10 });
     // 09:00 - flights 1, 2, 3 in [08:00, 09:00): mean 30, two of three late.
-    expect(at('2024-05-01T09:00:00Z')).toMatchObject({ delay_mean_1h: 30, departures_1h: 3 });
+    expect(at('2024-05-01T09:00:00Z')).toMatchObject({ delay_mean_1h: 30, departures_1h: 3, delay_max_1h: 50 });
     expect(at('2024-05-01T09:00:00Z')?.late_share_1h).toBeCloseTo(2 / 3, 10);
     // 09:45 - window [08:45, 09:45): flight 4 only (its own event excluded).
-    expect(at('2024-05-01T09:45:00Z')).toMatchObject({ delay_mean_1h: 0, late_share_1h: 0, departures_1h: 1 });
+    expect(at('2024-05-01T09:45:00Z')).toMatchObject({ delay_mean_1h: 0, late_share_1h: 0, departures_1h: 1, delay_max_1h: 0 });
     expect(rows).toHaveLength(4);
     expect(result.rowsCommitted).toBe(5); // four instants at X, one at Y
   });

@@ -15,12 +15,13 @@
  *   6. online            latest row per entity upserted; an older (late) row never
  *                        overwrites a newer one
  */
+import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
 import { FtiError, FailureType } from '../../core/errors.ts';
 import type { Expectation, ValidationPolicy } from '../../features/definitions.ts';
 import type { FeatureType } from '../../features/schema.ts';
 import { transaction } from '../db.ts';
-import { col, cols, id, ids, join, kw, raw, sql, type Sql } from '../sql.ts';
+import { col, cols, id, ids, join, kw, raw, sql } from '../sql.ts';
 import { toFeatureCommit, type FeatureCommit, type FeatureCommitRow, type ValidationReport } from './commits.ts';
 import { reasonsExpression } from './expectations.ts';
 import { computeStatistics, storeStatistics } from './statistics.ts';
@@ -50,27 +51,37 @@ export async function commitStaged(knex: Knex, group: GroupShape & { id: number 
 
     const t = groupTables(group.name, group.version);
     const stage = t.commit(commitId);
+    // Wall time of each step, kept in the commit's report for monitoring and benchmarks.
+    const timingsMs: Record<string, number> = {};
+    const step = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
+      const started = performance.now();
+      try {
+        return await work();
+      } finally {
+        timingsMs[name] = Math.round(performance.now() - started);
+      }
+    };
     const types = Object.fromEntries(group.columns.map((c) => [c.name, c.type])) as Record<string, FeatureType>;
     // Sorts, hashes and index builds of big commits stay in memory (this transaction only).
     await trx.raw(`select set_config('work_mem', '256MB', true), set_config('maintenance_work_mem', '512MB', true)`);
 
     const typeRejects = await countRejects(trx, commitId);
-    const staged = await countRows(trx, stage);
+    const staged = await step('count', () => countRows(trx, stage));
 
     // 1. expectations
     const reasons = reasonsExpression(rules.expectations, types);
     if (reasons) {
-      await raw(
+      await step('expectations', () => raw(
         trx,
         sql`insert into feature_rejects (commit_id, row_number, reasons, row)
             select ${commitId}, _row_number, reasons, to_jsonb(s) - '_commit_id' - '_row_number' - 'reasons'
             from (select *, ${reasons} as reasons from ${id(stage)}) s
             where cardinality(reasons) > 0
             on conflict do nothing`,
-      );
+      ));
     }
     // 2. duplicates (the unique index is wanted for the partition anyway)
-    await rejectDuplicates(trx, group, stage, commitId, rules.expectations.some((e) => e.kind === 'unique_key'));
+    await step('unique_index', () => rejectDuplicates(trx, group, stage, commitId, rules.expectations.some((e) => e.kind === 'unique_key')));
 
     const rejected = await countRejects(trx, commitId);
     const rowsIn = staged + typeRejects;
@@ -88,22 +99,24 @@ export async function commitStaged(knex: Knex, group: GroupShape & { id: number 
     }
     const rowsValid = rowsIn - rejected;
 
-    // 3. statistics of the commit's valid rows
-    await storeStatistics(trx, commitId, await computeStatistics(trx, stage, group.columns));
-    const range = ((await raw(trx, sql`select min(${id(group.eventTime)}) as lo, max(${id(group.eventTime)}) as hi from ${id(stage)}`)) as { rows: Array<{ lo: Date | null; hi: Date | null }> }).rows[0];
+    // 3. statistics of the commit's valid rows (the event time's give the commit's time range)
+    const statistics = await step('statistics', () => computeStatistics(trx, stage, group.columns));
+    await storeStatistics(trx, commitId, statistics);
+    const times = statistics.find((x) => x.feature === group.eventTime);
+    const range = { lo: times?.min == null ? null : new Date(times.min * 1000), hi: times?.max == null ? null : new Date(times.max * 1000) };
 
     // 4. overlap with what is already visible
-    const { unchanged, updated } = range?.lo && range.hi ? await supersede(trx, group, stage, commitId, range.lo, range.hi) : { unchanged: 0, updated: 0 };
+    const { unchanged, updated } = range.lo && range.hi ? await step('overlap', () => supersede(trx, group, stage, commitId, range.lo as Date, range.hi as Date)) : { unchanged: 0, updated: 0 };
     const inserted = rowsValid - unchanged - updated;
 
     // 5. attach (or drop an empty commit table)
-    if (rowsValid - unchanged > 0) await attachCommitTable(trx, group, commitId);
+    if (rowsValid - unchanged > 0) await step('attach', () => attachCommitTable(trx, group, commitId));
     else await dropCommitTable(trx, group, commitId);
 
     // 6. online store
-    if (group.online && rowsValid - unchanged > 0) await upsertOnline(trx, group, stage);
+    if (group.online && rowsValid - unchanged > 0) await step('online', () => upsertOnline(trx, group, stage));
 
-    const report = await buildReport(trx, commitId, rules.validation, rowsIn, rejected);
+    const report = { ...(await buildReport(trx, commitId, rules.validation, rowsIn, rejected)), timingsMs };
     const [committed] = await trx<FeatureCommitRow>('feature_commits')
       .where({ id: commitId })
       .update({
@@ -114,8 +127,8 @@ export async function commitStaged(knex: Knex, group: GroupShape & { id: number 
         rows_updated: updated,
         rows_unchanged: unchanged,
         rows_rejected: rejected,
-        min_event_time: range?.lo ?? null,
-        max_event_time: range?.hi ?? null,
+        min_event_time: range.lo,
+        max_event_time: range.hi,
         validation_report: JSON.stringify(report) as unknown as ValidationReport,
         finished_at: trx.fn.now() as unknown as Date,
       })
@@ -215,12 +228,31 @@ async function upsertOnline(trx: Knex.Transaction, group: GroupShape, stage: str
   const t = groupTables(group.name, group.version);
   const columns = [...featureColumns(group), '_commit_id'];
   const keys = group.entityKeys;
-  // Newest first per entity; among equal event times the later source row wins.
-  const latest: Sql = sql`select distinct on (${ids(keys)}) ${ids(columns)} from ${id(stage)} order by ${ids(keys)}, ${id(group.eventTime)} desc, _row_number desc`;
+  const et = group.eventTime;
   const empty = ((await raw(trx, sql`select not exists (select 1 from ${id(t.online)}) as empty`)) as { rows: Array<{ empty: boolean }> }).rows[0]?.empty;
+  // The commit table is unique on (keys, event time), so each entity's row at its
+  // latest event time is its one latest row.
+  const latest = sql`select ${cols('s', columns)} from ${id(stage)} s
+    join (select ${ids(keys)}, max(${id(et)}) as _t from ${id(stage)} group by ${ids(keys)}) m
+      on ${join(keys.map((k) => sql`${col('s', k)} = ${col('m', k)}`), ' and ')} and ${col('s', et)} = m._t`;
+
   if (empty) {
     const pk = ((await trx.raw(`select conname from pg_constraint where conrelid = ?::regclass and contype = 'p'`, [t.online])) as { rows: Array<{ conname: string }> }).rows[0]?.conname;
     if (pk) await raw(trx, sql`alter table ${id(t.online)} drop constraint ${id(pk)}`);
+    // Entities that appear once in this commit (every flight is its own entity) need
+    // no "latest" step at all; try that first when the statistics suggest it.
+    if (await looksUnique(trx, stage, keys[0] as string)) {
+      const savepoint = await trx.transaction();
+      try {
+        await raw(savepoint, sql`insert into ${id(t.online)} (${ids(columns)}) select ${ids(columns)} from ${id(stage)}`);
+        await raw(savepoint, sql`alter table ${id(t.online)} add primary key (${ids(keys)})`);
+        await savepoint.commit();
+        return;
+      } catch (err) {
+        await savepoint.rollback().catch(() => {});
+        if ((err as { code?: string }).code !== '23505') throw err;
+      }
+    }
     await raw(trx, sql`insert into ${id(t.online)} (${ids(columns)}) ${latest}`);
     await raw(trx, sql`alter table ${id(t.online)} add primary key (${ids(keys)})`);
     return;
@@ -233,8 +265,15 @@ async function upsertOnline(trx: Knex.Transaction, group: GroupShape, stage: str
     trx,
     sql`insert into ${id(t.online)} as cur (${ids(columns)}) ${latest}
         on conflict (${ids(keys)}) do update set ${updates}
-        where cur.${id(group.eventTime)} <= excluded.${id(group.eventTime)}`,
+        where cur.${id(et)} <= excluded.${id(et)}`,
   );
+}
+
+/** Whether ANALYZE's sample of the commit table saw every value of `column` once. */
+async function looksUnique(trx: Knex.Transaction, table: string, column: string): Promise<boolean> {
+  await raw(trx, sql`analyze ${id(table)} (${id(column)})`);
+  const row = ((await trx.raw(`select n_distinct from pg_stats where schemaname = current_schema() and tablename = ? and attname = ?`, [table, column])) as { rows: Array<{ n_distinct: number }> }).rows[0];
+  return row !== undefined && row.n_distinct <= -0.99;
 }
 
 async function buildReport(knex: Knex, commitId: number, policy: ValidationPolicy, rowsIn: number, rejected: number): Promise<ValidationReport> {

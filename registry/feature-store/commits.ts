@@ -19,6 +19,8 @@ export interface ValidationReport {
   reasons: Record<string, number>;
   /** The first rejected rows with their reasons. */
   sample: Array<{ rowNumber: number; reasons: string[]; row: Record<string, unknown> }>;
+  /** Wall time of each step of the commit, in ms. */
+  timingsMs?: Record<string, number>;
 }
 
 export interface FeatureCommit {

@@ -35,8 +35,8 @@ export async function computeStatistics(knex: Knex, table: string, columns: Arra
   const textColumns = columns.filter((c) => c.type === 'string');
   const out: FeatureStatistics[] = [];
 
-  const countRow = (await raw(knex, sql`select count(*)::bigint as n from ${id(table)}`)) as { rows: Array<{ n: number }> };
-  const total = countRow.rows[0]?.n ?? 0;
+  const totalRow = numericColumns.length ? undefined : ((await raw(knex, sql`select count(*)::bigint as n from ${id(table)}`)) as { rows: Array<{ n: number }> }).rows[0];
+  let total = totalRow?.n ?? 0;
 
   if (numericColumns.length) {
     const parts = numericColumns.flatMap((c, i) => {
@@ -49,26 +49,35 @@ export async function computeStatistics(knex: Knex, table: string, columns: Arra
         sql`max(${x})::double precision as ${id(`h${i}`)}`,
       ];
     });
-    const summary = ((await raw(knex, sql`select ${join(parts, ', ')} from ${id(table)}`)) as { rows: Array<Record<string, number | null>> }).rows[0] ?? {};
-    const bins: Sql[] = [];
+    const summary = ((await raw(knex, sql`select count(*)::bigint as _total, ${join(parts, ', ')} from ${id(table)}`)) as { rows: Array<Record<string, number | null>> }).rows[0] ?? {};
+    total = Number(summary._total ?? 0);
     const ranges = numericColumns.map((c, i) => ({ column: c, lo: summary[`l${i}`] ?? null, hi: summary[`h${i}`] ?? null }));
-    ranges.forEach(({ column, lo, hi }, i) => {
-      if (lo === null || hi === null) return;
-      const width = hi > lo ? (hi - lo) / BINS : 1;
-      // Bucket k (0-based) holds [lo + k*width, lo + (k+1)*width); the maximum goes in the last one.
-      bins.push(
-        sql`array[${join(
-          Array.from({ length: BINS }, (_, k) =>
-            sql`count(*) filter (where least(floor((${numeric(column.name, column.type)} - ${lo}::double precision) / ${width}::double precision), ${BINS - 1}) = ${k})`,
-          ),
-          ', ',
-        )}]::bigint[] as ${id(`b${i}`)}`,
-      );
-    });
-    const histograms = bins.length ? (((await raw(knex, sql`select ${join(bins, ', ')} from ${id(table)}`)) as { rows: Array<Record<string, number[]>> }).rows[0] ?? {}) : {};
+    // All histograms in one scan: one grouping set per column over its bucket number
+    // (GROUPING() tells which set a result row belongs to). width_bucket puts the
+    // maximum in bucket BINS + 1, folded into the last one.
+    const binned = ranges.map((r, i) => ({ ...r, i })).filter((r) => r.lo !== null && r.hi !== null);
+    const histograms = new Map<number, number[]>();
+    if (binned.length) {
+      const buckets = binned.map((r) => sql`least(width_bucket(${numeric(r.column.name, r.column.type)}, ${r.lo}::double precision, ${(r.hi as number) > (r.lo as number) ? r.hi : (r.lo as number) + 1}::double precision, ${BINS}), ${BINS}) as ${id(`b${r.i}`)}`);
+      const result = (await raw(
+        knex,
+        sql`select ${join(binned.map((r) => sql`${id(`b${r.i}`)}, grouping(${id(`b${r.i}`)}) as ${id(`g${r.i}`)}`), ', ')}, count(*)::bigint as n
+            from (select ${join(buckets, ', ')} from ${id(table)}) x
+            group by grouping sets (${join(binned.map((r) => sql`(${id(`b${r.i}`)})`), ', ')})`,
+      )) as { rows: Array<Record<string, number | null>> };
+      for (const row of result.rows) {
+        const r = binned.find((x) => row[`g${x.i}`] === 0);
+        const bucket = r ? row[`b${r.i}`] : null;
+        if (!r || bucket === null || bucket === undefined) continue; // the nulls' group
+        const counts = histograms.get(r.i) ?? new Array<number>(BINS).fill(0);
+        const at = Math.max(1, bucket) - 1;
+        counts[at] = (counts[at] ?? 0) + Number(row.n);
+        histograms.set(r.i, counts);
+      }
+    }
     ranges.forEach(({ column, lo, hi }, i) => {
       const count = Number(summary[`c${i}`] ?? 0);
-      const counts = histograms[`b${i}`];
+      const counts = histograms.get(i) ?? (lo !== null ? new Array<number>(BINS).fill(0) : undefined);
       const width = lo !== null && hi !== null && hi > lo ? (hi - lo) / BINS : 1;
       out.push({
         feature: column.name,
@@ -86,11 +95,14 @@ export async function computeStatistics(knex: Knex, table: string, columns: Arra
   }
 
   for (const c of textColumns) {
+    // One scan: the value counts, how many values there are, and how many rows have one.
     const result = (await raw(
       knex,
-      sql`select ${id(c.name)} as value, count(*)::bigint as n, count(*) over ()::bigint as distinct_count from ${id(table)} where ${id(c.name)} is not null group by 1 order by 2 desc, 1 limit 10`,
-    )) as { rows: Array<{ value: string; n: number; distinct_count: number }> };
-    const nonNull = ((await raw(knex, sql`select count(${id(c.name)})::bigint as n from ${id(table)}`)) as { rows: Array<{ n: number }> }).rows[0]?.n ?? 0;
+      sql`select value, n, count(*) over ()::bigint as distinct_count, (sum(n) over ())::bigint as non_null
+          from (select ${id(c.name)} as value, count(*)::bigint as n from ${id(table)} where ${id(c.name)} is not null group by 1) g
+          order by n desc, value limit 10`,
+    )) as { rows: Array<{ value: string; n: number; distinct_count: number; non_null: number }> };
+    const nonNull = result.rows[0]?.non_null ?? 0;
     out.push({
       feature: c.name,
       type: c.type,

@@ -1,0 +1,243 @@
+/**
+ * Batch inference activities (CPU pool). The plan resolves the model reference once
+ * and pins that version and the feature commits on the prediction run; every
+ * partition then reads the pinned snapshot point-in-time, checks each row against
+ * the model signature (rows that fail are counted and recorded, never scored on
+ * nulls or silently dropped), scores and COPYs its predictions in one transaction.
+ * A retry or a re-run of the same run id never duplicates a prediction.
+ */
+import { activityInfo, Context } from '@temporalio/activity';
+import type { Knex } from 'knex';
+import { FailureType, FtiError } from '../core/errors.ts';
+import { DEFAULT_ALIAS, MAX_PARTITIONS } from '../core/inference-inputs.ts';
+import type { FeatureViewDefinition } from '../features/views.ts';
+import { loadBackend, type LoadedBackend, type Tf } from '../ml/backend.ts';
+import type { FeatureRow } from '../ml/values.ts';
+import { getFeatureView } from '../registry/feature-views.ts';
+import { ModelRegistry } from '../registry/model-registry.ts';
+import { PredictionStore, type PredictionRun, type RejectedRow, type ScoredBatch } from '../registry/predictions.ts';
+import { LeaseCache } from '../serving/lease-cache.ts';
+import { assertSignatureFitsView, loadScoringModel, type ScoringModel } from '../serving/scoring-model.ts';
+import { withDomainFailures } from './failures.ts';
+import { heartbeatWhile } from './heartbeat.ts';
+
+/** Above this many spine rows per partition the set-based join beats one index probe per row. */
+export const LATERAL_MAX_ROWS = 200_000;
+/** Rejected rows kept (with reasons and features) per partition; all of them are counted. */
+export const KEPT_REJECTS = 1_000;
+const DAY_MS = 86_400_000;
+
+export interface PlanBatchInferenceInput {
+  runId: string;
+  model: string;
+  alias?: string;
+  version?: number;
+  start: string;
+  end: string;
+  partitions?: number;
+}
+
+export interface PartitionRef {
+  index: number;
+  start: string;
+  end: string;
+  spineRows: number;
+}
+
+export interface BatchInferenceResult {
+  runId: string;
+  model: string;
+  version: number;
+  rows: number;
+  rowsRejected: number;
+  featureView: { name: string; version: number };
+}
+
+export type BatchInferencePlan =
+  | { kind: 'done'; result: BatchInferenceResult }
+  | { kind: 'score'; runId: string; model: string; version: number; featureView: { name: string; version: number }; strategy: 'window' | 'lateral'; partitions: PartitionRef[] };
+
+export interface PartitionResult {
+  partition: number;
+  rows: number;
+  rowsRejected: number;
+  /** True when an earlier attempt (or an earlier run of the id) had already written it. */
+  skipped: boolean;
+}
+
+export interface InferenceActivityDeps {
+  knex: Knex;
+  /** The worker's TensorFlow.js backend; null: load this process's CPU backend on first use. */
+  backend: LoadedBackend | null;
+  /** Model versions kept loaded in this worker. */
+  modelCapacity?: number;
+}
+
+export function createInferenceActivities({ knex, backend, modelCapacity = 4 }: InferenceActivityDeps) {
+  const tf = async (): Promise<Tf> => (backend ?? (await loadBackend('cpu'))).tf;
+  const store = new PredictionStore(knex);
+  const registry = new ModelRegistry({ knex });
+  // One load per model version per worker, shared by its concurrent partitions.
+  const models = new LeaseCache<ScoringModel>(async (key) => {
+    const { name, version } = parseModelKey(key);
+    return loadScoringModel({ knex, registry, tf: await tf() }, name, version);
+  }, modelCapacity);
+
+  return withDomainFailures({
+    /** Resolves the model once, pins version and commits on the run, and splits the window. */
+    async planBatchInference(input: PlanBatchInferenceInput): Promise<BatchInferencePlan> {
+      const requestedRef = input.version !== undefined ? String(input.version) : (input.alias ?? DEFAULT_ALIAS);
+      const start = new Date(input.start);
+      const end = new Date(input.end);
+      const execution = activityInfo().workflowExecution;
+      const workflow = { workflowId: execution?.workflowId, workflowRunId: execution?.runId };
+
+      const existing = await store.findRun(input.runId);
+      if (existing) return continueRun(existing, { ...input, requestedRef, start, end }, workflow);
+
+      const record = await registry.resolveModelVersion(input.model, input.version ?? requestedRef);
+      const viewRef = record.lineage.featureView;
+      if (!viewRef) throw new FtiError(FailureType.InvalidInput, `model ${record.model} v${record.version} records no feature view in its lineage; batch inference needs one`);
+      const view = (await getFeatureView(knex, viewRef.name, viewRef.version)).definition;
+      assertSignatureFitsView(record, view);
+      const snapshot = await store.latestSnapshot(view);
+      const boundaries = splitWindow(start, end, input.partitions ?? Math.ceil((end.getTime() - start.getTime()) / DAY_MS));
+      const counts = await store.countSpineRows(view, snapshot, boundaries);
+      const { run, created } = await store.createRun({
+        runId: input.runId,
+        model: record.model,
+        requestedRef,
+        version: record.version,
+        featureView: viewRef,
+        windowStart: start,
+        windowEnd: end,
+        strategy: Math.max(...counts) > LATERAL_MAX_ROWS ? 'window' : 'lateral',
+        commits: snapshot.commits,
+        ...workflow,
+        partitions: counts.map((spineRows, i) => ({ start: boundaries[i] as Date, end: boundaries[i + 1] as Date, spineRows })),
+      });
+      Context.current().log.info('prediction run planned', { runId: run.runId, model: run.model, version: run.version, partitions: counts.length, spineRows: run.spineRows, strategy: run.strategy });
+      if (!created) return continueRun(run, { ...input, requestedRef, start, end }, workflow);
+      return scorePlan(run);
+    },
+
+    /** Scores one partition of a run with the pinned version and commits; idempotent. */
+    async predictPartition(input: { runId: string; partition: number }): Promise<PartitionResult> {
+      const run = await store.run(input.runId);
+      const partition = await store.partition(input.runId, input.partition);
+      if (partition.status === 'done') return { partition: partition.index, rows: partition.rows, rowsRejected: partition.rowsRejected, skipped: true };
+      const view = (await getFeatureView(knex, run.featureView.name, run.featureView.version)).definition;
+      const snapshot = await store.snapshot(view, run.commits);
+      const lease = await models.acquire(modelKey(run.model, run.version));
+      try {
+        const counters = { read: 0, rejected: 0 };
+        const kept: RejectedRow[] = [];
+        const context = Context.current();
+        const progress = () => ({ stage: 'predict', partition: partition.index, rows: counters.read, total: partition.spineRows });
+        const rows = store.featureRows(view, snapshot, { start: partition.start, end: partition.end, strategy: run.strategy });
+        const batches = scoreBatches(rows, lease.value, counters, kept, () => context.heartbeat(progress()));
+        const { partition: done, written } = await heartbeatWhile(
+          progress,
+          store.writePartition({ run, partition, spine: spineOf(view), batches, rejects: () => ({ count: counters.rejected, kept }) }),
+        );
+        if (done.rowsRejected > 0) context.log.warn('rows failed the model signature', { runId: run.runId, partition: done.index, rejected: done.rowsRejected, first: kept[0]?.reasons });
+        return { partition: done.index, rows: done.rows, rowsRejected: done.rowsRejected, skipped: !written };
+      } finally {
+        lease.release();
+      }
+    },
+
+    /** Marks the run completed once every partition is done; returns its totals. */
+    async finishBatchInference(input: { runId: string }): Promise<BatchInferenceResult> {
+      return resultOf(await store.completeRun(input.runId));
+    },
+
+    /** Records why the run gave up; done partitions stay for a re-run of the id to reuse. */
+    async abortBatchInference(input: { runId: string; error: string }): Promise<void> {
+      await store.failRun(input.runId, input.error);
+    },
+  });
+
+  async function continueRun(
+    run: PredictionRun,
+    asked: { model: string; requestedRef: string; start: Date; end: Date },
+    workflow: { workflowId?: string; workflowRunId?: string },
+  ): Promise<BatchInferencePlan> {
+    const same = run.model === asked.model && run.requestedRef === asked.requestedRef && run.windowStart.getTime() === asked.start.getTime() && run.windowEnd.getTime() === asked.end.getTime();
+    if (!same) {
+      throw new FtiError(
+        FailureType.Conflict,
+        `prediction run ${run.runId} already exists for ${run.model}@${run.requestedRef} over [${run.windowStart.toISOString()}, ${run.windowEnd.toISOString()}); ` +
+          `a re-run must ask for the same, or use another runId`,
+        { runId: run.runId },
+      );
+    }
+    if (run.status === 'completed') return { kind: 'done', result: resultOf(run) };
+    return scorePlan(await store.resumeRun(run.runId, workflow));
+  }
+
+  async function scorePlan(run: PredictionRun): Promise<BatchInferencePlan> {
+    const partitions = await store.partitions(run.runId);
+    return {
+      kind: 'score',
+      runId: run.runId,
+      model: run.model,
+      version: run.version,
+      featureView: run.featureView,
+      strategy: run.strategy,
+      partitions: partitions.map((p) => ({ index: p.index, start: p.start.toISOString(), end: p.end.toISOString(), spineRows: p.spineRows })),
+    };
+  }
+}
+
+/** Reads, checks and scores batch by batch; memory holds one batch at a time. */
+async function* scoreBatches(
+  source: AsyncIterable<Array<Record<string, unknown>>>,
+  model: ScoringModel,
+  counters: { read: number; rejected: number },
+  kept: RejectedRow[],
+  onBatch: () => void,
+): AsyncGenerator<ScoredBatch> {
+  for await (const rows of source) {
+    const valid: FeatureRow[] = [];
+    for (const row of rows) {
+      const problems = model.validate(row);
+      if (problems.length === 0) valid.push(row);
+      else {
+        counters.rejected++;
+        if (kept.length < KEPT_REJECTS) kept.push({ row, reasons: problems });
+      }
+    }
+    counters.read += rows.length;
+    const scores = await model.score(valid);
+    onBatch();
+    yield { rows: valid, scores };
+  }
+}
+
+/** [start, end) cut into `n` equal slices (at most MAX_PARTITIONS): n + 1 boundaries. */
+export function splitWindow(start: Date, end: Date, n: number): Date[] {
+  const parts = Math.min(MAX_PARTITIONS, Math.max(1, Math.floor(n)));
+  const span = end.getTime() - start.getTime();
+  if (!(span > 0)) throw new FtiError(FailureType.InvalidInput, `the window [${start.toISOString()}, ${end.toISOString()}) is empty`);
+  const boundaries = Array.from({ length: parts }, (_, i) => new Date(start.getTime() + Math.round((span * i) / parts)));
+  boundaries.push(end);
+  return boundaries;
+}
+
+function spineOf(view: FeatureViewDefinition): { entityKeys: string[]; eventTime: string } {
+  return { entityKeys: view.spine.entityKeys, eventTime: view.spine.eventTime };
+}
+
+function resultOf(run: PredictionRun): BatchInferenceResult {
+  return { runId: run.runId, model: run.model, version: run.version, rows: run.rows, rowsRejected: run.rowsRejected, featureView: run.featureView };
+}
+
+function modelKey(name: string, version: number): string {
+  return `${name}@${version}`;
+}
+
+function parseModelKey(key: string): { name: string; version: number } {
+  const at = key.lastIndexOf('@');
+  return { name: key.slice(0, at), version: Number(key.slice(at + 1)) };
+}

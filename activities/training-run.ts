@@ -1,0 +1,119 @@
+/**
+ * One training run over a training dataset: fit the signature on the train split's
+ * statistics (or take it from the checkpoint being resumed), build or restore the
+ * model, and stream shuffled batches from Postgres through the training loop. The
+ * GPU pool's train activity and the training benchmark both call this.
+ */
+import type { Knex } from 'knex';
+import { FtiError, FailureType } from '../core/errors.ts';
+import type { FeatureViewDefinition } from '../features/views.ts';
+import type { LoadedBackend } from '../ml/backend.ts';
+import { toBatches } from '../ml/batches.ts';
+import { checkpointOf, restoreCheckpoint } from '../ml/checkpoint.ts';
+import { createEncoder, fitSignature, type Encoder, type FeatureSpec } from '../ml/encoding.ts';
+import { buildModel, type TrainParams } from '../ml/model.ts';
+import type { ModelSignature } from '../ml/signature.ts';
+import { trainModel, type BatchProgress, type EpochProgress } from '../ml/train.ts';
+import { getFeatureViewById } from '../registry/feature-views.ts';
+import type { StoredCheckpoint } from '../registry/training-checkpoints.ts';
+import { getTrainingDataset, streamSplit, type Split, type TrainingDataset } from '../registry/training-datasets.ts';
+
+const SHUFFLE_BUFFER = 8192;
+
+export interface TrainOnDatasetOptions {
+  knex: Knex;
+  backend: LoadedBackend;
+  trainingDatasetId: number;
+  params: TrainParams;
+  /** A checkpoint of this run to continue from. */
+  resume?: StoredCheckpoint;
+  log?: (message: string, attrs?: Record<string, unknown>) => void;
+  onBatch?: (progress: BatchProgress, history: EpochProgress[]) => void;
+  /** After each epoch; `snapshot()` captures the checkpoint to store. */
+  onEpochEnd?: (epoch: EpochProgress, snapshot: () => Promise<Omit<StoredCheckpoint, 'runKey'>>) => Promise<void>;
+  shouldStop?: () => boolean;
+}
+
+export interface TrainOnDatasetResult {
+  history: EpochProgress[];
+  lastEpoch: number;
+  resumedFromEpoch: number;
+  stoppedEarly: boolean;
+  samplesPerSecond: number;
+  seconds: number;
+  signature: ModelSignature;
+}
+
+export async function trainOnDataset(options: TrainOnDatasetOptions): Promise<TrainOnDatasetResult> {
+  const { knex, backend, params, resume } = options;
+  const tf = backend.tf;
+  const started = Date.now();
+  const { dataset, view } = await datasetAndView(knex, options.trainingDatasetId);
+  const signature = resume?.signature ?? fitSignature(featureSpecs(view), dataset.statistics, { name: view.label.name, kind: view.outputKind });
+  const encoder = createEncoder(signature);
+  const { epochs: _epochs, batchSize: _batchSize, ...spec } = params;
+  const model = resume ? await restoreCheckpoint(tf, resume.checkpoint, spec, view.outputKind) : buildModel(tf, spec, encoder.width, view.outputKind);
+  const initialEpoch = resume?.checkpoint.epoch ?? 0;
+  const history = [...(resume?.history ?? [])];
+  options.log?.('training', { dataset: dataset.id, rows: dataset.rowCounts, width: encoder.width, backend: backend.name, resumedFromEpoch: initialEpoch });
+  try {
+    const result = await trainModel({
+      tf,
+      model,
+      epochs: params.epochs,
+      initialEpoch,
+      trainBatches: splitBatches(knex, dataset, view, 'train', encoder, params.batchSize, true),
+      validationBatches: dataset.rowCounts.validation > 0 ? splitBatches(knex, dataset, view, 'validation', encoder, params.batchSize, false) : undefined,
+      onBatch: (p) => options.onBatch?.(p, history),
+      shouldStop: options.shouldStop,
+      onEpochEnd: async (p) => {
+        history.push(p);
+        await options.onEpochEnd?.(p, async () => ({ checkpoint: await checkpointOf(tf, model, p.epoch), signature, history: [...history] }));
+      },
+    });
+    return {
+      history,
+      lastEpoch: result.lastEpoch,
+      resumedFromEpoch: initialEpoch,
+      stoppedEarly: result.stoppedEarly,
+      samplesPerSecond: result.samplesPerSecond,
+      seconds: (Date.now() - started) / 1000,
+      signature,
+    };
+  } finally {
+    model.dispose();
+  }
+}
+
+export async function datasetAndView(knex: Knex, trainingDatasetId: number): Promise<{ dataset: TrainingDataset; view: FeatureViewDefinition }> {
+  const dataset = await getTrainingDataset(knex, trainingDatasetId);
+  const view = (await getFeatureViewById(knex, dataset.featureViewId)).definition;
+  return { dataset, view };
+}
+
+/** A fresh pass over one split as encoded batches (shuffled through a buffer, seeded by the epoch, for training). */
+export function splitBatches(knex: Knex, dataset: TrainingDataset, view: FeatureViewDefinition, split: Split, encoder: Encoder, batchSize: number, shuffle: boolean) {
+  const columns = [...view.features.map((f) => f.name), view.label.name];
+  return (epoch: number) =>
+    toBatches(streamSplit(knex, dataset, split, columns, batchSize * 4), encoder, {
+      label: view.label.name,
+      batchSize,
+      ...(shuffle ? { shuffleBuffer: SHUFFLE_BUFFER, seed: epoch } : {}),
+    });
+}
+
+/** What the model is trained on: one spec per feature of the view, in the view's order. */
+function featureSpecs(view: FeatureViewDefinition): FeatureSpec[] {
+  return view.features.map((f): FeatureSpec => {
+    switch (f.encoding.encoding) {
+      case 'standardize':
+        if (f.dtype === 'string') throw new FtiError(FailureType.InvalidInput, `feature ${f.name} is text; it must be one_hot encoded`);
+        return { name: f.name, dtype: f.dtype, encoding: 'standardize', missingIndicator: f.encoding.missingIndicator ?? false };
+      case 'one_hot':
+        return { name: f.name, dtype: f.dtype, encoding: 'one_hot', ...(f.encoding.maxCategories ? { maxCategories: f.encoding.maxCategories } : {}) };
+      case 'cyclical':
+        if (f.dtype !== 'float' && f.dtype !== 'int') throw new FtiError(FailureType.InvalidInput, `feature ${f.name} must be numeric for cyclical encoding`);
+        return { name: f.name, dtype: f.dtype, encoding: 'cyclical', period: f.encoding.period };
+    }
+  });
+}

@@ -1,0 +1,67 @@
+/**
+ * Training-dataset creation for the flights view on all 3M flights (the spine),
+ * beside the same point-in-time join written as a naive per-row LATERAL query over
+ * the same offline tables, in the same run. Baseline SQL is written out here on
+ * purpose: it is the yardstick.
+ */
+import { performance } from 'node:perf_hooks';
+import { flightDelays } from '../../examples/flights/definitions.ts';
+import { registerFeatureView } from '../../registry/feature-views.ts';
+import { createTrainingDataset } from '../../registry/training-datasets.ts';
+import { flightsFixture } from '../flights-fixture.ts';
+import { median, round, timeRatio, type BenchPart } from '../harness.ts';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+
+const datasetPart: BenchPart = async (ctx) => {
+  await flightsFixture(ctx);
+  const view = await registerFeatureView(ctx.knex, flightDelays);
+  const airportFeatures = flightDelays.features.filter((f) => f.group === 'airport_delays').map((f) => f.feature);
+  const ours: number[] = [];
+  const naive: number[] = [];
+  let rows = 0;
+  // Warm-up: one of each (caches, statistics).
+  for (let i = -1; i < RUNS; i++) {
+    let t0 = performance.now();
+    const dataset = await createTrainingDataset(ctx.knex, view, { idempotencyKey: `bench-dataset-${Date.now()}-${i}` });
+    const mine = (performance.now() - t0) / 1000;
+    rows = dataset.rowCounts.train + dataset.rowCounts.validation + dataset.rowCounts.test;
+    await ctx.knex.raw('drop table ??', [dataset.tableName]);
+
+    t0 = performance.now();
+    await ctx.knex.raw(
+      `create table bench_naive_dataset as
+       select f.flight_id, f.event_time, f.delayed, f.distance, f.hour, f.weekday, f.origin, ${airportFeatures.map((c) => `a.${c}`).join(', ')}
+       from fg_flights_v1 f
+       left join lateral (
+         select ${airportFeatures.join(', ')} from fg_airport_delays_v1 a
+         where a.airport = f.origin and a.event_time < f.event_time
+         order by a.event_time desc limit 1
+       ) a on true
+       where f.delayed is not null`,
+    );
+    const baseline = (performance.now() - t0) / 1000;
+    await ctx.knex.raw('drop table bench_naive_dataset');
+    ctx.log(`dataset run ${i + 1}/${RUNS}${i < 0 ? ' (warm-up)' : ''}`, { seconds: round(mine, 2), naiveLateral: round(baseline, 2), rows });
+    if (i >= 0) {
+      ours.push(mine);
+      naive.push(baseline);
+    }
+  }
+  const value = median(ours);
+  const baselineValue = median(naive);
+  return [
+    {
+      name: 'training_dataset',
+      value: round(value, 2),
+      unit: 's',
+      rows,
+      baseline: 'the same join as a naive per-row LATERAL query',
+      baseline_value: round(baselineValue, 2),
+      ratio: timeRatio(value, baselineValue),
+      details: { includes: 'point-in-time join, splits, shuffled materialization, train-split statistics', runs: ours.map((x) => round(x, 2)), baselineRuns: naive.map((x) => round(x, 2)) },
+    },
+  ];
+};
+
+export default datasetPart;

@@ -1,0 +1,216 @@
+/**
+ * The feature pipeline on all 3M flights (flights-3m.parquet) through the real
+ * workflow and a real CPU worker process, beside its baseline measured in the same
+ * run: hyparquet parse + raw COPY of the same rows + the same rolling aggregate as
+ * plain SQL. Also per stage (from the workflow's activity timings) and the worker's
+ * peak RSS. Baseline SQL is written out here on purpose: it is the yardstick.
+ */
+import { performance } from 'node:perf_hooks';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { asyncBufferFromFile, parquetMetadataAsync, parquetRead } from 'hyparquet';
+import { compressors } from 'hyparquet-compressors';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { startWorkerProcess } from '../../cli/services/worker-process.ts';
+import { taskQueue } from '../../core/task-queues.ts';
+import { FLIGHTS_3M_PARQUET } from '../../examples/flights/data.ts';
+import { createKnex, migrate } from '../../registry/db.ts';
+import { featurePipeline } from '../../workflows/index.ts';
+import { median, round, timeRatio, type BenchContext, type BenchPart } from '../harness.ts';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+
+const featuresPart: BenchPart = async (ctx) => {
+  const baselines: Array<{ parse: number; copy: number; aggregate: number; rows: number }> = [];
+  const pipelines: Array<Awaited<ReturnType<typeof runPipeline>>> = [];
+  // Warm-up: one baseline and one pipeline run on a single row group.
+  await runBaseline(ctx, 1);
+  await runPipeline(ctx, 'warmup', { start: '2001-01-01T00:00:00Z', end: '2001-01-08T00:00:00Z' });
+  for (let i = 0; i < RUNS; i++) {
+    baselines.push(await runBaseline(ctx));
+    pipelines.push(await runPipeline(ctx, `run${i}`));
+    ctx.log(`features run ${i + 1}/${RUNS}`, { baseline: baselines.at(-1), pipeline: { seconds: pipelines.at(-1)?.seconds, rssMb: pipelines.at(-1)?.peakRssMb } });
+  }
+  const baseline = median(baselines.map((b) => b.parse + b.copy + b.aggregate));
+  const seconds = median(pipelines.map((p) => p.seconds));
+  const rows = pipelines[0]?.rows ?? 0;
+  const stage = (name: keyof (typeof pipelines)[number]["stages"]) => round(median(pipelines.map((p) => p.stages[name])), 2);
+  return [
+    {
+      name: 'feature_pipeline',
+      value: round(seconds, 2),
+      unit: 's',
+      rows,
+      baseline: 'parse + raw COPY + raw SQL aggregate',
+      baseline_value: round(baseline, 2),
+      ratio: timeRatio(seconds, baseline),
+      details: {
+        rowsPerSecond: Math.round(rows / seconds),
+        baselineParts: {
+          parse: round(median(baselines.map((b) => b.parse)), 2),
+          copy: round(median(baselines.map((b) => b.copy)), 2),
+          aggregate: round(median(baselines.map((b) => b.aggregate)), 2),
+        },
+        stages: {
+          'flights: ingest partitions (parse, transform, COPY; parallel)': stage('ingest'),
+          'flights: commit (expectations, index, statistics, attach, online)': stage('commit'),
+          'airport_delays: aggregate partitions (SQL; parallel)': stage('aggregate'),
+          'airport_delays: commit': stage('aggregateCommit'),
+        },
+        commitStepsMs: pipelines.at(-1)?.commitStepsMs,
+        runs: pipelines.map((p) => round(p.seconds, 2)),
+        baselineRuns: baselines.map((b) => round(b.parse + b.copy + b.aggregate, 2)),
+      },
+    },
+    { name: 'feature_pipeline_rss', value: median(pipelines.map((p) => p.peakRssMb)), unit: 'MB', details: { of: 'the CPU worker process (VmHWM)', runs: pipelines.map((p) => p.peakRssMb) } },
+  ];
+};
+
+/** Parse the file, COPY the same columns into a plain table, run the aggregate as one SQL statement. */
+async function runBaseline(ctx: BenchContext, rowGroups?: number): Promise<{ parse: number; copy: number; aggregate: number; rows: number }> {
+  const file = await asyncBufferFromFile(FLIGHTS_3M_PARQUET);
+  const metadata = await parquetMetadataAsync(file);
+  const groups = metadata.row_groups.slice(0, rowGroups ?? metadata.row_groups.length);
+  let t0 = performance.now();
+  const parsed: unknown[][][] = [];
+  let start = 0;
+  for (const g of groups) {
+    const n = Number(g.num_rows);
+    await parquetRead({ file, metadata, compressors, rowStart: start, rowEnd: start + n, rowFormat: 'array', onComplete: (rows) => parsed.push(rows as unknown[][]) });
+    start += n;
+  }
+  const parse = (performance.now() - t0) / 1000;
+
+  // The same nine columns the flights group stores, as COPY text (built before timing).
+  const chunks: string[] = [];
+  let rowNumber = 0;
+  for (const rows of parsed) {
+    let chunk = '';
+    for (const [date, delay, distance, origin, destination] of rows as Array<[Date, bigint, bigint, string, string]>) {
+      const d = Number(delay);
+      chunk += `${rowNumber++}\t${date.toISOString()}\t${origin}\t${destination}\t${Number(distance)}\t${d}\t${d > 15 ? 't' : 'f'}\t${date.getUTCHours()}\t${date.getUTCDay()}\n`;
+      if (chunk.length > 1 << 18) {
+        chunks.push(chunk);
+        chunk = '';
+      }
+    }
+    if (chunk) chunks.push(chunk);
+  }
+  parsed.length = 0;
+  const knex = ctx.knex;
+  await knex.raw('drop table if exists bench_flights_raw, bench_airport_raw');
+  await knex.raw(
+    'create table bench_flights_raw (flight_id bigint, event_time timestamptz, origin text, destination text, distance double precision, delay double precision, delayed boolean, hour bigint, weekday bigint)',
+  );
+  const client = (await knex.client.acquireConnection()) as pg.PoolClient;
+  t0 = performance.now();
+  try {
+    await pipeline(Readable.from(chunks), client.query(copyFrom('copy bench_flights_raw from stdin')));
+  } finally {
+    await knex.client.releaseConnection(client);
+  }
+  const copy = (performance.now() - t0) / 1000;
+  chunks.length = 0;
+
+  t0 = performance.now();
+  // The same rolling aggregate, written by hand: running totals per airport, minus the
+  // running total just before each window's start.
+  await knex.raw(`
+    create table bench_airport_raw as
+    select airport, event_time,
+      ((rs - s - coalesce(last_value(rs) over lo1h, 0)) / nullif((rc - c - coalesce(last_value(rc) over lo1h, 0)), 0)) as delay_mean_1h,
+      ((rsd - sd - coalesce(last_value(rsd) over lo1h, 0)) / nullif((rc - c - coalesce(last_value(rc) over lo1h, 0)), 0)) as delayed_share_1h,
+      (rn - n - coalesce(last_value(rn) over lo1h, 0)) as flights_1h,
+      ((rs - s - coalesce(last_value(rs) over lo2h, 0)) / nullif((rc - c - coalesce(last_value(rc) over lo2h, 0)), 0)) as delay_mean_2h,
+      ((rsd - sd - coalesce(last_value(rsd) over lo2h, 0)) / nullif((rc - c - coalesce(last_value(rc) over lo2h, 0)), 0)) as delayed_share_2h,
+      (rn - n - coalesce(last_value(rn) over lo2h, 0)) as flights_2h,
+      ((rs - s - coalesce(last_value(rs) over lo24h, 0)) / nullif((rc - c - coalesce(last_value(rc) over lo24h, 0)), 0)) as delay_mean_24h,
+      ((rsd - sd - coalesce(last_value(rsd) over lo24h, 0)) / nullif((rc - c - coalesce(last_value(rc) over lo24h, 0)), 0)) as delayed_share_24h,
+      (rn - n - coalesce(last_value(rn) over lo24h, 0)) as flights_24h,
+      ((rs - s - coalesce(last_value(rs) over lo7d, 0)) / nullif((rc - c - coalesce(last_value(rc) over lo7d, 0)), 0)) as delay_mean_7d,
+      ((rsd - sd - coalesce(last_value(rsd) over lo7d, 0)) / nullif((rc - c - coalesce(last_value(rc) over lo7d, 0)), 0)) as delayed_share_7d,
+      (rn - n - coalesce(last_value(rn) over lo7d, 0)) as flights_7d
+    from (
+      select b.*, sum(s) over a as rs, sum(sd) over a as rsd, sum(c) over a as rc, sum(n) over a as rn
+      from (
+        select origin as airport, event_time, coalesce(sum(delay), 0) as s, count(delay) as c, coalesce(sum(delayed::int), 0)::double precision as sd, count(*) as n
+        from bench_flights_raw group by origin, event_time
+      ) b
+      window a as (partition by airport order by event_time rows unbounded preceding)
+    ) t
+    window lo1h as (partition by airport order by event_time range between unbounded preceding and interval '1 hour 0.000001 seconds' preceding),
+           lo2h as (partition by airport order by event_time range between unbounded preceding and interval '2 hours 0.000001 seconds' preceding),
+           lo24h as (partition by airport order by event_time range between unbounded preceding and interval '24 hours 0.000001 seconds' preceding),
+           lo7d as (partition by airport order by event_time range between unbounded preceding and interval '7 days 0.000001 seconds' preceding)`);
+  const aggregate = (performance.now() - t0) / 1000;
+  await knex.raw('drop table if exists bench_flights_raw, bench_airport_raw');
+  return { parse, copy, aggregate, rows: rowNumber };
+}
+
+/** The real thing: a CPU worker process on a fresh schema, featurePipeline for flights then airport_delays. */
+async function runPipeline(ctx: BenchContext, label: string, window: { start?: string; end?: string } = {}) {
+  const schema = `fti_bench_features_${label}`;
+  const knex = createKnex({ url: ctx.databaseUrl, schema });
+  await knex.raw('drop schema if exists ?? cascade', [schema]);
+  await migrate(knex, schema);
+  const { address } = await ctx.temporal();
+  const prefix = `bench-${label}-${Date.now()}-`;
+  const worker = await startWorkerProcess('cpu', {
+    env: { ...process.env, DATABASE_URL: ctx.databaseUrl, TEMPORAL_ADDRESS: address, FTI_SCHEMA: schema, FTI_TASK_QUEUE_PREFIX: prefix },
+  });
+  const connection = await Connection.connect({ address });
+  try {
+    const client = new Client({ connection });
+    const t0 = performance.now();
+    const handles: Array<WorkflowHandle<typeof featurePipeline>> = [];
+    let rows = 0;
+    for (const featureGroup of ['flights', 'airport_delays']) {
+      const handle = await client.workflow.start(featurePipeline, { taskQueue: taskQueue('cpu', prefix), workflowId: `${prefix}${featureGroup}`, args: [{ featureGroup, ...window }] });
+      const result = await handle.result();
+      if (featureGroup === 'flights') rows = result.rowsIn;
+      handles.push(handle);
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const [flights, airports] = await Promise.all(handles.map(activitySeconds));
+    const commitSteps = (await knex('feature_commits').join('feature_groups', 'feature_groups.id', 'feature_commits.feature_group_id').select('feature_groups.name', 'feature_commits.validation_report')) as Array<{
+      name: string;
+      validation_report: { timingsMs?: Record<string, number> } | null;
+    }>;
+    return {
+      seconds,
+      rows,
+      commitStepsMs: Object.fromEntries(commitSteps.map((c) => [c.name, c.validation_report?.timingsMs ?? {}])),
+      peakRssMb: worker.peakRssMb() ?? 0,
+      stages: { ingest: flights?.ingestPartition ?? 0, commit: flights?.commitFeatures ?? 0, aggregate: airports?.aggregatePartition ?? 0, aggregateCommit: airports?.commitFeatures ?? 0 },
+    };
+  } finally {
+    await connection.close();
+    await worker.stop();
+    await knex.raw('drop schema if exists ?? cascade', [schema]);
+    await knex.destroy();
+  }
+}
+
+/** Wall time per activity type (first schedule to last completion), from the workflow history. */
+async function activitySeconds(handle: WorkflowHandle): Promise<Record<string, number>> {
+  const history = await handle.fetchHistory();
+  const scheduled = new Map<string, { type: string; at: number }>();
+  const spans = new Map<string, { from: number; to: number }>();
+  const ms = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) => Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
+  for (const e of history.events ?? []) {
+    const id = String(e.eventId);
+    if (e.activityTaskScheduledEventAttributes) scheduled.set(id, { type: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', at: ms(e.eventTime) });
+    const done = e.activityTaskCompletedEventAttributes;
+    if (done) {
+      const s = scheduled.get(String(done.scheduledEventId));
+      if (!s) continue;
+      const span = spans.get(s.type) ?? { from: s.at, to: 0 };
+      spans.set(s.type, { from: Math.min(span.from, s.at), to: Math.max(span.to, ms(e.eventTime)) });
+    }
+  }
+  return Object.fromEntries([...spans].map(([type, span]) => [type, (span.to - span.from) / 1000]));
+}
+
+export default featuresPart;

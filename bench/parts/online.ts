@@ -1,0 +1,226 @@
+/**
+ * Online prediction latency at a fixed 1,000 requests/s: a real `fti serve` process,
+ * loaded by autocannon on 127.0.0.1 for a bounded time, each request one flight id
+ * drawn from the month's flights (online features: the flight's row and its origin
+ * airport's row; then encode and predict). Beside it, in the same run and at the same
+ * pacing: a raw single-row SELECT of the same online table over pg.
+ *
+ * autocannon paces per connection: each of its connections sends its share of the
+ * second's requests back to back (one in flight per connection), then waits for the
+ * next second. The baseline loop does exactly the same. Latencies are taken per
+ * response at full resolution (autocannon's own histogram rounds to whole ms).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import { REPO_ROOT } from '../../cli/services/worker-process.ts';
+import { freePort } from '../../cli/services/ports.ts';
+import { FeatureStore, groupTables } from '../../registry/feature-store/index.ts';
+import { id, sql, toNative } from '../../registry/sql.ts';
+import { percentile, round, timeRatio, type BenchContext, type BenchPart, type Figure } from '../harness.ts';
+import { BENCH_MODEL, MONTH, prepareFlightsMonth } from './inference.ts';
+
+const RATE = 1000;
+const CONNECTIONS = Number(process.env.BENCH_ONLINE_CONNECTIONS ?? 10);
+const SECONDS = Number(process.env.BENCH_ONLINE_SECONDS ?? 20);
+const WARMUP_SECONDS = 5;
+const TARGET_P99_MS = 5;
+
+interface AutocannonResult {
+  requests: { total: number; average: number };
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  duration: number;
+}
+
+interface AutocannonInstance {
+  on(event: 'response', listener: (client: unknown, statusCode: number, bytes: number, responseTimeMs: number) => void): void;
+}
+
+interface AutocannonRequest {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body?: string;
+}
+
+type Autocannon = (
+  options: {
+    url: string;
+    method: 'POST';
+    headers: Record<string, string>;
+    connections: number;
+    overallRate: number;
+    duration: number;
+    timeout: number;
+    requests: Array<{ setupRequest: (request: AutocannonRequest) => AutocannonRequest }>;
+  },
+  done: (err: Error | null, result: AutocannonResult) => void,
+) => AutocannonInstance;
+
+// autocannon ships no types; the few parts used are typed above.
+const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
+
+const onlinePart: BenchPart = async (ctx) => {
+  await prepareFlightsMonth(ctx);
+  const ids = await flightIds(ctx);
+  const server = await startServer(ctx);
+  try {
+    const url = `${server.url}/v1/models/${BENCH_MODEL}/predict`;
+    await load(url, ids, WARMUP_SECONDS);
+    const http = await load(url, ids, SECONDS);
+    const baseline = await rawSelects(ctx, ids, SECONDS);
+    ctx.log('online', { requests: http.latencies.length, non2xx: http.result.non2xx, errors: http.result.errors, baselineQueries: baseline.length });
+    if (http.result.non2xx > 0 || http.result.errors > 0) throw new Error(`online bench: ${http.result.non2xx} non-2xx responses and ${http.result.errors} errors`);
+    const details = {
+      loadGenerator: `autocannon, ${CONNECTIONS} connections on 127.0.0.1, ${RATE} requests/s overall for ${SECONDS} s (after ${WARMUP_SECONDS} s of warm-up)`,
+      achievedRate: round(http.latencies.length / SECONDS, 1),
+      requests: http.latencies.length,
+      target: `p99 < ${TARGET_P99_MS} ms at ${RATE} requests/s`,
+      request: 'one flight id; online lookup of flights + airport_delays in one query; encode; predict',
+      server: `fti serve (one process), peak RSS ${server.peakRssMb() ?? '?'} MB`,
+    };
+    const figure = (p: 50 | 99): Figure => {
+      const value = round(percentile(http.latencies, p), 3);
+      const base = round(percentile(baseline, p), 3);
+      return {
+        name: `online_p${p}`,
+        value,
+        unit: 'ms',
+        rows: http.latencies.length,
+        baseline: 'raw single-row SELECT of the flights online table (pg, same pacing)',
+        baseline_value: base,
+        ratio: timeRatio(value, base),
+        details: p === 99 ? { ...details, targetMet: value < TARGET_P99_MS } : details,
+      };
+    };
+    return [figure(50), figure(99)];
+  } finally {
+    await server.stop();
+  }
+};
+
+export default onlinePart;
+
+/** Flight ids of the month that the online store holds. */
+async function flightIds(ctx: BenchContext): Promise<number[]> {
+  const store = new FeatureStore(ctx.knex);
+  const rows = await store.read(await store.group('flights', 1), { start: new Date(MONTH.start), end: new Date(MONTH.end), columns: ['flight_id'] }).toArray(50_000);
+  return rows.map((r) => r.flight_id as number);
+}
+
+async function load(url: string, ids: number[], seconds: number): Promise<{ latencies: number[]; result: AutocannonResult }> {
+  const latencies: number[] = [];
+  let i = 0;
+  const result = await new Promise<AutocannonResult>((resolve, reject) => {
+    const instance = autocannon(
+      {
+        url,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        connections: CONNECTIONS,
+        overallRate: RATE,
+        duration: seconds,
+        timeout: 10,
+        requests: [
+          {
+            setupRequest: (request) => {
+              i = (i + 7919) % ids.length;
+              return { ...request, body: `{"keys":{"flight_id":${ids[i]}}}` };
+            },
+          },
+        ],
+      },
+      (err, res) => (err ? reject(err) : resolve(res)),
+    );
+    instance.on('response', (_client, status, _bytes, ms) => {
+      if (status === 200) latencies.push(ms);
+    });
+  });
+  return { latencies, result };
+}
+
+/** The baseline: the same pacing as autocannon's, each request one indexed SELECT of an online row. */
+async function rawSelects(ctx: BenchContext, ids: number[], seconds: number): Promise<number[]> {
+  const pool = new pg.Pool({ connectionString: ctx.databaseUrl, max: CONNECTIONS, options: `-c search_path=${ctx.schema}` });
+  const statement = toNative(ctx.knex, sql`select * from ${id(groupTables('flights', 1).online)} where flight_id = ${0}`);
+  const latencies: number[] = [];
+  const perConnection = RATE / CONNECTIONS;
+  let i = 0;
+  try {
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: CONNECTIONS }, async () => {
+        const client = await pool.connect();
+        try {
+          for (let second = 0; second < seconds; second++) {
+            for (let k = 0; k < perConnection; k++) {
+              i = (i + 7919) % ids.length;
+              const t0 = performance.now();
+              const result = await client.query({ name: 'bench_online_row', text: statement.sql, values: [ids[i]] });
+              latencies.push(performance.now() - t0);
+              if (result.rows.length !== 1) throw new Error(`flight ${ids[i]} is not online`);
+            }
+            const nextSecond = started + (second + 1) * 1000;
+            await new Promise((r) => setTimeout(r, Math.max(0, nextSecond - performance.now())));
+          }
+        } finally {
+          client.release();
+        }
+      }),
+    );
+  } finally {
+    await pool.end();
+  }
+  return latencies;
+}
+
+interface ServerProcess {
+  url: string;
+  peakRssMb(): number | undefined;
+  stop(): Promise<void>;
+}
+
+/** `fti serve` as its own process on the bench schema, listening on 127.0.0.1 only. */
+async function startServer(ctx: BenchContext): Promise<ServerProcess> {
+  const port = await freePort();
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'cli', 'main.ts'), 'serve', '--host', '127.0.0.1', '--port', String(port)], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, DATABASE_URL: ctx.databaseUrl, FTI_SCHEMA: ctx.schema },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (b: Buffer) => (output += b.toString()));
+  child.stderr?.on('data', (b: Buffer) => (output += b.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const deadline = Date.now() + 120_000;
+  while (!/listening on/.test(output)) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`fti serve did not start:\n${output.slice(-4000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  ctx.log('fti serve is up', { port, backend: /TensorFlow.js backend: (\S+)/.exec(output)?.[1] });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    peakRssMb: () => {
+      try {
+        const kb = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
+        return kb ? Math.round(Number(kb) / 1024) : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}

@@ -1,0 +1,85 @@
+/**
+ * Training throughput per available TensorFlow.js backend (each in a process of
+ * its own, streaming batches from Postgres exactly as the GPU pool does), and the
+ * flights model's test AUC: the real training pipeline, trained on Jan-May 2001
+ * and tested on June, on the GPU worker's default backend.
+ */
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { REPO_ROOT } from '../../cli/services/worker-process.ts';
+import { flightDelays } from '../../examples/flights/definitions.ts';
+import { registerFeatureView } from '../../registry/feature-views.ts';
+import { createTrainingDataset } from '../../registry/training-datasets.ts';
+import { trainingPipeline } from '../../workflows/index.ts';
+import { flightsFixture } from '../flights-fixture.ts';
+import { round, type BenchPart, type Figure } from '../harness.ts';
+
+const run = promisify(execFile);
+const BACKENDS = ['tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
+
+const trainingPart: BenchPart = async (ctx) => {
+  const fixture = await flightsFixture(ctx);
+  const figures: Figure[] = [];
+
+  // Throughput on one week of flights (~100k training rows), per backend.
+  const view = await registerFeatureView(ctx.knex, flightDelays);
+  const week = await createTrainingDataset(ctx.knex, view, { idempotencyKey: `bench-throughput-${Date.now()}`, start: new Date('2001-03-01T00:00:00Z'), end: new Date('2001-03-08T00:00:00Z') });
+  for (const backend of BACKENDS) {
+    try {
+      const { stdout } = await run(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'bench', 'train-throughput.ts')], {
+        cwd: REPO_ROOT,
+        env: { ...process.env, DATABASE_URL: ctx.databaseUrl, FTI_SCHEMA: ctx.schema, FTI_TFJS_BACKEND: backend, BENCH_DATASET_ID: String(week.id), BENCH_EPOCHS: backend === 'webgpu' || backend === 'cpu' ? '2' : '3' },
+        timeout: 20 * 60_000,
+        maxBuffer: 16 * 1024 * 1024,
+      });
+      const result = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { backend: string; device: string; samplesPerSecond: number };
+      ctx.log(`training throughput on ${backend}`, result);
+      figures.push({
+        name: `training_samples_per_s_${backend}`,
+        value: result.samplesPerSecond,
+        unit: 'samples/s',
+        rows: week.rowCounts.train,
+        details: { backend: result.backend, device: result.device, model: '64-32 MLP, batch 512, streamed from Postgres', epochs: 'median of epochs after the first' },
+      });
+    } catch (err) {
+      ctx.log(`training throughput: backend ${backend} unavailable here`, { error: String(err).split('\n')[0] });
+    }
+  }
+
+  // The flights model: the real pipeline, the GPU worker's default backend.
+  const result = await fixture.client.workflow.execute(trainingPipeline, {
+    taskQueue: fixture.cpuQueue,
+    workflowId: `bench-flights-model-${Date.now()}`,
+    args: [
+      {
+        featureView: 'flight_delays',
+        model: 'flight_delay',
+        start: '2001-01-01T00:00:00Z',
+        validationStart: '2001-05-25T00:00:00Z',
+        testStart: '2001-06-01T00:00:00Z',
+        end: '2001-07-01T00:00:00Z',
+        params: { hiddenUnits: [64, 32], epochs: 4, batchSize: 1024, learningRate: 0.001, seed: 1 },
+      },
+    ],
+  });
+  ctx.log('flights model', { metrics: result.metrics, training: result.training, rows: result.rowCounts });
+  const best = figures.reduce<Figure | undefined>((a, f) => (a && a.value >= f.value ? a : f), undefined);
+  figures.unshift({
+    name: 'training_samples_per_s',
+    value: Math.round(result.training.samplesPerSecond),
+    unit: 'samples/s',
+    rows: result.rowCounts.train,
+    details: { backend: result.training.tfjsBackend, device: result.training.device, of: 'the flights model in the real training pipeline (GPU worker default backend)', fastestBackendHere: best?.details?.backend },
+  });
+  figures.push({
+    name: 'auc',
+    value: round(result.metrics.auc ?? Number.NaN, 4),
+    unit: 'auc',
+    rows: result.rowCounts.test,
+    details: { backend: result.training.tfjsBackend, train: 'Jan 1 - May 25 2001', validation: 'May 25 - Jun 1', test: 'June 2001', metrics: result.metrics, epochs: result.training.epochs, modelVersion: result.version },
+  });
+  return figures;
+};
+
+export default trainingPart;
