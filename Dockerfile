@@ -10,16 +10,8 @@ WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev && npm cache clean --force
-COPY core ./core
-COPY registry ./registry
-COPY activities ./activities
-COPY workflows ./workflows
-COPY workers ./workers
-COPY ml ./ml
-COPY cli ./cli
-COPY serving ./serving
-COPY examples ./examples
-COPY tsconfig.json ./
+# Everything but what .dockerignore leaves out (tests, benchmarks, local data).
+COPY . .
 RUN useradd --system --uid 10001 fti && chown -R fti /app
 USER fti
 

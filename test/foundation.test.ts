@@ -33,7 +33,7 @@ describe('foundation: real Temporal, real Postgres, two worker pools', () => {
     const out = gpu.output();
     expect(out).toContain(`polling task queue ${temporal.gpuQueue}`);
     expect(out).toMatch(/TensorFlow\.js backend: (tensorflow|webgpu) /);
-    expect(out).toMatch(/"activities":\["describeWorker"\]/);
+    expect(out).toMatch(/"activities":\["describeWorker","trainModel"\]/);
   });
 
   it('a workflow runs one activity on fti-cpu, one on fti-gpu, and writes a row to Postgres', async () => {

@@ -44,7 +44,27 @@ const view = defineFeatureView({
   joins: [{ group: scores, on: { user_id: 'user_id' } }],
   features: ['events.amount', 'scores.score'],
 });
-const project = defineProject({ featureGroups: [events, scores], featureViews: [view] });
+// A second joined group with a text feature: two joins, and the text path of the set-based plan.
+const tiers = defineFeatureGroup({
+  name: 'tiers',
+  version: 1,
+  entityKeys: ['user_id'],
+  eventTime: 'at',
+  features: { user_id: 'string', at: 'timestamp', tier: 'string', level: 'int' },
+  source: { kind: 'ndjson', path: '/dev/null' },
+});
+const twoJoins = defineFeatureView({
+  name: 'fraud_view',
+  version: 2,
+  spine: events,
+  label: 'fraud',
+  joins: [
+    { group: scores, on: { user_id: 'user_id' } },
+    { group: tiers, on: { user_id: 'user_id' } },
+  ],
+  features: ['events.amount', 'scores.score', 'tiers.tier', 'tiers.level'],
+});
+const project = defineProject({ featureGroups: [events, scores, tiers], featureViews: [view, twoJoins] });
 
 const day = (h: number, m = 0, s = 0) => new Date(Date.UTC(2024, 0, 1, h, m, s)).toISOString();
 
@@ -74,6 +94,10 @@ describe('training datasets: the point-in-time join', () => {
     scoreRows.push({ user_id: 'u2', at: day(5, 11), score: 999 });
     await run('events', ndjson('events.ndjson', spine));
     await run('scores', ndjson('scores.ndjson', scoreRows));
+    await run('tiers', ndjson('tiers.ndjson', [
+      { user_id: 'u1', at: day(3, 30), tier: 'silver', level: 2 },
+      { user_id: 'u1', at: day(10, 30), tier: 'gold', level: 3 },
+    ]));
   });
 
   afterAll(async () => {
@@ -82,12 +106,12 @@ describe('training datasets: the point-in-time join', () => {
     await db?.close();
   });
 
-  const allRows = async (strategy: 'window' | 'lateral') => {
-    const record = await registerFeatureView(db.knex, view);
+  const allRows = async (strategy: 'window' | 'lateral', definition = view, columns = ['event_id', 'at', 'amount', 'score', 'fraud', '_split']) => {
+    const record = await registerFeatureView(db.knex, definition);
     const dataset = await createTrainingDataset(db.knex, record, { idempotencyKey: uniqueId(strategy), strategy });
     const rows: Array<Record<string, unknown>> = [];
     for (const split of ['train', 'validation', 'test'] as const) {
-      for await (const batch of streamSplit(db.knex, dataset, split, ['event_id', 'at', 'amount', 'score', 'fraud', '_split'])) rows.push(...batch);
+      for await (const batch of streamSplit(db.knex, dataset, split, columns)) rows.push(...batch);
     }
     return { dataset, rows: rows.sort((a, b) => Number(a.event_id) - Number(b.event_id)) };
   };
@@ -111,6 +135,18 @@ describe('training datasets: the point-in-time join', () => {
     const window = await allRows('window');
     const lateral = await allRows('lateral');
     expect(lateral.rows).toEqual(window.rows);
+  });
+
+  it('joins two groups, text features included, and both plans agree', async () => {
+    const columns = ['event_id', 'at', 'amount', 'score', 'tier', 'level', 'fraud'];
+    const window = await allRows('window', twoJoins, columns);
+    const lateral = await allRows('lateral', twoJoins, columns);
+    expect(lateral.rows).toEqual(window.rows);
+    for (const r of window.rows.filter((x) => Number(x.event_id) < 100)) {
+      const hour = Number(r.event_id) + 1;
+      expect(r.score).toBe(Number(r.event_id));
+      expect([r.tier, r.level]).toEqual(hour >= 11 ? ['gold', 3] : hour >= 4 ? ['silver', 2] : [null, null]);
+    }
   });
 
   it('records the commits it read, and is idempotent per key', async () => {

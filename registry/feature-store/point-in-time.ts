@@ -2,20 +2,24 @@
  * The point-in-time join: for each spine row, the latest row of each joined group
  * with an event time strictly before the spine row's. Used for training datasets
  * and batch inference; reads every group as of a given commit (a consistent,
- * reproducible snapshot).
+ * reproducible snapshot: the offline table up to that commit plus history rows
+ * superseded only after it).
  *
  * Two plans, same result:
- *  - window: set-based. Spine rows and feature rows are merged into one stream per
- *    join key, ordered by time with spine rows first at equal times, and each spine
- *    row carries forward the newest feature row seen before it (max of a row number
- *    that increases with time). One sort per join; fast for big spines.
- *  - lateral: one index probe per spine row (latest feature row before it). Fast
- *    for small spines (a day of batch inference), slow for millions of rows.
+ *  - window: set-based, one sort per joined group. Spine rows and the group's rows
+ *    are merged into one stream partitioned by the join key and ordered by time,
+ *    spine rows first at equal times. Each feature row carries its values in an
+ *    array that starts with its event time; a running max() of those arrays is
+ *    therefore the newest feature row seen so far, which is what each spine row
+ *    takes. No join back, no row numbers. Fast for big spines.
+ *  - lateral: for each spine row, an index probe for the newest earlier row (one per
+ *    branch of the snapshot, newest of the two). Fast for small spines.
  */
-import { col, id, ids, join, raw, sql, type Sql } from '../sql.ts';
 import type { Knex } from 'knex';
+import { PG_TYPE } from '../../features/schema.ts';
+import { col, id, ids, join, kw, raw, sql, type Sql } from '../sql.ts';
 import { snapshotSql } from './reads.ts';
-import type { GroupShape } from './tables.ts';
+import { groupTables, type GroupShape } from './tables.ts';
 
 export interface PitFeature {
   column: string;
@@ -55,67 +59,89 @@ function spineFilter(q: PitQuery, alias: string): Sql {
   return join(parts, ' and ');
 }
 
-function spineColumns(q: PitQuery, alias: string): Sql[] {
-  const { entityKeys, eventTime } = q.spine.shape;
-  const out = [...entityKeys, eventTime].map((c) => col(alias, c));
-  if (q.label) out.push(col(alias, q.label));
-  for (const f of q.spineFeatures) out.push(sql`${col(alias, f.column)} as ${id(f.as)}`);
+/** The spine's output columns, in order, with their Postgres types. */
+function spineOutputs(q: PitQuery): Array<{ source: string; as: string; pgType: string }> {
+  const shape = q.spine.shape;
+  const typeOf = (c: string) => PG_TYPE[shape.columns.find((x) => x.name === c)?.type ?? 'string'];
+  const out = [...shape.entityKeys, shape.eventTime, ...(q.label ? [q.label] : [])].map((c) => ({ source: c, as: c, pgType: typeOf(c) }));
+  for (const f of q.spineFeatures) out.push({ source: f.column, as: f.as, pgType: typeOf(f.column) });
   return out;
 }
 
 function windowPlan(q: PitQuery): Sql {
+  const spine = spineOutputs(q);
   const et = q.spine.shape.eventTime;
-  const joinColumns = q.joins.flatMap((j, ji) => j.shape.entityKeys.map((k, ki) => sql`${col('s', j.on[k] as string)}::text as ${id(`_j${ji}_k${ki}`)}`));
-  const ctes: Sql[] = [
-    sql`_spine as (select ${join([...spineColumns(q, 's'), ...joinColumns], ', ')}, row_number() over () as _sid
-        from (${snapshotSql(q.spine.shape, q.spine.commitId)}) s where ${spineFilter(q, 's')})`,
-  ];
-  const spineOut = [...q.spine.shape.entityKeys, et, ...(q.label ? [q.label] : []), ...q.spineFeatures.map((x) => x.as)];
-  const selects: Sql[] = spineOut.map((c) => col('_spine', c));
-  const joins: Sql[] = [];
+  // Join key columns the stages need from the spine rows.
+  const joinKeys = q.joins.flatMap((j, ji) => j.shape.entityKeys.map((k, ki) => ({ name: `_j${ji}_k${ki}`, spineColumn: j.on[k] as string })));
+  let carried = [...spine.map((c) => ({ name: c.as, pgType: c.pgType })), ...joinKeys.map((k) => ({ name: k.name, pgType: 'text' }))];
+  let current: Sql = sql`select ${join(
+    [...spine.map((c) => sql`${col('s', c.source)} as ${id(c.as)}`), ...joinKeys.map((k) => sql`${col('s', k.spineColumn)}::text as ${id(k.name)}`)],
+    ', ',
+  )} from (${snapshotSql(q.spine.shape, q.spine.commitId)}) s where ${spineFilter(q, 's')}`;
+
   q.joins.forEach((j, ji) => {
     const keys = j.shape.entityKeys;
-    const keyAliases = keys.map((_, ki) => `_k${ki}`);
-    const spineKeys = keys.map((_, ki) => `_j${ji}_k${ki}`);
-    const f = `_f${ji}`;
-    const m = `_m${ji}`;
-    const timeBound = q.end ? sql`where ${id(j.shape.eventTime)} < ${q.end}` : sql``;
-    ctes.push(
-      sql`${id(f)} as (select ${join(keys.map((k, ki) => sql`${id(k)}::text as ${id(keyAliases[ki] as string)}`), ', ')}, ${id(j.shape.eventTime)} as _t,
-            ${join(j.features.map((x) => sql`${id(x.column)} as ${id(x.as)}`), ', ')},
-            row_number() over (order by ${ids(keys)}, ${id(j.shape.eventTime)}) as _fid
-          from (${snapshotSql(j.shape, j.commitId)}) g ${timeBound})`,
-      sql`${id(m)} as (select _sid, _fid from (
-            select _sid, _kind, max(_fid) over (partition by ${ids(keyAliases)} order by _t, _kind rows unbounded preceding) as _fid
-            from (
-              select ${join(spineKeys.map((s, ki) => sql`${id(s)} as ${id(keyAliases[ki] as string)}`), ', ')}, ${id(et)} as _t, 0 as _kind, _sid, null::bigint as _fid from _spine
-              union all
-              select ${ids(keyAliases)}, _t, 1 as _kind, null::bigint, _fid from ${id(f)}
-            ) u
-          ) w where _kind = 0)`,
-    );
-    for (const x of j.features) selects.push(col(f, x.as));
-    joins.push(sql`left join ${id(m)} on ${col(m, '_sid')} = _spine._sid left join ${id(f)} on ${col(f, '_fid')} = ${col(m, '_fid')}`);
+    const typeOf = (c: string) => j.shape.columns.find((x) => x.name === c)?.type ?? 'string';
+    const numeric = j.features.every((f) => ['float', 'int', 'bool'].includes(typeOf(f.column)));
+    // The carried array: event time first (it orders the running max), then the values.
+    const element = (value: Sql, type: string): Sql =>
+      numeric ? (type === 'bool' ? sql`(${value})::int::double precision` : sql`(${value})::double precision`) : sql`(${value})::text`;
+    const first = numeric ? sql`extract(epoch from g.${id(j.shape.eventTime)})::double precision` : sql`to_char(g.${id(j.shape.eventTime)} at time zone 'UTC', 'YYYYMMDDHH24MISSUS')`;
+    const values = sql`array[${join([first, ...j.features.map((f) => element(sql`g.${id(f.column)}`, typeOf(f.column)))], ', ')}]`;
+    const arrayType = numeric ? kw('double precision[]') : kw('text[]');
+    const keyAliases = keys.map((_, ki) => `_j${ji}_k${ki}`);
+    const timeBound = q.end ? sql`where g.${id(j.shape.eventTime)} < ${q.end}` : sql``;
+    // UNION ALL matches columns by position: the feature rows list the carried
+    // columns in the same order, as nulls except for this join's key.
+    const featureRowColumns = carried.map((c) => {
+      const ki = keyAliases.indexOf(c.name);
+      return ki >= 0 ? sql`g.${id(keys[ki] as string)}::text as ${id(c.name)}` : sql`null::${kw(c.pgType)} as ${id(c.name)}`;
+    });
+    const ordered = sql`
+      select ${ids(carried.map((c) => c.name))}, ${id(et)} as _t, 0 as _kind, null::${arrayType} as _v from (${current}) spine_rows
+      union all
+      select ${join(featureRowColumns, ', ')}, g.${id(j.shape.eventTime)} as _t, 1 as _kind, ${values} as _v
+      from (${snapshotSql(j.shape, j.commitId)}) g ${timeBound}`;
+    const unpack = j.features.map((f, fi) => {
+      const t = typeOf(f.column);
+      const v = sql`(_latest[${fi + 2}])`;
+      const typed = t === 'bool' ? sql`(${v})::int::boolean` : sql`(${v})::${kw(PG_TYPE[t])}`;
+      return sql`${typed} as ${id(f.as)}`;
+    });
+    current = sql`select ${ids(carried.map((c) => c.name))}, ${join(unpack, ', ')} from (
+        select *, max(_v) over (partition by ${ids(keyAliases)} order by _t, _kind rows unbounded preceding) as _latest from (${ordered}) o
+      ) w where _kind = 0`;
+    carried = [...carried, ...j.features.map((f) => ({ name: f.as, pgType: PG_TYPE[typeOf(f.column)] }))];
   });
-  return sql`with ${join(ctes, ', ')} select ${join(selects, ', ')} from _spine ${join(joins, ' ')}`;
+  const outputs = [...spine.map((c) => c.as), ...q.joins.flatMap((j) => j.features.map((f) => f.as))];
+  return sql`select ${ids(outputs)} from (${current}) pit`;
+}
+
+/** The newest row of a group before the spine row: one index probe per snapshot branch. */
+function latestBefore(j: PitJoin, spineAlias: string, spineTime: string): Sql {
+  const t = groupTables(j.shape.name, j.shape.version);
+  const columns = [...j.features.map((f) => f.column), j.shape.eventTime];
+  const match = join(
+    j.shape.entityKeys.map((k) => sql`${col('g', k)} = ${col(spineAlias, j.on[k] as string)}`),
+    ' and ',
+  );
+  const before = sql`${col('g', j.shape.eventTime)} < ${col(spineAlias, spineTime)}`;
+  const newest = sql`order by ${col('g', j.shape.eventTime)} desc limit 1`;
+  const offline = sql`(select ${ids(columns)} from ${id(t.offline)} g where ${match} and ${before} and g._commit_id <= ${j.commitId} ${newest})`;
+  const history = sql`(select ${ids(columns)} from ${id(t.history)} g where ${match} and ${before} and g._commit_id <= ${j.commitId} and g._superseded_by > ${j.commitId} ${newest})`;
+  return sql`select * from (${offline} union all ${history}) candidates order by ${id(j.shape.eventTime)} desc limit 1`;
 }
 
 function lateralPlan(q: PitQuery): Sql {
+  const spine = spineOutputs(q);
   const laterals = q.joins.map((j, ji) => {
     const alias = `_f${ji}`;
-    const match = join(
-      j.shape.entityKeys.map((k) => sql`${col('g', k)} = ${col('s', j.on[k] as string)}`),
-      ' and ',
-    );
     return {
-      select: j.features.map((x) => col(alias, x.as)),
-      from: sql`left join lateral (select ${join(j.features.map((x) => sql`${col('g', x.column)} as ${id(x.as)}`), ', ')}
-              from (${snapshotSql(j.shape, j.commitId)}) g
-              where ${match} and ${col('g', j.shape.eventTime)} < ${col('s', q.spine.shape.eventTime)}
-              order by ${col('g', j.shape.eventTime)} desc limit 1) ${id(alias)} on true`,
+      select: j.features.map((x) => sql`${col(alias, x.column)} as ${id(x.as)}`),
+      from: sql`left join lateral (${latestBefore(j, 's', q.spine.shape.eventTime)}) ${id(alias)} on true`,
     };
   });
-  return sql`select ${join([...spineColumns(q, 's'), ...laterals.flatMap((l) => l.select)], ', ')}
+  return sql`select ${join([...spine.map((c) => sql`${col('s', c.source)} as ${id(c.as)}`), ...laterals.flatMap((l) => l.select)], ', ')}
              from (${snapshotSql(q.spine.shape, q.spine.commitId)}) s ${join(laterals.map((l) => l.from), ' ')}
              where ${spineFilter(q, 's')}`;
 }
