@@ -12,7 +12,7 @@ import { FailureType, FtiError } from '../core/errors.ts';
 import { DEFAULT_ALIAS, MAX_PARTITIONS } from '../core/inference-inputs.ts';
 import type { FeatureViewDefinition } from '../features/views.ts';
 import { loadBackend, type LoadedBackend, type Tf } from '../ml/backend.ts';
-import type { FeatureRow } from '../ml/values.ts';
+import { readAhead } from '../ml/batches.ts';
 import { getFeatureView } from '../registry/feature-views.ts';
 import { ModelRegistry } from '../registry/model-registry.ts';
 import { PredictionStore, type PredictionRun, type RejectedRow, type ScoredBatch } from '../registry/predictions.ts';
@@ -21,11 +21,23 @@ import { assertSignatureFitsView, loadScoringModel, type ScoringModel } from '..
 import { withDomainFailures } from './failures.ts';
 import { heartbeatWhile } from './heartbeat.ts';
 
-/** Above this many spine rows per partition the set-based join beats one index probe per row. */
-export const LATERAL_MAX_ROWS = 200_000;
+/**
+ * Up to this many spine rows per partition the join probes the feature tables by
+ * index, row by row (LATERAL: ~12 µs a row on the flights); above it, the set-based
+ * plan, whose cost follows the joined groups' rows up to the partition's end
+ * (~0.6 s for a day of flights, ~1.8 s for a month) rather than the spine's.
+ */
+export const LATERAL_MAX_ROWS = 50_000;
+/**
+ * Spine rows per partition when the caller names no partition count. The set-based
+ * join of a partition reads the joined groups' rows up to the partition's end, so
+ * many small partitions repeat that work; a few large ones keep every worker busy.
+ */
+export const PARTITION_ROWS = 250_000;
+/** Resolution at which the spine is counted to place partition boundaries. */
+const COUNT_BUCKETS = 1_024;
 /** Rejected rows kept (with reasons and features) per partition; all of them are counted. */
 export const KEPT_REJECTS = 1_000;
-const DAY_MS = 86_400_000;
 
 export interface PlanBatchInferenceInput {
   runId: string;
@@ -101,8 +113,13 @@ export function createInferenceActivities({ knex, backend, modelCapacity = 4 }: 
       const view = (await getFeatureView(knex, viewRef.name, viewRef.version)).definition;
       assertSignatureFitsView(record, view);
       const snapshot = await store.latestSnapshot(view);
-      const boundaries = splitWindow(start, end, input.partitions ?? Math.ceil((end.getTime() - start.getTime()) / DAY_MS));
-      const counts = await store.countSpineRows(view, snapshot, boundaries);
+      // One scan counts the spine in fine time buckets; partitions are cut from them
+      // with about equal numbers of rows (not equal times: traffic is not uniform).
+      const buckets = sliceWindow(start, end, COUNT_BUCKETS);
+      const counts = await store.countSpineRows(view, snapshot, buckets);
+      const total = counts.reduce((n, c) => n + c, 0);
+      const wanted = input.partitions ?? Math.ceil(total / PARTITION_ROWS);
+      const partitions = balancePartitions(buckets, counts, wanted);
       const { run, created } = await store.createRun({
         runId: input.runId,
         model: record.model,
@@ -111,13 +128,14 @@ export function createInferenceActivities({ knex, backend, modelCapacity = 4 }: 
         featureView: viewRef,
         windowStart: start,
         windowEnd: end,
-        strategy: Math.max(...counts) > LATERAL_MAX_ROWS ? 'window' : 'lateral',
+        strategy: Math.max(...partitions.map((p) => p.spineRows)) > LATERAL_MAX_ROWS ? 'window' : 'lateral',
         commits: snapshot.commits,
         ...workflow,
-        partitions: counts.map((spineRows, i) => ({ start: boundaries[i] as Date, end: boundaries[i + 1] as Date, spineRows })),
+        partitions,
       });
-      Context.current().log.info('prediction run planned', { runId: run.runId, model: run.model, version: run.version, partitions: counts.length, spineRows: run.spineRows, strategy: run.strategy });
+      // A concurrent start of the same run id won the insert: follow its run.
       if (!created) return continueRun(run, { ...input, requestedRef, start, end }, workflow);
+      Context.current().log.info('prediction run planned', { runId: run.runId, model: run.model, version: run.version, partitions: partitions.length, spineRows: run.spineRows, strategy: run.strategy });
       return scorePlan(run);
     },
 
@@ -134,7 +152,8 @@ export function createInferenceActivities({ knex, backend, modelCapacity = 4 }: 
         const kept: RejectedRow[] = [];
         const context = Context.current();
         const progress = () => ({ stage: 'predict', partition: partition.index, rows: counters.read, total: partition.spineRows });
-        const rows = store.featureRows(view, snapshot, { start: partition.start, end: partition.end, strategy: run.strategy });
+        // The next batch's FETCH runs while this one is scored.
+        const rows = readAhead(store.featureRows(view, snapshot, { start: partition.start, end: partition.end, strategy: run.strategy }));
         const batches = scoreBatches(rows, lease.value, counters, kept, () => context.heartbeat(progress()));
         const { partition: done, written } = await heartbeatWhile(
           progress,
@@ -199,30 +218,54 @@ async function* scoreBatches(
   onBatch: () => void,
 ): AsyncGenerator<ScoredBatch> {
   for await (const rows of source) {
-    const valid: FeatureRow[] = [];
-    for (const row of rows) {
-      const problems = model.validate(row);
-      if (problems.length === 0) valid.push(row);
-      else {
-        counters.rejected++;
-        if (kept.length < KEPT_REJECTS) kept.push({ row, reasons: problems });
-      }
-    }
+    const scored = await model.scoreRows(rows);
     counters.read += rows.length;
-    const scores = await model.score(valid);
+    counters.rejected += scored.rejected.length;
+    for (const r of scored.rejected) if (kept.length < KEPT_REJECTS) kept.push(r);
     onBatch();
-    yield { rows: valid, scores };
+    yield { rows: scored.rows, scores: scored.scores };
   }
 }
 
-/** [start, end) cut into `n` equal slices (at most MAX_PARTITIONS): n + 1 boundaries. */
-export function splitWindow(start: Date, end: Date, n: number): Date[] {
-  const parts = Math.min(MAX_PARTITIONS, Math.max(1, Math.floor(n)));
+/** [start, end) cut into `n` equal time slices: n + 1 boundaries. */
+export function sliceWindow(start: Date, end: Date, n: number): Date[] {
   const span = end.getTime() - start.getTime();
   if (!(span > 0)) throw new FtiError(FailureType.InvalidInput, `the window [${start.toISOString()}, ${end.toISOString()}) is empty`);
-  const boundaries = Array.from({ length: parts }, (_, i) => new Date(start.getTime() + Math.round((span * i) / parts)));
+  const slices = Math.max(1, Math.min(Math.floor(n), span));
+  const boundaries = Array.from({ length: slices }, (_, i) => new Date(start.getTime() + Math.floor((span * i) / slices)));
   boundaries.push(end);
   return boundaries;
+}
+
+/**
+ * Groups consecutive buckets ([boundaries[i], boundaries[i+1]) holding counts[i]
+ * rows) into at most `n` (≤ MAX_PARTITIONS) partitions of about equal row counts.
+ * Boundaries stay on bucket edges, so a partition never splits a bucket; the first
+ * partition starts at the window's start and the last ends at its end.
+ */
+export function balancePartitions(boundaries: readonly Date[], counts: readonly number[], n: number): Array<{ start: Date; end: Date; spineRows: number }> {
+  const wanted = Math.min(MAX_PARTITIONS, Math.max(1, Math.floor(n)));
+  const total = counts.reduce((a, c) => a + c, 0);
+  const first = boundaries[0];
+  const last = boundaries[boundaries.length - 1];
+  if (!first || !last || boundaries.length !== counts.length + 1) throw new Error('balancePartitions: one more boundary than counts expected');
+  const partitions: Array<{ start: Date; end: Date; spineRows: number }> = [];
+  let start = first;
+  let rows = 0;
+  let seen = 0;
+  for (let i = 0; i < counts.length; i++) {
+    rows += counts[i] as number;
+    seen += counts[i] as number;
+    const end = boundaries[i + 1] as Date;
+    // Close the partition once it reaches its share of the rows (the last one takes the rest).
+    if (partitions.length < wanted - 1 && end < last && seen >= (total * (partitions.length + 1)) / wanted && rows > 0) {
+      partitions.push({ start, end, spineRows: rows });
+      start = end;
+      rows = 0;
+    }
+  }
+  partitions.push({ start, end: last, spineRows: rows });
+  return partitions;
 }
 
 function spineOf(view: FeatureViewDefinition): { entityKeys: string[]; eventTime: string } {

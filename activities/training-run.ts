@@ -103,7 +103,7 @@ export function splitBatches(knex: Knex, dataset: TrainingDataset, view: Feature
 }
 
 /** What the model is trained on: one spec per feature of the view, in the view's order. */
-function featureSpecs(view: FeatureViewDefinition): FeatureSpec[] {
+export function featureSpecs(view: FeatureViewDefinition): FeatureSpec[] {
   return view.features.map((f): FeatureSpec => {
     switch (f.encoding.encoding) {
       case 'standardize':

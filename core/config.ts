@@ -26,6 +26,8 @@ const EnvSchema = z.object({
   FTI_TFJS_BACKEND: z.enum(['tensorflow', 'webgpu', 'wasm', 'cpu']).optional(),
   FTI_WORKER_CONCURRENCY: z.coerce.number().int().min(1).optional(),
   FTI_DEFINITIONS: z.string().min(1).optional(),
+  FTI_SERVE_HOST: z.string().min(1).default('127.0.0.1'),
+  FTI_SERVE_PORT: port.default(8080),
 });
 
 export interface FtiConfig {
@@ -48,6 +50,9 @@ export interface FtiConfig {
   workerConcurrency: number | undefined;
   /** Module that default-exports the deployment's definitions (defineProject). */
   definitionsModule: string;
+  /** Where `fti serve` listens. */
+  serveHost: string;
+  servePort: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): FtiConfig {
@@ -71,6 +76,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): FtiConfig {
     tfjsBackend: e.FTI_TFJS_BACKEND,
     workerConcurrency: e.FTI_WORKER_CONCURRENCY,
     definitionsModule: e.FTI_DEFINITIONS ? path.resolve(e.FTI_DEFINITIONS) : DEFAULT_DEFINITIONS,
+    serveHost: e.FTI_SERVE_HOST,
+    servePort: e.FTI_SERVE_PORT,
   };
 }
 

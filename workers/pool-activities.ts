@@ -4,6 +4,7 @@
  */
 import type { Knex } from 'knex';
 import { createFeatureActivities } from '../activities/feature.ts';
+import { createInferenceActivities } from '../activities/inference.ts';
 import { createSystemCheckActivities, createWorkerInfoActivities } from '../activities/system.ts';
 import { createGpuTrainingActivities, createTrainingActivities } from '../activities/training.ts';
 import type { Pool } from '../core/task-queues.ts';
@@ -26,6 +27,7 @@ export function cpuActivities(deps: PoolDeps) {
     ...createWorkerInfoActivities({ pool: 'cpu', tfjsBackend: deps.tfjsBackend }),
     ...createSystemCheckActivities({ knex: deps.knex }),
     ...createFeatureActivities({ store: new FeatureStore(deps.knex), catalog: deps.project.featureGroups }),
+    ...createInferenceActivities({ knex: deps.knex, backend: deps.backend }),
     ...createTrainingActivities({ knex: deps.knex, views: deps.project.featureViews, backend: deps.backend }),
   };
 }

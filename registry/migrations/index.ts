@@ -8,6 +8,7 @@ import * as foundation from './20261123000000_foundation.ts';
 import * as modelRegistry from './20261123010000_model_registry.ts';
 import * as featureStore from './20261123020000_feature_store.ts';
 import * as training from './20261123030000_training.ts';
+import * as predictions from './20261123040000_predictions.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -19,6 +20,7 @@ const migrations: Array<[string, Migration]> = [
   ['20261123010000_model_registry', modelRegistry],
   ['20261123020000_feature_store', featureStore],
   ['20261123030000_training', training],
+  ['20261123040000_predictions', predictions],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {

@@ -1,0 +1,64 @@
+/**
+ * `fti serve`: the online prediction server. Runs until SIGINT/SIGTERM, then stops
+ * accepting connections, lets requests in flight finish, and exits 0.
+ */
+import { InvalidArgumentError, type Command } from 'commander';
+import { loadConfig } from '../../core/config.ts';
+import { createLogger } from '../../core/log.ts';
+import { loadBackend } from '../../ml/backend.ts';
+import { createKnex } from '../../registry/db.ts';
+import { buildServer, DEFAULT_BODY_LIMIT, DEFAULT_MAX_ENTITIES } from '../../serving/server.ts';
+import { startPostgres } from '../services/postgres.ts';
+
+interface ServeOptions {
+  preload?: string[];
+  port?: number;
+  host?: string;
+  bodyLimit?: number;
+  maxEntities?: number;
+}
+
+export function registerServeCommands(program: Command): void {
+  program
+    .command('serve')
+    .description('run the online prediction server: POST /v1/models/{name}[@alias|@version]/predict, GET /healthz, GET /metrics')
+    .option('--port <port>', 'port to listen on (default: FTI_SERVE_PORT, 8080)', positiveInt)
+    .option('--host <host>', 'address to listen on (default: FTI_SERVE_HOST, 127.0.0.1; 0.0.0.0 for every interface)')
+    .option('--body-limit <bytes>', `largest request body (default ${DEFAULT_BODY_LIMIT})`, positiveInt)
+    .option('--max-entities <n>', `most entities per request (default ${DEFAULT_MAX_ENTITIES})`, positiveInt)
+    .option('--preload <models...>', 'load these before listening: NAME, NAME@ALIAS or NAME@VERSION')
+    .action(async (opts: ServeOptions) => {
+      await serve(opts);
+    });
+}
+
+async function serve(opts: ServeOptions): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger('serve');
+  const backend = await loadBackend('cpu', config.tfjsBackend);
+  for (const reason of backend.skipped) log(`tfjs backend skipped: ${reason}`);
+  log(`TensorFlow.js backend: ${backend.name} (${backend.package}) on ${backend.device}`);
+  const postgres = await startPostgres(config, { log: (line) => log(line) });
+  const knex = createKnex({ url: postgres.url, schema: config.schema, applicationName: 'fti-serve' });
+  try {
+    const { app } = await buildServer({ knex, tf: backend.tf, databaseUrl: postgres.url, schema: config.schema, bodyLimit: opts.bodyLimit, maxEntities: opts.maxEntities, preload: opts.preload, log });
+    const address = await app.listen({ port: opts.port ?? config.servePort, host: opts.host ?? config.serveHost });
+    log(`listening on ${address}`, { schema: config.schema, tfjsBackend: backend.name });
+    const signal = await new Promise<NodeJS.Signals>((resolve) => {
+      process.once('SIGINT', () => resolve('SIGINT'));
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+    });
+    log(`${signal}: finishing requests in flight`);
+    await app.close();
+    log('stopped cleanly');
+  } finally {
+    await knex.destroy();
+    await postgres.stop();
+  }
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}

@@ -1,0 +1,106 @@
+/**
+ * Online features of a feature view, for the prediction server: given spine entity
+ * keys, the spine group's online row and each joined group's online row (by the join
+ * keys taken from the spine row), in one round trip. The statement is built once per
+ * view and sent as a named prepared statement, so Postgres plans it once per
+ * connection. Columns come back under the view's feature names: the same names a
+ * training dataset and batch inference give them, so the one encoder reads all three.
+ *
+ * Semantics match the point-in-time join's "latest row before the event": the online
+ * table holds each entity's latest row. A joined group with no row for the key gives
+ * nulls (as in training); a spine entity with no online row gives undefined.
+ */
+import crypto from 'node:crypto';
+import type { Knex } from 'knex';
+import type pg from 'pg';
+import { FailureType, FtiError } from '../core/errors.ts';
+import { PG_TYPE, type FeatureType } from '../features/schema.ts';
+import type { FeatureViewDefinition } from '../features/views.ts';
+import { getFeatureGroup, type FeatureGroupRecord } from './feature-store/groups.ts';
+import { groupTables } from './feature-store/tables.ts';
+import { col, id, ids, join, kw, sql, toNative, type Sql } from './sql.ts';
+
+export interface OnlineKey {
+  name: string;
+  type: FeatureType;
+}
+
+export interface OnlineViewLookup {
+  view: { name: string; version: number };
+  /** The spine group's entity keys: what a request must name, with their types. */
+  keys: OnlineKey[];
+  /** One feature row per entity, in request order; undefined where the spine has no online row. */
+  lookup(entities: ReadonlyArray<Readonly<Record<string, unknown>>>): Promise<Array<Record<string, unknown> | undefined>>;
+}
+
+/** Checks the view can be served (every group online, every feature stored) and prepares its lookup. */
+export async function createOnlineLookup(knex: Knex, view: FeatureViewDefinition): Promise<OnlineViewLookup> {
+  const where = `feature view ${view.name} v${view.version}`;
+  const spine = await getFeatureGroup(knex, view.spine.group, view.spine.version);
+  const joined = await Promise.all(view.joins.map((j) => getFeatureGroup(knex, j.group, j.version)));
+  for (const g of [spine, ...joined]) {
+    if (!g.online) throw new FtiError(FailureType.InvalidInput, `${where} cannot be served online: feature group ${g.name} v${g.version} is not online-enabled`);
+  }
+
+  const aliasOf = (group: string): { alias: string; record: FeatureGroupRecord } => {
+    if (group === spine.name) return { alias: 's', record: spine };
+    const i = view.joins.findIndex((j) => j.group === group);
+    const record = joined[i];
+    if (i < 0 || !record) throw new FtiError(FailureType.InvalidInput, `${where}: feature group ${group} is neither its spine nor joined`);
+    return { alias: `j${i}`, record };
+  };
+  const features = view.features.map((f) => {
+    const { alias, record } = aliasOf(f.group);
+    if (!record.columns.some((c) => c.name === f.feature)) throw new FtiError(FailureType.InvalidInput, `${where}: feature group ${record.name} v${record.version} has no column ${f.feature}`);
+    return sql`${col(alias, f.feature)} as ${id(f.name)}`;
+  });
+
+  const keys: OnlineKey[] = spine.entityKeys.map((name) => ({ name, type: typeOf(spine, name) }));
+  const keyAliases = keys.map((_, i) => `k${i}`);
+  // Placeholders only: the real arrays are bound per request, in this order.
+  const arrays = keys.map((k) => sql`${[]}::${kw(`${PG_TYPE[k.type]}[]`)}`);
+  const spineMatch = join(
+    keys.map((k, i) => sql`${col('s', k.name)} = ${col('q', keyAliases[i] as string)}`),
+    ' and ',
+  );
+  const joins: Sql[] = view.joins.map((j, i) => {
+    const record = joined[i] as FeatureGroupRecord;
+    const alias = `j${i}`;
+    // Cast the spine side to the joined key's type, so the joined table's primary key is usable.
+    const on = join(
+      record.entityKeys.map((k) => sql`${col(alias, k)} = ${col('s', j.on[k] as string)}::${kw(PG_TYPE[typeOf(record, k)])}`),
+      ' and ',
+    );
+    return sql`left join ${id(groupTables(record.name, record.version).online)} ${id(alias)} on ${on}`;
+  });
+  const statement = sql`select q.ord, ${join(features, ', ')}
+    from unnest(${join(arrays, ', ')}) with ordinality as q(${ids(keyAliases)}, ord)
+    join ${id(groupTables(spine.name, spine.version).online)} s on ${spineMatch}
+    ${join(joins, ' ')}`;
+  const native = toNative(knex, statement);
+  const name = `fti_online_${crypto.createHash('sha1').update(native.sql).digest('hex').slice(0, 24)}`;
+
+  return {
+    view: { name: view.name, version: view.version },
+    keys,
+    async lookup(entities) {
+      const values = keys.map((k) => entities.map((e) => e[k.name]));
+      const client = (await knex.client.acquireConnection()) as pg.PoolClient;
+      let result: pg.QueryResult<Record<string, unknown> & { ord: number }>;
+      try {
+        result = await client.query({ name, text: native.sql, values });
+      } finally {
+        await knex.client.releaseConnection(client);
+      }
+      const out: Array<Record<string, unknown> | undefined> = new Array(entities.length).fill(undefined);
+      for (const { ord, ...row } of result.rows) out[Number(ord) - 1] = row;
+      return out;
+    },
+  };
+}
+
+function typeOf(group: FeatureGroupRecord, column: string): FeatureType {
+  const c = group.columns.find((x) => x.name === column);
+  if (!c) throw new FtiError(FailureType.InvalidInput, `feature group ${group.name} has no column ${column}`);
+  return c.type;
+}

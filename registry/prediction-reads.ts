@@ -1,0 +1,136 @@
+/**
+ * What batch inference reads: the feature view's point-in-time join over a
+ * partition's spine rows (the same SQL training datasets are made with, label
+ * left out), as of the commits pinned on the run; and the predictions it wrote.
+ */
+import type { Knex } from 'knex';
+import { streamQuery } from './cursor.ts';
+import { FailureType, FtiError } from '../core/errors.ts';
+import type { FeatureViewDefinition } from '../features/views.ts';
+import { getFeatureGroup, type FeatureGroupRecord } from './feature-store/groups.ts';
+import { pointInTimeSql, type PitQuery } from './feature-store/point-in-time.ts';
+import { snapshotSql } from './feature-store/reads.ts';
+import type { PitStrategy } from './prediction-runs.ts';
+import { col, raw, sql, toNative } from './sql.ts';
+import { viewQuery, type CommitRef } from './training-datasets.ts';
+
+export interface ViewSnapshot {
+  spine: FeatureGroupRecord;
+  joins: FeatureGroupRecord[];
+  commits: CommitRef[];
+}
+
+/** The view's groups, read as of the given commits (those pinned on a run). */
+export async function snapshotOf(knex: Knex, view: FeatureViewDefinition, commits: CommitRef[]): Promise<ViewSnapshot> {
+  const groups = [{ group: view.spine.group, version: view.spine.version }, ...view.joins];
+  const records = await Promise.all(groups.map((g) => getFeatureGroup(knex, g.group, g.version)));
+  for (const r of records) {
+    if (!commits.some((c) => c.featureGroup === r.name && c.version === r.version)) {
+      throw new FtiError(FailureType.Conflict, `no commit of ${r.name} v${r.version} is pinned for this run`);
+    }
+  }
+  const [spine, ...joins] = records as [FeatureGroupRecord, ...FeatureGroupRecord[]];
+  return { spine, joins, commits };
+}
+
+/**
+ * Spine rows in each partition [boundaries[i], boundaries[i+1]) in one scan.
+ * `boundaries` has one more entry than there are partitions, sorted.
+ */
+export async function countSpineRowsByPartition(knex: Knex, view: FeatureViewDefinition, snapshot: ViewSnapshot, boundaries: Date[]): Promise<number[]> {
+  const q = viewQuery(view, snapshot, { withLabel: false, strategy: 'lateral' });
+  const start = boundaries[0];
+  const end = boundaries[boundaries.length - 1];
+  if (!start || !end || boundaries.length < 2) throw new FtiError(FailureType.InvalidInput, 'a partitioning needs at least two boundaries');
+  const et = col('s', q.spine.shape.eventTime);
+  const inner = boundaries.slice(1, -1).map((b) => b.toISOString());
+  const result = (await raw(
+    knex,
+    sql`select width_bucket(${et}, ${inner}::timestamptz[]) as p, count(*)::bigint as n
+        from (${snapshotSql(q.spine.shape, q.spine.commitId)}) s
+        where ${et} >= ${start} and ${et} < ${end}
+        group by 1`,
+  )) as { rows: Array<{ p: number; n: number }> };
+  const counts = new Array<number>(boundaries.length - 1).fill(0);
+  for (const r of result.rows) counts[r.p] = r.n;
+  return counts;
+}
+
+/** The PIT query of a view for spine rows in [start, end), without the label. */
+export function partitionQuery(view: FeatureViewDefinition, snapshot: ViewSnapshot, options: { start: Date; end: Date; strategy: PitStrategy }): PitQuery {
+  return viewQuery(view, snapshot, { start: options.start, end: options.end, withLabel: false, strategy: options.strategy });
+}
+
+/**
+ * Rows of the join in batches through a cursor: spine keys, event time and every
+ * view feature under its view name (the columns a training dataset has).
+ */
+export function streamViewRows(
+  knex: Knex,
+  view: FeatureViewDefinition,
+  snapshot: ViewSnapshot,
+  options: { start: Date; end: Date; strategy: PitStrategy; batchSize?: number },
+): AsyncGenerator<Array<Record<string, unknown>>> {
+  const native = toNative(knex, pointInTimeSql(partitionQuery(view, snapshot, options)));
+  // Timestamps stay text: views have no timestamp features, and the event time only
+  // travels on to a COPY, so parsing and printing it again would be wasted work.
+  return streamQuery(knex, native.sql, native.bindings, options.batchSize ?? 5_000, { timestampsAsText: true });
+}
+
+/** One stored prediction of a run. */
+export interface StoredPrediction {
+  runId: string;
+  model: string;
+  version: number;
+  entityKey: Record<string, unknown>;
+  eventTime: Date;
+  score: number;
+}
+
+interface PredictionRow {
+  run_id: string;
+  model: string;
+  model_version: number;
+  entity_key: Record<string, unknown>;
+  event_time: Date;
+  score: number;
+}
+
+/** A run's predictions in a stable order (event time, then entity), optionally within [start, end). */
+export async function listPredictions(knex: Knex, runId: string, { limit = 1_000_000, start, end }: { limit?: number; start?: Date; end?: Date } = {}): Promise<StoredPrediction[]> {
+  const query = knex<PredictionRow>('predictions').where({ run_id: runId });
+  if (start) void query.andWhere('event_time', '>=', start);
+  if (end) void query.andWhere('event_time', '<', end);
+  const rows = await query.orderBy('event_time').orderByRaw('entity_key::text').limit(limit);
+  return rows.map((r) => ({ runId: r.run_id, model: r.model, version: r.model_version, entityKey: r.entity_key, eventTime: r.event_time, score: r.score }));
+}
+
+/** Rows and distinct entities of a run per model version (a pinned run has exactly one). */
+export async function countPredictions(knex: Knex, runId: string): Promise<Array<{ version: number; rows: number; entities: number }>> {
+  const result = (await knex.raw(
+    `select model_version as version, count(*)::bigint as rows, count(distinct entity_key)::bigint as entities
+     from predictions where run_id = ? group by model_version order by model_version`,
+    [runId],
+  )) as { rows: Array<{ version: number; rows: number; entities: number }> };
+  return result.rows.map((r) => ({ version: Number(r.version), rows: Number(r.rows), entities: Number(r.entities) }));
+}
+
+/** A spine row whose features failed the model signature: never scored, kept with its reasons. */
+export interface StoredReject {
+  runId: string;
+  entityKey: Record<string, unknown>;
+  eventTime: Date;
+  reasons: string[];
+  features: Record<string, unknown>;
+}
+
+export async function listRejects(knex: Knex, runId: string, limit = 1000): Promise<StoredReject[]> {
+  const rows = await knex('prediction_rejects').where({ run_id: runId }).orderBy('event_time').orderByRaw('entity_key::text').limit(limit);
+  return rows.map((r: { run_id: string; entity_key: Record<string, unknown>; event_time: Date; reasons: string[]; features: Record<string, unknown> }) => ({
+    runId: r.run_id,
+    entityKey: r.entity_key,
+    eventTime: r.event_time,
+    reasons: r.reasons,
+    features: r.features,
+  }));
+}

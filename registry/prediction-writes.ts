@@ -1,0 +1,148 @@
+/**
+ * Writing one partition of a prediction run, exactly once: in one transaction on
+ * one connection, under a lock on (run, partition), whatever the partition's time
+ * range already holds is deleted (nothing, unless the partition was reset to be
+ * scored again), the new predictions are COPYed in, rejected rows are recorded, and
+ * the partition is marked done. A failed attempt leaves nothing behind, so a retry
+ * either finds the partition done or starts it over: it never adds a second row.
+ */
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Knex } from 'knex';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { FailureType, FtiError } from '../core/errors.ts';
+import { copyValue } from '../features/copy-text.ts';
+import { toPartition, type PartitionRow, type PredictionPartition, type PredictionRun } from './prediction-runs.ts';
+
+/** Rows that passed the signature check, and one score each. */
+export interface ScoredBatch {
+  rows: ReadonlyArray<Readonly<Record<string, unknown>>>;
+  scores: Float32Array;
+}
+
+export interface RejectedRow {
+  row: Readonly<Record<string, unknown>>;
+  reasons: string[];
+}
+
+export interface PartitionWrite {
+  run: PredictionRun;
+  partition: PredictionPartition;
+  spine: { entityKeys: string[]; eventTime: string };
+  /** Consumed once, inside the transaction (the read side holds a cursor of its own). */
+  batches: AsyncIterable<ScoredBatch>;
+  /** Read after `batches` is consumed: every rejected row counted, the first ones kept. */
+  rejects: () => { count: number; kept: RejectedRow[] };
+}
+
+const COPY_PREDICTIONS = 'copy predictions (run_id, model, model_version, entity_key, event_time, score) from stdin';
+
+/** Returns the partition as done; `written: false` when an earlier attempt had already finished it. */
+export async function writePartition(knex: Knex, w: PartitionWrite): Promise<{ partition: PredictionPartition; written: boolean }> {
+  const { run, partition } = w;
+  const client = (await knex.client.acquireConnection()) as pg.PoolClient;
+  let open = false;
+  try {
+    await client.query('begin');
+    open = true;
+    await client.query('select pg_advisory_xact_lock(hashtext($1))', [`fti.prediction_partition:${run.runId}:${partition.index}`]);
+    const current = await client.query<{ status: string }>('select status from prediction_run_partitions where run_id = $1 and partition = $2', [run.runId, partition.index]);
+    const status = current.rows[0]?.status;
+    if (status === undefined) throw new FtiError(FailureType.NotFound, `prediction run ${run.runId} has no partition ${partition.index}`);
+    if (status === 'done') {
+      await client.query('commit');
+      open = false;
+      return { partition: await readPartition(client, run.runId, partition.index), written: false };
+    }
+
+    const range = [run.runId, partition.start, partition.end];
+    await client.query('delete from predictions where run_id = $1 and event_time >= $2 and event_time < $3', range);
+    await client.query('delete from prediction_rejects where run_id = $1 and event_time >= $2 and event_time < $3', range);
+
+    const counter = { rows: 0 };
+    await pipeline(Readable.from(copyLines(w, counter)), client.query(copyFrom(COPY_PREDICTIONS)));
+
+    const rejects = w.rejects();
+    if (rejects.kept.length) await insertRejects(client, run.runId, w.spine, rejects.kept);
+    await client.query(
+      `update prediction_run_partitions set status = 'done', rows = $3, rows_rejected = $4, finished_at = now() where run_id = $1 and partition = $2`,
+      [run.runId, partition.index, counter.rows, rejects.count],
+    );
+    await client.query('commit');
+    open = false;
+    return { partition: await readPartition(client, run.runId, partition.index), written: true };
+  } finally {
+    if (open) await client.query('rollback').catch(() => {});
+    await knex.client.releaseConnection(client);
+  }
+}
+
+/** COPY text lines, one chunk per scored batch. */
+async function* copyLines(w: PartitionWrite, counter: { rows: number }): AsyncGenerator<string> {
+  const { run, spine } = w;
+  const prefix = `${copyValue(run.runId)}\t${copyValue(run.model)}\t${run.version}\t`;
+  for await (const batch of w.batches) {
+    const { rows, scores } = batch;
+    if (rows.length !== scores.length) throw new Error(`a scored batch has ${rows.length} rows but ${scores.length} scores`);
+    let text = '';
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i] as Readonly<Record<string, unknown>>;
+      text += `${prefix}${copyValue(entityKeyJson(row, spine.entityKeys))}\t${eventTimeText(row, spine.eventTime)}\t${scoreText(scores[i] as number)}\n`;
+    }
+    counter.rows += rows.length;
+    yield text;
+  }
+}
+
+/** The spine row's entity keys as a JSON object, keys in definition order. */
+export function entityKeyOf(row: Readonly<Record<string, unknown>>, entityKeys: readonly string[]): Record<string, unknown> {
+  const key: Record<string, unknown> = {};
+  for (const k of entityKeys) key[k] = row[k];
+  return key;
+}
+
+function entityKeyJson(row: Readonly<Record<string, unknown>>, entityKeys: readonly string[]): string {
+  return JSON.stringify(entityKeyOf(row, entityKeys));
+}
+
+/** The spine row's event time as COPY text: a Date, or the text Postgres printed (prediction-reads.ts). */
+function eventTimeText(row: Readonly<Record<string, unknown>>, column: string): string {
+  const t = row[column];
+  if (t instanceof Date) return t.toISOString();
+  if (typeof t === 'string' && t.length > 0) return copyValue(t);
+  throw new Error(`spine row has no event time in ${column}`);
+}
+
+/** Postgres float8 text: NaN and ±Infinity are spelled its way. */
+function scoreText(x: number): string {
+  if (Number.isFinite(x)) return String(x);
+  return Number.isNaN(x) ? 'NaN' : x > 0 ? 'Infinity' : '-Infinity';
+}
+
+async function insertRejects(client: pg.PoolClient, runId: string, spine: PartitionWrite['spine'], kept: RejectedRow[]): Promise<void> {
+  // One statement per chunk, arrays unnested server-side; reasons travel as JSON arrays.
+  for (let i = 0; i < kept.length; i += 1000) {
+    const chunk = kept.slice(i, i + 1000);
+    await client.query(
+      `insert into prediction_rejects (run_id, entity_key, event_time, reasons, features)
+       select $1, k::jsonb, t, array(select jsonb_array_elements_text(r::jsonb)), f::jsonb
+       from unnest($2::text[], $3::timestamptz[], $4::text[], $5::text[]) as u(k, t, r, f)
+       on conflict do nothing`,
+      [
+        runId,
+        chunk.map((r) => entityKeyJson(r.row, spine.entityKeys)),
+        chunk.map((r) => eventTimeText(r.row, spine.eventTime)),
+        chunk.map((r) => JSON.stringify(r.reasons)),
+        chunk.map((r) => JSON.stringify(r.row)),
+      ],
+    );
+  }
+}
+
+async function readPartition(client: pg.PoolClient, runId: string, index: number): Promise<PredictionPartition> {
+  const result = await client.query<PartitionRow>('select * from prediction_run_partitions where run_id = $1 and partition = $2', [runId, index]);
+  const row = result.rows[0];
+  if (!row) throw new Error(`partition ${index} of ${runId} vanished`);
+  return toPartition(row);
+}

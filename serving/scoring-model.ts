@@ -1,0 +1,137 @@
+/**
+ * A model version made ready to score: its TensorFlow.js model, the encoder built
+ * from its signature (ml/encoding.ts, the one implementation training uses) and the
+ * feature view it was trained on. Batch inference and the online server both score
+ * through this, so a row becomes the same model input on every path.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import type { Knex } from 'knex';
+import { FailureType, FtiError } from '../core/errors.ts';
+import type { FeatureViewDefinition } from '../features/views.ts';
+import { modelFromArtifact } from '../ml/artifact.ts';
+import type { Tf } from '../ml/backend.ts';
+import { createEncoder, type Encoder } from '../ml/encoding.ts';
+import { disposeModel, modelInputWidth } from '../ml/model.ts';
+import { predictBatch, PREDICT_CHUNK } from '../ml/predict.ts';
+import type { FeatureRow } from '../ml/values.ts';
+import { getFeatureView } from '../registry/feature-views.ts';
+import type { ModelRegistry, ModelVersion } from '../registry/model-registry.ts';
+
+/** Rows that fit the signature, with one score each, and those that do not, with why. */
+export interface ScoredRows {
+  rows: FeatureRow[];
+  scores: Float32Array;
+  rejected: Array<{ row: FeatureRow; reasons: string[] }>;
+}
+
+export interface ScoringModel {
+  model: string;
+  version: number;
+  /** The registry's record: signature, lineage, metrics. */
+  record: ModelVersion;
+  /** The feature view the version was trained on (lineage.featureView). */
+  view: FeatureViewDefinition;
+  encoder: Encoder;
+  /**
+   * Checks every row against the signature while encoding it (one pass), then scores
+   * the rows that fit in one forward pass per PREDICT_CHUNK rows. A row that does
+   * not fit is never scored: it comes back in `rejected` with every problem it has.
+   */
+  scoreRows(rows: readonly FeatureRow[]): Promise<ScoredRows>;
+  dispose(): void;
+}
+
+export interface ScoringDeps {
+  knex: Knex;
+  registry: ModelRegistry;
+  tf: Tf;
+}
+
+export async function loadScoringModel(deps: ScoringDeps, name: string, version: number): Promise<ScoringModel> {
+  const record = await deps.registry.getModelVersion(name, version);
+  const ref = record.lineage.featureView;
+  if (!ref) {
+    throw new FtiError(
+      FailureType.InvalidInput,
+      `model ${name} v${version} records no feature view in its lineage, so there is no way to look its features up; register versions with lineage.featureView`,
+      { model: name, version },
+    );
+  }
+  const view = (await getFeatureView(deps.knex, ref.name, ref.version)).definition;
+  assertSignatureFitsView(record, view);
+  const encoder = createEncoder(record.signature);
+
+  const artifact = await deps.registry.loadArtifact(name, version);
+  const model = await modelFromArtifact(deps.tf, artifact);
+  try {
+    const width = modelInputWidth(model);
+    if (width !== encoder.width) {
+      throw new FtiError(FailureType.InvalidInput, `model ${name} v${version} takes ${width} inputs but its signature encodes ${encoder.width}`, { model: name, version });
+    }
+    // The first call on a backend compiles kernels; pay that here, not on a request.
+    await predictBatch(deps.tf, model, new Float32Array(width), 1);
+  } catch (err) {
+    disposeModel(model);
+    throw err;
+  }
+  return {
+    model: name,
+    version,
+    record,
+    view,
+    encoder,
+    scoreRows: (rows) => scoreRows(deps.tf, model, encoder, rows),
+    dispose: () => disposeModel(model),
+  };
+}
+
+async function scoreRows(tfjs: Tf, model: tf.LayersModel, encoder: Encoder, rows: readonly FeatureRow[]): Promise<ScoredRows> {
+  const width = encoder.width;
+  const valid: FeatureRow[] = [];
+  const rejected: ScoredRows['rejected'] = [];
+  const scores = new Float32Array(rows.length);
+  let x = new Float32Array(Math.min(rows.length, PREDICT_CHUNK) * width);
+  let n = 0;
+  const flush = async () => {
+    if (n === 0) return;
+    scores.set(await predictBatch(tfjs, model, n * width === x.length ? x : x.subarray(0, n * width), n), valid.length - n);
+    // The backend may hold on to the array it was given: encode the next chunk into a fresh one.
+    x = new Float32Array(x.length);
+    n = 0;
+  };
+  for (const row of rows) {
+    try {
+      encoder.encodeRow(row, x, n * width);
+    } catch (err) {
+      if (!(err instanceof FtiError)) throw err;
+      rejected.push({ row, reasons: encoder.validateRow(row) });
+      continue;
+    }
+    valid.push(row);
+    n++;
+    if (n * width === x.length) await flush();
+  }
+  await flush();
+  return { rows: valid, scores: scores.subarray(0, valid.length), rejected };
+}
+
+/**
+ * Every signature input must be a feature of the view, of a type the encoder can
+ * read: otherwise the version was not trained on this view and would score garbage.
+ */
+export function assertSignatureFitsView(record: ModelVersion, view: FeatureViewDefinition): void {
+  const features = new Map(view.features.map((f) => [f.name, f]));
+  const problems: string[] = [];
+  for (const input of record.signature.inputs) {
+    const f = features.get(input.name);
+    if (!f) problems.push(`${input.name} is not a feature of the view`);
+    else if (f.dtype !== input.dtype && !(f.dtype === 'int' && input.dtype === 'float')) problems.push(`${input.name} is ${f.dtype} in the view but ${input.dtype} in the signature`);
+  }
+  if (problems.length) {
+    throw new FtiError(
+      FailureType.InvalidInput,
+      `the signature of model ${record.model} v${record.version} does not fit feature view ${view.name} v${view.version}: ${problems.join('; ')}`,
+      { model: record.model, version: record.version },
+    );
+  }
+}

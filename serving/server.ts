@@ -1,0 +1,126 @@
+/**
+ * The online prediction server (fastify): POST /v1/models/{name}[@ref]/predict,
+ * GET /healthz, GET /metrics. `fti serve` starts it; tests and the bench build it
+ * in-process with buildServer and listen on a port of their choosing.
+ *
+ * A client sends entity keys only. The server looks up the online features of the
+ * feature view the served version was trained on, so versions trained on different
+ * views can be served side by side, and moving an alias back moves the features
+ * back with it.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Knex } from 'knex';
+import { createLogger, type Logger } from '../core/log.ts';
+import type { Tf } from '../ml/backend.ts';
+import { ModelRegistry } from '../registry/model-registry.ts';
+import { databaseReachable } from '../registry/predictions.ts';
+import { watchAliases } from './alias-watch.ts';
+import { HttpError, toHttpError } from './http-errors.ts';
+import { createServingMetrics, type ServingMetrics } from './metrics.ts';
+import { ModelResolver } from './model-resolver.ts';
+import { parseModelSegment, PREDICT_ROUTE } from './request.ts';
+import { registerRoutes, type HealthReport } from './routes.ts';
+import { loadServedModel, type LookupCache } from './served-model.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The model a prediction request resolved to ('' until then): the metrics label. */
+    ftiModel: string;
+  }
+}
+
+export interface ServerOptions {
+  knex: Knex;
+  /** TensorFlow.js with its backend loaded (ml/backend.ts). */
+  tf: Tf;
+  /** For LISTEN: alias moves are announced on the database, per schema. */
+  databaseUrl: string;
+  schema: string;
+  registry?: ModelRegistry;
+  /** Largest request body in bytes (413 beyond). */
+  bodyLimit?: number;
+  /** Most entities in one request (400 beyond). */
+  maxEntities?: number;
+  /** Model versions kept loaded beyond those an alias points at. */
+  modelCapacity?: number;
+  /** `name`, `name@alias` or `name@3`: loaded before the server is returned, so no request waits for a model load. */
+  preload?: string[];
+  log?: Logger;
+}
+
+export const DEFAULT_BODY_LIMIT = 64 * 1024;
+export const DEFAULT_MAX_ENTITIES = 256;
+
+export interface PredictionServer {
+  app: FastifyInstance;
+  resolver: ModelResolver;
+  metrics: ServingMetrics;
+}
+
+export async function buildServer(options: ServerOptions): Promise<PredictionServer> {
+  const { knex, tf, log = createLogger('serve') } = options;
+  const registry = options.registry ?? new ModelRegistry({ knex });
+  const metrics = createServingMetrics();
+  const lookups: LookupCache = new Map();
+  const resolver = new ModelResolver({
+    registry,
+    load: (name, version) => loadServedModel({ knex, registry, tf }, lookups, name, version),
+    metrics,
+    log,
+    capacity: options.modelCapacity,
+  });
+  const watch = await watchAliases({
+    databaseUrl: options.databaseUrl,
+    schema: options.schema,
+    onChange: (change) => resolver.onAliasChange(change),
+    onReconnect: () => resolver.refreshAll(),
+    log,
+  });
+
+  const app = Fastify({
+    logger: false,
+    bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    // Reject what the schema does not allow instead of stripping or coercing it.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allowUnionTypes: true } },
+  });
+  // JSON only: anything else is a 415, not a string body that fails the schema.
+  app.removeContentTypeParser('text/plain');
+  app.decorateRequest('ftiModel', '');
+  app.addHook('onResponse', async (request, reply) => {
+    if (request.routeOptions.url !== PREDICT_ROUTE) return;
+    const outcome = reply.statusCode < 400 ? 'ok' : reply.statusCode < 500 ? 'client_error' : 'server_error';
+    metrics.requestDuration.observe({ model: request.ftiModel, outcome }, reply.elapsedTime / 1000);
+  });
+  app.setErrorHandler(async (err, request, reply) => {
+    const http = toHttpError(err);
+    if (http.statusCode >= 500) log('request failed', { method: request.method, url: request.url, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+    return reply.code(http.statusCode).send(http.body());
+  });
+  app.setNotFoundHandler(async (request, reply) => {
+    const http = new HttpError(404, 'no_route', `no route ${request.method} ${request.url.split('?')[0]}; predictions are POST /v1/models/{name}[@alias|@version]/predict`);
+    return reply.code(404).send(http.body());
+  });
+
+  const health = async (): Promise<HealthReport> => {
+    const database = (await databaseReachable(knex)) ? 'ok' : 'unreachable';
+    const aliasAnnouncements = watch.listening ? 'listening' : 'reconnecting';
+    return { status: database !== 'ok' ? 'down' : aliasAnnouncements === 'listening' ? 'ok' : 'degraded', database, aliasAnnouncements, served: resolver.served() };
+  };
+  registerRoutes(app, { resolver, metrics, maxEntities: options.maxEntities ?? DEFAULT_MAX_ENTITIES, health });
+
+  app.addHook('onClose', async () => {
+    await watch.close();
+    resolver.close();
+  });
+  try {
+    for (const segment of options.preload ?? []) {
+      const { name, ref } = parseModelSegment(segment);
+      (await resolver.acquire(name, ref)).release();
+      log('preloaded', { model: segment });
+    }
+  } catch (err) {
+    await app.close();
+    throw err;
+  }
+  return { app, resolver, metrics };
+}

@@ -1,0 +1,216 @@
+/**
+ * Batch inference end to end, on one day of the flights example: the real feature
+ * pipeline fills the store, model versions are registered with lineage as training
+ * registers them, and the batchInference workflow scores the day through real
+ * workers into Postgres.
+ */
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createInferenceActivities, LATERAL_MAX_ROWS, type PartitionResult } from '../activities/inference.ts';
+import { FailureType } from '../core/errors.ts';
+import project, { flightDelays } from '../examples/flights/definitions.ts';
+import { modelFromArtifact } from '../ml/artifact.ts';
+import { loadBackend, type LoadedBackend } from '../ml/backend.ts';
+import { createEncoder } from '../ml/encoding.ts';
+import { predictRows } from '../ml/predict.ts';
+import { FeatureStore } from '../registry/feature-store/index.ts';
+import { ModelRegistry } from '../registry/model-registry.ts';
+import { PredictionStore } from '../registry/predictions.ts';
+import { getTrainingDataset, streamSplit } from '../registry/training-datasets.ts';
+import { batchInference, progressQuery } from '../workflows/index.ts';
+import { ingestFlights } from './helpers/flights.ts';
+import { registerModelVersion } from './helpers/models.ts';
+import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
+import { failureOf } from './helpers/workflows.ts';
+
+const day = { start: '2001-01-03T00:00:00.000Z', end: '2001-01-04T00:00:00.000Z' };
+
+describe('batch inference: a day of flights through the batchInference workflow', () => {
+  let db: TestDb;
+  let temporal: TestTemporal;
+  let backend: LoadedBackend;
+  let cpu: RunningWorker;
+  let registry: ModelRegistry;
+  let predictions: PredictionStore;
+  let flightsOfTheDay: number;
+  let trainingDatasetId: number;
+
+  beforeAll(async () => {
+    db = await createTestDb('batch_inference');
+    temporal = await createTestTemporal('batch-inference');
+    backend = await loadBackend('cpu', 'wasm');
+    cpu = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project, backend });
+    registry = new ModelRegistry({ knex: db.knex });
+    predictions = new PredictionStore(db.knex);
+    await ingestFlights(temporal, day);
+    // Version 1 becomes the champion; version 2 (same dataset, other seed) waits unpromoted.
+    const first = await registerModelVersion(db.knex, backend.tf, { model: 'flight_delay', view: flightDelays, ...day, seed: 3 });
+    trainingDatasetId = first.trainingDatasetId;
+    await registerModelVersion(db.knex, backend.tf, { model: 'flight_delay', view: flightDelays, ...day, seed: 4 });
+    await registry.setAlias('flight_delay', 'champion', 1);
+    const store = new FeatureStore(db.knex);
+    flightsOfTheDay = await store.read(await store.group('flights', 1), { start: new Date(day.start), end: new Date(day.end) }).count();
+    expect(flightsOfTheDay).toBeGreaterThan(10_000);
+    expect((await registry.getAlias('flight_delay', 'champion')).version).toBe(1);
+  });
+
+  afterAll(async () => {
+    await cpu?.stop();
+    await temporal?.close();
+    await db?.close();
+  });
+
+  const start = (input: Parameters<typeof batchInference>[0], workflowId = uniqueId('batch')) =>
+    temporal.client.workflow.start(batchInference, { taskQueue: temporal.cpuQueue, workflowId, args: [input] });
+  const run = async (input: Parameters<typeof batchInference>[0], workflowId?: string) => (await start(input, workflowId)).result();
+
+  let firstRun: Awaited<ReturnType<typeof run>>;
+
+  it('writes exactly one prediction per flight of the day, all from the champion version', async () => {
+    firstRun = await run({ model: 'flight_delay', ...day, partitions: 4 });
+    expect(firstRun).toMatchObject({ model: 'flight_delay', version: 1, rowsRejected: 0, featureView: { name: 'flight_delays', version: 1 } });
+    expect(firstRun.rows).toBe(flightsOfTheDay);
+    expect(firstRun.runId).toMatch(/^batch_/); // the workflow id, by default
+
+    expect(await predictions.countPredictions(firstRun.runId)).toEqual([{ version: 1, rows: flightsOfTheDay, entities: flightsOfTheDay }]);
+    const stored = await predictions.run(firstRun.runId);
+    expect(stored).toMatchObject({ status: 'completed', version: 1, requestedRef: 'champion', rows: flightsOfTheDay, spineRows: flightsOfTheDay });
+    expect(stored.strategy).toBe(Math.max(...(await predictions.partitions(firstRun.runId)).map((p) => p.spineRows)) > LATERAL_MAX_ROWS ? 'window' : 'lateral');
+    // The run records the commits it read: the latest of both groups.
+    const store = new FeatureStore(db.knex);
+    for (const name of ['flights', 'airport_delays']) {
+      const latest = await store.latestCommit(await store.group(name, 1));
+      expect(stored.commits).toContainEqual({ featureGroup: name, version: 1, commitId: latest?.id });
+      expect(await predictions.runsUsingCommit({ featureGroup: name, version: 1, commitId: latest?.id ?? -1 })).toContain(firstRun.runId);
+    }
+    const partitions = await predictions.partitions(firstRun.runId);
+    expect(partitions.map((p) => p.status)).toEqual(['done', 'done', 'done', 'done']);
+    expect(partitions.reduce((n, p) => n + p.rows, 0)).toBe(flightsOfTheDay);
+    // Cut by rows, not by time (a day's flights are not spread evenly over its hours).
+    for (const p of partitions) expect(p.spineRows / flightsOfTheDay).toBeGreaterThan(0.2);
+    expect(partitions[0]?.start.toISOString()).toBe(day.start);
+    expect(partitions[3]?.end.toISOString()).toBe(day.end);
+  });
+
+  it('scores match the model applied to the training dataset rows of the same flights', async () => {
+    // An independent path to the same numbers: the training dataset (set-based join),
+    // the artifact loaded by hand, and the shared encoder.
+    const version = await registry.getModelVersion('flight_delay', 1);
+    const model = await modelFromArtifact(backend.tf, await registry.loadArtifact('flight_delay', 1));
+    const encoder = createEncoder(version.signature);
+    const dataset = await getTrainingDataset(db.knex, trainingDatasetId);
+    const columns = ['flight_id', ...version.signature.inputs.map((i) => i.name)];
+    const rows: Array<Record<string, unknown>> = [];
+    for await (const batch of streamSplit(db.knex, dataset, 'test', columns)) rows.push(...batch);
+    expect(rows.length).toBeGreaterThan(500);
+    const expected = await predictRows(backend.tf, model, encoder, rows);
+    model.dispose();
+
+    const byFlight = new Map((await predictions.predictions(firstRun.runId)).map((p) => [p.entityKey.flight_id, p.score]));
+    rows.forEach((row, i) => {
+      expect(byFlight.get(row.flight_id)).toBeCloseTo(expected[i] as number, 5);
+    });
+    // A real model, not a constant.
+    expect(new Set([...expected].map((s) => s.toFixed(3))).size).toBeGreaterThan(10);
+  });
+
+  it('a re-run of the same run id adds nothing; the same id for another window is refused', async () => {
+    const runId = firstRun.runId;
+    const again = await run({ model: 'flight_delay', ...day, partitions: 4, runId });
+    expect(again).toEqual(firstRun);
+    expect(await predictions.countPredictions(runId)).toEqual([{ version: 1, rows: flightsOfTheDay, entities: flightsOfTheDay }]);
+
+    const failure = await failureOf(run({ model: 'flight_delay', start: day.start, end: '2001-01-03T12:00:00.000Z', runId }));
+    expect(failure.type).toBe(FailureType.Conflict);
+    expect(failure.message).toMatch(/already exists for flight_delay@champion/);
+    expect((await predictions.run(runId)).status).toBe('completed');
+  });
+
+  it('a retried partition replaces its own rows instead of adding to them', async () => {
+    const runId = uniqueId('retry');
+    const result = await run({ model: 'flight_delay', version: 2, ...day, partitions: 2, runId });
+    expect(result.version).toBe(2);
+    const before = await predictions.predictions(runId);
+    // An attempt that died after its rows were written but before anyone heard of it:
+    // the partition is pending again while its rows are still there.
+    await db.knex('prediction_run_partitions').where({ run_id: runId, partition: 0 }).update({ status: 'pending' });
+    const activities = createInferenceActivities({ knex: db.knex, backend });
+    const env = new MockActivityEnvironment();
+    const retried = await env.run<[{ runId: string; partition: number }], PartitionResult, typeof activities.predictPartition>(activities.predictPartition, { runId, partition: 0 });
+    expect(retried.skipped).toBe(false);
+    expect(retried.rows).toBeGreaterThan(1000);
+    const after = await predictions.predictions(runId);
+    expect(after).toHaveLength(before.length);
+    expect(after.map((p) => [p.entityKey.flight_id, p.score])).toEqual(before.map((p) => [p.entityKey.flight_id, p.score]));
+    // A partition that is done is left alone.
+    expect(await env.run(activities.predictPartition, { runId, partition: 1 })).toMatchObject({ skipped: true });
+  });
+
+  it('a promotion while the run is scoring does not change the version it scores with', async () => {
+    const runId = uniqueId('pinned');
+    const handle = await start({ model: 'flight_delay', ...day, partitions: 24, runId });
+    // Once a partition is done, pause the pool so the rest is certainly still to come.
+    for (;;) {
+      const progress = await handle.query(progressQuery);
+      if (progress.stage === 'predict' && progress.done >= 1) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await cpu.stop();
+    const pending = (await predictions.partitions(runId)).filter((p) => p.status === 'pending');
+    expect(pending.length).toBeGreaterThan(0);
+    const move = await registry.setAlias('flight_delay', 'champion', 2, { reason: 'mid-run promotion' });
+    expect(move.toVersion).toBe(2);
+    cpu = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project, backend });
+
+    const result = await handle.result();
+    expect(result.version).toBe(1);
+    expect(result.rows).toBe(flightsOfTheDay);
+    expect(await predictions.countPredictions(runId)).toEqual([{ version: 1, rows: flightsOfTheDay, entities: flightsOfTheDay }]);
+    const finished = (await predictions.partitions(runId)).filter((p) => pending.some((q) => q.index === p.index));
+    for (const p of finished) expect(p.finishedAt?.getTime()).toBeGreaterThan(move.move?.at.getTime() ?? Infinity);
+
+    // A new run resolves the alias afresh.
+    const next = await run({ model: 'flight_delay', ...day, partitions: 1 });
+    expect(next.version).toBe(2);
+    await registry.rollback('flight_delay', 'champion');
+  });
+
+  it('rows whose features fail the signature are counted and recorded, never scored or dropped', async () => {
+    const [victim] = await predictions.predictions(firstRun.runId, { limit: 1 });
+    const flightId = victim?.entityKey.flight_id;
+    expect(flightId).toEqual(expect.any(Number));
+    const table = 'fg_flights_v1';
+    const { rows: original } = (await db.knex.raw('select distance from ?? where flight_id = ?', [table, flightId as number])) as { rows: Array<{ distance: number }> };
+    // Corrupt one stored feature value (NaN fits a double column but no model input).
+    await db.knex.raw(`update ?? set distance = 'NaN' where flight_id = ?`, [table, flightId as number]);
+    try {
+      const result = await run({ model: 'flight_delay', version: 1, ...day, partitions: 3 });
+      expect(result.rowsRejected).toBe(1);
+      expect(result.rows).toBe(flightsOfTheDay - 1);
+      const rejects = await predictions.rejects(result.runId);
+      expect(rejects).toHaveLength(1);
+      expect(rejects[0]).toMatchObject({ entityKey: { flight_id: flightId }, reasons: [expect.stringMatching(/^distance: /)] });
+      const scored = await predictions.predictions(result.runId);
+      expect(scored.some((p) => p.entityKey.flight_id === flightId)).toBe(false);
+    } finally {
+      await db.knex.raw('update ?? set distance = ? where flight_id = ?', [table, original[0]?.distance ?? null, flightId as number]);
+    }
+  });
+
+  it('bad input fails at once with a clear, non-retryable error', async () => {
+    const both = await failureOf(run({ model: 'flight_delay', alias: 'champion', version: 1, ...day }));
+    expect(both.type).toBe(FailureType.InvalidInput);
+    expect(both.message).toMatch(/give alias or version, not both/);
+    const noWindow = await failureOf(run({ model: 'flight_delay' }));
+    expect(noWindow.message).toMatch(/start and end are required/);
+    const unscheduled = await failureOf(run({ model: 'flight_delay', scheduleWindow: '1d' }));
+    expect(unscheduled.type).toBe(FailureType.InvalidInput);
+    expect(unscheduled.message).toMatch(/not started by a Temporal Schedule/);
+    const unknown = await failureOf(run({ model: 'no_such_model', ...day }));
+    expect(unknown.type).toBe(FailureType.NotFound);
+    expect(unknown.message).toMatch(/no_such_model/);
+    const alias = await failureOf(run({ model: 'flight_delay', alias: 'nobody', ...day }));
+    expect(alias.type).toBe(FailureType.NotFound);
+    expect(alias.message).toMatch(/no alias 'nobody' \(aliases: champion\)/);
+  });
+});

@@ -1,0 +1,309 @@
+/**
+ * The online prediction server over real HTTP, on the flights example: the real
+ * feature pipeline fills the store, versions are registered with their lineage (as
+ * training registers them), and the server answers from entity ids alone.
+ *
+ * The store holds the flights of Jan 3 and 4 but airport delays only up to the end
+ * of Jan 3, as if Jan 4's flights were tomorrow's schedule: the point-in-time
+ * features batch inference gives a Jan 4 flight are then exactly the latest (online)
+ * ones, so online and batch scores of the same flight and version must agree.
+ */
+import { execFile, spawn } from 'node:child_process';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../cli/services/ports.ts';
+import { airportDelays, flightDelays, flights } from '../examples/flights/definitions.ts';
+import { defineProject } from '../features/project.ts';
+import { defineFeatureView } from '../features/views.ts';
+import { modelFromArtifact } from '../ml/artifact.ts';
+import { loadBackend, type LoadedBackend } from '../ml/backend.ts';
+import { createEncoder } from '../ml/encoding.ts';
+import { predictRows } from '../ml/predict.ts';
+import { FeatureStore } from '../registry/feature-store/index.ts';
+import { getFeatureView } from '../registry/feature-views.ts';
+import { ModelRegistry } from '../registry/model-registry.ts';
+import { PredictionStore } from '../registry/predictions.ts';
+import type { PredictResponse } from '../serving/request.ts';
+import { buildServer, type PredictionServer } from '../serving/server.ts';
+import { batchInference, featurePipeline } from '../workflows/index.ts';
+import { REPO_ROOT } from './helpers/processes.ts';
+import { registerModelVersion } from './helpers/models.ts';
+import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
+
+// Two views over the same groups with different feature sets (F1-F3 and F2-F4).
+const delaysA = defineFeatureView({
+  name: 'delays_a',
+  version: 1,
+  spine: flights,
+  label: 'delayed',
+  joins: [{ group: airportDelays, on: { airport: 'origin' } }],
+  features: ['flights.distance', { feature: 'flights.hour', encoding: 'cyclical', period: 24 }, 'airport_delays.delay_mean_2h'],
+});
+const delaysB = defineFeatureView({
+  name: 'delays_b',
+  version: 1,
+  spine: flights,
+  label: 'delayed',
+  joins: [{ group: airportDelays, on: { airport: 'origin' } }],
+  features: [{ feature: 'flights.hour', encoding: 'cyclical', period: 24 }, 'airport_delays.delay_mean_2h', 'airport_delays.flights_24h', 'airport_delays.delayed_share_7d'],
+});
+const project = defineProject({ featureGroups: [flights, airportDelays], featureViews: [flightDelays, delaysA, delaysB] });
+
+const history = { start: '2001-01-03T00:00:00.000Z', end: '2001-01-04T00:00:00.000Z' };
+const tomorrow = { start: '2001-01-04T00:00:00.000Z', end: '2001-01-05T00:00:00.000Z' };
+const BODY_LIMIT = 4096;
+const MAX_ENTITIES = 50;
+
+describe('online prediction server over HTTP', () => {
+  let db: TestDb;
+  let temporal: TestTemporal;
+  let backend: LoadedBackend;
+  let cpu: RunningWorker;
+  let registry: ModelRegistry;
+  let server: PredictionServer;
+  let base: string;
+  let batch: Map<number, number>;
+  let tomorrowFlights: number[];
+
+  beforeAll(async () => {
+    db = await createTestDb('serving');
+    temporal = await createTestTemporal('serving');
+    backend = await loadBackend('cpu', 'wasm');
+    cpu = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project, backend });
+    registry = new ModelRegistry({ knex: db.knex });
+    const execute = <A extends unknown[], R>(workflow: (...args: A) => Promise<R>, ...args: A) =>
+      temporal.client.workflow.execute(workflow, { taskQueue: temporal.cpuQueue, workflowId: uniqueId(workflow.name), args });
+    await execute(featurePipeline, { featureGroup: 'flights', start: history.start, end: tomorrow.end });
+    await execute(featurePipeline, { featureGroup: 'airport_delays', ...history });
+    const register = (model: string, view: typeof flightDelays, seed: number) => registerModelVersion(db.knex, backend.tf, { model, view, ...history, seed });
+    await register('flight_delay', flightDelays, 1);
+    await register('flight_delay', flightDelays, 2);
+    await registry.setAlias('flight_delay', 'champion', 1);
+    await register('two_views', delaysA, 3);
+    await register('two_views', delaysB, 4);
+    await registry.setAlias('two_views', 'champion', 1);
+    await registry.setAlias('two_views', 'challenger', 2);
+    // Tomorrow's flights, scored in batch by the champion (version 1).
+    const run = await execute(batchInference, { model: 'flight_delay', ...tomorrow, partitions: 2 });
+    expect(run.version).toBe(1);
+    const predictions = await new PredictionStore(db.knex).predictions(run.runId);
+    batch = new Map(predictions.map((p) => [p.entityKey.flight_id as number, p.score]));
+    tomorrowFlights = predictions.map((p) => p.entityKey.flight_id as number);
+    expect(tomorrowFlights.length).toBeGreaterThan(10_000);
+
+    server = await buildServer({ knex: db.knex, tf: backend.tf, databaseUrl: db.url, schema: db.schema, bodyLimit: BODY_LIMIT, maxEntities: MAX_ENTITIES, log: () => {} });
+    base = await server.app.listen({ port: 0, host: '127.0.0.1' });
+  });
+
+  afterAll(async () => {
+    await server?.app.close();
+    await cpu?.stop();
+    await temporal?.close();
+    await db?.close();
+  });
+
+  const post = async (model: string, body: unknown, init: { contentType?: string; raw?: string } = {}) => {
+    const response = await fetch(`${base}/v1/models/${model}/predict`, {
+      method: 'POST',
+      headers: { 'content-type': init.contentType ?? 'application/json' },
+      body: init.raw ?? JSON.stringify(body),
+    });
+    return { status: response.status, body: (await response.json()) as PredictResponse & { error?: string; message?: string } };
+  };
+
+  /** Scores computed without the server: the store facade's online reads, the artifact, the shared encoder. */
+  const independentScore = async (model: string, version: number, flightId: number): Promise<number> => {
+    const record = await registry.getModelVersion(model, version);
+    const viewRef = record.lineage.featureView;
+    if (!viewRef) throw new Error('no feature view in lineage');
+    const view = (await getFeatureView(db.knex, viewRef.name, viewRef.version)).definition;
+    const store = new FeatureStore(db.knex);
+    const [flight] = await store.online(await store.group('flights', 1), [{ flight_id: flightId }]);
+    if (!flight) throw new Error(`flight ${flightId} is not online`);
+    const [airport] = await store.online(await store.group('airport_delays', 1), [{ airport: flight.origin }]);
+    const row = Object.fromEntries(view.features.map((f) => [f.name, f.group === 'flights' ? flight[f.feature] : (airport?.[f.feature] ?? null)]));
+    const tfModel = await modelFromArtifact(backend.tf, await registry.loadArtifact(model, version));
+    const [score] = await predictRows(backend.tf, tfModel, createEncoder(record.signature), [row]);
+    tfModel.dispose();
+    return score as number;
+  };
+
+  it('answers from entity ids alone, with the same score batch inference gave the flight', async () => {
+    const sample = tomorrowFlights.filter((_, i) => i % 300 === 0).slice(0, MAX_ENTITIES);
+    const many = await post('flight_delay', { keys: sample.map((flight_id) => ({ flight_id })) });
+    expect(many.status).toBe(200);
+    expect(many.body).toMatchObject({ model: 'flight_delay', version: 1, ref: 'champion', featureView: { name: 'flight_delays', version: 1 } });
+    expect(many.body.predictions.map((p) => p.keys)).toEqual(sample.map((flight_id) => ({ flight_id })));
+    many.body.predictions.forEach((p, i) => expect(p.score).toBeCloseTo(batch.get(sample[i] as number) as number, 5));
+    expect(new Set(many.body.predictions.map((p) => p.score.toFixed(4))).size).toBeGreaterThan(5);
+
+    const one = await post('flight_delay@1', { keys: { flight_id: sample[0] } });
+    expect(one.status).toBe(200);
+    expect(one.body).toMatchObject({ version: 1, ref: '1', predictions: [{ keys: { flight_id: sample[0] }, score: many.body.predictions[0]?.score }] });
+  });
+
+  it('follows fti models promote within a second, without failing a request', async () => {
+    const flightId = tomorrowFlights[7] as number;
+    const expected2 = await independentScore('flight_delay', 2, flightId);
+    // Keep traffic flowing through the swap.
+    let stop = false;
+    const statuses: number[] = [];
+    const traffic = Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (!stop) statuses.push((await post('flight_delay', { keys: { flight_id: flightId } })).status);
+      }),
+    );
+    try {
+      const cli = await ftiCli(['models', 'promote', 'flight_delay', '2', '--alias', 'champion', '--reason', 'serving test']);
+      expect(cli.code, cli.stderr).toBe(0);
+      const promotedAt = performance.now();
+      let answered: PredictResponse | undefined;
+      while (performance.now() - promotedAt < 5_000) {
+        const response = await post('flight_delay', { keys: { flight_id: flightId } });
+        if (response.body.version === 2) {
+          answered = response.body;
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const elapsed = performance.now() - promotedAt;
+      expect(answered?.predictions[0]?.score).toBeCloseTo(expected2, 5);
+      expect(elapsed).toBeLessThan(1_000);
+    } finally {
+      stop = true;
+      await traffic;
+    }
+    expect(statuses.length).toBeGreaterThan(10);
+    expect(statuses.every((s) => s === 200)).toBe(true);
+
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/^fti_model_version_in_use\{model="flight_delay",alias="champion"\} 2$/m);
+    expect(metrics).toMatch(/^fti_model_swaps_total\{model="flight_delay",alias="champion"\} 1$/m);
+    expect(metrics).toMatch(/^fti_predict_request_duration_seconds_bucket\{le="0.005",model="flight_delay",outcome="ok"\} \d+$/m);
+  });
+
+  it('serves versions trained on different feature views side by side; a rollback brings back the old version and its features', async () => {
+    const flightId = tomorrowFlights[11] as number;
+    const [v1, v2] = [await independentScore('two_views', 1, flightId), await independentScore('two_views', 2, flightId)];
+    expect(v1).not.toBeCloseTo(v2, 3);
+    const ask = async (ref: string) => (await post(`two_views@${ref}`, { keys: { flight_id: flightId } })).body;
+
+    const [champion, challenger, pinned] = await Promise.all([ask('champion'), ask('challenger'), ask('2')]);
+    expect(champion).toMatchObject({ version: 1, featureView: { name: 'delays_a', version: 1 } });
+    expect(champion.predictions[0]?.score).toBeCloseTo(v1, 5);
+    expect(challenger).toMatchObject({ version: 2, featureView: { name: 'delays_b', version: 1 } });
+    expect(challenger.predictions[0]?.score).toBeCloseTo(v2, 5);
+    expect(pinned.predictions[0]?.score).toBe(challenger.predictions[0]?.score);
+
+    await registry.setAlias('two_views', 'champion', 2, { reason: 'try the challenger' });
+    const promoted = await until(() => ask('champion'), (r) => r.version === 2);
+    expect(promoted).toMatchObject({ featureView: { name: 'delays_b', version: 1 } });
+    expect(promoted.predictions[0]?.score).toBeCloseTo(v2, 5);
+
+    await registry.rollback('two_views', 'champion', { reason: 'roll back' });
+    const rolledBack = await until(() => ask('champion'), (r) => r.version === 1);
+    expect(rolledBack).toMatchObject({ featureView: { name: 'delays_a', version: 1 } });
+    expect(rolledBack.predictions[0]?.score).toBeCloseTo(v1, 5);
+  });
+
+  it('bad requests get a 4xx with a clear JSON error, and nothing reaches SQL', async () => {
+    const cases: Array<[string, unknown, number, string, RegExp?]> = [
+      ['no_such_model', { keys: { flight_id: 1 } }, 404, 'unknown_model', /model 'no_such_model' is not registered/],
+      ['flight_delay@nobody', { keys: { flight_id: 1 } }, 404, 'unknown_alias', /has no alias 'nobody' \(aliases: champion\)/],
+      ['flight_delay@99', { keys: { flight_id: 1 } }, 404, 'unknown_version', /has no version 99/],
+      ['flight_delay', { keys: { flight_id: 987654321 } }, 404, 'unknown_entity', /no online features for \{"flight_id":987654321\} in feature group flights v1/],
+      ['flight_delay', { keys: [{ flight_id: tomorrowFlights[0] }, { flight_id: 987654321 }] }, 404, 'unknown_entity', /987654321/],
+      ['flight_delay', {}, 400, 'invalid_request', /keys/],
+      ['flight_delay', { keys: [] }, 400, 'invalid_request'],
+      ['flight_delay', { keys: { flight_id: 1 }, extra: true }, 400, 'invalid_request'],
+      ['flight_delay', { keys: { airport: 'ORD' } }, 400, 'invalid_keys', /unknown key "airport"/],
+      ['flight_delay', { keys: { flight_id: '12; drop table predictions' } }, 400, 'invalid_keys', /keys\.flight_id: must be an integer, got string/],
+      ['flight_delay', { keys: { flight_id: 1.5 } }, 400, 'invalid_keys', /must be an integer/],
+      ['flight_delay', { keys: { flight_id: { $gt: 1 } } }, 400, 'invalid_request'],
+      ['flight_delay', { keys: Array.from({ length: MAX_ENTITIES + 1 }, (_, i) => ({ flight_id: i })) }, 400, 'invalid_request', /must NOT have more than 50 items/],
+      ["flight_delay'%20or%201=1", { keys: { flight_id: 1 } }, 400, 'invalid_model'],
+      ['flight_delay@x-y', { keys: { flight_id: 1 } }, 400, 'invalid_model'],
+    ];
+    for (const [model, body, status, code, message] of cases) {
+      const response = await post(model, body);
+      expect({ model, body, status: response.status, error: response.body.error }).toEqual({ model, body, status, error: code });
+      expect(response.body.message).toEqual(expect.any(String));
+      if (message) expect(response.body.message).toMatch(message);
+    }
+    const tooBig = await post('flight_delay', undefined, { raw: JSON.stringify({ keys: { flight_id: 1 }, pad: 'x'.repeat(BODY_LIMIT) }) });
+    expect([tooBig.status, tooBig.body.error]).toEqual([413, 'body_too_large']);
+    const malformed = await post('flight_delay', undefined, { raw: '{"keys": {"flight_id": 1' });
+    expect([malformed.status, malformed.body.error]).toEqual([400, 'invalid_json']);
+    const text = await post('flight_delay', undefined, { raw: 'flight_id=1', contentType: 'text/plain' });
+    expect([text.status, text.body.error]).toEqual([415, 'unsupported_media_type']);
+    const route = await fetch(`${base}/v1/predict`, { method: 'POST' });
+    expect(route.status).toBe(404);
+    expect(await route.json()).toMatchObject({ error: 'no_route' });
+    // The tables are intact and still answer.
+    expect((await post('flight_delay', { keys: { flight_id: tomorrowFlights[0] } })).status).toBe(200);
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/^fti_predict_request_duration_seconds_count\{model="",outcome="client_error"\} \d+$/m);
+  });
+
+  it('reports health: the database, the announcement channel and what it serves', async () => {
+    const response = await fetch(`${base}/healthz`);
+    expect(response.status).toBe(200);
+    const health = (await response.json()) as { status: string; served: Array<{ model: string; alias: string; version: number }> };
+    expect(health.status).toBe('ok');
+    expect(health.served).toEqual(expect.arrayContaining([{ model: 'flight_delay', alias: 'champion', version: 2 }]));
+  });
+
+  it('fti serve: the real entry point answers, then drains and exits 0 on SIGTERM', async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'cli', 'main.ts'), 'serve', '--port', String(port), '--preload', 'flight_delay@1', 'two_views'], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, DATABASE_URL: db.url, FTI_SCHEMA: db.schema, FTI_TFJS_BACKEND: 'wasm' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (b: Buffer) => (output += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (output += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await until(async () => output, (o) => /listening on http:\/\/127\.0\.0\.1:/.test(o) || child.exitCode !== null, 60_000);
+      expect(output).toMatch(new RegExp(`listening on http://127\\.0\\.0\\.1:${port}`));
+      expect(output).toMatch(/preloaded \{"model":"flight_delay@1"\}/);
+      expect(output).toMatch(/preloaded \{"model":"two_views"\}/);
+      const response = await fetch(`http://127.0.0.1:${port}/v1/models/flight_delay@1/predict`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ keys: { flight_id: tomorrowFlights[3] } }),
+      });
+      expect(response.status).toBe(200);
+      expect(((await response.json()) as PredictResponse).predictions[0]?.score).toBeCloseTo(batch.get(tomorrowFlights[3] as number) as number, 5);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect(output).toMatch(/SIGTERM: finishing requests in flight/);
+    expect(output).toMatch(/stopped cleanly/);
+  });
+
+  /** The real `fti` entry point in a process of its own, against this suite's schema. */
+  function ftiCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      execFile(
+        process.execPath,
+        ['--import', 'tsx', path.join(REPO_ROOT, 'cli', 'main.ts'), ...args],
+        { cwd: REPO_ROOT, env: { ...process.env, DATABASE_URL: db.url, FTI_SCHEMA: db.schema }, timeout: 60_000 },
+        (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
+      );
+    });
+  }
+});
+
+async function until<T>(fn: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 5_000): Promise<T> {
+  const started = Date.now();
+  for (;;) {
+    const value = await fn();
+    if (done(value)) return value;
+    if (Date.now() - started > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms; last value ${JSON.stringify(value)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

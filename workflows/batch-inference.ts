@@ -1,0 +1,81 @@
+import { CancellationScope, isCancellation, log, proxyActivities, setHandler, workflowInfo, ActivityFailure } from '@temporalio/workflow';
+import type { BatchInferencePlan, BatchInferenceResult, createInferenceActivities } from '../activities/inference.ts';
+import { BatchInferenceInputSchema, type BatchInferenceInput } from '../core/inference-inputs.ts';
+import { progressQuery, type PipelineProgress } from './progress.ts';
+import { runWindow } from './schedule-window.ts';
+import { parseInput } from './validate.ts';
+
+type InferenceActivities = ReturnType<typeof createInferenceActivities>;
+
+const short = proxyActivities<InferenceActivities>({
+  // Planning counts the window's spine rows: one scan, seconds on big spines.
+  startToCloseTimeout: '5m',
+  retry: { maximumAttempts: 5 },
+});
+
+// A partition reads, scores and COPYs its rows; it heartbeats per batch.
+const long = proxyActivities<InferenceActivities>({
+  startToCloseTimeout: '60m',
+  heartbeatTimeout: '2m',
+  retry: { maximumAttempts: 5 },
+});
+
+export type { BatchInferenceInput, BatchInferenceResult };
+
+/**
+ * The batch inference pipeline: spine rows in [start, end) -> point-in-time features
+ * -> scores from one pinned model version -> a prediction run in Postgres.
+ * Input: { model, alias? | version?, start, end, runId?, partitions?, scheduleWindow? }.
+ * Runs on fti-cpu. The alias (default `champion`) is resolved once, by the plan; a
+ * promotion during the run does not change the version it scores with.
+ */
+export async function batchInference(input: BatchInferenceInput): Promise<BatchInferenceResult> {
+  const args = parseInput('batchInference', BatchInferenceInputSchema, input);
+  const progress: PipelineProgress = { stage: 'plan', done: 0, total: 1 };
+  setHandler(progressQuery, () => progress);
+
+  const window = runWindow(args);
+  const runId = args.runId ?? workflowInfo().workflowId;
+  const plan: BatchInferencePlan = await short.planBatchInference({
+    runId,
+    model: args.model,
+    alias: args.alias,
+    version: args.version,
+    // The schema guarantees start and end, or a scheduleWindow that runWindow turned into them.
+    start: window.start as string,
+    end: window.end as string,
+    partitions: args.partitions,
+  });
+  if (plan.kind === 'done') {
+    log.info('prediction run already completed; nothing to add', { ...plan.result });
+    Object.assign(progress, { stage: 'done', done: 1, total: 1, details: { ...plan.result } });
+    return plan.result;
+  }
+
+  const details = { runId, model: plan.model, version: plan.version, strategy: plan.strategy, rows: 0, rowsRejected: 0 };
+  Object.assign(progress, { stage: 'predict', done: 0, total: plan.partitions.length, details });
+  try {
+    await Promise.all(
+      plan.partitions.map(async (partition) => {
+        const result = await long.predictPartition({ runId, partition: partition.index });
+        details.rows += result.rows;
+        details.rowsRejected += result.rowsRejected;
+        progress.done++;
+      }),
+    );
+    Object.assign(progress, { stage: 'finish', done: 0, total: 1 });
+    const result = await short.finishBatchInference({ runId });
+    Object.assign(progress, { stage: 'done', done: 1, total: 1, details: { ...result } });
+    log.info('prediction run completed', { ...result });
+    return result;
+  } catch (err) {
+    await CancellationScope.nonCancellable(() => short.abortBatchInference({ runId, error: describe(err) }));
+    throw err;
+  }
+}
+
+function describe(err: unknown): string {
+  if (isCancellation(err)) return 'cancelled';
+  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
+  return err instanceof Error ? err.message : String(err);
+}
