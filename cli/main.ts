@@ -3,8 +3,12 @@
  * registry inspection and serving.
  */
 import { Command } from 'commander';
+import { registerDemoCommand } from './commands/demo.ts';
 import { registerDevCommands } from './commands/dev.ts';
 import { registerModelCommands } from './commands/models.ts';
+import { registerRunCommands } from './commands/run.ts';
+import { registerScheduleCommands } from './commands/schedule.ts';
+import { registerServeCommands } from './commands/serve.ts';
 import { registerWorkerCommands } from './commands/worker.ts';
 
 const program = new Command('fti')
@@ -13,7 +17,11 @@ const program = new Command('fti')
   .enablePositionalOptions();
 
 registerDevCommands(program);
+registerDemoCommand(program);
 registerModelCommands(program);
+registerRunCommands(program);
+registerScheduleCommands(program);
+registerServeCommands(program);
 registerWorkerCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -74,6 +74,30 @@ export const TrainingPipelineInputSchema = z
   .strict();
 export type TrainingPipelineInput = z.input<typeof TrainingPipelineInputSchema>;
 
+/** The whole FTI chain in one run: features, then training, then batch inference. */
+export const FtiPipelineInputSchema = z
+  .object({
+    features: z
+      .object({
+        /** Feature groups to compute, in order (a derived group after the group it aggregates). */
+        groups: z.array(identifier).min(1),
+        start: isoTime.optional(),
+        end: isoTime.optional(),
+      })
+      .strict(),
+    training: TrainingPipelineInputSchema.omit({ scheduleWindow: true }),
+    inference: z
+      .object({
+        start: isoTime,
+        end: isoTime,
+        /** Score with this alias; default: the version this run trained. */
+        alias: identifier.optional(),
+      })
+      .strict(),
+  })
+  .strict();
+export type FtiPipelineInput = z.input<typeof FtiPipelineInputSchema>;
+
 /** Formats zod issues as one line: `path: message; path: message`. */
 export function describeIssues(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'input'}: ${i.message}`).join('; ');

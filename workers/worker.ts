@@ -39,6 +39,9 @@ export async function createPoolWorker(options: PoolWorkerOptions): Promise<{ wo
     activities,
     // One training at a time per GPU; CPU activities are I/O-bound and overlap well.
     maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities ?? (options.pool === 'gpu' ? 1 : 4),
+    // On shutdown, running activities get this long to finish before they are
+    // cancelled (a cancelled partition or training is retried; a finished one is not).
+    shutdownGraceTime: '30s',
   };
   if (options.pool === 'cpu') {
     if (options.workflowBundle) workerOptions.workflowBundle = options.workflowBundle;

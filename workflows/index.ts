@@ -1,5 +1,7 @@
 // The barrel the workers' workflow bundle is built from: every workflow type.
 export { systemCheck } from './system-check.ts';
 export { featurePipeline } from './feature-pipeline.ts';
+export { batchInference } from './batch-inference.ts';
 export { trainingPipeline } from './training-pipeline.ts';
+export { ftiPipeline } from './fti-pipeline.ts';
 export { progressQuery } from './progress.ts';

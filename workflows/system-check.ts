@@ -1,7 +1,6 @@
-import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { proxyActivities } from '@temporalio/workflow';
 import type { createSystemCheckActivities, createWorkerInfoActivities } from '../activities/system.ts';
-import { FailureType } from '../core/errors.ts';
-import { queuePrefix, taskQueue } from '../core/task-queues.ts';
+import { poolQueues } from './queues.ts';
 import type { WorkerInfo } from '../registry/system-checks.ts';
 
 type WorkerInfoActivities = ReturnType<typeof createWorkerInfoActivities>;
@@ -13,19 +12,6 @@ export interface SystemCheckResult {
   checkId: number;
   cpuWorker: WorkerInfo;
   gpuWorker: WorkerInfo;
-}
-
-/** The task queues of this deployment, derived from the queue the workflow runs on. */
-export function poolQueues(): { cpu: string; gpu: string } {
-  const own = workflowInfo().taskQueue;
-  const prefix = queuePrefix(own);
-  if (prefix === undefined) {
-    throw ApplicationFailure.nonRetryable(
-      `workflows run on a task queue named <prefix>fti-cpu; this one runs on ${own}`,
-      FailureType.WrongTaskQueue,
-    );
-  }
-  return { cpu: taskQueue('cpu', prefix), gpu: taskQueue('gpu', prefix) };
 }
 
 /**

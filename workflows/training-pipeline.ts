@@ -3,7 +3,7 @@ import type { createGpuTrainingActivities, createTrainingActivities, DatasetRef,
 import { TrainingPipelineInputSchema, type TrainingPipelineInput } from '../core/inputs.ts';
 import { progressQuery, trainingEpochSignal, type PipelineProgress } from './progress.ts';
 import { runWindow } from './schedule-window.ts';
-import { poolQueues } from './system-check.ts';
+import { poolQueues } from './queues.ts';
 import { parseInput } from './validate.ts';
 
 type CpuActivities = ReturnType<typeof createTrainingActivities>;

@@ -1,0 +1,81 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordHistories } from './helpers/histories.ts';
+import { FtiClient } from '../client/fti-client.ts';
+import project from '../examples/flights/definitions.ts';
+import { loadBackend } from '../ml/backend.ts';
+import { FeatureStore } from '../registry/feature-store/index.ts';
+import { ModelRegistry } from '../registry/model-registry.ts';
+import { PredictionStore } from '../registry/predictions.ts';
+import { getTrainingDataset } from '../registry/training-datasets.ts';
+import { spawnWorker, type WorkerProcess } from './helpers/processes.ts';
+import { createTestDb, createTestTemporal, startInProcessWorker, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
+
+describe('ftiPipeline: features -> training -> batch inference, linked by versions', () => {
+  let db: TestDb;
+  let temporal: TestTemporal;
+  let cpu: RunningWorker;
+  let gpu: WorkerProcess;
+  let client: FtiClient;
+
+  beforeAll(async () => {
+    db = await createTestDb('chain');
+    temporal = await createTestTemporal('chain');
+    cpu = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project, backend: await loadBackend('cpu', 'wasm') });
+    gpu = spawnWorker('gpu', { prefix: temporal.prefix, schema: db.schema });
+    await gpu.waitFor(/polling task queue/);
+    client = FtiClient.fromClient(temporal.client, { taskQueuePrefix: temporal.prefix });
+  });
+
+  afterAll(async () => {
+    await gpu?.stop();
+    await cpu?.stop();
+    await temporal?.close();
+    await db?.close();
+  });
+
+  it('every link of the result is a real version: prediction run -> model version -> training dataset -> commits', async () => {
+    const input = {
+      features: { groups: ['flights', 'airport_delays'], start: '2001-01-08T00:00:00Z', end: '2001-01-11T00:00:00Z' },
+      training: { featureView: 'flight_delays', model: 'chain_model', start: '2001-01-08T00:00:00Z', end: '2001-01-10T00:00:00Z', params: { hiddenUnits: [8], epochs: 1, batchSize: 1024 } },
+      inference: { start: '2001-01-10T00:00:00Z', end: '2001-01-11T00:00:00Z' },
+    };
+    const run = await client.start('all', input);
+    const result = await run.result();
+    const store = new FeatureStore(db.knex);
+
+    // Commits: one per group, visible in the store.
+    expect(result.commits.map((c) => c.featureGroup)).toEqual(['flights', 'airport_delays']);
+    for (const c of result.commits) {
+      const commit = await store.getCommit(c.commitId);
+      expect(commit.status).toBe('committed');
+      expect(commit.rowsCommitted).toBe(c.rowsCommitted);
+    }
+    // Training dataset -> the commits it read are exactly the chain's commits.
+    const dataset = await getTrainingDataset(db.knex, result.lineage.trainingDataset);
+    expect(dataset.commits.map((c) => c.commitId).sort()).toEqual(result.commits.map((c) => c.commitId).sort());
+    // Model version -> that dataset and those commits.
+    const registry = new ModelRegistry({ knex: db.knex });
+    const version = await registry.getModelVersion('chain_model', result.lineage.modelVersion.version);
+    expect(version.lineage.trainingDatasetId).toBe(dataset.id);
+    expect(version.lineage.featureGroupCommits.map((c) => c.commitId).sort()).toEqual(result.commits.map((c) => c.commitId).sort());
+    // Prediction run -> that model version, and the same commits for its features.
+    const predictions = new PredictionStore(db.knex);
+    const predictionRun = await predictions.run(result.lineage.predictionRun);
+    expect(predictionRun).toMatchObject({ model: 'chain_model', version: version.version, status: 'completed' });
+    expect(predictionRun.commits.map((c) => c.commitId).sort()).toEqual(result.commits.map((c) => c.commitId).sort());
+    // One prediction per flight of the inference day.
+    const flights = await store.read(await store.group('flights', 1), { start: new Date(input.inference.start), end: new Date(input.inference.end) }).count();
+    expect(result.predictions.rows + result.predictions.rowsRejected).toBe(flights);
+    expect(result.predictions.rows).toBeGreaterThan(10_000);
+    expect(result.seconds.total).toBeGreaterThan(0);
+
+    // FTI_RECORD_HISTORIES=1 refreshes the histories the replay test checks workflow code against.
+    if (process.env.FTI_RECORD_HISTORIES === '1') await recordHistories(temporal, run.workflowId);
+
+    // A second start of the same chain attaches to it instead of running it twice.
+    const again = await client.start('all', input);
+    expect(again.existing).toBe(true);
+    expect(again.workflowId).toBe(run.workflowId);
+    expect((await again.result()).lineage).toEqual(result.lineage);
+  });
+});

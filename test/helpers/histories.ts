@@ -1,0 +1,35 @@
+/**
+ * Workflow histories for replay tests (test/replay.test.ts): the histories of a
+ * chain run and its children, exported as JSON by the Temporal CLI
+ * (`temporal workflow show --output json`) under test/histories/. Committed, so a
+ * change to workflow code that would break running workflows fails CI.
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { inject } from 'vitest';
+import { resolveTemporalCli } from '../../cli/services/temporal-cli.ts';
+import { loadConfig } from '../../core/config.ts';
+import type { TestTemporal } from './services.ts';
+import { REPO_ROOT } from './processes.ts';
+
+export const HISTORIES_DIR = path.join(REPO_ROOT, 'test', 'histories');
+
+export async function recordHistories(temporal: TestTemporal, parentWorkflowId: string): Promise<void> {
+  fs.mkdirSync(HISTORIES_DIR, { recursive: true });
+  const cli = await resolveTemporalCli(loadConfig(), { allowBuild: false });
+  const ids = [parentWorkflowId];
+  for await (const execution of temporal.client.workflow.list({ query: `WorkflowId STARTS_WITH "${parentWorkflowId}/"` })) ids.push(execution.workflowId);
+  const index: Record<string, string> = {};
+  for (const workflowId of ids) {
+    const { type } = await temporal.client.workflow.getHandle(workflowId).describe();
+    const { stdout } = await promisify(execFile)(cli, ['workflow', 'show', '--workflow-id', workflowId, '--address', inject('temporalAddress'), '--output', 'json'], { maxBuffer: 64 << 20 });
+    const label = workflowId.includes('/') ? (workflowId.split('/').pop() ?? 'child').replace(/[^a-z0-9_-]+/gi, '-') : 'chain';
+    const file = `${type}-${label}.json`;
+    fs.writeFileSync(path.join(HISTORIES_DIR, file), stdout);
+    index[file] = workflowId;
+  }
+  // Replay needs each history's workflow id (child ids are part of the history).
+  fs.writeFileSync(path.join(HISTORIES_DIR, 'workflow-ids.txt'), `${Object.entries(index).map(([f, id]) => `${f} ${id}`).join('\n')}\n`);
+}
