@@ -47,20 +47,12 @@ export interface PredictionPartition {
   finishedAt: Date | null;
 }
 
-export interface NewPredictionRun {
-  runId: string;
-  model: string;
-  requestedRef: string;
-  version: number;
-  featureView: { name: string; version: number };
-  windowStart: Date;
-  windowEnd: Date;
-  strategy: PitStrategy;
-  commits: CommitRef[];
+/** What creating a run takes: its pinned inputs and its partitions' time slices. */
+export type NewPredictionRun = Pick<PredictionRun, 'runId' | 'model' | 'requestedRef' | 'version' | 'featureView' | 'windowStart' | 'windowEnd' | 'strategy' | 'commits'> & {
   workflowId?: string;
   workflowRunId?: string;
   partitions: Array<{ start: Date; end: Date; spineRows: number }>;
-}
+};
 
 interface PredictionRunRow {
   run_id: string;

@@ -7,6 +7,7 @@ import { Argument, InvalidArgumentError, type Command } from 'commander';
 import type { ModelSignature } from '../../ml/signature.ts';
 import { LATEST, ModelRegistry, type AliasChange, type AliasMove, type ModelSummary, type ModelVersion } from '../../registry/model-registry.ts';
 import { withKnex } from '../db.ts';
+import { keyValues, table, time } from '../format.ts';
 
 interface JsonOption {
   json?: boolean;
@@ -182,16 +183,7 @@ function formatHistory(name: string, alias: string, moves: AliasMove[]): string 
   );
 }
 
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
-  return [line(header), ...rows.map(line)].join('\n');
-}
 
-function keyValues(lines: Array<[string, string]>): string {
-  const width = Math.max(...lines.map(([k]) => k.length));
-  return lines.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
-}
 
 function formatAliasMap(aliases: Record<string, number>): string {
   return Object.entries(aliases).map(([a, v]) => `${a}=${v}`).join(',') || '-';
@@ -209,6 +201,3 @@ function bytes(n: number): string {
   return n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 ** 2).toFixed(1)} MiB`;
 }
 
-function time(d: Date): string {
-  return d.toISOString().replace('T', ' ');
-}

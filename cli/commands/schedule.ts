@@ -8,6 +8,7 @@ import { isDuration, type Duration } from '../../features/duration.ts';
 import { PIPELINES, PIPELINE_NAMES, type OverlapPolicy, type PipelineName, type PipelineSpec } from '../../client/pipelines.ts';
 import type { BackfillResult, ScheduledRun, ScheduleSummaryView, ScheduleView } from '../../client/schedules.ts';
 import { addPipelineFlags, flagValues, withFtiClient } from './run.ts';
+import { keyValues, table, time } from '../format.ts';
 
 const OVERLAP_POLICIES = ['SKIP', 'BUFFER_ONE', 'BUFFER_ALL', 'CANCEL_OTHER', 'TERMINATE_OTHER', 'ALLOW_ALL'] as const satisfies readonly OverlapPolicy[];
 
@@ -197,17 +198,5 @@ function lastRun(runs: ScheduledRun[]): string {
   return last ? time(last.scheduledAt) : '-';
 }
 
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
-  return [line(header), ...rows.map(line)].join('\n');
-}
 
-function keyValues(lines: Array<[string, string]>): string {
-  const width = Math.max(...lines.map(([k]) => k.length));
-  return lines.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
-}
 
-function time(d: Date): string {
-  return new Date(d).toISOString().replace('T', ' ').replace('.000Z', 'Z');
-}
