@@ -19,6 +19,7 @@ const PART_MODULES: Partial<Record<Part, () => Promise<{ default: BenchPart }>>>
   features: () => import('./parts/features.ts'),
   dataset: () => import('./parts/dataset.ts'),
   training: () => import('./parts/training.ts'),
+  orchestration: () => import('./parts/orchestration.ts'),
 };
 
 async function main(): Promise<void> {
