@@ -1,6 +1,3 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,14 +9,10 @@ import { airportDelays, flights } from '../examples/flights/definitions.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { featurePipeline } from '../workflows/index.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
+import { scratchFiles } from './helpers/files.ts';
 import { failureOf } from './helpers/workflows.ts';
 
-const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'fti-features-'));
-const file = (name: string, text: string) => {
-  const p = path.join(scratch, name);
-  fs.writeFileSync(p, text);
-  return p;
-};
+const { file, ndjson } = scratchFiles('features');
 
 // Small hand-written groups for the store's behaviours.
 const readingsCsv = file('readings.csv', 'sensor,at,value\ns1,2024-01-01T10:00:00Z,1.5\ns2,2024-01-01T10:00:00Z,2.5\ns3,2024-01-01T10:00:00Z,not-a-number\ns4,2024-01-01T10:00:00Z,4.5\ns5,2024-01-01T10:00:00Z,-3\n');
@@ -78,7 +71,6 @@ const departureStats = defineFeatureGroup({
 
 const project = defineProject({ featureGroups: [flights, airportDelays, readingsStrict, readingsQuarantine, prices, departures, departureStats] });
 
-const ndjson = (name: string, rows: object[]) => file(name, rows.map((r) => JSON.stringify(r)).join('\n'));
 
 describe('feature pipeline and feature store (real Temporal + Postgres)', () => {
   let db: TestDb;

@@ -1,6 +1,3 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineFeatureGroup } from '../features/definitions.ts';
 import { defineProject } from '../features/project.ts';
@@ -9,14 +6,10 @@ import { registerFeatureView } from '../registry/feature-views.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { createTrainingDataset, datasetsUsingCommit, streamSplit } from '../registry/training-datasets.ts';
 import { featurePipeline } from '../workflows/index.ts';
+import { scratchFiles } from './helpers/files.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
 
-const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'fti-datasets-'));
-const ndjson = (name: string, rows: object[]) => {
-  const p = path.join(scratch, name);
-  fs.writeFileSync(p, rows.map((r) => JSON.stringify(r)).join('\n'));
-  return p;
-};
+const { ndjson } = scratchFiles('datasets');
 
 // Labelled events (the spine) and a score that jumps to 999 one second after each event.
 const events = defineFeatureGroup({

@@ -6,7 +6,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { isDuration, type Duration } from '../../features/duration.ts';
 import { PIPELINES, PIPELINE_NAMES, type OverlapPolicy, type PipelineName, type PipelineSpec } from '../../client/pipelines.ts';
-import type { BackfillResult, ScheduledRun, ScheduleSummaryView, ScheduleView } from '../../client/schedules.ts';
+import type { BackfillResult, CreateScheduleOptions, ScheduledRun, ScheduleSummaryView, ScheduleView } from '../../client/schedules.ts';
 import { addPipelineFlags, flagValues, withFtiClient } from './run.ts';
 import { keyValues, table, time } from '../format.ts';
 
@@ -16,16 +16,8 @@ interface JsonOption {
   json?: boolean;
 }
 
-interface CreateOptions extends JsonOption {
-  id?: string;
-  every?: Duration;
-  offset?: Duration;
-  window?: Duration;
-  overlap?: OverlapPolicy;
-  catchupWindow?: Duration;
-  paused?: boolean;
-  note?: string;
-}
+/** The client's schedule options as flags: `--id` names the schedule. */
+type CreateOptions = JsonOption & Omit<CreateScheduleOptions, 'scheduleId'> & { id?: string };
 
 export function registerScheduleCommands(program: Command): void {
   const schedule = program.command('schedule').description('run pipelines on Temporal Schedules: each fire computes the window that just ended');
