@@ -45,6 +45,22 @@ export interface BenchContext {
 
 export type BenchPart = (ctx: BenchContext) => Promise<Figure[]>;
 
+/** A time figure in seconds: the median of `samples` beside the median of its baseline's, with their ratio. */
+export function secondsFigure(name: string, samples: number[], baseline: { what: string; samples: number[] }, extra: Pick<Figure, 'rows' | 'details'> = {}): Figure {
+  const value = median(samples);
+  const baselineValue = median(baseline.samples);
+  return {
+    name,
+    value: round(value, 2),
+    unit: 's',
+    ...(extra.rows === undefined ? {} : { rows: extra.rows }),
+    baseline: baseline.what,
+    baseline_value: round(baselineValue, 2),
+    ratio: timeRatio(value, baselineValue),
+    details: { ...extra.details, runs: samples.map((x) => round(x, 2)), baselineRuns: baseline.samples.map((x) => round(x, 3)) },
+  };
+}
+
 /** Cost ratio of a time against its baseline time. */
 export function timeRatio(value: number, baseline: number): number {
   return round(value / baseline, 3);

@@ -1,8 +1,9 @@
-import { CancellationScope, isCancellation, log, proxyActivities, setHandler, workflowInfo, ActivityFailure } from '@temporalio/workflow';
+import { CancellationScope, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { BatchInferencePlan, BatchInferenceResult, createInferenceActivities } from '../activities/inference.ts';
 import { BatchInferenceInputSchema, type BatchInferenceInput } from '../core/inference-inputs.ts';
 import { progressQuery, type PipelineProgress } from './progress.ts';
 import { runWindow } from './schedule-window.ts';
+import { failureMessage } from './failure-message.ts';
 import { parseInput } from './validate.ts';
 
 type InferenceActivities = ReturnType<typeof createInferenceActivities>;
@@ -69,13 +70,8 @@ export async function batchInference(input: BatchInferenceInput): Promise<BatchI
     log.info('prediction run completed', { ...result });
     return result;
   } catch (err) {
-    await CancellationScope.nonCancellable(() => short.abortBatchInference({ runId, error: describe(err) }));
+    await CancellationScope.nonCancellable(() => short.abortBatchInference({ runId, error: failureMessage(err) }));
     throw err;
   }
 }
 
-function describe(err: unknown): string {
-  if (isCancellation(err)) return 'cancelled';
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
-}

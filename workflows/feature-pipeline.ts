@@ -1,9 +1,10 @@
-import { CancellationScope, isCancellation, log, proxyActivities, setHandler, ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
+import { CancellationScope, log, proxyActivities, setHandler, ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
 import type { createFeatureActivities, FeaturePipelineResult, FeatureRunPlan } from '../activities/feature.ts';
 import { FailureType } from '../core/errors.ts';
 import { FeaturePipelineInputSchema, type FeaturePipelineInput } from '../core/inputs.ts';
 import { progressQuery, type PipelineProgress } from './progress.ts';
 import { runWindow } from './schedule-window.ts';
+import { failureMessage } from './failure-message.ts';
 import { parseInput } from './validate.ts';
 
 type FeatureActivities = ReturnType<typeof createFeatureActivities>;
@@ -64,7 +65,7 @@ export async function featurePipeline(input: FeaturePipelineInput): Promise<Feat
   } catch (err) {
     // A strict validation failure has already been recorded with its report.
     if (!isValidationFailure(err)) {
-      await CancellationScope.nonCancellable(() => short.abortFeatureRun({ ...ref, error: describe(err) }));
+      await CancellationScope.nonCancellable(() => short.abortFeatureRun({ ...ref, error: failureMessage(err) }));
     }
     throw err;
   }
@@ -74,8 +75,3 @@ function isValidationFailure(err: unknown): boolean {
   return err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === FailureType.ValidationFailed;
 }
 
-function describe(err: unknown): string {
-  if (isCancellation(err)) return 'cancelled';
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
-}

@@ -9,7 +9,7 @@ import { flightDelays } from '../../examples/flights/definitions.ts';
 import { registerFeatureView } from '../../registry/feature-views.ts';
 import { createTrainingDataset } from '../../registry/training-datasets.ts';
 import { flightsFixture } from '../flights-fixture.ts';
-import { median, round, timeRatio, type BenchPart } from '../harness.ts';
+import { round, secondsFigure, type BenchPart } from '../harness.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 
@@ -48,19 +48,11 @@ const datasetPart: BenchPart = async (ctx) => {
       naive.push(baseline);
     }
   }
-  const value = median(ours);
-  const baselineValue = median(naive);
   return [
-    {
-      name: 'training_dataset',
-      value: round(value, 2),
-      unit: 's',
+    secondsFigure('training_dataset', ours, { what: 'the same join as a naive per-row LATERAL query', samples: naive }, {
       rows,
-      baseline: 'the same join as a naive per-row LATERAL query',
-      baseline_value: round(baselineValue, 2),
-      ratio: timeRatio(value, baselineValue),
-      details: { includes: 'point-in-time join, splits, shuffled materialization, train-split statistics', runs: ours.map((x) => round(x, 2)), baselineRuns: naive.map((x) => round(x, 2)) },
-    },
+      details: { includes: 'point-in-time join, splits, shuffled materialization, train-split statistics' },
+    }),
   ];
 };
 

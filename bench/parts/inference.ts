@@ -24,7 +24,7 @@ import { flightDelays } from '../../examples/flights/definitions.ts';
 import { loadBackend } from '../../ml/backend.ts';
 import { registerModelVersion } from '../../test/helpers/models.ts';
 import { batchInference, featurePipeline } from '../../workflows/index.ts';
-import { median, round, timeRatio, type BenchContext, type BenchPart } from '../harness.ts';
+import { median, round, secondsFigure, type BenchContext, type BenchPart } from '../harness.ts';
 
 export const MONTH = { start: '2001-01-01T00:00:00.000Z', end: '2001-02-01T00:00:00.000Z' };
 export const BENCH_MODEL = 'bench_flight_delay';
@@ -59,16 +59,9 @@ const inferencePart: BenchPart = async (ctx) => {
   await ctx.knex.raw('vacuum analyze predictions');
   await ctx.knex.raw('checkpoint');
   const seconds = median(runs.map((r) => r.seconds));
-  const baseline = median(baselineRuns);
   return [
-    {
-      name: 'batch_inference',
-      value: round(seconds, 2),
-      unit: 's',
+    secondsFigure('batch_inference', runs.map((r) => r.seconds), { what: 'raw COPY of as many prediction rows into a plain table', samples: baselineRuns }, {
       rows,
-      baseline: 'raw COPY of as many prediction rows into a plain table',
-      baseline_value: round(baseline, 2),
-      ratio: timeRatio(seconds, baseline),
       details: {
         includes: 'plan (alias resolution, spine count, partitions) + per partition: point-in-time feature read, signature check, predict, COPY into predictions + finish',
         rowsPerSecond: Math.round(rows / seconds),
@@ -76,10 +69,8 @@ const inferencePart: BenchPart = async (ctx) => {
         strategy: run.strategy,
         backend,
         worker: 'one CPU worker process (4 activity slots)',
-        runs: runs.map((r) => round(r.seconds, 2)),
-        baselineRuns: baselineRuns.map((s) => round(s, 3)),
       },
-    },
+    }),
   ];
 };
 
