@@ -6,20 +6,17 @@
 import { activityInfo, Context } from '@temporalio/activity';
 import { FtiError, FailureType } from '../core/errors.ts';
 import type { SourceSpec } from '../core/inputs.ts';
+import type { FeatureGroupCommitRef } from '../core/refs.ts';
 import type { Catalog } from '../features/catalog.ts';
 import type { FeatureGroupDefinition } from '../features/definitions.ts';
 import { encodeRows, type IngestCounters } from '../features/ingest.ts';
 import { openSource, type SourcePartition, type TimeWindow } from '../features/sources/index.ts';
-import { partitionRowRange } from '../registry/feature-store/aggregates.ts';
 import type { FeatureStore } from '../registry/feature-store/index.ts';
 import { heartbeatWhile } from './heartbeat.ts';
 import { withDomainFailures } from './failures.ts';
 
-export interface FeatureRunRef {
-  featureGroup: string;
-  version: number;
-  commitId: number;
-}
+/** The commit attempt a feature run writes: what its activities pass each other. */
+export type FeatureRunRef = FeatureGroupCommitRef;
 
 export interface PlanInput {
   featureGroup: string;
@@ -51,7 +48,7 @@ export interface FeaturePipelineResult extends FeatureRunRef {
   rowsUpdated: number;
   rowsUnchanged: number;
   /** For derived groups: the source commits read. */
-  sourceCommits: Array<{ featureGroup: string; version: number; commitId: number }>;
+  sourceCommits: FeatureGroupCommitRef[];
 }
 
 export interface FeatureActivityDeps {
@@ -91,7 +88,7 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
       const commit = await store.beginCommit(group, base);
       const ref = { featureGroup: def.name, version: def.version, commitId: commit.id };
       if (commit.status === 'committed') return { ...ref, kind: 'done', result: resultOf(ref, commit) };
-      const source = openSource(sourceSpec(def, input.source), { knex: store.knex });
+      const source = openSource(sourceSpec(def, input.source), sourceDeps(store));
       return { ...ref, kind: 'source', partitions: await source.partitions(window) };
     },
 
@@ -108,7 +105,7 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
       const total = range ? range.rowEnd - range.rowStart : undefined;
       const context = Context.current();
       const progress = () => ({ stage: 'ingest', partition: partition.index, rows: counters.rowsIn + counters.rowsOutsideWindow, total });
-      const source = openSource(sourceSpec(def, input.source), { knex: store.knex });
+      const source = openSource(sourceSpec(def, input.source), sourceDeps(store));
       const chunks = encodeRows(def, source.read(partition, window), window, counters, (rejects) => store.reject(input.commitId, rejects), () => context.heartbeat(progress()));
       await heartbeatWhile(progress, store.copyRows(group, input.commitId, chunks));
       return { partition: partition.index, rowsIn: counters.rowsIn, rowsStaged: counters.rowsStaged, rowsRejected: counters.rowsRejected };
@@ -120,7 +117,6 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
       if (def.source.kind !== 'feature_group' || !def.aggregation) throw new FtiError(FailureType.InvalidInput, `${def.name} is not an aggregate feature group`);
       const group = await store.group(def.name, def.version);
       const source = await store.group(def.source.name, def.source.version);
-      await store.clearStaged(group, input.commitId, partitionRowRange(input.partition));
       const window = toWindow(input);
       const rows = await heartbeatWhile(
         () => ({ stage: 'aggregate', partition: input.partition, total: input.partitions }),
@@ -163,6 +159,10 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
       await store.abort(group, input.commitId, input.error);
     },
   });
+}
+
+function sourceDeps(store: FeatureStore) {
+  return { queryRows: (query: string, params: unknown[], batchSize: number) => store.sourceRows(query, params, batchSize) };
 }
 
 function rulesOf(def: FeatureGroupDefinition) {

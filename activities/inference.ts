@@ -7,17 +7,16 @@
  * A retry or a re-run of the same run id never duplicates a prediction.
  */
 import { activityInfo, Context } from '@temporalio/activity';
-import type { Knex } from 'knex';
 import { FailureType, FtiError } from '../core/errors.ts';
 import { DEFAULT_ALIAS, MAX_PARTITIONS } from '../core/inference-inputs.ts';
 import type { FeatureViewDefinition } from '../features/views.ts';
 import { loadBackend, type LoadedBackend, type Tf } from '../ml/backend.ts';
 import { readAhead } from '../ml/batches.ts';
-import { getFeatureView } from '../registry/feature-views.ts';
-import { ModelRegistry } from '../registry/model-registry.ts';
-import { PredictionStore, type PredictionRun, type RejectedRow, type ScoredBatch } from '../registry/predictions.ts';
-import { LeaseCache } from '../serving/lease-cache.ts';
-import { assertSignatureFitsView, loadScoringModel, type ScoringModel } from '../serving/scoring-model.ts';
+import { LeaseCache } from '../ml/lease-cache.ts';
+import { assertSignatureFitsView, loadScoringModel, type ScoringModel, type ScoringReject } from '../ml/scoring.ts';
+import type { FeatureStore } from '../registry/feature-store/index.ts';
+import type { ModelRegistry } from '../registry/models/index.ts';
+import type { PredictionRun, PredictionStore, ScoredBatch } from '../registry/predictions/index.ts';
 import { withDomainFailures } from './failures.ts';
 import { heartbeatWhile } from './heartbeat.ts';
 
@@ -78,21 +77,21 @@ export interface PartitionResult {
 }
 
 export interface InferenceActivityDeps {
-  knex: Knex;
+  features: FeatureStore;
+  predictions: PredictionStore;
+  registry: ModelRegistry;
   /** The worker's TensorFlow.js backend; null: load this process's CPU backend on first use. */
   backend: LoadedBackend | null;
   /** Model versions kept loaded in this worker. */
   modelCapacity?: number;
 }
 
-export function createInferenceActivities({ knex, backend, modelCapacity = 4 }: InferenceActivityDeps) {
+export function createInferenceActivities({ features, predictions: store, registry, backend, modelCapacity = 4 }: InferenceActivityDeps) {
   const tf = async (): Promise<Tf> => (backend ?? (await loadBackend('cpu'))).tf;
-  const store = new PredictionStore(knex);
-  const registry = new ModelRegistry({ knex });
   // One load per model version per worker, shared by its concurrent partitions.
   const models = new LeaseCache<ScoringModel>(async (key) => {
     const { name, version } = parseModelKey(key);
-    return loadScoringModel({ knex, registry, tf: await tf() }, name, version);
+    return loadScoringModel({ models: registry, views: features, tf: await tf() }, name, version);
   }, modelCapacity);
 
   return withDomainFailures({
@@ -110,9 +109,9 @@ export function createInferenceActivities({ knex, backend, modelCapacity = 4 }: 
       const record = await registry.resolveModelVersion(input.model, input.version ?? requestedRef);
       const viewRef = record.lineage.featureView;
       if (!viewRef) throw new FtiError(FailureType.InvalidInput, `model ${record.model} v${record.version} records no feature view in its lineage; batch inference needs one`);
-      const view = (await getFeatureView(knex, viewRef.name, viewRef.version)).definition;
+      const view = (await features.view(viewRef.name, viewRef.version)).definition;
       assertSignatureFitsView(record, view);
-      const snapshot = await store.latestSnapshot(view);
+      const snapshot = await features.latestSnapshot(view);
       // One scan counts the spine in fine time buckets; partitions are cut from them
       // with about equal numbers of rows (not equal times: traffic is not uniform).
       const buckets = sliceWindow(start, end, COUNT_BUCKETS);
@@ -144,12 +143,12 @@ export function createInferenceActivities({ knex, backend, modelCapacity = 4 }: 
       const run = await store.run(input.runId);
       const partition = await store.partition(input.runId, input.partition);
       if (partition.status === 'done') return { partition: partition.index, rows: partition.rows, rowsRejected: partition.rowsRejected, skipped: true };
-      const view = (await getFeatureView(knex, run.featureView.name, run.featureView.version)).definition;
-      const snapshot = await store.snapshot(view, run.commits);
+      const view = (await features.view(run.featureView.name, run.featureView.version)).definition;
+      const snapshot = await features.pinnedSnapshot(view, run.commits);
       const lease = await models.acquire(modelKey(run.model, run.version));
       try {
         const counters = { read: 0, rejected: 0 };
-        const kept: RejectedRow[] = [];
+        const kept: ScoringReject[] = [];
         const context = Context.current();
         const progress = () => ({ stage: 'predict', partition: partition.index, rows: counters.read, total: partition.spineRows });
         // The next batch's FETCH runs while this one is scored.
@@ -214,7 +213,7 @@ async function* scoreBatches(
   source: AsyncIterable<Array<Record<string, unknown>>>,
   model: ScoringModel,
   counters: { read: number; rejected: number },
-  kept: RejectedRow[],
+  kept: ScoringReject[],
   onBatch: () => void,
 ): AsyncGenerator<ScoredBatch> {
   for await (const rows of source) {

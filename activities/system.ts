@@ -5,10 +5,10 @@
  */
 import os from 'node:os';
 import { activityInfo } from '@temporalio/activity';
-import type { Knex } from 'knex';
+import type { WorkerInfo } from '../core/system-check.ts';
 import type { Pool } from '../core/task-queues.ts';
+import type { SystemCheck, SystemCheckStore } from '../registry/db/index.ts';
 import { workflowIdOfActivity } from './context.ts';
-import { recordSystemCheck, type SystemCheck, type WorkerInfo } from '../registry/system-checks.ts';
 
 export function createWorkerInfoActivities({ pool, tfjsBackend }: { pool: Pool; tfjsBackend: string | null }) {
   return {
@@ -18,10 +18,10 @@ export function createWorkerInfoActivities({ pool, tfjsBackend }: { pool: Pool; 
   };
 }
 
-export function createSystemCheckActivities({ knex }: { knex: Knex }) {
+export function createSystemCheckActivities({ checks }: { checks: SystemCheckStore }) {
   return {
     async recordSystemCheck(input: { cpuWorker: WorkerInfo; gpuWorker: WorkerInfo }): Promise<Pick<SystemCheck, 'id' | 'workflowId'>> {
-      const check = await recordSystemCheck(knex, { workflowId: workflowIdOfActivity(), ...input });
+      const check = await checks.record({ workflowId: workflowIdOfActivity(), ...input });
       return { id: check.id, workflowId: check.workflowId };
     },
   };

@@ -4,24 +4,29 @@
  * model, and stream shuffled batches from Postgres through the training loop. The
  * GPU pool's train activity and the training benchmark both call this.
  */
-import type { Knex } from 'knex';
 import { FtiError, FailureType } from '../core/errors.ts';
 import type { FeatureViewDefinition } from '../features/views.ts';
 import type { LoadedBackend } from '../ml/backend.ts';
 import { toBatches } from '../ml/batches.ts';
 import { checkpointOf, restoreCheckpoint } from '../ml/checkpoint.ts';
-import { createEncoder, fitSignature, type Encoder, type FeatureSpec } from '../ml/encoding.ts';
+import { createEncoder, fitSignature, type Encoder } from '../ml/encoding.ts';
+import type { FeatureSpec } from '../ml/feature-spec.ts';
 import { buildModel, type TrainParams } from '../ml/model.ts';
 import type { ModelSignature } from '../ml/signature.ts';
 import { trainModel, type BatchProgress, type EpochProgress } from '../ml/train.ts';
-import { getFeatureViewById } from '../registry/feature-views.ts';
-import type { StoredCheckpoint } from '../registry/training-checkpoints.ts';
-import { getTrainingDataset, streamSplit, type Split, type TrainingDataset } from '../registry/training-datasets.ts';
+import type { FeatureStore } from '../registry/feature-store/index.ts';
+import type { Split, StoredCheckpoint, TrainingDataset, TrainingStore } from '../registry/training/index.ts';
+
+/** The stores a training run reads: the dataset from training, its view from the feature store. */
+export interface TrainingRunStores {
+  features: FeatureStore;
+  training: TrainingStore;
+}
 
 const SHUFFLE_BUFFER = 8192;
 
 export interface TrainOnDatasetOptions {
-  knex: Knex;
+  stores: TrainingRunStores;
   backend: LoadedBackend;
   trainingDatasetId: number;
   params: TrainParams;
@@ -45,10 +50,10 @@ export interface TrainOnDatasetResult {
 }
 
 export async function trainOnDataset(options: TrainOnDatasetOptions): Promise<TrainOnDatasetResult> {
-  const { knex, backend, params, resume } = options;
+  const { stores, backend, params, resume } = options;
   const tf = backend.tf;
   const started = Date.now();
-  const { dataset, view } = await datasetAndView(knex, options.trainingDatasetId);
+  const { dataset, view } = await datasetAndView(stores, options.trainingDatasetId);
   const signature = resume?.signature ?? fitSignature(featureSpecs(view), dataset.statistics, { name: view.label.name, kind: view.outputKind });
   const encoder = createEncoder(signature);
   const { epochs: _epochs, batchSize: _batchSize, ...spec } = params;
@@ -62,8 +67,8 @@ export async function trainOnDataset(options: TrainOnDatasetOptions): Promise<Tr
       model,
       epochs: params.epochs,
       initialEpoch,
-      trainBatches: splitBatches(knex, dataset, view, 'train', encoder, params.batchSize, true),
-      validationBatches: dataset.rowCounts.validation > 0 ? splitBatches(knex, dataset, view, 'validation', encoder, params.batchSize, false) : undefined,
+      trainBatches: splitBatches(stores.training, dataset, view, 'train', encoder, params.batchSize, true),
+      validationBatches: dataset.rowCounts.validation > 0 ? splitBatches(stores.training, dataset, view, 'validation', encoder, params.batchSize, false) : undefined,
       onBatch: (p) => options.onBatch?.(p, history),
       shouldStop: options.shouldStop,
       onEpochEnd: async (p) => {
@@ -85,17 +90,17 @@ export async function trainOnDataset(options: TrainOnDatasetOptions): Promise<Tr
   }
 }
 
-export async function datasetAndView(knex: Knex, trainingDatasetId: number): Promise<{ dataset: TrainingDataset; view: FeatureViewDefinition }> {
-  const dataset = await getTrainingDataset(knex, trainingDatasetId);
-  const view = (await getFeatureViewById(knex, dataset.featureViewId)).definition;
+export async function datasetAndView(stores: TrainingRunStores, trainingDatasetId: number): Promise<{ dataset: TrainingDataset; view: FeatureViewDefinition }> {
+  const dataset = await stores.training.dataset(trainingDatasetId);
+  const view = (await stores.features.viewById(dataset.featureViewId)).definition;
   return { dataset, view };
 }
 
 /** A fresh pass over one split as encoded batches (shuffled through a buffer, seeded by the epoch, for training). */
-export function splitBatches(knex: Knex, dataset: TrainingDataset, view: FeatureViewDefinition, split: Split, encoder: Encoder, batchSize: number, shuffle: boolean) {
+export function splitBatches(training: TrainingStore, dataset: TrainingDataset, view: FeatureViewDefinition, split: Split, encoder: Encoder, batchSize: number, shuffle: boolean) {
   const columns = [...view.features.map((f) => f.name), view.label.name];
   return (epoch: number) =>
-    toBatches(streamSplit(knex, dataset, split, columns, batchSize * 4), encoder, {
+    toBatches(training.streamSplit(dataset, split, columns, batchSize * 4), encoder, {
       label: view.label.name,
       batchSize,
       ...(shuffle ? { shuffleBuffer: SHUFFLE_BUFFER, seed: epoch } : {}),

@@ -6,9 +6,10 @@
  */
 import { activityInfo, Context } from '@temporalio/activity';
 import { CancelledFailure } from '@temporalio/common';
-import type { Knex } from 'knex';
-import { FtiError, FailureType } from '../core/errors.ts';
+import { FtiError, FailureType, parseOrThrow } from '../core/errors.ts';
 import type { PromotionPolicy } from '../core/inputs.ts';
+import { trainingEpochSignal, type TrainingEpoch } from '../core/progress.ts';
+import type { FeatureGroupCommitRef } from '../core/refs.ts';
 import type { Catalog } from '../features/catalog.ts';
 import type { FeatureViewDefinition } from '../features/views.ts';
 import type { LoadedBackend } from '../ml/backend.ts';
@@ -17,21 +18,18 @@ import { modelFromArtifact } from '../ml/artifact.ts';
 import { createEncoder } from '../ml/encoding.ts';
 import { TrainParamsSchema, type TrainParams } from '../ml/model.ts';
 import { collectPredictions } from '../ml/predict.ts';
-import { registerFeatureView } from '../registry/feature-views.ts';
-import { ModelRegistry } from '../registry/model-registry.ts';
-import { deleteCheckpoint, loadCheckpoint, saveCheckpoint } from '../registry/training-checkpoints.ts';
-import { createTrainingDataset, type Split } from '../registry/training-datasets.ts';
-import { trainingEpochSignal, type TrainingEpoch } from '../workflows/progress.ts';
+import type { ModelRegistry } from '../registry/models/index.ts';
+import type { Split } from '../registry/training/index.ts';
 import { codeVersion } from './code-version.ts';
 import { withDomainFailures } from './failures.ts';
 import { heartbeatWhile } from './heartbeat.ts';
-import { datasetAndView, splitBatches, trainOnDataset } from './training-run.ts';
+import { datasetAndView, splitBatches, trainOnDataset, type TrainingRunStores } from './training-run.ts';
 
 export interface DatasetRef {
   trainingDatasetId: number;
   featureView: { name: string; version: number };
   rowCounts: Record<Split, number>;
-  commits: Array<{ featureGroup: string; version: number; commitId: number }>;
+  commits: FeatureGroupCommitRef[];
 }
 
 export interface TrainResult {
@@ -68,14 +66,19 @@ export interface PromotionDecision {
 const LOWER_IS_BETTER = new Set(['logLoss', 'rmse', 'mae']);
 
 export function parseTrainParams(params: unknown): TrainParams {
-  const parsed = TrainParamsSchema.safeParse(params ?? {});
-  if (!parsed.success) throw new FtiError(FailureType.InvalidInput, `invalid training params: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'params'}: ${i.message}`).join('; ')}`);
-  return parsed.data;
+  return parseOrThrow(TrainParamsSchema, params ?? {}, 'training params', { root: 'params' });
+}
+
+export interface TrainingActivityDeps extends TrainingRunStores {
+  registry: ModelRegistry;
+  /** The deployment's feature view definitions (FTI_DEFINITIONS). */
+  views: Catalog<FeatureViewDefinition>;
+  backend: LoadedBackend | null;
 }
 
 /** CPU pool: datasets, evaluation, registration, promotion, cleanup. */
-export function createTrainingActivities({ knex, views, backend }: { knex: Knex; views: Catalog<FeatureViewDefinition>; backend: LoadedBackend | null }) {
-  const registry = new ModelRegistry({ knex });
+export function createTrainingActivities({ features, training, registry, views, backend }: TrainingActivityDeps) {
+  const stores = { features, training };
   return withDomainFailures({
     /** Registers the view and materializes its point-in-time dataset (idempotent per workflow run). */
     async createTrainingDataset(input: {
@@ -88,13 +91,13 @@ export function createTrainingActivities({ knex, views, backend }: { knex: Knex;
       testStart?: string;
     }): Promise<DatasetRef> {
       parseTrainParams(input.params); // fail fast, before any work
-      const view = await registerFeatureView(knex, views.get(input.featureView, input.version));
+      const view = await features.registerView(views.get(input.featureView, input.version));
       const info = activityInfo();
       const key = `${info.workflowExecution?.workflowId ?? 'activity'}/${info.workflowExecution?.runId ?? info.activityId}/dataset`;
       const date = (s?: string) => (s ? new Date(s) : undefined);
       const dataset = await heartbeatWhile(
         () => ({ stage: 'dataset' }),
-        createTrainingDataset(knex, view, {
+        training.createDataset(view, {
           idempotencyKey: key,
           workflowId: info.workflowExecution?.workflowId,
           start: date(input.start),
@@ -107,22 +110,22 @@ export function createTrainingActivities({ knex, views, backend }: { knex: Knex;
     },
 
     async describeTrainingDataset(input: { trainingDatasetId: number }): Promise<DatasetRef> {
-      const { dataset, view } = await datasetAndView(knex, input.trainingDatasetId);
+      const { dataset, view } = await datasetAndView(stores, input.trainingDatasetId);
       return { trainingDatasetId: dataset.id, featureView: { name: view.name, version: view.version }, rowCounts: dataset.rowCounts, commits: dataset.commits };
     },
 
     /** Metrics of the trained model on the held-out test split. */
     async evaluateModel(input: { runKey: string; trainingDatasetId: number }): Promise<EvaluationMetrics> {
       if (!backend) throw new Error('this worker has no TensorFlow.js backend loaded');
-      const stored = await loadCheckpoint(knex, input.runKey);
+      const stored = await training.loadCheckpoint(input.runKey);
       if (!stored) throw new FtiError(FailureType.NotFound, `no trained model for run ${input.runKey}`);
-      const { dataset, view } = await datasetAndView(knex, input.trainingDatasetId);
+      const { dataset, view } = await datasetAndView(stores, input.trainingDatasetId);
       if (dataset.rowCounts.test === 0) throw new FtiError(FailureType.InvalidInput, `training dataset ${dataset.id} has an empty test split`);
       const tf = backend.tf;
       const model = await modelFromArtifact(tf, stored.checkpoint.artifact);
       try {
         const encoder = createEncoder(stored.signature);
-        const { labels, scores } = await heartbeatWhile(() => ({ stage: 'evaluate' }), collectPredictions(tf, model, splitBatches(knex, dataset, view, 'test', encoder, 4096, false)(1)));
+        const { labels, scores } = await heartbeatWhile(() => ({ stage: 'evaluate' }), collectPredictions(tf, model, splitBatches(training, dataset, view, 'test', encoder, 4096, false)(1)));
         const metrics = view.outputKind === 'binary_classifier' ? evaluateClassifier(labels, scores) : evaluateRegressor(labels, scores);
         // Only finite numbers are stored (an undefined metric, e.g. AUC of one class, is left out).
         return Object.fromEntries(Object.entries(metrics).filter((e): e is [string, number] => typeof e[1] === 'number' && Number.isFinite(e[1])));
@@ -133,9 +136,9 @@ export function createTrainingActivities({ knex, views, backend }: { knex: Knex;
 
     /** Registers the trained model as the next version, with its full lineage (idempotent per run). */
     async registerModel(input: { runKey: string; model: string; trainingDatasetId: number; params?: Record<string, unknown>; metrics: EvaluationMetrics; training: TrainResult }): Promise<RegisteredModel> {
-      const stored = await loadCheckpoint(knex, input.runKey);
+      const stored = await training.loadCheckpoint(input.runKey);
       if (!stored) throw new FtiError(FailureType.NotFound, `no trained model for run ${input.runKey}`);
-      const { dataset, view } = await datasetAndView(knex, input.trainingDatasetId);
+      const { dataset, view } = await datasetAndView(stores, input.trainingDatasetId);
       const info = activityInfo();
       const result = await registry.registerModelVersion({
         name: input.model,
@@ -183,20 +186,20 @@ export function createTrainingActivities({ knex, views, backend }: { knex: Knex;
 
     /** Drops the run's checkpoint once the model is registered (or the run gave up). */
     async cleanupTraining(input: { runKey: string }): Promise<void> {
-      await deleteCheckpoint(knex, input.runKey);
+      await training.deleteCheckpoint(input.runKey);
     },
   });
 }
 
 /** GPU pool: the training loop itself, resumable from the run's last checkpoint. */
-export function createGpuTrainingActivities({ knex, backend }: { knex: Knex; backend: LoadedBackend | null }) {
+export function createGpuTrainingActivities({ features, training, backend }: TrainingRunStores & { backend: LoadedBackend | null }) {
   return withDomainFailures({
     async trainModel(input: { runKey: string; trainingDatasetId: number; params?: Record<string, unknown> }): Promise<TrainResult> {
       if (!backend) throw new Error('this worker has no TensorFlow.js backend loaded');
       const context = Context.current();
-      const resumed = await loadCheckpoint(knex, input.runKey);
+      const resumed = await training.loadCheckpoint(input.runKey);
       const run = await trainOnDataset({
-        knex,
+        stores: { features, training },
         backend,
         trainingDatasetId: input.trainingDatasetId,
         params: parseTrainParams(input.params),
@@ -205,7 +208,7 @@ export function createGpuTrainingActivities({ knex, backend }: { knex: Knex; bac
         onBatch: (p, history) => context.heartbeat({ epoch: p.epoch, batches: p.batches, samples: p.samples, lastEpoch: history.at(-1) }),
         shouldStop: () => context.cancellationSignal.aborted,
         onEpochEnd: async (epoch, snapshot) => {
-          await saveCheckpoint(knex, { runKey: input.runKey, ...(await snapshot()) });
+          await training.saveCheckpoint({ runKey: input.runKey, ...(await snapshot()) });
           const progress = { epoch: epoch.epoch, epochs: epoch.epochs, loss: epoch.loss, valLoss: epoch.valLoss, samplesPerSecond: epoch.samplesPerSecond };
           context.heartbeat(progress);
           await reportEpoch(context, progress);

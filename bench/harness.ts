@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
 import { loadConfig, type FtiConfig } from '../core/config.ts';
 import { createLogger, type Logger } from '../core/log.ts';
-import { createKnex, migrate } from '../registry/db.ts';
+import { createKnex, migrate } from '../registry/db/index.ts';
 import { freePort } from '../cli/services/ports.ts';
 import { startPostgres, type PostgresHandle } from '../cli/services/postgres.ts';
 import { resolveTemporalCli } from '../cli/services/temporal-cli.ts';

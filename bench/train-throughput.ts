@@ -7,7 +7,9 @@
 import { loadConfig } from '../core/config.ts';
 import { loadBackend } from '../ml/backend.ts';
 import { TrainParamsSchema } from '../ml/model.ts';
-import { createKnex } from '../registry/db.ts';
+import { createKnex } from '../registry/db/index.ts';
+import { FeatureStore } from '../registry/feature-store/index.ts';
+import { TrainingStore } from '../registry/training/index.ts';
 import { trainOnDataset } from '../activities/training-run.ts';
 
 async function main(): Promise<void> {
@@ -17,7 +19,7 @@ async function main(): Promise<void> {
   const knex = createKnex({ url: process.env.DATABASE_URL ?? '', schema: config.schema });
   try {
     const run = await trainOnDataset({
-      knex,
+      stores: { features: new FeatureStore({ knex }), training: new TrainingStore({ knex }) },
       backend,
       trainingDatasetId: datasetId,
       params: TrainParamsSchema.parse({ epochs: Number(process.env.BENCH_EPOCHS ?? 2), batchSize: 512, hiddenUnits: [64, 32], seed: 1 }),

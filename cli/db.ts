@@ -6,7 +6,7 @@
  */
 import type { Knex } from 'knex';
 import { loadConfig, type FtiConfig } from '../core/config.ts';
-import { createKnex } from '../registry/db.ts';
+import { createKnex } from '../registry/db/index.ts';
 import { startPostgres } from './services/postgres.ts';
 
 export async function withKnex<T>(fn: (knex: Knex, config: FtiConfig) => Promise<T>, config: FtiConfig = loadConfig()): Promise<T> {

@@ -5,7 +5,7 @@
  */
 import type { Client, WorkflowExecutionStatusName, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { progressQuery, type PipelineProgress } from '../workflows/progress.ts';
+import { progressQuery, type PipelineProgress } from '../core/progress.ts';
 import type { PipelineInput, PipelineName, PipelineOutput } from './pipelines.ts';
 
 export type { PipelineProgress };

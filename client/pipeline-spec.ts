@@ -10,7 +10,7 @@
 import crypto from 'node:crypto';
 import type { ScheduleOverlapPolicy } from '@temporalio/client';
 import type { Pool } from '../core/task-queues.ts';
-import type { Duration } from '../features/duration.ts';
+import type { Duration } from '../core/duration.ts';
 import type { BatchInferenceInput, BatchInferenceResult } from '../workflows/batch-inference.ts';
 import type { FeaturePipelineInput, FeaturePipelineResult } from '../workflows/feature-pipeline.ts';
 import type { FtiPipelineInput, FtiPipelineResult } from '../workflows/fti-pipeline.ts';

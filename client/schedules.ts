@@ -18,7 +18,7 @@ import {
   type ScheduleSpecDescription,
   type ScheduleSummary,
 } from '@temporalio/client';
-import { durationMs, isDuration, type Duration } from '../features/duration.ts';
+import { durationMs, isDuration, type Duration } from '../core/duration.ts';
 import { formatMs, planBackfill, type BackfillPlan, type IntervalSpecMs } from './backfill.ts';
 import { PIPELINES, pipelineOfWorkflowType, type OverlapPolicy, type PipelineInput, type PipelineName } from './pipelines.ts';
 

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { formatIssues } from './errors.ts';
 
 /** The flights example, resolved against the repository (not the working directory). */
 const DEFAULT_DEFINITIONS = fileURLToPath(new URL('../examples/flights/definitions.ts', import.meta.url));
@@ -58,7 +59,7 @@ export interface FtiConfig {
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): FtiConfig {
   const parsed = EnvSchema.safeParse(emptyToUndefined(env));
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    const problems = formatIssues(parsed.error.issues);
     throw new Error(`invalid environment: ${problems}`);
   }
   const e = parsed.data;

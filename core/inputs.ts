@@ -4,7 +4,7 @@
  * non-retryable FtiInvalidInput error that says what is wrong.
  */
 import { z } from 'zod';
-import { isDuration, type Duration } from '../features/duration.ts';
+import { isDuration, type Duration } from './duration.ts';
 import { IDENTIFIER } from './names.ts';
 
 export const identifier = z.string().regex(IDENTIFIER, `must match ${IDENTIFIER.source} (lower-case letters, digits and _, starting with a letter)`);
@@ -97,8 +97,3 @@ export const FtiPipelineInputSchema = z
   })
   .strict();
 export type FtiPipelineInput = z.input<typeof FtiPipelineInputSchema>;
-
-/** Formats zod issues as one line: `path: message; path: message`. */
-export function describeIssues(error: z.ZodError): string {
-  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'input'}: ${i.message}`).join('; ');
-}

@@ -17,9 +17,10 @@
  */
 import crypto from 'node:crypto';
 import { z } from 'zod';
+import { formatIssues } from '../core/errors.ts';
 import { SourceSpecSchema, type SourceSpec } from '../core/inputs.ts';
 import { IDENTIFIER } from '../core/names.ts';
-import { isDuration, type Duration } from './duration.ts';
+import { isDuration, type Duration } from '../core/duration.ts';
 import { FEATURE_TYPES, type FeatureRow, type FeatureType } from './schema.ts';
 
 export type { SourceSpec };
@@ -110,7 +111,7 @@ const InputSchema = z.object({
 export function defineFeatureGroup(input: FeatureGroupInput): FeatureGroupDefinition {
   const parsed = InputSchema.safeParse(input);
   if (!parsed.success) {
-    throw new TypeError(`feature group ${JSON.stringify(input.name)} v${input.version}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+    throw new TypeError(`feature group ${JSON.stringify(input.name)} v${input.version}: ${formatIssues(parsed.error.issues)}`);
   }
   const d = parsed.data;
   const where = `feature group ${d.name} v${d.version}`;

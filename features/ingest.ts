@@ -9,7 +9,8 @@ import type { FeatureGroupDefinition } from './definitions.ts';
 import { coerce, type FeatureValue } from './schema.ts';
 import { PARSE_ERROR, type RawBatch, type TimeWindow } from './sources/types.ts';
 
-export interface Reject {
+/** A source row that was not staged, with why (kept in feature_rejects). */
+export interface FeatureReject {
   rowNumber: number;
   reasons: string[];
   row: Record<string, unknown>;
@@ -35,7 +36,7 @@ export async function* encodeRows(
   batches: AsyncIterable<RawBatch>,
   window: TimeWindow,
   counters: IngestCounters,
-  onRejects: (rejects: Reject[]) => Promise<void>,
+  onRejects: (rejects: FeatureReject[]) => Promise<void>,
   onBatch: () => void = () => {},
 ): AsyncGenerator<string> {
   const columns = def.columns;
@@ -47,7 +48,7 @@ export async function* encodeRows(
   let chunk = '';
 
   for await (const batch of batches) {
-    const rejects: Reject[] = [];
+    const rejects: FeatureReject[] = [];
     for (let i = 0; i < batch.rows.length; i++) {
       const raw = batch.rows[i] as RawBatch['rows'][number];
       const rowNumber = batch.firstRowNumber + i;

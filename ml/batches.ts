@@ -4,7 +4,7 @@
  * the consumer holds only a batch or two at a time, whatever the dataset's size.
  */
 import type { Encoder } from './encoding.ts';
-import { invalid } from './errors.ts';
+import { invalid } from '../core/errors.ts';
 import type { FeatureRow } from './values.ts';
 
 /**

@@ -7,8 +7,7 @@
  * it belongs in a heartbeat.
  */
 import type * as tf from '@tensorflow/tfjs';
-import { FailureType, FtiError } from '../core/errors.ts';
-import { invalid } from './errors.ts';
+import { FailureType, FtiError, invalid } from '../core/errors.ts';
 import { artifactFromModel, modelFromArtifact, type ModelArtifact } from './artifact.ts';
 import type { Tf } from './backend.ts';
 import { compileModel, type ModelSpecInput, type OutputKind } from './model.ts';

@@ -9,40 +9,11 @@
  * zeros; cyclical encodes null as (0, 0).
  */
 import { z } from 'zod';
-import { FtiError } from '../core/errors.ts';
-import { IDENTIFIER } from '../core/names.ts';
-import { invalid, parseOrThrow } from './errors.ts';
-import { FeatureDtypeSchema, ModelSignatureSchema, type ModelSignature, type SignatureInput } from './signature.ts';
+import { FtiError, invalid, parseOrThrow } from '../core/errors.ts';
+import { FeatureSpecSchema, type FeatureSpec } from './feature-spec.ts';
+import { ModelSignatureSchema, type ModelSignature, type SignatureInput } from './signature.ts';
 import type { CategoricalStats, FeatureStats, NumericStats } from './stats.ts';
 import { readCategory, readNumber, type FeatureRow } from './values.ts';
-
-const name = z.string().regex(IDENTIFIER);
-
-/** How the user wants one feature encoded; validated as part of a training workflow's input. */
-export const FeatureSpecSchema = z.discriminatedUnion('encoding', [
-  z.strictObject({
-    name,
-    dtype: z.enum(['float', 'int', 'bool']),
-    encoding: z.literal('standardize'),
-    /** Adds a 0/1 column that is 1 where the value was null. */
-    missingIndicator: z.boolean().default(false),
-  }),
-  z.strictObject({
-    name,
-    dtype: FeatureDtypeSchema,
-    encoding: z.literal('one_hot'),
-    /** Keep only the most frequent categories; the rest encode like unseen ones. */
-    maxCategories: z.number().int().min(1).max(10_000).optional(),
-  }),
-  z.strictObject({
-    name,
-    dtype: z.enum(['float', 'int']),
-    encoding: z.literal('cyclical'),
-    /** 24 for hour of day, 7 for weekday. */
-    period: z.number().positive(),
-  }),
-]);
-export type FeatureSpec = z.input<typeof FeatureSpecSchema>;
 
 /**
  * The signature for these features, fitted on the training split's statistics:

@@ -3,7 +3,7 @@
  * written for millions of rows: AUC is O(n log n) with native typed-array sorts and
  * no comparator callbacks; everything else is one pass in double precision.
  */
-import { invalid } from './errors.ts';
+import { invalid } from '../core/errors.ts';
 
 export interface ClassifierMetrics {
   count: number;

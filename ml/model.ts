@@ -7,7 +7,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { Tf } from './backend.ts';
-import { invalid, parseOrThrow } from './errors.ts';
+import { invalid, parseOrThrow } from '../core/errors.ts';
 import type { ModelSignature } from './signature.ts';
 
 export type OutputKind = ModelSignature['output']['kind'];

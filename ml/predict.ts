@@ -6,7 +6,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { Batch } from './batches.ts';
 import type { Encoder } from './encoding.ts';
-import { invalid } from './errors.ts';
+import { invalid } from '../core/errors.ts';
 import type { Tf } from './backend.ts';
 import { modelInputWidth } from './model.ts';
 import type { FeatureRow } from './values.ts';

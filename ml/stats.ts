@@ -5,7 +5,7 @@
  * anything that already holds an iterator of rows. Numerics use Welford's update,
  * which stays accurate where the naive sum-of-squares formula cancels.
  */
-import type { FeatureSpec } from './encoding.ts';
+import type { FeatureSpec } from './feature-spec.ts';
 import { readCategory, readNumber, type FeatureRow } from './values.ts';
 
 /** Over the non-null values of a numeric feature. `std` is the population standard deviation. */

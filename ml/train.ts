@@ -12,7 +12,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { Tf } from './backend.ts';
 import { readAhead, type Batch } from './batches.ts';
-import { invalid } from './errors.ts';
+import { invalid } from '../core/errors.ts';
 import { modelInputWidth } from './model.ts';
 
 export interface EpochProgress {

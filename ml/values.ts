@@ -3,8 +3,7 @@
  * statistics and request validation all read values through these two functions,
  * so "what counts as a valid float" is decided in exactly one place.
  */
-import type { FtiError } from '../core/errors.ts';
-import { invalid } from './errors.ts';
+import { invalid, type FtiError } from '../core/errors.ts';
 import type { FeatureDtype } from './signature.ts';
 
 /**

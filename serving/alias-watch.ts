@@ -4,7 +4,7 @@
  * reconnect the served aliases are re-resolved from the registry.
  */
 import type { Logger } from '../core/log.ts';
-import { listenForAliasChanges, type AliasNotification, type AliasSubscription } from '../registry/model-registry.ts';
+import { listenForAliasChanges, type AliasNotification, type AliasSubscription } from '../registry/models/index.ts';
 
 export interface AliasWatch {
   readonly listening: boolean;

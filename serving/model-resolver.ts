@@ -10,9 +10,8 @@
  * model from under a request in flight, and no request is dropped or delayed.
  */
 import type { Logger } from '../core/log.ts';
-import type { ParsedRef } from '../registry/model-refs.ts';
-import type { AliasNotification, ModelRegistry } from '../registry/model-registry.ts';
-import { LeaseCache, type Lease } from './lease-cache.ts';
+import type { AliasNotification, ModelRegistry, ParsedRef } from '../registry/models/index.ts';
+import { LeaseCache, type Lease } from '../ml/lease-cache.ts';
 import type { ServingMetrics } from './metrics.ts';
 import type { ServedModel } from './served-model.ts';
 

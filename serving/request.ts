@@ -14,7 +14,7 @@
  */
 import { DEFAULT_ALIAS } from '../core/inference-inputs.ts';
 import { IDENTIFIER } from '../core/names.ts';
-import type { ParsedRef } from '../registry/model-refs.ts';
+import type { ParsedRef } from '../registry/models/index.ts';
 import { HttpError } from './http-errors.ts';
 
 export const PREDICT_ROUTE = '/v1/models/:model/predict';

@@ -9,9 +9,9 @@
 import type { FastifyInstance } from 'fastify';
 import { FailureType, FtiError } from '../core/errors.ts';
 import type { FeatureRow } from '../ml/values.ts';
-import type { ParsedRef } from '../registry/model-refs.ts';
+import type { ParsedRef } from '../registry/models/index.ts';
 import { HttpError } from './http-errors.ts';
-import type { Lease } from './lease-cache.ts';
+import type { Lease } from '../ml/lease-cache.ts';
 import type { ServingMetrics } from './metrics.ts';
 import type { ModelResolver, ServedAlias } from './model-resolver.ts';
 import { parseModelSegment, predictSchema, PREDICT_ROUTE, type PredictBody, type PredictResponse } from './request.ts';

@@ -6,9 +6,10 @@
  */
 import { z } from 'zod';
 import type { FeatureType } from '../features/schema.ts';
-import { createOnlineLookup, type OnlineKey, type OnlineViewLookup } from '../registry/predictions.ts';
+import { formatIssues } from '../core/errors.ts';
+import { loadScoringModel, type ScoringDeps, type ScoringModel } from '../ml/scoring.ts';
+import type { OnlineKey, OnlineViewLookup, PredictionStore } from '../registry/predictions/index.ts';
 import { HttpError } from './http-errors.ts';
-import { loadScoringModel, type ScoringDeps, type ScoringModel } from './scoring-model.ts';
 
 export type EntityKeys = Record<string, string | number | boolean>;
 
@@ -23,13 +24,13 @@ export interface ServedModel {
 /** Online lookups are per feature view, shared by every version trained on it. */
 export type LookupCache = Map<string, Promise<OnlineViewLookup>>;
 
-export async function loadServedModel(deps: ScoringDeps, lookups: LookupCache, name: string, version: number): Promise<ServedModel> {
+export async function loadServedModel(deps: ScoringDeps & { predictions: PredictionStore }, lookups: LookupCache, name: string, version: number): Promise<ServedModel> {
   const scoring = await loadScoringModel(deps, name, version);
   try {
     const viewKey = `${scoring.view.name}@${scoring.view.version}`;
     let lookup = lookups.get(viewKey);
     if (!lookup) {
-      const created = createOnlineLookup(deps.knex, scoring.view);
+      const created = deps.predictions.onlineLookup(scoring.view);
       lookup = created;
       lookups.set(viewKey, created);
       created.catch(() => lookups.delete(viewKey));
@@ -44,8 +45,8 @@ export async function loadServedModel(deps: ScoringDeps, lookups: LookupCache, n
         return entities.map((entity, i) => {
           const parsed = schema.safeParse(entity);
           if (parsed.success) return parsed.data;
-          const problems = parsed.error.issues.map((issue) => `${[`keys${entities.length > 1 ? `[${i}]` : ''}`, ...issue.path.map(String)].join('.')}: ${issue.message}`);
-          throw new HttpError(400, 'invalid_keys', `${problems.join('; ')}; ${where}`, { expected: Object.fromEntries(resolved.keys.map((k) => [k.name, k.type])) });
+          const problems = formatIssues(parsed.error.issues, { prefix: `keys${entities.length > 1 ? `[${i}]` : ''}` });
+          throw new HttpError(400, 'invalid_keys', `${problems}; ${where}`, { expected: Object.fromEntries(resolved.keys.map((k) => [k.name, k.type])) });
         });
       },
       dispose: () => scoring.dispose(),

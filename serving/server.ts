@@ -12,8 +12,10 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Knex } from 'knex';
 import { createLogger, type Logger } from '../core/log.ts';
 import type { Tf } from '../ml/backend.ts';
-import { ModelRegistry } from '../registry/model-registry.ts';
-import { databaseReachable } from '../registry/predictions.ts';
+import { databaseReachable } from '../registry/db/index.ts';
+import { FeatureStore } from '../registry/feature-store/index.ts';
+import { ModelRegistry } from '../registry/models/index.ts';
+import { PredictionStore } from '../registry/predictions/index.ts';
 import { watchAliases } from './alias-watch.ts';
 import { HttpError, toHttpError } from './http-errors.ts';
 import { createServingMetrics, type ServingMetrics } from './metrics.ts';
@@ -60,11 +62,13 @@ export interface PredictionServer {
 export async function buildServer(options: ServerOptions): Promise<PredictionServer> {
   const { knex, tf, log = createLogger('serve') } = options;
   const registry = options.registry ?? new ModelRegistry({ knex });
+  const features = new FeatureStore({ knex });
+  const predictions = new PredictionStore({ knex });
   const metrics = createServingMetrics();
   const lookups: LookupCache = new Map();
   const resolver = new ModelResolver({
     registry,
-    load: (name, version) => loadServedModel({ knex, registry, tf }, lookups, name, version),
+    load: (name, version) => loadServedModel({ models: registry, views: features, predictions, tf }, lookups, name, version),
     metrics,
     log,
     capacity: options.modelCapacity,

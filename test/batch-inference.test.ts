@@ -14,10 +14,11 @@ import { loadBackend, type LoadedBackend } from '../ml/backend.ts';
 import { createEncoder } from '../ml/encoding.ts';
 import { predictRows } from '../ml/predict.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
-import { ModelRegistry } from '../registry/model-registry.ts';
-import { PredictionStore } from '../registry/predictions.ts';
-import { getTrainingDataset, streamSplit } from '../registry/training-datasets.ts';
-import { batchInference, progressQuery } from '../workflows/index.ts';
+import { ModelRegistry } from '../registry/models/index.ts';
+import { PredictionStore } from '../registry/predictions/index.ts';
+import { TrainingStore } from '../registry/training/index.ts';
+import { progressQuery } from '../core/progress.ts';
+import { batchInference } from '../workflows/index.ts';
 import { ingestFlights } from './helpers/flights.ts';
 import { registerModelVersion } from './helpers/models.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
@@ -41,14 +42,14 @@ describe('batch inference: a day of flights through the batchInference workflow'
     backend = await loadBackend('cpu', 'wasm');
     cpu = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project, backend });
     registry = new ModelRegistry({ knex: db.knex });
-    predictions = new PredictionStore(db.knex);
+    predictions = new PredictionStore({ knex: db.knex });
     await ingestFlights(temporal, day);
     // Version 1 becomes the champion; version 2 (same dataset, other seed) waits unpromoted.
     const first = await registerModelVersion(db.knex, backend.tf, { model: 'flight_delay', view: flightDelays, ...day, seed: 3 });
     trainingDatasetId = first.trainingDatasetId;
     await registerModelVersion(db.knex, backend.tf, { model: 'flight_delay', view: flightDelays, ...day, seed: 4 });
     await registry.setAlias('flight_delay', 'champion', 1);
-    const store = new FeatureStore(db.knex);
+    const store = new FeatureStore({ knex: db.knex });
     flightsOfTheDay = await store.read(await store.group('flights', 1), { start: new Date(day.start), end: new Date(day.end) }).count();
     expect(flightsOfTheDay).toBeGreaterThan(10_000);
     expect((await registry.getAlias('flight_delay', 'champion')).version).toBe(1);
@@ -77,7 +78,7 @@ describe('batch inference: a day of flights through the batchInference workflow'
     expect(stored).toMatchObject({ status: 'completed', version: 1, requestedRef: 'champion', rows: flightsOfTheDay, spineRows: flightsOfTheDay });
     expect(stored.strategy).toBe(Math.max(...(await predictions.partitions(firstRun.runId)).map((p) => p.spineRows)) > LATERAL_MAX_ROWS ? 'window' : 'lateral');
     // The run records the commits it read: the latest of both groups.
-    const store = new FeatureStore(db.knex);
+    const store = new FeatureStore({ knex: db.knex });
     for (const name of ['flights', 'airport_delays']) {
       const latest = await store.latestCommit(await store.group(name, 1));
       expect(stored.commits).toContainEqual({ featureGroup: name, version: 1, commitId: latest?.id });
@@ -98,10 +99,10 @@ describe('batch inference: a day of flights through the batchInference workflow'
     const version = await registry.getModelVersion('flight_delay', 1);
     const model = await modelFromArtifact(backend.tf, await registry.loadArtifact('flight_delay', 1));
     const encoder = createEncoder(version.signature);
-    const dataset = await getTrainingDataset(db.knex, trainingDatasetId);
+    const dataset = await new TrainingStore({ knex: db.knex }).dataset(trainingDatasetId);
     const columns = ['flight_id', ...version.signature.inputs.map((i) => i.name)];
     const rows: Array<Record<string, unknown>> = [];
-    for await (const batch of streamSplit(db.knex, dataset, 'test', columns)) rows.push(...batch);
+    for await (const batch of new TrainingStore({ knex: db.knex }).streamSplit(dataset, 'test', columns)) rows.push(...batch);
     expect(rows.length).toBeGreaterThan(500);
     const expected = await predictRows(backend.tf, model, encoder, rows);
     model.dispose();
@@ -134,7 +135,7 @@ describe('batch inference: a day of flights through the batchInference workflow'
     // An attempt that died after its rows were written but before anyone heard of it:
     // the partition is pending again while its rows are still there.
     await db.knex('prediction_run_partitions').where({ run_id: runId, partition: 0 }).update({ status: 'pending' });
-    const activities = createInferenceActivities({ knex: db.knex, backend });
+    const activities = createInferenceActivities({ features: new FeatureStore({ knex: db.knex }), predictions: new PredictionStore({ knex: db.knex }), registry: new ModelRegistry({ knex: db.knex }), backend });
     const env = new MockActivityEnvironment();
     const retried = await env.run<[{ runId: string; partition: number }], PartitionResult, typeof activities.predictPartition>(activities.predictPartition, { runId, partition: 0 });
     expect(retried.skipped).toBe(false);

@@ -61,7 +61,7 @@ describe('fti run feature: the command line over FtiClient (real Temporal + Post
     // Not a terminal: plain, timestamped progress lines.
     expect(stderr).toMatch(/^\[ *\d+\.\d s\] \w+/m);
 
-    const commits = await new FeatureStore(db.knex).commits(await new FeatureStore(db.knex).group('temperatures', 1), { status: 'committed' });
+    const commits = await new FeatureStore({ knex: db.knex }).commits(await new FeatureStore({ knex: db.knex }).group('temperatures', 1), { status: 'committed' });
     expect(commits.map((c) => c.id)).toEqual([result.commitId]);
   });
 

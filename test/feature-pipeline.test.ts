@@ -85,7 +85,7 @@ describe('feature pipeline and feature store (real Temporal + Postgres)', () => 
     db = await createTestDb('features');
     temporal = await createTestTemporal('features');
     worker = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project });
-    store = new FeatureStore(db.knex);
+    store = new FeatureStore({ knex: db.knex });
   });
 
   afterAll(async () => {

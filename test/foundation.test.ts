@@ -2,7 +2,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FailureType } from '../core/errors.ts';
-import { getSystemCheck } from '../registry/system-checks.ts';
+import { SystemCheckStore } from '../registry/db/index.ts';
 import { systemCheck } from '../workflows/index.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
 import { spawnWorker, type WorkerProcess } from './helpers/processes.ts';
@@ -47,7 +47,7 @@ describe('foundation: real Temporal, real Postgres, two worker pools', () => {
     expect(result.gpuWorker).toMatchObject({ pool: 'gpu', taskQueue: temporal.gpuQueue, pid: gpu.process.pid });
     expect(result.gpuWorker.pid).not.toBe(result.cpuWorker.pid);
 
-    const row = await getSystemCheck(db.knex, workflowId);
+    const row = await new SystemCheckStore({ knex: db.knex }).get(workflowId);
     expect(row).toBeDefined();
     expect(row?.id).toBe(result.checkId);
     expect(row?.gpuWorker.taskQueue).toBe(temporal.gpuQueue);

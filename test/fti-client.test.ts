@@ -61,7 +61,7 @@ describe('FtiClient: start, progress, wait, cancel (real Temporal + Postgres)', 
     db = await createTestDb('client');
     temporal = await createTestTemporal('client');
     worker = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project: defineProject({ featureGroups: [clicks] }) });
-    store = new FeatureStore(db.knex);
+    store = new FeatureStore({ knex: db.knex });
     fti = FtiClient.fromClient(temporal.client, { taskQueuePrefix: temporal.prefix });
   });
 

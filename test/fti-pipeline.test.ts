@@ -4,9 +4,9 @@ import { FtiClient } from '../client/fti-client.ts';
 import project from '../examples/flights/definitions.ts';
 import { loadBackend } from '../ml/backend.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
-import { ModelRegistry } from '../registry/model-registry.ts';
-import { PredictionStore } from '../registry/predictions.ts';
-import { getTrainingDataset } from '../registry/training-datasets.ts';
+import { ModelRegistry } from '../registry/models/index.ts';
+import { PredictionStore } from '../registry/predictions/index.ts';
+import { TrainingStore } from '../registry/training/index.ts';
 import { spawnWorker, type WorkerProcess } from './helpers/processes.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
 
@@ -41,7 +41,7 @@ describe('ftiPipeline: features -> training -> batch inference, linked by versio
     };
     const run = await client.start('all', input);
     const result = await run.result();
-    const store = new FeatureStore(db.knex);
+    const store = new FeatureStore({ knex: db.knex });
 
     // Commits: one per group, visible in the store.
     expect(result.commits.map((c) => c.featureGroup)).toEqual(['flights', 'airport_delays']);
@@ -51,7 +51,7 @@ describe('ftiPipeline: features -> training -> batch inference, linked by versio
       expect(commit.rowsCommitted).toBe(c.rowsCommitted);
     }
     // Training dataset -> the commits it read are exactly the chain's commits.
-    const dataset = await getTrainingDataset(db.knex, result.lineage.trainingDataset);
+    const dataset = await new TrainingStore({ knex: db.knex }).dataset(result.lineage.trainingDataset);
     expect(dataset.commits.map((c) => c.commitId).sort()).toEqual(result.commits.map((c) => c.commitId).sort());
     // Model version -> that dataset and those commits.
     const registry = new ModelRegistry({ knex: db.knex });
@@ -59,7 +59,7 @@ describe('ftiPipeline: features -> training -> batch inference, linked by versio
     expect(version.lineage.trainingDatasetId).toBe(dataset.id);
     expect(version.lineage.featureGroupCommits.map((c) => c.commitId).sort()).toEqual(result.commits.map((c) => c.commitId).sort());
     // Prediction run -> that model version, and the same commits for its features.
-    const predictions = new PredictionStore(db.knex);
+    const predictions = new PredictionStore({ knex: db.knex });
     const predictionRun = await predictions.run(result.lineage.predictionRun);
     expect(predictionRun).toMatchObject({ model: 'chain_model', version: version.version, status: 'completed' });
     expect(predictionRun.commits.map((c) => c.commitId).sort()).toEqual(result.commits.map((c) => c.commitId).sort());

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { FtiError } from '../core/errors.ts';
 import { readAhead, toBatches, type Batch } from '../ml/batches.ts';
-import { createEncoder, fitSignature, type FeatureSpec } from '../ml/encoding.ts';
+import { createEncoder, fitSignature } from '../ml/encoding.ts';
+import type { FeatureSpec } from '../ml/feature-spec.ts';
 import { ModelSignatureSchema } from '../ml/signature.ts';
 import { computeStats } from '../ml/stats.ts';
 import type { FeatureRow } from '../ml/values.ts';

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelArtifact } from '../ml/artifact.ts';
-import { ModelRegistry, type AliasChange, type AliasMove, type ModelSummary, type ModelVersion } from '../registry/model-registry.ts';
+import { ModelRegistry, type AliasChange, type AliasMove, type ModelSummary, type ModelVersion } from '../registry/models/index.ts';
 import { REPO_ROOT } from './helpers/processes.ts';
 import { createTestDb, type TestDb } from './helpers/services.ts';
 

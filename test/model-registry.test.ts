@@ -4,7 +4,7 @@ import { FailureType, FtiError } from '../core/errors.ts';
 import { artifactFromModel, artifactSha256, artifactSize, type ModelArtifact } from '../ml/artifact.ts';
 import { loadBackend, type Tf } from '../ml/backend.ts';
 import type { ModelSignature } from '../ml/signature.ts';
-import { ModelRegistry, listenForAliasChanges, type AliasNotification, type ModelLineage, type RegisterModelVersionInput } from '../registry/model-registry.ts';
+import { ModelRegistry, listenForAliasChanges, type AliasNotification, type ModelLineage, type RegisterModelVersionInput } from '../registry/models/index.ts';
 import { createTestDb, type TestDb } from './helpers/services.ts';
 
 const signature: ModelSignature = {

@@ -57,7 +57,7 @@ describe('schedules: hourly feature windows from fire times (real Temporal + Pos
     db = await createTestDb('schedules');
     temporal = await createTestTemporal('schedules');
     worker = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project: defineProject({ featureGroups: [pageViews] }) });
-    store = new FeatureStore(db.knex);
+    store = new FeatureStore({ knex: db.knex });
     fti = FtiClient.fromClient(temporal.client, { taskQueuePrefix: temporal.prefix });
     scheduleId = uniqueId('page-views');
   });

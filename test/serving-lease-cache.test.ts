@@ -4,7 +4,7 @@
  * recently used surplus versions disposed, failed loads retried.
  */
 import { describe, expect, it } from 'vitest';
-import { LeaseCache } from '../serving/lease-cache.ts';
+import { LeaseCache } from '../ml/lease-cache.ts';
 
 class Loaded {
   disposed = false;

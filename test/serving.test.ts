@@ -21,9 +21,8 @@ import { loadBackend, type LoadedBackend } from '../ml/backend.ts';
 import { createEncoder } from '../ml/encoding.ts';
 import { predictRows } from '../ml/predict.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
-import { getFeatureView } from '../registry/feature-views.ts';
-import { ModelRegistry } from '../registry/model-registry.ts';
-import { PredictionStore } from '../registry/predictions.ts';
+import { ModelRegistry } from '../registry/models/index.ts';
+import { PredictionStore } from '../registry/predictions/index.ts';
 import type { PredictResponse } from '../serving/request.ts';
 import { buildServer, type PredictionServer } from '../serving/server.ts';
 import { batchInference, featurePipeline } from '../workflows/index.ts';
@@ -87,7 +86,7 @@ describe('online prediction server over HTTP', () => {
     // Tomorrow's flights, scored in batch by the champion (version 1).
     const run = await execute(batchInference, { model: 'flight_delay', ...tomorrow, partitions: 2 });
     expect(run.version).toBe(1);
-    const predictions = await new PredictionStore(db.knex).predictions(run.runId);
+    const predictions = await new PredictionStore({ knex: db.knex }).predictions(run.runId);
     batch = new Map(predictions.map((p) => [p.entityKey.flight_id as number, p.score]));
     tomorrowFlights = predictions.map((p) => p.entityKey.flight_id as number);
     expect(tomorrowFlights.length).toBeGreaterThan(10_000);
@@ -117,8 +116,8 @@ describe('online prediction server over HTTP', () => {
     const record = await registry.getModelVersion(model, version);
     const viewRef = record.lineage.featureView;
     if (!viewRef) throw new Error('no feature view in lineage');
-    const view = (await getFeatureView(db.knex, viewRef.name, viewRef.version)).definition;
-    const store = new FeatureStore(db.knex);
+    const view = (await new FeatureStore({ knex: db.knex }).view(viewRef.name, viewRef.version)).definition;
+    const store = new FeatureStore({ knex: db.knex });
     const [flight] = await store.online(await store.group('flights', 1), [{ flight_id: flightId }]);
     if (!flight) throw new Error(`flight ${flightId} is not online`);
     const [airport] = await store.online(await store.group('airport_delays', 1), [{ airport: flight.origin }]);

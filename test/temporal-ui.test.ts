@@ -124,7 +124,7 @@ describe('Temporal UI: start a pipeline from "Start Workflow" (headless Chromium
     const result = await handle.result();
     const inWindow = orders.filter((o) => o.at >= input.start && o.at < input.end);
     expect(result).toMatchObject({ featureGroup: 'shop_orders', version: 1, rowsIn: inWindow.length, rowsCommitted: inWindow.length });
-    const store = new FeatureStore(db.knex);
+    const store = new FeatureStore({ knex: db.knex });
     const [commit] = await store.commits(await store.group('shop_orders', 1), { status: 'committed' });
     expect(commit).toMatchObject({ id: result.commitId, workflowId, windowStart: new Date(input.start), windowEnd: new Date(input.end) });
   });

@@ -2,9 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineFeatureGroup } from '../features/definitions.ts';
 import { defineProject } from '../features/project.ts';
 import { defineFeatureView } from '../features/views.ts';
-import { registerFeatureView } from '../registry/feature-views.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
-import { createTrainingDataset, datasetsUsingCommit, streamSplit } from '../registry/training-datasets.ts';
+import { TrainingStore } from '../registry/training/index.ts';
 import { featurePipeline } from '../workflows/index.ts';
 import { scratchFiles } from './helpers/files.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
@@ -100,11 +99,11 @@ describe('training datasets: the point-in-time join', () => {
   });
 
   const allRows = async (strategy: 'window' | 'lateral', definition = view, columns = ['event_id', 'at', 'amount', 'score', 'fraud', '_split']) => {
-    const record = await registerFeatureView(db.knex, definition);
-    const dataset = await createTrainingDataset(db.knex, record, { idempotencyKey: uniqueId(strategy), strategy });
+    const record = await new FeatureStore({ knex: db.knex }).registerView(definition);
+    const dataset = await new TrainingStore({ knex: db.knex }).createDataset(record, { idempotencyKey: uniqueId(strategy), strategy });
     const rows: Array<Record<string, unknown>> = [];
     for (const split of ['train', 'validation', 'test'] as const) {
-      for await (const batch of streamSplit(db.knex, dataset, split, columns)) rows.push(...batch);
+      for await (const batch of new TrainingStore({ knex: db.knex }).streamSplit(dataset, split, columns)) rows.push(...batch);
     }
     return { dataset, rows: rows.sort((a, b) => Number(a.event_id) - Number(b.event_id)) };
   };
@@ -143,14 +142,14 @@ describe('training datasets: the point-in-time join', () => {
   });
 
   it('records the commits it read, and is idempotent per key', async () => {
-    const record = await registerFeatureView(db.knex, view);
+    const record = await new FeatureStore({ knex: db.knex }).registerView(view);
     const key = uniqueId('idem');
-    const first = await createTrainingDataset(db.knex, record, { idempotencyKey: key });
-    const again = await createTrainingDataset(db.knex, record, { idempotencyKey: key });
+    const first = await new TrainingStore({ knex: db.knex }).createDataset(record, { idempotencyKey: key });
+    const again = await new TrainingStore({ knex: db.knex }).createDataset(record, { idempotencyKey: key });
     expect(again.id).toBe(first.id);
-    const store = new FeatureStore(db.knex);
+    const store = new FeatureStore({ knex: db.knex });
     const scoresCommit = await store.latestCommit(await store.group('scores', 1));
     expect(first.commits).toContainEqual({ featureGroup: 'scores', version: 1, commitId: scoresCommit?.id });
-    expect(await datasetsUsingCommit(db.knex, { featureGroup: 'scores', version: 1, commitId: scoresCommit?.id ?? -1 })).toContain(first.id);
+    expect(await new TrainingStore({ knex: db.knex }).datasetsUsingCommit({ featureGroup: 'scores', version: 1, commitId: scoresCommit?.id ?? -1 })).toContain(first.id);
   });
 });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import project from '../examples/flights/definitions.ts';
 import { loadBackend } from '../ml/backend.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
-import { ModelRegistry } from '../registry/model-registry.ts';
+import { ModelRegistry } from '../registry/models/index.ts';
 import { trainingPipeline } from '../workflows/index.ts';
 import { ingestFlights } from './helpers/flights.ts';
 import { spawnWorker, type WorkerProcess } from './helpers/processes.ts';
@@ -55,7 +55,7 @@ describe('training pipeline: dataset on the CPU pool, training on the GPU pool, 
     const version = await registry.getModelVersion('flight_delay', 1);
     expect(version.metrics.auc).toBe(first.metrics.auc);
     expect(version.params).toMatchObject({ hiddenUnits: [16], epochs: 2 });
-    const store = new FeatureStore(db.knex);
+    const store = new FeatureStore({ knex: db.knex });
     const flightsCommit = await store.latestCommit(await store.group('flights', 1));
     const airportCommit = await store.latestCommit(await store.group('airport_delays', 1));
     expect(version.lineage).toMatchObject({

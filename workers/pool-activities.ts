@@ -1,6 +1,7 @@
 /**
- * Which activities each worker pool serves. Tests build the same maps with a knex
- * bound to their own schema.
+ * Which activities each worker pool serves, and the composition root that builds the
+ * stores they are handed. Tests build the same maps with a knex bound to their own
+ * schema.
  */
 import type { Knex } from 'knex';
 import { createFeatureActivities } from '../activities/feature.ts';
@@ -10,7 +11,11 @@ import { createGpuTrainingActivities, createTrainingActivities } from '../activi
 import type { Pool } from '../core/task-queues.ts';
 import type { FtiProject } from '../features/project.ts';
 import type { LoadedBackend } from '../ml/backend.ts';
+import { SystemCheckStore } from '../registry/db/index.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
+import { ModelRegistry } from '../registry/models/index.ts';
+import { PredictionStore } from '../registry/predictions/index.ts';
+import { TrainingStore } from '../registry/training/index.ts';
 
 export interface PoolDeps {
   knex: Knex;
@@ -23,19 +28,24 @@ export interface PoolDeps {
 }
 
 export function cpuActivities(deps: PoolDeps) {
+  const { knex, backend } = deps;
+  const features = new FeatureStore({ knex });
+  const training = new TrainingStore({ knex });
+  const registry = new ModelRegistry({ knex });
   return {
     ...createWorkerInfoActivities({ pool: 'cpu', tfjsBackend: deps.tfjsBackend }),
-    ...createSystemCheckActivities({ knex: deps.knex }),
-    ...createFeatureActivities({ store: new FeatureStore(deps.knex), catalog: deps.project.featureGroups }),
-    ...createInferenceActivities({ knex: deps.knex, backend: deps.backend }),
-    ...createTrainingActivities({ knex: deps.knex, views: deps.project.featureViews, backend: deps.backend }),
+    ...createSystemCheckActivities({ checks: new SystemCheckStore({ knex }) }),
+    ...createFeatureActivities({ store: features, catalog: deps.project.featureGroups }),
+    ...createInferenceActivities({ features, predictions: new PredictionStore({ knex }), registry, backend }),
+    ...createTrainingActivities({ features, training, registry, views: deps.project.featureViews, backend }),
   };
 }
 
 export function gpuActivities(deps: PoolDeps) {
+  const { knex, backend } = deps;
   return {
     ...createWorkerInfoActivities({ pool: 'gpu', tfjsBackend: deps.tfjsBackend }),
-    ...createGpuTrainingActivities({ knex: deps.knex, backend: deps.backend }),
+    ...createGpuTrainingActivities({ features: new FeatureStore({ knex }), training: new TrainingStore({ knex }), backend }),
   };
 }
 

@@ -11,7 +11,7 @@ import { createLogger, type Logger } from '../core/log.ts';
 import { taskQueue, type Pool } from '../core/task-queues.ts';
 import { loadProject, type FtiProject } from '../features/project.ts';
 import { loadBackend, type LoadedBackend } from '../ml/backend.ts';
-import { createKnex } from '../registry/db.ts';
+import { createKnex } from '../registry/db/index.ts';
 import { poolActivities } from './pool-activities.ts';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));

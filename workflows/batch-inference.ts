@@ -1,7 +1,7 @@
 import { CancellationScope, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { BatchInferencePlan, BatchInferenceResult, createInferenceActivities } from '../activities/inference.ts';
 import { BatchInferenceInputSchema, type BatchInferenceInput } from '../core/inference-inputs.ts';
-import { progressQuery, type PipelineProgress } from './progress.ts';
+import { progressQuery, type PipelineProgress } from '../core/progress.ts';
 import { runWindow } from './schedule-window.ts';
 import { failureMessage } from './failure-message.ts';
 import { parseInput } from './validate.ts';

@@ -2,7 +2,7 @@ import { CancellationScope, log, proxyActivities, setHandler, ActivityFailure, A
 import type { createFeatureActivities, FeaturePipelineResult, FeatureRunPlan } from '../activities/feature.ts';
 import { FailureType } from '../core/errors.ts';
 import { FeaturePipelineInputSchema, type FeaturePipelineInput } from '../core/inputs.ts';
-import { progressQuery, type PipelineProgress } from './progress.ts';
+import { progressQuery, type PipelineProgress } from '../core/progress.ts';
 import { runWindow } from './schedule-window.ts';
 import { failureMessage } from './failure-message.ts';
 import { parseInput } from './validate.ts';

@@ -4,7 +4,7 @@ import type { FeaturePipelineResult } from '../activities/feature.ts';
 import { FtiPipelineInputSchema, type FtiPipelineInput } from '../core/inputs.ts';
 import { batchInference } from './batch-inference.ts';
 import { featurePipeline } from './feature-pipeline.ts';
-import { progressQuery, type PipelineProgress } from './progress.ts';
+import { progressQuery, type PipelineProgress } from '../core/progress.ts';
 import { trainingPipeline, type TrainingPipelineResult } from './training-pipeline.ts';
 import { parseInput } from './validate.ts';
 

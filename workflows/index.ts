@@ -4,4 +4,3 @@ export { featurePipeline } from './feature-pipeline.ts';
 export { batchInference } from './batch-inference.ts';
 export { trainingPipeline } from './training-pipeline.ts';
 export { ftiPipeline } from './fti-pipeline.ts';
-export { progressQuery } from './progress.ts';

@@ -8,7 +8,7 @@
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { ApplicationFailure, workflowInfo } from '@temporalio/workflow';
 import { FailureType } from '../core/errors.ts';
-import { durationMs, type Duration } from '../features/duration.ts';
+import { durationMs, type Duration } from '../core/duration.ts';
 
 export const SCHEDULED_START_TIME = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
 

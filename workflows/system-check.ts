@@ -1,7 +1,7 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { createSystemCheckActivities, createWorkerInfoActivities } from '../activities/system.ts';
 import { poolQueues } from './queues.ts';
-import type { WorkerInfo } from '../registry/system-checks.ts';
+import type { WorkerInfo } from '../core/system-check.ts';
 
 type WorkerInfoActivities = ReturnType<typeof createWorkerInfoActivities>;
 type SystemCheckActivities = ReturnType<typeof createSystemCheckActivities>;

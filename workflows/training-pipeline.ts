@@ -1,7 +1,7 @@
 import { ActivityCancellationType, CancellationScope, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { createGpuTrainingActivities, createTrainingActivities, DatasetRef, EvaluationMetrics, PromotionDecision, TrainResult } from '../activities/training.ts';
 import { TrainingPipelineInputSchema, type TrainingPipelineInput } from '../core/inputs.ts';
-import { progressQuery, trainingEpochSignal, type PipelineProgress } from './progress.ts';
+import { progressQuery, trainingEpochSignal, type PipelineProgress } from '../core/progress.ts';
 import { runWindow } from './schedule-window.ts';
 import { poolQueues } from './queues.ts';
 import { parseInput } from './validate.ts';

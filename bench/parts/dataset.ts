@@ -6,8 +6,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import { flightDelays } from '../../examples/flights/definitions.ts';
-import { registerFeatureView } from '../../registry/feature-views.ts';
-import { createTrainingDataset } from '../../registry/training-datasets.ts';
+import { FeatureStore } from '../../registry/feature-store/index.ts';
+import { TrainingStore } from '../../registry/training/index.ts';
 import { flightsFixture } from '../flights-fixture.ts';
 import { round, secondsFigure, type BenchPart } from '../harness.ts';
 
@@ -15,7 +15,7 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 
 const datasetPart: BenchPart = async (ctx) => {
   await flightsFixture(ctx);
-  const view = await registerFeatureView(ctx.knex, flightDelays);
+  const view = await new FeatureStore({ knex: ctx.knex }).registerView(flightDelays);
   const airportFeatures = flightDelays.features.filter((f) => f.group === 'airport_delays').map((f) => f.feature);
   const ours: number[] = [];
   const naive: number[] = [];
@@ -23,7 +23,7 @@ const datasetPart: BenchPart = async (ctx) => {
   // Warm-up: one of each (caches, statistics).
   for (let i = -1; i < RUNS; i++) {
     let t0 = performance.now();
-    const dataset = await createTrainingDataset(ctx.knex, view, { idempotencyKey: `bench-dataset-${Date.now()}-${i}` });
+    const dataset = await new TrainingStore({ knex: ctx.knex }).createDataset(view, { idempotencyKey: `bench-dataset-${Date.now()}-${i}` });
     const mine = (performance.now() - t0) / 1000;
     rows = dataset.rowCounts.train + dataset.rowCounts.validation + dataset.rowCounts.test;
     await ctx.knex.raw('drop table ??', [dataset.tableName]);

@@ -16,7 +16,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { startWorkerProcess } from '../../cli/services/worker-process.ts';
 import { taskQueue } from '../../core/task-queues.ts';
 import { FLIGHTS_3M_PARQUET } from '../../examples/flights/data.ts';
-import { createKnex, migrate } from '../../registry/db.ts';
+import { createKnex, migrate } from '../../registry/db/index.ts';
 import { featurePipeline } from '../../workflows/index.ts';
 import { median, round, timeRatio, type BenchContext, type BenchPart } from '../harness.ts';
 

@@ -18,8 +18,8 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { startWorkerProcess, type WorkerProcess } from '../../cli/services/worker-process.ts';
 import { taskQueue } from '../../core/task-queues.ts';
-import { ModelRegistry } from '../../registry/model-registry.ts';
-import { PredictionStore } from '../../registry/predictions.ts';
+import { ModelRegistry } from '../../registry/models/index.ts';
+import { PredictionStore } from '../../registry/predictions/index.ts';
 import { flightDelays } from '../../examples/flights/definitions.ts';
 import { loadBackend } from '../../ml/backend.ts';
 import { registerModelVersion } from '../../test/helpers/models.ts';
@@ -34,7 +34,7 @@ const RAW_TABLE = 'bench_predictions_raw';
 const inferencePart: BenchPart = async (ctx) => {
   await prepareFlightsMonth(ctx);
   const cluster = await startCluster(ctx, 'inference', ['cpu']);
-  const store = new PredictionStore(ctx.knex);
+  const store = new PredictionStore({ knex: ctx.knex });
   const runs: Array<{ seconds: number; rows: number; runId: string }> = [];
   const backend = cluster.backend;
   try {

@@ -21,7 +21,7 @@ import pg from 'pg';
 import { REPO_ROOT } from '../../cli/services/worker-process.ts';
 import { freePort } from '../../cli/services/ports.ts';
 import { FeatureStore, groupTables } from '../../registry/feature-store/index.ts';
-import { id, sql, toNative } from '../../registry/sql.ts';
+import { id, sql, toNative } from '../../registry/db/index.ts';
 import { percentile, round, timeRatio, type BenchContext, type BenchPart, type Figure } from '../harness.ts';
 import { BENCH_MODEL, MONTH, prepareFlightsMonth } from './inference.ts';
 
@@ -115,7 +115,7 @@ export default onlinePart;
 
 /** Flight ids of the month that the online store holds. */
 async function flightIds(ctx: BenchContext): Promise<number[]> {
-  const store = new FeatureStore(ctx.knex);
+  const store = new FeatureStore({ knex: ctx.knex });
   const rows = await store.read(await store.group('flights', 1), { start: new Date(MONTH.start), end: new Date(MONTH.end), columns: ['flight_id'] }).toArray(50_000);
   return rows.map((r) => r.flight_id as number);
 }

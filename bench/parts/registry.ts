@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
 import { artifactFromModel, type ModelArtifact } from '../../ml/artifact.ts';
 import type { ModelSignature } from '../../ml/signature.ts';
-import { ModelRegistry, type RegisterModelVersionInput } from '../../registry/model-registry.ts';
+import { ModelRegistry, type RegisterModelVersionInput } from '../../registry/models/index.ts';
 import { measure, percentile, round, timeRatio, type BenchPart, type Figure } from '../harness.ts';
 
 const MODEL = 'bench_mlp';

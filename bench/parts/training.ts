@@ -9,8 +9,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from '../../cli/services/worker-process.ts';
 import { flightDelays } from '../../examples/flights/definitions.ts';
-import { registerFeatureView } from '../../registry/feature-views.ts';
-import { createTrainingDataset } from '../../registry/training-datasets.ts';
+import { FeatureStore } from '../../registry/feature-store/index.ts';
+import { TrainingStore } from '../../registry/training/index.ts';
 import { trainingPipeline } from '../../workflows/index.ts';
 import { flightsFixture } from '../flights-fixture.ts';
 import { round, type BenchPart, type Figure } from '../harness.ts';
@@ -23,8 +23,8 @@ const trainingPart: BenchPart = async (ctx) => {
   const figures: Figure[] = [];
 
   // Throughput on one week of flights (~100k training rows), per backend.
-  const view = await registerFeatureView(ctx.knex, flightDelays);
-  const week = await createTrainingDataset(ctx.knex, view, { idempotencyKey: `bench-throughput-${Date.now()}`, start: new Date('2001-03-01T00:00:00Z'), end: new Date('2001-03-08T00:00:00Z') });
+  const view = await new FeatureStore({ knex: ctx.knex }).registerView(flightDelays);
+  const week = await new TrainingStore({ knex: ctx.knex }).createDataset(view, { idempotencyKey: `bench-throughput-${Date.now()}`, start: new Date('2001-03-01T00:00:00Z'), end: new Date('2001-03-08T00:00:00Z') });
   for (const backend of BACKENDS) {
     try {
       const { stdout } = await run(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'bench', 'train-throughput.ts')], {

@@ -11,7 +11,7 @@ import { FLIGHTS_CHAIN } from '../../client/pipelines/all.ts';
 import { loadConfig } from '../../core/config.ts';
 import { createLogger } from '../../core/log.ts';
 import type { FtiPipelineResult } from '../../workflows/fti-pipeline.ts';
-import { progressQuery, type PipelineProgress } from '../../workflows/progress.ts';
+import { progressQuery, type PipelineProgress } from '../../core/progress.ts';
 import { startDevStack } from '../services/dev-stack.ts';
 import { waitForSignal } from './dev.ts';
 

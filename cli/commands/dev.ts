@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../core/config.ts';
 import { createLogger } from '../../core/log.ts';
-import { createKnex, migrate } from '../../registry/db.ts';
+import { createKnex, migrate } from '../../registry/db/index.ts';
 import { startDevStack } from '../services/dev-stack.ts';
 import { startPostgres } from '../services/postgres.ts';
 import { resolveTemporalCli } from '../services/temporal-cli.ts';

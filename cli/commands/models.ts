@@ -5,7 +5,7 @@
 import os from 'node:os';
 import { Argument, InvalidArgumentError, type Command } from 'commander';
 import type { ModelSignature } from '../../ml/signature.ts';
-import { LATEST, ModelRegistry, type AliasChange, type AliasMove, type ModelSummary, type ModelVersion } from '../../registry/model-registry.ts';
+import { LATEST, ModelRegistry, type AliasChange, type AliasMove, type ModelSummary, type ModelVersion } from '../../registry/models/index.ts';
 import { withKnex } from '../db.ts';
 import { keyValues, table, time } from '../format.ts';
 

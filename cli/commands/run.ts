@@ -11,7 +11,7 @@ import { FtiClient } from '../../client/fti-client.ts';
 import { taskQueue } from '../../core/task-queues.ts';
 import type { ActivityProgress, PipelineRun, ProgressUpdate } from '../../client/pipeline-run.ts';
 import { PIPELINES, PIPELINE_NAMES, pipelineOfWorkflowType, type FlagValues, type PipelineFlag, type PipelineName, type PipelineSpec } from '../../client/pipelines.ts';
-import type { PipelineProgress } from '../../workflows/progress.ts';
+import type { PipelineProgress } from '../../core/progress.ts';
 
 interface RunOptions {
   workflowId?: string;

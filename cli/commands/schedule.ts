@@ -4,7 +4,7 @@
  * Human-readable by default; `--json` prints one JSON document for scripts.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { isDuration, type Duration } from '../../features/duration.ts';
+import { isDuration, type Duration } from '../../core/duration.ts';
 import { PIPELINES, PIPELINE_NAMES, type OverlapPolicy, type PipelineName, type PipelineSpec } from '../../client/pipelines.ts';
 import type { BackfillResult, CreateScheduleOptions, ScheduledRun, ScheduleSummaryView, ScheduleView } from '../../client/schedules.ts';
 import { addPipelineFlags, flagValues, withFtiClient } from './run.ts';

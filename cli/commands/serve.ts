@@ -6,7 +6,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { loadConfig } from '../../core/config.ts';
 import { createLogger } from '../../core/log.ts';
 import { loadBackend } from '../../ml/backend.ts';
-import { createKnex } from '../../registry/db.ts';
+import { createKnex } from '../../registry/db/index.ts';
 import { buildServer, DEFAULT_BODY_LIMIT, DEFAULT_MAX_ENTITIES } from '../../serving/server.ts';
 import { startPostgres } from '../services/postgres.ts';
 

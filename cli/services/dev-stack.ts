@@ -7,7 +7,7 @@
 import path from 'node:path';
 import type { FtiConfig } from '../../core/config.ts';
 import type { Logger } from '../../core/log.ts';
-import { createKnex, migrate } from '../../registry/db.ts';
+import { createKnex, migrate } from '../../registry/db/index.ts';
 import { isListening } from './ports.ts';
 import { startPostgres, type PostgresHandle } from './postgres.ts';
 import { resolveTemporalCli } from './temporal-cli.ts';

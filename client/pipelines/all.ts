@@ -3,7 +3,8 @@
  * run. With no flags it is the flights example: features for Jan-Jun 2001, a model
  * trained on Jan-May (tested on its last two weeks), and predictions for June.
  */
-import { describeIssues, FtiPipelineInputSchema } from '../../core/inputs.ts';
+import { parseWorkflowInput } from '../../core/errors.ts';
+import { FtiPipelineInputSchema } from '../../core/inputs.ts';
 import type { FtiPipelineInput } from '../../workflows/fti-pipeline.ts';
 import { compact, fingerprint, jsonObject, text, windowKey, type PipelineSpec } from '../pipeline-spec.ts';
 
@@ -35,8 +36,8 @@ export const allSpec: PipelineSpec<'all'> = {
     return `${allSpec.idStem(input)}:${window}${options ? `:options-${options}` : ''}`;
   },
   validate(input) {
-    const parsed = FtiPipelineInputSchema.safeParse(input);
-    return parsed.success ? undefined : `invalid ftiPipeline input: ${describeIssues(parsed.error)}`;
+    const parsed = parseWorkflowInput('ftiPipeline', FtiPipelineInputSchema, input);
+    return parsed.ok ? undefined : parsed.problem;
   },
   withScheduleWindow() {
     throw new Error('the whole chain is not scheduled as one: schedule feature, train and infer one by one (fti schedule create feature|train|infer)');

@@ -1,6 +1,7 @@
 /** `featurePipeline`: raw data -> a versioned commit of a feature group, per event-time window. */
 import path from 'node:path';
-import { describeIssues, FeaturePipelineInputSchema, type SourceSpec } from '../../core/inputs.ts';
+import { parseWorkflowInput } from '../../core/errors.ts';
+import { FeaturePipelineInputSchema, type SourceSpec } from '../../core/inputs.ts';
 import type { FeaturePipelineInput } from '../../workflows/feature-pipeline.ts';
 import { compact, fingerprint, positiveInt, text, windowKey, type PipelineSpec } from '../pipeline-spec.ts';
 
@@ -18,8 +19,8 @@ export const featureSpec: PipelineSpec<'feature'> = {
     return `${featureSpec.idStem(input)}:${window}${source ? `:source-${source}` : ''}`;
   },
   validate(input) {
-    const parsed = FeaturePipelineInputSchema.safeParse(input);
-    return parsed.success ? undefined : `invalid featurePipeline input: ${describeIssues(parsed.error)}`;
+    const parsed = parseWorkflowInput('featurePipeline', FeaturePipelineInputSchema, input);
+    return parsed.ok ? undefined : parsed.problem;
   },
   withScheduleWindow: ({ start: _start, end: _end, ...input }, window) => ({ ...input, scheduleWindow: window }),
   // Hourly windows that tile time. BUFFER_ALL: every fire is a distinct window, so none

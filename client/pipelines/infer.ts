@@ -1,6 +1,6 @@
 /** `batchInference`: one pinned model version scores a window of spine rows into a prediction run. */
+import { parseWorkflowInput } from '../../core/errors.ts';
 import { BatchInferenceInputSchema, DEFAULT_ALIAS } from '../../core/inference-inputs.ts';
-import { describeIssues } from '../../core/inputs.ts';
 import type { BatchInferenceInput } from '../../workflows/batch-inference.ts';
 import { compact, positiveInt, text, windowKey, type PipelineSpec } from '../pipeline-spec.ts';
 
@@ -16,8 +16,8 @@ export const inferSpec: PipelineSpec<'infer'> = {
     return window ? `${inferSpec.idStem(input)}:${window}` : undefined;
   },
   validate(input) {
-    const parsed = BatchInferenceInputSchema.safeParse(input);
-    return parsed.success ? undefined : `invalid batchInference input: ${describeIssues(parsed.error)}`;
+    const parsed = parseWorkflowInput('batchInference', BatchInferenceInputSchema, input);
+    return parsed.ok ? undefined : parsed.problem;
   },
   // A scheduled run's prediction run id defaults to its workflow id, which the schedule makes unique per fire time.
   withScheduleWindow: ({ start: _start, end: _end, runId: _runId, ...input }, window) => ({ ...input, scheduleWindow: window }),

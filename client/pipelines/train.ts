@@ -1,5 +1,6 @@
 /** `trainingPipeline`: a feature view's window -> training dataset -> a registered, evaluated model version. */
-import { describeIssues, TrainingPipelineInputSchema } from '../../core/inputs.ts';
+import { parseWorkflowInput } from '../../core/errors.ts';
+import { TrainingPipelineInputSchema } from '../../core/inputs.ts';
 import type { TrainingPipelineInput } from '../../workflows/training-pipeline.ts';
 import { compact, fingerprint, jsonObject, positiveInt, text, windowKey, type PipelineSpec } from '../pipeline-spec.ts';
 
@@ -21,8 +22,8 @@ export const trainSpec: PipelineSpec<'train'> = {
     return `${trainSpec.idStem(input)}:${view}:${window}${suffix}`;
   },
   validate(input) {
-    const parsed = TrainingPipelineInputSchema.safeParse(input);
-    return parsed.success ? undefined : `invalid trainingPipeline input: ${describeIssues(parsed.error)}`;
+    const parsed = parseWorkflowInput('trainingPipeline', TrainingPipelineInputSchema, input);
+    return parsed.ok ? undefined : parsed.problem;
   },
   withScheduleWindow: ({ start: _start, end: _end, trainingDatasetId: _dataset, ...input }, window) => ({ ...input, scheduleWindow: window }),
   // Daily, on the last 30 days. SKIP: a training run reads its whole span, so a later

@@ -1,12 +1,11 @@
-import type { Knex } from 'knex';
 import type { SourceSpec } from '../definitions.ts';
 import { csvSource } from './csv.ts';
 import { ndjsonSource } from './ndjson.ts';
 import { parquetSource } from './parquet.ts';
 import { postgresSource } from './postgres.ts';
-import type { Source } from './types.ts';
+import type { QueryRows, Source } from './types.ts';
 
-export function openSource(spec: Exclude<SourceSpec, { kind: 'feature_group' }>, deps: { knex: Knex }): Source {
+export function openSource(spec: Exclude<SourceSpec, { kind: 'feature_group' }>, deps: { queryRows: QueryRows }): Source {
   switch (spec.kind) {
     case 'parquet':
       return parquetSource(spec.path, spec.timeColumn);
@@ -15,7 +14,7 @@ export function openSource(spec: Exclude<SourceSpec, { kind: 'feature_group' }>,
     case 'ndjson':
       return ndjsonSource(spec.path);
     case 'postgres':
-      return postgresSource(deps.knex, spec.query);
+      return postgresSource(deps.queryRows, spec.query);
   }
 }
 

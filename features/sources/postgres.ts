@@ -2,17 +2,15 @@
  * A SQL query as a source; `$1` and `$2` are bound to the window's start and end
  * (null when open). Streamed through a server-side cursor.
  */
-import type { Knex } from 'knex';
-import { streamQuery } from '../../registry/cursor.ts';
-import { BATCH_ROWS, type RawBatch, type Source, type TimeWindow } from './types.ts';
+import { BATCH_ROWS, type QueryRows, type RawBatch, type Source, type TimeWindow } from './types.ts';
 
-export function postgresSource(knex: Knex, query: string): Source {
+export function postgresSource(queryRows: QueryRows, query: string): Source {
   return {
     partitions: async () => [{ index: 0 }],
     async *read(_partition, window: TimeWindow): AsyncIterable<RawBatch> {
       const params = /\$2\b/.test(query) ? [window.start ?? null, window.end ?? null] : /\$1\b/.test(query) ? [window.start ?? null] : [];
       let first = 0;
-      for await (const rows of streamQuery<Record<string, unknown>>(knex, query, params, BATCH_ROWS)) {
+      for await (const rows of queryRows(query, params, BATCH_ROWS)) {
         yield { firstRowNumber: first, rows };
         first += rows.length;
       }

@@ -30,3 +30,6 @@ export interface Source {
 }
 
 export const BATCH_ROWS = 20_000;
+
+/** Runs a source query in the store and streams its rows in batches (the feature store's sourceRows). */
+export type QueryRows = (query: string, params: unknown[], batchSize: number) => AsyncIterable<Array<Record<string, unknown>>>;

@@ -12,8 +12,8 @@
  */
 import type { Knex } from 'knex';
 import { aggregateFeatureName, type Aggregation } from '../../features/definitions.ts';
-import { durationInterval, durationMs } from '../../features/duration.ts';
-import { id, ids, int, join, kw, raw, sql, type Sql } from '../sql.ts';
+import { durationInterval, durationMs } from '../../core/duration.ts';
+import { id, ids, int, join, kw, raw, sql, type Sql } from '../db/index.ts';
 import { snapshotSql } from './reads.ts';
 import { groupTables, type GroupShape } from './tables.ts';
 

@@ -20,10 +20,10 @@ import type { Knex } from 'knex';
 import { FtiError, FailureType } from '../../core/errors.ts';
 import type { Expectation, ValidationPolicy } from '../../features/definitions.ts';
 import type { FeatureType } from '../../features/schema.ts';
-import { transaction } from '../db.ts';
-import { col, cols, id, ids, join, kw, raw, sql } from '../sql.ts';
+import { col, cols, id, ids, join, kw, raw, sql, transaction, unlessUniqueViolation } from '../db/index.ts';
 import { toFeatureCommit, type FeatureCommit, type FeatureCommitRow, type ValidationReport } from './commits.ts';
 import { reasonsExpression } from './expectations.ts';
+import { toFeatureReject } from './staging.ts';
 import { computeStatistics, storeStatistics } from './statistics.ts';
 import { attachCommitTable, dropCommitTable, featureColumns, groupTables, valueColumns, type GroupShape } from './tables.ts';
 
@@ -163,15 +163,7 @@ async function countRejects(knex: Knex, commitId: number): Promise<number> {
 async function rejectDuplicates(trx: Knex.Transaction, group: GroupShape, stage: string, commitId: number, keysMustBeUnique: boolean): Promise<void> {
   const key = [...group.entityKeys, group.eventTime];
   const createIndex = sql`create unique index ${id(`${stage}_key`)} on ${id(stage)} (${ids(key)})`;
-  const savepoint = await trx.transaction();
-  try {
-    await raw(savepoint, createIndex);
-    await savepoint.commit();
-    return;
-  } catch (err) {
-    await savepoint.rollback().catch(() => {});
-    if ((err as { code?: string }).code !== '23505') throw err;
-  }
+  if (await unlessUniqueViolation(trx, (savepoint) => raw(savepoint, createIndex).then(() => {}))) return;
   const keyText = join(key.map((k) => sql`${id(k)}::text`), ` || ', ' || `);
   const reason = keysMustBeUnique
     ? sql`'key: duplicate entity key and event time (' || ${keyText} || '), which must be unique'`
@@ -242,16 +234,11 @@ async function upsertOnline(trx: Knex.Transaction, group: GroupShape, stage: str
     // Entities that appear once in this commit (every flight is its own entity) need
     // no "latest" step at all; try that first when the statistics suggest it.
     if (await looksUnique(trx, stage, keys[0] as string)) {
-      const savepoint = await trx.transaction();
-      try {
+      const loaded = await unlessUniqueViolation(trx, async (savepoint) => {
         await raw(savepoint, sql`insert into ${id(t.online)} (${ids(columns)}) select ${ids(columns)} from ${id(stage)}`);
         await raw(savepoint, sql`alter table ${id(t.online)} add primary key (${ids(keys)})`);
-        await savepoint.commit();
-        return;
-      } catch (err) {
-        await savepoint.rollback().catch(() => {});
-        if ((err as { code?: string }).code !== '23505') throw err;
-      }
+      });
+      if (loaded) return;
     }
     await raw(trx, sql`insert into ${id(t.online)} (${ids(columns)}) ${latest}`);
     await raw(trx, sql`alter table ${id(t.online)} add primary key (${ids(keys)})`);
@@ -289,7 +276,7 @@ async function buildReport(knex: Knex, commitId: number, policy: ValidationPolic
     rowsIn,
     rowsRejected: rejected,
     reasons: Object.fromEntries(reasons.rows.map((r) => [r.kind, Number(r.n)])),
-    sample: sample.map((r: { row_number: number; reasons: string[]; row: Record<string, unknown> }) => ({ rowNumber: Number(r.row_number), reasons: r.reasons, row: r.row })),
+    sample: sample.map(toFeatureReject),
   };
 }
 

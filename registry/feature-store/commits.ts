@@ -1,15 +1,11 @@
 /** Commit attempts: created when a run is planned, committed or failed at its end. */
 import type { Knex } from 'knex';
 import { FtiError, FailureType } from '../../core/errors.ts';
+import type { FeatureGroupCommitRef } from '../../core/refs.ts';
+import type { FeatureReject } from '../../features/ingest.ts';
 import { createCommitTable, type GroupShape } from './tables.ts';
 
 export type CommitStatus = 'staging' | 'committed' | 'failed';
-
-export interface SourceCommit {
-  featureGroup: string;
-  version: number;
-  commitId: number;
-}
 
 export interface ValidationReport {
   policy: 'strict' | 'quarantine';
@@ -18,7 +14,7 @@ export interface ValidationReport {
   /** Rejection reasons counted by what they are about: a column, `key` or `row`. */
   reasons: Record<string, number>;
   /** The first rejected rows with their reasons. */
-  sample: Array<{ rowNumber: number; reasons: string[]; row: Record<string, unknown> }>;
+  sample: FeatureReject[];
   /** Wall time of each step of the commit, in ms. */
   timingsMs?: Record<string, number>;
 }
@@ -40,7 +36,7 @@ export interface FeatureCommit {
   rowsRejected: number;
   minEventTime: Date | null;
   maxEventTime: Date | null;
-  sourceCommits: SourceCommit[];
+  sourceCommits: FeatureGroupCommitRef[];
   validationReport: ValidationReport | null;
   error: string | null;
   createdAt: Date;
@@ -64,7 +60,7 @@ export interface FeatureCommitRow {
   rows_rejected: number;
   min_event_time: Date | null;
   max_event_time: Date | null;
-  source_commits: SourceCommit[];
+  source_commits: FeatureGroupCommitRef[];
   validation_report: ValidationReport | null;
   error: string | null;
   created_at: Date;
@@ -103,7 +99,7 @@ export interface BeginCommitInput {
   runId?: string;
   windowStart?: Date;
   windowEnd?: Date;
-  sourceCommits?: SourceCommit[];
+  sourceCommits?: FeatureGroupCommitRef[];
 }
 
 /**
@@ -120,7 +116,7 @@ export async function beginCommit(knex: Knex, group: GroupShape & { id: number }
       run_id: input.runId ?? null,
       window_start: input.windowStart ?? null,
       window_end: input.windowEnd ?? null,
-      source_commits: JSON.stringify(input.sourceCommits ?? []) as unknown as SourceCommit[],
+      source_commits: JSON.stringify(input.sourceCommits ?? []) as unknown as FeatureGroupCommitRef[],
     })
     .onConflict(['feature_group_id', 'idempotency_key'])
     .merge(['idempotency_key'])

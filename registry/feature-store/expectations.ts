@@ -4,7 +4,7 @@
  */
 import type { Expectation } from '../../features/definitions.ts';
 import type { FeatureType } from '../../features/schema.ts';
-import { id, join, kw, sql, type Sql } from '../sql.ts';
+import { id, join, kw, sql, type Sql } from '../db/index.ts';
 
 const ARRAY_TYPE: Record<FeatureType, string> = {
   float: 'double precision[]',

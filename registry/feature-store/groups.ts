@@ -2,7 +2,7 @@
 import type { Knex } from 'knex';
 import { FtiError, FailureType } from '../../core/errors.ts';
 import { storedSchema, type FeatureGroupDefinition } from '../../features/definitions.ts';
-import { transaction } from '../db.ts';
+import { findDefinition, registerDefinition } from './definitions.ts';
 import { ensureGroupTables, shapeOf, type GroupShape } from './tables.ts';
 
 export interface FeatureGroupRecord extends GroupShape {
@@ -43,35 +43,27 @@ function toFeatureGroup(row: FeatureGroupRow): FeatureGroupRecord {
  * under an existing name+version is refused: make a new version instead.
  */
 export async function registerFeatureGroup(knex: Knex, def: FeatureGroupDefinition): Promise<FeatureGroupRecord> {
-  return transaction(knex, async (trx) => {
-    // Serialise concurrent registrations of the same group (and its DDL).
-    await trx.raw('select pg_advisory_xact_lock(hashtext(?))', [`fti.feature_group:${def.name}:${def.version}`]);
-    const existing = await trx<FeatureGroupRow>('feature_groups').where({ name: def.name, version: def.version }).first();
-    if (existing) {
-      if (existing.fingerprint !== def.fingerprint) {
-        throw new FtiError(
-          FailureType.Conflict,
-          `feature group ${def.name} v${def.version} is already registered with a different schema; ` +
-            `register the new schema as version ${def.version + 1} instead`,
-          { registered: existing.schema, offered: storedSchema(def) },
-        );
-      }
-      return toFeatureGroup(existing);
-    }
-    await ensureGroupTables(trx, shapeOf(def));
-    const [row] = await trx<FeatureGroupRow>('feature_groups')
-      .insert({ name: def.name, version: def.version, fingerprint: def.fingerprint, schema: storedSchema(def) as FeatureGroupRow['schema'], online: def.online, description: def.description ?? null })
-      .returning('*');
-    if (!row) throw new Error('insert into feature_groups returned no row');
-    return toFeatureGroup(row);
+  const row = await registerDefinition<FeatureGroupRow>(knex, {
+    table: 'feature_groups',
+    def,
+    conflict: (existing) =>
+      new FtiError(FailureType.Conflict, `feature group ${def.name} v${def.version} is already registered with a different schema; register the new schema as version ${def.version + 1} instead`, {
+        registered: existing.schema,
+        offered: storedSchema(def),
+      }),
+    create: async (trx) => {
+      await ensureGroupTables(trx, shapeOf(def));
+      const [inserted] = await trx<FeatureGroupRow>('feature_groups')
+        .insert({ name: def.name, version: def.version, fingerprint: def.fingerprint, schema: storedSchema(def) as FeatureGroupRow['schema'], online: def.online, description: def.description ?? null })
+        .returning('*');
+      return inserted;
+    },
   });
+  return toFeatureGroup(row);
 }
 
 export async function getFeatureGroup(knex: Knex, name: string, version?: number): Promise<FeatureGroupRecord> {
-  const query = knex<FeatureGroupRow>('feature_groups').where({ name });
-  const row = version === undefined ? await query.orderBy('version', 'desc').first() : await query.andWhere({ version }).first();
-  if (!row) throw new FtiError(FailureType.NotFound, `feature group ${name}${version === undefined ? '' : ` v${version}`} is not registered (run its feature pipeline first)`);
-  return toFeatureGroup(row);
+  return toFeatureGroup(await findDefinition<FeatureGroupRow>(knex, 'feature_groups', 'feature group', name, version, ' (run its feature pipeline first)'));
 }
 
 export async function listFeatureGroups(knex: Knex): Promise<FeatureGroupRecord[]> {

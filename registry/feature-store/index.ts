@@ -1,20 +1,35 @@
 /**
- * The feature store facade: definitions in, commits out, reads back. Everything
- * that touches Postgres for features goes through here; each concern lives in a
- * module of its own beside this file.
+ * registry/feature-store: the feature store. It owns feature groups (their offline,
+ * history, online and per-commit tables), commits and their validation, rejected
+ * rows, statistics, SQL rolling aggregates, point-in-time reads, and feature views
+ * with the view snapshot that training datasets and prediction runs both read
+ * through. It never knows about models, datasets or predictions.
+ *
+ * `FeatureStore` is the door for activities; the SQL builders exported below
+ * (point-in-time join, snapshots, group tables) are the door for the other stores.
  */
 import type { Knex } from 'knex';
+import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureGroupDefinition } from '../../features/definitions.ts';
-import { computeAggregates, type AggregateRun } from './aggregates.ts';
-import { commitStaged, abortCommit, type CommitOutcome, type CommitRules } from './commit.ts';
+import type { FeatureReject } from '../../features/ingest.ts';
+import type { FeatureViewDefinition } from '../../features/views.ts';
+import { streamQuery } from '../db/index.ts';
+import { computeAggregates, partitionRowRange, type AggregateRun } from './aggregates.ts';
+import { abortCommit, commitStaged, type CommitOutcome, type CommitRules } from './commit.ts';
 import { beginCommit, getCommit, latestCommit, listCommits, type BeginCommitInput, type CommitStatus, type FeatureCommit } from './commits.ts';
 import { getFeatureGroup, listFeatureGroups, registerFeatureGroup, type FeatureGroupRecord } from './groups.ts';
 import { getOnlineFeatures, readOffline, type FeatureRecord, type ReadOptions, type RetrievalJob } from './reads.ts';
-import { clearStaged, copyIntoCommit, insertRejects, type RejectedRow } from './staging.ts';
+import { clearStaged, copyIntoCommit, insertRejects, listRejects } from './staging.ts';
 import { getStatistics, type FeatureStatistics } from './statistics.ts';
+import { latestViewSnapshot, pinnedViewSnapshot, type ViewSnapshot } from './view-snapshot.ts';
+import { getFeatureView, getFeatureViewById, registerFeatureView, type FeatureViewRecord } from './views.ts';
 
 export class FeatureStore {
-  constructor(readonly knex: Knex) {}
+  private readonly knex: Knex;
+
+  constructor({ knex }: { knex: Knex }) {
+    this.knex = knex;
+  }
 
   register(def: FeatureGroupDefinition): Promise<FeatureGroupRecord> {
     return registerFeatureGroup(this.knex, def);
@@ -36,7 +51,7 @@ export class FeatureStore {
     return copyIntoCommit(this.knex, group, commitId, chunks);
   }
 
-  reject(commitId: number, rows: RejectedRow[]): Promise<void> {
+  reject(commitId: number, rows: FeatureReject[]): Promise<void> {
     return insertRejects(this.knex, commitId, rows);
   }
 
@@ -44,7 +59,9 @@ export class FeatureStore {
     return clearStaged(this.knex, group, commitId, range);
   }
 
-  aggregate(run: AggregateRun): Promise<number> {
+  /** Computes one entity-hash partition of an aggregate group into its commit, first clearing what an earlier attempt of it staged. */
+  async aggregate(run: AggregateRun): Promise<number> {
+    await clearStaged(this.knex, run.target, run.commitId, partitionRowRange(run.partition));
     return computeAggregates(this.knex, run);
   }
 
@@ -80,12 +97,44 @@ export class FeatureStore {
     return getStatistics(this.knex, commitId);
   }
 
-  async rejects(commitId: number): Promise<RejectedRow[]> {
-    const rows = await this.knex('feature_rejects').where({ commit_id: commitId }).orderBy('row_number');
-    return rows.map((r: { row_number: number; reasons: string[]; row: Record<string, unknown> }) => ({ rowNumber: Number(r.row_number), reasons: r.reasons, row: r.row }));
+  rejects(commitId: number): Promise<FeatureReject[]> {
+    return listRejects(this.knex, commitId);
+  }
+
+  /** Rows of a definition's own SQL source (`$1`, `$2`: the window), streamed through a cursor. */
+  sourceRows(query: string, params: unknown[], batchSize: number): AsyncGenerator<Array<Record<string, unknown>>> {
+    return streamQuery<Record<string, unknown>>(this.knex, query, params, batchSize);
+  }
+
+  /** Idempotent; a different definition under an existing name and version is refused (Conflict). */
+  registerView(def: FeatureViewDefinition): Promise<FeatureViewRecord> {
+    return registerFeatureView(this.knex, def);
+  }
+
+  /** A registered view (the latest version when none is given). */
+  view(name: string, version?: number): Promise<FeatureViewRecord> {
+    return getFeatureView(this.knex, name, version);
+  }
+
+  viewById(id: number): Promise<FeatureViewRecord> {
+    return getFeatureViewById(this.knex, id);
+  }
+
+  /** The view's groups with their latest commits: what a new dataset or prediction run pins. */
+  latestSnapshot(view: FeatureViewDefinition): Promise<ViewSnapshot> {
+    return latestViewSnapshot(this.knex, view);
+  }
+
+  /** The view's groups as of commits pinned earlier (a prediction run's). */
+  pinnedSnapshot(view: FeatureViewDefinition, commits: FeatureGroupCommitRef[]): Promise<ViewSnapshot> {
+    return pinnedViewSnapshot(this.knex, view, commits);
   }
 }
 
-export type { FeatureGroupRecord, FeatureCommit, CommitStatus, RetrievalJob, FeatureRecord, ReadOptions, FeatureStatistics, RejectedRow };
+export type { CommitStatus, FeatureCommit, FeatureGroupRecord, FeatureRecord, FeatureStatistics, FeatureViewRecord, ReadOptions, RetrievalJob, ViewSnapshot };
+// For the other stores: the SQL they build on (a training dataset's or a prediction run's read).
+export { pointInTimeSql, type PitQuery, type PitStrategy } from './point-in-time.ts';
 export { snapshotSql } from './reads.ts';
 export { groupTables } from './tables.ts';
+export { latestViewSnapshot, viewQuery } from './view-snapshot.ts';
+export { getFeatureGroup } from './groups.ts';

@@ -15,9 +15,8 @@
  *  - lateral: for each spine row, an index probe for the newest earlier row (one per
  *    branch of the snapshot, newest of the two). Fast for small spines.
  */
-import type { Knex } from 'knex';
 import { PG_TYPE } from '../../features/schema.ts';
-import { col, id, ids, join, kw, raw, sql, type Sql } from '../sql.ts';
+import { col, id, ids, join, kw, sql, type Sql } from '../db/index.ts';
 import { snapshotSql } from './reads.ts';
 import { groupTables, type GroupShape } from './tables.ts';
 
@@ -34,6 +33,9 @@ export interface PitJoin {
   features: PitFeature[];
 }
 
+/** 'window': one set-based pass (large spines); 'lateral': an index probe per spine row (small ones). */
+export type PitStrategy = 'window' | 'lateral';
+
 export interface PitQuery {
   spine: { shape: GroupShape; commitId: number };
   /** Spine label column: included, and spine rows without a label are left out. */
@@ -42,7 +44,7 @@ export interface PitQuery {
   joins: PitJoin[];
   start?: Date;
   end?: Date;
-  strategy: 'window' | 'lateral';
+  strategy: PitStrategy;
 }
 
 /** Columns: spine keys, spine event time, the label (if any), then every feature alias. */
@@ -144,10 +146,4 @@ function lateralPlan(q: PitQuery): Sql {
   return sql`select ${join([...spine.map((c) => sql`${col('s', c.source)} as ${id(c.as)}`), ...laterals.flatMap((l) => l.select)], ', ')}
              from (${snapshotSql(q.spine.shape, q.spine.commitId)}) s ${join(laterals.map((l) => l.from), ' ')}
              where ${spineFilter(q, 's')}`;
-}
-
-/** Spine rows in the window (one scan of the spine), to pick a plan. */
-export async function countSpineRows(knex: Knex, q: PitQuery): Promise<number> {
-  const result = (await raw(knex, sql`select count(*)::bigint as n from (${snapshotSql(q.spine.shape, q.spine.commitId)}) s where ${spineFilter(q, 's')}`)) as { rows: Array<{ n: number }> };
-  return result.rows[0]?.n ?? 0;
 }

@@ -5,8 +5,7 @@
  */
 import type { Knex } from 'knex';
 import { FtiError, FailureType } from '../../core/errors.ts';
-import { streamQuery } from '../cursor.ts';
-import { id, ids, join, raw, sql, toNative, type Sql } from '../sql.ts';
+import { id, ids, join, raw, sql, streamQuery, toNative, type Sql } from '../db/index.ts';
 import { featureColumns, groupTables, type GroupShape } from './tables.ts';
 
 export type FeatureRecord = Record<string, unknown>;

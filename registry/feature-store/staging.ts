@@ -8,14 +8,9 @@ import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { id, ids, raw, sql, toText } from '../sql.ts';
+import type { FeatureReject } from '../../features/ingest.ts';
+import { id, ids, raw, sql, toText } from '../db/index.ts';
 import { groupTables, type GroupShape } from './tables.ts';
-
-export interface RejectedRow {
-  rowNumber: number;
-  reasons: string[];
-  row: Record<string, unknown>;
-}
 
 /** COPYs text-format lines (columns: the group's features, then _row_number) into the commit's table. */
 export async function copyIntoCommit(knex: Knex, shape: GroupShape, commitId: number, chunks: AsyncIterable<string>): Promise<void> {
@@ -30,7 +25,7 @@ export async function copyIntoCommit(knex: Knex, shape: GroupShape, commitId: nu
   }
 }
 
-export async function insertRejects(knex: Knex, commitId: number, rejects: RejectedRow[]): Promise<void> {
+export async function insertRejects(knex: Knex, commitId: number, rejects: FeatureReject[]): Promise<void> {
   if (rejects.length === 0) return;
   await knex('feature_rejects')
     .insert(rejects.map((r) => ({ commit_id: commitId, row_number: r.rowNumber, reasons: r.reasons, row: JSON.stringify(r.row) })))
@@ -48,4 +43,14 @@ export async function clearStaged(knex: Knex, shape: GroupShape, commitId: numbe
     await raw(knex, sql`truncate ${id(table)}`);
     await knex('feature_rejects').where({ commit_id: commitId }).delete();
   }
+}
+
+/** A commit's rejected rows, in source order. */
+export async function listRejects(knex: Knex, commitId: number): Promise<FeatureReject[]> {
+  const rows = await knex('feature_rejects').where({ commit_id: commitId }).orderBy('row_number');
+  return rows.map(toFeatureReject);
+}
+
+export function toFeatureReject(r: { row_number: number; reasons: string[]; row: Record<string, unknown> }): FeatureReject {
+  return { rowNumber: Number(r.row_number), reasons: r.reasons, row: r.row };
 }

@@ -5,7 +5,7 @@
  */
 import type { Knex } from 'knex';
 import type { FeatureType } from '../../features/schema.ts';
-import { id, join, raw, sql, type Sql } from '../sql.ts';
+import { id, join, raw, sql, type Sql } from '../db/index.ts';
 
 export interface FeatureStatistics {
   feature: string;

@@ -14,7 +14,7 @@
 import type { Knex } from 'knex';
 import type { FeatureGroupDefinition } from '../../features/definitions.ts';
 import { PG_TYPE } from '../../features/schema.ts';
-import { id, int, join, kw, raw, sql, type Sql } from '../sql.ts';
+import { id, int, join, kw, raw, sql, type Sql } from '../db/index.ts';
 
 export interface GroupTables {
   offline: string;

@@ -13,9 +13,9 @@ import { featureSpecs } from '../../activities/training-run.ts';
 import { createEncoder, fitSignature } from '../../ml/encoding.ts';
 import { buildModel, disposeModel } from '../../ml/model.ts';
 import { trainModel } from '../../ml/train.ts';
-import { registerFeatureView } from '../../registry/feature-views.ts';
-import { ModelRegistry, type ModelVersion } from '../../registry/model-registry.ts';
-import { createTrainingDataset, streamSplit } from '../../registry/training-datasets.ts';
+import { ModelRegistry, type ModelVersion } from '../../registry/models/index.ts';
+import { FeatureStore } from '../../registry/feature-store/index.ts';
+import { TrainingStore } from '../../registry/training/index.ts';
 
 export interface RegisterOptions {
   model: string;
@@ -31,8 +31,8 @@ export interface RegisterOptions {
 
 export async function registerModelVersion(knex: Knex, tf: Tf, options: RegisterOptions): Promise<ModelVersion & { trainingDatasetId: number }> {
   const { view } = options;
-  const record = await registerFeatureView(knex, view);
-  const dataset = await createTrainingDataset(knex, record, {
+  const record = await new FeatureStore({ knex: knex }).registerView(view);
+  const dataset = await new TrainingStore({ knex: knex }).createDataset(record, {
     idempotencyKey: `${options.model}/${view.name}@${view.version}/${options.start}/${options.end}`,
     start: new Date(options.start),
     end: new Date(options.end),
@@ -44,7 +44,7 @@ export async function registerModelVersion(knex: Knex, tf: Tf, options: Register
     const columns = [...view.features.map((f) => f.name), view.label.name];
     const epochs = options.epochs ?? 1;
     if (epochs > 0) {
-      await trainModel({ tf, model, epochs, trainBatches: () => toBatches(streamSplit(knex, dataset, 'train', columns), encoder, { label: view.label.name, batchSize: 512 }) });
+      await trainModel({ tf, model, epochs, trainBatches: () => toBatches(new TrainingStore({ knex: knex }).streamSplit(dataset, 'train', columns), encoder, { label: view.label.name, batchSize: 512 }) });
     }
     const { version } = await new ModelRegistry({ knex }).registerModelVersion({
       name: options.model,

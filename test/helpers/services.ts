@@ -10,7 +10,7 @@ import { inject } from 'vitest';
 import { taskQueue, type Pool } from '../../core/task-queues.ts';
 import { defineProject, type FtiProject } from '../../features/project.ts';
 import type { LoadedBackend } from '../../ml/backend.ts';
-import { createKnex, migrate } from '../../registry/db.ts';
+import { createKnex, migrate } from '../../registry/db/index.ts';
 import { createPoolWorker } from '../../workers/worker.ts';
 
 export const NAMESPACE = 'default';

@@ -1,7 +1,9 @@
 /**
- * The model registry: the store the training pipeline writes model versions to and
- * the inference pipeline reads them from. A thin facade; the work lives in
- * model-versions.ts, model-artifacts.ts and model-aliases.ts.
+ * registry/models: the model registry. It owns models, their numbered versions with
+ * artifacts (weights in Postgres, sha256-checked on load), signatures, metrics,
+ * params and lineage, and aliases with their append-only history and NOTIFY on
+ * every move. The training pipeline writes versions here; batch inference and the
+ * online server read them. It never reads feature data or predictions.
  *
  * Every writing method is one transaction under a per-model lock, retried on
  * serialization failures. Pass a knex transaction as `knex` to make a registry
@@ -9,16 +11,16 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { Knex } from 'knex';
-import { artifactHandler } from '../ml/artifact.ts';
-import { aliasAt, aliasHistory, getAlias, listAliases, rollbackAlias, setAlias } from './model-aliases.ts';
-import { loadArtifact } from './model-artifacts.ts';
-import { parseRef } from './model-refs.ts';
-import { assertName, assertVersionNumber } from './model-tx.ts';
+import type { FeatureGroupCommitRef } from '../../core/refs.ts';
+import { artifactHandler } from '../../ml/artifact.ts';
+import { aliasAt, aliasHistory, getAlias, listAliases, rollbackAlias, setAlias } from './aliases.ts';
+import { loadArtifact } from './artifacts.ts';
+import { assertName, assertVersionNumber } from './locks.ts';
+import { parseRef } from './refs.ts';
 import type {
   AliasChange,
   AliasMove,
   AliasMoveOptions,
-  FeatureGroupCommitRef,
   LoadedArtifact,
   ModelAlias,
   ModelLineage,
@@ -27,8 +29,8 @@ import type {
   RegisterModelVersionInput,
   RegisterResult,
   VersionRef,
-} from './model-types.ts';
-import * as versions from './model-versions.ts';
+} from './types.ts';
+import * as versions from './versions.ts';
 
 export class ModelRegistry {
   private readonly knex: Knex;
@@ -124,6 +126,7 @@ export class ModelRegistry {
   }
 }
 
-export { listenForAliasChanges, type AliasSubscription } from './model-alias-listener.ts';
-export { ALIAS_CHANNEL, LATEST } from './model-types.ts';
-export type * from './model-types.ts';
+export { listenForAliasChanges, type AliasSubscription } from './alias-listener.ts';
+export { parseRef } from './refs.ts';
+export { ALIAS_CHANNEL, LATEST } from './types.ts';
+export type * from './types.ts';

@@ -1,25 +1,15 @@
 /**
- * The predictions facade: prediction runs (batch inference) and what they read and
- * write. Each concern lives in a module of its own beside this file:
- *
- *   prediction-runs.ts     runs, pinned commits, partitions
- *   prediction-reads.ts    the point-in-time feature read of a partition; stored predictions
- *   prediction-writes.ts   a partition's delete + COPY + done, in one transaction
- *   prediction-online.ts   online features of a view, for the prediction server
+ * registry/predictions: what inference writes. It owns prediction runs (the model
+ * version and feature commits each pins, its partitions), the predictions and
+ * rejected rows of each partition (written exactly once), and the online feature
+ * lookup of a view for the prediction server. It reads features through the
+ * feature store's view snapshot and never writes features, datasets or models.
  */
 import type { Knex } from 'knex';
-import type { FeatureViewDefinition } from '../features/views.ts';
-import {
-  countPredictions,
-  countSpineRowsByPartition,
-  listPredictions,
-  listRejects,
-  snapshotOf,
-  streamViewRows,
-  type StoredPrediction,
-  type StoredReject,
-  type ViewSnapshot,
-} from './prediction-reads.ts';
+import type { FeatureGroupCommitRef } from '../../core/refs.ts';
+import type { FeatureViewDefinition } from '../../features/views.ts';
+import type { PitStrategy, ViewSnapshot } from '../feature-store/index.ts';
+import { countPredictions, countSpineRowsByPartition, listPredictions, listRejects, streamViewRows, type StoredPrediction, type StoredReject } from './reads.ts';
 import {
   completePredictionRun,
   createPredictionRun,
@@ -31,15 +21,18 @@ import {
   resumePredictionRun,
   runsUsingCommit,
   type NewPredictionRun,
-  type PitStrategy,
   type PredictionPartition,
   type PredictionRun,
-} from './prediction-runs.ts';
-import { writePartition, type PartitionWrite } from './prediction-writes.ts';
-import { resolveViewSnapshot, type CommitRef } from './training-datasets.ts';
+} from './runs.ts';
+import { createOnlineLookup, type OnlineViewLookup } from './online.ts';
+import { writePartition, type PartitionWrite } from './writes.ts';
 
 export class PredictionStore {
-  constructor(readonly knex: Knex) {}
+  private readonly knex: Knex;
+
+  constructor({ knex }: { knex: Knex }) {
+    this.knex = knex;
+  }
 
   findRun(runId: string): Promise<PredictionRun | undefined> {
     return findPredictionRun(this.knex, runId);
@@ -73,16 +66,6 @@ export class PredictionStore {
     return getPartition(this.knex, runId, index);
   }
 
-  /** The view's groups with their latest commits: what a new run pins. */
-  latestSnapshot(view: FeatureViewDefinition): Promise<ViewSnapshot> {
-    return resolveViewSnapshot(this.knex, view);
-  }
-
-  /** The view's groups as of a run's pinned commits. */
-  snapshot(view: FeatureViewDefinition, commits: CommitRef[]): Promise<ViewSnapshot> {
-    return snapshotOf(this.knex, view, commits);
-  }
-
   countSpineRows(view: FeatureViewDefinition, snapshot: ViewSnapshot, boundaries: Date[]): Promise<number[]> {
     return countSpineRowsByPartition(this.knex, view, snapshot, boundaries);
   }
@@ -107,25 +90,16 @@ export class PredictionStore {
     return listRejects(this.knex, runId, limit);
   }
 
-  runsUsingCommit(commit: CommitRef): Promise<string[]> {
+  runsUsingCommit(commit: FeatureGroupCommitRef): Promise<string[]> {
     return runsUsingCommit(this.knex, commit);
   }
-}
 
-export type { NewPredictionRun, PitStrategy, PredictionPartition, PredictionRun, StoredPrediction, StoredReject, ViewSnapshot, PartitionWrite };
-export type { ScoredBatch, RejectedRow } from './prediction-writes.ts';
-export { entityKeyOf } from './prediction-writes.ts';
-export { createOnlineLookup, type OnlineKey, type OnlineViewLookup } from './prediction-online.ts';
-
-/** Whether Postgres answers at all (the server's health check), within `timeoutMs`. */
-export async function databaseReachable(knex: Knex, timeoutMs = 2_000): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), timeoutMs);
-  });
-  try {
-    return await Promise.race([knex.raw('select 1').then(() => true, () => false), timeout]);
-  } finally {
-    clearTimeout(timer);
+  /** Checks the view can be served online and prepares its one-round-trip feature lookup. */
+  onlineLookup(view: FeatureViewDefinition): Promise<OnlineViewLookup> {
+    return createOnlineLookup(this.knex, view);
   }
 }
+
+export type { NewPredictionRun, PartitionWrite, PredictionPartition, PredictionRun, StoredPrediction, StoredReject };
+export type { ScoredBatch } from './writes.ts';
+export type { OnlineKey, OnlineViewLookup } from './online.ts';

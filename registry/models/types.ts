@@ -1,17 +1,15 @@
 /**
  * The model registry's domain types and the validation of what callers hand in.
- * Database rows never leave registry/: model-rows.ts maps them onto these types.
+ * Database rows never leave registry/: rows.ts maps them onto these types.
  */
 import { z } from 'zod';
-import { IDENTIFIER } from '../core/names.ts';
-import type { ModelArtifact } from '../ml/artifact.ts';
-import { ModelSignatureSchema, type ModelSignature } from '../ml/signature.ts';
+import { IDENTIFIER } from '../../core/names.ts';
+import { FeatureGroupCommitRefSchema } from '../../core/refs.ts';
+import type { ModelArtifact } from '../../ml/artifact.ts';
+import { ModelSignatureSchema, type ModelSignature } from '../../ml/signature.ts';
 
 const identifier = z.string().regex(IDENTIFIER, 'must match ^[a-z][a-z0-9_]{0,62}$');
 const positiveInt = z.number().int().positive();
-
-export const FeatureGroupCommitRefSchema = z.object({ featureGroup: identifier, version: positiveInt, commitId: positiveInt });
-export type FeatureGroupCommitRef = z.infer<typeof FeatureGroupCommitRefSchema>;
 
 /** What data, workflow and code produced a model version. */
 export const ModelLineageSchema = z.object({
@@ -116,6 +114,9 @@ export interface LoadedArtifact extends ModelArtifact {
 
 /** A version reference: a number, an alias name, or 'latest'. */
 export type VersionRef = number | string;
+
+/** A VersionRef once checked: what it names. */
+export type ParsedRef = { kind: 'version'; version: number } | { kind: 'alias'; alias: string } | { kind: 'latest' };
 
 export interface ModelAlias {
   model: string;

@@ -7,24 +7,14 @@
  * sequential read of a split is already mixed.
  */
 import type { Knex } from 'knex';
-import { FtiError, FailureType } from '../core/errors.ts';
-import type { FeatureViewDefinition } from '../features/views.ts';
-import type { FeatureStats } from '../ml/stats.ts';
-import { streamQuery } from './cursor.ts';
-import { transaction } from './db.ts';
-import { latestCommit } from './feature-store/commits.ts';
-import { getFeatureGroup, type FeatureGroupRecord } from './feature-store/groups.ts';
-import { pointInTimeSql, type PitQuery } from './feature-store/point-in-time.ts';
-import type { FeatureViewRecord } from './feature-views.ts';
-import { id, ids, join, raw, sql, toNative } from './sql.ts';
+import { FtiError, FailureType } from '../../core/errors.ts';
+import type { FeatureGroupCommitRef } from '../../core/refs.ts';
+import type { FeatureViewDefinition } from '../../features/views.ts';
+import type { FeatureStats } from '../../ml/stats.ts';
+import { id, ids, join, raw, sql, streamQuery, toNative, transaction } from '../db/index.ts';
+import { latestViewSnapshot, pointInTimeSql, viewQuery, type FeatureViewRecord, type PitStrategy } from '../feature-store/index.ts';
 
 export type Split = 'train' | 'validation' | 'test';
-
-export interface CommitRef {
-  featureGroup: string;
-  version: number;
-  commitId: number;
-}
 
 export interface TrainingDataset {
   id: number;
@@ -37,7 +27,7 @@ export interface TrainingDataset {
   testStart: Date;
   rowCounts: Record<Split, number>;
   statistics: Record<string, FeatureStats>;
-  commits: CommitRef[];
+  commits: FeatureGroupCommitRef[];
   workflowId: string | null;
   createdAt: Date;
 }
@@ -68,7 +58,7 @@ export interface CreateTrainingDatasetOptions {
   /** Split boundaries; default: the last 20% of the window is split evenly into validation and test. */
   validationStart?: Date;
   testStart?: Date;
-  strategy?: PitQuery['strategy'];
+  strategy?: PitStrategy;
   /** Categories kept per one-hot feature at most (most frequent first). */
   maxCategories?: number;
 }
@@ -77,42 +67,11 @@ export function datasetTable(datasetId: number): string {
   return `td_${datasetId}`;
 }
 
-/** The groups and commits a view reads, resolved now: the snapshot a dataset or a batch is made from. */
-export async function resolveViewSnapshot(knex: Knex, view: FeatureViewDefinition): Promise<{ spine: FeatureGroupRecord; joins: FeatureGroupRecord[]; commits: CommitRef[] }> {
-  const groups = [{ group: view.spine.group, version: view.spine.version }, ...view.joins];
-  const records = await Promise.all(groups.map((g) => getFeatureGroup(knex, g.group, g.version)));
-  const commits: CommitRef[] = [];
-  for (const record of records) {
-    const commit = await latestCommit(knex, record.id);
-    if (!commit) throw new FtiError(FailureType.NotFound, `feature group ${record.name} v${record.version} has no commit yet: run its feature pipeline first`);
-    commits.push({ featureGroup: record.name, version: record.version, commitId: commit.id });
-  }
-  const [spine, ...joins] = records as [FeatureGroupRecord, ...FeatureGroupRecord[]];
-  return { spine, joins, commits };
-}
-
-/** The point-in-time query of a view over a snapshot (as of the given commits). */
-export function viewQuery(view: FeatureViewDefinition, snapshot: { spine: FeatureGroupRecord; joins: FeatureGroupRecord[]; commits: CommitRef[] }, options: { start?: Date; end?: Date; withLabel: boolean; strategy: PitQuery['strategy'] }): PitQuery {
-  const commitOf = (g: FeatureGroupRecord) => snapshot.commits.find((c) => c.featureGroup === g.name && c.version === g.version)?.commitId ?? 0;
-  return {
-    spine: { shape: snapshot.spine, commitId: commitOf(snapshot.spine) },
-    label: options.withLabel ? view.label.name : undefined,
-    spineFeatures: view.features.filter((f) => f.group === view.spine.group).map((f) => ({ column: f.feature, as: f.name })),
-    joins: view.joins.map((j, i) => {
-      const shape = snapshot.joins[i] as FeatureGroupRecord;
-      return { shape, commitId: commitOf(shape), on: j.on, features: view.features.filter((f) => f.group === j.group).map((f) => ({ column: f.feature, as: f.name })) };
-    }),
-    start: options.start,
-    end: options.end,
-    strategy: options.strategy,
-  };
-}
-
 export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord, options: CreateTrainingDatasetOptions): Promise<TrainingDataset> {
   const existing = await knex<TrainingDatasetRow>('training_datasets').where({ idempotency_key: options.idempotencyKey, status: 'ready' }).first();
   if (existing) return toTrainingDataset(knex, existing);
   const def = view.definition;
-  const snapshot = await resolveViewSnapshot(knex, def);
+  const snapshot = await latestViewSnapshot(knex, def);
 
   return transaction(knex, async (trx) => {
     await trx.raw(`select set_config('work_mem', '256MB', true)`);
@@ -238,7 +197,7 @@ export function streamSplit(knex: Knex, dataset: TrainingDataset, split: Split, 
 }
 
 /** Which datasets read a commit (lineage). */
-export async function datasetsUsingCommit(knex: Knex, commit: CommitRef): Promise<number[]> {
+export async function datasetsUsingCommit(knex: Knex, commit: FeatureGroupCommitRef): Promise<number[]> {
   const rows = await knex('training_dataset_commits').where({ feature_group: commit.featureGroup, feature_group_version: commit.version, commit_id: commit.commitId }).orderBy('training_dataset_id');
   return rows.map((r: { training_dataset_id: number }) => Number(r.training_dataset_id));
 }

@@ -3,11 +3,9 @@
  * resolves one inside a query, and the NotFound message when nothing matches.
  */
 import type { Knex } from 'knex';
-import { FailureType, FtiError } from '../core/errors.ts';
-import { assertName, assertVersionNumber, modelNotFound } from './model-tx.ts';
-import { LATEST, type VersionRef } from './model-types.ts';
-
-export type ParsedRef = { kind: 'version'; version: number } | { kind: 'alias'; alias: string } | { kind: 'latest' };
+import { FailureType, FtiError } from '../../core/errors.ts';
+import { assertName, assertVersionNumber, findModelId, modelNotFound } from './locks.ts';
+import { LATEST, type ParsedRef, type VersionRef } from './types.ts';
 
 export function parseRef(ref: VersionRef): ParsedRef {
   if (typeof ref === 'number') return { kind: 'version', version: assertVersionNumber(ref) };
@@ -48,9 +46,9 @@ export function whereRef(query: Knex.QueryBuilder, name: string, ref: ParsedRef)
  * Only runs on the failure path, so lookups stay one round trip.
  */
 export async function refNotFound(knex: Knex, name: string, ref: ParsedRef): Promise<FtiError> {
-  const model = await knex('models').select<{ id: number } | undefined>('id').where({ name }).first();
-  if (!model) return modelNotFound(name);
-  const versions = await knex('model_versions').where({ model_id: model.id }).orderBy('version').pluck<number[]>('version');
+  const id = await findModelId(knex, name);
+  if (id === undefined) return modelNotFound(name);
+  const versions = await knex('model_versions').where({ model_id: id }).orderBy('version').pluck<number[]>('version');
   const details = { model: name, ref: formatRef(name, ref) };
   switch (ref.kind) {
     case 'latest':
@@ -58,7 +56,7 @@ export async function refNotFound(knex: Knex, name: string, ref: ParsedRef): Pro
     case 'version':
       return new FtiError(FailureType.NotFound, `model '${name}' has no version ${ref.version} (${describeVersions(versions)})`, details);
     case 'alias': {
-      const aliases = await knex('model_aliases').where({ model_id: model.id }).orderBy('alias').pluck<string[]>('alias');
+      const aliases = await knex('model_aliases').where({ model_id: id }).orderBy('alias').pluck<string[]>('alias');
       const known = aliases.length ? `aliases: ${aliases.join(', ')}` : 'it has no aliases';
       return new FtiError(FailureType.NotFound, `model '${name}' has no alias '${ref.alias}' (${known})`, details);
     }

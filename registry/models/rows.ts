@@ -3,9 +3,10 @@
  * and the mappers onto domain types (rows never leave registry/).
  */
 import type { Knex } from 'knex';
-import type { ModelArtifact } from '../ml/artifact.ts';
-import { ModelSignatureSchema } from '../ml/signature.ts';
-import type { AliasMove, AliasMoveKind, FeatureGroupCommitRef, ModelAlias, ModelLineage, ModelMetrics, ModelParams, ModelSummary, ModelVersion } from './model-types.ts';
+import type { FeatureGroupCommitRef } from '../../core/refs.ts';
+import type { ModelArtifact } from '../../ml/artifact.ts';
+import { ModelSignatureSchema } from '../../ml/signature.ts';
+import type { AliasMove, AliasMoveKind, ModelAlias, ModelLineage, ModelMetrics, ModelParams, ModelSummary, ModelVersion } from './types.ts';
 
 export interface ModelVersionRow {
   id: number;

@@ -4,12 +4,12 @@
  * completed when every partition is done. Rows never leave this module unmapped.
  */
 import type { Knex } from 'knex';
-import { FailureType, FtiError } from '../core/errors.ts';
-import { transaction } from './db.ts';
-import type { CommitRef } from './training-datasets.ts';
+import { FailureType, FtiError } from '../../core/errors.ts';
+import type { FeatureGroupCommitRef } from '../../core/refs.ts';
+import { transaction } from '../db/index.ts';
+import type { PitStrategy } from '../feature-store/index.ts';
 
 export type PredictionRunStatus = 'running' | 'completed' | 'failed';
-export type PitStrategy = 'window' | 'lateral';
 
 export interface PredictionRun {
   runId: string;
@@ -27,7 +27,7 @@ export interface PredictionRun {
   rows: number;
   rowsRejected: number;
   /** The feature group commits every partition reads. */
-  commits: CommitRef[];
+  commits: FeatureGroupCommitRef[];
   workflowId: string | null;
   workflowRunId: string | null;
   error: string | null;
@@ -229,7 +229,7 @@ export async function failPredictionRun(knex: Knex, runId: string, error: string
 }
 
 /** Which prediction runs read this commit (lineage). */
-export async function runsUsingCommit(knex: Knex, commit: CommitRef): Promise<string[]> {
+export async function runsUsingCommit(knex: Knex, commit: FeatureGroupCommitRef): Promise<string[]> {
   return knex('prediction_run_commits')
     .where({ feature_group: commit.featureGroup, feature_group_version: commit.version, commit_id: commit.commitId })
     .orderBy('run_id')

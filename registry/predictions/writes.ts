@@ -11,19 +11,15 @@ import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { FailureType, FtiError } from '../core/errors.ts';
-import { copyValue } from '../features/copy-text.ts';
-import { toPartition, type PartitionRow, type PredictionPartition, type PredictionRun } from './prediction-runs.ts';
+import { FailureType, FtiError } from '../../core/errors.ts';
+import { copyValue } from '../../features/copy-text.ts';
+import type { ScoringReject } from '../../ml/scoring.ts';
+import { toPartition, type PartitionRow, type PredictionPartition, type PredictionRun } from './runs.ts';
 
 /** Rows that passed the signature check, and one score each. */
 export interface ScoredBatch {
   rows: ReadonlyArray<Readonly<Record<string, unknown>>>;
   scores: Float32Array;
-}
-
-export interface RejectedRow {
-  row: Readonly<Record<string, unknown>>;
-  reasons: string[];
 }
 
 export interface PartitionWrite {
@@ -33,7 +29,7 @@ export interface PartitionWrite {
   /** Consumed once, inside the transaction (the read side holds a cursor of its own). */
   batches: AsyncIterable<ScoredBatch>;
   /** Read after `batches` is consumed: every rejected row counted, the first ones kept. */
-  rejects: () => { count: number; kept: RejectedRow[] };
+  rejects: () => { count: number; kept: ScoringReject[] };
 }
 
 const COPY_PREDICTIONS = 'copy predictions (run_id, model, model_version, entity_key, event_time, score) from stdin';
@@ -106,7 +102,7 @@ function entityKeyJson(row: Readonly<Record<string, unknown>>, entityKeys: reado
   return JSON.stringify(entityKeyOf(row, entityKeys));
 }
 
-/** The spine row's event time as COPY text: a Date, or the text Postgres printed (prediction-reads.ts). */
+/** The spine row's event time as COPY text: a Date, or the text Postgres printed (reads.ts). */
 function eventTimeText(row: Readonly<Record<string, unknown>>, column: string): string {
   const t = row[column];
   if (t instanceof Date) return t.toISOString();
@@ -120,7 +116,7 @@ function scoreText(x: number): string {
   return Number.isNaN(x) ? 'NaN' : x > 0 ? 'Infinity' : '-Infinity';
 }
 
-async function insertRejects(client: pg.PoolClient, runId: string, spine: PartitionWrite['spine'], kept: RejectedRow[]): Promise<void> {
+async function insertRejects(client: pg.PoolClient, runId: string, spine: PartitionWrite['spine'], kept: ScoringReject[]): Promise<void> {
   // One statement per chunk, arrays unnested server-side; reasons travel as JSON arrays.
   for (let i = 0; i < kept.length; i += 1000) {
     const chunk = kept.slice(i, i + 1000);

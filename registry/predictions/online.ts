@@ -13,12 +13,11 @@
 import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 import type pg from 'pg';
-import { FailureType, FtiError } from '../core/errors.ts';
-import { PG_TYPE, type FeatureType } from '../features/schema.ts';
-import type { FeatureViewDefinition } from '../features/views.ts';
-import { getFeatureGroup, type FeatureGroupRecord } from './feature-store/groups.ts';
-import { groupTables } from './feature-store/tables.ts';
-import { col, id, ids, join, kw, sql, toNative, type Sql } from './sql.ts';
+import { FailureType, FtiError } from '../../core/errors.ts';
+import { PG_TYPE, type FeatureType } from '../../features/schema.ts';
+import type { FeatureViewDefinition } from '../../features/views.ts';
+import { col, id, ids, join, kw, sql, toNative, type Sql } from '../db/index.ts';
+import { getFeatureGroup, groupTables, type FeatureGroupRecord } from '../feature-store/index.ts';
 
 export interface OnlineKey {
   name: string;

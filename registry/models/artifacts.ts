@@ -4,11 +4,11 @@
  * closed: a mismatched artifact is never handed to TensorFlow.js.
  */
 import type { Knex } from 'knex';
-import { FailureType, FtiError } from '../core/errors.ts';
-import { artifactSha256, artifactSize, type ModelArtifact } from '../ml/artifact.ts';
-import { formatRef, refNotFound, whereRef, type ParsedRef } from './model-refs.ts';
-import type { ModelArtifactRow } from './model-rows.ts';
-import type { LoadedArtifact } from './model-types.ts';
+import { FailureType, FtiError } from '../../core/errors.ts';
+import { artifactSha256, artifactSize, type ModelArtifact } from '../../ml/artifact.ts';
+import { formatRef, refNotFound, whereRef } from './refs.ts';
+import type { ModelArtifactRow } from './rows.ts';
+import type { LoadedArtifact, ParsedRef } from './types.ts';
 
 /** The only format so far; the column exists so another can be added without a migration of old rows. */
 export const ARTIFACT_FORMAT = 'tfjs-layers-model';

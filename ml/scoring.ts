@@ -1,34 +1,60 @@
 /**
  * A model version made ready to score: its TensorFlow.js model, the encoder built
- * from its signature (ml/encoding.ts, the one implementation training uses) and the
+ * from its signature (encoding.ts, the one implementation training uses) and the
  * feature view it was trained on. Batch inference and the online server both score
  * through this, so a row becomes the same model input on every path.
+ *
+ * It reads the registry through the two small interfaces below (the model registry
+ * and the feature store satisfy them), so ml/ never depends on registry/.
  */
 import type * as tf from '@tensorflow/tfjs';
-import type { Knex } from 'knex';
 import { FailureType, FtiError } from '../core/errors.ts';
 import type { FeatureViewDefinition } from '../features/views.ts';
-import { modelFromArtifact } from '../ml/artifact.ts';
-import type { Tf } from '../ml/backend.ts';
-import { createEncoder, type Encoder } from '../ml/encoding.ts';
-import { disposeModel, modelInputWidth } from '../ml/model.ts';
-import { predictBatch, PREDICT_CHUNK } from '../ml/predict.ts';
-import type { FeatureRow } from '../ml/values.ts';
-import { getFeatureView } from '../registry/feature-views.ts';
-import type { ModelRegistry, ModelVersion } from '../registry/model-registry.ts';
+import { modelFromArtifact, type ModelArtifact } from './artifact.ts';
+import type { Tf } from './backend.ts';
+import { createEncoder, type Encoder } from './encoding.ts';
+import { disposeModel, modelInputWidth } from './model.ts';
+import { predictBatch, PREDICT_CHUNK } from './predict.ts';
+import type { ModelSignature } from './signature.ts';
+import type { FeatureRow } from './values.ts';
+
+/** What scoring needs to know of a registered model version. */
+export interface ScorableVersion {
+  model: string;
+  version: number;
+  signature: ModelSignature;
+  lineage: { featureView?: { name: string; version: number } };
+}
+
+export interface ScoringDeps {
+  /** Versions and their verified artifacts (the model registry). */
+  models: {
+    getModelVersion(name: string, version: number): Promise<ScorableVersion>;
+    loadArtifact(name: string, version: number): Promise<ModelArtifact>;
+  };
+  /** Registered feature views (the feature store). */
+  views: { view(name: string, version: number): Promise<{ definition: FeatureViewDefinition }> };
+  tf: Tf;
+}
+
+/** A row that does not fit the signature, with every problem it has; never scored. */
+export interface ScoringReject {
+  row: FeatureRow;
+  reasons: string[];
+}
 
 /** Rows that fit the signature, with one score each, and those that do not, with why. */
 export interface ScoredRows {
   rows: FeatureRow[];
   scores: Float32Array;
-  rejected: Array<{ row: FeatureRow; reasons: string[] }>;
+  rejected: ScoringReject[];
 }
 
 export interface ScoringModel {
   model: string;
   version: number;
-  /** The registry's record: signature, lineage, metrics. */
-  record: ModelVersion;
+  /** The registry's record: signature and lineage. */
+  record: ScorableVersion;
   /** The feature view the version was trained on (lineage.featureView). */
   view: FeatureViewDefinition;
   encoder: Encoder;
@@ -41,14 +67,8 @@ export interface ScoringModel {
   dispose(): void;
 }
 
-export interface ScoringDeps {
-  knex: Knex;
-  registry: ModelRegistry;
-  tf: Tf;
-}
-
 export async function loadScoringModel(deps: ScoringDeps, name: string, version: number): Promise<ScoringModel> {
-  const record = await deps.registry.getModelVersion(name, version);
+  const record = await deps.models.getModelVersion(name, version);
   const ref = record.lineage.featureView;
   if (!ref) {
     throw new FtiError(
@@ -57,11 +77,11 @@ export async function loadScoringModel(deps: ScoringDeps, name: string, version:
       { model: name, version },
     );
   }
-  const view = (await getFeatureView(deps.knex, ref.name, ref.version)).definition;
+  const view = (await deps.views.view(ref.name, ref.version)).definition;
   assertSignatureFitsView(record, view);
   const encoder = createEncoder(record.signature);
 
-  const artifact = await deps.registry.loadArtifact(name, version);
+  const artifact = await deps.models.loadArtifact(name, version);
   const model = await modelFromArtifact(deps.tf, artifact);
   try {
     const width = modelInputWidth(model);
@@ -119,7 +139,7 @@ async function scoreRows(tfjs: Tf, model: tf.LayersModel, encoder: Encoder, rows
  * Every signature input must be a feature of the view, of a type the encoder can
  * read: otherwise the version was not trained on this view and would score garbage.
  */
-export function assertSignatureFitsView(record: ModelVersion, view: FeatureViewDefinition): void {
+export function assertSignatureFitsView(record: ScorableVersion, view: FeatureViewDefinition): void {
   const features = new Map(view.features.map((f) => [f.name, f]));
   const problems: string[] = [];
   for (const input of record.signature.inputs) {

@@ -4,18 +4,19 @@
  * hear of a move exactly when it commits. Rollback is an undo stack over 'set' moves.
  */
 import type { Knex } from 'knex';
-import { FailureType, FtiError } from '../core/errors.ts';
-import { refNotFound } from './model-refs.ts';
-import { toAliasMove, toModelAlias, type AliasMoveRow, type ModelAliasRow } from './model-rows.ts';
-import { assertName, assertVersionNumber, inTransaction, lockModel, modelNotFound } from './model-tx.ts';
-import { ALIAS_CHANNEL, type AliasChange, type AliasMove, type AliasMoveKind, type AliasMoveOptions, type ModelAlias } from './model-types.ts';
+import { FailureType, FtiError } from '../../core/errors.ts';
+import { inTransaction } from '../db/index.ts';
+import { assertName, assertVersionNumber, lockModel, modelId, STORE } from './locks.ts';
+import { refNotFound } from './refs.ts';
+import { toAliasMove, toModelAlias, type AliasMoveRow, type ModelAliasRow } from './rows.ts';
+import { ALIAS_CHANNEL, type AliasChange, type AliasMove, type AliasMoveKind, type AliasMoveOptions, type ModelAlias } from './types.ts';
 
 /** Points `alias` at `version`. Pointing it where it already points changes nothing. */
 export async function setAlias(knex: Knex, name: string, alias: string, version: number, options: AliasMoveOptions = {}): Promise<AliasChange> {
   assertName(name, 'model name');
   assertName(alias, 'alias');
   assertVersionNumber(version);
-  return inTransaction(knex, async (trx) => {
+  return inTransaction(knex, STORE, async (trx) => {
     const model = await lockModel(trx, name);
     const exists = await trx('model_versions').where({ model_id: model.id, version }).first('id');
     if (!exists) throw await refNotFound(trx, name, { kind: 'version', version });
@@ -33,7 +34,7 @@ export async function setAlias(knex: Knex, name: string, alias: string, version:
 export async function rollbackAlias(knex: Knex, name: string, alias: string, options: AliasMoveOptions = {}): Promise<AliasChange> {
   assertName(name, 'model name');
   assertName(alias, 'alias');
-  return inTransaction(knex, async (trx) => {
+  return inTransaction(knex, STORE, async (trx) => {
     const model = await lockModel(trx, name);
     const current = await currentVersion(trx, model.id, alias);
     if (current === undefined) throw await refNotFound(trx, name, { kind: 'alias', alias });
@@ -159,10 +160,4 @@ function aliasQuery(knex: Knex): Knex.QueryBuilder {
 
 function historyQuery(knex: Knex): Knex.QueryBuilder {
   return knex('model_alias_history as h').join('models as m', 'm.id', 'h.model_id').select('h.*', 'm.name as model_name');
-}
-
-async function modelId(knex: Knex, name: string): Promise<number> {
-  const row = await knex('models').select<{ id: number } | undefined>('id').where({ name }).first();
-  if (!row) throw modelNotFound(name);
-  return row.id;
 }

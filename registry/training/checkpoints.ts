@@ -7,9 +7,9 @@
  * the model's weight bytes and the optimizer's state bytes.
  */
 import type { Knex } from 'knex';
-import type { Checkpoint } from '../ml/checkpoint.ts';
-import type { ModelSignature } from '../ml/signature.ts';
-import type { EpochProgress } from '../ml/train.ts';
+import type { Checkpoint } from '../../ml/checkpoint.ts';
+import type { ModelSignature } from '../../ml/signature.ts';
+import type { EpochProgress } from '../../ml/train.ts';
 
 export interface StoredCheckpoint {
   runKey: string;

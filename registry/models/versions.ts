@@ -3,29 +3,30 @@
  * per key), lookups, metrics queries, lineage queries and deletion.
  */
 import type { Knex } from 'knex';
-import { FailureType, FtiError } from '../core/errors.ts';
-import { ARTIFACT_FORMAT, prepareArtifact } from './model-artifacts.ts';
-import { refNotFound, whereRef, type ParsedRef } from './model-refs.ts';
-import { summaryQuery, toModelSummary, toModelVersion, versionQuery, type ModelSummaryRow, type ModelVersionRow } from './model-rows.ts';
-import { assertName, assertVersionNumber, inTransaction, invalid, lockModel, modelNotFound } from './model-tx.ts';
+import { FailureType, FtiError, invalidInput } from '../../core/errors.ts';
+import { FeatureGroupCommitRefSchema, type FeatureGroupCommitRef } from '../../core/refs.ts';
+import { inTransaction } from '../db/index.ts';
+import { ARTIFACT_FORMAT, prepareArtifact } from './artifacts.ts';
+import { assertName, assertVersionNumber, lockModel, modelId, STORE } from './locks.ts';
+import { refNotFound, whereRef } from './refs.ts';
+import { summaryQuery, toModelSummary, toModelVersion, versionQuery, type ModelSummaryRow, type ModelVersionRow } from './rows.ts';
 import {
-  FeatureGroupCommitRefSchema,
   RegisterModelVersionSchema,
-  type FeatureGroupCommitRef,
   type ModelSummary,
+  type ParsedRef,
   type ModelVersion,
   type RegisterModelVersionInput,
   type RegisterResult,
-} from './model-types.ts';
+} from './types.ts';
 
 export async function registerModelVersion(knex: Knex, input: RegisterModelVersionInput): Promise<RegisterResult> {
   const parsed = RegisterModelVersionSchema.safeParse(input);
-  if (!parsed.success) throw invalid('model version', parsed.error.issues);
+  if (!parsed.success) throw invalidInput('model version', parsed.error.issues);
   const { name, signature, metrics, params, lineage, description, idempotencyKey } = parsed.data;
   const artifact = prepareArtifact(input.artifact);
   const commits = uniqueCommits(lineage.featureGroupCommits);
 
-  return inTransaction(knex, async (trx) => {
+  return inTransaction(knex, STORE, async (trx) => {
     const model = await lockModel(trx, name, { create: true });
     if (idempotencyKey !== undefined) {
       const existing = await trx('model_versions').select<{ id: number } | undefined>('id').where({ model_id: model.id, idempotency_key: idempotencyKey }).first();
@@ -124,7 +125,7 @@ export async function listModels(knex: Knex): Promise<ModelSummary[]> {
 export async function listModelVersions(knex: Knex, name: string): Promise<ModelVersion[]> {
   assertName(name, 'model name');
   const rows = (await versionQuery(knex).where('m.name', name).orderBy('v.version')) as ModelVersionRow[];
-  if (rows.length === 0) await assertModelExists(knex, name);
+  if (rows.length === 0) await modelId(knex, name);
   return rows.map(toModelVersion);
 }
 
@@ -138,14 +139,14 @@ export async function bestVersion(knex: Knex, name: string, metric: string, mode
     .whereRaw(`jsonb_typeof(v.metrics -> ?) = 'number'`, [metric])
     .orderByRaw(`(v.metrics ->> ?)::float8 ${mode === 'max' ? 'desc' : 'asc'}, v.version desc`, [metric])
     .first()) as ModelVersionRow | undefined;
-  if (!row) await assertModelExists(knex, name);
+  if (!row) await modelId(knex, name);
   return row ? toModelVersion(row) : undefined;
 }
 
 /** Every model version whose training read this feature group commit. */
 export async function versionsUsingCommit(knex: Knex, commit: FeatureGroupCommitRef): Promise<ModelVersion[]> {
   const parsed = FeatureGroupCommitRefSchema.safeParse(commit);
-  if (!parsed.success) throw invalid('feature group commit reference', parsed.error.issues);
+  if (!parsed.success) throw invalidInput('feature group commit reference', parsed.error.issues);
   const { featureGroup, version, commitId } = parsed.data;
   const rows = (await versionQuery(knex)
     .whereExists((q) => {
@@ -162,7 +163,7 @@ export async function versionsUsingCommit(knex: Knex, commit: FeatureGroupCommit
 export async function deleteModelVersion(knex: Knex, name: string, version: number): Promise<void> {
   assertName(name, 'model name');
   assertVersionNumber(version);
-  await inTransaction(knex, async (trx) => {
+  await inTransaction(knex, STORE, async (trx) => {
     const model = await lockModel(trx, name);
     const aliases = await trx('model_aliases').where({ model_id: model.id, version }).orderBy('alias').pluck<string[]>('alias');
     if (aliases.length) {
@@ -176,9 +177,4 @@ export async function deleteModelVersion(knex: Knex, name: string, version: numb
     if (deleted === 0) throw await refNotFound(trx, name, { kind: 'version', version });
     await trx('models').where({ id: model.id }).update({ updated_at: trx.fn.now() });
   });
-}
-
-async function assertModelExists(knex: Knex, name: string): Promise<void> {
-  const found = await knex('models').where({ name }).first('id');
-  if (!found) throw modelNotFound(name);
 }

@@ -4,34 +4,10 @@
  * left out), as of the commits pinned on the run; and the predictions it wrote.
  */
 import type { Knex } from 'knex';
-import { streamQuery } from './cursor.ts';
-import { FailureType, FtiError } from '../core/errors.ts';
-import type { FeatureViewDefinition } from '../features/views.ts';
-import { getFeatureGroup, type FeatureGroupRecord } from './feature-store/groups.ts';
-import { pointInTimeSql, type PitQuery } from './feature-store/point-in-time.ts';
-import { snapshotSql } from './feature-store/reads.ts';
-import type { PitStrategy } from './prediction-runs.ts';
-import { col, raw, sql, toNative } from './sql.ts';
-import { viewQuery, type CommitRef } from './training-datasets.ts';
-
-export interface ViewSnapshot {
-  spine: FeatureGroupRecord;
-  joins: FeatureGroupRecord[];
-  commits: CommitRef[];
-}
-
-/** The view's groups, read as of the given commits (those pinned on a run). */
-export async function snapshotOf(knex: Knex, view: FeatureViewDefinition, commits: CommitRef[]): Promise<ViewSnapshot> {
-  const groups = [{ group: view.spine.group, version: view.spine.version }, ...view.joins];
-  const records = await Promise.all(groups.map((g) => getFeatureGroup(knex, g.group, g.version)));
-  for (const r of records) {
-    if (!commits.some((c) => c.featureGroup === r.name && c.version === r.version)) {
-      throw new FtiError(FailureType.Conflict, `no commit of ${r.name} v${r.version} is pinned for this run`);
-    }
-  }
-  const [spine, ...joins] = records as [FeatureGroupRecord, ...FeatureGroupRecord[]];
-  return { spine, joins, commits };
-}
+import { FailureType, FtiError } from '../../core/errors.ts';
+import type { FeatureViewDefinition } from '../../features/views.ts';
+import { col, raw, sql, streamQuery, toNative } from '../db/index.ts';
+import { pointInTimeSql, snapshotSql, viewQuery, type PitQuery, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 /**
  * Spine rows in each partition [boundaries[i], boundaries[i+1]) in one scan.

@@ -8,8 +8,8 @@
  */
 import pg from 'pg';
 import { z } from 'zod';
-import { assertIdentifier } from '../core/names.ts';
-import { ALIAS_CHANNEL, type AliasNotification } from './model-types.ts';
+import { assertIdentifier } from '../../core/names.ts';
+import { ALIAS_CHANNEL, type AliasNotification } from './types.ts';
 
 const PayloadSchema = z.object({ schema: z.string(), model: z.string(), alias: z.string(), version: z.number().int() });
 

@@ -1,0 +1,28 @@
+/**
+ * The one way the project opens Postgres: a knex instance bound to a schema (the
+ * registry, feature tables and predictions all live there; tests use a schema of
+ * their own).
+ */
+import knexFactory, { type Knex } from 'knex';
+import pg from 'pg';
+import { assertIdentifier } from '../../core/names.ts';
+
+// int8 (counts, bigserial ids) as JS numbers: they stay far below 2^53 here.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number.parseInt(v, 10));
+
+export interface DbOptions {
+  url: string;
+  schema: string;
+  poolMax?: number;
+  applicationName?: string;
+}
+
+export function createKnex({ url, schema, poolMax = 10, applicationName = 'fti' }: DbOptions): Knex {
+  assertIdentifier(schema, 'schema');
+  return knexFactory({
+    client: 'pg',
+    connection: { connectionString: url, application_name: applicationName },
+    searchPath: [schema, 'public'],
+    pool: { min: 0, max: poolMax },
+  });
+}

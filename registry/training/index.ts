@@ -1,0 +1,55 @@
+/**
+ * registry/training: what the training pipeline keeps between its steps. It owns
+ * training datasets (a feature view's point-in-time join materialized as td_<id>,
+ * with splits, train statistics and the commits it read) and training checkpoints
+ * (the latest epoch of each run, so a retried train activity resumes). It reads
+ * features only through the feature store's view snapshot; it never writes features
+ * or model versions.
+ */
+import type { Knex } from 'knex';
+import type { FeatureGroupCommitRef } from '../../core/refs.ts';
+import type { FeatureViewRecord } from '../feature-store/index.ts';
+import { deleteCheckpoint, loadCheckpoint, saveCheckpoint, type StoredCheckpoint } from './checkpoints.ts';
+import { createTrainingDataset, datasetsUsingCommit, getTrainingDataset, streamSplit, type CreateTrainingDatasetOptions, type Split, type TrainingDataset } from './datasets.ts';
+
+export class TrainingStore {
+  private readonly knex: Knex;
+
+  constructor({ knex }: { knex: Knex }) {
+    this.knex = knex;
+  }
+
+  /** Materializes the view's point-in-time join over its latest commits (idempotent per key). */
+  createDataset(view: FeatureViewRecord, options: CreateTrainingDatasetOptions): Promise<TrainingDataset> {
+    return createTrainingDataset(this.knex, view, options);
+  }
+
+  /** A ready dataset; NotFound or Conflict (still creating, failed) otherwise. */
+  dataset(datasetId: number): Promise<TrainingDataset> {
+    return getTrainingDataset(this.knex, datasetId);
+  }
+
+  /** A split's rows in batches through a cursor, in the table's stored (shuffled) order. */
+  streamSplit(dataset: TrainingDataset, split: Split, columns: string[], batchSize?: number): AsyncGenerator<Array<Record<string, unknown>>> {
+    return streamSplit(this.knex, dataset, split, columns, batchSize);
+  }
+
+  /** Which datasets read a commit (lineage). */
+  datasetsUsingCommit(commit: FeatureGroupCommitRef): Promise<number[]> {
+    return datasetsUsingCommit(this.knex, commit);
+  }
+
+  saveCheckpoint(stored: StoredCheckpoint): Promise<void> {
+    return saveCheckpoint(this.knex, stored);
+  }
+
+  loadCheckpoint(runKey: string): Promise<StoredCheckpoint | undefined> {
+    return loadCheckpoint(this.knex, runKey);
+  }
+
+  deleteCheckpoint(runKey: string): Promise<void> {
+    return deleteCheckpoint(this.knex, runKey);
+  }
+}
+
+export type { CreateTrainingDatasetOptions, Split, StoredCheckpoint, TrainingDataset };
