@@ -4,14 +4,15 @@
  * attempt, so a retry never duplicates or loses rows.
  */
 import { activityInfo, Context } from '@temporalio/activity';
-import { FtiError, FailureType } from '../core/errors.ts';
-import type { SourceSpec } from '../core/inputs.ts';
+import { FtiError, FailureType, invalid, parseOrThrow } from '../core/errors.ts';
+import { SourceOverrideSchema, type FileSourceSpec } from '../core/inputs.ts';
 import type { FeatureGroupCommitRef } from '../core/refs.ts';
 import type { Catalog } from '../features/catalog.ts';
-import type { FeatureGroupDefinition } from '../features/definitions.ts';
+import { sourceColumnsRead, type FeatureGroupDefinition } from '../features/definitions.ts';
 import { encodeRows, type IngestCounters } from '../features/ingest.ts';
-import { openSource, type SourcePartition, type TimeWindow } from '../features/sources/index.ts';
-import type { FeatureStore } from '../registry/feature-store/index.ts';
+import { isFileSource, openSource, resolveSourceFile, short, type DataRootPolicy, type Source, type SourcePartition, type TimeWindow } from '../features/sources/index.ts';
+import { parseTimestamp } from '../features/timestamps.ts';
+import type { FeatureStore, ValidationReport } from '../registry/feature-store/index.ts';
 import { heartbeatWhile } from './heartbeat.ts';
 import { withDomainFailures } from './failures.ts';
 
@@ -21,7 +22,8 @@ export type FeatureRunRef = FeatureGroupCommitRef;
 export interface PlanInput {
   featureGroup: string;
   version?: number;
-  source?: SourceSpec;
+  /** A one-off file instead of the definition's source; allowed only under the data roots. */
+  source?: FileSourceSpec;
   start?: string;
   end?: string;
 }
@@ -56,16 +58,62 @@ export interface FeatureActivityDeps {
   catalog: Catalog<FeatureGroupDefinition>;
   /** Entity-hash partitions for aggregate groups (parallel SQL); default 2. */
   aggregatePartitions?: number;
+  /**
+   * FTI_DATA_ROOTS: directories a workflow input's source file must resolve into (symlinks
+   * followed). The definitions' own files are always allowed; default: nothing else.
+   */
+  dataRoots?: string[];
 }
 
-export function createFeatureActivities({ store, catalog, aggregatePartitions = 2 }: FeatureActivityDeps) {
+export function createFeatureActivities({ store, catalog, aggregatePartitions = 2, dataRoots = [] }: FeatureActivityDeps) {
+  const policy = (): DataRootPolicy => ({ roots: dataRoots, files: catalog.list().flatMap((d) => (isFileSource(d.source) ? [d.source.path] : [])) });
+
+  /**
+   * The source a run reads: the definition's own, or the input's file once it resolved inside
+   * a data root (checked here, on the worker that opens it, before any byte is read). Every
+   * read checks the source's columns against the definition before its first row.
+   */
+  async function sourceOf(def: FeatureGroupDefinition, override: unknown): Promise<{ source: Source; checkColumns?: (found: string[]) => void }> {
+    if (def.source.kind === 'feature_group') {
+      if (override !== undefined) {
+        throw invalid(`${def.name} v${def.version} is computed in SQL from ${def.source.name} v${def.source.version}; it reads no file, so a source override is refused`);
+      }
+      throw invalid(`${def.name} reads files or queries, not another feature group`);
+    }
+    let spec: Exclude<FeatureGroupDefinition['source'], { kind: 'feature_group' }> = def.source;
+    if (override !== undefined) {
+      // Checked again here: the workflow validated it, but an activity trusts no input.
+      const file = parseOrThrow(SourceOverrideSchema, override, 'source override', { root: 'source' });
+      spec = { ...file, path: await resolveSourceFile(file.path, policy()) };
+    }
+    const checkColumns = isFileSource(spec) ? columnCheck(def, spec) : undefined;
+    const source = openSource(spec, {
+      queryRows: (query, params, batchSize) => store.sourceRows(query, params, batchSize, { zonelessTimestamp: (text) => parseTimestamp(text, def.timeZone) ?? text }),
+      timeZone: def.timeZone,
+      checkColumns,
+    });
+    return { source, checkColumns };
+  }
+
   return withDomainFailures({
-    /** Registers the definition, opens (or re-finds) the commit attempt and lists the partitions. */
+    /**
+     * Checks the source (data roots, columns, a readable file) and lists its partitions,
+     * then registers the definition and opens (or re-finds) the commit attempt: a bad input
+     * fails before anything is written.
+     */
     async planFeatureRun(input: PlanInput): Promise<FeatureRunPlan> {
       const def = catalog.get(input.featureGroup, input.version);
+      const window = toWindow(input);
+      let partitions: SourcePartition[] | undefined;
+      if (def.source.kind !== 'feature_group' || input.source !== undefined) {
+        const { source, checkColumns } = await sourceOf(def, input.source);
+        // The header (schema, first object) before any row: a file that does not fit fails here.
+        const columns = checkColumns ? await source.columns() : undefined;
+        if (columns) checkColumns?.(columns);
+        partitions = await source.partitions(window);
+      }
       const group = await store.register(def);
       const info = activityInfo();
-      const window = toWindow(input);
       const execution = info.workflowExecution;
       const base = {
         idempotencyKey: execution ? `${execution.workflowId}/${execution.runId}` : `activity/${info.activityId}`,
@@ -88,12 +136,11 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
       const commit = await store.beginCommit(group, base);
       const ref = { featureGroup: def.name, version: def.version, commitId: commit.id };
       if (commit.status === 'committed') return { ...ref, kind: 'done', result: resultOf(ref, commit) };
-      const source = openSource(sourceSpec(def, input.source), sourceDeps(store));
-      return { ...ref, kind: 'source', partitions: await source.partitions(window) };
+      return { ...ref, kind: 'source', partitions: partitions ?? [] };
     },
 
     /** Reads one partition of the source into the commit's staging table. */
-    async ingestPartition(input: FeatureRunRef & { partition: SourcePartition; source?: SourceSpec; start?: string; end?: string }): Promise<PartitionResult> {
+    async ingestPartition(input: FeatureRunRef & { partition: SourcePartition; source?: FileSourceSpec; start?: string; end?: string }): Promise<PartitionResult> {
       const def = catalog.get(input.featureGroup, input.version);
       const group = await store.group(def.name, def.version);
       const window = toWindow(input);
@@ -105,7 +152,7 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
       const total = range ? range.rowEnd - range.rowStart : undefined;
       const context = Context.current();
       const progress = () => ({ stage: 'ingest', partition: partition.index, rows: counters.rowsIn + counters.rowsOutsideWindow, total });
-      const source = openSource(sourceSpec(def, input.source), sourceDeps(store));
+      const { source } = await sourceOf(def, input.source);
       const chunks = encodeRows(def, source.read(partition, window), window, counters, (rejects) => store.reject(input.commitId, rejects), () => context.heartbeat(progress()));
       await heartbeatWhile(progress, store.copyRows(group, input.commitId, chunks));
       return { partition: partition.index, rowsIn: counters.rowsIn, rowsStaged: counters.rowsStaged, rowsRejected: counters.rowsRejected };
@@ -140,15 +187,7 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
       const def = catalog.get(input.featureGroup, input.version);
       const group = await store.group(def.name, def.version);
       const outcome = await heartbeatWhile(() => ({ stage: 'commit', commitId: input.commitId }), store.commit(group, rulesOf(def), input.commitId));
-      if (!outcome.ok) {
-        const { report } = outcome;
-        const first = report.sample.slice(0, 3).map((r) => `row ${r.rowNumber}: ${r.reasons.join('; ')}`);
-        throw new FtiError(
-          FailureType.ValidationFailed,
-          `${report.rowsRejected} of ${report.rowsIn} rows of ${def.name} v${def.version} failed validation under the strict policy; nothing was committed (commit attempt ${input.commitId}). ${first.join(' | ')}`,
-          { commitId: input.commitId, report },
-        );
-      }
+      if (!outcome.ok) throw refusedCommit(def, input.commitId, outcome.report);
       return resultOf(input, outcome.commit);
     },
 
@@ -161,18 +200,73 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
   });
 }
 
-function sourceDeps(store: FeatureStore) {
-  return { queryRows: (query: string, params: unknown[], batchSize: number) => store.sourceRows(query, params, batchSize) };
-}
-
 function rulesOf(def: FeatureGroupDefinition) {
-  return { expectations: def.expectations, validation: def.validation };
+  return { expectations: def.expectations, validation: def.validation, maxRejectRatio: def.maxRejectRatio };
 }
 
-function sourceSpec(def: FeatureGroupDefinition, override: SourceSpec | undefined): Exclude<SourceSpec, { kind: 'feature_group' }> {
-  const spec = override ?? def.source;
-  if (spec.kind === 'feature_group') throw new FtiError(FailureType.InvalidInput, `${def.name} reads files or queries, not another feature group`);
-  return spec;
+/**
+ * The check of a file source's columns (its header, schema or first object) against the raw
+ * columns the definition reads: a missing or renamed column, or a wrong delimiter that
+ * yields one column, fails the run at once, naming the columns expected and found.
+ * Undefined when the definition's transform reads columns it does not declare.
+ */
+function columnCheck(def: FeatureGroupDefinition, spec: FileSourceSpec): ((found: string[]) => void) | undefined {
+  const expected = sourceColumnsRead(def);
+  if (!expected) return undefined;
+  return (found) => {
+    const have = new Set(found);
+    const missing = expected.filter((c) => !have.has(c));
+    if (missing.length === 0) return;
+    const hint =
+      spec.kind === 'csv' && found.length === 1 && expected.length > 1
+        ? `; one column only: is the delimiter right? the file is read as ${JSON.stringify(spec.delimiter ?? ',')}-separated`
+        : '';
+    throw invalid(
+      `source file ${spec.path} does not have the columns ${def.name} v${def.version} reads: missing ${names(missing)}; expected ${names(expected)}; found ${names(found)}${hint}`,
+      { path: spec.path, missing, expected, found: found.slice(0, MAX_NAMES).map((n) => short(n, 64)) },
+    );
+  };
+}
+
+const MAX_NAMES = 30;
+
+/** Column names for a message: quoted, each shortened, at most MAX_NAMES. */
+function names(list: string[]): string {
+  const shown = list.slice(0, MAX_NAMES).map((n) => JSON.stringify(short(n, 64)));
+  return `${shown.join(', ')}${list.length > MAX_NAMES ? ` and ${list.length - MAX_NAMES} more` : ''}${list.length === 0 ? '(none)' : ''}`;
+}
+
+/**
+ * The failure of a refused commit. Its message and details carry counts and the first few
+ * reasons (shortened), never a source row: rejected rows stay in feature_rejects, and a
+ * failure's details are shown to anyone who can open the Temporal UI.
+ */
+function refusedCommit(def: FeatureGroupDefinition, commitId: number, report: ValidationReport): FtiError {
+  const what = `${def.name} v${def.version}`;
+  const firstReasons = report.sample.slice(0, 3).map((r) => ({ rowNumber: r.rowNumber, reasons: r.reasons.slice(0, 3).map((reason) => short(reason, 200)) }));
+  const first = firstReasons.map((r) => `row ${r.rowNumber}: ${r.reasons.join('; ')}`).join(' | ');
+  const kept = `nothing was committed (commit attempt ${commitId}); the rejected rows are kept with their reasons in feature_rejects.`;
+  const ratio = report.maxRejectRatio ?? def.maxRejectRatio;
+  const message =
+    report.refusal === 'no_rows'
+      ? `${what} would commit 0 rows: all ${report.rowsIn} rows read were rejected; ${kept} ${first}`
+      : report.refusal === 'reject_ratio'
+        ? `${report.rowsRejected} of ${report.rowsIn} rows of ${what} were rejected (${percent(report.rowsRejected / report.rowsIn)}), more than its maximum reject ratio of ${percent(ratio)} under the quarantine policy; ${kept} ${first}`
+        : `${report.rowsRejected} of ${report.rowsIn} rows of ${what} failed validation under the strict policy; nothing was committed (commit attempt ${commitId}). ${first}`;
+  return new FtiError(FailureType.ValidationFailed, message.trim(), {
+    commitId,
+    policy: report.policy,
+    refusal: report.refusal ?? 'strict',
+    rowsIn: report.rowsIn,
+    rowsRejected: report.rowsRejected,
+    maxRejectRatio: ratio,
+    reasons: report.reasons,
+    firstReasons,
+  });
+}
+
+function percent(ratio: number): string {
+  return `${Number((ratio * 100).toFixed(1))}%`;
 }
 
 function toWindow(input: { start?: string; end?: string }): TimeWindow {

@@ -121,9 +121,12 @@ export async function createBenchContext(): Promise<BenchContext & { close(): Pr
     port: config.databaseUrl ? undefined : await freePort(),
     dataDir: fs.mkdtempSync(path.join(os.tmpdir(), 'fti-bench-pg-')),
     ephemeral: true,
+    // The bench measures speed, not privileges: it works as the cluster's superuser.
+    provision: false,
     log: (l) => log(l),
   });
-  const knex = createKnex({ url: postgres.url, schema, poolMax: 12, applicationName: 'fti-bench' });
+  const benchUrl = postgres.adminUrl ?? postgres.urls.owner;
+  const knex = createKnex({ url: benchUrl, schema, poolMax: 12, applicationName: 'fti-bench' });
   await knex.raw('drop schema if exists ?? cascade', [schema]);
   await migrate(knex, schema);
   let temporal: Promise<DevServer> | undefined;
@@ -131,7 +134,7 @@ export async function createBenchContext(): Promise<BenchContext & { close(): Pr
   return {
     config,
     log,
-    databaseUrl: postgres.url,
+    databaseUrl: benchUrl,
     schema,
     knex,
     temporal: async () => {

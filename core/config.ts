@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { roleName, urlWithRole, type DbRole } from './db-roles.ts';
 import { formatIssues } from './errors.ts';
 
 /** The flights example, resolved against the repository (not the working directory). */
@@ -15,6 +16,10 @@ const port = z.coerce.number().int().min(1).max(65535);
 
 const EnvSchema = z.object({
   DATABASE_URL: z.string().min(1).optional(),
+  FTI_ADMIN_DATABASE_URL: z.string().min(1).optional(),
+  FTI_OWNER_PASSWORD: z.string().min(1).optional(),
+  FTI_WORKER_PASSWORD: z.string().min(1).optional(),
+  FTI_SERVING_PASSWORD: z.string().min(1).optional(),
   FTI_SCHEMA: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/).default('fti'),
   FTI_DATA_DIR: z.string().min(1).optional(),
   FTI_PG_PORT: port.default(54329),
@@ -27,13 +32,22 @@ const EnvSchema = z.object({
   FTI_TFJS_BACKEND: z.enum(['tensorflow', 'webgpu', 'wasm', 'cpu']).optional(),
   FTI_WORKER_CONCURRENCY: z.coerce.number().int().min(1).optional(),
   FTI_DEFINITIONS: z.string().min(1).optional(),
+  FTI_DATA_ROOTS: z.string().optional(),
   FTI_SERVE_HOST: z.string().min(1).default('127.0.0.1'),
   FTI_SERVE_PORT: port.default(8080),
+  FTI_SERVING_TOKEN: z.string().min(1).optional(),
+  FTI_SERVING_METRICS_PUBLIC: z.stringbool().default(false),
+  FTI_SERVING_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1).optional(),
+  FTI_SERVING_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(0).optional(),
 });
 
 export interface FtiConfig {
-  /** Postgres connection string; unset means "embedded Postgres under dataDir". */
+  /** Postgres connection string of this process's role; unset means "embedded Postgres under dataDir". */
   databaseUrl: string | undefined;
+  /** A connection that may create roles: `fti migrate` then provisions the schema's roles first. */
+  adminDatabaseUrl: string | undefined;
+  /** The roles' passwords `fti migrate` provisions with (with adminDatabaseUrl; all three required then). */
+  rolePasswords: Partial<Record<DbRole, string>>;
   /** Postgres schema that holds the registry, feature tables and predictions. */
   schema: string;
   /** Local state: embedded Postgres data, dev-server database. */
@@ -51,9 +65,22 @@ export interface FtiConfig {
   workerConcurrency: number | undefined;
   /** Module that default-exports the deployment's definitions (defineProject). */
   definitionsModule: string;
+  /**
+   * Directories a workflow input's source file must resolve into (symlinks followed), from
+   * FTI_DATA_ROOTS (path-delimiter separated). Empty: only the definitions' own files.
+   */
+  dataRoots: string[];
   /** Where `fti serve` listens. */
   serveHost: string;
   servePort: number;
+  /** Bearer token(s) `fti serve` requires (comma-separated); unset: no auth. */
+  servingToken: string | undefined;
+  /** GET /metrics without a token even when one is set. */
+  servingMetricsPublic: boolean;
+  /** A prediction request that takes longer answers 503 (unset: the server's default, 5 s). */
+  servingRequestTimeoutMs: number | undefined;
+  /** statement_timeout of the server's database pool, 0 for none (unset: the server's default, 2 s). */
+  servingStatementTimeoutMs: number | undefined;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): FtiConfig {
@@ -65,6 +92,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): FtiConfig {
   const e = parsed.data;
   return {
     databaseUrl: e.DATABASE_URL,
+    adminDatabaseUrl: e.FTI_ADMIN_DATABASE_URL,
+    rolePasswords: { owner: e.FTI_OWNER_PASSWORD, worker: e.FTI_WORKER_PASSWORD, serving: e.FTI_SERVING_PASSWORD },
     schema: e.FTI_SCHEMA,
     dataDir: path.resolve(e.FTI_DATA_DIR ?? '.fti'),
     embeddedPgPort: e.FTI_PG_PORT,
@@ -77,18 +106,36 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): FtiConfig {
     tfjsBackend: e.FTI_TFJS_BACKEND,
     workerConcurrency: e.FTI_WORKER_CONCURRENCY,
     definitionsModule: e.FTI_DEFINITIONS ? path.resolve(e.FTI_DEFINITIONS) : DEFAULT_DEFINITIONS,
+    dataRoots: (e.FTI_DATA_ROOTS ?? '').split(path.delimiter).filter((r) => r.trim() !== '').map((r) => path.resolve(r)),
     serveHost: e.FTI_SERVE_HOST,
     servePort: e.FTI_SERVE_PORT,
+    servingToken: e.FTI_SERVING_TOKEN,
+    servingMetricsPublic: e.FTI_SERVING_METRICS_PUBLIC,
+    servingRequestTimeoutMs: e.FTI_SERVING_REQUEST_TIMEOUT_MS,
+    servingStatementTimeoutMs: e.FTI_SERVING_STATEMENT_TIMEOUT_MS,
   };
 }
 
-/** The Postgres to connect to: DATABASE_URL, else the embedded server's address. */
-export function databaseUrl(config: FtiConfig): string {
-  return config.databaseUrl ?? embeddedPostgresUrl(config.embeddedPgPort);
+/**
+ * The Postgres a process of `role` connects to: DATABASE_URL (a deployment gives
+ * each process its own role's URL), else the embedded server as the schema's role.
+ */
+export function databaseUrl(config: FtiConfig, role: DbRole): string {
+  return config.databaseUrl ?? embeddedRoleUrl(embeddedPostgresUrl(config.embeddedPgPort), config.schema, role);
 }
 
-export function embeddedPostgresUrl(port: number): string {
-  return `postgres://fti:fti@127.0.0.1:${port}/fti`;
+/** The embedded cluster's superuser: it only creates databases and roles. */
+export function embeddedPostgresUrl(port: number, database = 'fti'): string {
+  return `postgres://fti:fti@127.0.0.1:${port}/${database}`;
+}
+
+/**
+ * A role's URL on the embedded cluster. Its passwords are the role names: the
+ * cluster listens on 127.0.0.1 only and serves development and tests, where the
+ * roles are there so each process holds only its own rights, not for secrecy.
+ */
+export function embeddedRoleUrl(adminUrl: string, schema: string, role: DbRole): string {
+  return urlWithRole(adminUrl, roleName(schema, role), roleName(schema, role));
 }
 
 /** `FOO=` in a shell means "not set" for our purposes. */

@@ -9,27 +9,73 @@ import { IDENTIFIER } from './names.ts';
 
 export const identifier = z.string().regex(IDENTIFIER, `must match ${IDENTIFIER.source} (lower-case letters, digits and _, starting with a letter)`);
 
-/** An ISO-8601 timestamp string (the UI and schedules pass text); parsed to a Date by activities. */
-export const isoTime = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO-8601 timestamp such as 2001-06-01T00:00:00Z');
+/**
+ * An ISO-8601 timestamp string (the UI and schedules pass text); parsed to a Date by activities.
+ * A time of day needs its zone (`Z` or an offset): JavaScript would read a zone-less one in the
+ * worker's local zone. Anything else (`Date.parse` also takes text such as `x 2001`) is refused.
+ */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/;
+export const isoTime = z
+  .string()
+  .refine((s) => ISO_TIME.test(s) && !Number.isNaN(Date.parse(s)), 'must be an ISO-8601 timestamp with a zone, such as 2001-06-01T00:00:00Z (or a date, 2001-06-01)');
 
 /** A window length: 30m, 2h, 7d. */
 export const duration = z.string().refine(isDuration, 'must be a duration such as 30m, 1h or 7d') as unknown as z.ZodType<Duration>;
 
+const sourcePath = z
+  .string()
+  .min(1)
+  .max(4096)
+  .refine((p) => !p.includes('\0'), 'must not contain a NUL character');
+const csvDelimiter = z
+  .string()
+  .length(1)
+  .refine((d) => d !== '"' && d !== '\n' && d !== '\r', 'must be one character other than a quote or a line break');
+
+/** The sources that are files: the only kinds a workflow input may name (see SourceOverrideSchema). */
+export const FileSourceSpecSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('parquet'), path: sourcePath, timeColumn: z.string().optional() }),
+  z.object({ kind: z.literal('csv'), path: sourcePath, delimiter: csvDelimiter.optional() }),
+  z.object({ kind: z.literal('ndjson'), path: sourcePath }),
+]);
+export type FileSourceSpec = z.infer<typeof FileSourceSpecSchema>;
+
+/** Every source a definition (code) may read: files, a SQL query, another feature group. */
 export const SourceSpecSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('parquet'), path: z.string().min(1), timeColumn: z.string().optional() }),
-  z.object({ kind: z.literal('csv'), path: z.string().min(1), delimiter: z.string().length(1).optional() }),
-  z.object({ kind: z.literal('ndjson'), path: z.string().min(1) }),
+  ...FileSourceSpecSchema.options,
   z.object({ kind: z.literal('postgres'), query: z.string().min(1) }),
   z.object({ kind: z.literal('feature_group'), name: identifier, version: z.number().int().positive() }),
 ]);
 export type SourceSpec = z.infer<typeof SourceSpecSchema>;
 
+/** Why a workflow input cannot carry the other source kinds: they exist only in code. */
+export const REFUSED_SOURCE_OVERRIDES: Readonly<Record<string, string>> = {
+  postgres:
+    'SQL sources exist only in the definitions module (FTI_DEFINITIONS), never in a workflow input; a source override may only be a csv, ndjson or parquet file under a data root (FTI_DATA_ROOTS)',
+  feature_group:
+    'feature_group sources exist only in the definitions module (FTI_DEFINITIONS), never in a workflow input; a source override may only be a csv, ndjson or parquet file under a data root (FTI_DATA_ROOTS)',
+};
+
+/**
+ * A workflow input's `source`: a one-off file (late rows, a correction) read instead of the
+ * definition's source. Never SQL, never another feature group; the path is checked against
+ * the data roots by the worker that opens it (only the worker sees its file system).
+ */
+export const SourceOverrideSchema = z
+  .unknown()
+  .superRefine((value, ctx) => {
+    const kind = value !== null && typeof value === 'object' ? (value as { kind?: unknown }).kind : undefined;
+    const refused = typeof kind === 'string' && Object.hasOwn(REFUSED_SOURCE_OVERRIDES, kind) ? REFUSED_SOURCE_OVERRIDES[kind] : undefined;
+    if (refused) ctx.addIssue({ code: 'custom', message: refused, path: ['kind'] });
+  })
+  .pipe(FileSourceSpecSchema) as unknown as z.ZodType<FileSourceSpec, FileSourceSpec>;
+
 export const FeaturePipelineInputSchema = z
   .object({
     featureGroup: identifier,
     version: z.number().int().positive().optional(),
-    /** Read this source instead of the definition's (same kind of rows). */
-    source: SourceSpecSchema.optional(),
+    /** Read this file instead of the definition's source (same kind of rows): a csv, ndjson or parquet file under a data root. */
+    source: SourceOverrideSchema.optional(),
     /** Event-time window [start, end): only rows in it are ingested. */
     start: isoTime.optional(),
     end: isoTime.optional(),

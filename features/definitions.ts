@@ -18,12 +18,13 @@
 import crypto from 'node:crypto';
 import { z } from 'zod';
 import { formatIssues } from '../core/errors.ts';
-import { SourceSpecSchema, type SourceSpec } from '../core/inputs.ts';
+import { SourceSpecSchema, type FileSourceSpec, type SourceSpec } from '../core/inputs.ts';
 import { IDENTIFIER } from '../core/names.ts';
 import { isDuration, type Duration } from '../core/duration.ts';
 import { FEATURE_TYPES, type FeatureRow, type FeatureType } from './schema.ts';
+import { isTimeZone, UTC } from './timestamps.ts';
 
-export type { SourceSpec };
+export type { FileSourceSpec, SourceSpec };
 
 export type Expectation =
   | { kind: 'not_null'; column: string }
@@ -61,15 +62,38 @@ export interface FeatureGroupInput {
   online?: boolean;
   expectations?: Expectation[];
   validation?: ValidationPolicy;
+  /**
+   * Under `quarantine`: the largest share of a run's rows that may be rejected (0 to 1,
+   * default 0.05). Beyond it nothing is committed (FtiValidationFailed); the rejected rows
+   * are kept with their reasons.
+   */
+  maxRejectRatio?: number;
+  /**
+   * The zone of timestamps the source gives without one (CSV and NDJSON text, Parquet
+   * TIMESTAMP without isAdjustedToUTC, Postgres `timestamp`): `UTC` (the default), a fixed
+   * offset such as `+05:30`, or an IANA name such as `America/New_York`. Never the
+   * worker's local zone.
+   */
+  timeZone?: string;
+  /**
+   * The raw columns the transform reads, with their types. A file source's columns are
+   * checked against them before any row is read (a missing or renamed column fails the run
+   * at once), and their values are typed (timestamps in `timeZone`) before the transform
+   * sees them, so it gets the same values from Parquet, CSV or NDJSON. Without a transform
+   * the features themselves are the columns read; with one and without this, the source's
+   * columns cannot be checked and the transform gets the values as the format has them.
+   */
+  sourceColumns?: Record<string, FeatureType>;
   /** A feature that is a label (for spines of feature views); informational. */
   label?: string;
 }
 
-export interface FeatureGroupDefinition extends Required<Omit<FeatureGroupInput, 'description' | 'transform' | 'aggregation' | 'label' | 'features'>> {
+export interface FeatureGroupDefinition extends Required<Omit<FeatureGroupInput, 'description' | 'transform' | 'aggregation' | 'label' | 'features' | 'sourceColumns'>> {
   description: string | undefined;
   transform: RowTransform | undefined;
   aggregation: Aggregation | undefined;
   label: string | undefined;
+  sourceColumns: Record<string, FeatureType> | undefined;
   /** Ordered columns: entity keys, event time, then features. */
   columns: Array<{ name: string; type: FeatureType }>;
   /** sha256 of the stored schema; a different schema under the same name+version is refused. */
@@ -105,6 +129,9 @@ const InputSchema = z.object({
   online: z.boolean().default(false),
   expectations: z.array(ExpectationSchema).default([]),
   validation: z.enum(['strict', 'quarantine']).default('strict'),
+  maxRejectRatio: z.number().min(0).max(1).default(0.05),
+  timeZone: z.string().refine(isTimeZone, 'must be UTC, an offset such as +05:30, or an IANA time zone such as America/New_York').default(UTC),
+  sourceColumns: z.record(z.string().min(1).max(256), z.enum(FEATURE_TYPES)).optional(),
   label: identifier.optional(),
 });
 
@@ -146,6 +173,9 @@ export function defineFeatureGroup(input: FeatureGroupInput): FeatureGroupDefini
     online: d.online,
     expectations: d.expectations,
     validation: d.validation,
+    maxRejectRatio: d.maxRejectRatio,
+    timeZone: d.timeZone,
+    sourceColumns: d.sourceColumns,
     label: d.label,
     columns,
     fingerprint: fingerprint({ entityKeys: d.entityKeys, eventTime: d.eventTime, columns, online: d.online, aggregation: aggregation ?? null }),
@@ -184,9 +214,22 @@ export function storedSchema(def: FeatureGroupDefinition): Record<string, unknow
     aggregation: def.aggregation ?? null,
     expectations: def.expectations,
     validation: def.validation,
+    maxRejectRatio: def.maxRejectRatio,
+    timeZone: def.timeZone,
+    sourceColumns: def.sourceColumns ?? null,
     label: def.label ?? null,
     source: def.source,
   };
+}
+
+/**
+ * The raw columns a definition reads from its source: `sourceColumns`, else (without a
+ * transform) its features. Undefined when a transform reads columns it does not declare.
+ */
+export function sourceColumnsRead(def: FeatureGroupDefinition): string[] | undefined {
+  if (def.sourceColumns) return Object.keys(def.sourceColumns);
+  if (!def.transform) return def.columns.map((c) => c.name);
+  return undefined;
 }
 
 export type { FeatureRow, FeatureType };

@@ -1,8 +1,9 @@
 /**
- * The per-row work of ingestion, between a source and COPY: transform, type every
- * column, keep rows inside the time window, and encode them as COPY text. A row
- * that cannot be parsed, transformed or typed is rejected with its reasons; it is
- * never dropped silently.
+ * The per-row work of ingestion, between a source and COPY: type the raw columns the
+ * definition declares (`sourceColumns`), transform, type every feature, keep rows inside
+ * the time window, and encode them as COPY text. Timestamps without a zone are read in the
+ * definition's `timeZone`. A row that cannot be parsed, typed or transformed is rejected
+ * with its reasons; it is never dropped silently.
  */
 import { copyValue } from './copy-text.ts';
 import type { FeatureGroupDefinition } from './definitions.ts';
@@ -40,6 +41,9 @@ export async function* encodeRows(
   onBatch: () => void = () => {},
 ): AsyncGenerator<string> {
   const columns = def.columns;
+  const zone = def.timeZone;
+  // The raw columns typed before the transform sees them, whatever the file format.
+  const rawColumns = def.sourceColumns ? Object.entries(def.sourceColumns) : [];
   const required = new Set([...def.entityKeys, def.eventTime]);
   const eventTimeIndex = columns.findIndex((c) => c.name === def.eventTime);
   const startMs = window.start?.getTime() ?? -Infinity;
@@ -58,6 +62,17 @@ export async function* encodeRows(
         rejects.push({ rowNumber, reasons: [`row: ${parseError}`], row: {} });
         continue;
       }
+      let rawReasons: string[] | undefined;
+      for (const [name, type] of rawColumns) {
+        const typed = coerce(raw[name], type, zone);
+        if (typed.ok) raw[name] = typed.value;
+        else (rawReasons ??= []).push(`${name}: ${typed.reason}`);
+      }
+      if (rawReasons) {
+        counters.rowsIn++;
+        rejects.push({ rowNumber, reasons: rawReasons, row: jsonSafe(raw) });
+        continue;
+      }
       let row: Record<string, unknown>;
       try {
         row = def.transform ? def.transform(raw, { rowNumber }) : raw;
@@ -69,7 +84,7 @@ export async function* encodeRows(
       let reasons: string[] | undefined;
       for (let c = 0; c < columns.length; c++) {
         const column = columns[c] as (typeof columns)[number];
-        const typed = coerce(row[column.name], column.type);
+        const typed = coerce(row[column.name], column.type, zone);
         if (!typed.ok) {
           (reasons ??= []).push(`${column.name}: ${typed.reason}`);
           values[c] = null;

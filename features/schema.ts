@@ -3,6 +3,8 @@
  * only validation done in JavaScript (a value that cannot be typed cannot be
  * COPYed); expectations run in SQL on the staged rows.
  */
+import { parseTimestamp, UTC, type TimeZone } from './timestamps.ts';
+
 export const FEATURE_TYPES = ['float', 'int', 'bool', 'string', 'timestamp'] as const;
 export type FeatureType = (typeof FEATURE_TYPES)[number];
 
@@ -22,8 +24,12 @@ export type Coerced = { ok: true; value: FeatureValue } | { ok: false; reason: s
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
-/** Turns a raw value (from Parquet, CSV text, JSON or pg) into a typed feature value. */
-export function coerce(value: unknown, type: FeatureType): Coerced {
+/**
+ * Turns a raw value (from Parquet, CSV text, JSON or pg) into a typed feature value. A
+ * timestamp text without a zone is a wall-clock time in `timeZone` (never the process's
+ * local zone); numbers are epoch milliseconds.
+ */
+export function coerce(value: unknown, type: FeatureType, timeZone: TimeZone = UTC): Coerced {
   if (value === null || value === undefined || value === '') return { ok: true, value: null };
   switch (type) {
     case 'float': {
@@ -52,8 +58,8 @@ export function coerce(value: unknown, type: FeatureType): Coerced {
       if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return { ok: true, value: String(value) };
       return fail(value, 'a string');
     case 'timestamp': {
-      const d = value instanceof Date ? value : typeof value === 'string' || typeof value === 'number' ? new Date(value) : undefined;
-      return d && Number.isFinite(d.getTime()) ? { ok: true, value: d } : fail(value, 'a timestamp');
+      const d = value instanceof Date ? value : typeof value === 'string' ? parseTimestamp(value, timeZone) : typeof value === 'number' ? new Date(value) : undefined;
+      return d && Number.isFinite(d.getTime()) ? { ok: true, value: d } : fail(value, 'a timestamp (ISO 8601, such as 2001-01-01T10:00:00Z)');
     }
   }
 }

@@ -14,6 +14,16 @@ export interface ServingMetrics {
   predictions: Counter<'model' | 'version'>;
   swaps: Counter<'model' | 'alias'>;
   swapFailures: Counter<'model' | 'alias'>;
+  /** Model versions loaded into memory (a reload after an eviction counts again). */
+  modelLoads: Counter<'model' | 'version'>;
+  /** Requests for a version by number that the loading rule refused (`reason`: not_allowed). */
+  versionRefusals: Counter<'model' | 'reason'>;
+  /** Entities of a request with no online row (answered NOT_FOUND in a batch). */
+  entitiesNotFound: Counter<'model'>;
+  /** Requests that ran out of time: the server's request timeout or the database's statement timeout. */
+  timeouts: Counter<'kind'>;
+  /** Model versions in memory right now; set by the server from its resolver. */
+  modelsLoaded: Gauge;
 }
 
 export function createServingMetrics(): ServingMetrics {
@@ -33,5 +43,15 @@ export function createServingMetrics(): ServingMetrics {
     predictions: new Counter({ name: 'fti_predictions_total', help: 'Entities scored, by model version', labelNames: ['model', 'version'], registers: [registry] }),
     swaps: new Counter({ name: 'fti_model_swaps_total', help: 'Hot swaps of a served alias to another version', labelNames: ['model', 'alias'], registers: [registry] }),
     swapFailures: new Counter({ name: 'fti_model_swap_failures_total', help: 'Alias moves the server could not follow (it keeps the previous version)', labelNames: ['model', 'alias'], registers: [registry] }),
+    modelLoads: new Counter({ name: 'fti_model_loads_total', help: 'Model versions loaded into memory (a reload after an eviction counts again)', labelNames: ['model', 'version'], registers: [registry] }),
+    versionRefusals: new Counter({
+      name: 'fti_model_version_refusals_total',
+      help: 'Requests for a version by number refused without loading it: it never held an alias and is not allow-listed',
+      labelNames: ['model', 'reason'],
+      registers: [registry],
+    }),
+    entitiesNotFound: new Counter({ name: 'fti_entities_not_found_total', help: 'Requested entities with no online features', labelNames: ['model'], registers: [registry] }),
+    timeouts: new Counter({ name: 'fti_predict_timeouts_total', help: 'Prediction requests that ran out of time, by kind (request, statement)', labelNames: ['kind'], registers: [registry] }),
+    modelsLoaded: new Gauge({ name: 'fti_models_loaded', help: 'Model versions in memory', registers: [registry] }),
   };
 }

@@ -8,6 +8,16 @@
  * the old one keeps answering; then the pointer moves in one synchronous step.
  * A request holds a lease on the version it started with, so a swap never pulls a
  * model from under a request in flight, and no request is dropped or delayed.
+ *
+ * Pinning: every served alias holds a lease on its version for as long as it points
+ * there, so the cache never evicts it; only versions asked for by number compete for
+ * the remaining room.
+ *
+ * Loading by number is limited, so callers cannot thrash the cache or make the server
+ * load every version ever registered: `name@N` loads only a version that holds or held
+ * an alias (the registry's alias history), or one on the allow-list. Anything else is
+ * refused (VersionNotAllowedError) before anything is loaded; a version that does not
+ * exist is the registry's NotFound.
  */
 import type { Logger } from '../core/log.ts';
 import type { AliasNotification, ModelRegistry, ParsedRef } from '../registry/models/index.ts';
@@ -41,8 +51,27 @@ export interface ResolverOptions {
   load: (name: string, version: number) => Promise<ServedModel>;
   metrics: ServingMetrics;
   log: Logger;
-  /** Versions kept loaded beyond those an alias points at. */
+  /**
+   * Most versions kept in memory (default 8). Versions a served alias points at are
+   * leased and never evicted, however many there are; idle versions asked for by
+   * number are evicted least recently used first beyond it.
+   */
   capacity?: number;
+  /** `name@N` versions that may be loaded by number although they never held an alias. */
+  allowVersions?: ReadonlyArray<{ name: string; version: number }>;
+}
+
+/** A request for a version by number that the loading rule refuses (the HTTP layer answers 403). */
+export class VersionNotAllowedError extends Error {
+  constructor(
+    readonly model: string,
+    readonly version: number,
+  ) {
+    super(
+      `model '${model}' version ${version} is not served by number: only versions that hold or held an alias (fti models promote) or are allow-listed (fti serve --allow-version ${model}@${version}) are loaded on demand`,
+    );
+    this.name = 'VersionNotAllowedError';
+  }
 }
 
 export class ModelResolver {
@@ -51,17 +80,28 @@ export class ModelResolver {
   private readonly creating = new Map<string, Promise<Pointer>>();
   /** Bumped by every announced move of an alias: a resolution that raced one starts over. */
   private readonly generations = new Map<string, number>();
+  /**
+   * Version keys that may be loaded by number: the allow-list, and versions seen to hold
+   * an alias. Only ever holds such versions, so callers cannot grow it.
+   */
+  private readonly permitted: Set<string>;
 
   constructor(private readonly options: ResolverOptions) {
     this.versions = new LeaseCache(async (key) => {
       const { name, version } = parseVersionKey(key);
+      options.metrics.modelLoads.inc({ model: name, version: String(version) });
       return options.load(name, version);
     }, options.capacity ?? 8);
+    this.permitted = new Set((options.allowVersions ?? []).map((v) => versionKey(v.name, v.version)));
   }
 
   /** A lease on the version that answers `name@ref`; release it when the request is done. */
   async acquire(name: string, ref: ParsedRef): Promise<Lease<ServedModel>> {
-    if (ref.kind === 'version') return this.versions.acquire(versionKey(name, ref.version));
+    if (ref.kind === 'version') {
+      const key = versionKey(name, ref.version);
+      if (!this.permitted.has(key)) await this.checkVersion(name, ref.version);
+      return this.versions.acquire(key);
+    }
     const alias = ref.kind === 'alias' ? ref.alias : 'latest';
     const key = pointerKey(name, alias);
     const pointer = this.pointers.get(key) ?? (await this.createPointer(name, alias));
@@ -75,6 +115,8 @@ export class ModelResolver {
 
   /** An announced alias move: follow it if this server serves the alias. */
   onAliasChange(change: AliasNotification): void {
+    // The version holds an alias now: it may be asked for by number from here on.
+    this.permitted.add(versionKey(change.model, change.version));
     const key = pointerKey(change.model, change.alias);
     const generation = this.bump(key);
     const pointer = this.pointers.get(key);
@@ -86,6 +128,11 @@ export class ModelResolver {
     await Promise.all([...this.pointers.values()].map((p) => this.refresh(p)));
   }
 
+  /** The versions in memory (or loading), as `name@version`. */
+  loaded(): string[] {
+    return this.versions.keys();
+  }
+
   served(): ServedAlias[] {
     return [...this.pointers.values()].map((p) => ({ model: p.model, alias: p.alias, version: p.version, ...(p.swapError ? { swapError: p.swapError } : {}) }));
   }
@@ -94,6 +141,16 @@ export class ModelResolver {
     for (const p of this.pointers.values()) p.lease.release();
     this.pointers.clear();
     this.versions.clear();
+  }
+
+  /** The loading rule for `name@N`; NotFound (from the registry) when there is no such version. */
+  private async checkVersion(name: string, version: number): Promise<void> {
+    if (await this.options.registry.versionHeldAlias(name, version)) {
+      this.permitted.add(versionKey(name, version));
+      return;
+    }
+    this.options.metrics.versionRefusals.inc({ model: name, reason: 'not_allowed' });
+    throw new VersionNotAllowedError(name, version);
   }
 
   private async createPointer(name: string, alias: string): Promise<Pointer> {
@@ -112,6 +169,7 @@ export class ModelResolver {
           }
           const pointer: Pointer = { model: name, alias, version: record.version, lease, resolvedAt: Date.now() };
           this.pointers.set(key, pointer);
+          if (alias !== 'latest') this.permitted.add(versionKey(name, record.version));
           this.options.metrics.versionInUse.set({ model: name, alias }, record.version);
           this.options.log('serving alias', { model: name, alias, version: record.version });
           return pointer;
@@ -159,6 +217,7 @@ export class ModelResolver {
       pointer.resolvedAt = Date.now();
       pointer.swapError = undefined;
       previous.release();
+      if (pointer.alias !== 'latest') this.permitted.add(versionKey(pointer.model, version));
       this.options.metrics.versionInUse.set(labels, version);
       this.options.metrics.swaps.inc(labels);
       this.options.log('alias moved: swapped', { ...labels, from, to: version });

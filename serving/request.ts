@@ -11,6 +11,13 @@
  *
  * The keys' names and types depend on the model's feature view; served-model.ts
  * checks them once the model is known.
+ *
+ * The answer has one prediction per entity, in request order, each with a status (as
+ * Feast's online reads do): `OK` with its score; `NOT_FOUND` (no online features for
+ * the entity) or `INVALID_FEATURES` (its stored features do not fit the signature)
+ * with `score: null`. In a batch (`keys` an array) one such entity never fails the
+ * others. A single entity (`keys` an object) that cannot be scored is an error
+ * instead: 404 unknown_entity or 422 invalid_features.
  */
 import { DEFAULT_ALIAS } from '../core/inference-inputs.ts';
 import { IDENTIFIER } from '../core/names.ts';
@@ -23,9 +30,15 @@ export interface PredictBody {
   keys: Record<string, unknown> | Array<Record<string, unknown>>;
 }
 
+export type PredictionStatus = 'OK' | 'NOT_FOUND' | 'INVALID_FEATURES';
+
 export interface Prediction {
   keys: Record<string, unknown>;
-  score: number;
+  /** null unless status is OK. */
+  score: number | null;
+  status: PredictionStatus;
+  /** INVALID_FEATURES: what is wrong with the stored features. */
+  problems?: string[];
 }
 
 export interface PredictResponse {
@@ -73,7 +86,15 @@ export function predictSchema(maxEntities: number) {
           featureView: { type: 'object', properties: { name: { type: 'string' }, version: { type: 'integer' } } },
           predictions: {
             type: 'array',
-            items: { type: 'object', properties: { keys: { type: 'object', additionalProperties: true }, score: { type: 'number' } } },
+            items: {
+              type: 'object',
+              properties: {
+                keys: { type: 'object', additionalProperties: true },
+                score: { type: ['number', 'null'] },
+                status: { type: 'string' },
+                problems: { type: 'array', items: { type: 'string' } },
+              },
+            },
           },
         },
       },

@@ -7,6 +7,12 @@
  * feature view the served version was trained on, so versions trained on different
  * views can be served side by side, and moving an alias back moves the features
  * back with it.
+ *
+ * Hardening (all options below, set from the environment by `fti serve`): optional
+ * bearer tokens (auth.ts); version numbers load on demand only when they hold or held
+ * an alias or are allow-listed (model-resolver.ts); a time budget per request; a body
+ * limit. The statement timeout lives on the database pool the caller hands in
+ * (`withStatementTimeout` in database.ts).
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Knex } from 'knex';
@@ -17,6 +23,7 @@ import { FeatureStore } from '../registry/feature-store/index.ts';
 import { ModelRegistry } from '../registry/models/index.ts';
 import { PredictionStore } from '../registry/predictions/index.ts';
 import { watchAliases } from './alias-watch.ts';
+import { bearerAuth, parseServingTokens } from './auth.ts';
 import { HttpError, toHttpError } from './http-errors.ts';
 import { createServingMetrics, type ServingMetrics } from './metrics.ts';
 import { ModelResolver } from './model-resolver.ts';
@@ -43,15 +50,33 @@ export interface ServerOptions {
   bodyLimit?: number;
   /** Most entities in one request (400 beyond). */
   maxEntities?: number;
-  /** Model versions kept loaded beyond those an alias points at. */
+  /**
+   * Most model versions kept in memory. Versions a served alias points at are never
+   * evicted (and count toward it); versions asked for by number share what is left.
+   */
   modelCapacity?: number;
-  /** `name`, `name@alias` or `name@3`: loaded before the server is returned, so no request waits for a model load. */
+  /** `name`, `name@alias` or `name@3`: loaded before the server is returned, so no request waits for a model load. A preloaded `name@3` is allow-listed. */
   preload?: string[];
+  /**
+   * Bearer tokens (FTI_SERVING_TOKEN): one, a comma-separated list, or an array. When
+   * set, every route but GET /healthz (and GET /metrics when `metricsPublic`) needs
+   * `Authorization: Bearer <one of them>`. Unset: no auth.
+   */
+  tokens?: string | string[];
+  /** GET /metrics without a token even when tokens are set (FTI_SERVING_METRICS_PUBLIC). Default false. */
+  metricsPublic?: boolean;
+  /** `name@N` versions that may be loaded by number although they never held an alias. */
+  allowVersions?: string[];
+  /** A prediction that takes longer answers 503 request_timeout (default DEFAULT_REQUEST_TIMEOUT_MS). */
+  requestTimeoutMs?: number;
   log?: Logger;
 }
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024;
 export const DEFAULT_MAX_ENTITIES = 256;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
+/** Longest a client may take to send a whole request (headers and body); Node answers 408 beyond. */
+export const RECEIVE_TIMEOUT_MS = 30_000;
 
 export interface PredictionServer {
   app: FastifyInstance;
@@ -61,6 +86,18 @@ export interface PredictionServer {
 
 export async function buildServer(options: ServerOptions): Promise<PredictionServer> {
   const { knex, tf, log = createLogger('serve') } = options;
+  // Bad settings fail here, before anything is opened.
+  const tokens = parseServingTokens(options.tokens);
+  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  if (!Number.isInteger(requestTimeoutMs) || requestTimeoutMs < 1) throw new Error(`requestTimeoutMs must be a positive integer, got ${String(requestTimeoutMs)}`);
+  for (const segment of options.allowVersions ?? []) {
+    if (parseModelSegment(segment).ref.kind !== 'version') throw new Error(`an allowed version is NAME@VERSION (e.g. flight_delay@3), got ${JSON.stringify(segment)}`);
+  }
+  // A version preloaded by number is allowed too: the operator named it.
+  const allowVersions = [...(options.allowVersions ?? []), ...(options.preload ?? [])].flatMap((segment) => {
+    const { name, ref } = parseModelSegment(segment);
+    return ref.kind === 'version' ? [{ name, version: ref.version }] : [];
+  });
   const registry = options.registry ?? new ModelRegistry({ knex });
   const features = new FeatureStore({ knex });
   const predictions = new PredictionStore({ knex });
@@ -72,6 +109,7 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
     metrics,
     log,
     capacity: options.modelCapacity,
+    allowVersions,
   });
   const watch = await watchAliases({
     databaseUrl: options.databaseUrl,
@@ -84,12 +122,17 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
   const app = Fastify({
     logger: false,
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    // A client that trickles its request in (slowloris) is cut off; the handler has its own budget (requestTimeoutMs).
+    requestTimeout: Math.max(RECEIVE_TIMEOUT_MS, requestTimeoutMs),
     // Reject what the schema does not allow instead of stripping or coercing it.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allowUnionTypes: true } },
   });
   // JSON only: anything else is a 415, not a string body that fails the schema.
   app.removeContentTypeParser('text/plain');
   app.decorateRequest('ftiModel', '');
+  // First hook of every request: a request without a valid token goes no further (its body is not even read).
+  const auth = bearerAuth({ tokens, publicRoutes: ['/healthz', ...(options.metricsPublic ? ['/metrics'] : [])] });
+  if (auth) app.addHook('onRequest', auth);
   app.addHook('onResponse', async (request, reply) => {
     if (request.routeOptions.url !== PREDICT_ROUTE) return;
     const outcome = reply.statusCode < 400 ? 'ok' : reply.statusCode < 500 ? 'client_error' : 'server_error';
@@ -98,6 +141,8 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
   app.setErrorHandler(async (err, request, reply) => {
     const http = toHttpError(err);
     if (http.statusCode >= 500) log('request failed', { method: request.method, url: request.url, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+    // Timeouts (503) are worth retrying shortly.
+    if (http.statusCode === 503) void reply.header('retry-after', '1');
     return reply.code(http.statusCode).send(http.body());
   });
   app.setNotFoundHandler(async (request, reply) => {
@@ -110,7 +155,7 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
     const aliasAnnouncements = watch.listening ? 'listening' : 'reconnecting';
     return { status: database !== 'ok' ? 'down' : aliasAnnouncements === 'listening' ? 'ok' : 'degraded', database, aliasAnnouncements, served: resolver.served() };
   };
-  registerRoutes(app, { resolver, metrics, maxEntities: options.maxEntities ?? DEFAULT_MAX_ENTITIES, health });
+  registerRoutes(app, { resolver, metrics, maxEntities: options.maxEntities ?? DEFAULT_MAX_ENTITIES, requestTimeoutMs, health });
 
   app.addHook('onClose', async () => {
     await watch.close();

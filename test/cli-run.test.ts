@@ -40,7 +40,8 @@ describe('fti run feature: the command line over FtiClient (real Temporal + Post
   beforeAll(async () => {
     db = await createTestDb('cli_run');
     temporal = await createTestTemporal('cli-run');
-    worker = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project: defineProject({ featureGroups: [temperatures] }) });
+    // --source-file names a file of the scratch directory: the worker's data root.
+    worker = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project: defineProject({ featureGroups: [temperatures] }), dataRoots: [scratch] });
   });
 
   afterAll(async () => {

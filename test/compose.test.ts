@@ -20,7 +20,7 @@ function composeConfig(file: string): { status: number | null; stdout: string; s
 
 interface ComposeService {
   image?: string;
-  build?: { context: string; target?: string };
+  build?: { context: string; target?: string; args?: Record<string, string> };
   environment?: Record<string, string>;
   depends_on?: Record<string, { condition: string }>;
   deploy?: { resources?: { reservations?: { devices?: Array<{ driver: string; capabilities: string[] }> } } };
@@ -56,6 +56,25 @@ describe('docker-compose.yml', () => {
     const devices = services['gpu-worker']?.deploy?.resources?.reservations?.devices ?? [];
     expect(devices).toContainEqual(expect.objectContaining({ driver: 'nvidia', capabilities: ['gpu'] }));
     expect(services['cpu-worker']?.deploy?.resources?.reservations?.devices).toBeUndefined();
+  });
+
+  it('gives every process its own database user: Temporal, migrations (owner), workers, the prediction server', () => {
+    const { status, stdout, stderr } = composeConfig(COMPOSE_FILE);
+    expect(status, stderr).toBe(0);
+    const services = (parse(stdout) as { services: Record<string, ComposeService & { command?: string[] }> }).services;
+    const user = (url: string | undefined) => (url ? decodeURIComponent(new URL(url).username) : undefined);
+    const superuser = services.postgres?.environment?.POSTGRES_USER;
+    expect(services.temporal?.environment?.POSTGRES_USER).toBe('temporal');
+    expect(user(services.migrate?.environment?.DATABASE_URL)).toBe('fti_owner');
+    expect(user(services.migrate?.environment?.FTI_ADMIN_DATABASE_URL)).toBe(superuser);
+    for (const name of ['cpu-worker', 'gpu-worker']) expect(user(services[name]?.environment?.DATABASE_URL), name).toBe('fti_worker');
+    expect(user(services.serve?.environment?.DATABASE_URL)).toBe('fti_serving');
+    expect(services.serve?.command).toEqual(expect.arrayContaining(['serve']));
+    // Only the one-shot migrate service ever holds the superuser's connection.
+    for (const [name, service] of Object.entries(services)) {
+      if (name === 'migrate' || name === 'postgres') continue;
+      for (const value of Object.values(service.environment ?? {})) expect(user(/^postgres:\/\//.test(value) ? value : undefined), `${name}`).not.toBe(superuser);
+    }
   });
 
   it('builds each worker target that compose names', () => {

@@ -12,7 +12,7 @@ import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type 
 import { scratchFiles } from './helpers/files.ts';
 import { failureOf } from './helpers/workflows.ts';
 
-const { file, ndjson } = scratchFiles('features');
+const { dir, file, ndjson } = scratchFiles('features');
 
 // Small hand-written groups for the store's behaviours.
 const readingsCsv = file('readings.csv', 'sensor,at,value\ns1,2024-01-01T10:00:00Z,1.5\ns2,2024-01-01T10:00:00Z,2.5\ns3,2024-01-01T10:00:00Z,not-a-number\ns4,2024-01-01T10:00:00Z,4.5\ns5,2024-01-01T10:00:00Z,-3\n');
@@ -26,6 +26,8 @@ const readings = (version: number, validation: 'strict' | 'quarantine') =>
     source: { kind: 'csv', path: readingsCsv },
     expectations: [{ kind: 'range', column: 'value', min: 0 }],
     validation,
+    // Two of five rows are bad on purpose: above the default 5% a quarantine commit is refused.
+    maxRejectRatio: 0.5,
   });
 const readingsStrict = readings(1, 'strict');
 const readingsQuarantine = readings(2, 'quarantine');
@@ -84,7 +86,8 @@ describe('feature pipeline and feature store (real Temporal + Postgres)', () => 
   beforeAll(async () => {
     db = await createTestDb('features');
     temporal = await createTestTemporal('features');
-    worker = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project });
+    // The runs below read files of the scratch directory: the worker's data root.
+    worker = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project, dataRoots: [dir] });
     store = new FeatureStore({ knex: db.knex });
   });
 

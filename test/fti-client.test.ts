@@ -60,7 +60,8 @@ describe('FtiClient: start, progress, wait, cancel (real Temporal + Postgres)', 
   beforeAll(async () => {
     db = await createTestDb('client');
     temporal = await createTestTemporal('client');
-    worker = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project: defineProject({ featureGroups: [clicks] }) });
+    // The runs' named pipes are in the scratch directory: the worker's data root.
+    worker = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project: defineProject({ featureGroups: [clicks] }), dataRoots: [scratch] });
     store = new FeatureStore({ knex: db.knex });
     fti = FtiClient.fromClient(temporal.client, { taskQueuePrefix: temporal.prefix });
   });

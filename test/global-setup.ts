@@ -1,6 +1,7 @@
 /**
  * Starts the real services every suite talks to, once per `npm test`:
- *   - Postgres: DATABASE_URL when set, else a fresh embedded Postgres 17 on a free port;
+ *   - Postgres: DATABASE_URL when set (with FTI_ADMIN_DATABASE_URL, which may create
+ *     roles), else a fresh embedded Postgres 17 on a free port;
  *   - a Temporal dev server (the real Temporal CLI, built once into the cache) on free ports;
  *   - one bundle of the workflow code, shared by every in-process CPU worker.
  * Suites isolate themselves with their own schema and task-queue prefix.
@@ -21,7 +22,8 @@ import { WORKFLOWS_PATH } from '../workers/worker.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    databaseUrl: string;
+    /** A connection that may create roles and schemas: each suite provisions its own (test/helpers/services.ts). */
+    adminDatabaseUrl: string;
     temporalAddress: string;
     temporalUiUrl: string;
     workflowBundlePath: string;
@@ -34,7 +36,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'fti-test-'));
 
   const [postgres, cliPath] = await Promise.all([
-    startPostgres(config, { dataDir: path.join(scratch, 'pg'), port: await freePort(), ephemeral: true, log }),
+    startPostgres(config, { dataDir: path.join(scratch, 'pg'), port: await freePort(), ephemeral: true, provision: false, log }),
     resolveTemporalCli(config, { allowBuild: true, allowDownload: false, log }),
   ]);
   const [port, uiPort] = [await freePort(), await freePort()];
@@ -44,7 +46,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const workflowBundlePath = path.join(scratch, 'workflow-bundle.js');
   fs.writeFileSync(workflowBundlePath, code);
 
-  project.provide('databaseUrl', postgres.url);
+  if (!postgres.adminUrl) throw new Error('the tests need a Postgres connection that may create roles: leave DATABASE_URL unset (embedded Postgres) or set FTI_ADMIN_DATABASE_URL too');
+  project.provide('adminDatabaseUrl', postgres.adminUrl);
   project.provide('temporalAddress', temporal.address);
   project.provide('temporalUiUrl', temporal.uiUrl ?? '');
   project.provide('workflowBundlePath', workflowBundlePath);

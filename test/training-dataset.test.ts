@@ -8,7 +8,7 @@ import { featurePipeline } from '../workflows/index.ts';
 import { scratchFiles } from './helpers/files.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
 
-const { ndjson } = scratchFiles('datasets');
+const { dir, ndjson } = scratchFiles('datasets');
 
 // Labelled events (the spine) and a score that jumps to 999 one second after each event.
 const events = defineFeatureGroup({
@@ -68,7 +68,7 @@ describe('training datasets: the point-in-time join', () => {
   beforeAll(async () => {
     db = await createTestDb('datasets');
     temporal = await createTestTemporal('datasets');
-    worker = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project });
+    worker = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex: db.knex, project, dataRoots: [dir] });
     const run = (featureGroup: string, file: string) =>
       temporal.client.workflow.execute(featurePipeline, { taskQueue: temporal.cpuQueue, workflowId: uniqueId('fp'), args: [{ featureGroup, source: { kind: 'ndjson', path: file } }] });
     const spine = [];

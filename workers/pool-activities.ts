@@ -25,6 +25,8 @@ export interface PoolDeps {
   tfjsBackend: string | null;
   /** The deployment's definitions (FTI_DEFINITIONS). */
   project: FtiProject;
+  /** Directories a workflow input's source file must resolve into (FTI_DATA_ROOTS); default: none, only the definitions' own files. */
+  dataRoots?: string[];
 }
 
 export function cpuActivities(deps: PoolDeps) {
@@ -35,7 +37,7 @@ export function cpuActivities(deps: PoolDeps) {
   return {
     ...createWorkerInfoActivities({ pool: 'cpu', tfjsBackend: deps.tfjsBackend }),
     ...createSystemCheckActivities({ checks: new SystemCheckStore({ knex }) }),
-    ...createFeatureActivities({ store: features, catalog: deps.project.featureGroups }),
+    ...createFeatureActivities({ store: features, catalog: deps.project.featureGroups, dataRoots: deps.dataRoots ?? [] }),
     ...createInferenceActivities({ features, predictions: new PredictionStore({ knex }), registry, backend }),
     ...createTrainingActivities({ features, training, registry, views: deps.project.featureViews, backend }),
   };

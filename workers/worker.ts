@@ -24,6 +24,8 @@ export interface PoolWorkerOptions {
   knex: Knex;
   backend: LoadedBackend | null;
   project: FtiProject;
+  /** Directories a workflow input's source file must resolve into; default: FTI_DATA_ROOTS (see core/config.ts). */
+  dataRoots?: string[];
   /** A pre-built workflow bundle (tests build one per run); default: bundle at start. */
   workflowBundle?: { codePath: string };
   maxConcurrentActivities?: number;
@@ -31,7 +33,13 @@ export interface PoolWorkerOptions {
 
 /** Builds a Worker for one pool. The caller owns connection and knex. */
 export async function createPoolWorker(options: PoolWorkerOptions): Promise<{ worker: Worker; activities: string[] }> {
-  const activities = poolActivities(options.pool, { knex: options.knex, backend: options.backend, tfjsBackend: options.backend?.name ?? null, project: options.project });
+  const activities = poolActivities(options.pool, {
+    knex: options.knex,
+    backend: options.backend,
+    tfjsBackend: options.backend?.name ?? null,
+    project: options.project,
+    dataRoots: options.dataRoots ?? loadConfig().dataRoots,
+  });
   const workerOptions: WorkerOptions = {
     connection: options.connection,
     namespace: options.namespace,
@@ -60,7 +68,7 @@ export async function runPoolWorker(pool: Pool, config: FtiConfig = loadConfig()
 
   const project = await loadProject(config.definitionsModule);
   const connection = await NativeConnection.connect({ address: config.temporalAddress });
-  const knex = createKnex({ url: databaseUrl(config), schema: config.schema, applicationName: `fti-worker-${pool}` });
+  const knex = createKnex({ url: databaseUrl(config, 'worker'), schema: config.schema, applicationName: `fti-worker-${pool}` });
   try {
     const { worker, activities } = await createPoolWorker({
       pool,
@@ -70,6 +78,7 @@ export async function runPoolWorker(pool: Pool, config: FtiConfig = loadConfig()
       knex,
       backend,
       project,
+      dataRoots: config.dataRoots,
       maxConcurrentActivities: config.workerConcurrency,
     });
     log(`polling task queue ${queue}`, {
@@ -80,6 +89,7 @@ export async function runPoolWorker(pool: Pool, config: FtiConfig = loadConfig()
       activities,
       tfjsBackend: backend.name,
       definitions: config.definitionsModule,
+      dataRoots: config.dataRoots,
       featureGroups: project.featureGroups.list().map((g) => `${g.name}@${g.version}`),
     });
     // Worker.run() installs SIGINT/SIGTERM handlers: it stops polling, lets running

@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../core/config.ts';
 import { createLogger } from '../../core/log.ts';
-import { createKnex, migrate } from '../../registry/db/index.ts';
 import { startDevStack } from '../services/dev-stack.ts';
-import { startPostgres } from '../services/postgres.ts';
+import { migrateStore, startPostgres } from '../services/postgres.ts';
 import { resolveTemporalCli } from '../services/temporal-cli.ts';
 
 export function registerDevCommands(program: Command): void {
@@ -26,17 +25,15 @@ export function registerDevCommands(program: Command): void {
 
   program
     .command('migrate')
-    .description('apply pending registry migrations (starts the embedded Postgres for the duration if needed)')
+    .description('apply pending registry migrations as the owner role (provisioning the roles first with FTI_ADMIN_DATABASE_URL; starts the embedded Postgres for the duration if needed)')
     .action(async () => {
       const config = loadConfig();
       const log = createLogger('migrate');
       const postgres = await startPostgres(config, { log: (l) => log(l) });
-      const knex = createKnex({ url: postgres.url, schema: config.schema });
       try {
-        const applied = await migrate(knex, config.schema);
+        const applied = await migrateStore(config, postgres);
         log(applied.length ? `applied ${applied.length}: ${applied.join(', ')}` : 'already up to date', { schema: config.schema });
       } finally {
-        await knex.destroy();
         await postgres.stop();
       }
     });

@@ -7,7 +7,8 @@ import { loadConfig } from '../../core/config.ts';
 import { createLogger } from '../../core/log.ts';
 import { loadBackend } from '../../ml/backend.ts';
 import { createKnex } from '../../registry/db/index.ts';
-import { buildServer, DEFAULT_BODY_LIMIT, DEFAULT_MAX_ENTITIES } from '../../serving/server.ts';
+import { DEFAULT_STATEMENT_TIMEOUT_MS, withStatementTimeout } from '../../serving/database.ts';
+import { buildServer, DEFAULT_BODY_LIMIT, DEFAULT_MAX_ENTITIES, DEFAULT_REQUEST_TIMEOUT_MS } from '../../serving/server.ts';
 import { startPostgres } from '../services/postgres.ts';
 
 interface ServeOptions {
@@ -16,6 +17,9 @@ interface ServeOptions {
   host?: string;
   bodyLimit?: number;
   maxEntities?: number;
+  allowVersion?: string[];
+  requestTimeout?: number;
+  statementTimeout?: number;
 }
 
 export function registerServeCommands(program: Command): void {
@@ -27,6 +31,9 @@ export function registerServeCommands(program: Command): void {
     .option('--body-limit <bytes>', `largest request body (default ${DEFAULT_BODY_LIMIT})`, positiveInt)
     .option('--max-entities <n>', `most entities per request (default ${DEFAULT_MAX_ENTITIES})`, positiveInt)
     .option('--preload <models...>', 'load these before listening: NAME, NAME@ALIAS or NAME@VERSION')
+    .option('--allow-version <versions...>', 'NAME@VERSION that may be loaded by number although it never held an alias')
+    .option('--request-timeout <ms>', `a prediction that takes longer answers 503 (default: FTI_SERVING_REQUEST_TIMEOUT_MS, ${DEFAULT_REQUEST_TIMEOUT_MS})`, positiveInt)
+    .option('--statement-timeout <ms>', `statement_timeout of the server's database pool, 0 for none (default: FTI_SERVING_STATEMENT_TIMEOUT_MS, ${DEFAULT_STATEMENT_TIMEOUT_MS})`, nonNegativeInt)
     .action(async (opts: ServeOptions) => {
       await serve(opts);
     });
@@ -39,11 +46,33 @@ async function serve(opts: ServeOptions): Promise<void> {
   for (const reason of backend.skipped) log(`tfjs backend skipped: ${reason}`);
   log(`TensorFlow.js backend: ${backend.name} (${backend.package}) on ${backend.device}`);
   const postgres = await startPostgres(config, { log: (line) => log(line) });
-  const knex = createKnex({ url: postgres.url, schema: config.schema, applicationName: 'fti-serve' });
+  // The serving role: it reads models, definitions and online tables, and writes nothing.
+  // Every statement of the server's pool is bounded: a blocked lookup is cancelled, not waited for.
+  const statementTimeoutMs = opts.statementTimeout ?? config.servingStatementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
+  const knex = createKnex({ url: withStatementTimeout(postgres.urls.serving, statementTimeoutMs), schema: config.schema, applicationName: 'fti-serve' });
   try {
-    const { app } = await buildServer({ knex, tf: backend.tf, databaseUrl: postgres.url, schema: config.schema, bodyLimit: opts.bodyLimit, maxEntities: opts.maxEntities, preload: opts.preload, log });
+    const { app } = await buildServer({
+      knex,
+      tf: backend.tf,
+      databaseUrl: postgres.urls.serving,
+      schema: config.schema,
+      bodyLimit: opts.bodyLimit,
+      maxEntities: opts.maxEntities,
+      preload: opts.preload,
+      allowVersions: opts.allowVersion,
+      requestTimeoutMs: opts.requestTimeout ?? config.servingRequestTimeoutMs,
+      // From the environment only: a token on the command line would show in `ps`.
+      tokens: config.servingToken,
+      metricsPublic: config.servingMetricsPublic,
+      log,
+    });
     const address = await app.listen({ port: opts.port ?? config.servePort, host: opts.host ?? config.serveHost });
-    log(`listening on ${address}`, { schema: config.schema, tfjsBackend: backend.name });
+    log(`listening on ${address}`, {
+      schema: config.schema,
+      tfjsBackend: backend.name,
+      auth: config.servingToken ? `bearer token${config.servingToken.includes(',') ? 's' : ''}${config.servingMetricsPublic ? ' (metrics public)' : ''}` : 'none',
+      statementTimeoutMs,
+    });
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
       process.once('SIGINT', () => resolve('SIGINT'));
       process.once('SIGTERM', () => resolve('SIGTERM'));
@@ -55,6 +84,12 @@ async function serve(opts: ServeOptions): Promise<void> {
     await knex.destroy();
     await postgres.stop();
   }
+}
+
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a whole number, 0 or more');
+  return n;
 }
 
 function positiveInt(value: string): number {

@@ -7,9 +7,8 @@
 import path from 'node:path';
 import type { FtiConfig } from '../../core/config.ts';
 import type { Logger } from '../../core/log.ts';
-import { createKnex, migrate } from '../../registry/db/index.ts';
 import { isListening } from './ports.ts';
-import { startPostgres, type PostgresHandle } from './postgres.ts';
+import { migrateStore, startPostgres, type PostgresHandle } from './postgres.ts';
 import { resolveTemporalCli } from './temporal-cli.ts';
 import { startTemporalDevServer, type DevServer } from './temporal-server.ts';
 import { startWorkerProcess } from './worker-process.ts';
@@ -37,18 +36,14 @@ export async function startDevStack(config: FtiConfig, log: Logger, options: Dev
   try {
     const postgres: PostgresHandle = await startPostgres(config, { log: (l) => log(l) });
     stops.push(postgres.stop);
-    const knex = createKnex({ url: postgres.url, schema: config.schema });
-    try {
-      const applied = await migrate(knex, config.schema);
-      log(`migrations: ${applied.length ? `applied ${applied.join(', ')}` : 'schema up to date'}`, { schema: config.schema });
-    } finally {
-      await knex.destroy();
-    }
+    const applied = await migrateStore(config, postgres);
+    log(`migrations: ${applied.length ? `applied ${applied.join(', ')}` : 'schema up to date'}`, { schema: config.schema });
 
     const { address, uiUrl } = await ensureTemporal(config, log, stops);
     const env: NodeJS.ProcessEnv = {
       ...process.env,
-      DATABASE_URL: postgres.url,
+      // Workers and CLI commands started from here connect as the worker role.
+      DATABASE_URL: postgres.urls.worker,
       TEMPORAL_ADDRESS: address,
       TEMPORAL_NAMESPACE: config.temporalNamespace,
       FTI_SCHEMA: config.schema,
@@ -63,7 +58,7 @@ export async function startDevStack(config: FtiConfig, log: Logger, options: Dev
         });
       }
     }
-    return { databaseUrl: postgres.url, temporalAddress: address, uiUrl, env, stop };
+    return { databaseUrl: postgres.urls.worker, temporalAddress: address, uiUrl, env, stop };
   } catch (err) {
     await stop();
     throw err;

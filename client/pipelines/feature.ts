@@ -1,7 +1,7 @@
 /** `featurePipeline`: raw data -> a versioned commit of a feature group, per event-time window. */
 import path from 'node:path';
 import { parseWorkflowInput } from '../../core/errors.ts';
-import { FeaturePipelineInputSchema, type SourceSpec } from '../../core/inputs.ts';
+import { FeaturePipelineInputSchema, type FileSourceSpec } from '../../core/inputs.ts';
 import type { FeaturePipelineInput } from '../../workflows/feature-pipeline.ts';
 import { compact, fingerprint, positiveInt, text, windowKey, type PipelineSpec } from '../pipeline-spec.ts';
 
@@ -32,7 +32,10 @@ export const featureSpec: PipelineSpec<'feature'> = {
     { flags: '--version <n>', description: 'feature group version (default: the latest defined)' },
     { flags: '--start <iso>', description: 'event-time window start (inclusive), e.g. 2001-01-03T00:00:00Z', runOnly: true },
     { flags: '--end <iso>', description: 'event-time window end (exclusive)', runOnly: true },
-    { flags: '--source-file <path>', description: "read this Parquet, CSV or NDJSON file instead of the definition's source (a path the workers can read)" },
+    {
+      flags: '--source-file <path>',
+      description: "read this Parquet, CSV or NDJSON file instead of the definition's source (late rows, a correction); the workers open it, and only under their data roots (FTI_DATA_ROOTS)",
+    },
   ],
   fromFlags: (values): FeaturePipelineInput =>
     compact({
@@ -47,8 +50,8 @@ export const featureSpec: PipelineSpec<'feature'> = {
     `(${r.rowsInserted} inserted, ${r.rowsUpdated} updated, ${r.rowsUnchanged} unchanged), ${r.rowsRejected} rejected of ${r.rowsIn} read`,
 };
 
-/** A local file as a source; the kind follows the extension. */
-export function sourceFromFile(file: string): SourceSpec {
+/** A local file as a source; the kind follows the extension. The worker checks the path against its data roots. */
+export function sourceFromFile(file: string): FileSourceSpec {
   const absolute = path.resolve(file);
   const ext = path.extname(absolute).toLowerCase();
   if (ext === '.parquet') return { kind: 'parquet', path: absolute };

@@ -35,12 +35,18 @@ export const flights = defineFeatureGroup({
   },
   label: 'delayed',
   source: { kind: 'parquet', path: FLIGHTS_3M_PARQUET, timeColumn: 'date' },
+  // The raw columns the transform reads, typed before it sees them whatever the file format
+  // (a late-rows NDJSON or CSV gives text); a file without them is refused before any row
+  // is read. A file may also carry `flight_id` (a late row or a correction of a known flight).
+  sourceColumns: { date: 'timestamp', delay: 'float', distance: 'float', origin: 'string', destination: 'string' },
   // The file's timestamps are local wall-clock times without a zone; they are kept as UTC.
+  timeZone: 'UTC',
   transform: (raw, { rowNumber }) => {
     const date = raw.date instanceof Date ? raw.date : null;
     const delay = typeof raw.delay === 'number' ? raw.delay : null;
     return {
-      flight_id: rowNumber,
+      // The source row for the 3M file (it has no id column); a late-rows file may give its own.
+      flight_id: raw.flight_id ?? rowNumber,
       event_time: date,
       origin: raw.origin,
       destination: raw.destination,

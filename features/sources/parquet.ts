@@ -3,10 +3,16 @@
  * group at a time: a partition is a run of row groups, so memory is bounded by the
  * row-group size whatever the file size. With `timeColumn`, row groups whose
  * min/max statistics fall outside the window are skipped.
+ *
+ * A TIMESTAMP column without isAdjustedToUTC holds wall-clock times: they are read in the
+ * definition's zone (UTC unless it says otherwise). A truncated or corrupt file fails at
+ * once, naming the file.
  */
-import { asyncBufferFromFile, parquetMetadataAsync, parquetRead, type FileMetaData } from 'hyparquet';
+import { asyncBufferFromFile, parquetMetadataAsync, parquetRead, type FileMetaData, type SchemaElement } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
-import { BATCH_ROWS, type RawBatch, type Source, type SourcePartition, type TimeWindow } from './types.ts';
+import { UTC, wallClockToInstant } from '../timestamps.ts';
+import { sourceFileError } from './files.ts';
+import { BATCH_ROWS, type RawBatch, type Source, type SourceOptions, type SourcePartition, type TimeWindow } from './types.ts';
 
 interface RowGroupInfo {
   index: number;
@@ -16,23 +22,38 @@ interface RowGroupInfo {
   maxTime?: number;
 }
 
-export function parquetSource(path: string, timeColumn?: string, rowGroupsPerPartition = 1): Source {
-  let opened: Promise<{ file: Awaited<ReturnType<typeof asyncBufferFromFile>>; metadata: FileMetaData; groups: RowGroupInfo[] }> | undefined;
+/** How far a zone's offset can move a wall-clock time (statistics are widened by it outside UTC). */
+const MAX_ZONE_SHIFT_MS = 26 * 3600_000;
+
+export function parquetSource(path: string, timeColumn?: string, options: Partial<SourceOptions> & { rowGroupsPerPartition?: number } = {}): Source {
+  const { timeZone = UTC, rowGroupsPerPartition = 1 } = options;
+  let opened: Promise<{ file: Awaited<ReturnType<typeof asyncBufferFromFile>>; metadata: FileMetaData; columns: string[]; zoneless: Set<string>; groups: RowGroupInfo[] }> | undefined;
   const open = () =>
     (opened ??= (async () => {
-      const file = await asyncBufferFromFile(path);
-      const metadata = await parquetMetadataAsync(file);
-      let rowStart = 0;
-      const groups = metadata.row_groups.map((g, index) => {
-        const rows = Number(g.num_rows);
-        const info: RowGroupInfo = { index, rowStart, rowEnd: rowStart + rows, ...timeRange(g.columns, timeColumn) };
-        rowStart += rows;
-        return info;
-      });
-      return { file, metadata, groups };
+      try {
+        const file = await asyncBufferFromFile(path);
+        const metadata = await parquetMetadataAsync(file);
+        const top = topLevel(metadata.schema);
+        const zoneless = new Set(top.filter((s) => s.logical_type?.type === 'TIMESTAMP' && s.logical_type.isAdjustedToUTC === false).map((s) => s.name));
+        const shift = timeZone !== UTC && timeColumn !== undefined && zoneless.has(timeColumn);
+        let rowStart = 0;
+        const groups = metadata.row_groups.map((g, index) => {
+          const rows = Number(g.num_rows);
+          const info: RowGroupInfo = { index, rowStart, rowEnd: rowStart + rows, ...timeRange(g.columns, timeColumn, shift) };
+          rowStart += rows;
+          return info;
+        });
+        return { file, metadata, columns: top.map((s) => s.name), zoneless, groups };
+      } catch (err) {
+        throw sourceFileError(path, 'Parquet', err);
+      }
     })());
 
   return {
+    async columns() {
+      return (await open()).columns;
+    },
+
     async partitions(window: TimeWindow): Promise<SourcePartition[]> {
       const { groups } = await open();
       const wanted = groups.filter((g) => overlaps(g, window));
@@ -45,43 +66,70 @@ export function parquetSource(path: string, timeColumn?: string, rowGroupsPerPar
     },
 
     async *read(partition: SourcePartition): AsyncIterable<RawBatch> {
-      const { file, metadata, groups } = await open();
+      const { file, metadata, columns, zoneless, groups } = await open();
+      options.checkColumns?.(columns);
+      // Zone-less timestamps are decoded as if UTC; outside UTC they move to the definition's zone.
+      const shifted = timeZone === UTC ? [] : columns.flatMap((c, i) => (zoneless.has(c) ? [i] : []));
       const start = partition.rowStart ?? 0;
       const end = partition.rowEnd ?? groups.at(-1)?.rowEnd ?? 0;
-      const columns = metadata.schema.slice(1).map((s) => s.name);
       for (const group of groups) {
         if (group.rowEnd <= start || group.rowStart >= end) continue;
         const from = Math.max(start, group.rowStart);
         const to = Math.min(end, group.rowEnd);
         let data: unknown[][] = [];
-        await parquetRead({ file, metadata, compressors, rowStart: from, rowEnd: to, rowFormat: 'array', onComplete: (rows) => (data = rows as unknown[][]) });
+        try {
+          await parquetRead({ file, metadata, compressors, rowStart: from, rowEnd: to, rowFormat: 'array', onComplete: (rows) => (data = rows as unknown[][]) });
+        } catch (err) {
+          throw sourceFileError(path, 'Parquet', err);
+        }
         for (let offset = 0; offset < data.length; offset += BATCH_ROWS) {
           const slice = data.slice(offset, offset + BATCH_ROWS);
-          yield { firstRowNumber: from + offset, rows: slice.map((values) => toRow(columns, values)) };
+          yield { firstRowNumber: from + offset, rows: slice.map((values) => toRow(columns, values, shifted, timeZone)) };
         }
       }
     },
   };
 }
 
-function toRow(columns: string[], values: unknown[]): Record<string, unknown> {
+/** The columns of the file (the root's children), not the leaves of nested ones. */
+function topLevel(schema: SchemaElement[]): SchemaElement[] {
+  const out: SchemaElement[] = [];
+  let i = 1;
+  const skip = (): void => {
+    const element = schema[i++];
+    for (let c = 0; c < (element?.num_children ?? 0); c++) skip();
+  };
+  while (i < schema.length) {
+    out.push(schema[i] as SchemaElement);
+    skip();
+  }
+  return out;
+}
+
+function toRow(columns: string[], values: unknown[], shifted: number[], timeZone: string): Record<string, unknown> {
   const row: Record<string, unknown> = {};
   for (let i = 0; i < columns.length; i++) {
     const v = values[i];
     // INT64 arrives as BigInt; numbers are what transforms expect.
     row[columns[i] as string] = typeof v === 'bigint' && v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
   }
+  for (const i of shifted) {
+    const name = columns[i] as string;
+    const v = row[name];
+    if (v instanceof Date) row[name] = new Date(wallClockToInstant(v.getTime(), timeZone));
+  }
   return row;
 }
 
-/** Row-group min/max of a TIMESTAMP column, in epoch ms, from the column statistics. */
-function timeRange(columns: FileMetaData['row_groups'][number]['columns'], timeColumn: string | undefined): { minTime?: number; maxTime?: number } {
+/** Row-group min/max of a TIMESTAMP column, in epoch ms, from the column statistics (widened when its wall-clock times move to a zone). */
+function timeRange(columns: FileMetaData['row_groups'][number]['columns'], timeColumn: string | undefined, shift: boolean): { minTime?: number; maxTime?: number } {
   if (!timeColumn) return {};
   const column = columns.find((c) => c.meta_data?.path_in_schema.join('.') === timeColumn);
   const stats = column?.meta_data?.statistics;
   const min = toEpochMs(stats?.min_value ?? stats?.min);
   const max = toEpochMs(stats?.max_value ?? stats?.max);
-  return min !== undefined && max !== undefined ? { minTime: min, maxTime: max } : {};
+  if (min === undefined || max === undefined) return {};
+  return shift ? { minTime: min - MAX_ZONE_SHIFT_MS, maxTime: max + MAX_ZONE_SHIFT_MS } : { minTime: min, maxTime: max };
 }
 
 function toEpochMs(value: unknown): number | undefined {

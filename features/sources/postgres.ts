@@ -6,6 +6,8 @@ import { BATCH_ROWS, type QueryRows, type RawBatch, type Source, type TimeWindow
 
 export function postgresSource(queryRows: QueryRows, query: string): Source {
   return {
+    // A query's columns are known only once it runs.
+    columns: async () => undefined,
     partitions: async () => [{ index: 0 }],
     async *read(_partition, window: TimeWindow): AsyncIterable<RawBatch> {
       const params = /\$2\b/.test(query) ? [window.start ?? null, window.end ?? null] : /\$1\b/.test(query) ? [window.start ?? null] : [];

@@ -1,4 +1,5 @@
 import type { RawRow } from '../definitions.ts';
+import type { TimeZone } from '../timestamps.ts';
 
 /** A slice of a source that one activity reads: the unit of fan-out and of retry. */
 export interface SourcePartition {
@@ -24,12 +25,25 @@ export interface TimeWindow {
 }
 
 export interface Source {
+  /**
+   * The source's columns, from its header, schema or first line, without reading its rows;
+   * undefined when that cannot be known without consuming it (a pipe, a query) or it is empty.
+   */
+  columns(): Promise<string[] | undefined>;
   /** The partitions to read (one for sources that stream sequentially). */
   partitions(window: TimeWindow): Promise<SourcePartition[]>;
   read(partition: SourcePartition, window: TimeWindow): AsyncIterable<RawBatch>;
 }
 
 export const BATCH_ROWS = 20_000;
+
+/** What every source is opened with. */
+export interface SourceOptions {
+  /** The zone of timestamps the format itself decodes without one (Parquet TIMESTAMP without isAdjustedToUTC). */
+  timeZone: TimeZone;
+  /** Called with the source's columns before its first row is read; throws to refuse them. */
+  checkColumns?: (found: string[]) => void;
+}
 
 /** Runs a source query in the store and streams its rows in batches (the feature store's sourceRows). */
 export type QueryRows = (query: string, params: unknown[], batchSize: number) => AsyncIterable<Array<Record<string, unknown>>>;

@@ -6,7 +6,9 @@ import { migrationSource } from './migrations/index.ts';
 /** Creates the schema if needed and applies every pending migration. Returns their names. */
 export async function migrate(knex: Knex, schema: string): Promise<string[]> {
   assertIdentifier(schema, 'schema');
-  await knex.raw('create schema if not exists ??', [schema]);
+  // Provisioned schemas exist already (owned by the owner role, which may not create schemas).
+  const exists = (await knex.raw('select 1 from pg_namespace where nspname = ?', [schema])) as { rows: unknown[] };
+  if (exists.rows.length === 0) await knex.raw('create schema ??', [schema]);
   const [, applied] = (await knex.migrate.latest({
     migrationSource,
     schemaName: schema,

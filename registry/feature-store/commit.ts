@@ -7,6 +7,9 @@
  *                        commit's table; duplicates are rejected, the last row wins
  *                        unless the group expects unique keys)
  *   strict policy: any rejected row fails the attempt here; nothing becomes visible
+ *   quarantine policy: more rejects than `maxRejectRatio` of the rows fails it too
+ *   either: rows read but none left to commit fails it (not a "committed" of nothing)
+ *   (a failed attempt keeps its rejects, with their reasons, in feature_rejects)
  *   3. statistics        per feature, over the commit's valid rows
  *   4. overlap           rows already visible unchanged are dropped from the commit
  *                        (a re-run adds nothing); changed rows supersede the old
@@ -21,7 +24,7 @@ import { FtiError, FailureType } from '../../core/errors.ts';
 import type { Expectation, ValidationPolicy } from '../../features/definitions.ts';
 import type { FeatureType } from '../../features/schema.ts';
 import { col, cols, id, ids, join, kw, raw, sql, transaction, unlessUniqueViolation } from '../db/index.ts';
-import { toFeatureCommit, type FeatureCommit, type FeatureCommitRow, type ValidationReport } from './commits.ts';
+import { toFeatureCommit, type CommitRefusal, type FeatureCommit, type FeatureCommitRow, type ValidationReport } from './commits.ts';
 import { reasonsExpression } from './expectations.ts';
 import { toFeatureReject } from './staging.ts';
 import { computeStatistics, storeStatistics } from './statistics.ts';
@@ -30,7 +33,11 @@ import { attachCommitTable, dropCommitTable, featureColumns, groupTables, valueC
 export interface CommitRules {
   expectations: Expectation[];
   validation: ValidationPolicy;
+  /** Under quarantine: the largest share of rejected rows (0 to 1); default 0.05. */
+  maxRejectRatio?: number;
 }
+
+export const DEFAULT_MAX_REJECT_RATIO = 0.05;
 
 export type CommitOutcome = { ok: true; commit: FeatureCommit } | { ok: false; commit: FeatureCommit; report: ValidationReport };
 
@@ -85,11 +92,20 @@ export async function commitStaged(knex: Knex, group: GroupShape & { id: number 
 
     const rejected = await countRejects(trx, commitId);
     const rowsIn = staged + typeRejects;
-    if (rejected > 0 && rules.validation === 'strict') {
-      const report = await buildReport(trx, commitId, rules.validation, rowsIn, rejected);
+    const maxRejectRatio = rules.maxRejectRatio ?? DEFAULT_MAX_REJECT_RATIO;
+    const refusal = refuse(rules.validation, maxRejectRatio, rowsIn, rejected);
+    if (refusal) {
+      const report = { ...(await buildReport(trx, commitId, rules.validation, rowsIn, rejected)), refusal, maxRejectRatio };
       const [failed] = await trx<FeatureCommitRow>('feature_commits')
         .where({ id: commitId })
-        .update({ status: 'failed', rows_in: rowsIn, rows_rejected: rejected, validation_report: JSON.stringify(report) as unknown as ValidationReport, error: `${rejected} of ${rowsIn} rows failed validation (strict)`, finished_at: trx.fn.now() as unknown as Date })
+        .update({
+          status: 'failed',
+          rows_in: rowsIn,
+          rows_rejected: rejected,
+          validation_report: JSON.stringify(report) as unknown as ValidationReport,
+          error: refusalText(refusal, rowsIn, rejected, maxRejectRatio),
+          finished_at: trx.fn.now() as unknown as Date,
+        })
         .returning('*');
       await dropCommitTable(trx, group, commitId);
       return { ok: false, commit: toFeatureCommit(failed as FeatureCommitRow), report };
@@ -135,6 +151,29 @@ export async function commitStaged(knex: Knex, group: GroupShape & { id: number 
       .returning('*');
     return { ok: true, commit: toFeatureCommit(committed as FeatureCommitRow) };
   });
+}
+
+/** Whether (and why) a commit of `rowsIn` rows with `rejected` rejects is refused. */
+function refuse(policy: ValidationPolicy, maxRejectRatio: number, rowsIn: number, rejected: number): CommitRefusal | undefined {
+  if (rejected > 0 && policy === 'strict') return 'strict';
+  if (rowsIn > 0 && rejected >= rowsIn) return 'no_rows';
+  if (rowsIn > 0 && rejected / rowsIn > maxRejectRatio) return 'reject_ratio';
+  return undefined;
+}
+
+function refusalText(refusal: CommitRefusal, rowsIn: number, rejected: number, maxRejectRatio: number): string {
+  switch (refusal) {
+    case 'strict':
+      return `${rejected} of ${rowsIn} rows failed validation (strict)`;
+    case 'no_rows':
+      return `no row to commit: all ${rowsIn} rows read were rejected`;
+    case 'reject_ratio':
+      return `${rejected} of ${rowsIn} rows were rejected (${percent(rejected / rowsIn)}), more than the maximum reject ratio ${percent(maxRejectRatio)} (quarantine)`;
+  }
+}
+
+function percent(ratio: number): string {
+  return `${Number((ratio * 100).toFixed(1))}%`;
 }
 
 /** Marks an attempt failed (e.g. the workflow gave up) and drops its staged rows. */

@@ -7,14 +7,25 @@ import { createCommitTable, type GroupShape } from './tables.ts';
 
 export type CommitStatus = 'staging' | 'committed' | 'failed';
 
+/**
+ * Why a commit attempt was refused: a rejected row under `strict`, more rejects than the
+ * group's maximum reject ratio under `quarantine`, or no row left to commit from a source
+ * that had some.
+ */
+export type CommitRefusal = 'strict' | 'reject_ratio' | 'no_rows';
+
 export interface ValidationReport {
   policy: 'strict' | 'quarantine';
   rowsIn: number;
   rowsRejected: number;
   /** Rejection reasons counted by what they are about: a column, `key` or `row`. */
   reasons: Record<string, number>;
-  /** The first rejected rows with their reasons. */
+  /** The first rejected rows with their reasons (kept in the database only: never put in a failure's details). */
   sample: FeatureReject[];
+  /** Why nothing was committed, when the commit was refused. */
+  refusal?: CommitRefusal;
+  /** Under quarantine: the largest share of rejected rows a commit may have. */
+  maxRejectRatio?: number;
   /** Wall time of each step of the commit, in ms. */
   timingsMs?: Record<string, number>;
 }

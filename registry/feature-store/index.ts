@@ -13,12 +13,12 @@ import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureGroupDefinition } from '../../features/definitions.ts';
 import type { FeatureReject } from '../../features/ingest.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
-import { streamQuery } from '../db/index.ts';
 import { computeAggregates, partitionRowRange, type AggregateRun } from './aggregates.ts';
 import { abortCommit, commitStaged, type CommitOutcome, type CommitRules } from './commit.ts';
-import { beginCommit, getCommit, latestCommit, listCommits, type BeginCommitInput, type CommitStatus, type FeatureCommit } from './commits.ts';
+import { beginCommit, getCommit, latestCommit, listCommits, type BeginCommitInput, type CommitRefusal, type CommitStatus, type FeatureCommit, type ValidationReport } from './commits.ts';
 import { getFeatureGroup, listFeatureGroups, registerFeatureGroup, type FeatureGroupRecord } from './groups.ts';
 import { getOnlineFeatures, readOffline, type FeatureRecord, type ReadOptions, type RetrievalJob } from './reads.ts';
+import { sourceQueryRows, type SourceQueryOptions } from './source-query.ts';
 import { clearStaged, copyIntoCommit, insertRejects, listRejects } from './staging.ts';
 import { getStatistics, type FeatureStatistics } from './statistics.ts';
 import { latestViewSnapshot, pinnedViewSnapshot, type ViewSnapshot } from './view-snapshot.ts';
@@ -101,9 +101,13 @@ export class FeatureStore {
     return listRejects(this.knex, commitId);
   }
 
-  /** Rows of a definition's own SQL source (`$1`, `$2`: the window), streamed through a cursor. */
-  sourceRows(query: string, params: unknown[], batchSize: number): AsyncGenerator<Array<Record<string, unknown>>> {
-    return streamQuery<Record<string, unknown>>(this.knex, query, params, batchSize);
+  /**
+   * Rows of a definition's own SQL source (`$1`, `$2`: the window), streamed through a
+   * read-only cursor; a query Postgres refuses (several statements, a write, a syntax
+   * error) fails as FtiInvalidInput, not retried.
+   */
+  sourceRows(query: string, params: unknown[], batchSize: number, options?: SourceQueryOptions): AsyncGenerator<Array<Record<string, unknown>>> {
+    return sourceQueryRows(this.knex, query, params, batchSize, options);
   }
 
   /** Idempotent; a different definition under an existing name and version is refused (Conflict). */
@@ -131,7 +135,7 @@ export class FeatureStore {
   }
 }
 
-export type { CommitStatus, FeatureCommit, FeatureGroupRecord, FeatureRecord, FeatureStatistics, FeatureViewRecord, ReadOptions, RetrievalJob, ViewSnapshot };
+export type { CommitRefusal, CommitStatus, FeatureCommit, FeatureGroupRecord, FeatureRecord, FeatureStatistics, FeatureViewRecord, ReadOptions, RetrievalJob, ValidationReport, ViewSnapshot };
 // For the other stores: the SQL they build on (a training dataset's or a prediction run's read).
 export { pointInTimeSql, type PitQuery, type PitStrategy } from './point-in-time.ts';
 export { snapshotSql } from './reads.ts';

@@ -14,7 +14,7 @@
 import type { Knex } from 'knex';
 import type { FeatureGroupDefinition } from '../../features/definitions.ts';
 import { PG_TYPE } from '../../features/schema.ts';
-import { id, int, join, kw, raw, sql, type Sql } from '../db/index.ts';
+import { grantServingRead, id, int, join, kw, raw, sql, type Sql } from '../db/index.ts';
 
 export interface GroupTables {
   offline: string;
@@ -78,7 +78,8 @@ export async function ensureGroupTables(knex: Knex, shape: GroupShape): Promise<
     await raw(
       knex,
       sql`create table if not exists ${id(t.online)} (${columnDefs(shape, [kw('_commit_id bigint not null'), sql`primary key (${join(shape.entityKeys.map(id), ', ')})`])})`,
-    );
+    );  // The prediction server reads online tables (and nothing else the worker writes).
+    await grantServingRead(knex, t.online);
   }
 }
 

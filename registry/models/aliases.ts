@@ -11,17 +11,33 @@ import { refNotFound } from './refs.ts';
 import { toAliasMove, toModelAlias, type AliasMoveRow, type ModelAliasRow } from './rows.ts';
 import { ALIAS_CHANNEL, type AliasChange, type AliasMove, type AliasMoveKind, type AliasMoveOptions, type ModelAlias } from './types.ts';
 
-/** Points `alias` at `version`. Pointing it where it already points changes nothing. */
+/**
+ * Points `alias` at `version`. Pointing it where it already points changes nothing.
+ * With `expectedVersion` it is a compare-and-set: under the model's lock, the alias
+ * must still point at that version (null: must not exist yet), else Conflict and no move.
+ */
 export async function setAlias(knex: Knex, name: string, alias: string, version: number, options: AliasMoveOptions = {}): Promise<AliasChange> {
   assertName(name, 'model name');
   assertName(alias, 'alias');
   assertVersionNumber(version);
+  const expected = options.expectedVersion;
+  if (expected !== undefined && expected !== null) assertVersionNumber(expected);
   return inTransaction(knex, STORE, async (trx) => {
     const model = await lockModel(trx, name);
     const exists = await trx('model_versions').where({ model_id: model.id, version }).first('id');
     if (!exists) throw await refNotFound(trx, name, { kind: 'version', version });
     const current = await currentVersion(trx, model.id, alias);
     if (current === version) return { model: name, alias, kind: 'set', fromVersion: current, toVersion: version, changed: false };
+    if (expected !== undefined && (current ?? null) !== expected) {
+      const now = current === undefined ? 'is not set' : `points at version ${current}`;
+      const was = expected === null ? 'not to exist yet' : `to point at version ${expected}`;
+      throw new FtiError(FailureType.Conflict, `${name}@${alias} ${now}, but the move to version ${version} expected it ${was}: it moved in between; read it again`, {
+        model: name,
+        alias,
+        expectedVersion: expected,
+        currentVersion: current ?? null,
+      });
+    }
     const move = await recordMove(trx, { modelId: model.id, name, alias, kind: 'set', from: current ?? null, to: version, undoesId: null, actor: options.actor, reason: options.reason });
     return { model: name, alias, kind: 'set', fromVersion: move.fromVersion, toVersion: version, changed: true, move };
   });
@@ -152,6 +168,23 @@ export async function aliasAt(knex: Knex, name: string, alias: string, time: Dat
     .orderBy('id', 'desc')
     .first();
   return row?.to_version;
+}
+
+/**
+ * Whether `version` holds or ever held an alias (it is the target of a recorded move).
+ * NotFound, saying what exists, when the model or the version does not exist.
+ */
+export async function versionHeldAlias(knex: Knex, name: string, version: number): Promise<boolean> {
+  assertName(name, 'model name');
+  assertVersionNumber(version);
+  const row = await knex('model_versions as v')
+    .join('models as m', 'm.id', 'v.model_id')
+    .where({ 'm.name': name, 'v.version': version })
+    .first<{ held: boolean } | undefined>(
+      knex.raw('exists (select 1 from model_alias_history as h where h.model_id = v.model_id and h.to_version = v.version) as held'),
+    );
+  if (!row) throw await refNotFound(knex, name, { kind: 'version', version });
+  return row.held;
 }
 
 function aliasQuery(knex: Knex): Knex.QueryBuilder {

@@ -13,7 +13,7 @@ import type * as tf from '@tensorflow/tfjs';
 import type { Knex } from 'knex';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import { artifactHandler } from '../../ml/artifact.ts';
-import { aliasAt, aliasHistory, getAlias, listAliases, rollbackAlias, setAlias } from './aliases.ts';
+import { aliasAt, aliasHistory, getAlias, listAliases, rollbackAlias, setAlias, versionHeldAlias } from './aliases.ts';
 import { loadArtifact } from './artifacts.ts';
 import { assertName, assertVersionNumber } from './locks.ts';
 import { parseRef } from './refs.ts';
@@ -98,7 +98,11 @@ export class ModelRegistry {
     return (await this.resolveModelVersion(name, ref)).lineage;
   }
 
-  /** Atomically points `alias` at `version`, records the move and announces it. */
+  /**
+   * Atomically points `alias` at `version`, records the move and announces it.
+   * `{ expectedVersion }` makes it a compare-and-set under the model's lock (null: the
+   * alias must not exist yet): Conflict, and no move, if the alias moved in between.
+   */
   async setAlias(name: string, alias: string, version: number, options?: AliasMoveOptions): Promise<AliasChange> {
     return setAlias(this.knex, name, alias, version, options);
   }
@@ -118,6 +122,11 @@ export class ModelRegistry {
 
   async aliasHistory(name: string, alias: string): Promise<AliasMove[]> {
     return aliasHistory(this.knex, name, alias);
+  }
+
+  /** Whether the version holds or ever held an alias; NotFound when the model or version does not exist. */
+  async versionHeldAlias(name: string, version: number): Promise<boolean> {
+    return versionHeldAlias(this.knex, name, version);
   }
 
   /** Which version the alias pointed at, at `time` (undefined: not set yet then). */

@@ -159,6 +159,13 @@ export interface AliasMoveOptions {
   /** Who moved it (a user, or a workflow id). */
   actor?: string;
   reason?: string;
+  /**
+   * Compare-and-set (setAlias only): the version the caller read the alias at, or
+   * null for "the alias must not exist yet". Checked under the model's lock; if the
+   * alias points elsewhere by then, nothing moves and the call fails with Conflict.
+   * A move to where the alias already points succeeds unchanged whatever this says.
+   */
+  expectedVersion?: number | null;
 }
 
 /** The payload of a NOTIFY on ALIAS_CHANNEL. */

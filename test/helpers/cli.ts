@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { inject } from 'vitest';
 import { REPO_ROOT } from './processes.ts';
+import { roleUrl } from './services.ts';
 
 export interface CliResult {
   code: number;
@@ -22,7 +23,8 @@ export function runFti(args: string[], env: { prefix: string; schema?: string; t
           TEMPORAL_ADDRESS: inject('temporalAddress'),
           TEMPORAL_NAMESPACE: 'default',
           FTI_TASK_QUEUE_PREFIX: env.prefix,
-          DATABASE_URL: inject('databaseUrl'),
+          // The CLI connects as the suite's worker role, as `fti dev` hands it.
+          DATABASE_URL: roleUrl(env.schema ?? 'fti', 'worker'),
           ...(env.schema ? { FTI_SCHEMA: env.schema } : {}),
         },
         timeout: env.timeoutMs ?? 60_000,

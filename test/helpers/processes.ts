@@ -7,6 +7,7 @@
 import { inject } from 'vitest';
 import { REPO_ROOT, spawnWorkerProcess, type WorkerProcess } from '../../cli/services/worker-process.ts';
 import type { Pool } from '../../core/task-queues.ts';
+import { roleUrl } from './services.ts';
 
 export { REPO_ROOT, type WorkerProcess };
 
@@ -14,7 +15,7 @@ export function spawnWorker(pool: Pool, env: { prefix: string; schema: string; e
   return spawnWorkerProcess(pool, {
     env: {
       ...process.env,
-      DATABASE_URL: inject('databaseUrl'),
+      DATABASE_URL: roleUrl(env.schema, 'worker'),
       TEMPORAL_ADDRESS: inject('temporalAddress'),
       TEMPORAL_NAMESPACE: 'default',
       FTI_SCHEMA: env.schema,

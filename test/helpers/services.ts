@@ -10,7 +10,9 @@ import { inject } from 'vitest';
 import { taskQueue, type Pool } from '../../core/task-queues.ts';
 import { defineProject, type FtiProject } from '../../features/project.ts';
 import type { LoadedBackend } from '../../ml/backend.ts';
-import { createKnex, migrate } from '../../registry/db/index.ts';
+import { embeddedRoleUrl } from '../../core/config.ts';
+import { roleName, type DbRole } from '../../core/db-roles.ts';
+import { createKnex, dropSchemaAndRoles, migrate, provisionRoles } from '../../registry/db/index.ts';
 import { createPoolWorker } from '../../workers/worker.ts';
 
 export const NAMESPACE = 'default';
@@ -20,25 +22,51 @@ export function uniqueId(label: string): string {
 }
 
 export interface TestDb {
+  /** As the suite's worker role: what workers, activities and the CLI connect as. */
   knex: Knex;
   schema: string;
+  /** The worker role's URL. */
   url: string;
+  /** Another role's URL (the serving role for `fti serve`, the owner for migrations). */
+  urlFor(role: DbRole): string;
   close(): Promise<void>;
 }
 
-/** A fresh, migrated schema on the shared test Postgres. */
+/** A role's URL for a suite's schema (createTestDb provisions them with these passwords). */
+export function roleUrl(schema: string, role: DbRole): string {
+  return embeddedRoleUrl(inject('adminDatabaseUrl'), schema, role);
+}
+
+/**
+ * A fresh schema on the shared test Postgres, run as in a deployment: its three
+ * roles provisioned (registry/db/roles.ts), migrated by the owner, and used by the
+ * suite as the worker role. `close()` drops the schema and the roles.
+ */
 export async function createTestDb(label: string): Promise<TestDb> {
-  const url = inject('databaseUrl');
+  const adminUrl = inject('adminDatabaseUrl');
   const schema = uniqueId(`t_${label}`).toLowerCase();
+  const admin = createKnex({ url: adminUrl, schema, poolMax: 1, applicationName: `fti-test-admin-${label}` });
+  await provisionRoles(admin, schema, { owner: roleName(schema, 'owner'), worker: roleName(schema, 'worker'), serving: roleName(schema, 'serving') });
+  const owner = createKnex({ url: roleUrl(schema, 'owner'), schema, poolMax: 1, applicationName: `fti-test-migrate-${label}` });
+  try {
+    await migrate(owner, schema);
+  } finally {
+    await owner.destroy();
+  }
+  const url = roleUrl(schema, 'worker');
   const knex = createKnex({ url, schema, applicationName: `fti-test-${label}` });
-  await migrate(knex, schema);
   return {
     knex,
     schema,
     url,
+    urlFor: (role) => roleUrl(schema, role),
     close: async () => {
-      await knex.raw('drop schema if exists ?? cascade', [schema]);
       await knex.destroy();
+      try {
+        await dropSchemaAndRoles(admin, schema);
+      } finally {
+        await admin.destroy();
+      }
     },
   };
 }
@@ -78,7 +106,8 @@ export async function startInProcessWorker(
     backend = null,
     queue,
     project = defineProject({ featureGroups: [] }),
-  }: { prefix: string; knex: Knex; backend?: LoadedBackend | null; queue?: string; project?: FtiProject },
+    dataRoots = [],
+  }: { prefix: string; knex: Knex; backend?: LoadedBackend | null; queue?: string; project?: FtiProject; /** FTI_DATA_ROOTS of this worker: where a run's source file may be (default: none). */ dataRoots?: string[] },
 ): Promise<RunningWorker> {
   const connection = await NativeConnection.connect({ address: inject('temporalAddress') });
   const { worker } = await createPoolWorker({
@@ -89,6 +118,7 @@ export async function startInProcessWorker(
     knex,
     backend,
     project,
+    dataRoots,
     workflowBundle: { codePath: inject('workflowBundlePath') },
   });
   const running = worker.run();

@@ -9,6 +9,7 @@ import * as modelRegistry from './20261123010000_model_registry.ts';
 import * as featureStore from './20261123020000_feature_store.ts';
 import * as training from './20261123030000_training.ts';
 import * as predictions from './20261123040000_predictions.ts';
+import * as leastPrivilege from './20261130000000_least_privilege.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -21,6 +22,7 @@ const migrations: Array<[string, Migration]> = [
   ['20261123020000_feature_store', featureStore],
   ['20261123030000_training', training],
   ['20261123040000_predictions', predictions],
+  ['20261130000000_least_privilege', leastPrivilege],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
