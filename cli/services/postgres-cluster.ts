@@ -9,7 +9,7 @@
  * binaries are then copied once to a root-owned, world-readable cache under the
  * system temp dir, and the data directory falls back to one there too.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
