@@ -10,12 +10,21 @@ WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev && npm cache clean --force
-# Everything but what .dockerignore leaves out (tests, benchmarks, local data).
+# Everything but what .dockerignore leaves out (tests, benchmarks, local data, .git).
 COPY . .
 RUN useradd --system --uid 10001 fti && chown -R fti /app
 USER fti
+# Images are production: a model version is registered only with a code version
+# (activities/code-version.ts). There is no .git in here to ask, so the build passes
+# it as the build argument FTI_CODE_VERSION (set last in each target, so a new value
+# rebuilds no earlier layer):
+#   FTI_CODE_VERSION=$(git rev-parse HEAD) docker compose build
+#   docker build --build-arg FTI_CODE_VERSION=$(git rev-parse HEAD) --target cpu .
+ENV FTI_ENV=production
 
 FROM base AS cpu
+ARG FTI_CODE_VERSION=
+ENV FTI_CODE_VERSION=${FTI_CODE_VERSION}
 CMD ["node", "--import", "tsx", "workers/cpu.ts"]
 
 FROM base AS gpu
@@ -25,4 +34,6 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 USER fti
 ENV NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics
+ARG FTI_CODE_VERSION=
+ENV FTI_CODE_VERSION=${FTI_CODE_VERSION}
 CMD ["node", "--import", "tsx", "workers/gpu.ts"]

@@ -77,6 +77,27 @@ describe('docker-compose.yml', () => {
     }
   });
 
+  it('passes the code version to the worker builds (the image has no .git to ask), and the image requires one', () => {
+    const withVersion = spawnSync('docker-compose', ['-f', COMPOSE_FILE, 'config'], { cwd: REPO_ROOT, encoding: 'utf8', env: { ...process.env, FTI_CODE_VERSION: 'abc1234' } });
+    expect(withVersion.status, withVersion.stderr).toBe(0);
+    const services = (parse(withVersion.stdout) as { services: Record<string, ComposeService> }).services;
+    for (const name of ['cpu-worker', 'gpu-worker']) expect(services[name]?.build?.args, name).toMatchObject({ FTI_CODE_VERSION: 'abc1234' });
+    // Unset, the argument is empty (never a compose error); the worker then refuses to register.
+    const rest = { ...process.env };
+    delete rest.FTI_CODE_VERSION;
+    const without = spawnSync('docker-compose', ['-f', COMPOSE_FILE, 'config'], { cwd: REPO_ROOT, encoding: 'utf8', env: rest });
+    expect(without.status, without.stderr).toBe(0);
+    expect((parse(without.stdout) as { services: Record<string, ComposeService> }).services['cpu-worker']?.build?.args).toMatchObject({ FTI_CODE_VERSION: '' });
+
+    const dockerfile = fs.readFileSync(path.join(REPO_ROOT, 'Dockerfile'), 'utf8');
+    expect(dockerfile).toMatch(/^ENV FTI_ENV=production$/m);
+    for (const target of ['cpu', 'gpu']) {
+      const stage = dockerfile.split(/^FROM /m).find((s) => new RegExp(`AS ${target}\\n`).test(s)) ?? '';
+      expect(stage, target).toMatch(/^ARG FTI_CODE_VERSION=?$/m);
+      expect(stage, target).toMatch(/^ENV FTI_CODE_VERSION=\$\{FTI_CODE_VERSION\}$/m);
+    }
+  });
+
   it('builds each worker target that compose names', () => {
     const dockerfile = fs.readFileSync(path.join(REPO_ROOT, 'Dockerfile'), 'utf8');
     expect(dockerfile).toMatch(/^FROM \S+ AS cpu$/m);

@@ -11,8 +11,8 @@ import { FtiError, FailureType } from '../../core/errors.ts';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import type { FeatureStats } from '../../ml/stats.ts';
-import { id, ids, join, raw, sql, streamQuery, toNative, transaction } from '../db/index.ts';
-import { latestViewSnapshot, pointInTimeSql, viewQuery, type FeatureViewRecord, type PitStrategy } from '../feature-store/index.ts';
+import { col, cols, id, ids, join, raw, sql, streamQuery, toNative, transaction } from '../db/index.ts';
+import { latestViewSnapshot, pointInTimeSql, viewQuery, type FeatureViewRecord, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 export type Split = 'train' | 'validation' | 'test';
 
@@ -194,6 +194,75 @@ export async function getTrainingDataset(knex: Knex, datasetId: number): Promise
 export function streamSplit(knex: Knex, dataset: TrainingDataset, split: Split, columns: string[], batchSize = 4096): AsyncGenerator<Array<Record<string, unknown>>> {
   const native = toNative(knex, sql`select ${ids(columns)} from ${id(dataset.tableName)} where _split = ${split}`);
   return streamQuery(knex, native.sql, native.bindings, batchSize);
+}
+
+/** Another feature view to read a split's spine rows through, as of a snapshot of its groups. */
+export interface ThroughView {
+  view: FeatureViewDefinition;
+  snapshot: ViewSnapshot;
+  strategy: PitStrategy;
+}
+
+/** One row of a split (the columns asked for) and the other view's features for the same spine row. */
+export interface SplitRowThroughView {
+  row: Record<string, unknown>;
+  viewRow: Record<string, unknown>;
+}
+
+/**
+ * A split's rows, each beside the features another feature view computes for the same
+ * spine row (its entity keys and event time), point-in-time as of `through.snapshot`:
+ * what a model trained on that view sees for the rows of this dataset. Only rows the
+ * other view's spine holds too come back. Both views' spines must have the same entity
+ * keys and event time column (InvalidInput otherwise); the join runs in Postgres.
+ */
+export async function* streamSplitThroughView(
+  knex: Knex,
+  dataset: TrainingDataset,
+  datasetView: FeatureViewDefinition,
+  split: Split,
+  columns: string[],
+  through: ThroughView,
+  batchSize = 4096,
+): AsyncGenerator<SplitRowThroughView[]> {
+  const own = datasetView.spine;
+  const other = through.view.spine;
+  const sameKeys = own.entityKeys.length === other.entityKeys.length && own.entityKeys.every((k) => other.entityKeys.includes(k));
+  if (!sameKeys || own.eventTime !== other.eventTime) {
+    throw new FtiError(
+      FailureType.InvalidInput,
+      `feature view ${through.view.name} v${through.view.version} has another spine (${other.group} v${other.version} keyed by ${other.entityKeys.join(', ')} at ${other.eventTime}) ` +
+        `than training dataset ${dataset.id} (${own.group} v${own.version} keyed by ${own.entityKeys.join(', ')} at ${own.eventTime}): it cannot be read for the same rows`,
+      { trainingDatasetId: dataset.id, featureView: { name: through.view.name, version: through.view.version } },
+    );
+  }
+  const range = splitRange(dataset, split);
+  const viewRows = pointInTimeSql(viewQuery(through.view, through.snapshot, { start: range.start, end: range.end, withLabel: false, strategy: through.strategy }));
+  // Positional aliases: a feature of the other view may share a name with a column of the dataset.
+  const features = through.view.features.map((f, i) => ({ name: f.name, as: `_v${i}` }));
+  const on = join([...own.entityKeys, own.eventTime].map((k) => sql`${col('v', k)} = ${col('d', k)}`), ' and ');
+  const query = sql`select ${cols('d', columns)}, ${join(features.map((f) => sql`${col('v', f.name)} as ${id(f.as)}`), ', ')}
+                    from ${id(dataset.tableName)} d join (${viewRows}) v on ${on}
+                    where d._split = ${split}`;
+  const native = toNative(knex, query);
+  for await (const batch of streamQuery<Record<string, unknown>>(knex, native.sql, native.bindings, batchSize)) {
+    yield batch.map((r) => ({
+      row: Object.fromEntries(columns.map((c) => [c, r[c]])),
+      viewRow: Object.fromEntries(features.map((f) => [f.name, r[f.as]])),
+    }));
+  }
+}
+
+/** The event-time range [start, end) of a split. */
+function splitRange(dataset: TrainingDataset, split: Split): { start: Date; end: Date } {
+  switch (split) {
+    case 'train':
+      return { start: dataset.windowStart, end: dataset.validationStart };
+    case 'validation':
+      return { start: dataset.validationStart, end: dataset.testStart };
+    case 'test':
+      return { start: dataset.testStart, end: dataset.windowEnd };
+  }
 }
 
 /** Which datasets read a commit (lineage). */

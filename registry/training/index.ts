@@ -8,9 +8,21 @@
  */
 import type { Knex } from 'knex';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
+import type { FeatureViewDefinition } from '../../features/views.ts';
 import type { FeatureViewRecord } from '../feature-store/index.ts';
 import { deleteCheckpoint, loadCheckpoint, saveCheckpoint, type StoredCheckpoint } from './checkpoints.ts';
-import { createTrainingDataset, datasetsUsingCommit, getTrainingDataset, streamSplit, type CreateTrainingDatasetOptions, type Split, type TrainingDataset } from './datasets.ts';
+import {
+  createTrainingDataset,
+  datasetsUsingCommit,
+  getTrainingDataset,
+  streamSplit,
+  streamSplitThroughView,
+  type CreateTrainingDatasetOptions,
+  type Split,
+  type SplitRowThroughView,
+  type ThroughView,
+  type TrainingDataset,
+} from './datasets.ts';
 
 export class TrainingStore {
   private readonly knex: Knex;
@@ -34,6 +46,16 @@ export class TrainingStore {
     return streamSplit(this.knex, dataset, split, columns, batchSize);
   }
 
+  /**
+   * A split's rows (the `columns` asked for), each beside the features another feature
+   * view computes point-in-time for the same spine row (entity keys + event time) as of
+   * `through.snapshot`: how a model trained on that view sees this dataset's rows.
+   * `datasetView` is the dataset's own view; the two spines must share keys and event time.
+   */
+  streamSplitThroughView(dataset: TrainingDataset, datasetView: FeatureViewDefinition, split: Split, columns: string[], through: ThroughView, batchSize?: number): AsyncGenerator<SplitRowThroughView[]> {
+    return streamSplitThroughView(this.knex, dataset, datasetView, split, columns, through, batchSize);
+  }
+
   /** Which datasets read a commit (lineage). */
   datasetsUsingCommit(commit: FeatureGroupCommitRef): Promise<number[]> {
     return datasetsUsingCommit(this.knex, commit);
@@ -52,4 +74,4 @@ export class TrainingStore {
   }
 }
 
-export type { CreateTrainingDatasetOptions, Split, StoredCheckpoint, TrainingDataset };
+export type { CreateTrainingDatasetOptions, Split, SplitRowThroughView, StoredCheckpoint, ThroughView, TrainingDataset };
