@@ -13,6 +13,7 @@ import { encodeRows, type IngestCounters } from '../features/ingest.ts';
 import { isFileSource, openSource, resolveSourceFile, short, type DataRootPolicy, type Source, type SourcePartition, type TimeWindow } from '../features/sources/index.ts';
 import { parseTimestamp } from '../features/timestamps.ts';
 import type { FeatureStore, ValidationReport } from '../registry/feature-store/index.ts';
+import { codeVersion } from './code-version.ts';
 import { heartbeatWhile } from './heartbeat.ts';
 import { withDomainFailures } from './failures.ts';
 
@@ -121,6 +122,7 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
         runId: execution?.runId,
         windowStart: window.start,
         windowEnd: window.end,
+        codeVersion: codeVersion() ?? undefined,
       };
       if (def.source.kind === 'feature_group') {
         const sourceGroup = await store.group(def.source.name, def.source.version);

@@ -86,9 +86,24 @@ export interface FeatureGroupInput {
   sourceColumns?: Record<string, FeatureType>;
   /** A feature that is a label (for spines of feature views); informational. */
   label?: string;
+  /**
+   * When a row becomes known (its available-at time, which point-in-time joins use):
+   * `{ lag: '1h' }`, its event time plus a lag (an hourly pipeline's delay); or
+   * `{ column: 'departed_at' }`, a timestamp feature of the row. Default: at its event
+   * time. A row that arrives for a window the group had already committed is known only
+   * from its commit's visibility time, whatever this says.
+   */
+  availability?: Availability;
+  /** Rows older than this (event time before t − ttl) do not join onto a spine row at t; default: no limit. */
+  ttl?: Duration;
 }
 
-export interface FeatureGroupDefinition extends Required<Omit<FeatureGroupInput, 'description' | 'transform' | 'aggregation' | 'label' | 'features' | 'sourceColumns'>> {
+export type Availability = { lag: Duration } | { column: string };
+
+export interface FeatureGroupDefinition extends Required<Omit<FeatureGroupInput, 'description' | 'transform' | 'aggregation' | 'label' | 'features' | 'sourceColumns' | 'availability' | 'ttl'>> {
+  /** Undefined: rows are known at their event time. */
+  availability: Availability | undefined;
+  ttl: Duration | undefined;
   description: string | undefined;
   transform: RowTransform | undefined;
   aggregation: Aggregation | undefined;
@@ -133,6 +148,8 @@ const InputSchema = z.object({
   timeZone: z.string().refine(isTimeZone, 'must be UTC, an offset such as +05:30, or an IANA time zone such as America/New_York').default(UTC),
   sourceColumns: z.record(z.string().min(1).max(256), z.enum(FEATURE_TYPES)).optional(),
   label: identifier.optional(),
+  availability: z.union([z.strictObject({ lag: z.string().refine(isDuration, 'a lag looks like 30m, 1h or 2d') }), z.strictObject({ column: identifier })]).optional(),
+  ttl: z.string().refine(isDuration, 'a ttl looks like 30m, 1h or 7d').optional(),
 });
 
 export function defineFeatureGroup(input: FeatureGroupInput): FeatureGroupDefinition {
@@ -156,6 +173,10 @@ export function defineFeatureGroup(input: FeatureGroupInput): FeatureGroupDefini
     if (e.kind !== 'unique_key' && !(e.column in schema)) throw new TypeError(`${where}: expectation on unknown feature ${e.column}`);
   }
   if (d.label && !(d.label in schema)) throw new TypeError(`${where}: label ${d.label} is not among the features`);
+  if (d.availability && 'column' in d.availability && schema[d.availability.column] !== 'timestamp') {
+    throw new TypeError(`${where}: availability column ${d.availability.column} must be a timestamp feature`);
+  }
+  if (d.availability && aggregation) throw new TypeError(`${where}: an aggregate group's rows are known at their own time; availability is declared on its source`);
   const reserved = Object.keys(schema).filter((c) => c.startsWith('_'));
   if (reserved.length) throw new TypeError(`${where}: names starting with _ are reserved (${reserved.join(', ')})`);
 
@@ -177,8 +198,11 @@ export function defineFeatureGroup(input: FeatureGroupInput): FeatureGroupDefini
     timeZone: d.timeZone,
     sourceColumns: d.sourceColumns,
     label: d.label,
+    availability: d.availability as Availability | undefined,
+    ttl: d.ttl as Duration | undefined,
     columns,
-    fingerprint: fingerprint({ entityKeys: d.entityKeys, eventTime: d.eventTime, columns, online: d.online, aggregation: aggregation ?? null }),
+    // Availability shapes the stored rows (their available-at times); a default one leaves older fingerprints as they were.
+    fingerprint: fingerprint({ entityKeys: d.entityKeys, eventTime: d.eventTime, columns, online: d.online, aggregation: aggregation ?? null, ...(d.availability ? { availability: d.availability } : {}) }),
   };
 }
 
@@ -219,6 +243,8 @@ export function storedSchema(def: FeatureGroupDefinition): Record<string, unknow
     sourceColumns: def.sourceColumns ?? null,
     label: def.label ?? null,
     source: def.source,
+    availability: def.availability ?? null,
+    ttl: def.ttl ?? null,
   };
 }
 

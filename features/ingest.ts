@@ -5,6 +5,7 @@
  * definition's `timeZone`. A row that cannot be parsed, typed or transformed is rejected
  * with its reasons; it is never dropped silently.
  */
+import { durationMs } from '../core/duration.ts';
 import { copyValue } from './copy-text.ts';
 import type { FeatureGroupDefinition } from './definitions.ts';
 import { coerce, type FeatureValue } from './schema.ts';
@@ -29,7 +30,8 @@ export interface IngestCounters {
 const CHUNK_CHARS = 1 << 18;
 
 /**
- * Yields COPY text chunks (feature columns in definition order, then _row_number);
+ * Yields COPY text chunks (feature columns in definition order, then _row_number and
+ * _available_at: when the row became known, by the definition's availability);
  * rejects are handed to `onRejects` batch by batch, awaited before reading on.
  */
 export async function* encodeRows(
@@ -46,6 +48,9 @@ export async function* encodeRows(
   const rawColumns = def.sourceColumns ? Object.entries(def.sourceColumns) : [];
   const required = new Set([...def.entityKeys, def.eventTime]);
   const eventTimeIndex = columns.findIndex((c) => c.name === def.eventTime);
+  const availability = def.availability;
+  const lagMs = availability && 'lag' in availability ? durationMs(availability.lag) : 0;
+  const availableIndex = availability && 'column' in availability ? columns.findIndex((c) => c.name === availability.column) : -1;
   const startMs = window.start?.getTime() ?? -Infinity;
   const endMs = window.end?.getTime() ?? Infinity;
   const values: FeatureValue[] = new Array(columns.length);
@@ -102,13 +107,22 @@ export async function* encodeRows(
         }
       }
       counters.rowsIn++;
-      if (reasons) {
-        rejects.push({ rowNumber, reasons, row: jsonSafe(row) });
+      let availableAt: Date | undefined;
+      if (time instanceof Date) {
+        const known = availableIndex >= 0 ? values[availableIndex] : new Date(time.getTime() + lagMs);
+        const column = columns[availableIndex]?.name ?? 'availability';
+        // Known before it happened would put the row into joins at times it did not exist yet.
+        if (!(known instanceof Date)) (reasons ??= []).push(`${column}: must not be null (when the row became known)`);
+        else if (known.getTime() < time.getTime()) (reasons ??= []).push(`${column}: ${known.toISOString()} is before the event time ${time.toISOString()}`);
+        else availableAt = known;
+      }
+      if (reasons || !availableAt) {
+        rejects.push({ rowNumber, reasons: reasons ?? ['row: no event time'], row: jsonSafe(row) });
         continue;
       }
       let line = '';
       for (let c = 0; c < values.length; c++) line += `${copyValue(values[c] as FeatureValue)}\t`;
-      chunk += `${line}${rowNumber}\n`;
+      chunk += `${line}${rowNumber}\t${availableAt.toISOString()}\n`;
       counters.rowsStaged++;
       if (chunk.length >= CHUNK_CHARS) {
         yield chunk;

@@ -10,13 +10,17 @@
  *   });
  *
  * Spine features are the spine row's own values (known at its event time); joined
- * features come from the latest row of the joined group strictly before it. Each
+ * features come from the latest row of the joined group with an event time strictly
+ * before it AND known (available) at or before it, within the group's ttl. Each
  * feature carries the encoding training fits and serving applies (see ml/encoding.ts).
+ * `pointInTime: 'event_time'` drops the "known" condition: corrected history, which
+ * serving could not have seen at the time.
  */
 import crypto from 'node:crypto';
 import { z } from 'zod';
 import { IDENTIFIER } from '../core/names.ts';
 import type { FeatureDtype } from '../ml/signature.ts';
+import { isDuration, type Duration } from '../core/duration.ts';
 import type { FeatureGroupDefinition } from './definitions.ts';
 import type { FeatureType } from './schema.ts';
 
@@ -30,9 +34,14 @@ export interface FeatureViewInput {
   description?: string;
   spine: FeatureGroupDefinition;
   label: string;
-  joins?: Array<{ group: FeatureGroupDefinition; on: Record<string, string> }>;
+  /** `ttl` overrides the group's: rows older than it join as null. */
+  joins?: Array<{ group: FeatureGroupDefinition; on: Record<string, string>; ttl?: Duration }>;
   features: FeatureRef[];
+  /** 'available_at' (default): only rows known at the spine row's time; 'event_time': every earlier row, known or not. */
+  pointInTime?: PointInTime;
 }
+
+export type PointInTime = 'available_at' | 'event_time';
 
 /** One selected feature, resolved against its group's schema. */
 export interface ViewFeature {
@@ -51,6 +60,8 @@ export interface ViewJoin {
   version: number;
   /** Joined group's entity key -> spine column. */
   on: Record<string, string>;
+  /** Rows older than this join as null. */
+  ttl?: Duration;
 }
 
 export interface FeatureViewDefinition {
@@ -63,6 +74,8 @@ export interface FeatureViewDefinition {
   features: ViewFeature[];
   /** The output kind of models trained on the view, from the label's type. */
   outputKind: 'binary_classifier' | 'regressor';
+  /** What a joined row must satisfy besides an earlier event time (absent in older definitions: 'available_at'). */
+  pointInTime?: PointInTime;
   fingerprint: string;
 }
 
@@ -82,7 +95,9 @@ export function defineFeatureView(input: FeatureViewInput): FeatureViewDefinitio
       if (!input.spine.columns.some((c) => c.name === spineColumn)) throw new TypeError(`${where}: ${spineColumn} is not a column of the spine ${input.spine.name}`);
     }
     groups.set(j.group.name, j.group);
-    joins.push({ group: j.group.name, version: j.group.version, on: { ...j.on } });
+    const ttl = j.ttl ?? j.group.ttl;
+    if (ttl !== undefined && !isDuration(ttl)) throw new TypeError(`${where}: the ttl of ${j.group.name} must look like 30m, 1h or 7d`);
+    joins.push({ group: j.group.name, version: j.group.version, on: { ...j.on }, ...(ttl ? { ttl } : {}) });
   }
   const labelColumn = input.spine.columns.find((c) => c.name === input.label);
   if (!labelColumn) throw new TypeError(`${where}: label ${input.label} is not a column of ${input.spine.name}`);
@@ -119,6 +134,8 @@ export function defineFeatureView(input: FeatureViewInput): FeatureViewDefinitio
     joins,
     features,
     outputKind: labelColumn.type === 'bool' ? ('binary_classifier' as const) : ('regressor' as const),
+    // Recorded only when it is not the default, so older views keep their fingerprints.
+    ...(input.pointInTime === 'event_time' ? { pointInTime: 'event_time' as const } : {}),
   };
   return { ...definition, fingerprint: crypto.createHash('sha256').update(JSON.stringify(definition)).digest('hex') };
 }

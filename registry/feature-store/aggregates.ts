@@ -14,6 +14,7 @@ import type { Knex } from 'knex';
 import { aggregateFeatureName, type Aggregation } from '../../features/definitions.ts';
 import { durationInterval, durationMs } from '../../core/duration.ts';
 import { id, ids, int, join, kw, raw, sql, type Sql } from '../db/index.ts';
+import { visibleCommits } from './commits.ts';
 import { snapshotSql } from './reads.ts';
 import { groupTables, type GroupShape } from './tables.ts';
 
@@ -114,15 +115,16 @@ export async function computeAggregates(knex: Knex, run: AggregateRun): Promise<
 
   const result = (await raw(
     knex,
-    sql`insert into ${id(stage)} (${ids(targetKeys)}, ${t}, ${ids(outputNames)}, _row_number)
-        select ${ids(targetKeys)}, ${t}, ${ids(outputNames)}, ${int(rowBase)} + row_number() over (order by ${ids(targetKeys)}, ${t})
+    // An aggregate row is known at its own time: it is computed from what came before it.
+    sql`insert into ${id(stage)} (${ids(targetKeys)}, ${t}, ${ids(outputNames)}, _row_number, _available_at)
+        select ${ids(targetKeys)}, ${t}, ${ids(outputNames)}, ${int(rowBase)} + row_number() over (order by ${ids(targetKeys)}, ${t}), ${t}
         from (
           select ${ids(targetKeys)}, ${t}, ${join(outputs, ', ')}
           from (
             select buckets.*, ${join([...running, ...extremes], ', ')}
             from (
               select ${bucketKeys}, ${id(sourceTime)} as ${t}, ${join(bucketParts, ', ')}
-              from (${snapshotSql(source, run.sourceCommitId)}) snapshot
+              from (${snapshotSql(source, await visibleCommits(knex, run.sourceCommitId))}) snapshot
               ${where}
               group by ${join(keyPairs.map(([, s]) => id(s)), ', ')}, ${id(sourceTime)}
             ) buckets

@@ -81,7 +81,7 @@ export async function commitStaged(knex: Knex, group: GroupShape & { id: number 
       await step('expectations', () => raw(
         trx,
         sql`insert into feature_rejects (commit_id, row_number, reasons, row)
-            select ${commitId}, _row_number, reasons, to_jsonb(s) - '_commit_id' - '_row_number' - 'reasons'
+            select ${commitId}, _row_number, reasons, to_jsonb(s) - '_commit_id' - '_row_number' - '_available_at' - 'reasons'
             from (select *, ${reasons} as reasons from ${id(stage)}) s
             where cardinality(reasons) > 0
             on conflict do nothing`,
@@ -125,6 +125,10 @@ export async function commitStaged(knex: Knex, group: GroupShape & { id: number 
     const { unchanged, updated } = range.lo && range.hi ? await step('overlap', () => supersede(trx, group, stage, commitId, range.lo as Date, range.hi as Date)) : { unchanged: 0, updated: 0 };
     const inserted = rowsValid - unchanged - updated;
 
+    // 4b. late rows: a row for a window already committed became known only now.
+    const visibleAt = ((await trx.raw('select clock_timestamp() as t')) as { rows: Array<{ t: Date }> }).rows[0]?.t as Date;
+    if (range.lo && range.hi && rowsValid - unchanged > 0) await step('late', () => markLate(trx, group, stage, commitId, visibleAt, range.lo as Date, range.hi as Date));
+
     // 5. attach (or drop an empty commit table)
     if (rowsValid - unchanged > 0) await step('attach', () => attachCommitTable(trx, group, commitId));
     else await dropCommitTable(trx, group, commitId);
@@ -147,6 +151,9 @@ export async function commitStaged(knex: Knex, group: GroupShape & { id: number 
         max_event_time: range.hi,
         validation_report: JSON.stringify(report) as unknown as ValidationReport,
         finished_at: trx.fn.now() as unknown as Date,
+        // Its place in visibility order, taken under the group's lock: the order snapshots follow.
+        visible_seq: trx.raw(`nextval('feature_commit_visible_seq')`) as unknown as number,
+        visible_at: visibleAt,
       })
       .returning('*');
     return { ok: true, commit: toFeatureCommit(committed as FeatureCommitRow) };
@@ -210,7 +217,7 @@ async function rejectDuplicates(trx: Knex.Transaction, group: GroupShape, stage:
   await raw(
     trx,
     sql`insert into feature_rejects (commit_id, row_number, reasons, row)
-        select ${commitId}, _row_number, array[${reason}], to_jsonb(d) - '_commit_id' - '_row_number' - 'n' - 'last_row'
+        select ${commitId}, _row_number, array[${reason}], to_jsonb(d) - '_commit_id' - '_row_number' - '_available_at' - 'n' - 'last_row'
         from (select *, count(*) over k as n, max(_row_number) over k as last_row from ${id(stage)} window k as (partition by ${ids(key)})) d
         where n > 1 and (${keysMustBeUnique} or _row_number < last_row)
         on conflict do nothing`,
@@ -240,7 +247,7 @@ async function supersede(trx: Knex.Transaction, group: GroupShape & { id: number
     trx,
     sql`with gone as (delete from ${id(stage)} s using ${id(t.offline)} o where ${match} and ${same} returning 1) select count(*)::bigint as n from gone`,
   )) as { rows: Array<{ n: number }> };
-  const all = [...featureColumns(group), '_commit_id', '_row_number'];
+  const all = [...featureColumns(group), '_commit_id', '_row_number', '_available_at'];
   const updated = (await raw(
     trx,
     sql`with moved as (delete from ${id(t.offline)} o using ${id(stage)} s where ${match} returning ${cols('o', all)})
@@ -248,6 +255,28 @@ async function supersede(trx: Knex.Transaction, group: GroupShape & { id: number
         select count(*)::bigint as n from kept`,
   )) as { rows: Array<{ n: number }> };
   return { unchanged: unchanged.rows[0]?.n ?? 0, updated: updated.rows[0]?.n ?? 0 };
+}
+
+/**
+ * The watermark rule: a staged row whose event time lies in a window the group had
+ * already committed (a late row, or a rerun's new or changed row) was not known when
+ * that window became visible; it is known from this commit's visibility time, so it
+ * never joins onto a spine row before it arrived. A first backfill has no earlier
+ * windows and keeps the times its definition gives (event time plus lag).
+ */
+async function markLate(trx: Knex.Transaction, group: GroupShape & { id: number }, stage: string, commitId: number, visibleAt: Date, lo: Date, hi: Date): Promise<void> {
+  const windows = sql`select coalesce(c.window_start, c.min_event_time) as lo, coalesce(c.window_end, c.max_event_time + interval '1 microsecond') as hi
+                      from feature_commits c
+                      where c.feature_group_id = ${group.id} and c.status = 'committed' and c.id <> ${commitId}
+                        and coalesce(c.window_start, c.min_event_time) <= ${hi} and coalesce(c.window_end, c.max_event_time + interval '1 microsecond') > ${lo}`;
+  const overlapping = (await raw(trx, sql`select count(*)::int as n from (${windows}) w`)) as { rows: Array<{ n: number }> };
+  if (!overlapping.rows[0]?.n) return;
+  const et = col('s', group.eventTime);
+  await raw(
+    trx,
+    sql`update ${id(stage)} s set _available_at = greatest(s._available_at, ${visibleAt}::timestamptz)
+        where exists (select 1 from (${windows}) w where ${et} >= w.lo and ${et} < w.hi)`,
+  );
 }
 
 /**

@@ -52,6 +52,12 @@ export interface FeatureCommit {
   error: string | null;
   createdAt: Date;
   finishedAt: Date | null;
+  /** Position in the group's visibility order (null until committed): what snapshots are pinned by. */
+  visibleSeq: number | null;
+  /** When its rows became visible. */
+  visibleAt: Date | null;
+  /** The code that wrote it (git sha or FTI_CODE_VERSION), when known. */
+  codeVersion: string | null;
 }
 
 export interface FeatureCommitRow {
@@ -76,6 +82,9 @@ export interface FeatureCommitRow {
   error: string | null;
   created_at: Date;
   finished_at: Date | null;
+  visible_seq: number | null;
+  visible_at: Date | null;
+  code_version: string | null;
 }
 
 export function toFeatureCommit(row: FeatureCommitRow): FeatureCommit {
@@ -101,6 +110,9 @@ export function toFeatureCommit(row: FeatureCommitRow): FeatureCommit {
     error: row.error,
     createdAt: row.created_at,
     finishedAt: row.finished_at,
+    visibleSeq: row.visible_seq,
+    visibleAt: row.visible_at,
+    codeVersion: row.code_version,
   };
 }
 
@@ -111,6 +123,7 @@ export interface BeginCommitInput {
   windowStart?: Date;
   windowEnd?: Date;
   sourceCommits?: FeatureGroupCommitRef[];
+  codeVersion?: string;
 }
 
 /**
@@ -128,6 +141,7 @@ export async function beginCommit(knex: Knex, group: GroupShape & { id: number }
       window_start: input.windowStart ?? null,
       window_end: input.windowEnd ?? null,
       source_commits: JSON.stringify(input.sourceCommits ?? []) as unknown as FeatureGroupCommitRef[],
+      code_version: input.codeVersion ?? null,
     })
     .onConflict(['feature_group_id', 'idempotency_key'])
     .merge(['idempotency_key'])
@@ -149,8 +163,22 @@ export async function listCommits(knex: Knex, featureGroupId: number, { status }
   return (await query).map(toFeatureCommit);
 }
 
-/** The newest committed commit of a group, if any. */
+/** The group's most recently visible commit, if any (visibility order, not id order). */
 export async function latestCommit(knex: Knex, featureGroupId: number): Promise<FeatureCommit | undefined> {
-  const row = await knex<FeatureCommitRow>('feature_commits').where({ feature_group_id: featureGroupId, status: 'committed' }).orderBy('id', 'desc').first();
+  const row = await knex<FeatureCommitRow>('feature_commits').where({ feature_group_id: featureGroupId, status: 'committed' }).orderBy('visible_seq', 'desc').first();
   return row ? toFeatureCommit(row) : undefined;
+}
+
+/**
+ * The commits visible in the snapshot pinned by `commitId`: its group's commits that
+ * became visible no later than it did. A snapshot is this set, whatever the ids.
+ */
+export async function visibleCommits(knex: Knex, commitId: number): Promise<number[]> {
+  const rows = (await knex.raw(
+    `select c.id from feature_commits c join feature_commits pin on pin.id = ? and pin.status = 'committed'
+     where c.feature_group_id = pin.feature_group_id and c.status = 'committed' and c.visible_seq <= pin.visible_seq order by c.visible_seq`,
+    [commitId],
+  )) as { rows: Array<{ id: number }> };
+  if (rows.rows.length === 0) throw new FtiError(FailureType.NotFound, `feature commit ${commitId} is not a committed commit: there is no snapshot as of it`);
+  return rows.rows.map((r) => Number(r.id));
 }

@@ -17,11 +17,12 @@ import { computeAggregates, partitionRowRange, type AggregateRun } from './aggre
 import { abortCommit, commitStaged, type CommitOutcome, type CommitRules } from './commit.ts';
 import { beginCommit, getCommit, latestCommit, listCommits, type BeginCommitInput, type CommitRefusal, type CommitStatus, type FeatureCommit, type ValidationReport } from './commits.ts';
 import { getFeatureGroup, listFeatureGroups, registerFeatureGroup, type FeatureGroupRecord } from './groups.ts';
-import { getOnlineFeatures, readOffline, type FeatureRecord, type ReadOptions, type RetrievalJob } from './reads.ts';
+import { pointInTimeSql, type PitStrategy } from './point-in-time.ts';
+import { getOnlineFeatures, readOffline, RetrievalJob, type FeatureRecord, type ReadOptions } from './reads.ts';
 import { sourceQueryRows, type SourceQueryOptions } from './source-query.ts';
 import { clearStaged, copyIntoCommit, insertRejects, listRejects } from './staging.ts';
 import { getStatistics, type FeatureStatistics } from './statistics.ts';
-import { latestViewSnapshot, pinnedViewSnapshot, type ViewSnapshot } from './view-snapshot.ts';
+import { latestViewSnapshot, pinnedViewSnapshot, viewQuery, type ViewSnapshot } from './view-snapshot.ts';
 import { getFeatureView, getFeatureViewById, registerFeatureView, type FeatureViewRecord } from './views.ts';
 
 export class FeatureStore {
@@ -127,6 +128,16 @@ export class FeatureStore {
   /** The view's groups with their latest commits: what a new dataset or prediction run pins. */
   latestSnapshot(view: FeatureViewDefinition): Promise<ViewSnapshot> {
     return latestViewSnapshot(this.knex, view);
+  }
+
+  /**
+   * A view's point-in-time rows over a snapshot (Feast's get_historical_features):
+   * spine keys, event time, the label and every view feature, for spine rows in
+   * [start, end). The same SQL training datasets and batch inference read.
+   */
+  viewRows(view: FeatureViewDefinition, snapshot: ViewSnapshot, options: { start?: Date; end?: Date; withLabel?: boolean; strategy?: PitStrategy } = {}): RetrievalJob {
+    const query = pointInTimeSql(viewQuery(view, snapshot, { start: options.start, end: options.end, withLabel: options.withLabel ?? true, strategy: options.strategy ?? 'window' }));
+    return new RetrievalJob(this.knex, async () => query);
   }
 
   /** The view's groups as of commits pinned earlier (a prediction run's). */

@@ -1,9 +1,11 @@
 /**
- * The point-in-time join: for each spine row, the latest row of each joined group
- * with an event time strictly before the spine row's. Used for training datasets
- * and batch inference; reads every group as of a given commit (a consistent,
- * reproducible snapshot: the offline table up to that commit plus history rows
- * superseded only after it).
+ * The point-in-time join: for each spine row at t, the latest row of each joined
+ * group with an event time strictly before t and known (`_available_at`) at or before
+ * t, no older than the join's ttl. `pointInTime: 'event_time'` drops the "known"
+ * condition (corrected history). Used for training datasets
+ * and batch inference; reads every group in a snapshot (the commits visible when a
+ * pinned commit became visible: consistent and reproducible, whatever order their
+ * ids were given in).
  *
  * Two plans, same result:
  *  - window: set-based, one sort per joined group. Spine rows and the group's rows
@@ -17,7 +19,7 @@
  */
 import { PG_TYPE } from '../../features/schema.ts';
 import { col, id, ids, join, kw, sql, type Sql } from '../db/index.ts';
-import { snapshotSql } from './reads.ts';
+import { snapshotSql, type VisibleCommits } from './reads.ts';
 import { groupTables, type GroupShape } from './tables.ts';
 
 export interface PitFeature {
@@ -27,17 +29,23 @@ export interface PitFeature {
 
 export interface PitJoin {
   shape: GroupShape;
-  commitId: number;
+  /** The snapshot the group is read in. */
+  visible: VisibleCommits;
   /** Joined group's entity key -> spine column. */
   on: Record<string, string>;
   features: PitFeature[];
+  /** Rows with an event time before t − ttl join as null. */
+  ttlMs?: number;
 }
+
+/** 'available_at': a row joins once it is known; 'event_time': as soon as it happened (corrected history). */
+export type PointInTimePolicy = 'available_at' | 'event_time';
 
 /** 'window': one set-based pass (large spines); 'lateral': an index probe per spine row (small ones). */
 export type PitStrategy = 'window' | 'lateral';
 
 export interface PitQuery {
-  spine: { shape: GroupShape; commitId: number };
+  spine: { shape: GroupShape; visible: VisibleCommits };
   /** Spine label column: included, and spine rows without a label are left out. */
   label?: string;
   spineFeatures: PitFeature[];
@@ -45,6 +53,7 @@ export interface PitQuery {
   start?: Date;
   end?: Date;
   strategy: PitStrategy;
+  pointInTime: PointInTimePolicy;
 }
 
 /** Columns: spine keys, spine event time, the label (if any), then every feature alias. */
@@ -79,7 +88,7 @@ function windowPlan(q: PitQuery): Sql {
   let current: Sql = sql`select ${join(
     [...spine.map((c) => sql`${col('s', c.source)} as ${id(c.as)}`), ...joinKeys.map((k) => sql`${col('s', k.spineColumn)}::text as ${id(k.name)}`)],
     ', ',
-  )} from (${snapshotSql(q.spine.shape, q.spine.commitId)}) s where ${spineFilter(q, 's')}`;
+  )} from (${snapshotSql(q.spine.shape, q.spine.visible)}) s where ${spineFilter(q, 's')}`;
 
   q.joins.forEach((j, ji) => {
     const keys = j.shape.entityKeys;
@@ -92,7 +101,15 @@ function windowPlan(q: PitQuery): Sql {
     const values = sql`array[${join([first, ...j.features.map((f) => element(sql`g.${id(f.column)}`, typeOf(f.column)))], ', ')}]`;
     const arrayType = numeric ? kw('double precision[]') : kw('text[]');
     const keyAliases = keys.map((_, ki) => `_j${ji}_k${ki}`);
-    const timeBound = q.end ? sql`where g.${id(j.shape.eventTime)} < ${q.end}` : sql``;
+    const te = sql`g.${id(j.shape.eventTime)}`;
+    const known = q.pointInTime === 'available_at';
+    const bounds: Sql[] = q.end ? [sql`${te} < ${q.end}`, ...(known ? [sql`g._available_at < ${q.end}`] : [])] : [];
+    const timeBound = bounds.length ? sql`where ${join(bounds, ' and ')}` : sql``;
+    // A row enters the stream when it becomes known: at its available-at time (before
+    // spine rows at that instant: known at or before t), or, known when it happened, at
+    // its event time (after spine rows at that instant: strictly before t).
+    const entersAt = known ? sql`greatest(${te}, g._available_at)` : te;
+    const order = known ? sql`case when g._available_at > ${te} then -1 else 1 end` : sql`1`;
     // UNION ALL matches columns by position: the feature rows list the carried
     // columns in the same order, as nulls except for this join's key.
     const featureRowColumns = carried.map((c) => {
@@ -102,13 +119,20 @@ function windowPlan(q: PitQuery): Sql {
     const ordered = sql`
       select ${ids(carried.map((c) => c.name))}, ${id(et)} as _t, 0 as _kind, null::${arrayType} as _v from (${current}) spine_rows
       union all
-      select ${join(featureRowColumns, ', ')}, g.${id(j.shape.eventTime)} as _t, 1 as _kind, ${values} as _v
-      from (${snapshotSql(j.shape, j.commitId)}) g ${timeBound}`;
+      select ${join(featureRowColumns, ', ')}, ${entersAt} as _t, ${order} as _kind, ${values} as _v
+      from (${snapshotSql(j.shape, j.visible)}) g ${timeBound}`;
+    // The newest row that entered is the latest known one; the ttl drops it when too old.
+    const fresh =
+      j.ttlMs === undefined
+        ? undefined
+        : numeric
+          ? sql`(_latest[1]) >= extract(epoch from ${id(et)})::double precision - ${j.ttlMs / 1000}`
+          : sql`(_latest[1]) >= to_char((${id(et)} - ${j.ttlMs} * interval '1 millisecond') at time zone 'UTC', 'YYYYMMDDHH24MISSUS')`;
     const unpack = j.features.map((f, fi) => {
       const t = typeOf(f.column);
       const v = sql`(_latest[${fi + 2}])`;
       const typed = t === 'bool' ? sql`(${v})::int::boolean` : sql`(${v})::${kw(PG_TYPE[t])}`;
-      return sql`${typed} as ${id(f.as)}`;
+      return fresh ? sql`case when ${fresh} then ${typed} end as ${id(f.as)}` : sql`${typed} as ${id(f.as)}`;
     });
     current = sql`select ${ids(carried.map((c) => c.name))}, ${join(unpack, ', ')} from (
         select *, max(_v) over (partition by ${ids(keyAliases)} order by _t, _kind rows unbounded preceding) as _latest from (${ordered}) o
@@ -119,18 +143,22 @@ function windowPlan(q: PitQuery): Sql {
   return sql`select ${ids(outputs)} from (${current}) pit`;
 }
 
-/** The newest row of a group before the spine row: one index probe per snapshot branch. */
-function latestBefore(j: PitJoin, spineAlias: string, spineTime: string): Sql {
+/** The newest row of a group before the spine row (and known by then): one index probe per snapshot branch. */
+function latestBefore(j: PitJoin, spineAlias: string, spineTime: string, policy: PointInTimePolicy): Sql {
   const t = groupTables(j.shape.name, j.shape.version);
   const columns = [...j.features.map((f) => f.column), j.shape.eventTime];
   const match = join(
     j.shape.entityKeys.map((k) => sql`${col('g', k)} = ${col(spineAlias, j.on[k] as string)}`),
     ' and ',
   );
-  const before = sql`${col('g', j.shape.eventTime)} < ${col(spineAlias, spineTime)}`;
+  const conditions = [sql`${col('g', j.shape.eventTime)} < ${col(spineAlias, spineTime)}`];
+  if (policy === 'available_at') conditions.push(sql`g._available_at <= ${col(spineAlias, spineTime)}`);
+  if (j.ttlMs !== undefined) conditions.push(sql`${col('g', j.shape.eventTime)} >= ${col(spineAlias, spineTime)} - ${j.ttlMs} * interval '1 millisecond'`);
+  const before = join(conditions, ' and ');
   const newest = sql`order by ${col('g', j.shape.eventTime)} desc limit 1`;
-  const offline = sql`(select ${ids(columns)} from ${id(t.offline)} g where ${match} and ${before} and g._commit_id <= ${j.commitId} ${newest})`;
-  const history = sql`(select ${ids(columns)} from ${id(t.history)} g where ${match} and ${before} and g._commit_id <= ${j.commitId} and g._superseded_by > ${j.commitId} ${newest})`;
+  const visible = [...j.visible];
+  const offline = sql`(select ${ids(columns)} from ${id(t.offline)} g where ${match} and ${before} and g._commit_id = any(${visible}::bigint[]) ${newest})`;
+  const history = sql`(select ${ids(columns)} from ${id(t.history)} g where ${match} and ${before} and g._commit_id = any(${visible}::bigint[]) and g._superseded_by <> all(${visible}::bigint[]) ${newest})`;
   return sql`select * from (${offline} union all ${history}) candidates order by ${id(j.shape.eventTime)} desc limit 1`;
 }
 
@@ -140,10 +168,10 @@ function lateralPlan(q: PitQuery): Sql {
     const alias = `_f${ji}`;
     return {
       select: j.features.map((x) => sql`${col(alias, x.column)} as ${id(x.as)}`),
-      from: sql`left join lateral (${latestBefore(j, 's', q.spine.shape.eventTime)}) ${id(alias)} on true`,
+      from: sql`left join lateral (${latestBefore(j, 's', q.spine.shape.eventTime, q.pointInTime)}) ${id(alias)} on true`,
     };
   });
   return sql`select ${join([...spine.map((c) => sql`${col('s', c.source)} as ${id(c.as)}`), ...laterals.flatMap((l) => l.select)], ', ')}
-             from (${snapshotSql(q.spine.shape, q.spine.commitId)}) s ${join(laterals.map((l) => l.from), ' ')}
+             from (${snapshotSql(q.spine.shape, q.spine.visible)}) s ${join(laterals.map((l) => l.from), ' ')}
              where ${spineFilter(q, 's')}`;
 }

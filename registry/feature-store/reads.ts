@@ -6,26 +6,36 @@
 import type { Knex } from 'knex';
 import { FtiError, FailureType } from '../../core/errors.ts';
 import { id, ids, join, raw, sql, streamQuery, toNative, type Sql } from '../db/index.ts';
+import { visibleCommits } from './commits.ts';
 import { featureColumns, groupTables, type GroupShape } from './tables.ts';
 
 export type FeatureRecord = Record<string, unknown>;
 
 /**
- * SQL for the group's rows as they were right after commit `asOf` (or now): rows
- * written by commits up to it, plus rows superseded only after it. Columns: the
- * features, `_commit_id` and `_row_number`.
+ * A snapshot: the ids of the commits visible in it (commits.ts `visibleCommits`:
+ * a group's commits in visibility order up to the pinned one). Undefined: now.
  */
-export function snapshotSql(group: GroupShape, asOf?: number): Sql {
+export type VisibleCommits = readonly number[];
+
+/**
+ * SQL for the group's rows in a snapshot: rows written by its visible commits and
+ * not superseded by one of them (superseded rows live in the history table). Which
+ * ids those are does not matter, only which commits were visible: a backfill that
+ * commits an older id later is not in a snapshot pinned before it. Columns: the
+ * features, `_commit_id`, `_row_number` and `_available_at`.
+ */
+export function snapshotSql(group: GroupShape, visible?: VisibleCommits): Sql {
   const t = groupTables(group.name, group.version);
-  const columns = [...featureColumns(group), '_commit_id', '_row_number'];
-  if (asOf === undefined) return sql`select ${ids(columns)} from ${id(t.offline)}`;
-  return sql`select ${ids(columns)} from ${id(t.offline)} where _commit_id <= ${asOf}
+  const columns = [...featureColumns(group), '_commit_id', '_row_number', '_available_at'];
+  if (visible === undefined) return sql`select ${ids(columns)} from ${id(t.offline)}`;
+  const ids_ = [...visible];
+  return sql`select ${ids(columns)} from ${id(t.offline)} where _commit_id = any(${ids_}::bigint[])
              union all
-             select ${ids(columns)} from ${id(t.history)} where _commit_id <= ${asOf} and _superseded_by > ${asOf}`;
+             select ${ids(columns)} from ${id(t.history)} where _commit_id = any(${ids_}::bigint[]) and _superseded_by <> all(${ids_}::bigint[])`;
 }
 
 export interface ReadOptions {
-  /** Time travel: the rows as of this commit. Default: the latest commit. */
+  /** Time travel: the rows as of this commit (those visible when it became visible). Default: now. */
   asOfCommit?: number;
   /** Event-time window [start, end). */
   start?: Date;
@@ -38,22 +48,23 @@ export interface ReadOptions {
 export class RetrievalJob {
   constructor(
     private readonly knex: Knex,
-    readonly query: Sql,
+    /** The query, once what it reads (a snapshot's visible commits) is resolved. */
+    private readonly query: () => Promise<Sql>,
   ) {}
 
   /** Rows in batches through a server-side cursor; memory stays bounded. */
-  stream(batchSize = 10_000): AsyncGenerator<FeatureRecord[]> {
-    const native = toNative(this.knex, this.query);
-    return streamQuery<FeatureRecord>(this.knex, native.sql, native.bindings, batchSize);
+  async *stream(batchSize = 10_000): AsyncGenerator<FeatureRecord[]> {
+    const native = toNative(this.knex, await this.query());
+    yield* streamQuery<FeatureRecord>(this.knex, native.sql, native.bindings, batchSize);
   }
 
   async toArray(limit = 1_000_000): Promise<FeatureRecord[]> {
-    const result = (await raw(this.knex, sql`select * from (${this.query}) q limit ${limit}`)) as { rows: FeatureRecord[] };
+    const result = (await raw(this.knex, sql`select * from (${await this.query()}) q limit ${limit}`)) as { rows: FeatureRecord[] };
     return result.rows;
   }
 
   async count(): Promise<number> {
-    const result = (await raw(this.knex, sql`select count(*)::bigint as n from (${this.query}) q`)) as { rows: Array<{ n: number }> };
+    const result = (await raw(this.knex, sql`select count(*)::bigint as n from (${await this.query()}) q`)) as { rows: Array<{ n: number }> };
     return result.rows[0]?.n ?? 0;
   }
 }
@@ -67,7 +78,10 @@ export function readOffline(knex: Knex, group: GroupShape, options: ReadOptions 
   if (options.end) filters.push(sql`${id(group.eventTime)} < ${options.end}`);
   const where = filters.length ? sql` where ${join(filters, ' and ')}` : sql``;
   const order = ids([group.eventTime, ...group.entityKeys]);
-  return new RetrievalJob(knex, sql`select ${ids(columns)} from (${snapshotSql(group, options.asOfCommit)}) s${where} order by ${order}`);
+  return new RetrievalJob(knex, async () => {
+    const visible = options.asOfCommit === undefined ? undefined : await visibleCommits(knex, options.asOfCommit);
+    return sql`select ${ids(columns)} from (${snapshotSql(group, visible)}) s${where} order by ${order}`;
+  });
 }
 
 /**

@@ -12,10 +12,10 @@ import type { FeatureReject } from '../../features/ingest.ts';
 import { id, ids, raw, sql, toText } from '../db/index.ts';
 import { groupTables, type GroupShape } from './tables.ts';
 
-/** COPYs text-format lines (columns: the group's features, then _row_number) into the commit's table. */
+/** COPYs text-format lines (columns: the group's features, then _row_number and _available_at) into the commit's table. */
 export async function copyIntoCommit(knex: Knex, shape: GroupShape, commitId: number, chunks: AsyncIterable<string>): Promise<void> {
   const table = groupTables(shape.name, shape.version).commit(commitId);
-  const columns = [...shape.columns.map((c) => c.name), '_row_number'];
+  const columns = [...shape.columns.map((c) => c.name), '_row_number', '_available_at'];
   const client = (await knex.client.acquireConnection()) as pg.PoolClient;
   try {
     const copy = client.query(copyFrom(toText(knex, sql`copy ${id(table)} (${ids(columns)}) from stdin`)));

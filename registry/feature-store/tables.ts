@@ -67,12 +67,13 @@ export async function ensureGroupTables(knex: Knex, shape: GroupShape): Promise<
   const keyAndTime = [...shape.entityKeys, shape.eventTime];
   await raw(
     knex,
-    sql`create table if not exists ${id(t.offline)} (${columnDefs(shape, [kw('_commit_id bigint not null'), kw('_row_number bigint not null')])}) partition by range (_commit_id)`,
+    sql`create table if not exists ${id(t.offline)} (${columnDefs(shape, [kw('_commit_id bigint not null'), kw('_row_number bigint not null'), kw('_available_at timestamptz not null')])}) partition by range (_commit_id)`,
   );
   await raw(
     knex,
-    sql`create table if not exists ${id(t.history)} (${columnDefs(shape, [kw('_commit_id bigint not null'), kw('_row_number bigint not null'), kw('_superseded_by bigint not null')])})`,
+    sql`create table if not exists ${id(t.history)} (${columnDefs(shape, [kw('_commit_id bigint not null'), kw('_row_number bigint not null'), kw('_superseded_by bigint not null'), kw('_available_at timestamptz not null')])})`,
   );
+  await addAvailableAt(knex, shape, [t.offline, t.history]);
   await raw(knex, sql`create index if not exists ${id(`${t.history}_key`)} on ${id(t.history)} (${join(keyAndTime.map(id), ', ')})`);
   if (shape.online) {
     await raw(
@@ -80,6 +81,20 @@ export async function ensureGroupTables(knex: Knex, shape: GroupShape): Promise<
       sql`create table if not exists ${id(t.online)} (${columnDefs(shape, [kw('_commit_id bigint not null'), sql`primary key (${join(shape.entityKeys.map(id), ', ')})`])})`,
     );  // The prediction server reads online tables (and nothing else the worker writes).
     await grantServingRead(knex, t.online);
+  }
+}
+
+/**
+ * Tables made before rows recorded when they became known get the column, filled
+ * with their event time (what the joins assumed then). A no-op for newer tables.
+ */
+async function addAvailableAt(knex: Knex, shape: GroupShape, tables: string[]): Promise<void> {
+  for (const table of tables) {
+    const found = (await knex.raw(`select 1 from information_schema.columns where table_schema = current_schema() and table_name = ? and column_name = '_available_at'`, [table])) as { rows: unknown[] };
+    if (found.rows.length > 0) continue;
+    await raw(knex, sql`alter table ${id(table)} add column _available_at timestamptz`);
+    await raw(knex, sql`update ${id(table)} set _available_at = ${id(shape.eventTime)}`);
+    await raw(knex, sql`alter table ${id(table)} alter column _available_at set not null`);
   }
 }
 

@@ -5,26 +5,35 @@
  */
 import type { Knex } from 'knex';
 import { FailureType, FtiError } from '../../core/errors.ts';
+import { durationMs } from '../../core/duration.ts';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
-import { latestCommit } from './commits.ts';
+import { latestCommit, visibleCommits } from './commits.ts';
 import { getFeatureGroup, type FeatureGroupRecord } from './groups.ts';
 import type { PitQuery } from './point-in-time.ts';
+import type { VisibleCommits } from './reads.ts';
 
 export interface ViewSnapshot {
   spine: FeatureGroupRecord;
   joins: FeatureGroupRecord[];
+  /** The pinned commit of each group (what lineage records). */
   commits: FeatureGroupCommitRef[];
+  /** Each group's visible commits in the snapshot its pinned commit defines, by `name@version`. */
+  visible: ReadonlyMap<string, VisibleCommits>;
 }
+
+const groupKey = (g: { name: string; version: number }) => `${g.name}@${g.version}`;
 
 async function viewGroups(knex: Knex, view: FeatureViewDefinition): Promise<FeatureGroupRecord[]> {
   const groups = [{ group: view.spine.group, version: view.spine.version }, ...view.joins];
   return Promise.all(groups.map((g) => getFeatureGroup(knex, g.group, g.version)));
 }
 
-function toSnapshot(records: FeatureGroupRecord[], commits: FeatureGroupCommitRef[]): ViewSnapshot {
+async function toSnapshot(knex: Knex, records: FeatureGroupRecord[], commits: FeatureGroupCommitRef[]): Promise<ViewSnapshot> {
   const [spine, ...joins] = records as [FeatureGroupRecord, ...FeatureGroupRecord[]];
-  return { spine, joins, commits };
+  const visible = new Map<string, VisibleCommits>();
+  for (const c of commits) visible.set(`${c.featureGroup}@${c.version}`, await visibleCommits(knex, c.commitId));
+  return { spine, joins, commits, visible };
 }
 
 /** The view's groups with their latest commits, resolved now: what a new dataset or run pins. */
@@ -36,7 +45,7 @@ export async function latestViewSnapshot(knex: Knex, view: FeatureViewDefinition
     if (!commit) throw new FtiError(FailureType.NotFound, `feature group ${record.name} v${record.version} has no commit yet: run its feature pipeline first`);
     commits.push({ featureGroup: record.name, version: record.version, commitId: commit.id });
   }
-  return toSnapshot(records, commits);
+  return toSnapshot(knex, records, commits);
 }
 
 /** The view's groups as of commits pinned earlier (on a prediction run); each group must have one. */
@@ -47,22 +56,23 @@ export async function pinnedViewSnapshot(knex: Knex, view: FeatureViewDefinition
       throw new FtiError(FailureType.Conflict, `no commit of ${r.name} v${r.version} is pinned for this run`);
     }
   }
-  return toSnapshot(records, commits);
+  return toSnapshot(knex, records, commits);
 }
 
 /** The point-in-time query of a view over a snapshot (as of its commits). */
 export function viewQuery(view: FeatureViewDefinition, snapshot: ViewSnapshot, options: { start?: Date; end?: Date; withLabel: boolean; strategy: PitQuery['strategy'] }): PitQuery {
-  const commitOf = (g: FeatureGroupRecord) => snapshot.commits.find((c) => c.featureGroup === g.name && c.version === g.version)?.commitId ?? 0;
+  const visibleOf = (g: FeatureGroupRecord): VisibleCommits => snapshot.visible.get(groupKey(g)) ?? [];
   return {
-    spine: { shape: snapshot.spine, commitId: commitOf(snapshot.spine) },
+    spine: { shape: snapshot.spine, visible: visibleOf(snapshot.spine) },
     label: options.withLabel ? view.label.name : undefined,
     spineFeatures: view.features.filter((f) => f.group === view.spine.group).map((f) => ({ column: f.feature, as: f.name })),
     joins: view.joins.map((j, i) => {
       const shape = snapshot.joins[i] as FeatureGroupRecord;
-      return { shape, commitId: commitOf(shape), on: j.on, features: view.features.filter((f) => f.group === j.group).map((f) => ({ column: f.feature, as: f.name })) };
+      return { shape, visible: visibleOf(shape), on: j.on, ...(j.ttl ? { ttlMs: durationMs(j.ttl) } : {}), features: view.features.filter((f) => f.group === j.group).map((f) => ({ column: f.feature, as: f.name })) };
     }),
     start: options.start,
     end: options.end,
     strategy: options.strategy,
+    pointInTime: view.pointInTime ?? 'available_at',
   };
 }

@@ -23,7 +23,7 @@ export async function countSpineRowsByPartition(knex: Knex, view: FeatureViewDef
   const result = (await raw(
     knex,
     sql`select width_bucket(${et}, ${inner}::timestamptz[]) as p, count(*)::bigint as n
-        from (${snapshotSql(q.spine.shape, q.spine.commitId)}) s
+        from (${snapshotSql(q.spine.shape, q.spine.visible)}) s
         where ${et} >= ${start} and ${et} < ${end}
         group by 1`,
   )) as { rows: Array<{ p: number; n: number }> };

@@ -10,6 +10,7 @@ import * as featureStore from './20261123020000_feature_store.ts';
 import * as training from './20261123030000_training.ts';
 import * as predictions from './20261123040000_predictions.ts';
 import * as leastPrivilege from './20261130000000_least_privilege.ts';
+import * as commitVisibility from './20261130010000_commit_visibility.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -23,6 +24,7 @@ const migrations: Array<[string, Migration]> = [
   ['20261123030000_training', training],
   ['20261123040000_predictions', predictions],
   ['20261130000000_least_privilege', leastPrivilege],
+  ['20261130010000_commit_visibility', commitVisibility],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
