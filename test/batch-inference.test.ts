@@ -50,7 +50,7 @@ describe('batch inference: a day of flights through the batchInference workflow'
     await registerModelVersion(db.knex, backend.tf, { model: 'flight_delay', view: flightDelays, ...day, seed: 4 });
     await registry.setAlias('flight_delay', 'champion', 1);
     const store = new FeatureStore({ knex: db.knex });
-    flightsOfTheDay = await store.read(await store.group('flights', 1), { start: new Date(day.start), end: new Date(day.end) }).count();
+    flightsOfTheDay = await store.read(await store.group('flights', 2), { start: new Date(day.start), end: new Date(day.end) }).count();
     expect(flightsOfTheDay).toBeGreaterThan(10_000);
     expect((await registry.getAlias('flight_delay', 'champion')).version).toBe(1);
   });
@@ -69,7 +69,7 @@ describe('batch inference: a day of flights through the batchInference workflow'
 
   it('writes exactly one prediction per flight of the day, all from the champion version', async () => {
     firstRun = await run({ model: 'flight_delay', ...day, partitions: 4 });
-    expect(firstRun).toMatchObject({ model: 'flight_delay', version: 1, rowsRejected: 0, featureView: { name: 'flight_delays', version: 1 } });
+    expect(firstRun).toMatchObject({ model: 'flight_delay', version: 1, rowsRejected: 0, featureView: { name: 'flight_delays', version: 2 } });
     expect(firstRun.rows).toBe(flightsOfTheDay);
     expect(firstRun.runId).toMatch(/^batch_/); // the workflow id, by default
 
@@ -180,7 +180,7 @@ describe('batch inference: a day of flights through the batchInference workflow'
     const [victim] = await predictions.predictions(firstRun.runId, { limit: 1 });
     const flightId = victim?.entityKey.flight_id;
     expect(flightId).toEqual(expect.any(Number));
-    const table = 'fg_flights_v1';
+    const table = 'fg_flights_v2';
     const { rows: original } = (await db.knex.raw('select distance from ?? where flight_id = ?', [table, flightId as number])) as { rows: Array<{ distance: number }> };
     // Corrupt one stored feature value (NaN fits a double column but no model input).
     await db.knex.raw(`update ?? set distance = 'NaN' where flight_id = ?`, [table, flightId as number]);

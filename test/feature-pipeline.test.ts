@@ -113,7 +113,7 @@ describe('feature pipeline and feature store (real Temporal + Postgres)', () => 
       expect(result.rowsIn).toBe(expected);
       expect(result.rowsCommitted + result.rowsRejected).toBe(result.rowsIn);
       expect(result.rowsInserted).toBe(result.rowsCommitted);
-      const group = await store.group('flights', 1);
+      const group = await store.group('flights', 2);
       expect(await store.read(group).count()).toBe(result.rowsCommitted);
       const [first] = await store.read(group).toArray(1);
       expect(first).toMatchObject({ origin: expect.any(String), delayed: expect.any(Boolean) });
@@ -131,7 +131,7 @@ describe('feature pipeline and feature store (real Temporal + Postgres)', () => 
       expect(again.rowsInserted).toBe(0);
       expect(again.rowsUpdated).toBe(0);
       expect(again.rowsUnchanged).toBe(again.rowsCommitted);
-      const group = await store.group('flights', 1);
+      const group = await store.group('flights', 2);
       const commits = await store.commits(group, { status: 'committed' });
       expect(await store.read(group).count()).toBe(commits[0]?.rowsCommitted);
     });
@@ -139,8 +139,8 @@ describe('feature pipeline and feature store (real Temporal + Postgres)', () => 
     it('computes the airport rolling delays from the committed flights, in SQL', async () => {
       const result = await run({ featureGroup: 'airport_delays', ...window });
       expect(result.rowsCommitted).toBeGreaterThan(1000);
-      expect(result.sourceCommits).toEqual([{ featureGroup: 'flights', version: 1, commitId: expect.any(Number) }]);
-      const group = await store.group('airport_delays', 1);
+      expect(result.sourceCommits).toEqual([{ featureGroup: 'flights', version: 2, commitId: expect.any(Number) }]);
+      const group = await store.group('airport_delays', 2);
       const [online] = await store.online(group, [{ airport: 'ORD' }]);
       expect(online).toMatchObject({ airport: 'ORD', flights_7d: expect.any(Number) });
     });

@@ -64,7 +64,7 @@ describe('ftiPipeline: features -> training -> batch inference, linked by versio
     expect(predictionRun).toMatchObject({ model: 'chain_model', version: version.version, status: 'completed' });
     expect(predictionRun.commits.map((c) => c.commitId).sort()).toEqual(result.commits.map((c) => c.commitId).sort());
     // One prediction per flight of the inference day.
-    const flights = await store.read(await store.group('flights', 1), { start: new Date(input.inference.start), end: new Date(input.inference.end) }).count();
+    const flights = await store.read(await store.group('flights', 2), { start: new Date(input.inference.start), end: new Date(input.inference.end) }).count();
     expect(result.predictions.rows + result.predictions.rowsRejected).toBe(flights);
     expect(result.predictions.rows).toBeGreaterThan(10_000);
     expect(result.seconds.total).toBeGreaterThan(0);

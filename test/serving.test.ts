@@ -107,9 +107,9 @@ describe('online prediction server over HTTP', () => {
     if (!viewRef) throw new Error('no feature view in lineage');
     const view = (await new FeatureStore({ knex: db.knex }).view(viewRef.name, viewRef.version)).definition;
     const store = new FeatureStore({ knex: db.knex });
-    const [flight] = await store.online(await store.group('flights', 1), [{ flight_id: flightId }]);
+    const [flight] = await store.online(await store.group('flights', 2), [{ flight_id: flightId }]);
     if (!flight) throw new Error(`flight ${flightId} is not online`);
-    const [airport] = await store.online(await store.group('airport_delays', 1), [{ airport: flight.origin }]);
+    const [airport] = await store.online(await store.group('airport_delays', 2), [{ airport: flight.origin }]);
     const row = Object.fromEntries(view.features.map((f) => [f.name, f.group === 'flights' ? flight[f.feature] : (airport?.[f.feature] ?? null)]));
     const tfModel = await modelFromArtifact(backend.tf, await registry.loadArtifact(model, version));
     const [score] = await predictRows(backend.tf, tfModel, createEncoder(record.signature), [row]);
@@ -121,7 +121,7 @@ describe('online prediction server over HTTP', () => {
     const sample = tomorrowFlights.filter((_, i) => i % 300 === 0).slice(0, MAX_ENTITIES);
     const many = await post('flight_delay', { keys: sample.map((flight_id) => ({ flight_id })) });
     expect(many.status).toBe(200);
-    expect(many.body).toMatchObject({ model: 'flight_delay', version: 1, ref: 'champion', featureView: { name: 'flight_delays', version: 1 } });
+    expect(many.body).toMatchObject({ model: 'flight_delay', version: 1, ref: 'champion', featureView: { name: 'flight_delays', version: 2 } });
     expect(many.body.predictions.map((p) => p.keys)).toEqual(sample.map((flight_id) => ({ flight_id })));
     many.body.predictions.forEach((p, i) => expect(p.score).toBeCloseTo(batch.get(sample[i] as number) as number, 5));
     expect(new Set(many.body.predictions.map((p) => p.score?.toFixed(4))).size).toBeGreaterThan(5);
@@ -200,7 +200,7 @@ describe('online prediction server over HTTP', () => {
       ['no_such_model', { keys: { flight_id: 1 } }, 404, 'unknown_model', /model 'no_such_model' is not registered/],
       ['flight_delay@nobody', { keys: { flight_id: 1 } }, 404, 'unknown_alias', /has no alias 'nobody' \(aliases: champion\)/],
       ['flight_delay@99', { keys: { flight_id: 1 } }, 404, 'unknown_version', /has no version 99/],
-      ['flight_delay', { keys: { flight_id: 987654321 } }, 404, 'unknown_entity', /no online features for \{"flight_id":987654321\} in feature group flights v1/],
+      ['flight_delay', { keys: { flight_id: 987654321 } }, 404, 'unknown_entity', /no online features for \{"flight_id":987654321\} in feature group flights v2/],
       ['flight_delay', {}, 400, 'invalid_request', /keys/],
       ['flight_delay', { keys: [] }, 400, 'invalid_request'],
       ['flight_delay', { keys: { flight_id: 1 }, extra: true }, 400, 'invalid_request'],

@@ -4,10 +4,16 @@
  *
  *   flights         one row per flight: route, distance, hour, weekday, and the
  *                   label `delayed` (delay > 15 min); keyed by flight_id, its row
- *                   in the source file
- *   airport_delays  per origin airport, at each departure time t: mean delay,
+ *                   in the source file. Its outcome (the delay) is known only when
+ *                   the flight leaves: `departed_at`, its available-at time.
+ *   airport_delays  per origin airport, at each scheduled departure t: mean delay,
  *                   share of delayed flights and number of flights over the past
- *                   1 h, 2 h, 24 h and 7 d, strictly before t (computed in SQL)
+ *                   1 h, 2 h, 24 h and 7 d, counting only flights scheduled before t
+ *                   that had left by t (computed in SQL)
+ *
+ * Version 2: version 1 counted a flight's delay from its scheduled time, although
+ * nobody knows a delay before the flight leaves (up to 50 hours later): its 1 h and
+ * 2 h windows leaked outcomes that serving could never have seen.
  */
 import { defineFeatureGroup } from '../../features/definitions.ts';
 import { defineProject } from '../../features/project.ts';
@@ -18,7 +24,7 @@ export const DELAY_THRESHOLD_MINUTES = 15;
 
 export const flights = defineFeatureGroup({
   name: 'flights',
-  version: 1,
+  version: 2,
   description: 'US domestic flights of Jan-Jun 2001, one row per flight, labelled delayed when more than 15 minutes late',
   entityKeys: ['flight_id'],
   eventTime: 'event_time',
@@ -32,7 +38,10 @@ export const flights = defineFeatureGroup({
     delayed: 'bool',
     hour: 'int',
     weekday: 'int',
+    departed_at: 'timestamp',
   },
+  // What a row says is known when the flight leaves (its delay); before, not even the schedule's outcome.
+  availability: { column: 'departed_at' },
   label: 'delayed',
   source: { kind: 'parquet', path: FLIGHTS_3M_PARQUET, timeColumn: 'date' },
   // The raw columns the transform reads, typed before it sees them whatever the file format
@@ -55,6 +64,8 @@ export const flights = defineFeatureGroup({
       delayed: delay === null ? null : delay > DELAY_THRESHOLD_MINUTES,
       hour: date?.getUTCHours() ?? null,
       weekday: date?.getUTCDay() ?? null,
+      // An early departure is known at its schedule at the earliest: the row exists from then.
+      departed_at: date === null || delay === null ? null : new Date(date.getTime() + Math.max(delay, 0) * 60_000),
     };
   },
   online: true,
@@ -70,11 +81,11 @@ export const flights = defineFeatureGroup({
 
 export const airportDelays = defineFeatureGroup({
   name: 'airport_delays',
-  version: 1,
-  description: 'Rolling departure delays at each origin airport, point-in-time (events strictly before each row)',
+  version: 2,
+  description: 'Rolling departure delays at each origin airport, point-in-time (flights scheduled before each row and departed by it)',
   entityKeys: ['airport'],
   eventTime: 'event_time',
-  source: { kind: 'feature_group', name: 'flights', version: 1 },
+  source: { kind: 'feature_group', name: 'flights', version: 2 },
   aggregation: {
     groupBy: { airport: 'origin' },
     windows: ['1h', '2h', '24h', '7d'],
@@ -89,11 +100,11 @@ export const airportDelays = defineFeatureGroup({
 
 /**
  * What the delay model sees for a flight: its own route and schedule, and the
- * origin airport's recent delays as they stood strictly before its departure.
+ * origin airport's recent delays as they were known at its scheduled departure.
  */
 export const flightDelays = defineFeatureView({
   name: 'flight_delays',
-  version: 1,
+  version: 2,
   description: 'Flight schedule features plus origin-airport rolling delays, point-in-time',
   spine: flights,
   label: 'delayed',

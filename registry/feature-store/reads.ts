@@ -7,7 +7,7 @@ import type { Knex } from 'knex';
 import { FtiError, FailureType } from '../../core/errors.ts';
 import { id, ids, join, raw, sql, streamQuery, toNative, type Sql } from '../db/index.ts';
 import { visibleCommits } from './commits.ts';
-import { featureColumns, groupTables, type GroupShape } from './tables.ts';
+import { ensureAvailableAt, featureColumns, groupTables, type GroupShape } from './tables.ts';
 
 export type FeatureRecord = Record<string, unknown>;
 
@@ -79,6 +79,7 @@ export function readOffline(knex: Knex, group: GroupShape, options: ReadOptions 
   const where = filters.length ? sql` where ${join(filters, ' and ')}` : sql``;
   const order = ids([group.eventTime, ...group.entityKeys]);
   return new RetrievalJob(knex, async () => {
+    await ensureAvailableAt(knex, group);
     const visible = options.asOfCommit === undefined ? undefined : await visibleCommits(knex, options.asOfCommit);
     return sql`select ${ids(columns)} from (${snapshotSql(group, visible)}) s${where} order by ${order}`;
   });

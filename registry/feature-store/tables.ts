@@ -14,7 +14,7 @@
 import type { Knex } from 'knex';
 import type { FeatureGroupDefinition } from '../../features/definitions.ts';
 import { PG_TYPE } from '../../features/schema.ts';
-import { grantServingRead, id, int, join, kw, raw, sql, type Sql } from '../db/index.ts';
+import { grantServingRead, id, int, join, kw, raw, sql, transaction, type Sql } from '../db/index.ts';
 
 export interface GroupTables {
   offline: string;
@@ -73,7 +73,7 @@ export async function ensureGroupTables(knex: Knex, shape: GroupShape): Promise<
     knex,
     sql`create table if not exists ${id(t.history)} (${columnDefs(shape, [kw('_commit_id bigint not null'), kw('_row_number bigint not null'), kw('_superseded_by bigint not null'), kw('_available_at timestamptz not null')])})`,
   );
-  await addAvailableAt(knex, shape, [t.offline, t.history]);
+  await ensureAvailableAt(knex, shape);
   await raw(knex, sql`create index if not exists ${id(`${t.history}_key`)} on ${id(t.history)} (${join(keyAndTime.map(id), ', ')})`);
   if (shape.online) {
     await raw(
@@ -84,17 +84,34 @@ export async function ensureGroupTables(knex: Knex, shape: GroupShape): Promise<
   }
 }
 
+/** Tables known to have `_available_at`, per connection pool (and so per schema). */
+const upgraded = new WeakMap<object, Set<string>>();
+
 /**
  * Tables made before rows recorded when they became known get the column, filled
- * with their event time (what the joins assumed then). A no-op for newer tables.
+ * with their event time (what the joins assumed then). Called before a group is
+ * written or read; checks each table once per process, a no-op for newer tables.
  */
-async function addAvailableAt(knex: Knex, shape: GroupShape, tables: string[]): Promise<void> {
-  for (const table of tables) {
-    const found = (await knex.raw(`select 1 from information_schema.columns where table_schema = current_schema() and table_name = ? and column_name = '_available_at'`, [table])) as { rows: unknown[] };
-    if (found.rows.length > 0) continue;
-    await raw(knex, sql`alter table ${id(table)} add column _available_at timestamptz`);
-    await raw(knex, sql`update ${id(table)} set _available_at = ${id(shape.eventTime)}`);
-    await raw(knex, sql`alter table ${id(table)} alter column _available_at set not null`);
+export async function ensureAvailableAt(knex: Knex, shape: GroupShape): Promise<void> {
+  const t = groupTables(shape.name, shape.version);
+  const seen = upgraded.get(knex.client) ?? new Set<string>();
+  upgraded.set(knex.client, seen);
+  for (const table of [t.offline, t.history]) {
+    if (seen.has(table)) continue;
+    const found = (await knex.raw(
+      `select exists (select 1 from information_schema.columns where table_schema = current_schema() and table_name = ? and column_name = '_available_at') as has,
+              exists (select 1 from information_schema.tables where table_schema = current_schema() and table_name = ?) as exists`,
+      [table, table],
+    )) as { rows: Array<{ has: boolean; exists: boolean }> };
+    const row = found.rows[0];
+    if (row?.exists && !row.has) {
+      await transaction(knex, async (trx) => {
+        await raw(trx, sql`alter table ${id(table)} add column if not exists _available_at timestamptz`);
+        await raw(trx, sql`update ${id(table)} set _available_at = ${id(shape.eventTime)} where _available_at is null`);
+        await raw(trx, sql`alter table ${id(table)} alter column _available_at set not null`);
+      });
+    }
+    if (row?.exists) seen.add(table);
   }
 }
 

@@ -181,7 +181,7 @@ describe('security: bad files fail clearly, nothing is lost (real Temporal + Pos
       fs.closeSync(handle);
       fs.writeFileSync(truncated, head);
       await refused(
-        { featureGroup: 'flights', version: 1, source: { kind: 'parquet', path: 'flights-truncated.parquet' } },
+        { featureGroup: 'flights', version: 2, source: { kind: 'parquet', path: 'flights-truncated.parquet' } },
         FailureType.InvalidInput,
         new RegExp(`^source file ${escape(fs.realpathSync(truncated))} is not a readable Parquet file \\(truncated or corrupt\\?\\): parquet file invalid \\(footer != PAR1\\)$`),
       );
@@ -194,9 +194,9 @@ describe('security: bad files fail clearly, nothing is lost (real Temporal + Pos
       const page = Number(metadata.row_groups[0]?.columns[1]?.meta_data?.data_page_offset);
       for (let i = 0; i < 4096; i++) bytes[page + 40 + i] = (i * 131) & 0xff;
       fs.writeFileSync(corrupt, bytes);
-      const group = await store.group('flights', 1);
+      const group = await store.group('flights', 2);
       const visible = await store.read(group).count();
-      const handle = await start({ featureGroup: 'flights', version: 1, source: { kind: 'parquet', path: 'flights-corrupt.parquet' }, start: '2001-01-01T00:00:00Z', end: '2001-01-02T00:00:00Z' });
+      const handle = await start({ featureGroup: 'flights', version: 2, source: { kind: 'parquet', path: 'flights-corrupt.parquet' }, start: '2001-01-01T00:00:00Z', end: '2001-01-02T00:00:00Z' });
       const failure = await failureOf(handle.result());
       expect(failure.type).toBe(FailureType.InvalidInput);
       expect(failure.message).toBe(`source file ${fs.realpathSync(corrupt)} is not a readable Parquet file (truncated or corrupt?): invalid zstd data`);
@@ -297,16 +297,16 @@ describe('security: bad files fail clearly, nothing is lost (real Temporal + Pos
       expect(code, stderr).toBe(0);
       const result = JSON.parse(stdout) as FeaturePipelineResult;
       expect(result).toMatchObject({ featureGroup: 'flights', rowsIn: 1, rowsCommitted: 1, rowsRejected: 0 });
-      const [row] = await store.online(await store.group('flights', 1), [{ flight_id: 9_000_001 }]);
+      const [row] = await store.online(await store.group('flights', 2), [{ flight_id: 9_000_001 }]);
       expect(row).toMatchObject({ flight_id: 9_000_001, origin: 'ORD', destination: 'LGA', delay: 42, delayed: true, hour: 10, weekday: 3 });
       expect((row?.event_time as Date).toISOString()).toBe('2001-01-03T10:05:00.000Z');
     });
 
     it('the same row as CSV text commits the same typed values', async () => {
       file('late-rows.csv', 'flight_id,date,delay,distance,origin,destination\n9000002,2001-01-03 11:30,-4,733,ORD,LGA\n');
-      const result = await run({ featureGroup: 'flights', version: 1, source: { kind: 'csv', path: 'late-rows.csv' }, start: '2001-01-03T00:00:00Z', end: '2001-01-04T00:00:00Z' });
+      const result = await run({ featureGroup: 'flights', version: 2, source: { kind: 'csv', path: 'late-rows.csv' }, start: '2001-01-03T00:00:00Z', end: '2001-01-04T00:00:00Z' });
       expect(result).toMatchObject({ rowsIn: 1, rowsCommitted: 1, rowsRejected: 0 });
-      const [row] = await store.online(await store.group('flights', 1), [{ flight_id: 9_000_002 }]);
+      const [row] = await store.online(await store.group('flights', 2), [{ flight_id: 9_000_002 }]);
       expect(row).toMatchObject({ delay: -4, delayed: false, distance: 733, hour: 11 });
       expect((row?.event_time as Date).toISOString()).toBe('2001-01-03T11:30:00.000Z');
     });

@@ -60,7 +60,7 @@ describe('prediction service hardening', () => {
     await registry.setAlias(MODEL, 'champion', 1);
     await registry.setAlias(MODEL, 'challenger', 2);
     await registry.setAlias(MODEL, 'challenger', 1);
-    flightIds = await knex(groupTables('flights', 1).online).orderBy('flight_id').limit(3).pluck<number[]>('flight_id');
+    flightIds = await knex(groupTables('flights', 2).online).orderBy('flight_id').limit(3).pluck<number[]>('flight_id');
     expect(flightIds).toHaveLength(3);
 
     server = await buildServer(options({ tokens: ` ${TOKEN}, ${NEXT_TOKEN} `, allowVersions: [`${MODEL}@3`], modelCapacity: CAPACITY, preload: [MODEL] }));
@@ -289,7 +289,7 @@ describe('prediction service hardening', () => {
  */
 async function whileOnlineTableLocked<T>(store: ServingStore, fn: () => Promise<T>): Promise<T> {
   return store.db.knex.transaction(async (trx) => {
-    await trx.raw('lock table ?? in access exclusive mode', [groupTables('flights', 1).online]);
+    await trx.raw('lock table ?? in access exclusive mode', [groupTables('flights', 2).online]);
     return fn();
   });
 }
