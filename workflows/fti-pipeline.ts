@@ -1,4 +1,4 @@
-import { executeChild, log, setHandler, workflowInfo } from '@temporalio/workflow';
+import { executeChild, log, patched, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { BatchInferenceResult } from '../activities/inference.ts';
 import type { FeaturePipelineResult } from '../activities/feature.ts';
 import { FtiPipelineInputSchema, type FtiPipelineInput } from '../core/inputs.ts';
@@ -56,9 +56,14 @@ export async function ftiPipeline(input: FtiPipelineInput): Promise<FtiPipelineR
   // Score with the version just trained (pinned), unless an alias was asked for.
   const scoring = args.inference.alias ? { alias: args.inference.alias } : { version: training.version };
   Object.assign(progress, { stage: 'inference', details: { child: `${workflowId}/infer:${training.model}` } });
+  // The prediction run is named after the version it scores: a later run of the same
+  // chain that trains another version writes a run of its own instead of colliding
+  // with the earlier one (patched: recorded histories of earlier runs still replay).
+  const perVersion = `${workflowId}/infer:${training.model}@${training.version}`;
+  const runId = patched('prediction-run-per-version') && !args.inference.alias && perVersion.length <= 200 ? { runId: perVersion } : {};
   const predictions = await executeChild(batchInference, {
     workflowId: `${workflowId}/infer:${training.model}`,
-    args: [{ model: training.model, ...scoring, start: args.inference.start, end: args.inference.end }],
+    args: [{ model: training.model, ...scoring, start: args.inference.start, end: args.inference.end, ...runId }],
   });
   progress.done++;
   const t3 = Date.now();
