@@ -120,11 +120,9 @@ async function scoreRows(tfjs: Tf, model: tf.LayersModel, encoder: Encoder, rows
     n = 0;
   };
   for (const row of rows) {
-    try {
-      encoder.encodeRow(row, x, n * width);
-    } catch (err) {
-      if (!(err instanceof FtiError)) throw err;
-      rejected.push({ row, reasons: encoder.validateRow(row) });
+    const reasons = encodeInput(encoder, row, x, n * width);
+    if (reasons) {
+      rejected.push({ row, reasons });
       continue;
     }
     valid.push(row);
@@ -133,6 +131,22 @@ async function scoreRows(tfjs: Tf, model: tf.LayersModel, encoder: Encoder, rows
   }
   await flush();
   return { rows: valid, scores: scores.subarray(0, valid.length), rejected };
+}
+
+/**
+ * One row's model input, as scoring builds it: the encoder's columns written into
+ * `out` at `offset`, or, for a row that does not fit the signature, every problem it
+ * has (what was written then is garbage). scoreRows encodes through this, and so does
+ * the server's feature route, so a returned vector is exactly what the model is fed.
+ */
+export function encodeInput(encoder: Encoder, row: FeatureRow, out: Float32Array, offset = 0): string[] | undefined {
+  try {
+    encoder.encodeRow(row, out, offset);
+    return undefined;
+  } catch (err) {
+    if (!(err instanceof FtiError)) throw err;
+    return encoder.validateRow(row);
+  }
 }
 
 /**

@@ -2,6 +2,10 @@
  * Prometheus metrics of the prediction server, in a registry of its own (so several
  * servers in one process, as in tests, never collide). Model labels only ever carry
  * names the registry knows: a request for an unknown model is counted under "".
+ *
+ * The feature route (POST /v1/features/{view}) has series of its own, named for it
+ * and labelled by view (a registered one; "" until the view is known), so its lookups
+ * never blend into the prediction latencies and counts dashboards already read.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
@@ -24,7 +28,16 @@ export interface ServingMetrics {
   timeouts: Counter<'kind'>;
   /** Model versions in memory right now; set by the server from its resolver. */
   modelsLoaded: Gauge;
+  /** Wall time of a feature-vector request, by view and outcome (ok, client_error, server_error). */
+  featuresRequestDuration: Histogram<'view' | 'outcome'>;
+  /** Feature vectors answered, by view and status (OK, NOT_FOUND, INVALID_FEATURES). */
+  featureVectors: Counter<'view' | 'status'>;
+  /** Feature-vector requests that ran out of time, by kind (request, statement). */
+  featureTimeouts: Counter<'kind'>;
 }
+
+/** Request latency buckets: fine below 10 ms, where the latency target lives. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 export function createServingMetrics(): ServingMetrics {
   const registry = new Registry();
@@ -35,8 +48,7 @@ export function createServingMetrics(): ServingMetrics {
       name: 'fti_predict_request_duration_seconds',
       help: 'Wall time of POST /v1/models/{name}/predict, from request to response',
       labelNames: ['model', 'outcome'],
-      // Fine below 10 ms, where the latency target lives.
-      buckets: [0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),
     versionInUse: new Gauge({ name: 'fti_model_version_in_use', help: 'The model version an alias (or a pinned version) is served with', labelNames: ['model', 'alias'], registers: [registry] }),
@@ -53,5 +65,14 @@ export function createServingMetrics(): ServingMetrics {
     entitiesNotFound: new Counter({ name: 'fti_entities_not_found_total', help: 'Requested entities with no online features', labelNames: ['model'], registers: [registry] }),
     timeouts: new Counter({ name: 'fti_predict_timeouts_total', help: 'Prediction requests that ran out of time, by kind (request, statement)', labelNames: ['kind'], registers: [registry] }),
     modelsLoaded: new Gauge({ name: 'fti_models_loaded', help: 'Model versions in memory', registers: [registry] }),
+    featuresRequestDuration: new Histogram({
+      name: 'fti_features_request_duration_seconds',
+      help: 'Wall time of POST /v1/features/{view}, from request to response',
+      labelNames: ['view', 'outcome'],
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    featureVectors: new Counter({ name: 'fti_feature_vectors_total', help: 'Entities answered by POST /v1/features/{view}, by view and status', labelNames: ['view', 'status'], registers: [registry] }),
+    featureTimeouts: new Counter({ name: 'fti_features_timeouts_total', help: 'Feature-vector requests that ran out of time, by kind (request, statement)', labelNames: ['kind'], registers: [registry] }),
   };
 }

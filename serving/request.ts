@@ -1,6 +1,8 @@
 /**
- * The prediction request, as fastify validates it before a handler runs (JSON
- * schema), and the model segment of the URL:
+ * The requests, as fastify validates them before a handler runs (JSON schema), and
+ * the model and view segments of their URLs.
+ *
+ * Predictions:
  *
  *   POST /v1/models/flight_delay/predict              the `champion` alias
  *   POST /v1/models/flight_delay@challenger/predict   another alias
@@ -18,6 +20,17 @@
  * with `score: null`. In a batch (`keys` an array) one such entity never fails the
  * others. A single entity (`keys` an object) that cannot be scored is an error
  * instead: 404 unknown_entity or 422 invalid_features.
+ *
+ * Feature vectors (Feast's get_online_features), from the lookup predictions use:
+ *
+ *   POST /v1/features/flight_delays      the latest registered version of the view
+ *   POST /v1/features/flight_delays@1    a version of it
+ *
+ *   { "keys": …as above…, "encodedFor": "flight_delay@champion" }   (encodedFor optional)
+ *
+ * One vector per entity, in request order: the view's features by name as the
+ * lookup hands them to the scorer, and with `encodedFor` the model input that version
+ * builds from them (its encoder), under the same statuses and rules as predictions.
  */
 import { DEFAULT_ALIAS } from '../core/inference-inputs.ts';
 import { IDENTIFIER } from '../core/names.ts';
@@ -25,6 +38,7 @@ import type { ParsedRef } from '../registry/models/index.ts';
 import { HttpError } from './http-errors.ts';
 
 export const PREDICT_ROUTE = '/v1/models/:model/predict';
+export const FEATURES_ROUTE = '/v1/features/:view';
 
 export interface PredictBody {
   keys: Record<string, unknown> | Array<Record<string, unknown>>;
@@ -60,19 +74,27 @@ const entity = {
   additionalProperties: { type: ['string', 'number', 'boolean'] },
 } as const;
 
+/** `keys`: one entity (an object) or a batch of at most `maxEntities` (an array); both routes take it. */
+function keysProperty(maxEntities: number) {
+  return { anyOf: [entity, { type: 'array', minItems: 1, maxItems: maxEntities, items: entity }] } as const;
+}
+
+const segmentParams = (param: string) =>
+  ({
+    type: 'object',
+    required: [param],
+    properties: { [param]: { type: 'string', minLength: 1, maxLength: 200 } },
+  }) as const;
+
 export function predictSchema(maxEntities: number) {
   return {
-    params: {
-      type: 'object',
-      required: ['model'],
-      properties: { model: { type: 'string', minLength: 1, maxLength: 200 } },
-    },
+    params: segmentParams('model'),
     body: {
       type: 'object',
       required: ['keys'],
       additionalProperties: false,
       properties: {
-        keys: { anyOf: [entity, { type: 'array', minItems: 1, maxItems: maxEntities, items: entity }] },
+        keys: keysProperty(maxEntities),
       },
     },
     response: {
@@ -102,6 +124,75 @@ export function predictSchema(maxEntities: number) {
   } as const;
 }
 
+export interface FeaturesBody {
+  keys: PredictBody['keys'];
+  /** `name`, `name@alias`, `name@N` or `name@latest` (as in the predict URL): also answer the model input that version builds. */
+  encodedFor?: string;
+}
+
+export interface FeatureVector {
+  keys: Record<string, unknown>;
+  /** OK; NOT_FOUND: no online row for the entity; INVALID_FEATURES (with encodedFor): its features do not fit the version's signature. */
+  status: PredictionStatus;
+  /** The view's features by name, exactly as the online lookup hands them to the scorer; null when NOT_FOUND. */
+  features: Record<string, unknown> | null;
+  /** With encodedFor: the model input, one number per `encodedFor.columns`; null unless OK. */
+  encoded?: number[] | null;
+  /** INVALID_FEATURES: what is wrong with the stored features. */
+  problems?: string[];
+}
+
+export interface FeaturesResponse {
+  featureView: { name: string; version: number };
+  /** The view's feature names, in the view's order. */
+  featureNames: string[];
+  /** With encodedFor: the version whose encoder built `encoded`, and the name of each encoded column. */
+  encodedFor?: { model: string; version: number; ref: string; columns: string[] };
+  vectors: FeatureVector[];
+}
+
+export function featuresSchema(maxEntities: number) {
+  return {
+    params: segmentParams('view'),
+    body: {
+      type: 'object',
+      required: ['keys'],
+      additionalProperties: false,
+      properties: {
+        keys: keysProperty(maxEntities),
+        encodedFor: { type: 'string', minLength: 1, maxLength: 200 },
+      },
+    },
+    response: {
+      200: {
+        type: 'object',
+        required: ['featureView', 'featureNames', 'vectors'],
+        properties: {
+          featureView: { type: 'object', properties: { name: { type: 'string' }, version: { type: 'integer' } } },
+          featureNames: { type: 'array', items: { type: 'string' } },
+          encodedFor: {
+            type: 'object',
+            properties: { model: { type: 'string' }, version: { type: 'integer' }, ref: { type: 'string' }, columns: { type: 'array', items: { type: 'string' } } },
+          },
+          vectors: {
+            type: 'array',
+            items: {
+              type: 'object',
+              properties: {
+                keys: { type: 'object', additionalProperties: true },
+                status: { type: 'string' },
+                features: { type: ['object', 'null'], additionalProperties: true },
+                encoded: { type: ['array', 'null'], items: { type: 'number' } },
+                problems: { type: 'array', items: { type: 'string' } },
+              },
+            },
+          },
+        },
+      },
+    },
+  } as const;
+}
+
 /** `name`, `name@alias`, `name@3` or `name@latest`; a missing ref means the champion alias. */
 export function parseModelSegment(segment: string): { name: string; ref: ParsedRef; label: string } {
   const at = segment.indexOf('@');
@@ -112,4 +203,15 @@ export function parseModelSegment(segment: string): { name: string; ref: ParsedR
   if (ref === 'latest') return { name, ref: { kind: 'latest' }, label: ref };
   if (IDENTIFIER.test(ref)) return { name, ref: { kind: 'alias', alias: ref }, label: ref };
   throw new HttpError(400, 'invalid_model', `a model reference is name, name@alias, name@<version> or name@latest, got ${JSON.stringify(segment.slice(0, 80))}`);
+}
+
+/** `name` (the latest registered version of the view) or `name@N`. */
+export function parseViewSegment(segment: string): { name: string; version?: number } {
+  const at = segment.indexOf('@');
+  const name = at < 0 ? segment : segment.slice(0, at);
+  if (!IDENTIFIER.test(name)) throw new HttpError(400, 'invalid_view', `feature view name must match ^[a-z][a-z0-9_]{0,62}$, got ${JSON.stringify(name.slice(0, 80))}`);
+  if (at < 0) return { name };
+  const version = segment.slice(at + 1);
+  if (/^[0-9]{1,9}$/.test(version) && Number(version) > 0) return { name, version: Number(version) };
+  throw new HttpError(400, 'invalid_view', `a feature view is name (its latest version) or name@<version>, got ${JSON.stringify(segment.slice(0, 80))}`);
 }

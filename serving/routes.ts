@@ -1,29 +1,53 @@
 /**
- * The server's routes: prediction, health and metrics.
+ * The server's routes: prediction, feature vectors, health and metrics.
  *
  * A prediction: resolve name@ref to a loaded version (no database round trip once
  * served) -> check the keys against the version's spine -> one query for the online
  * features of every entity (spine row + joined groups) -> the signature check and
  * encoding training used -> one forward pass -> scores with the version that made them.
  *
+ * Feature vectors: resolve the view (kept once resolved) -> the same key check -> the
+ * same lookup (one per view, shared with the versions trained on it) -> the features
+ * by name, and on request (`encodedFor`) the model input a version builds from them
+ * with its encoder, through the very function scoring encodes with (encodeInput). A
+ * caller's own model server gets exactly what ours feeds the model.
+ *
  * In a batch, an entity without online features (or whose stored features do not fit
  * the signature) is answered with its status and `score: null`; the others are scored
  * as if asked alone. A request that runs past `requestTimeoutMs` answers 503
  * request_timeout (what it was doing finishes in the background and frees its model
  * lease); a lookup Postgres cancels at the pool's statement timeout answers 503
- * statement_timeout.
+ * statement_timeout. Both routes follow these rules.
  */
 import type { FastifyInstance } from 'fastify';
+import type { Counter } from 'prom-client';
 import { FailureType, FtiError } from '../core/errors.ts';
+import type { FeatureViewDefinition } from '../features/views.ts';
 import { pgErrorCode } from '../registry/db/index.ts';
+import type { Encoder } from '../ml/encoding.ts';
+import { assertSignatureFitsView, encodeInput } from '../ml/scoring.ts';
 import type { FeatureRow } from '../ml/values.ts';
 import type { ParsedRef } from '../registry/models/index.ts';
 import { HttpError } from './http-errors.ts';
 import type { Lease } from '../ml/lease-cache.ts';
 import type { ServingMetrics } from './metrics.ts';
 import { VersionNotAllowedError, type ModelResolver, type ServedAlias } from './model-resolver.ts';
-import { parseModelSegment, predictSchema, PREDICT_ROUTE, type PredictBody, type Prediction, type PredictResponse } from './request.ts';
+import {
+  FEATURES_ROUTE,
+  featuresSchema,
+  parseModelSegment,
+  parseViewSegment,
+  predictSchema,
+  PREDICT_ROUTE,
+  type FeaturesBody,
+  type FeaturesResponse,
+  type FeatureVector,
+  type PredictBody,
+  type Prediction,
+  type PredictResponse,
+} from './request.ts';
 import type { EntityKeys, ServedModel } from './served-model.ts';
+import type { ServedView, ViewResolver } from './served-view.ts';
 
 export interface HealthReport {
   status: 'ok' | 'degraded' | 'down';
@@ -34,9 +58,10 @@ export interface HealthReport {
 
 export interface RouteDeps {
   resolver: ModelResolver;
+  views: ViewResolver;
   metrics: ServingMetrics;
   maxEntities: number;
-  /** A prediction request answers 503 request_timeout after this long. */
+  /** A prediction or feature-vector request answers 503 request_timeout after this long. */
   requestTimeoutMs: number;
   health: () => Promise<HealthReport>;
 }
@@ -46,42 +71,63 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
 
   app.post<{ Params: { model: string }; Body: PredictBody }>(PREDICT_ROUTE, { schema: predictSchema(deps.maxEntities) }, async (request): Promise<PredictResponse> => {
     const { name, ref, label } = parseModelSegment(request.params.model);
-    const deadline = new Deadline(deps.requestTimeoutMs);
-    try {
-      return await deadline.race(async () => {
-        const lease = await acquire(resolver, name, ref);
-        try {
-          request.ftiModel = name;
-          // Timed out while the model loaded: the load is cached for the next request; stop here.
-          deadline.check();
-          const served = lease.value;
-          const batch = Array.isArray(request.body.keys);
-          const entities = Array.isArray(request.body.keys) ? request.body.keys : [request.body.keys];
-          const keys = served.parseKeys(entities);
-          const rows = await served.lookup.lookup(keys);
-          deadline.check();
-          const predictions = await predict(served, keys, rows, batch);
-          const { model, version, view } = served.scoring;
-          const scored = predictions.filter((p) => p.status === 'OK').length;
-          if (scored) metrics.predictions.inc({ model, version: String(version) }, scored);
-          const notFound = predictions.filter((p) => p.status === 'NOT_FOUND').length;
-          if (notFound) metrics.entitiesNotFound.inc({ model }, notFound);
-          return { model, version, ref: label, featureView: { name: view.name, version: view.version }, predictions };
-        } finally {
-          lease.release();
+    return withinBudget(deps, metrics.timeouts, 'the prediction', async (deadline) => {
+      const lease = await acquire(resolver, name, ref);
+      try {
+        request.ftiModel = name;
+        // Timed out while the model loaded: the load is cached for the next request; stop here.
+        deadline.check();
+        const served = lease.value;
+        const batch = Array.isArray(request.body.keys);
+        const entities = Array.isArray(request.body.keys) ? request.body.keys : [request.body.keys];
+        const keys = served.parseKeys(entities);
+        const rows = await served.lookup.lookup(keys);
+        deadline.check();
+        const predictions = await predict(served, keys, rows, batch);
+        const { model, version, view } = served.scoring;
+        const scored = predictions.filter((p) => p.status === 'OK').length;
+        if (scored) metrics.predictions.inc({ model, version: String(version) }, scored);
+        const notFound = predictions.filter((p) => p.status === 'NOT_FOUND').length;
+        if (notFound) metrics.entitiesNotFound.inc({ model }, notFound);
+        return { model, version, ref: label, featureView: { name: view.name, version: view.version }, predictions };
+      } finally {
+        lease.release();
+      }
+    });
+  });
+
+  app.post<{ Params: { view: string }; Body: FeaturesBody }>(FEATURES_ROUTE, { schema: featuresSchema(deps.maxEntities) }, async (request): Promise<FeaturesResponse> => {
+    const { name, version } = parseViewSegment(request.params.view);
+    const encodedFor = request.body.encodedFor === undefined ? undefined : parseModelSegment(request.body.encodedFor);
+    return withinBudget(deps, metrics.featureTimeouts, 'the feature lookup', async (deadline) => {
+      const view = await deps.views.resolve(name, version);
+      request.ftiView = view.definition.name;
+      deadline.check();
+      const batch = Array.isArray(request.body.keys);
+      const keys = view.parseKeys(Array.isArray(request.body.keys) ? request.body.keys : [request.body.keys]);
+      // The version's encoder, held (leased) until the vectors are built.
+      const lease = encodedFor ? await acquire(resolver, encodedFor.name, encodedFor.ref) : undefined;
+      try {
+        const encoding = lease && encodedFor ? encodingFor(lease.value, view.definition, encodedFor.label) : undefined;
+        deadline.check();
+        const rows = await view.lookup.lookup(keys);
+        deadline.check();
+        const vectors = featureVectors(view, keys, rows, encoding, batch);
+        for (const status of ['OK', 'NOT_FOUND', 'INVALID_FEATURES'] as const) {
+          const n = vectors.filter((v) => v.status === status).length;
+          if (n) metrics.featureVectors.inc({ view: view.definition.name, status }, n);
         }
-      });
-    } catch (err) {
-      if (err instanceof TimedOut) {
-        metrics.timeouts.inc({ kind: 'request' });
-        throw new HttpError(503, 'request_timeout', `the prediction took longer than the server's request timeout of ${deps.requestTimeoutMs} ms; try again`, { timeoutMs: deps.requestTimeoutMs });
+        const { name: viewName, version: viewVersion, features } = view.definition;
+        return {
+          featureView: { name: viewName, version: viewVersion },
+          featureNames: features.map((f) => f.name),
+          ...(encoding ? { encodedFor: { model: encoding.model, version: encoding.version, ref: encoding.ref, columns: [...encoding.encoder.columns] } } : {}),
+          vectors,
+        };
+      } finally {
+        lease?.release();
       }
-      if (isStatementTimeout(err)) {
-        metrics.timeouts.inc({ kind: 'statement' });
-        throw new HttpError(503, 'statement_timeout', "a database statement of this request ran past the server's statement timeout and was cancelled; try again");
-      }
-      throw err;
-    }
+    });
   });
 
   app.get('/healthz', async (_request, reply) => {
@@ -125,7 +171,7 @@ async function acquire(resolver: ModelResolver, name: string, ref: ParsedRef): P
  * in a batch they are marked; a single entity is a 404 or 422 instead.
  */
 async function predict(served: ServedModel, keys: EntityKeys[], rows: Array<Record<string, unknown> | undefined>, batch: boolean): Promise<Prediction[]> {
-  if (!batch) checkFound(served, keys, rows);
+  if (!batch) checkFound(served.scoring.view, keys, rows);
   const found = rows.filter((r): r is FeatureRow => r !== undefined);
   const scored = await served.scoring.scoreRows(found);
   if (!batch) checkFeatures(served, keys, found, scored.rejected);
@@ -140,11 +186,64 @@ async function predict(served: ServedModel, keys: EntityKeys[], rows: Array<Reco
   });
 }
 
-/** 404 naming the entity the spine has no online row for: no prediction is made on nulls. */
-function checkFound(served: ServedModel, keys: EntityKeys[], rows: Array<Record<string, unknown> | undefined>): void {
+/** What the feature route encodes with: a version's encoder, once it is known to be trained on the view asked for. */
+interface Encoding {
+  model: string;
+  version: number;
+  ref: string;
+  encoder: Encoder;
+}
+
+/**
+ * The encoder of `served` for features of `view`: only a version trained on this very
+ * view (its lineage) gets its features from this lookup when it predicts, so only then
+ * is the encoded vector what it is fed. Another view may share feature names with
+ * other values (another join, another group version): 422 naming the view to ask.
+ */
+function encodingFor(served: ServedModel, view: FeatureViewDefinition, ref: string): Encoding {
+  const { model, version, record, view: trainedOn, encoder } = served.scoring;
+  const fail = (message: string) =>
+    new HttpError(422, 'model_view_mismatch', message, { model, version, featureView: { name: trainedOn.name, version: trainedOn.version } });
+  if (trainedOn.name !== view.name || trainedOn.version !== view.version) {
+    throw fail(
+      `model ${model} v${version} (${ref}) was trained on feature view ${trainedOn.name} v${trainedOn.version}, not ${view.name} v${view.version}: ask POST /v1/features/${trainedOn.name}@${trainedOn.version} for its input`,
+    );
+  }
+  try {
+    assertSignatureFitsView(record, view);
+  } catch (err) {
+    if (err instanceof FtiError) throw fail(err.message);
+    throw err;
+  }
+  return { model, version, ref, encoder };
+}
+
+/**
+ * One vector per entity, in request order: the lookup's row (what the scorer gets) and,
+ * with an encoding, the model input built from it as scoring builds it. Like
+ * predictions: in a batch an entity without a row is NOT_FOUND and one whose row does
+ * not fit the signature INVALID_FEATURES; a single entity is a 404 or 422 instead.
+ */
+function featureVectors(view: ServedView, keys: EntityKeys[], rows: Array<Record<string, unknown> | undefined>, encoding: Encoding | undefined, batch: boolean): FeatureVector[] {
+  if (!batch) checkFound(view.definition, keys, rows);
+  return keys.map((k, i): FeatureVector => {
+    const row = rows[i];
+    if (row === undefined) return { keys: k, status: 'NOT_FOUND', features: null, ...(encoding ? { encoded: null } : {}) };
+    if (!encoding) return { keys: k, status: 'OK', features: row };
+    const x = new Float32Array(encoding.encoder.width);
+    const problems = encodeInput(encoding.encoder, row, x);
+    if (problems) {
+      if (!batch) throw invalidFeatures(encoding.model, encoding.version, k, problems, 1);
+      return { keys: k, status: 'INVALID_FEATURES', features: row, encoded: null, problems };
+    }
+    return { keys: k, status: 'OK', features: row, encoded: Array.from(x) };
+  });
+}
+
+/** 404 naming the entity the spine has no online row for: no prediction (or vector) is made of nulls. */
+function checkFound(view: FeatureViewDefinition, keys: EntityKeys[], rows: Array<Record<string, unknown> | undefined>): void {
   const missing = keys.filter((_, i) => rows[i] === undefined);
   if (missing.length) {
-    const { view } = served.scoring;
     const shown = missing.slice(0, 5).map((k) => JSON.stringify(k));
     throw new HttpError(
       404,
@@ -160,12 +259,37 @@ function checkFeatures(served: ServedModel, keys: EntityKeys[], rows: FeatureRow
   const first = rejected[0];
   if (!first) return;
   const { model, version } = served.scoring;
-  const entity = keys[rows.indexOf(first.row)];
-  throw new HttpError(422, 'invalid_features', `the stored features of ${JSON.stringify(entity)} do not fit the signature of ${model} v${version}: ${first.reasons.join('; ')}`, {
+  throw invalidFeatures(model, version, keys[rows.indexOf(first.row)] as EntityKeys, first.reasons, rejected.length);
+}
+
+function invalidFeatures(model: string, version: number, entity: EntityKeys, problems: string[], rejected: number): HttpError {
+  return new HttpError(422, 'invalid_features', `the stored features of ${JSON.stringify(entity)} do not fit the signature of ${model} v${version}: ${problems.join('; ')}`, {
     keys: entity,
-    problems: first.reasons,
-    rejected: rejected.length,
+    problems,
+    rejected,
   });
+}
+
+/**
+ * Runs a request's work within the server's time budget: 503 request_timeout when it
+ * runs out (counted as kind "request"), 503 statement_timeout when Postgres cancelled a
+ * statement (kind "statement"). `what` names the work in the message.
+ */
+async function withinBudget<T>(deps: RouteDeps, timeouts: Counter<'kind'>, what: string, work: (deadline: Deadline) => Promise<T>): Promise<T> {
+  const deadline = new Deadline(deps.requestTimeoutMs);
+  try {
+    return await deadline.race(() => work(deadline));
+  } catch (err) {
+    if (err instanceof TimedOut) {
+      timeouts.inc({ kind: 'request' });
+      throw new HttpError(503, 'request_timeout', `${what} took longer than the server's request timeout of ${deps.requestTimeoutMs} ms; try again`, { timeoutMs: deps.requestTimeoutMs });
+    }
+    if (isStatementTimeout(err)) {
+      timeouts.inc({ kind: 'statement' });
+      throw new HttpError(503, 'statement_timeout', "a database statement of this request ran past the server's statement timeout and was cancelled; try again");
+    }
+    throw err;
+  }
 }
 
 class TimedOut extends Error {}

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import type { FeatureType } from '../features/schema.ts';
+import type { FeatureViewDefinition } from '../features/views.ts';
 import { formatIssues } from '../core/errors.ts';
 import { loadScoringModel, type ScoringDeps, type ScoringModel } from '../ml/scoring.ts';
 import type { OnlineKey, OnlineViewLookup, PredictionStore } from '../registry/predictions/index.ts';
@@ -21,34 +22,57 @@ export interface ServedModel {
   dispose(): void;
 }
 
-/** Online lookups are per feature view, shared by every version trained on it. */
+/** Online lookups are per feature view, shared by every version trained on it and by the feature route. */
 export type LookupCache = Map<string, Promise<OnlineViewLookup>>;
+
+/**
+ * The online lookup of `view`, created once per view (name@version) and shared: a lookup
+ * that fails to be created (the view cannot be served online) is not kept, so the next
+ * request checks again.
+ */
+export function sharedLookup(predictions: PredictionStore, lookups: LookupCache, view: FeatureViewDefinition): Promise<OnlineViewLookup> {
+  const viewKey = `${view.name}@${view.version}`;
+  let lookup = lookups.get(viewKey);
+  if (!lookup) {
+    const created = predictions.onlineLookup(view);
+    lookup = created;
+    lookups.set(viewKey, created);
+    created.catch(() => lookups.delete(viewKey));
+  }
+  return lookup;
+}
+
+/**
+ * The request's entities, checked against the spine's keys (exactly those names, typed
+ * as the spine group stores them): HttpError 400 invalid_keys naming every problem of
+ * the first bad entity, and `where` (what the keys are for).
+ */
+export function entityKeysParser(keys: readonly OnlineKey[], where: string): (entities: readonly unknown[]) => EntityKeys[] {
+  const schema = keysSchema(keys);
+  const expected = Object.fromEntries(keys.map((k) => [k.name, k.type]));
+  return (entities) =>
+    entities.map((entity, i) => {
+      const parsed = schema.safeParse(entity);
+      if (parsed.success) return parsed.data;
+      const problems = formatIssues(parsed.error.issues, { prefix: `keys${entities.length > 1 ? `[${i}]` : ''}` });
+      throw new HttpError(400, 'invalid_keys', `${problems}; ${where}`, { expected });
+    });
+}
+
+/** `flight_id: int, …`: the keys as an error message names them. */
+export function describeKeys(keys: readonly OnlineKey[]): string {
+  return keys.map((k) => `${k.name}: ${k.type}`).join(', ');
+}
 
 export async function loadServedModel(deps: ScoringDeps & { predictions: PredictionStore }, lookups: LookupCache, name: string, version: number): Promise<ServedModel> {
   const scoring = await loadScoringModel(deps, name, version);
   try {
-    const viewKey = `${scoring.view.name}@${scoring.view.version}`;
-    let lookup = lookups.get(viewKey);
-    if (!lookup) {
-      const created = deps.predictions.onlineLookup(scoring.view);
-      lookup = created;
-      lookups.set(viewKey, created);
-      created.catch(() => lookups.delete(viewKey));
-    }
-    const resolved = await lookup;
-    const schema = keysSchema(resolved.keys);
-    const where = `model ${name} v${version} (feature view ${scoring.view.name} v${scoring.view.version}, keyed by ${resolved.keys.map((k) => `${k.name}: ${k.type}`).join(', ')})`;
+    const resolved = await sharedLookup(deps.predictions, lookups, scoring.view);
+    const where = `model ${name} v${version} (feature view ${scoring.view.name} v${scoring.view.version}, keyed by ${describeKeys(resolved.keys)})`;
     return {
       scoring,
       lookup: resolved,
-      parseKeys(entities) {
-        return entities.map((entity, i) => {
-          const parsed = schema.safeParse(entity);
-          if (parsed.success) return parsed.data;
-          const problems = formatIssues(parsed.error.issues, { prefix: `keys${entities.length > 1 ? `[${i}]` : ''}` });
-          throw new HttpError(400, 'invalid_keys', `${problems}; ${where}`, { expected: Object.fromEntries(resolved.keys.map((k) => [k.name, k.type])) });
-        });
-      },
+      parseKeys: entityKeysParser(resolved.keys, where),
       dispose: () => scoring.dispose(),
     };
   } catch (err) {
@@ -57,7 +81,7 @@ export async function loadServedModel(deps: ScoringDeps & { predictions: Predict
   }
 }
 
-function keysSchema(keys: OnlineKey[]): z.ZodType<EntityKeys> {
+function keysSchema(keys: readonly OnlineKey[]): z.ZodType<EntityKeys> {
   return z.strictObject(Object.fromEntries(keys.map((k) => [k.name, keySchema(k.type)])), {
     error: (issue) => (issue.code === 'unrecognized_keys' ? `unknown key ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}` : undefined),
   }) as unknown as z.ZodType<EntityKeys>;

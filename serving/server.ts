@@ -1,5 +1,6 @@
 /**
  * The online prediction server (fastify): POST /v1/models/{name}[@ref]/predict,
+ * POST /v1/features/{view}[@version] (the feature vectors predictions are made of),
  * GET /healthz, GET /metrics. `fti serve` starts it; tests and the bench build it
  * in-process with buildServer and listen on a port of their choosing.
  *
@@ -27,14 +28,17 @@ import { bearerAuth, parseServingTokens } from './auth.ts';
 import { HttpError, toHttpError } from './http-errors.ts';
 import { createServingMetrics, type ServingMetrics } from './metrics.ts';
 import { ModelResolver } from './model-resolver.ts';
-import { parseModelSegment, PREDICT_ROUTE } from './request.ts';
+import { FEATURES_ROUTE, parseModelSegment, PREDICT_ROUTE } from './request.ts';
 import { registerRoutes, type HealthReport } from './routes.ts';
 import { loadServedModel, type LookupCache } from './served-model.ts';
+import { ViewResolver } from './served-view.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** The model a prediction request resolved to ('' until then): the metrics label. */
     ftiModel: string;
+    /** The feature view a feature-vector request resolved to ('' until then): the metrics label. */
+    ftiView: string;
   }
 }
 
@@ -111,6 +115,8 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
     capacity: options.modelCapacity,
     allowVersions,
   });
+  // Shares the lookups with the versions trained on each view.
+  const views = new ViewResolver({ views: features, predictions, lookups });
   const watch = await watchAliases({
     databaseUrl: options.databaseUrl,
     schema: options.schema,
@@ -130,13 +136,16 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
   // JSON only: anything else is a 415, not a string body that fails the schema.
   app.removeContentTypeParser('text/plain');
   app.decorateRequest('ftiModel', '');
+  app.decorateRequest('ftiView', '');
   // First hook of every request: a request without a valid token goes no further (its body is not even read).
   const auth = bearerAuth({ tokens, publicRoutes: ['/healthz', ...(options.metricsPublic ? ['/metrics'] : [])] });
   if (auth) app.addHook('onRequest', auth);
   app.addHook('onResponse', async (request, reply) => {
-    if (request.routeOptions.url !== PREDICT_ROUTE) return;
+    const route = request.routeOptions.url;
+    if (route !== PREDICT_ROUTE && route !== FEATURES_ROUTE) return;
     const outcome = reply.statusCode < 400 ? 'ok' : reply.statusCode < 500 ? 'client_error' : 'server_error';
-    metrics.requestDuration.observe({ model: request.ftiModel, outcome }, reply.elapsedTime / 1000);
+    if (route === PREDICT_ROUTE) metrics.requestDuration.observe({ model: request.ftiModel, outcome }, reply.elapsedTime / 1000);
+    else metrics.featuresRequestDuration.observe({ view: request.ftiView, outcome }, reply.elapsedTime / 1000);
   });
   app.setErrorHandler(async (err, request, reply) => {
     const http = toHttpError(err);
@@ -146,7 +155,7 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
     return reply.code(http.statusCode).send(http.body());
   });
   app.setNotFoundHandler(async (request, reply) => {
-    const http = new HttpError(404, 'no_route', `no route ${request.method} ${request.url.split('?')[0]}; predictions are POST /v1/models/{name}[@alias|@version]/predict`);
+    const http = new HttpError(404, 'no_route', `no route ${request.method} ${request.url.split('?')[0]}; predictions are POST /v1/models/{name}[@alias|@version]/predict, feature vectors POST /v1/features/{view}[@version]`);
     return reply.code(404).send(http.body());
   });
 
@@ -155,7 +164,7 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
     const aliasAnnouncements = watch.listening ? 'listening' : 'reconnecting';
     return { status: database !== 'ok' ? 'down' : aliasAnnouncements === 'listening' ? 'ok' : 'degraded', database, aliasAnnouncements, served: resolver.served() };
   };
-  registerRoutes(app, { resolver, metrics, maxEntities: options.maxEntities ?? DEFAULT_MAX_ENTITIES, requestTimeoutMs, health });
+  registerRoutes(app, { resolver, views, metrics, maxEntities: options.maxEntities ?? DEFAULT_MAX_ENTITIES, requestTimeoutMs, health });
 
   app.addHook('onClose', async () => {
     await watch.close();

@@ -23,7 +23,7 @@ import { sourceQueryRows, type SourceQueryOptions } from './source-query.ts';
 import { clearStaged, copyIntoCommit, insertRejects, listRejects } from './staging.ts';
 import { getStatistics, type FeatureStatistics } from './statistics.ts';
 import { latestViewSnapshot, pinnedViewSnapshot, viewQuery, type ViewSnapshot } from './view-snapshot.ts';
-import { getFeatureView, getFeatureViewById, registerFeatureView, type FeatureViewRecord } from './views.ts';
+import { getFeatureView, getFeatureViewById, listViewVersions, registerFeatureView, type FeatureViewRecord } from './views.ts';
 
 export class FeatureStore {
   private readonly knex: Knex;
@@ -123,6 +123,11 @@ export class FeatureStore {
 
   viewById(id: number): Promise<FeatureViewRecord> {
     return getFeatureViewById(this.knex, id);
+  }
+
+  /** Registered views with their versions (at most `limit` names; only `name`'s when given). */
+  viewVersions(options?: { name?: string; limit?: number }): Promise<Array<{ name: string; versions: number[] }>> {
+    return listViewVersions(this.knex, options);
   }
 
   /** The view's groups with their latest commits: what a new dataset or prediction run pins. */

@@ -46,3 +46,11 @@ export async function getFeatureViewById(knex: Knex, id: number): Promise<Featur
   if (!row) throw new FtiError(FailureType.NotFound, `feature view #${id} does not exist`);
   return toFeatureView(row);
 }
+
+/** The registered views by name with their versions (at most `limit` names, alphabetical; only `name`'s when given). */
+export async function listViewVersions(knex: Knex, options: { name?: string; limit?: number } = {}): Promise<Array<{ name: string; versions: number[] }>> {
+  const query = knex('feature_views').select('name', knex.raw('array_agg(version order by version) as versions')).groupBy('name').orderBy('name').limit(options.limit ?? 50);
+  if (options.name !== undefined) void query.where({ name: options.name });
+  const rows = (await query) as Array<{ name: string; versions: number[] }>;
+  return rows.map((r) => ({ name: r.name, versions: r.versions.map(Number) }));
+}

@@ -1,6 +1,7 @@
 /**
  * What the prediction-server suites share: a store filled by the real feature
- * pipeline on the flights example, and a client for POST /v1/models/{model}/predict.
+ * pipeline on the flights example, and clients for POST /v1/models/{model}/predict
+ * and POST /v1/features/{view}.
  *
  * The store holds the flights of Jan 3 and 4 but airport delays only up to the end
  * of Jan 3, as if Jan 4's flights were tomorrow's schedule: the point-in-time
@@ -10,7 +11,7 @@
 import type { Knex } from 'knex';
 import type { FtiProject } from '../../features/project.ts';
 import { loadBackend, type LoadedBackend } from '../../ml/backend.ts';
-import type { PredictResponse } from '../../serving/request.ts';
+import type { FeaturesResponse, PredictResponse } from '../../serving/request.ts';
 import { createKnex } from '../../registry/db/index.ts';
 import { featurePipeline } from '../../workflows/index.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './services.ts';
@@ -75,13 +76,24 @@ export interface PostOptions {
 
 /** POST /v1/models/{model}/predict; the answer's status, JSON body and headers. */
 export async function postPredict(base: string, model: string, body: unknown, init: PostOptions = {}): Promise<{ status: number; body: PredictAnswer; headers: Headers }> {
-  const response = await fetch(`${base}/v1/models/${model}/predict`, {
+  return postJson<PredictAnswer>(`${base}/v1/models/${model}/predict`, body, init);
+}
+
+export type FeaturesAnswer = FeaturesResponse & { error?: string; message?: string; details?: Record<string, unknown> };
+
+/** POST /v1/features/{view}; the answer's status, JSON body and headers. */
+export async function postFeatures(base: string, view: string, body: unknown, init: PostOptions = {}): Promise<{ status: number; body: FeaturesAnswer; headers: Headers }> {
+  return postJson<FeaturesAnswer>(`${base}/v1/features/${view}`, body, init);
+}
+
+async function postJson<T>(url: string, body: unknown, init: PostOptions): Promise<{ status: number; body: T; headers: Headers }> {
+  const response = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': init.contentType ?? 'application/json', ...(init.token ? { authorization: `Bearer ${init.token}` } : {}), ...init.headers },
     body: init.raw ?? JSON.stringify(body),
     ...(init.timeoutMs ? { signal: AbortSignal.timeout(init.timeoutMs) } : {}),
   });
-  return { status: response.status, body: (await response.json()) as PredictAnswer, headers: response.headers };
+  return { status: response.status, body: (await response.json()) as T, headers: response.headers };
 }
 
 /** Polls `fn` until `done` holds, or fails after `timeoutMs` with the last value. */
