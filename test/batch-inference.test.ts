@@ -80,9 +80,9 @@ describe('batch inference: a day of flights through the batchInference workflow'
     // The run records the commits it read: the latest of both groups.
     const store = new FeatureStore({ knex: db.knex });
     for (const name of ['flights', 'airport_delays']) {
-      const latest = await store.latestCommit(await store.group(name, 1));
-      expect(stored.commits).toContainEqual({ featureGroup: name, version: 1, commitId: latest?.id });
-      expect(await predictions.runsUsingCommit({ featureGroup: name, version: 1, commitId: latest?.id ?? -1 })).toContain(firstRun.runId);
+      const latest = await store.latestCommit(await store.group(name, 2));
+      expect(stored.commits).toContainEqual({ featureGroup: name, version: 2, commitId: latest?.id });
+      expect(await predictions.runsUsingCommit({ featureGroup: name, version: 2, commitId: latest?.id ?? -1 })).toContain(firstRun.runId);
     }
     const partitions = await predictions.partitions(firstRun.runId);
     expect(partitions.map((p) => p.status)).toEqual(['done', 'done', 'done', 'done']);

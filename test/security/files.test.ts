@@ -228,7 +228,7 @@ describe('security: bad files fail clearly, nothing is lost (real Temporal + Pos
       const wallJan3 = rows.filter((r) => r.date >= new Date('2001-01-03T00:00:00Z') && r.date < new Date('2001-01-04T00:00:00Z'));
       const result = await run({ featureGroup: 'flights_ny', start: '2001-01-03T05:00:00Z', end: '2001-01-04T05:00:00Z' });
       expect(result.rowsIn).toBe(wallJan3.length);
-      const group = await store.group('flights_ny', 1);
+      const group = await store.group('flights_ny', flightsNewYork.version);
       const [first] = await store.read(group).toArray(1);
       const raw = rows[first?.flight_id as number]?.date as Date;
       expect((first?.event_time as Date).getTime() - raw.getTime()).toBe(5 * 3600_000);
@@ -288,10 +288,10 @@ describe('security: bad files fail clearly, nothing is lost (real Temporal + Pos
   });
 
   describe('late rows (README): a one-off NDJSON or CSV file of flights', () => {
-    it('fti run feature --group flights --version 1 --source-file ./late-rows.ndjson commits the well-formed row (1 in, 1 committed)', async () => {
+    it('fti run feature --group flights --version 2 --source-file ./late-rows.ndjson commits the well-formed row (1 in, 1 committed)', async () => {
       const late = ndjson('late-rows.ndjson', [{ flight_id: 9_000_001, date: '2001-01-03T10:05:00', delay: 42, distance: 733, origin: 'ORD', destination: 'LGA' }]);
       const { code, stdout, stderr } = await runFti(
-        ['run', 'feature', '--group', 'flights', '--version', '1', '--source-file', late, '--start', '2001-01-03T00:00:00Z', '--end', '2001-01-04T00:00:00Z', '--json'],
+        ['run', 'feature', '--group', 'flights', '--version', '2', '--source-file', late, '--start', '2001-01-03T00:00:00Z', '--end', '2001-01-04T00:00:00Z', '--json'],
         { prefix: temporal.prefix },
       );
       expect(code, stderr).toBe(0);
