@@ -5,7 +5,7 @@
  * purpose: it is the yardstick.
  */
 import { performance } from 'node:perf_hooks';
-import { flightDelays } from '../../examples/flights/definitions.ts';
+import { airportDelays, flightDelays, flights } from '../../examples/flights/definitions.ts';
 import { FeatureStore } from '../../registry/feature-store/index.ts';
 import { TrainingStore } from '../../registry/training/index.ts';
 import { flightsFixture } from '../flights-fixture.ts';
@@ -32,10 +32,10 @@ const datasetPart: BenchPart = async (ctx) => {
     await ctx.knex.raw(
       `create table bench_naive_dataset as
        select f.flight_id, f.event_time, f.delayed, f.distance, f.hour, f.weekday, f.origin, ${airportFeatures.map((c) => `a.${c}`).join(', ')}
-       from fg_flights_v1 f
+       from fg_flights_v${flights.version} f
        left join lateral (
-         select ${airportFeatures.join(', ')} from fg_airport_delays_v1 a
-         where a.airport = f.origin and a.event_time < f.event_time
+         select ${airportFeatures.join(', ')} from fg_airport_delays_v${airportDelays.version} a
+         where a.airport = f.origin and a.event_time < f.event_time and a._available_at <= f.event_time
          order by a.event_time desc limit 1
        ) a on true
        where f.delayed is not null`,

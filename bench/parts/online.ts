@@ -20,6 +20,7 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { REPO_ROOT } from '../../cli/services/worker-process.ts';
 import { freePort } from '../../cli/services/ports.ts';
+import { flights } from '../../examples/flights/definitions.ts';
 import { FeatureStore, groupTables } from '../../registry/feature-store/index.ts';
 import { id, sql, toNative } from '../../registry/db/index.ts';
 import { percentile, round, timeRatio, type BenchContext, type BenchPart, type Figure } from '../harness.ts';
@@ -116,7 +117,7 @@ export default onlinePart;
 /** Flight ids of the month that the online store holds. */
 async function flightIds(ctx: BenchContext): Promise<number[]> {
   const store = new FeatureStore({ knex: ctx.knex });
-  const rows = await store.read(await store.group('flights', 1), { start: new Date(MONTH.start), end: new Date(MONTH.end), columns: ['flight_id'] }).toArray(50_000);
+  const rows = await store.read(await store.group(flights.name, flights.version), { start: new Date(MONTH.start), end: new Date(MONTH.end), columns: ['flight_id'] }).toArray(50_000);
   return rows.map((r) => r.flight_id as number);
 }
 
@@ -169,7 +170,7 @@ async function load(url: string, ids: number[], seconds: number): Promise<{ late
 /** The baseline: the same clients and pacing, each request one indexed SELECT of an online row. */
 async function rawSelects(ctx: BenchContext, ids: number[], seconds: number): Promise<number[]> {
   const pool = new pg.Pool({ connectionString: ctx.databaseUrl, max: CLIENTS, options: `-c search_path=${ctx.schema}` });
-  const statement = toNative(ctx.knex, sql`select * from ${id(groupTables('flights', 1).online)} where flight_id = ${0}`);
+  const statement = toNative(ctx.knex, sql`select * from ${id(groupTables(flights.name, flights.version).online)} where flight_id = ${0}`);
   const latencies: number[] = [];
   const perClient = RATE / CLIENTS;
   let i = 0;
