@@ -2,7 +2,9 @@
  * Training throughput per available TensorFlow.js backend (each in a process of
  * its own, streaming batches from Postgres exactly as the GPU pool does), and the
  * flights model's test AUC: the real training pipeline, trained on Jan-May 2001
- * and tested on June, on the GPU worker's default backend.
+ * and tested on June, on the GPU worker's default backend; and the gap to a reference
+ * gradient-boosted model (scikit-learn's HistGradientBoostingClassifier, when Python is
+ * here) trained, stopped early and tested on the very same dataset rows and splits.
  */
 import { execFile } from 'node:child_process';
 import path from 'node:path';
@@ -14,6 +16,7 @@ import { TrainingStore } from '../../registry/training/index.ts';
 import { trainingPipeline } from '../../workflows/index.ts';
 import { flightsFixture } from '../flights-fixture.ts';
 import { round, type BenchPart, type Figure } from '../harness.ts';
+import { referenceGbdt } from '../reference-gbdt.ts';
 
 const run = promisify(execFile);
 const BACKENDS = ['tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
@@ -77,8 +80,40 @@ const trainingPart: BenchPart = async (ctx) => {
     value: round(result.metrics.auc ?? Number.NaN, 4),
     unit: 'auc',
     rows: result.rowCounts.test,
-    details: { backend: result.training.tfjsBackend, train: 'Jan 1 - May 25 2001', validation: 'May 25 - Jun 1', test: 'June 2001', metrics: result.metrics, epochs: result.training.epochs, modelVersion: result.version },
+    details: { backend: result.training.tfjsBackend, train: 'Jan 1 - May 25 2001', validation: 'May 25 - Jun 1', test: 'June 2001', metrics: result.metrics, epochs: result.training.epochs, modelVersion: result.version, trainingDatasetId: result.trainingDatasetId },
   });
+
+  // The reference GBDT on the same dataset (same rows, splits and features).
+  const projectAuc = result.metrics.auc ?? Number.NaN;
+  const dataset = await new TrainingStore({ knex: ctx.knex }).dataset(result.trainingDatasetId);
+  const datasetView = (await new FeatureStore({ knex: ctx.knex }).view(result.featureView.name, result.featureView.version)).definition;
+  const reference = await referenceGbdt(ctx, dataset, datasetView);
+  ctx.log('reference GBDT', reference);
+  const same = { trainingDatasetId: dataset.id, featureView: result.featureView, projectModel: `64-32 MLP (${result.training.tfjsBackend}), version ${result.version}`, projectAuc: round(projectAuc, 4) };
+  if (reference.ok) {
+    const r = reference.result;
+    figures.push({
+      name: 'auc_gap_to_reference',
+      value: round(r.auc - projectAuc, 4),
+      unit: 'auc',
+      rows: r.rows,
+      details: {
+        ...same,
+        referenceAuc: round(r.auc, 4),
+        reference: `scikit-learn ${String(r.sklearn)} HistGradientBoostingClassifier`,
+        referenceValidationAuc: round(r.validationAuc, 4),
+        iterations: r.iterations,
+        earlyStopping: r.earlyStopping,
+        params: r.params,
+        encoding: 'origin: the project model\'s one-hot categories as one categorical feature (others: one "other" category); numbers as given, hour and weekday raw (no sin/cos), NaN where the join found nothing',
+        rows: { train: r.trainRows, validation: r.validationRows, test: r.rows },
+        seconds: { export: round(reference.exportSeconds, 1), read: r.readSeconds, fit: r.fitSeconds, total: round(reference.totalSeconds, 1) },
+        python: reference.python,
+      },
+    });
+  } else {
+    figures.push({ name: 'auc_gap_to_reference', value: Number.NaN, unit: 'auc', details: { ...same, unavailable: reference.reason } });
+  }
   return figures;
 };
 
