@@ -135,7 +135,12 @@ export function embeddedPostgresUrl(port: number, database = 'fti'): string {
  * roles are there so each process holds only its own rights, not for secrecy.
  */
 export function embeddedRoleUrl(adminUrl: string, schema: string, role: DbRole): string {
-  return urlWithRole(adminUrl, roleName(schema, role), roleName(schema, role));
+  return urlWithRole(adminUrl, roleName(schema, role), embeddedRolePasswords(schema)[role]);
+}
+
+/** The passwords the embedded cluster's roles are provisioned with (see embeddedRoleUrl). */
+export function embeddedRolePasswords(schema: string): Record<DbRole, string> {
+  return { owner: roleName(schema, 'owner'), worker: roleName(schema, 'worker'), serving: roleName(schema, 'serving') };
 }
 
 /** `FOO=` in a shell means "not set" for our purposes. */

@@ -51,6 +51,7 @@ export async function* encodeRows(
   const availability = def.availability;
   const lagMs = availability && 'lag' in availability ? durationMs(availability.lag) : 0;
   const availableIndex = availability && 'column' in availability ? columns.findIndex((c) => c.name === availability.column) : -1;
+  const availableName = columns[availableIndex]?.name ?? 'availability';
   const startMs = window.start?.getTime() ?? -Infinity;
   const endMs = window.end?.getTime() ?? Infinity;
   const values: FeatureValue[] = new Array(columns.length);
@@ -110,10 +111,9 @@ export async function* encodeRows(
       let availableAt: Date | undefined;
       if (time instanceof Date) {
         const known = availableIndex >= 0 ? values[availableIndex] : new Date(time.getTime() + lagMs);
-        const column = columns[availableIndex]?.name ?? 'availability';
         // Known before it happened would put the row into joins at times it did not exist yet.
-        if (!(known instanceof Date)) (reasons ??= []).push(`${column}: must not be null (when the row became known)`);
-        else if (known.getTime() < time.getTime()) (reasons ??= []).push(`${column}: ${known.toISOString()} is before the event time ${time.toISOString()}`);
+        if (!(known instanceof Date)) (reasons ??= []).push(`${availableName}: must not be null (when the row became known)`);
+        else if (known.getTime() < time.getTime()) (reasons ??= []).push(`${availableName}: ${known.toISOString()} is before the event time ${time.toISOString()}`);
         else availableAt = known;
       }
       if (reasons || !availableAt) {

@@ -86,17 +86,19 @@ const segmentParams = (param: string) =>
     properties: { [param]: { type: 'string', minLength: 1, maxLength: 200 } },
   }) as const;
 
+/** A request body of entity keys (and whatever else the route takes); nothing more. */
+const keysBody = <P extends Record<string, unknown>>(maxEntities: number, more: P) =>
+  ({
+    type: 'object',
+    required: ['keys'],
+    additionalProperties: false,
+    properties: { keys: keysProperty(maxEntities), ...more },
+  }) as const;
+
 export function predictSchema(maxEntities: number) {
   return {
     params: segmentParams('model'),
-    body: {
-      type: 'object',
-      required: ['keys'],
-      additionalProperties: false,
-      properties: {
-        keys: keysProperty(maxEntities),
-      },
-    },
+    body: keysBody(maxEntities, {}),
     response: {
       200: {
         type: 'object',
@@ -154,15 +156,7 @@ export interface FeaturesResponse {
 export function featuresSchema(maxEntities: number) {
   return {
     params: segmentParams('view'),
-    body: {
-      type: 'object',
-      required: ['keys'],
-      additionalProperties: false,
-      properties: {
-        keys: keysProperty(maxEntities),
-        encodedFor: { type: 'string', minLength: 1, maxLength: 200 },
-      },
-    },
+    body: keysBody(maxEntities, { encodedFor: { type: 'string', minLength: 1, maxLength: 200 } }),
     response: {
       200: {
         type: 'object',

@@ -71,14 +71,7 @@ describe('online feature vectors: POST /v1/features/{view}', () => {
   /** What the online store holds for each of flightIds, by view feature name. */
   let expected: Row[];
 
-  const options = (extra: Partial<ServerOptions> = {}): ServerOptions => ({
-    knex: store.serving.knex,
-    tf: store.backend.tf,
-    databaseUrl: store.serving.url,
-    schema: store.db.schema,
-    log: () => {},
-    ...extra,
-  });
+  const options = (extra: Partial<ServerOptions> = {}): ServerOptions => store.serverOptions(extra);
   /** POST /v1/features/{viewSegment} with the server's token. */
   const features = (viewSegment: string, body: unknown) => postFeatures(base, viewSegment, body, { token: TOKEN });
   const metrics = async () => (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();

@@ -15,8 +15,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import knexFactory from 'knex';
 import pg from 'pg';
-import { embeddedPostgresUrl, embeddedRoleUrl, type FtiConfig } from '../../core/config.ts';
-import { DB_ROLES, roleName, type DbRole } from '../../core/db-roles.ts';
+import { embeddedPostgresUrl, embeddedRolePasswords, embeddedRoleUrl, type FtiConfig } from '../../core/config.ts';
+import { DB_ROLES, type DbRole } from '../../core/db-roles.ts';
 import { createKnex, migrate, provisionRoles } from '../../registry/db/index.ts';
 import { initCluster, startCluster } from './postgres-cluster.ts';
 import { isListening } from './ports.ts';
@@ -104,8 +104,7 @@ export function embeddedRoleUrls(adminUrl: string, schema: string): Record<DbRol
 
 /** Provisions `schema`'s roles on the embedded cluster (idempotent). */
 export async function provisionEmbedded(adminUrl: string, schema: string): Promise<Record<DbRole, string>> {
-  const passwords = Object.fromEntries(DB_ROLES.map((r) => [r, roleName(schema, r)])) as Record<DbRole, string>;
-  await withAdmin(adminUrl, (admin) => provisionRoles(admin, schema, passwords));
+  await withAdmin(adminUrl, (admin) => provisionRoles(admin, schema, embeddedRolePasswords(schema)));
   return embeddedRoleUrls(adminUrl, schema);
 }
 

@@ -72,11 +72,12 @@ export async function computeAggregates(knex: Knex, run: AggregateRun): Promise<
   const sumColumns = windows.flatMap(({ wi }) => [`_n${wi}`, ...inputs.flatMap(({ i }) => [`_s${wi}_${i}`, `_c${wi}_${i}`])]);
   // An event enters window w only if it is known before it has fallen out of w.
   const entersWindow = (interval: Sql) => sql`_ta <= _te + ${interval}`;
-  const contribution = (wi: number, interval: Sql, sign: 1 | -1, only?: number): Sql[] =>
-    windows.flatMap((other) => {
-      const live = only === undefined ? entersWindow(other.interval) : other.wi === only ? sql`true` : sql`false`;
-      const value = (v: Sql) => sql`case when ${live} then ${int(sign)} * ${v} else 0 end`;
-      return [sql`${value(sql`1`)} as ${id(`_n${other.wi}`)}`, ...inputs.flatMap(({ i }) => [sql`${value(sql`coalesce(${id(`_x${i}`)}, 0)`)} as ${id(`_s${other.wi}_${i}`)}`, sql`${value(sql`(${id(`_x${i}`)} is not null)::int`)} as ${id(`_c${other.wi}_${i}`)}`])];
+  /** One event's row count, sums and counts in every window's columns: `value` of each, or 0 where `counts(window)` is false. */
+  const columnsOf = (counts: (window: (typeof windows)[number]) => Sql | undefined, sign: 1 | -1): Sql[] =>
+    windows.flatMap((window) => {
+      const when = counts(window);
+      const value = (v: Sql) => (when ? sql`case when ${when} then ${int(sign)} * ${v} else 0 end` : sql`0`);
+      return [sql`${value(sql`1`)} as ${id(`_n${window.wi}`)}`, ...inputs.flatMap(({ i }) => [sql`${value(sql`coalesce(${id(`_x${i}`)}, 0)`)} as ${id(`_s${window.wi}_${i}`)}`, sql`${value(sql`(${id(`_x${i}`)} is not null)::int`)} as ${id(`_c${window.wi}_${i}`)}`])];
     });
   const zeros = sumColumns.map((c) => sql`0 as ${id(c)}`);
   const keyCols = ids(targetKeys);
@@ -89,9 +90,9 @@ export async function computeAggregates(knex: Knex, run: AggregateRun): Promise<
       // Evaluation points: one derived row per (entity, source event time) of the run's window.
       sql`select distinct ${keyCols}, _te as _t, 0 as _k, ${join(zeros, ', ')} from src ${evalWhere}`,
       // Entries: when known; before evaluations at that instant if known later than it happened.
-      sql`select ${keyCols}, greatest(_te, _ta) as _t, case when _ta > _te then -1 else 1 end as _k, ${join(contribution(0, kw(''), 1), ', ')} from src`,
+      sql`select ${keyCols}, greatest(_te, _ta) as _t, case when _ta > _te then -1 else 1 end as _k, ${join(columnsOf((window) => entersWindow(window.interval), 1), ', ')} from src`,
       // Exits: when the event falls out of window w (only for events that entered it).
-      ...windows.map(({ wi, interval }) => sql`select ${keyCols}, _te + ${interval} as _t, 2 as _k, ${join(contribution(wi, interval, -1, wi), ', ')} from src where ${entersWindow(interval)}`),
+      ...windows.map(({ wi, interval }) => sql`select ${keyCols}, _te + ${interval} as _t, 2 as _k, ${join(columnsOf((window) => (window.wi === wi ? sql`true` : undefined), -1), ', ')} from src where ${entersWindow(interval)}`),
     ],
     ' union all ',
   );

@@ -10,8 +10,8 @@ import { inject } from 'vitest';
 import { taskQueue, type Pool } from '../../core/task-queues.ts';
 import { defineProject, type FtiProject } from '../../features/project.ts';
 import type { LoadedBackend } from '../../ml/backend.ts';
-import { embeddedRoleUrl } from '../../core/config.ts';
-import { roleName, type DbRole } from '../../core/db-roles.ts';
+import { embeddedRolePasswords, embeddedRoleUrl } from '../../core/config.ts';
+import type { DbRole } from '../../core/db-roles.ts';
 import { createKnex, dropSchemaAndRoles, migrate, provisionRoles } from '../../registry/db/index.ts';
 import { createPoolWorker } from '../../workers/worker.ts';
 
@@ -46,7 +46,7 @@ export async function createTestDb(label: string): Promise<TestDb> {
   const adminUrl = inject('adminDatabaseUrl');
   const schema = uniqueId(`t_${label}`).toLowerCase();
   const admin = createKnex({ url: adminUrl, schema, poolMax: 1, applicationName: `fti-test-admin-${label}` });
-  await provisionRoles(admin, schema, { owner: roleName(schema, 'owner'), worker: roleName(schema, 'worker'), serving: roleName(schema, 'serving') });
+  await provisionRoles(admin, schema, embeddedRolePasswords(schema));
   const owner = createKnex({ url: roleUrl(schema, 'owner'), schema, poolMax: 1, applicationName: `fti-test-migrate-${label}` });
   try {
     await migrate(owner, schema);

@@ -12,6 +12,7 @@ import type { Knex } from 'knex';
 import type { FtiProject } from '../../features/project.ts';
 import { loadBackend, type LoadedBackend } from '../../ml/backend.ts';
 import type { FeaturesResponse, PredictResponse } from '../../serving/request.ts';
+import type { ServerOptions } from '../../serving/server.ts';
 import { createKnex } from '../../registry/db/index.ts';
 import { featurePipeline } from '../../workflows/index.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './services.ts';
@@ -27,6 +28,8 @@ export interface ServingStore {
   backend: LoadedBackend;
   /** As the serving role, which `fti serve` connects as: what the servers under test use. */
   serving: { knex: Knex; url: string };
+  /** buildServer options for a server on this store, as `fti serve` runs it (serving role), plus `extra`. */
+  serverOptions(extra?: Partial<ServerOptions>): ServerOptions;
   cpu: RunningWorker;
   /** Runs a workflow on the suite's CPU queue to completion. */
   execute<A extends unknown[], R>(workflow: (...args: A) => Promise<R>, ...args: A): Promise<R>;
@@ -50,6 +53,7 @@ export async function createServingStore(label: string, project: FtiProject): Pr
     temporal,
     backend,
     serving: { knex: servingKnex, url: servingUrl },
+    serverOptions: (extra = {}) => ({ knex: servingKnex, tf: backend.tf, databaseUrl: servingUrl, schema: db.schema, log: () => {}, ...extra }),
     cpu,
     execute,
     close: async () => {

@@ -33,14 +33,7 @@ describe('prediction service hardening', () => {
   let flightIds: number[];
   const others: PredictionServer[] = [];
 
-  const options = (extra: Partial<ServerOptions> = {}): ServerOptions => ({
-    knex: store.serving.knex,
-    tf: store.backend.tf,
-    databaseUrl: store.serving.url,
-    schema: store.db.schema,
-    log: () => {},
-    ...extra,
-  });
+  const options = (extra: Partial<ServerOptions> = {}): ServerOptions => store.serverOptions(extra);
   /** Another server on this store, closed after the suite. */
   const startServer = async (extra: Partial<ServerOptions>): Promise<{ server: PredictionServer; base: string }> => {
     const started = await buildServer(options(extra));
