@@ -149,14 +149,24 @@ describe('batch inference: a day of flights through the batchInference workflow'
 
   it('a promotion while the run is scoring does not change the version it scores with', async () => {
     const runId = uniqueId('pinned');
+    // Hold every partition's write (a SHARE lock on predictions blocks their COPY), so none
+    // can finish before the pool is paused, however fast or loaded the machine is.
+    const hold = await db.knex.transaction();
+    await hold.raw('lock table predictions in share mode');
     const handle = await start({ model: 'flight_delay', ...day, partitions: 24, runId });
-    // Once a partition is done, pause the pool so the rest is certainly still to come.
-    for (;;) {
-      const progress = await handle.query(progressQuery);
-      if (progress.stage === 'predict' && progress.done >= 1) break;
-      await new Promise((r) => setTimeout(r, 20));
+    try {
+      for (;;) {
+        const progress = await handle.query(progressQuery);
+        if (progress.stage === 'predict') break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // Pause the pool (it stops taking partitions, and finishes those in flight once the lock goes).
+      const stopping = cpu.stop();
+      await hold.rollback();
+      await stopping;
+    } finally {
+      if (!hold.isCompleted()) await hold.rollback();
     }
-    await cpu.stop();
     const pending = (await predictions.partitions(runId)).filter((p) => p.status === 'pending');
     expect(pending.length).toBeGreaterThan(0);
     const move = await registry.setAlias('flight_delay', 'champion', 2, { reason: 'mid-run promotion' });
