@@ -69,7 +69,7 @@ describe('batch inference: a day of flights through the batchInference workflow'
 
   it('writes exactly one prediction per flight of the day, all from the champion version', async () => {
     firstRun = await run({ model: 'flight_delay', ...day, partitions: 4 });
-    expect(firstRun).toMatchObject({ model: 'flight_delay', version: 1, rowsRejected: 0, featureView: { name: 'flight_delays', version: 2 } });
+    expect(firstRun).toMatchObject({ model: 'flight_delay', version: 1, rowsRejected: 0, featureView: { name: 'flight_delays', version: 3 } });
     expect(firstRun.rows).toBe(flightsOfTheDay);
     expect(firstRun.runId).toMatch(/^batch_/); // the workflow id, by default
 
@@ -79,10 +79,10 @@ describe('batch inference: a day of flights through the batchInference workflow'
     expect(stored.strategy).toBe(Math.max(...(await predictions.partitions(firstRun.runId)).map((p) => p.spineRows)) > LATERAL_MAX_ROWS ? 'window' : 'lateral');
     // The run records the commits it read: the latest of both groups.
     const store = new FeatureStore({ knex: db.knex });
-    for (const name of ['flights', 'airport_delays']) {
-      const latest = await store.latestCommit(await store.group(name, 2));
-      expect(stored.commits).toContainEqual({ featureGroup: name, version: 2, commitId: latest?.id });
-      expect(await predictions.runsUsingCommit({ featureGroup: name, version: 2, commitId: latest?.id ?? -1 })).toContain(firstRun.runId);
+    for (const { group: name, version } of [flightDelays.spine, ...flightDelays.joins]) {
+      const latest = await store.latestCommit(await store.group(name, version));
+      expect(stored.commits).toContainEqual({ featureGroup: name, version, commitId: latest?.id });
+      expect(await predictions.runsUsingCommit({ featureGroup: name, version, commitId: latest?.id ?? -1 })).toContain(firstRun.runId);
     }
     const partitions = await predictions.partitions(firstRun.runId);
     expect(partitions.map((p) => p.status)).toEqual(['done', 'done', 'done', 'done']);

@@ -140,7 +140,7 @@ describe('feature pipeline and feature store (real Temporal + Postgres)', () => 
       const result = await run({ featureGroup: 'airport_delays', ...window });
       expect(result.rowsCommitted).toBeGreaterThan(1000);
       expect(result.sourceCommits).toEqual([{ featureGroup: 'flights', version: 2, commitId: expect.any(Number) }]);
-      const group = await store.group('airport_delays', 2);
+      const group = await store.group('airport_delays', 3);
       const [online] = await store.online(group, [{ airport: 'ORD' }]);
       expect(online).toMatchObject({ airport: 'ORD', flights_7d: expect.any(Number) });
     });
@@ -242,7 +242,7 @@ describe('feature pipeline and feature store (real Temporal + Postgres)', () => 
     });
   });
 
-  it('rolling aggregates use only events strictly before each row (hand-computed)', async () => {
+  it('rolling aggregates are exact at any time and use only events strictly before it (hand-computed)', async () => {
     // Departures at airport X (and one at Y that must not leak into X).
     const events = [
       { flight: 1, at: '2024-05-01T08:00:00Z', origin: 'X', delay: 10 },
@@ -256,19 +256,25 @@ describe('feature pipeline and feature store (real Temporal + Postgres)', () => 
     const result = await run({ featureGroup: 'departure_stats' });
     const group = await store.group('departure_stats', 1);
     const rows = (await store.read(group).toArray()).filter((r) => r.airport === 'X');
-    const at = (iso: string) => rows.find((r) => (r.at as Date).toISOString() === new Date(iso).toISOString());
+    // The rows are the instants X's window changes; the value at t is the latest row before t.
+    const at = (iso: string) => rows.filter((r) => (r.at as Date) < new Date(iso)).at(-1);
 
-    // 08:00 - nothing before it.
-    expect(at('2024-05-01T08:00:00Z')).toMatchObject({ delay_mean_1h: null, late_share_1h: null, departures_1h: 0, delay_max_1h: null });
+    // 08:00 - nothing before it: X has no row yet.
+    expect(at('2024-05-01T08:00:00Z')).toBeUndefined();
     // 08:30 - only flight 1 (flights 2 and 3 are at the same instant, not before it).
     expect(at('2024-05-01T08:30:00Z')).toMatchObject({ delay_mean_1h: 10, late_share_1h: 0, departures_1h: 1, delay_max_1h: 10 });
     // 09:00 - flights 1, 2, 3 in [08:00, 09:00): mean 30, two of three late.
     expect(at('2024-05-01T09:00:00Z')).toMatchObject({ delay_mean_1h: 30, departures_1h: 3, delay_max_1h: 50 });
     expect(at('2024-05-01T09:00:00Z')?.late_share_1h).toBeCloseTo(2 / 3, 10);
+    // 09:20 - between events: flight 1 has left [08:20, 09:20), flight 4 has entered.
+    expect(at('2024-05-01T09:20:00Z')).toMatchObject({ delay_mean_1h: 80 / 3, departures_1h: 3, delay_max_1h: 50 });
     // 09:45 - window [08:45, 09:45): flight 4 only (its own event excluded).
     expect(at('2024-05-01T09:45:00Z')).toMatchObject({ delay_mean_1h: 0, late_share_1h: 0, departures_1h: 1, delay_max_1h: 0 });
-    expect(rows).toHaveLength(4);
-    expect(result.rowsCommitted).toBe(5); // four instants at X, one at Y
+    // 11:00 - every flight has left the window.
+    expect(at('2024-05-01T11:00:00Z')).toMatchObject({ delay_mean_1h: null, late_share_1h: null, departures_1h: 0, delay_max_1h: null });
+    // X changes at 08:00, 08:30, 09:00 (flight 4 in, flight 1 out), 09:30, 09:45, 10:00 and 10:45; Y at 08:15 and 09:15.
+    expect(rows.map((r) => (r.at as Date).toISOString().slice(11, 16))).toEqual(['08:00', '08:30', '09:00', '09:30', '09:45', '10:00', '10:45']);
+    expect(result.rowsCommitted).toBe(9);
   });
 
   it('registering a different schema under an existing name and version is refused', async () => {

@@ -4,7 +4,7 @@
  * its event time plus the group's declared lag, or, for a row that arrived for a
  * window already committed, the time its commit became visible. Both join plans
  * (set-based and per-row) agree; `pointInTime: 'event_time'` gives corrected
- * history; a ttl drops rows that are too old.
+ * history; a ttl drops rows that are too old. (Aggregates: exact-windows.test.ts.)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineFeatureGroup } from '../features/definitions.ts';
@@ -40,33 +40,7 @@ const events = defineFeatureGroup({
 const known = defineFeatureView({ name: 'fraud', version: 1, spine: events, label: 'fraud', joins: [{ group: scores, on: { user_id: 'user_id' } }], features: ['scores.score'] });
 const corrected = defineFeatureView({ name: 'fraud', version: 2, spine: events, label: 'fraud', joins: [{ group: scores, on: { user_id: 'user_id' } }], features: ['scores.score'], pointInTime: 'event_time' });
 const fresh = defineFeatureView({ name: 'fraud', version: 3, spine: events, label: 'fraud', joins: [{ group: scores, on: { user_id: 'user_id' }, ttl: '2h' }], features: ['scores.score'] });
-// Trips are known when they end; the stats of an origin count a trip only from then.
-const trips = defineFeatureGroup({
-  name: 'trips',
-  version: 1,
-  entityKeys: ['trip_id'],
-  eventTime: 'at',
-  features: { trip_id: 'int', at: 'timestamp', origin: 'string', minutes: 'float', done_at: 'timestamp' },
-  source: { kind: 'ndjson', path: '/dev/null' },
-  availability: { column: 'done_at' },
-});
-const tripStats = defineFeatureGroup({
-  name: 'trip_stats',
-  version: 1,
-  entityKeys: ['origin'],
-  eventTime: 'at',
-  source: { kind: 'feature_group', name: 'trips', version: 1 },
-  aggregation: {
-    groupBy: { origin: 'origin' },
-    windows: ['1h'],
-    metrics: [
-      { name: 'minutes_mean', fn: 'avg', column: 'minutes' },
-      { name: 'trips', fn: 'count' },
-      { name: 'minutes_max', fn: 'max', column: 'minutes' },
-    ],
-  },
-});
-const project = defineProject({ featureGroups: [scores, events, trips, tripStats], featureViews: [known, corrected, fresh] });
+const project = defineProject({ featureGroups: [scores, events], featureViews: [known, corrected, fresh] });
 
 const at = (h: number, m = 0, s = 0) => new Date(Date.UTC(2024, 0, 1, h, m, s)).toISOString();
 
@@ -147,29 +121,5 @@ describe('point-in-time joins on what was known', () => {
     expect(values[6]).toBeNull();
     // Event 2 at 11:00 sees 10:00, exactly 1h old: within 2h.
     expect(values[2]).toBe(1);
-  });
-
-  it('an aggregate counts a source event only from the time it was known', async () => {
-    await run('trips', ndjson('trips.ndjson', [
-      { trip_id: 1, at: at(8), origin: 'X', minutes: 10, done_at: at(8, 40) },
-      { trip_id: 2, at: at(8, 20), origin: 'X', minutes: 20, done_at: at(8, 25) },
-      { trip_id: 3, at: at(8, 50), origin: 'X', minutes: 30, done_at: at(9, 30) },
-      { trip_id: 4, at: at(9), origin: 'X', minutes: 40, done_at: at(9) },
-    ]), { start: at(0), end: at(24) });
-    await temporal.client.workflow.execute(featurePipeline, { taskQueue: temporal.cpuQueue, workflowId: uniqueId('fp'), args: [{ featureGroup: 'trip_stats', start: at(0), end: at(24) }] });
-    const rows = await store.read(await store.group('trip_stats', 1)).toArray();
-    const stats = Object.fromEntries(rows.map((r) => [(r.at as Date).toISOString().slice(11, 16), { mean: r.minutes_mean_1h, n: r.trips_1h, max: r.minutes_max_1h }]));
-    expect(stats).toEqual({
-      '08:00': { mean: null, n: 0, max: null },
-      // Trip 1 (08:00) happened but is known only at 08:40.
-      '08:20': { mean: null, n: 0, max: null },
-      // Trips 1 and 2 are known by 08:50.
-      '08:50': { mean: 15, n: 2, max: 20 },
-      // [08:00, 09:00): trips 1 and 2; trip 3 is not known until 09:30, trip 4 is not before 09:00.
-      '09:00': { mean: 15, n: 2, max: 20 },
-    });
-    // The rows are known at their own time.
-    const group = await store.group('trip_stats', 1);
-    expect((await store.read(group).toArray()).length).toBe(4);
   });
 });

@@ -215,7 +215,7 @@ describe('promotion: the same rows, compare-and-set, code versions', () => {
         const v = d.validation;
         expect(v).toMatchObject({ split: 'validation', rows: validationRows, rowsLeftOut: 0 });
         expect(v?.candidate.value).toBeCloseTo(auc[d.candidate.version] as number, 6);
-        expect(v?.incumbent).toMatchObject({ version: d.incumbent?.version, through: 'dataset', featureView: { name: 'flight_delays', version: 2 } });
+        expect(v?.incumbent).toMatchObject({ version: d.incumbent?.version, through: 'dataset', featureView: { name: 'flight_delays', version: 3 } });
         expect(v?.incumbent?.value).toBeCloseTo(auc[d.incumbent?.version ?? -1] as number, 6);
         expect(v?.candidate.metrics).toMatchObject({ auc: v?.candidate.value, count: validationRows });
         expect(v?.incumbent?.metrics).toHaveProperty('logLoss');

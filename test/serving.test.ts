@@ -4,9 +4,10 @@
  * training registers them), and the server answers from entity ids alone.
  *
  * The store holds the flights of Jan 3 and 4 but airport delays only up to the end
- * of Jan 3, as if Jan 4's flights were tomorrow's schedule: the point-in-time
- * features batch inference gives a Jan 4 flight are then exactly the latest (online)
- * ones, so online and batch scores of the same flight and version must agree.
+ * of Jan 3, as if Jan 4's flights were tomorrow's schedule. The server computes a
+ * flight's features at the request time (the airport windows as they are then), so its
+ * scores equal the artifact's on the store's own online reads at that time; that those
+ * equal the offline join at the same instant is test/exact-windows.test.ts.
  * (The store and the request helper are test/helpers/serving.ts; the hardening is
  * test/security/serving.test.ts.)
  */
@@ -64,7 +65,6 @@ describe('online prediction server over HTTP', () => {
   let registry: ModelRegistry;
   let server: PredictionServer;
   let base: string;
-  let batch: Map<number, number>;
   let tomorrowFlights: number[];
 
   beforeAll(async () => {
@@ -84,7 +84,6 @@ describe('online prediction server over HTTP', () => {
     const run = await execute(batchInference, { model: 'flight_delay', ...tomorrow, partitions: 2 });
     expect(run.version).toBe(1);
     const predictions = await new PredictionStore({ knex: db.knex }).predictions(run.runId);
-    batch = new Map(predictions.map((p) => [p.entityKey.flight_id as number, p.score]));
     tomorrowFlights = predictions.map((p) => p.entityKey.flight_id as number);
     expect(tomorrowFlights.length).toBeGreaterThan(10_000);
 
@@ -100,30 +99,35 @@ describe('online prediction server over HTTP', () => {
 
   const post = (model: string, body: unknown, init: PostOptions = {}) => postPredict(base, model, body, init);
 
-  /** Scores computed without the server: the store facade's online reads, the artifact, the shared encoder. */
-  const independentScore = async (model: string, version: number, flightId: number): Promise<number> => {
+  /** Scores computed without the server: the store facade's online reads (now), the artifact, the shared encoder. */
+  const independentScores = async (model: string, version: number, flightIds: number[]): Promise<number[]> => {
     const record = await registry.getModelVersion(model, version);
     const viewRef = record.lineage.featureView;
     if (!viewRef) throw new Error('no feature view in lineage');
     const view = (await new FeatureStore({ knex: db.knex }).view(viewRef.name, viewRef.version)).definition;
     const store = new FeatureStore({ knex: db.knex });
-    const [flight] = await store.online(await store.group('flights', 2), [{ flight_id: flightId }]);
-    if (!flight) throw new Error(`flight ${flightId} is not online`);
-    const [airport] = await store.online(await store.group('airport_delays', 2), [{ airport: flight.origin }]);
-    const row = Object.fromEntries(view.features.map((f) => [f.name, f.group === 'flights' ? flight[f.feature] : (airport?.[f.feature] ?? null)]));
+    const flights = await store.online(await store.group('flights', 2), flightIds.map((flight_id) => ({ flight_id })));
+    const airports = await store.online(await store.group('airport_delays', 3), flights.map((f) => ({ airport: f?.origin })));
+    const rows = flights.map((flight, i) => {
+      if (!flight) throw new Error(`flight ${flightIds[i]} is not online`);
+      const airport = airports[i];
+      return Object.fromEntries(view.features.map((f) => [f.name, f.group === 'flights' ? flight[f.feature] : (airport?.[f.feature] ?? null)]));
+    });
     const tfModel = await modelFromArtifact(backend.tf, await registry.loadArtifact(model, version));
-    const [score] = await predictRows(backend.tf, tfModel, createEncoder(record.signature), [row]);
+    const scores = await predictRows(backend.tf, tfModel, createEncoder(record.signature), rows);
     tfModel.dispose();
-    return score as number;
+    return [...scores];
   };
+  const independentScore = async (model: string, version: number, flightId: number): Promise<number> => (await independentScores(model, version, [flightId]))[0] as number;
 
-  it('answers from entity ids alone, with the same score batch inference gave the flight', async () => {
+  it('answers from entity ids alone, with the score of the features at the request time', async () => {
     const sample = tomorrowFlights.filter((_, i) => i % 300 === 0).slice(0, MAX_ENTITIES);
     const many = await post('flight_delay', { keys: sample.map((flight_id) => ({ flight_id })) });
     expect(many.status).toBe(200);
-    expect(many.body).toMatchObject({ model: 'flight_delay', version: 1, ref: 'champion', featureView: { name: 'flight_delays', version: 2 } });
+    expect(many.body).toMatchObject({ model: 'flight_delay', version: 1, ref: 'champion', featureView: { name: 'flight_delays', version: 3 } });
     expect(many.body.predictions.map((p) => p.keys)).toEqual(sample.map((flight_id) => ({ flight_id })));
-    many.body.predictions.forEach((p, i) => expect(p.score).toBeCloseTo(batch.get(sample[i] as number) as number, 5));
+    const expected = await independentScores('flight_delay', 1, sample);
+    many.body.predictions.forEach((p, i) => expect(p.score).toBeCloseTo(expected[i] as number, 5));
     expect(new Set(many.body.predictions.map((p) => p.score?.toFixed(4))).size).toBeGreaterThan(5);
 
     const one = await post('flight_delay@1', { keys: { flight_id: sample[0] } });
@@ -271,7 +275,7 @@ describe('online prediction server over HTTP', () => {
         body: JSON.stringify({ keys: { flight_id: tomorrowFlights[3] } }),
       });
       expect(response.status).toBe(200);
-      expect(((await response.json()) as PredictResponse).predictions[0]?.score).toBeCloseTo(batch.get(tomorrowFlights[3] as number) as number, 5);
+      expect(((await response.json()) as PredictResponse).predictions[0]?.score).toBeCloseTo(await independentScore('flight_delay', 1, tomorrowFlights[3] as number), 5);
     } finally {
       child.kill('SIGTERM');
     }

@@ -45,7 +45,7 @@ describe('training pipeline: dataset on the CPU pool, training on the GPU pool, 
   it('registers version 1 with metrics and full lineage, trained on the GPU worker', async () => {
     first = await train({ featureView: 'flight_delays', model: 'flight_delay', params, ...window });
     expect(first.version).toBe(1);
-    expect(first.featureView).toEqual({ name: 'flight_delays', version: 2 });
+    expect(first.featureView).toEqual({ name: 'flight_delays', version: 3 });
     expect(first.rowCounts.train).toBeGreaterThan(first.rowCounts.test);
     expect(first.training).toMatchObject({ epochs: 2, resumedFromEpoch: 0, tfjsBackend: 'webgpu' });
     expect(first.metrics.auc).toBeGreaterThan(0.5);
@@ -57,9 +57,9 @@ describe('training pipeline: dataset on the CPU pool, training on the GPU pool, 
     expect(version.params).toMatchObject({ hiddenUnits: [16], epochs: 2 });
     const store = new FeatureStore({ knex: db.knex });
     const flightsCommit = await store.latestCommit(await store.group('flights', 2));
-    const airportCommit = await store.latestCommit(await store.group('airport_delays', 2));
+    const airportCommit = await store.latestCommit(await store.group('airport_delays', 3));
     expect(version.lineage).toMatchObject({
-      featureView: { name: 'flight_delays', version: 2 },
+      featureView: { name: 'flight_delays', version: 3 },
       trainingDatasetId: first.trainingDatasetId,
       tfjsBackend: 'webgpu',
       workflowId: expect.stringMatching(/^train_/),
@@ -69,11 +69,11 @@ describe('training pipeline: dataset on the CPU pool, training on the GPU pool, 
     expect(version.lineage.featureGroupCommits).toEqual(
       expect.arrayContaining([
         { featureGroup: 'flights', version: 2, commitId: flightsCommit?.id },
-        { featureGroup: 'airport_delays', version: 2, commitId: airportCommit?.id },
+        { featureGroup: 'airport_delays', version: 3, commitId: airportCommit?.id },
       ]),
     );
     // "Which model versions used commit X" answers from the same lineage.
-    const users = await registry.versionsUsingCommit({ featureGroup: 'airport_delays', version: 2, commitId: airportCommit?.id ?? -1 });
+    const users = await registry.versionsUsingCommit({ featureGroup: 'airport_delays', version: 3, commitId: airportCommit?.id ?? -1 });
     expect(users.map((v) => v.version)).toEqual([1]);
     // The signature names the view's features, with the train split's statistics.
     expect(version.signature.inputs.map((i) => i.name)).toContain('delay_mean_2h');

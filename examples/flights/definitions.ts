@@ -6,14 +6,18 @@
  *                   label `delayed` (delay > 15 min); keyed by flight_id, its row
  *                   in the source file. Its outcome (the delay) is known only when
  *                   the flight leaves: `departed_at`, its available-at time.
- *   airport_delays  per origin airport, at each scheduled departure t: mean delay,
- *                   share of delayed flights and number of flights over the past
- *                   1 h, 2 h, 24 h and 7 d, counting only flights scheduled before t
- *                   that had left by t (computed in SQL)
+ *   airport_delays  per origin airport, at any time t: mean delay, share of delayed
+ *                   flights and number of flights over the past 1 h, 2 h, 24 h and
+ *                   7 d, counting only flights scheduled in [t - window, t) that had
+ *                   left by t (computed in SQL, exact at any t: its rows are the
+ *                   instants the windows change)
  *
  * Version 2: version 1 counted a flight's delay from its scheduled time, although
  * nobody knows a delay before the flight leaves (up to 50 hours later): its 1 h and
  * 2 h windows leaked outcomes that serving could never have seen.
+ * Version 3 (airport_delays, flight_delays): exact windows. Version 2 stored the
+ * windows only at scheduled departures, and a flight took the one before its own:
+ * it missed what happened between the two.
  */
 import { defineFeatureGroup } from '../../features/definitions.ts';
 import { defineProject } from '../../features/project.ts';
@@ -81,8 +85,8 @@ export const flights = defineFeatureGroup({
 
 export const airportDelays = defineFeatureGroup({
   name: 'airport_delays',
-  version: 2,
-  description: 'Rolling departure delays at each origin airport, point-in-time (flights scheduled before each row and departed by it)',
+  version: 3,
+  description: 'Rolling departure delays at each origin airport, exact at any time (flights scheduled in each window and departed by then)',
   entityKeys: ['airport'],
   eventTime: 'event_time',
   source: { kind: 'feature_group', name: 'flights', version: 2 },
@@ -104,7 +108,7 @@ export const airportDelays = defineFeatureGroup({
  */
 export const flightDelays = defineFeatureView({
   name: 'flight_delays',
-  version: 2,
+  version: 3,
   description: 'Flight schedule features plus origin-airport rolling delays, point-in-time',
   spine: flights,
   label: 'delayed',

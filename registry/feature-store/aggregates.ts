@@ -1,20 +1,30 @@
 /**
  * Windowed aggregates of a source group, computed in Postgres into a derived
- * group's commit table. Point-in-time on knowledge time: a row at time t aggregates
- * the source events with an event time in [t - window, t) that were known
- * (`_available_at`) at or before t — a flight's delay counts from when the flight
- * left, not from its scheduled time.
+ * group's commit table, exact at any time. Point-in-time on knowledge time: the
+ * value at time t aggregates the source events with an event time in [t - window, t)
+ * that were known (`_available_at`) at or before t — a flight's delay counts from
+ * when the flight left, not from its scheduled time.
  *
- * One pass per partition: every source event enters a stream at the time it became
- * known and leaves it, per window, when it falls out of the window (its event time
- * plus the window); the derived rows are evaluation points in the same stream, and
- * running sums over it ordered by time are the windowed sums and counts (linear
- * after one sort). At equal instants an event known only then enters before the
- * evaluation (known at or before t), an event known at its own time after it
- * (strictly before t), and an exit after it (t - window is inside the window).
- * Minima and maxima have no running form: each evaluation point looks them up.
- * Work can be split by entity hash into partitions that run as parallel activities
- * (each its own backend).
+ * The rows are the windows' change points: a row at time c holds the value for every
+ * t after c up to the next row (a step function, one per entity). A source event
+ * changes it twice per window: it enters when it is known (counting for t > its event
+ * time if known by then, for t >= its available-at time otherwise — stored one
+ * microsecond earlier, Postgres' resolution, so that every row means "from just after
+ * c") and it leaves when it falls out of the window (for t > event time + window). So
+ * the point-in-time join's "latest row strictly before t" gives the exact window at
+ * any t — a spine row between two source events included — and the online store
+ * answers at request time with the same rule.
+ *
+ * One pass per partition: the entries and exits of every event, summed per (entity,
+ * instant), then running sums ordered by time (linear after one sort). Minima and
+ * maxima have no running form: each change point looks them up. Work can be split by
+ * entity hash into partitions that run as parallel activities (each its own backend).
+ *
+ * A run over [start, end) writes the change points in [start, end): exact, because
+ * everything that happened before end was read. Points at or after end (events of the
+ * window leaving it later) are written too, as the online store's known future: the
+ * commit keeps them out of the offline history (a later window's run recomputes them
+ * with its own events).
  */
 import type { Knex } from 'knex';
 import { aggregateFeatureName, type Aggregation } from '../../features/definitions.ts';
@@ -41,6 +51,9 @@ export interface AggregateRun {
 export function partitionRowRange(partition: number): { rowStart: number; rowEnd: number } {
   return { rowStart: partition * 2 ** 40, rowEnd: (partition + 1) * 2 ** 40 };
 }
+
+/** One microsecond: Postgres timestamps' resolution ("at or after a" is "after a - 1µs"). */
+const MICROSECOND = kw(`interval '1 microsecond'`);
 
 export async function computeAggregates(knex: Knex, run: AggregateRun): Promise<number> {
   const { target, aggregation, source } = run;
@@ -79,24 +92,19 @@ export async function computeAggregates(knex: Knex, run: AggregateRun): Promise<
       const value = (v: Sql) => (when ? sql`case when ${when} then ${int(sign)} * ${v} else 0 end` : sql`0`);
       return [sql`${value(sql`1`)} as ${id(`_n${window.wi}`)}`, ...inputs.flatMap(({ i }) => [sql`${value(sql`coalesce(${id(`_x${i}`)}, 0)`)} as ${id(`_s${window.wi}_${i}`)}`, sql`${value(sql`(${id(`_x${i}`)} is not null)::int`)} as ${id(`_c${window.wi}_${i}`)}`])];
     });
-  const zeros = sumColumns.map((c) => sql`0 as ${id(c)}`);
   const keyCols = ids(targetKeys);
-  const evalFilters: Sql[] = [];
-  if (run.start) evalFilters.push(sql`_te >= ${run.start}`);
-  if (run.end) evalFilters.push(sql`_te < ${run.end}`);
-  const evalWhere = evalFilters.length ? sql`where ${join(evalFilters, ' and ')}` : sql``;
-  const stream = join(
+  // The instant after which an event counts: its event time if known by then, else just before it became known.
+  const entersAt = sql`case when _ta > _te then _ta - ${MICROSECOND} else _te end`;
+  const changes = join(
     [
-      // Evaluation points: one derived row per (entity, source event time) of the run's window.
-      sql`select distinct ${keyCols}, _te as _t, 0 as _k, ${join(zeros, ', ')} from src ${evalWhere}`,
-      // Entries: when known; before evaluations at that instant if known later than it happened.
-      sql`select ${keyCols}, greatest(_te, _ta) as _t, case when _ta > _te then -1 else 1 end as _k, ${join(columnsOf((window) => entersWindow(window.interval), 1), ', ')} from src`,
-      // Exits: when the event falls out of window w (only for events that entered it).
-      ...windows.map(({ wi, interval }) => sql`select ${keyCols}, _te + ${interval} as _t, 2 as _k, ${join(columnsOf((window) => (window.wi === wi ? sql`true` : undefined), -1), ', ')} from src where ${entersWindow(interval)}`),
+      sql`select ${keyCols}, ${entersAt} as _t, ${join(columnsOf((window) => entersWindow(window.interval), 1), ', ')} from src`,
+      // Exits: after the event falls out of window w (only for events that entered it).
+      ...windows.map(({ wi, interval }) => sql`select ${keyCols}, _te + ${interval} as _t, ${join(columnsOf((window) => (window.wi === wi ? sql`true` : undefined), -1), ', ')} from src where ${entersWindow(interval)}`),
     ],
     ' union all ',
   );
-  const running = sumColumns.map((c) => sql`sum(${id(c)}) over w as ${id(c)}`);
+  // Changes summed per (entity, instant), then running sums: the state just after each instant.
+  const running = sumColumns.map((c) => sql`sum(sum(${id(c)})) over w as ${id(c)}`);
 
   const outputs: Sql[] = [];
   const outputNames: string[] = [];
@@ -109,31 +117,35 @@ export async function computeAggregates(knex: Knex, run: AggregateRun): Promise<
       else if (m.fn === 'avg') value = sql`(${id(`_s${wi}_${i}`)} / nullif(${count}, 0))::double precision`;
       else if (m.fn === 'sum') value = sql`(case when ${count} > 0 then ${id(`_s${wi}_${i}`)} end)::double precision`;
       else {
-        // Minima and maxima have no running form: one look-up per evaluation point.
+        // Minima and maxima have no running form: one look-up per change point, over
+        // the events counted for t just after it (event time in (c - w, c], known by then).
         const fn = m.fn === 'min' ? kw('min') : kw('max');
         const match = join(targetKeys.map((k) => sql`e.${id(k)} = r.${id(k)}`), ' and ');
-        value = sql`(select ${fn}(e.${id(`_x${i}`)}) from src e where ${match} and e._te >= r._t - ${interval} and e._te < r._t and e._ta <= r._t)::double precision`;
+        value = sql`(select ${fn}(e.${id(`_x${i}`)}) from src e where ${match} and e._te > r._t - ${interval} and e._te <= r._t
+                     and e._ta - ${MICROSECOND} <= r._t and ${entersWindow(interval)})::double precision`;
       }
       outputs.push(sql`${value} as ${id(column)}`);
       outputNames.push(column);
     });
   }
   const rowBase = partitionRowRange(run.partition).rowStart;
+  const from = run.start ? sql`where r._t >= ${run.start}` : sql``;
 
   const result = (await raw(
     knex,
-    // An aggregate row is known at its own time: it is computed from what was known then.
+    // A change point is known at its own time: it is computed from what was known then.
     sql`with src as materialized (${src})
         insert into ${id(stage)} (${keyCols}, ${t}, ${ids(outputNames)}, _row_number, _available_at)
         select ${keyCols}, _t, ${ids(outputNames)}, ${int(rowBase)} + row_number() over (order by ${keyCols}, _t), _t
         from (
           select ${keyCols}, r._t, ${join(outputs, ', ')}
           from (
-            select ${keyCols}, _t, _k, ${join(running, ', ')}
-            from (${stream}) events
-            window w as (partition by ${keyCols} order by _t, _k rows unbounded preceding)
+            select ${keyCols}, _t, ${join(running, ', ')}
+            from (${changes}) changes
+            group by ${keyCols}, _t
+            window w as (partition by ${keyCols} order by _t rows unbounded preceding)
           ) r
-          where _k = 0
+          ${from}
         ) windowed`,
   )) as { rowCount: number | null };
   return result.rowCount ?? 0;

@@ -17,6 +17,12 @@
  *   5. attach            the commit's table becomes a partition of the offline table
  *   6. online            latest row per entity upserted; an older (late) row never
  *                        overwrites a newer one
+ *
+ * A windowed group (aggregates, whose rows are change points) differs in two steps:
+ * its rows at or after the run's window end are set aside first (the known future of
+ * its windows, for the online store only: a later window's run computes them for the
+ * history), and its online store is updated before the overlap step, with each
+ * entity's current change point and the future ones.
  */
 import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
@@ -71,6 +77,8 @@ export async function commitStaged(knex: Knex, group: GroupShape & { id: number 
     const types = Object.fromEntries(group.columns.map((c) => [c.name, c.type])) as Record<string, FeatureType>;
     // Sorts, hashes and index builds of big commits stay in memory (this transaction only).
     await trx.raw(`select set_config('work_mem', '256MB', true), set_config('maintenance_work_mem', '512MB', true)`);
+    const windowEnd = group.windowed ? current.window_end : null;
+    const future = windowEnd ? await step('future', () => setAsideFuture(trx, group, stage, commitId, windowEnd)) : undefined;
 
     const typeRejects = await countRejects(trx, commitId);
     const staged = await step('count', () => countRows(trx, stage));
@@ -114,6 +122,7 @@ export async function commitStaged(knex: Knex, group: GroupShape & { id: number 
       await raw(trx, sql`delete from ${id(stage)} s using feature_rejects r where r.commit_id = ${commitId} and r.row_number = s._row_number`);
     }
     const rowsValid = rowsIn - rejected;
+    if (group.windowed && group.online) await step('online', () => updateWindowedOnline(trx, group, stage, future, windowEnd));
 
     // 3. statistics of the commit's valid rows (the event time's give the commit's time range)
     const statistics = await step('statistics', () => computeStatistics(trx, stage, group.columns));
@@ -134,7 +143,7 @@ export async function commitStaged(knex: Knex, group: GroupShape & { id: number 
     else await dropCommitTable(trx, group, commitId);
 
     // 6. online store
-    if (group.online && rowsValid - unchanged > 0) await step('online', () => upsertOnline(trx, group, stage));
+    if (group.online && !group.windowed && rowsValid - unchanged > 0) await step('online', () => upsertOnline(trx, group, stage));
 
     const report = { ...(await buildReport(trx, commitId, rules.validation, rowsIn, rejected)), timingsMs };
     const [committed] = await trx<FeatureCommitRow>('feature_commits')
@@ -322,6 +331,65 @@ async function upsertOnline(trx: Knex.Transaction, group: GroupShape, stage: str
         on conflict (${ids(keys)}) do update set ${updates}
         where cur.${id(et)} <= excluded.${id(et)}`,
   );
+}
+
+/**
+ * Moves a windowed group's staged rows at or after its window's end into a table of
+ * this transaction (dropped at its end): they are not history, but the online store
+ * needs them (an entity's windows go on changing after the last event, as events
+ * fall out of them).
+ */
+async function setAsideFuture(trx: Knex.Transaction, group: GroupShape, stage: string, commitId: number, end: Date): Promise<string> {
+  const future = `fti_future_c${commitId}`;
+  const et = id(group.eventTime);
+  await raw(trx, sql`create temp table ${id(future)} on commit drop as select * from ${id(stage)} where ${et} >= ${end}`);
+  await raw(trx, sql`delete from ${id(stage)} where ${et} >= ${end}`);
+  return future;
+}
+
+/**
+ * A windowed group's online store: per entity, the change point in force now and
+ * those after it (the request-time lookup takes the latest one before the request).
+ * Each entity this commit computed gets its points from the first one kept onward
+ * replaced; points no longer in force are pruned. A run for a window that ends before
+ * one already committed (an out-of-order backfill) leaves the online store alone: the
+ * newer window knows more.
+ */
+async function updateWindowedOnline(trx: Knex.Transaction, group: GroupShape & { id: number }, stage: string, future: string | undefined, windowEnd: Date | null): Promise<void> {
+  if (windowEnd) {
+    const newer = await trx('feature_commits').where({ feature_group_id: group.id, status: 'committed' }).andWhere('window_end', '>', windowEnd).first();
+    if (newer) return;
+  }
+  const t = groupTables(group.name, group.version);
+  const columns = [...featureColumns(group), '_commit_id'];
+  const keys = group.entityKeys;
+  const et = id(group.eventTime);
+  const now = ((await trx.raw('select clock_timestamp() as t')) as { rows: Array<{ t: Date }> }).rows[0]?.t as Date;
+  const sameEntity = (a: string, b: string) => join(keys.map((k) => sql`${col(a, k)} = ${col(b, k)}`), ' and ');
+  const points = sql`select ${ids(columns)} from ${id(stage)}${future ? sql` union all select ${ids(columns)} from ${id(future)}` : sql``}`;
+  const kept = `fti_online_c${group.id}`;
+  await raw(
+    trx,
+    sql`create temp table ${id(kept)} on commit drop as
+        with p as (${points}), cur as (select ${ids(keys)}, max(${et}) as _cur from p where ${et} < ${now} group by ${ids(keys)})
+        select p.* from p left join cur c on ${sameEntity('p', 'c')} where c._cur is null or ${col('p', group.eventTime)} >= c._cur`,
+  );
+  await raw(
+    trx,
+    sql`delete from ${id(t.online)} o using (select ${ids(keys)}, min(${et}) as _lo from ${id(kept)} group by ${ids(keys)}) k
+        where ${sameEntity('o', 'k')} and ${col('o', group.eventTime)} >= k._lo`,
+  );
+  await raw(trx, sql`insert into ${id(t.online)} (${ids(columns)}) select ${ids(columns)} from ${id(kept)}`);
+  await raw(
+    trx,
+    sql`delete from ${id(t.online)} o using (
+          select ${cols('i', keys)}, max(${col('i', group.eventTime)}) as _cur from ${id(t.online)} i
+          where ${col('i', group.eventTime)} < ${now} and (${cols('i', keys)}) in (select ${ids(keys)} from ${id(kept)})
+          group by ${cols('i', keys)}
+        ) c
+        where ${sameEntity('o', 'c')} and ${col('o', group.eventTime)} < c._cur`,
+  );
+  await raw(trx, sql`drop table ${id(kept)}`);
 }
 
 /** Whether ANALYZE's sample of the commit table saw every value of `column` once. */

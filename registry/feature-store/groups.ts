@@ -17,7 +17,7 @@ interface FeatureGroupRow {
   name: string;
   version: number;
   fingerprint: string;
-  schema: { entityKeys: string[]; eventTime: string; columns: GroupShape['columns']; online: boolean };
+  schema: { entityKeys: string[]; eventTime: string; columns: GroupShape['columns']; online: boolean; aggregation?: unknown };
   online: boolean;
   description: string | null;
   created_at: Date;
@@ -32,6 +32,7 @@ function toFeatureGroup(row: FeatureGroupRow): FeatureGroupRecord {
     eventTime: row.schema.eventTime,
     columns: row.schema.columns,
     online: row.online,
+    windowed: row.schema.aggregation != null,
     fingerprint: row.fingerprint,
     description: row.description,
     createdAt: row.created_at,

@@ -90,8 +90,9 @@ export class FeatureStore {
     return readOffline(this.knex, group, options);
   }
 
-  online(group: FeatureGroupRecord, keys: Array<Record<string, unknown>>): Promise<Array<FeatureRecord | undefined>> {
-    return getOnlineFeatures(this.knex, group, keys);
+  /** Each entity's online row (for a windowed group: the change point in force at `at`, default now). */
+  online(group: FeatureGroupRecord, keys: Array<Record<string, unknown>>, at?: Date): Promise<Array<FeatureRecord | undefined>> {
+    return getOnlineFeatures(this.knex, group, keys, at);
   }
 
   statistics(commitId: number): Promise<FeatureStatistics[]> {

@@ -87,9 +87,10 @@ export function readOffline(knex: Knex, group: GroupShape, options: ReadOptions 
 
 /**
  * The online row of each requested entity, in request order (undefined where the
- * store has none). One indexed query: the keys are bound as arrays and joined.
+ * store has none), as of `at` for a windowed group (default: now). One indexed
+ * query: the keys are bound as arrays and joined.
  */
-export async function getOnlineFeatures(knex: Knex, group: GroupShape, keys: Array<Record<string, unknown>>): Promise<Array<FeatureRecord | undefined>> {
+export async function getOnlineFeatures(knex: Knex, group: GroupShape, keys: Array<Record<string, unknown>>, at: Date = new Date()): Promise<Array<FeatureRecord | undefined>> {
   if (!group.online) throw new FtiError(FailureType.InvalidInput, `feature group ${group.name} v${group.version} is not online-enabled`);
   if (keys.length === 0) return [];
   const t = groupTables(group.name, group.version);
@@ -103,11 +104,15 @@ export async function getOnlineFeatures(knex: Knex, group: GroupShape, keys: Arr
   });
   const keyNames = group.entityKeys.map((k, i) => `k${i}`);
   const on = join(group.entityKeys.map((k, i) => sql`o.${id(k)} = q.${id(keyNames[i] as string)}`), ' and ');
+  // A windowed group's online rows are change points: the one in force at `at`.
+  const online = group.windowed
+    ? sql`join lateral (select * from ${id(t.online)} o where ${on} and o.${id(group.eventTime)} < ${at} order by o.${id(group.eventTime)} desc limit 1) o on true`
+    : sql`join ${id(t.online)} o on ${on}`;
   const result = (await raw(
     knex,
     sql`select q.ord, ${join(featureColumns(group).map((c) => sql`o.${id(c)}`), ', ')}
         from unnest(${join(arrays, ', ')}) with ordinality as q(${ids(keyNames)}, ord)
-        join ${id(t.online)} o on ${on}`,
+        ${online}`,
   )) as { rows: Array<FeatureRecord & { ord: number }> };
   const out: Array<FeatureRecord | undefined> = new Array(keys.length).fill(undefined);
   for (const { ord, ...row } of result.rows) out[Number(ord) - 1] = row;

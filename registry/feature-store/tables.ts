@@ -6,7 +6,9 @@
  *   fg_<name>_v<version>__c<commit> a commit's rows: its staging table while the
  *                                   pipeline writes, then the attached partition
  *   fg_<name>_v<version>__hist      rows superseded by a later commit (time travel)
- *   fg_<name>_v<version>__online    latest row per entity (online-enabled groups)
+ *   fg_<name>_v<version>__online    latest row per entity (online-enabled groups); for
+ *                                   windowed groups, each entity's current change point
+ *                                   and the ones already known ahead (exits of its windows)
  *
  * Every offline row carries `_commit_id` (the commit that wrote it) and
  * `_row_number` (its row in the source), so any feature row traces to its input.
@@ -41,10 +43,15 @@ export interface GroupShape {
   eventTime: string;
   columns: Array<{ name: string; type: keyof typeof PG_TYPE }>;
   online: boolean;
+  /**
+   * Rows are the change points of windowed aggregates: each holds the value from just
+   * after its event time until the next row of its entity (see aggregates.ts).
+   */
+  windowed: boolean;
 }
 
 export function shapeOf(def: FeatureGroupDefinition): GroupShape {
-  return { name: def.name, version: def.version, entityKeys: def.entityKeys, eventTime: def.eventTime, columns: def.columns, online: def.online };
+  return { name: def.name, version: def.version, entityKeys: def.entityKeys, eventTime: def.eventTime, columns: def.columns, online: def.online, windowed: def.aggregation !== undefined };
 }
 
 export function featureColumns(shape: GroupShape): string[] {
@@ -76,12 +83,18 @@ export async function ensureGroupTables(knex: Knex, shape: GroupShape): Promise<
   await ensureAvailableAt(knex, shape);
   await raw(knex, sql`create index if not exists ${id(`${t.history}_key`)} on ${id(t.history)} (${join(keyAndTime.map(id), ', ')})`);
   if (shape.online) {
+    const primaryKey = onlineKey(shape);
     await raw(
       knex,
-      sql`create table if not exists ${id(t.online)} (${columnDefs(shape, [kw('_commit_id bigint not null'), sql`primary key (${join(shape.entityKeys.map(id), ', ')})`])})`,
+      sql`create table if not exists ${id(t.online)} (${columnDefs(shape, [kw('_commit_id bigint not null'), sql`primary key (${join(primaryKey.map(id), ', ')})`])})`,
     );  // The prediction server reads online tables (and nothing else the worker writes).
     await grantServingRead(knex, t.online);
   }
+}
+
+/** The online table's key: the entity, or for a windowed group the entity and the change point's time. */
+export function onlineKey(shape: GroupShape): string[] {
+  return shape.windowed ? [...shape.entityKeys, shape.eventTime] : shape.entityKeys;
 }
 
 /** Tables known to have `_available_at`, per connection pool (and so per schema). */

@@ -7,8 +7,11 @@
  * training dataset and batch inference give them, so the one encoder reads all three.
  *
  * Semantics match the point-in-time join's "latest row before the event": the online
- * table holds each entity's latest row. A joined group with no row for the key gives
- * nulls (as in training); a spine entity with no online row gives undefined.
+ * table holds each entity's latest row. A windowed group (rolling aggregates) holds
+ * change points, and the lookup takes the latest one before the request time: the
+ * windows as they are at that instant, computed the way the offline join does. A
+ * joined group with no row for the key gives nulls (as in training); a spine entity
+ * with no online row gives undefined.
  */
 import crypto from 'node:crypto';
 import type { Knex } from 'knex';
@@ -28,8 +31,8 @@ export interface OnlineViewLookup {
   view: { name: string; version: number };
   /** The spine group's entity keys: what a request must name, with their types. */
   keys: OnlineKey[];
-  /** One feature row per entity, in request order; undefined where the spine has no online row. */
-  lookup(entities: ReadonlyArray<Readonly<Record<string, unknown>>>): Promise<Array<Record<string, unknown> | undefined>>;
+  /** One feature row per entity, in request order, as of `at` (default: now); undefined where the spine has no online row. */
+  lookup(entities: ReadonlyArray<Readonly<Record<string, unknown>>>, at?: Date): Promise<Array<Record<string, unknown> | undefined>>;
 }
 
 /** Checks the view can be served (every group online, every feature stored) and prepares its lookup. */
@@ -37,6 +40,7 @@ export async function createOnlineLookup(knex: Knex, view: FeatureViewDefinition
   const where = `feature view ${view.name} v${view.version}`;
   const spine = await getFeatureGroup(knex, view.spine.group, view.spine.version);
   const joined = await Promise.all(view.joins.map((j) => getFeatureGroup(knex, j.group, j.version)));
+  if (spine.windowed) throw new FtiError(FailureType.InvalidInput, `${where} cannot be served online: its spine ${spine.name} v${spine.version} is a windowed (aggregate) group, which has no single row per entity`);
   for (const g of [spine, ...joined]) {
     if (!g.online) throw new FtiError(FailureType.InvalidInput, `${where} cannot be served online: feature group ${g.name} v${g.version} is not online-enabled`);
   }
@@ -58,6 +62,8 @@ export async function createOnlineLookup(knex: Knex, view: FeatureViewDefinition
   const keyAliases = keys.map((_, i) => `k${i}`);
   // Placeholders only: the real arrays are bound per request, in this order.
   const arrays = keys.map((k) => sql`${[]}::${kw(`${PG_TYPE[k.type]}[]`)}`);
+  // The request time, bound last (a placeholder here too).
+  const at = sql`${new Date(0)}::timestamptz`;
   const spineMatch = join(
     keys.map((k, i) => sql`${col('s', k.name)} = ${col('q', keyAliases[i] as string)}`),
     ' and ',
@@ -70,20 +76,29 @@ export async function createOnlineLookup(knex: Knex, view: FeatureViewDefinition
       record.entityKeys.map((k) => sql`${col(alias, k)} = ${col('s', j.on[k] as string)}::${kw(PG_TYPE[typeOf(record, k)])}`),
       ' and ',
     );
-    return sql`left join ${id(groupTables(record.name, record.version).online)} ${id(alias)} on ${on}`;
+    const table = id(groupTables(record.name, record.version).online);
+    if (!record.windowed) return sql`left join ${table} ${id(alias)} on ${on}`;
+    // The change point in force at the request time: one probe of the (keys, time) key.
+    const inForce = join(
+      record.entityKeys.map((k) => sql`${col('o', k)} = ${col('s', j.on[k] as string)}::${kw(PG_TYPE[typeOf(record, k)])}`),
+      ' and ',
+    );
+    return sql`left join lateral (select * from ${table} o where ${inForce} and ${col('o', record.eventTime)} < ${at} order by ${col('o', record.eventTime)} desc limit 1) ${id(alias)} on true`;
   });
   const statement = sql`select q.ord, ${join(features, ', ')}
     from unnest(${join(arrays, ', ')}) with ordinality as q(${ids(keyAliases)}, ord)
     join ${id(groupTables(spine.name, spine.version).online)} s on ${spineMatch}
     ${join(joins, ' ')}`;
   const native = toNative(knex, statement);
+  // One binding per windowed join, after the key arrays.
+  const timeBindings = native.bindings.length - keys.length;
   const name = `fti_online_${crypto.createHash('sha1').update(native.sql).digest('hex').slice(0, 24)}`;
 
   return {
     view: { name: view.name, version: view.version },
     keys,
-    async lookup(entities) {
-      const values = keys.map((k) => entities.map((e) => e[k.name]));
+    async lookup(entities, at = new Date()) {
+      const values = [...keys.map((k) => entities.map((e) => e[k.name])), ...Array.from({ length: timeBindings }, () => at)];
       const client = (await knex.client.acquireConnection()) as pg.PoolClient;
       let result: pg.QueryResult<Record<string, unknown> & { ord: number }>;
       try {
