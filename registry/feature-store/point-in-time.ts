@@ -18,7 +18,7 @@
  *    branch of the snapshot, newest of the two). Fast for small spines.
  */
 import { PG_TYPE } from '../../features/schema.ts';
-import { col, id, ids, join, kw, sql, type Sql } from '../db/index.ts';
+import { col, id, ids, int, join, kw, sql, type Sql } from '../db/index.ts';
 import { snapshotSql, type VisibleCommits } from './reads.ts';
 import { groupTables, type GroupShape } from './tables.ts';
 
@@ -54,6 +54,26 @@ export interface PitQuery {
   end?: Date;
   strategy: PitStrategy;
   pointInTime: PointInTimePolicy;
+  /**
+   * One of `count` chunks, cut by a hash of the first join's key: the spine rows whose
+   * key hashes to `index`, and only the first joined group's rows that can match them.
+   * Chunks are independent queries (run them side by side); together they give every row once.
+   */
+  chunk?: { index: number; count: number };
+}
+
+/** Which chunk a key falls in: the same expression over the spine's columns and over the joined group's. */
+function chunkOf(columns: Sql[], count: number): Sql {
+  return sql`(hashtext(${join(columns.map((c) => sql`(${c})::text`), ` || '|' || `)}) & 2147483647) % ${int(count)}`;
+}
+
+/** The chunk condition on the spine (alias) or, for the first join, on its group's rows (alias); undefined without chunks. */
+function chunkFilter(q: PitQuery, alias: string, side: 'spine' | 'join'): Sql | undefined {
+  const first = q.joins[0];
+  if (!q.chunk || !first) return undefined;
+  const keys = first.shape.entityKeys;
+  const columns = keys.map((k) => col(alias, side === 'spine' ? (first.on[k] as string) : k));
+  return sql`${chunkOf(columns, q.chunk.count)} = ${int(q.chunk.index)}`;
 }
 
 /** Columns: spine keys, spine event time, the label (if any), then every feature alias. */
@@ -67,6 +87,8 @@ function spineFilter(q: PitQuery, alias: string): Sql {
   if (q.start) parts.push(sql`${col(alias, et)} >= ${q.start}`);
   if (q.end) parts.push(sql`${col(alias, et)} < ${q.end}`);
   if (q.label) parts.push(sql`${col(alias, q.label)} is not null`);
+  const chunk = chunkFilter(q, alias, 'spine');
+  if (chunk) parts.push(chunk);
   return join(parts, ' and ');
 }
 
@@ -104,6 +126,8 @@ function windowPlan(q: PitQuery): Sql {
     const te = sql`g.${id(j.shape.eventTime)}`;
     const known = q.pointInTime === 'available_at';
     const bounds: Sql[] = q.end ? [sql`${te} < ${q.end}`, ...(known ? [sql`g._available_at < ${q.end}`] : [])] : [];
+    const chunk = ji === 0 ? chunkFilter(q, 'g', 'join') : undefined;
+    if (chunk) bounds.push(chunk);
     const timeBound = bounds.length ? sql`where ${join(bounds, ' and ')}` : sql``;
     // A row enters the stream when it becomes known: at its available-at time (before
     // spine rows at that instant: known at or before t), or, known when it happened, at

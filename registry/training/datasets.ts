@@ -3,16 +3,17 @@
  * materialized as a table of its own (td_<id>) with time-based train / validation /
  * test splits, the commits it read, and the train split's statistics (which fit the
  * model's encoding). Set-based SQL end to end: rows never pass through Node to be
- * joined. The table is stored in a shuffled order (a hash of the spine keys), so a
- * sequential read of a split is already mixed.
+ * joined. The table is stored in a shuffled order (a hash of the spine keys and event
+ * time), so a sequential read of a split is already mixed.
  */
+import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 import { FtiError, FailureType } from '../../core/errors.ts';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import type { FeatureStats } from '../../ml/stats.ts';
 import { col, cols, id, ids, join, raw, sql, streamQuery, toNative, transaction } from '../db/index.ts';
-import { latestViewSnapshot, pointInTimeSql, viewQuery, type FeatureViewRecord, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
+import { latestViewSnapshot, pointInTimeSql, viewQuery, type FeatureViewRecord, type PitQuery, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 export type Split = 'train' | 'validation' | 'test';
 
@@ -61,6 +62,22 @@ export interface CreateTrainingDatasetOptions {
   strategy?: PitStrategy;
   /** Categories kept per one-hot feature at most (most frequent first). */
   maxCategories?: number;
+  /** Chunks the join is cut into (by a hash of the first join's key); default 2. */
+  chunks?: number;
+  /** Chunks joined at a time (one backend, so one core, each); default 2. */
+  parallelism?: number;
+}
+
+const DATASET_CHUNKS = 2;
+const DATASET_PARALLELISM = 2;
+
+/** Runs work(0 … count-1), at most `parallelism` at a time. */
+async function inParallel(count: number, parallelism: number, work: (index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < count) await work(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(parallelism, count) }, lane));
 }
 
 export function datasetTable(datasetId: number): string {
@@ -72,71 +89,90 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   if (existing) return toTrainingDataset(knex, existing);
   const def = view.definition;
   const snapshot = await latestViewSnapshot(knex, def);
+  const et = def.spine.eventTime;
+  const { start, end, validationStart, testStart } = await datasetWindow(knex, def, snapshot, options);
 
-  return transaction(knex, async (trx) => {
-    await trx.raw(`select set_config('work_mem', '256MB', true)`);
-    const [row] = await trx<TrainingDatasetRow>('training_datasets')
-      .insert({ feature_view_id: view.id, idempotency_key: options.idempotencyKey, status: 'creating', workflow_id: options.workflowId ?? null })
-      .returning('*');
-    if (!row) throw new Error('insert into training_datasets returned no row');
-    const table = datasetTable(row.id);
-    const et = def.spine.eventTime;
-
-    // The window: as given, else the spine rows' own time range.
-    let start = options.start;
-    let end = options.end;
-    if (!start || !end) {
-      const range = (await raw(trx, sql`select min(${id(et)}) as lo, max(${id(et)}) as hi from (${pointInTimeSql({ ...viewQuery(def, snapshot, { withLabel: true, strategy: 'lateral' }), joins: [] })}) s`)) as { rows: Array<{ lo: Date | null; hi: Date | null }> };
-      const lo = range.rows[0]?.lo;
-      const hi = range.rows[0]?.hi;
-      if (!lo || !hi) throw new FtiError(FailureType.InvalidInput, `feature view ${def.name} has no labelled spine rows${start || end ? ' in the window' : ''}`);
-      start ??= lo;
-      end ??= new Date(hi.getTime() + 1);
-    }
-    const span = end.getTime() - start.getTime();
-    const validationStart = options.validationStart ?? new Date(start.getTime() + span * 0.8);
-    const testStart = options.testStart ?? new Date(start.getTime() + span * 0.9);
-    if (!(start < validationStart && validationStart <= testStart && testStart < end)) {
-      throw new FtiError(FailureType.InvalidInput, `splits must satisfy start < validationStart <= testStart < end (got ${start.toISOString()}, ${validationStart.toISOString()}, ${testStart.toISOString()}, ${end.toISOString()})`);
-    }
-
-    const query = pointInTimeSql(viewQuery(def, snapshot, { start, end, withLabel: true, strategy: options.strategy ?? 'window' }));
-    const keyText = join(def.spine.entityKeys.map((k) => sql`${id(k)}::text`), ` || '|' || `);
-    await raw(trx, sql`drop table if exists ${id(table)}`);
-    await raw(
-      trx,
-      sql`create table ${id(table)} as
-          select * from (
-            select q.*,
-              case when ${id(et)} < ${validationStart} then 'train' when ${id(et)} < ${testStart} then 'validation' else 'test' end as _split,
-              hashtext(${keyText}) as _shuffle
-            from (${query}) q
-          ) d
-          order by _split, _shuffle`,
+  // The shuffle key mixes the entity keys and the event time, so an entity's rows (a
+  // user's, a card's) are spread over the table, not kept together.
+  const keyText = join([...def.spine.entityKeys, et].map((k) => sql`${id(k)}::text`), ` || '|' || `);
+  const rows = (chunk?: PitQuery['chunk']) =>
+    sql`select q.*,
+          case when ${id(et)} < ${validationStart} then 'train' when ${id(et)} < ${testStart} then 'validation' else 'test' end as _split,
+          hashtext(${keyText}) as _shuffle
+        from (${pointInTimeSql({ ...viewQuery(def, snapshot, { start, end, withLabel: true, strategy: options.strategy ?? 'window' }), ...(chunk ? { chunk } : {}) })}) q`;
+  // The join runs in chunks side by side (each its own backend, so its own core) into an
+  // unlogged table of this build, which is then sorted into shuffled order in the
+  // dataset's transaction. Sorting the join's own output instead costs about three
+  // times more (measured on the 3M flights).
+  const joined = `td_joining_${crypto.createHash('sha1').update(options.idempotencyKey).digest('hex').slice(0, 16)}`;
+  try {
+    await raw(knex, sql`drop table if exists ${id(joined)}`);
+    await raw(knex, sql`create unlogged table ${id(joined)} as ${rows()} with no data`);
+    const chunks = options.chunks ?? DATASET_CHUNKS;
+    await inParallel(chunks, options.parallelism ?? DATASET_PARALLELISM, (index) =>
+      transaction(knex, async (trx) => {
+        await trx.raw(`select set_config('work_mem', '256MB', true), set_config('max_parallel_workers_per_gather', '0', true)`);
+        await raw(trx, sql`insert into ${id(joined)} ${rows({ index, count: chunks })}`);
+      }),
     );
-    const counts = (await raw(trx, sql`select _split, count(*)::bigint as n from ${id(table)} group by 1`)) as { rows: Array<{ _split: Split; n: number }> };
-    const rowCounts: Record<Split, number> = { train: 0, validation: 0, test: 0 };
-    for (const c of counts.rows) rowCounts[c._split] = c.n;
-    if (rowCounts.train === 0) throw new FtiError(FailureType.InvalidInput, `the train split of ${def.name} between ${start.toISOString()} and ${validationStart.toISOString()} is empty`);
+    return await transaction(knex, async (trx) => {
+      // The sort into shuffled order stays in memory (an on-disk merge of a 3M-row dataset is four times slower).
+      await trx.raw(`select set_config('work_mem', '1GB', true)`);
+      const [row] = await trx<TrainingDatasetRow>('training_datasets')
+        .insert({ feature_view_id: view.id, idempotency_key: options.idempotencyKey, status: 'creating', workflow_id: options.workflowId ?? null })
+        .returning('*');
+      if (!row) throw new Error('insert into training_datasets returned no row');
+      const table = datasetTable(row.id);
+      await raw(trx, sql`drop table if exists ${id(table)}`);
+      await raw(trx, sql`create table ${id(table)} as select * from ${id(joined)} order by _split, _shuffle`);
+      const counts = (await raw(trx, sql`select _split, count(*)::bigint as n from ${id(table)} group by 1`)) as { rows: Array<{ _split: Split; n: number }> };
+      const rowCounts: Record<Split, number> = { train: 0, validation: 0, test: 0 };
+      for (const c of counts.rows) rowCounts[c._split] = c.n;
+      if (rowCounts.train === 0) throw new FtiError(FailureType.InvalidInput, `the train split of ${def.name} between ${start.toISOString()} and ${validationStart.toISOString()} is empty`);
 
-    const statistics = await trainStatistics(trx, table, def, options.maxCategories ?? 1000);
-    await trx('training_dataset_commits').insert(snapshot.commits.map((c) => ({ training_dataset_id: row.id, feature_group: c.featureGroup, feature_group_version: c.version, commit_id: c.commitId })));
-    const [ready] = await trx<TrainingDatasetRow>('training_datasets')
-      .where({ id: row.id })
-      .update({
-        status: 'ready',
-        table_name: table,
-        window_start: start,
-        window_end: end,
-        validation_start: validationStart,
-        test_start: testStart,
-        row_counts: JSON.stringify(rowCounts) as unknown as Record<Split, number>,
-        statistics: JSON.stringify(statistics) as unknown as Record<string, FeatureStats>,
-        finished_at: new Date(),
-      })
-      .returning('*');
-    return toTrainingDataset(trx, ready as TrainingDatasetRow);
-  });
+      const statistics = await trainStatistics(trx, table, def, options.maxCategories ?? 1000);
+      await trx('training_dataset_commits').insert(snapshot.commits.map((c) => ({ training_dataset_id: row.id, feature_group: c.featureGroup, feature_group_version: c.version, commit_id: c.commitId })));
+      const [ready] = await trx<TrainingDatasetRow>('training_datasets')
+        .where({ id: row.id })
+        .update({
+          status: 'ready',
+          table_name: table,
+          window_start: start,
+          window_end: end,
+          validation_start: validationStart,
+          test_start: testStart,
+          row_counts: JSON.stringify(rowCounts) as unknown as Record<Split, number>,
+          statistics: JSON.stringify(statistics) as unknown as Record<string, FeatureStats>,
+          finished_at: new Date(),
+        })
+        .returning('*');
+      return toTrainingDataset(trx, ready as TrainingDatasetRow);
+    });
+  } finally {
+    await raw(knex, sql`drop table if exists ${id(joined)}`);
+  }
+}
+
+/** The spine window [start, end) (as given, else the spine rows' own time range) and its split boundaries. */
+async function datasetWindow(knex: Knex, def: FeatureViewDefinition, snapshot: ViewSnapshot, options: CreateTrainingDatasetOptions): Promise<{ start: Date; end: Date; validationStart: Date; testStart: Date }> {
+  let start = options.start;
+  let end = options.end;
+  if (!start || !end) {
+    const et = def.spine.eventTime;
+    const range = (await raw(knex, sql`select min(${id(et)}) as lo, max(${id(et)}) as hi from (${pointInTimeSql({ ...viewQuery(def, snapshot, { withLabel: true, strategy: 'lateral' }), joins: [] })}) s`)) as { rows: Array<{ lo: Date | null; hi: Date | null }> };
+    const lo = range.rows[0]?.lo;
+    const hi = range.rows[0]?.hi;
+    if (!lo || !hi) throw new FtiError(FailureType.InvalidInput, `feature view ${def.name} has no labelled spine rows${start || end ? ' in the window' : ''}`);
+    start ??= lo;
+    end ??= new Date(hi.getTime() + 1);
+  }
+  const span = end.getTime() - start.getTime();
+  const validationStart = options.validationStart ?? new Date(start.getTime() + span * 0.8);
+  const testStart = options.testStart ?? new Date(start.getTime() + span * 0.9);
+  if (!(start < validationStart && validationStart <= testStart && testStart < end)) {
+    throw new FtiError(FailureType.InvalidInput, `splits must satisfy start < validationStart <= testStart < end (got ${start.toISOString()}, ${validationStart.toISOString()}, ${testStart.toISOString()}, ${end.toISOString()})`);
+  }
+  return { start, end, validationStart, testStart };
 }
 
 /** Statistics of each feature over the train split: the input of fitSignature. */
