@@ -20,6 +20,8 @@ export const FailureType = {
   IntegrityError: 'FtiIntegrityError',
   /** A workflow was started on a task queue it cannot run on. */
   WrongTaskQueue: 'FtiWrongTaskQueue',
+  /** No worker picked an activity up within its schedule-to-start timeout (e.g. no GPU worker is running). */
+  NoWorker: 'FtiNoWorker',
 } as const;
 
 export type FailureType = (typeof FailureType)[keyof typeof FailureType];

@@ -20,7 +20,7 @@ export const isoTime = z
   .refine((s) => ISO_TIME.test(s) && !Number.isNaN(Date.parse(s)), 'must be an ISO-8601 timestamp with a zone, such as 2001-06-01T00:00:00Z (or a date, 2001-06-01)');
 
 /** A window length: 30m, 2h, 7d. */
-export const duration = z.string().refine(isDuration, 'must be a duration such as 30m, 1h or 7d') as unknown as z.ZodType<Duration>;
+export const duration = z.string().refine(isDuration, 'must be a duration such as 30s, 30m, 1h or 7d') as unknown as z.ZodType<Duration>;
 
 const sourcePath = z
   .string()
@@ -116,6 +116,8 @@ export const TrainingPipelineInputSchema = z
     testStart: isoTime.optional(),
     /** For scheduled runs: train on [fire time - scheduleWindow, fire time). */
     scheduleWindow: duration.optional(),
+    /** How long a training attempt may wait for a GPU worker to pick it up before the run fails; default 10m. */
+    gpuWaitTimeout: duration.optional(),
   })
   .strict();
 export type TrainingPipelineInput = z.input<typeof TrainingPipelineInputSchema>;

@@ -2,6 +2,7 @@ import { ActivityCancellationType, CancellationScope, log, proxyActivities, setH
 import type { createGpuTrainingActivities, createTrainingActivities, DatasetRef, EvaluationMetrics, PromotionDecision, TrainResult } from '../activities/training.ts';
 import { TrainingPipelineInputSchema, type TrainingPipelineInput } from '../core/inputs.ts';
 import { progressQuery, trainingEpochSignal, type PipelineProgress } from '../core/progress.ts';
+import { noWorkerFailure } from './failure-message.ts';
 import { runWindow } from './schedule-window.ts';
 import { poolQueues } from './queues.ts';
 import { parseInput } from './validate.ts';
@@ -30,6 +31,9 @@ export type { TrainingPipelineInput };
  * dataset (fti-cpu) -> train (fti-gpu) -> evaluate (fti-cpu) -> register -> promote?
  * Input: { featureView, version?, trainingDatasetId?, model, params?, promote?, start?, end?, ... }.
  */
+/** How long a training attempt waits for a GPU worker by default. */
+const DEFAULT_GPU_WAIT = '10m';
+
 export async function trainingPipeline(input: TrainingPipelineInput): Promise<TrainingPipelineResult> {
   const args = parseInput('trainingPipeline', TrainingPipelineInputSchema, input);
   const queues = poolQueues();
@@ -43,9 +47,13 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
   const cpuLong = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '60m', heartbeatTimeout: '2m', retry: { maximumAttempts: 5 } });
   // Heartbeats come every batch, so a dead GPU worker is noticed within the heartbeat
   // timeout and the retry (on any GPU worker) resumes from the last checkpoint.
+  // No GPU worker polling: fail with that reason after gpuWaitTimeout rather than wait
+  // silently (schedule-to-start applies to each attempt: also after a GPU worker died).
+  const gpuWait = args.gpuWaitTimeout ?? DEFAULT_GPU_WAIT;
   const gpu = proxyActivities<GpuActivities>({
     taskQueue: queues.gpu,
     startToCloseTimeout: '6h',
+    scheduleToStartTimeout: gpuWait,
     // The SDK sends heartbeats at most every 80% of this, and a cancel arrives with one.
     heartbeatTimeout: '10s',
     retry: { maximumAttempts: 10, initialInterval: '1s' },
@@ -69,7 +77,9 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
 
   try {
     Object.assign(progress, { stage: 'train', done: 1 });
-    const trained = await gpu.trainModel({ runKey, trainingDatasetId: dataset.trainingDatasetId, params: args.params });
+    const trained = await gpu.trainModel({ runKey, trainingDatasetId: dataset.trainingDatasetId, params: args.params }).catch((err: unknown) => {
+      throw noWorkerFailure(err, queues.gpu, gpuWait, 'start one with `npx fti worker gpu`, or raise gpuWaitTimeout');
+    });
     Object.assign(progress, { stage: 'evaluate', done: 2 });
     const metrics = await cpuLong.evaluateModel({ runKey, trainingDatasetId: dataset.trainingDatasetId });
     Object.assign(progress, { stage: 'register', done: 3, details: { ...progress.details, metrics } });
