@@ -34,6 +34,10 @@ export interface ServingMetrics {
   featureVectors: Counter<'view' | 'status'>;
   /** Feature-vector requests that ran out of time, by kind (request, statement). */
   featureTimeouts: Counter<'kind'>;
+  /** 1 while the alias listener hears alias moves, 0 while it is deaf (as /healthz reports it). */
+  aliasListenerUp: Gauge;
+  /** Times the alias listener reconnected after losing its connection. */
+  aliasListenerReconnects: Counter;
 }
 
 /** Request latency buckets: fine below 10 ms, where the latency target lives. */
@@ -74,5 +78,7 @@ export function createServingMetrics(): ServingMetrics {
     }),
     featureVectors: new Counter({ name: 'fti_feature_vectors_total', help: 'Entities answered by POST /v1/features/{view}, by view and status', labelNames: ['view', 'status'], registers: [registry] }),
     featureTimeouts: new Counter({ name: 'fti_features_timeouts_total', help: 'Feature-vector requests that ran out of time, by kind (request, statement)', labelNames: ['kind'], registers: [registry] }),
+    aliasListenerUp: new Gauge({ name: 'fti_alias_listener_up', help: '1 while the alias listener hears alias moves (connected, round trips answered), 0 while it is deaf', registers: [registry] }),
+    aliasListenerReconnects: new Counter({ name: 'fti_alias_listener_reconnects_total', help: 'Reconnects of the alias listener after it lost its connection', registers: [registry] }),
   };
 }

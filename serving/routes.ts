@@ -49,10 +49,21 @@ import {
 import type { EntityKeys, ServedModel } from './served-model.ts';
 import type { ServedView, ViewResolver } from './served-view.ts';
 
+/** GET /healthz: 'down' (503) when the database is unreachable or the alias listener is deaf (`reason` says which). */
 export interface HealthReport {
   status: 'ok' | 'degraded' | 'down';
+  /** Why the status is not 'ok'. */
+  reason?: string;
   database: 'ok' | 'unreachable';
-  aliasAnnouncements: 'listening' | 'reconnecting';
+  /** `reconnecting`: the listener has no connection; `unresponsive`: connected, but its round trips go unanswered. */
+  aliasAnnouncements: 'listening' | 'reconnecting' | 'unresponsive';
+  aliasListener: {
+    /** Age of the listener's last answered round trip (`select 1`); null while disconnected. */
+    lastRoundTripAgeMs: number | null;
+    /** Times it reconnected after losing its connection. */
+    reconnects: number;
+    lastError?: string;
+  };
   served: ServedAlias[];
 }
 

@@ -23,7 +23,7 @@ import { databaseReachable } from '../registry/db/index.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { ModelRegistry } from '../registry/models/index.ts';
 import { PredictionStore } from '../registry/predictions/index.ts';
-import { watchAliases } from './alias-watch.ts';
+import { watchAliases, type AliasWatchTuning } from './alias-watch.ts';
 import { bearerAuth, parseServingTokens } from './auth.ts';
 import { HttpError, toHttpError } from './http-errors.ts';
 import { createServingMetrics, type ServingMetrics } from './metrics.ts';
@@ -73,6 +73,15 @@ export interface ServerOptions {
   allowVersions?: string[];
   /** A prediction that takes longer answers 503 request_timeout (default DEFAULT_REQUEST_TIMEOUT_MS). */
   requestTimeoutMs?: number;
+  /**
+   * The alias listener's keepalive, in milliseconds (alias-watch.ts): a `select 1`
+   * every `pingIntervalMs` (5000) answered within `pingTimeoutMs` (5000), reconnects
+   * after `retryMs` (500) doubling up to `maxRetryMs` (30000), each connect given
+   * `connectTimeoutMs` (10000); deaf — /healthz 503 — when disconnected or after
+   * `deafAfterMs` (2 × ping interval + ping timeout) without an answered round trip;
+   * every served alias re-resolved after each reconnect and every `recheckMs` (30000).
+   */
+  aliasWatch?: AliasWatchTuning;
   log?: Logger;
 }
 
@@ -118,12 +127,18 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
   // Shares the lookups with the versions trained on each view.
   const views = new ViewResolver({ views: features, predictions, lookups });
   const watch = await watchAliases({
+    ...options.aliasWatch,
     databaseUrl: options.databaseUrl,
     schema: options.schema,
     onChange: (change) => resolver.onAliasChange(change),
-    onReconnect: () => resolver.refreshAll(),
+    recheck: () => resolver.refreshAll(),
+    onListening: (listening) => {
+      metrics.aliasListenerUp.set(listening ? 1 : 0);
+      if (listening) metrics.aliasListenerReconnects.inc();
+    },
     log,
   });
+  metrics.aliasListenerUp.set(1);
 
   const app = Fastify({
     logger: false,
@@ -159,10 +174,21 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
     return reply.code(404).send(http.body());
   });
 
+  // Down when the database is unreachable, or when the alias listener is deaf: the
+  // server may then be answering with a version an alias has left.
   const health = async (): Promise<HealthReport> => {
     const database = (await databaseReachable(knex)) ? 'ok' : 'unreachable';
-    const aliasAnnouncements = watch.listening ? 'listening' : 'reconnecting';
-    return { status: database !== 'ok' ? 'down' : aliasAnnouncements === 'listening' ? 'ok' : 'degraded', database, aliasAnnouncements, served: resolver.served() };
+    const { state: aliasAnnouncements, reason: listenerReason, ...aliasListener } = watch.health();
+    metrics.aliasListenerUp.set(aliasAnnouncements === 'listening' ? 1 : 0);
+    const reasons = [...(database === 'ok' ? [] : ['database unreachable']), ...(listenerReason ? [listenerReason] : [])];
+    return {
+      status: reasons.length ? 'down' : 'ok',
+      ...(reasons.length ? { reason: reasons.join('; ') } : {}),
+      database,
+      aliasAnnouncements,
+      aliasListener,
+      served: resolver.served(),
+    };
   };
   registerRoutes(app, { resolver, views, metrics, maxEntities: options.maxEntities ?? DEFAULT_MAX_ENTITIES, requestTimeoutMs, health });
 

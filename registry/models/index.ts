@@ -135,7 +135,7 @@ export class ModelRegistry {
   }
 }
 
-export { listenForAliasChanges, type AliasSubscription } from './alias-listener.ts';
+export { ALIAS_LISTENER_APPLICATION_NAME, LISTENER_KEEPALIVE_DEFAULTS, listenForAliasChanges, type AliasSubscription, type ListenerKeepalive, type ListenerState } from './alias-listener.ts';
 export { parseRef } from './refs.ts';
 export { ALIAS_CHANNEL, LATEST } from './types.ts';
 export type * from './types.ts';
