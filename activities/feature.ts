@@ -148,15 +148,18 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
       const window = toWindow(input);
       const { partition } = input;
       const range = partition.rowStart !== undefined && partition.rowEnd !== undefined ? { rowStart: partition.rowStart, rowEnd: partition.rowEnd } : undefined;
-      // A retry starts the partition over: clear what an earlier attempt staged.
-      await store.clearStaged(group, input.commitId, range);
       const counters: IngestCounters = { rowsIn: 0, rowsStaged: 0, rowsRejected: 0, rowsOutsideWindow: 0 };
       const total = range ? range.rowEnd - range.rowStart : undefined;
       const context = Context.current();
       const progress = () => ({ stage: 'ingest', partition: partition.index, rows: counters.rowsIn + counters.rowsOutsideWindow, total });
       const { source } = await sourceOf(def, input.source);
-      const chunks = encodeRows(def, source.read(partition, window), window, counters, (rejects) => store.reject(input.commitId, rejects), () => context.heartbeat(progress()));
-      await heartbeatWhile(progress, store.copyRows(group, input.commitId, chunks));
+      // A fenced attempt: it starts the partition over (clearing what an earlier attempt
+      // staged) and a zombie attempt can neither add to it nor break it; a cancel stops the COPY.
+      await store.stagePartition(group, input.commitId, { index: partition.index, ...(range ? { range } : {}) }, context.cancellationSignal, async (stage) => {
+        // The heartbeat follows the rows read: it stops when the source stops moving.
+        const chunks = encodeRows(def, source.read(partition, window), window, counters, (rejects) => store.reject(input.commitId, rejects), () => context.heartbeat(progress()));
+        await stage.copyRows(group, input.commitId, chunks, context.cancellationSignal);
+      });
       return { partition: partition.index, rowsIn: counters.rowsIn, rowsStaged: counters.rowsStaged, rowsRejected: counters.rowsRejected };
     },
 
@@ -167,20 +170,20 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
       const group = await store.group(def.name, def.version);
       const source = await store.group(def.source.name, def.source.version);
       const window = toWindow(input);
-      const rows = await heartbeatWhile(
-        () => ({ stage: 'aggregate', partition: input.partition, total: input.partitions }),
-        store.aggregate({
-          target: group,
-          aggregation: def.aggregation,
-          source,
-          sourceCommitId: input.sourceCommitId,
-          commitId: input.commitId,
-          start: window.start,
-          end: window.end,
-          partition: input.partition,
-          partitions: input.partitions,
-        }),
-      );
+      const run = {
+        target: group,
+        aggregation: def.aggregation,
+        source,
+        sourceCommitId: input.sourceCommitId,
+        commitId: input.commitId,
+        start: window.start,
+        end: window.end,
+        partition: input.partition,
+        partitions: input.partitions,
+      };
+      // One SQL statement: the heartbeat says the worker is alive while Postgres works; a cancel cancels the statement.
+      const context = Context.current();
+      const rows = await heartbeatWhile(() => ({ stage: 'aggregate', partition: input.partition, total: input.partitions }), store.aggregate(run, context.cancellationSignal));
       return { partition: input.partition, rowsIn: rows, rowsStaged: rows, rowsRejected: 0 };
     },
 

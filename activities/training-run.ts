@@ -34,6 +34,8 @@ export interface TrainOnDatasetOptions {
   resume?: StoredCheckpoint;
   log?: (message: string, attrs?: Record<string, unknown>) => void;
   onBatch?: (progress: BatchProgress, history: EpochProgress[]) => void;
+  /** As each validation batch is read (heartbeat here: validation is long on a large split). */
+  onValidationBatch?: (progress: { epoch: number; batches: number }) => void;
   /** After each epoch; `snapshot()` captures the checkpoint to store. */
   onEpochEnd?: (epoch: EpochProgress, snapshot: () => Promise<Omit<StoredCheckpoint, 'runKey'>>) => Promise<void>;
   shouldStop?: () => boolean;
@@ -70,6 +72,7 @@ export async function trainOnDataset(options: TrainOnDatasetOptions): Promise<Tr
       trainBatches: splitBatches(stores.training, dataset, view, 'train', encoder, params.batchSize, true),
       validationBatches: dataset.rowCounts.validation > 0 ? splitBatches(stores.training, dataset, view, 'validation', encoder, params.batchSize, false) : undefined,
       onBatch: (p) => options.onBatch?.(p, history),
+      onValidationBatch: options.onValidationBatch,
       shouldStop: options.shouldStop,
       onEpochEnd: async (p) => {
         history.push(p);

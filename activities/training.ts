@@ -310,10 +310,17 @@ export function createGpuTrainingActivities({ features, training, backend }: Tra
         params: parseTrainParams(input.params),
         resume: resumed,
         log: (message, attrs) => context.log.info(message, attrs),
+        // Heartbeats while anything moves — training and validation batches, the checkpoint
+        // save — so the GPU queue's short heartbeat timeout holds however big the data.
         onBatch: (p, history) => context.heartbeat({ epoch: p.epoch, batches: p.batches, samples: p.samples, lastEpoch: history.at(-1) }),
+        onValidationBatch: (p) => context.heartbeat({ stage: 'validation', epoch: p.epoch, batches: p.batches }),
         shouldStop: () => context.cancellationSignal.aborted,
         onEpochEnd: async (epoch, snapshot) => {
-          await training.saveCheckpoint({ runKey: input.runKey, ...(await snapshot()) });
+          await heartbeatWhile(
+            () => ({ stage: 'checkpoint', epoch: epoch.epoch }),
+            (async () => training.saveCheckpoint({ runKey: input.runKey, ...(await snapshot()) }))(),
+            2_000,
+          );
           const progress = { epoch: epoch.epoch, epochs: epoch.epochs, loss: epoch.loss, valLoss: epoch.valLoss, samplesPerSecond: epoch.samplesPerSecond };
           context.heartbeat(progress);
           await reportEpoch(context, progress);

@@ -5,6 +5,7 @@
 import { Command } from 'commander';
 import { registerDemoCommand } from './commands/demo.ts';
 import { registerDevCommands } from './commands/dev.ts';
+import { registerGcCommand } from './commands/gc.ts';
 import { registerModelCommands } from './commands/models.ts';
 import { registerRunCommands } from './commands/run.ts';
 import { registerScheduleCommands } from './commands/schedule.ts';
@@ -18,6 +19,7 @@ const program = new Command('fti')
 
 registerDevCommands(program);
 registerDemoCommand(program);
+registerGcCommand(program);
 registerModelCommands(program);
 registerRunCommands(program);
 registerScheduleCommands(program);

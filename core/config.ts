@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { roleName, urlWithRole, type DbRole } from './db-roles.ts';
+import { durationMs, isDuration, type Duration } from './duration.ts';
 import { formatIssues } from './errors.ts';
 
 /** The flights example, resolved against the repository (not the working directory). */
@@ -39,6 +40,7 @@ const EnvSchema = z.object({
   FTI_SERVING_METRICS_PUBLIC: z.stringbool().default(false),
   FTI_SERVING_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1).optional(),
   FTI_SERVING_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(0).optional(),
+  FTI_GC_RETENTION: z.string().refine(isRetention, 'must be a duration such as 12h or 7d, or 0').default('7d'),
 });
 
 export interface FtiConfig {
@@ -81,6 +83,8 @@ export interface FtiConfig {
   servingRequestTimeoutMs: number | undefined;
   /** statement_timeout of the server's database pool, 0 for none (unset: the server's default, 2 s). */
   servingStatementTimeoutMs: number | undefined;
+  /** How old a leftover must be before `fti gc` (and the gc workflow) reaps it. */
+  gcRetention: Retention;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): FtiConfig {
@@ -113,7 +117,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): FtiConfig {
     servingMetricsPublic: e.FTI_SERVING_METRICS_PUBLIC,
     servingRequestTimeoutMs: e.FTI_SERVING_REQUEST_TIMEOUT_MS,
     servingStatementTimeoutMs: e.FTI_SERVING_STATEMENT_TIMEOUT_MS,
+    gcRetention: e.FTI_GC_RETENTION as Retention,
   };
+}
+
+/** How long `fti gc` leaves a leftover alone: a duration (`7d`), or `0` (whatever is no longer in use, however recent). */
+export type Retention = Duration | '0';
+
+export function isRetention(value: unknown): value is Retention {
+  return value === '0' || isDuration(value);
+}
+
+export function retentionMs(retention: Retention): number {
+  return retention === '0' ? 0 : durationMs(retention);
 }
 
 /**

@@ -48,6 +48,8 @@ export interface TrainOptions {
    * shouldStop to react within an epoch heartbeats here too (the SDK throttles it).
    */
   onBatch?: (progress: BatchProgress) => void;
+  /** The same, as each validation batch is read: validation of a large split takes as long as an epoch's share of it. */
+  onValidationBatch?: (progress: { epoch: number; batches: number }) => void;
   /** Polled before every batch and after every epoch; true stops training. */
   shouldStop?: () => boolean;
 }
@@ -114,9 +116,12 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
     }
   }
   async function* validationTensors(read: (epoch: number) => AsyncIterable<Batch>): AsyncGenerator<TensorBatch, void, undefined> {
+    let validationBatches = 0;
     for await (const batch of readAhead(read(epochIndex + 1))) {
       if (batch.size === 0) continue;
       checkBatch(batch, width, 'validation');
+      validationBatches += 1;
+      options.onValidationBatch?.({ epoch: epochIndex + 1, batches: validationBatches });
       yield toTensors(tfjs, batch, width);
     }
   }

@@ -5,9 +5,11 @@
  */
 import type { Knex } from 'knex';
 import { createFeatureActivities } from '../activities/feature.ts';
+import { createGcActivities } from '../activities/gc.ts';
 import { createInferenceActivities } from '../activities/inference.ts';
 import { createSystemCheckActivities, createWorkerInfoActivities } from '../activities/system.ts';
 import { createGpuTrainingActivities, createTrainingActivities } from '../activities/training.ts';
+import { loadConfig, type Retention } from '../core/config.ts';
 import type { Pool } from '../core/task-queues.ts';
 import type { FtiProject } from '../features/project.ts';
 import type { LoadedBackend } from '../ml/backend.ts';
@@ -27,6 +29,8 @@ export interface PoolDeps {
   project: FtiProject;
   /** Directories a workflow input's source file must resolve into (FTI_DATA_ROOTS); default: none, only the definitions' own files. */
   dataRoots?: string[];
+  /** How old a leftover must be before the gc workflow reaps it; default: FTI_GC_RETENTION. */
+  gcRetention?: Retention;
 }
 
 export function cpuActivities(deps: PoolDeps) {
@@ -40,6 +44,7 @@ export function cpuActivities(deps: PoolDeps) {
     ...createFeatureActivities({ store: features, catalog: deps.project.featureGroups, dataRoots: deps.dataRoots ?? [] }),
     ...createInferenceActivities({ features, predictions: new PredictionStore({ knex }), registry, backend }),
     ...createTrainingActivities({ features, training, registry, views: deps.project.featureViews, backend }),
+    ...createGcActivities({ features, training, defaultRetention: deps.gcRetention ?? loadConfig().gcRetention }),
   };
 }
 

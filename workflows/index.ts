@@ -4,3 +4,4 @@ export { featurePipeline } from './feature-pipeline.ts';
 export { batchInference } from './batch-inference.ts';
 export { trainingPipeline } from './training-pipeline.ts';
 export { ftiPipeline } from './fti-pipeline.ts';
+export { gc } from './gc.ts';

@@ -16,12 +16,14 @@ import type { FeatureViewDefinition } from '../../features/views.ts';
 import { computeAggregates, partitionRowRange, type AggregateRun } from './aggregates.ts';
 import { abortCommit, commitStaged, type CommitOutcome, type CommitRules } from './commit.ts';
 import { beginCommit, getCommit, latestCommit, listCommits, type BeginCommitInput, type CommitRefusal, type CommitStatus, type FeatureCommit, type ValidationReport } from './commits.ts';
+import { reapStagingCommits, type KeptCommit, type ReapedCommit, type StagingGcOptions, type StagingGcResult } from './gc.ts';
 import { getFeatureGroup, listFeatureGroups, registerFeatureGroup, type FeatureGroupRecord } from './groups.ts';
 import { pointInTimeSql, type PitStrategy } from './point-in-time.ts';
 import { getOnlineFeatures, readOffline, RetrievalJob, type FeatureRecord, type ReadOptions } from './reads.ts';
 import { sourceQueryRows, type SourceQueryOptions } from './source-query.ts';
-import { clearStaged, copyIntoCommit, insertRejects, listRejects } from './staging.ts';
+import { clearRejects, clearStagedRows, copyIntoCommit, insertRejects, listRejects, stagePartition } from './staging.ts';
 import { getStatistics, type FeatureStatistics } from './statistics.ts';
+import type { GroupShape } from './tables.ts';
 import { latestViewSnapshot, pinnedViewSnapshot, viewQuery, type ViewSnapshot } from './view-snapshot.ts';
 import { getFeatureView, getFeatureViewById, listViewVersions, registerFeatureView, type FeatureViewRecord } from './views.ts';
 
@@ -48,22 +50,31 @@ export class FeatureStore {
     return beginCommit(this.knex, group, input);
   }
 
-  copyRows(group: FeatureGroupRecord, commitId: number, chunks: AsyncIterable<string>): Promise<void> {
-    return copyIntoCommit(this.knex, group, commitId, chunks);
+  copyRows(group: FeatureGroupRecord, commitId: number, chunks: AsyncIterable<string>, signal?: AbortSignal): Promise<void> {
+    return copyIntoCommit(this.knex, group, commitId, chunks, signal);
   }
 
   reject(commitId: number, rows: FeatureReject[]): Promise<void> {
     return insertRejects(this.knex, commitId, rows);
   }
 
-  clearStaged(group: FeatureGroupRecord, commitId: number, range?: { rowStart: number; rowEnd: number }): Promise<void> {
-    return clearStaged(this.knex, group, commitId, range);
+  /**
+   * One attempt at a partition of a commit, fenced and cancellable (see staging.ts
+   * `stagePartition`): `stage` writes through the attempt's own transaction, which first
+   * clears what an earlier attempt of the partition staged (rows in `range`, or all).
+   * Rejects go through this store (`reject`), beside the attempt's COPY.
+   */
+  async stagePartition<T>(group: GroupShape, commitId: number, partition: { index: number; range?: { rowStart: number; rowEnd: number } }, signal: AbortSignal | undefined, work: (stage: FeatureStore) => Promise<T>): Promise<T> {
+    await clearRejects(this.knex, commitId, partition.range);
+    return stagePartition(this.knex, commitId, partition.index, signal, async (trx) => {
+      await clearStagedRows(trx, group, commitId, partition.range);
+      return work(new FeatureStore({ knex: trx }));
+    });
   }
 
-  /** Computes one entity-hash partition of an aggregate group into its commit, first clearing what an earlier attempt of it staged. */
-  async aggregate(run: AggregateRun): Promise<number> {
-    await clearStaged(this.knex, run.target, run.commitId, partitionRowRange(run.partition));
-    return computeAggregates(this.knex, run);
+  /** Computes one entity-hash partition of an aggregate group into its commit (a fenced, cancellable attempt: see stagePartition). */
+  aggregate(run: AggregateRun, signal?: AbortSignal): Promise<number> {
+    return this.stagePartition(run.target, run.commitId, { index: run.partition, range: partitionRowRange(run.partition) }, signal, (stage) => computeAggregates(stage.knex, run));
   }
 
   commit(group: FeatureGroupRecord, rules: CommitRules, commitId: number): Promise<CommitOutcome> {
@@ -72,6 +83,16 @@ export class FeatureStore {
 
   abort(group: FeatureGroupRecord, commitId: number, error: string): Promise<void> {
     return abortCommit(this.knex, group, commitId, error);
+  }
+
+  /**
+   * Garbage collection (`fti gc`): commit attempts still 'staging' after the retention
+   * whose workflow run is closed (terminated runs leave them) are failed with the reap
+   * reason and their tables dropped. Committed commits and their partitions are never
+   * touched.
+   */
+  reapStaging(options: StagingGcOptions): Promise<StagingGcResult> {
+    return reapStagingCommits(this.knex, options);
   }
 
   getCommit(commitId: number): Promise<FeatureCommit> {
@@ -153,6 +174,7 @@ export class FeatureStore {
 }
 
 export type { CommitRefusal, CommitStatus, FeatureCommit, FeatureGroupRecord, FeatureRecord, FeatureStatistics, FeatureViewRecord, ReadOptions, RetrievalJob, ValidationReport, ViewSnapshot };
+export type { KeptCommit, ReapedCommit, StagingGcOptions, StagingGcResult };
 // For the other stores: the SQL they build on (a training dataset's or a prediction run's read).
 export { pointInTimeSql, type PitQuery, type PitStrategy } from './point-in-time.ts';
 export { snapshotSql } from './reads.ts';

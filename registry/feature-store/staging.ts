@@ -9,17 +9,19 @@ import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { FeatureReject } from '../../features/ingest.ts';
-import { id, ids, raw, sql, toText } from '../db/index.ts';
+import { FailureType, FtiError } from '../../core/errors.ts';
+import { id, ids, raw, sql, toText, transaction } from '../db/index.ts';
 import { groupTables, type GroupShape } from './tables.ts';
 
 /** COPYs text-format lines (columns: the group's features, then _row_number and _available_at) into the commit's table. */
-export async function copyIntoCommit(knex: Knex, shape: GroupShape, commitId: number, chunks: AsyncIterable<string>): Promise<void> {
+export async function copyIntoCommit(knex: Knex, shape: GroupShape, commitId: number, chunks: AsyncIterable<string>, signal?: AbortSignal): Promise<void> {
   const table = groupTables(shape.name, shape.version).commit(commitId);
   const columns = [...shape.columns.map((c) => c.name), '_row_number', '_available_at'];
   const client = (await knex.client.acquireConnection()) as pg.PoolClient;
   try {
     const copy = client.query(copyFrom(toText(knex, sql`copy ${id(table)} (${ids(columns)}) from stdin`)));
-    await pipeline(Readable.from(chunks), copy);
+    // Aborting ends the COPY from this side too (CopyFail), for a COPY waiting on its source.
+    await pipeline(Readable.from(chunks), copy, ...(signal ? [{ signal }] : []));
   } finally {
     await knex.client.releaseConnection(client);
   }
@@ -33,16 +35,23 @@ export async function insertRejects(knex: Knex, commitId: number, rejects: Featu
     .ignore();
 }
 
-/** Removes what an earlier attempt of a partition wrote: rows with numbers in [rowStart, rowEnd), or all. */
-export async function clearStaged(knex: Knex, shape: GroupShape, commitId: number, range?: { rowStart: number; rowEnd: number }): Promise<void> {
+/** Removes the rows an earlier attempt of a partition staged: row numbers in [rowStart, rowEnd), or all. */
+export async function clearStagedRows(knex: Knex, shape: GroupShape, commitId: number, range?: { rowStart: number; rowEnd: number }): Promise<void> {
   const table = groupTables(shape.name, shape.version).commit(commitId);
-  if (range) {
-    await raw(knex, sql`delete from ${id(table)} where _row_number >= ${range.rowStart} and _row_number < ${range.rowEnd}`);
-    await knex('feature_rejects').where({ commit_id: commitId }).andWhere('row_number', '>=', range.rowStart).andWhere('row_number', '<', range.rowEnd).delete();
-  } else {
-    await raw(knex, sql`truncate ${id(table)}`);
-    await knex('feature_rejects').where({ commit_id: commitId }).delete();
-  }
+  if (range) await raw(knex, sql`delete from ${id(table)} where _row_number >= ${range.rowStart} and _row_number < ${range.rowEnd}`);
+  else await raw(knex, sql`truncate ${id(table)}`);
+}
+
+/**
+ * Removes the rejects an earlier attempt of a partition recorded (same range). On its
+ * own connection, committed at once, before the attempt's fenced transaction: rejects
+ * are written beside the attempt's COPY, and a delete still open in that transaction
+ * would make them wait on it (a zombie's late rejects are the same rows: ignored).
+ */
+export async function clearRejects(knex: Knex, commitId: number, range?: { rowStart: number; rowEnd: number }): Promise<void> {
+  const query = knex('feature_rejects').where({ commit_id: commitId });
+  if (range) query.andWhere('row_number', '>=', range.rowStart).andWhere('row_number', '<', range.rowEnd);
+  await query.delete();
 }
 
 /** A commit's rejected rows, in source order. */
@@ -53,4 +62,45 @@ export async function listRejects(knex: Knex, commitId: number): Promise<Feature
 
 export function toFeatureReject(r: { row_number: number; reasons: string[]; row: Record<string, unknown> }): FeatureReject {
   return { rowNumber: Number(r.row_number), reasons: r.reasons, row: r.row };
+}
+
+/**
+ * One attempt at one partition of a commit, fenced: its writes (clearing what an
+ * earlier attempt staged, then its own rows) run in one transaction that holds the
+ * partition's lease, a transaction-level advisory lock. An earlier attempt still
+ * holding it is a zombie (its worker stopped, or lost its heartbeat and was given
+ * up on): its session is terminated, which rolls its writes back, so two attempts
+ * never write the same partition at once and a zombie can neither add to nor break
+ * its successor. The commit must still be staging (a zombie that wakes after the
+ * commit finds it committed and writes nothing). `signal` cancels the attempt: its
+ * statement is cancelled in Postgres (pg_cancel_backend), so nothing waits on it.
+ */
+export async function stagePartition<T>(knex: Knex, commitId: number, partition: number, signal: AbortSignal | undefined, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+  return transaction(knex, async (trx) => {
+    const lease = [`fti.partition:${commitId}`, partition] as const;
+    const { pid, ok } = ((await trx.raw('select pg_backend_pid() as pid, pg_try_advisory_xact_lock(hashtext(?) & 2147483647, ?) as ok', lease)) as { rows: Array<{ pid: number; ok: boolean }> }).rows[0] as { pid: number; ok: boolean };
+    if (!ok) {
+      await trx.raw(
+        `select pg_terminate_backend(pid) from pg_locks
+         where locktype = 'advisory' and granted and classid = (hashtext(?) & 2147483647)::oid and objid = ?::oid and objsubid = 2 and pid <> pg_backend_pid()`,
+        lease,
+      );
+      // Bounded: a holder that cannot be ended (another role's session) fails this attempt, which Temporal retries.
+      await trx.raw(`select set_config('lock_timeout', '30s', true)`);
+      await trx.raw('select pg_advisory_xact_lock(hashtext(?) & 2147483647, ?)', lease);
+      await trx.raw(`select set_config('lock_timeout', '0', true)`);
+    }
+    const commit = await trx('feature_commits').where({ id: commitId }).forShare().first('status');
+    if (commit?.status !== 'staging') throw new FtiError(FailureType.Conflict, `commit ${commitId} is ${commit?.status ?? 'gone'}: partition ${partition} of it is no longer written (a stale attempt)`);
+    const cancel = () => {
+      void knex.raw('select pg_cancel_backend(?)', [pid]).catch(() => undefined);
+    };
+    signal?.addEventListener('abort', cancel, { once: true });
+    try {
+      if (signal?.aborted) throw new FtiError(FailureType.Conflict, `partition ${partition} of commit ${commitId} was cancelled`);
+      return await work(trx);
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+    }
+  });
 }

@@ -20,7 +20,8 @@ export type Split = 'train' | 'validation' | 'test';
 export interface TrainingDataset {
   id: number;
   featureViewId: number;
-  status: 'creating' | 'ready' | 'failed';
+  /** 'reaped': `fti gc` dropped its table (registry/training/gc.ts); only its row and lineage remain. */
+  status: 'creating' | 'ready' | 'failed' | 'reaped';
   tableName: string;
   windowStart: Date;
   windowEnd: Date;
@@ -48,6 +49,7 @@ interface TrainingDatasetRow {
   statistics: Record<string, FeatureStats>;
   workflow_id: string | null;
   created_at: Date;
+  reaped_at: Date | null;
 }
 
 export interface CreateTrainingDatasetOptions {
@@ -222,6 +224,13 @@ async function toTrainingDataset(knex: Knex, row: TrainingDatasetRow): Promise<T
 export async function getTrainingDataset(knex: Knex, datasetId: number): Promise<TrainingDataset> {
   const row = await knex<TrainingDatasetRow>('training_datasets').where({ id: datasetId }).first();
   if (!row) throw new FtiError(FailureType.NotFound, `training dataset ${datasetId} does not exist`);
+  if (row.status === 'reaped') {
+    throw new FtiError(
+      FailureType.NotFound,
+      `training dataset ${datasetId} was reaped by fti gc${row.reaped_at ? ` at ${row.reaped_at.toISOString()}` : ''}: no model version was registered from it and it was older than the retention, so its table ${row.table_name ?? datasetTable(datasetId)} was dropped; build a new dataset (run the training pipeline without trainingDatasetId)`,
+      { trainingDatasetId: datasetId, status: 'reaped' },
+    );
+  }
   if (row.status !== 'ready') throw new FtiError(FailureType.Conflict, `training dataset ${datasetId} is ${row.status}, not ready`);
   return toTrainingDataset(knex, row);
 }

@@ -23,6 +23,7 @@ import {
   type ThroughView,
   type TrainingDataset,
 } from './datasets.ts';
+import { reapDatasets, type DatasetGcOptions, type DatasetGcResult, type KeptDataset, type ReapedDataset } from './gc.ts';
 
 export class TrainingStore {
   private readonly knex: Knex;
@@ -61,6 +62,15 @@ export class TrainingStore {
     return datasetsUsingCommit(this.knex, commit);
   }
 
+  /**
+   * Garbage collection (`fti gc`): datasets no model version names, older than the
+   * retention, get their td_<id> tables dropped and are marked 'reaped' (reading one then
+   * says so); leftover td_joining_* scratch tables go too when no build can be running.
+   */
+  reapDatasets(options: DatasetGcOptions): Promise<DatasetGcResult> {
+    return reapDatasets(this.knex, options);
+  }
+
   saveCheckpoint(stored: StoredCheckpoint): Promise<void> {
     return saveCheckpoint(this.knex, stored);
   }
@@ -75,3 +85,4 @@ export class TrainingStore {
 }
 
 export type { CreateTrainingDatasetOptions, Split, SplitRowThroughView, StoredCheckpoint, ThroughView, TrainingDataset };
+export type { DatasetGcOptions, DatasetGcResult, KeptDataset, ReapedDataset };

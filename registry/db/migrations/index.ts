@@ -11,6 +11,7 @@ import * as training from './20261123030000_training.ts';
 import * as predictions from './20261123040000_predictions.ts';
 import * as leastPrivilege from './20261130000000_least_privilege.ts';
 import * as commitVisibility from './20261130010000_commit_visibility.ts';
+import * as datasetReaping from './20261207000000_dataset_reaping.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -25,6 +26,7 @@ const migrations: Array<[string, Migration]> = [
   ['20261123040000_predictions', predictions],
   ['20261130000000_least_privilege', leastPrivilege],
   ['20261130010000_commit_visibility', commitVisibility],
+  ['20261207000000_dataset_reaping', datasetReaping],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
