@@ -45,8 +45,7 @@ export async function createPoolWorker(options: PoolWorkerOptions): Promise<{ wo
     namespace: options.namespace,
     taskQueue: options.taskQueue,
     activities,
-    // One training at a time per GPU; CPU activities are I/O-bound and overlap well.
-    maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities ?? (options.pool === 'gpu' ? 1 : 4),
+    maxConcurrentActivityTaskExecutions: activityConcurrency(options.pool, options.maxConcurrentActivities),
     // On shutdown, running activities get this long to finish before they are
     // cancelled (a cancelled partition or training is retried; a finished one is not).
     shutdownGraceTime: '30s',
@@ -59,6 +58,27 @@ export async function createPoolWorker(options: PoolWorkerOptions): Promise<{ wo
   return { worker, activities: Object.keys(activities).sort() };
 }
 
+/** Activities a worker runs at once: FTI_WORKER_CONCURRENCY, else one training per GPU, four I/O-bound CPU activities. */
+export function activityConcurrency(pool: Pool, configured: number | undefined): number {
+  return configured ?? (pool === 'gpu' ? 1 : 4);
+}
+
+/**
+ * The most database connections one activity holds at once: a dataset build's two
+ * join chunks beside its transaction; an ingest attempt's COPY transaction and its
+ * rejects; batch scoring's write transaction and its cursor.
+ */
+const CONNECTIONS_PER_ACTIVITY = 3;
+
+/**
+ * The worker's pool: every activity running at once can hold all the connections it
+ * needs, plus two for heartbeats' side queries (cancels, leases), so no activity
+ * waits on another for a connection (no hold-and-wait at any concurrency).
+ */
+export function workerPoolSize(concurrency: number): number {
+  return concurrency * CONNECTIONS_PER_ACTIVITY + 2;
+}
+
 /** Entry point of `fti worker cpu|gpu`: runs until SIGINT/SIGTERM, then drains and exits. */
 export async function runPoolWorker(pool: Pool, config: FtiConfig = loadConfig(), log: Logger = createLogger(`worker:${pool}`)): Promise<void> {
   const queue = taskQueue(pool, config.taskQueuePrefix);
@@ -68,7 +88,8 @@ export async function runPoolWorker(pool: Pool, config: FtiConfig = loadConfig()
 
   const project = await loadProject(config.definitionsModule);
   const connection = await NativeConnection.connect({ address: config.temporalAddress });
-  const knex = createKnex({ url: databaseUrl(config, 'worker'), schema: config.schema, applicationName: `fti-worker-${pool}` });
+  const concurrency = activityConcurrency(pool, config.workerConcurrency);
+  const knex = createKnex({ url: databaseUrl(config, 'worker'), schema: config.schema, applicationName: `fti-worker-${pool}`, poolMax: workerPoolSize(concurrency) });
   try {
     const { worker, activities } = await createPoolWorker({
       pool,
@@ -79,7 +100,7 @@ export async function runPoolWorker(pool: Pool, config: FtiConfig = loadConfig()
       backend,
       project,
       dataRoots: config.dataRoots,
-      maxConcurrentActivities: config.workerConcurrency,
+      maxConcurrentActivities: concurrency,
     });
     log(`polling task queue ${queue}`, {
       namespace: config.temporalNamespace,
