@@ -29,10 +29,10 @@ import type { Knex } from 'knex';
 import { FtiError, FailureType } from '../../core/errors.ts';
 import type { Expectation, ValidationPolicy } from '../../features/definitions.ts';
 import type { FeatureType } from '../../features/schema.ts';
-import { col, cols, id, ids, join, kw, raw, sql, transaction, unlessUniqueViolation } from '../db/index.ts';
+import { col, cols, id, ids, join, kw, pgErrorCode, raw, sql, transaction, unlessUniqueViolation } from '../db/index.ts';
 import { toFeatureCommit, type CommitRefusal, type FeatureCommit, type FeatureCommitRow, type ValidationReport } from './commits.ts';
 import { reasonsExpression } from './expectations.ts';
-import { toFeatureReject } from './staging.ts';
+import { endPartitionAttempts, toFeatureReject } from './staging.ts';
 import { computeStatistics, storeStatistics } from './statistics.ts';
 import { attachCommitTable, dropCommitTable, featureColumns, groupTables, valueColumns, type GroupShape } from './tables.ts';
 
@@ -194,11 +194,32 @@ function percent(ratio: number): string {
 
 /** Marks an attempt failed (e.g. the workflow gave up) and drops its staged rows. */
 export async function abortCommit(knex: Knex, group: GroupShape, commitId: number, error: string): Promise<void> {
-  await transaction(knex, async (trx) => {
+  const failAndDrop = async (trx: Knex.Transaction) => {
     const updated = await trx('feature_commits').where({ id: commitId, status: 'staging' }).update({ status: 'failed', error, finished_at: trx.fn.now() });
     if (updated) await dropCommitTable(trx, group, commitId);
-  });
+  };
+  // Attempts still writing hold the commit's row (FOR SHARE) and its table: they are
+  // ended first (a stalled one may never hear a cancel), so neither the update nor the
+  // drop waits behind them. One that starts meanwhile makes the update time out: again.
+  if (knex.isTransaction) {
+    await endPartitionAttempts(knex, commitId);
+    return failAndDrop(knex as Knex.Transaction);
+  }
+  for (let round = 1; ; round++) {
+    await endPartitionAttempts(knex, commitId);
+    try {
+      await transaction(knex, async (trx) => {
+        await trx.raw(`select set_config('lock_timeout', '5s', true)`);
+        await failAndDrop(trx);
+      });
+      return;
+    } catch (err) {
+      if (round >= 5 || pgErrorCode(err) !== LOCK_NOT_AVAILABLE) throw err;
+    }
+  }
 }
+
+const LOCK_NOT_AVAILABLE = '55P03';
 
 async function countRows(knex: Knex, table: string): Promise<number> {
   const result = (await raw(knex, sql`select count(*)::bigint as n from ${id(table)}`)) as { rows: Array<{ n: number }> };

@@ -75,6 +75,19 @@ export function toFeatureReject(r: { row_number: number; reasons: string[]; row:
  * commit finds it committed and writes nothing). `signal` cancels the attempt: its
  * statement is cancelled in Postgres (pg_cancel_backend), so nothing waits on it.
  */
+/**
+ * Ends every session that holds a partition lease of the commit (attempts still
+ * writing it: a stalled COPY does not heartbeat, so it may never hear a cancel); their
+ * writes roll back and the commit's table can be dropped without waiting behind them.
+ */
+export async function endPartitionAttempts(knex: Knex, commitId: number): Promise<void> {
+  await knex.raw(
+    `select pg_terminate_backend(pid) from pg_locks
+     where locktype = 'advisory' and granted and classid = (hashtext(?) & 2147483647)::oid and objsubid = 2 and pid <> pg_backend_pid()`,
+    [`fti.partition:${commitId}`],
+  );
+}
+
 export async function stagePartition<T>(knex: Knex, commitId: number, partition: number, signal: AbortSignal | undefined, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
   return transaction(knex, async (trx) => {
     const lease = [`fti.partition:${commitId}`, partition] as const;

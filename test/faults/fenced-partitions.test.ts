@@ -4,7 +4,8 @@
  * out) terminates the zombie's session, whose writes roll back: the commit holds the
  * retry's rows exactly once. A zombie that wakes after the commit writes nothing. A
  * cancelled attempt's COPY is cancelled in Postgres at once (here while it waits on a
- * lock), so the run's abort does not wait behind it and leaves no table or lease.
+ * lock), so the run's abort does not wait behind it and leaves no table or lease; an
+ * attempt stalled on its source, which never hears a cancel, is ended by the abort.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyValue } from '../../features/copy-text.ts';
@@ -126,6 +127,25 @@ describe('fenced partition attempts (real sessions)', () => {
     await holder.rollback();
     await store.abort(group, commit.id, 'cancelled');
     expect(await stagedTables()).not.toContain(table);
+    expect((await store.getCommit(commit.id)).status).toBe('failed');
+    expect(((await db.knex.raw(`select count(*)::int as n from pg_locks where locktype = 'advisory'`)) as { rows: Array<{ n: number }> }).rows[0]?.n).toBe(0);
+  });
+
+  it('aborting a run ends an attempt stalled mid-COPY (one that never heard a cancel) instead of waiting behind it', async () => {
+    const commit = await store.beginCommit(group, { idempotencyKey: uniqueId('attempt') });
+    const stalled = stalledSource((i) => i);
+    const attempt = store.stagePartition(group, commit.id, { index: 0, range: RANGE }, undefined, (stage) => stage.copyRows(group, commit.id, stalled.chunks));
+    const outcome = attempt.then(
+      () => 'completed',
+      (err: unknown) => (err instanceof Error ? err.message : String(err)),
+    );
+    await stalled.reachedStall;
+    const started = Date.now();
+    await store.abort(group, commit.id, 'the workflow gave up');
+    expect(Date.now() - started).toBeLessThan(5_000);
+    stalled.release();
+    expect(await outcome).toMatch(/terminat|connection|ECONNRESET/i);
+    expect(await stagedTables()).not.toContain(`fg_fenced_readings_v1__c${commit.id}`);
     expect((await store.getCommit(commit.id)).status).toBe('failed');
     expect(((await db.knex.raw(`select count(*)::int as n from pg_locks where locktype = 'advisory'`)) as { rows: Array<{ n: number }> }).rows[0]?.n).toBe(0);
   });
