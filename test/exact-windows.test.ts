@@ -9,10 +9,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineFeatureGroup } from '../features/definitions.ts';
 import { defineProject } from '../features/project.ts';
 import { defineFeatureView } from '../features/views.ts';
-import { FeatureStore, type PitStrategy } from '../registry/feature-store/index.ts';
+import { FeatureStore } from '../registry/feature-store/index.ts';
 import { PredictionStore } from '../registry/predictions/index.ts';
 import { featurePipeline } from '../workflows/index.ts';
 import { scratchFiles } from './helpers/files.ts';
+import { viewRowsByBothPlans } from './helpers/views.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
 
 const { dir, ndjson } = scratchFiles('windows');
@@ -81,15 +82,8 @@ describe('exact windows', () => {
       args: [{ featureGroup, ...window, ...(rows ? { source: { kind: 'ndjson' as const, path: ndjson(`${featureGroup}-${uniqueId('rows')}.ndjson`, rows) } } : {}) }],
     });
   /** check_id -> the windows joined onto it, with each plan; both must agree. */
-  async function joined(): Promise<Record<number, Window>> {
-    const results: Array<Record<number, Window>> = [];
-    for (const strategy of ['window', 'lateral'] as PitStrategy[]) {
-      const rows = await store.viewRows(view, await store.latestSnapshot(view), { strategy }).toArray();
-      results.push(Object.fromEntries(rows.map((r) => [Number(r.check_id), { mean: r.minutes_mean_1h, n: r.trips_1h === null ? null : Number(r.trips_1h), max: r.minutes_max_1h }])));
-    }
-    expect(results[1], 'the per-row plan agrees with the set-based one').toEqual(results[0]);
-    return results[0] as Record<number, Window>;
-  }
+  const joined = (): Promise<Record<number, Window>> =>
+    viewRowsByBothPlans(store, view, (rows) => Object.fromEntries(rows.map((r) => [Number(r.check_id), { mean: r.minutes_mean_1h, n: r.trips_1h === null ? null : Number(r.trips_1h), max: r.minutes_max_1h }])));
 
   beforeAll(async () => {
     db = await createTestDb('windows');

@@ -10,9 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineFeatureGroup } from '../features/definitions.ts';
 import { defineProject } from '../features/project.ts';
 import { defineFeatureView, type FeatureViewDefinition } from '../features/views.ts';
-import { FeatureStore, type PitStrategy } from '../registry/feature-store/index.ts';
+import { FeatureStore } from '../registry/feature-store/index.ts';
 import { featurePipeline } from '../workflows/index.ts';
 import { scratchFiles } from './helpers/files.ts';
+import { viewRowsByBothPlans } from './helpers/views.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
 
 const { dir, ndjson } = scratchFiles('knowledge');
@@ -53,15 +54,7 @@ describe('point-in-time joins on what was known', () => {
   const run = (featureGroup: string, file: string, window: { start: string; end: string }) =>
     temporal.client.workflow.execute(featurePipeline, { taskQueue: temporal.cpuQueue, workflowId: uniqueId('fp'), args: [{ featureGroup, source: { kind: 'ndjson', path: file }, ...window }] });
   /** event_id -> score joined, with each plan; both must agree. */
-  async function joined(view: FeatureViewDefinition): Promise<Record<number, unknown>> {
-    const results: Array<Record<number, unknown>> = [];
-    for (const strategy of ['window', 'lateral'] as PitStrategy[]) {
-      const rows = await store.viewRows(view, await store.latestSnapshot(view), { strategy }).toArray();
-      results.push(Object.fromEntries(rows.map((r) => [Number(r.event_id), r.score])));
-    }
-    expect(results[1], 'the per-row plan agrees with the set-based one').toEqual(results[0]);
-    return results[0] as Record<number, unknown>;
-  }
+  const joined = (view: FeatureViewDefinition): Promise<Record<number, unknown>> => viewRowsByBothPlans(store, view, (rows) => Object.fromEntries(rows.map((r) => [Number(r.event_id), r.score])));
 
   beforeAll(async () => {
     db = await createTestDb('knowledge');

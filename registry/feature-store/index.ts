@@ -177,7 +177,7 @@ export type { CommitRefusal, CommitStatus, FeatureCommit, FeatureGroupRecord, Fe
 export type { KeptCommit, ReapedCommit, StagingGcOptions, StagingGcResult };
 // For the other stores: the SQL they build on (a training dataset's or a prediction run's read).
 export { pointInTimeSql, type PitQuery, type PitStrategy } from './point-in-time.ts';
-export { snapshotSql } from './reads.ts';
+export { joinOnlineRow, snapshotSql } from './reads.ts';
 export { groupTables } from './tables.ts';
 export { latestViewSnapshot, viewQuery } from './view-snapshot.ts';
 export { getFeatureGroup } from './groups.ts';

@@ -5,7 +5,7 @@
  */
 import type { Knex } from 'knex';
 import { FtiError, FailureType } from '../../core/errors.ts';
-import { id, ids, join, raw, sql, streamQuery, toNative, type Sql } from '../db/index.ts';
+import { col, id, ids, join, kw, raw, sql, streamQuery, toNative, type Sql } from '../db/index.ts';
 import { visibleCommits } from './commits.ts';
 import { ensureAvailableAt, featureColumns, groupTables, type GroupShape } from './tables.ts';
 
@@ -86,6 +86,18 @@ export function readOffline(knex: Knex, group: GroupShape, options: ReadOptions 
 }
 
 /**
+ * Joins each outer row to a group's online row under `alias`: the entity's row, or for
+ * a windowed group (rows are change points) the one in force at `at`, by one probe of
+ * its (keys, time) key. `match(a)` matches the online table, named `a`, to the outer row.
+ */
+export function joinOnlineRow(group: GroupShape, alias: string, match: (a: string) => Sql, at: Sql, kind: 'join' | 'left join'): Sql {
+  const table = id(groupTables(group.name, group.version).online);
+  if (!group.windowed) return sql`${kw(kind)} ${table} ${id(alias)} on ${match(alias)}`;
+  const time = col('o', group.eventTime);
+  return sql`${kw(kind)} lateral (select * from ${table} o where ${match('o')} and ${time} < ${at} order by ${time} desc limit 1) ${id(alias)} on true`;
+}
+
+/**
  * The online row of each requested entity, in request order (undefined where the
  * store has none), as of `at` for a windowed group (default: now). One indexed
  * query: the keys are bound as arrays and joined.
@@ -93,7 +105,6 @@ export function readOffline(knex: Knex, group: GroupShape, options: ReadOptions 
 export async function getOnlineFeatures(knex: Knex, group: GroupShape, keys: Array<Record<string, unknown>>, at: Date = new Date()): Promise<Array<FeatureRecord | undefined>> {
   if (!group.online) throw new FtiError(FailureType.InvalidInput, `feature group ${group.name} v${group.version} is not online-enabled`);
   if (keys.length === 0) return [];
-  const t = groupTables(group.name, group.version);
   const types = Object.fromEntries(group.columns.map((c) => [c.name, c.type]));
   const arrays = group.entityKeys.map((k) => {
     const values = keys.map((entity) => {
@@ -103,11 +114,7 @@ export async function getOnlineFeatures(knex: Knex, group: GroupShape, keys: Arr
     return sql`${values}::${pgArrayType(types[k])}`;
   });
   const keyNames = group.entityKeys.map((k, i) => `k${i}`);
-  const on = join(group.entityKeys.map((k, i) => sql`o.${id(k)} = q.${id(keyNames[i] as string)}`), ' and ');
-  // A windowed group's online rows are change points: the one in force at `at`.
-  const online = group.windowed
-    ? sql`join lateral (select * from ${id(t.online)} o where ${on} and o.${id(group.eventTime)} < ${at} order by o.${id(group.eventTime)} desc limit 1) o on true`
-    : sql`join ${id(t.online)} o on ${on}`;
+  const online = joinOnlineRow(group, 'o', (o) => join(group.entityKeys.map((k, i) => sql`${col(o, k)} = q.${id(keyNames[i] as string)}`), ' and '), sql`${at}`, 'join');
   const result = (await raw(
     knex,
     sql`select q.ord, ${join(featureColumns(group).map((c) => sql`o.${id(c)}`), ', ')}

@@ -75,29 +75,29 @@ export function toFeatureReject(r: { row_number: number; reasons: string[]; row:
  * commit finds it committed and writes nothing). `signal` cancels the attempt: its
  * statement is cancelled in Postgres (pg_cancel_backend), so nothing waits on it.
  */
+/** The advisory-lock key of a commit's partition leases: (hash of the commit, partition). */
+const leaseKey = (commitId: number) => `fti.partition:${commitId}`;
+
 /**
- * Ends every session that holds a partition lease of the commit (attempts still
- * writing it: a stalled COPY does not heartbeat, so it may never hear a cancel); their
- * writes roll back and the commit's table can be dropped without waiting behind them.
+ * Ends every session that holds a partition lease of the commit (or of one partition
+ * of it): attempts still writing it. A stalled COPY does not heartbeat, so it may
+ * never hear a cancel; ended, its writes roll back and nothing waits behind it.
  */
-export async function endPartitionAttempts(knex: Knex, commitId: number): Promise<void> {
+export async function endPartitionAttempts(knex: Knex, commitId: number, partition?: number): Promise<void> {
   await knex.raw(
     `select pg_terminate_backend(pid) from pg_locks
-     where locktype = 'advisory' and granted and classid = (hashtext(?) & 2147483647)::oid and objsubid = 2 and pid <> pg_backend_pid()`,
-    [`fti.partition:${commitId}`],
+     where locktype = 'advisory' and granted and classid = (hashtext(?) & 2147483647)::oid and objsubid = 2
+       and (?::int is null or objid = ?::oid) and pid <> pg_backend_pid()`,
+    [leaseKey(commitId), partition ?? null, partition ?? 0],
   );
 }
 
 export async function stagePartition<T>(knex: Knex, commitId: number, partition: number, signal: AbortSignal | undefined, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
   return transaction(knex, async (trx) => {
-    const lease = [`fti.partition:${commitId}`, partition] as const;
+    const lease = [leaseKey(commitId), partition] as const;
     const { pid, ok } = ((await trx.raw('select pg_backend_pid() as pid, pg_try_advisory_xact_lock(hashtext(?) & 2147483647, ?) as ok', lease)) as { rows: Array<{ pid: number; ok: boolean }> }).rows[0] as { pid: number; ok: boolean };
     if (!ok) {
-      await trx.raw(
-        `select pg_terminate_backend(pid) from pg_locks
-         where locktype = 'advisory' and granted and classid = (hashtext(?) & 2147483647)::oid and objid = ?::oid and objsubid = 2 and pid <> pg_backend_pid()`,
-        lease,
-      );
+      await endPartitionAttempts(trx, commitId, partition);
       // Bounded: a holder that cannot be ended (another role's session) fails this attempt, which Temporal retries.
       await trx.raw(`select set_config('lock_timeout', '30s', true)`);
       await trx.raw('select pg_advisory_xact_lock(hashtext(?) & 2147483647, ?)', lease);

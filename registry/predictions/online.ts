@@ -20,7 +20,7 @@ import { FailureType, FtiError } from '../../core/errors.ts';
 import { PG_TYPE, type FeatureType } from '../../features/schema.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import { col, id, ids, join, kw, sql, toNative, type Sql } from '../db/index.ts';
-import { getFeatureGroup, groupTables, type FeatureGroupRecord } from '../feature-store/index.ts';
+import { getFeatureGroup, groupTables, joinOnlineRow, type FeatureGroupRecord } from '../feature-store/index.ts';
 
 export interface OnlineKey {
   name: string;
@@ -70,20 +70,9 @@ export async function createOnlineLookup(knex: Knex, view: FeatureViewDefinition
   );
   const joins: Sql[] = view.joins.map((j, i) => {
     const record = joined[i] as FeatureGroupRecord;
-    const alias = `j${i}`;
     // Cast the spine side to the joined key's type, so the joined table's primary key is usable.
-    const on = join(
-      record.entityKeys.map((k) => sql`${col(alias, k)} = ${col('s', j.on[k] as string)}::${kw(PG_TYPE[typeOf(record, k)])}`),
-      ' and ',
-    );
-    const table = id(groupTables(record.name, record.version).online);
-    if (!record.windowed) return sql`left join ${table} ${id(alias)} on ${on}`;
-    // The change point in force at the request time: one probe of the (keys, time) key.
-    const inForce = join(
-      record.entityKeys.map((k) => sql`${col('o', k)} = ${col('s', j.on[k] as string)}::${kw(PG_TYPE[typeOf(record, k)])}`),
-      ' and ',
-    );
-    return sql`left join lateral (select * from ${table} o where ${inForce} and ${col('o', record.eventTime)} < ${at} order by ${col('o', record.eventTime)} desc limit 1) ${id(alias)} on true`;
+    const match = (a: string) => join(record.entityKeys.map((k) => sql`${col(a, k)} = ${col('s', j.on[k] as string)}::${kw(PG_TYPE[typeOf(record, k)])}`), ' and ');
+    return joinOnlineRow(record, `j${i}`, match, at, 'left join');
   });
   const statement = sql`select q.ord, ${join(features, ', ')}
     from unnest(${join(arrays, ', ')}) with ordinality as q(${ids(keyAliases)}, ord)

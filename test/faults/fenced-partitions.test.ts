@@ -50,6 +50,13 @@ function stalledSource(value: (i: number) => number) {
   return { chunks: chunks(), reachedStall, release };
 }
 
+/** 'completed', or the error's message: an attempt's outcome, awaited later. */
+const outcomeOf = (attempt: Promise<unknown>): Promise<string> =>
+  attempt.then(
+    () => 'completed',
+    (err: unknown) => (err instanceof Error ? err.message : String(err)),
+  );
+
 describe('fenced partition attempts (real sessions)', () => {
   let db: TestDb;
   let store: FeatureStore;
@@ -72,10 +79,7 @@ describe('fenced partition attempts (real sessions)', () => {
     const commit = await store.beginCommit(group, { idempotencyKey: uniqueId('attempt') });
     const zombie = stalledSource((i) => i);
     const first = store.stagePartition(group, commit.id, { index: 0, range: RANGE }, undefined, (stage) => stage.copyRows(group, commit.id, zombie.chunks));
-    const firstOutcome = first.then(
-      () => 'completed',
-      (err: unknown) => (err instanceof Error ? err.message : String(err)),
-    );
+    const firstOutcome = outcomeOf(first);
     await zombie.reachedStall;
 
     // The retry: the same partition, other values, while the zombie's COPY is open.
@@ -114,10 +118,7 @@ describe('fenced partition attempts (real sessions)', () => {
         yield lines(0, 10, (i) => i);
       })(), cancel.signal),
     );
-    const outcome = attempt.then(
-      () => 'completed',
-      (err: unknown) => (err instanceof Error ? err.message : String(err)),
-    );
+    const outcome = outcomeOf(attempt);
     await until(async () => ((await db.knex.raw(`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like '%' || ? || '%'`, [table])) as { rows: Array<{ n: number }> }).rows[0]?.n ?? 0, (n) => n > 0, 10_000);
 
     const started = Date.now();
@@ -135,10 +136,7 @@ describe('fenced partition attempts (real sessions)', () => {
     const commit = await store.beginCommit(group, { idempotencyKey: uniqueId('attempt') });
     const stalled = stalledSource((i) => i);
     const attempt = store.stagePartition(group, commit.id, { index: 0, range: RANGE }, undefined, (stage) => stage.copyRows(group, commit.id, stalled.chunks));
-    const outcome = attempt.then(
-      () => 'completed',
-      (err: unknown) => (err instanceof Error ? err.message : String(err)),
-    );
+    const outcome = outcomeOf(attempt);
     await stalled.reachedStall;
     const started = Date.now();
     await store.abort(group, commit.id, 'the workflow gave up');
