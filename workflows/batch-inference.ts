@@ -17,7 +17,10 @@ const short = proxyActivities<InferenceActivities>({
 // A partition reads, scores and COPYs its rows; it heartbeats per batch.
 const long = proxyActivities<InferenceActivities>({
   startToCloseTimeout: '60m',
-  heartbeatTimeout: '2m',
+  // Heartbeats follow real progress (rows read, batches scored) or, around one long
+  // statement, a 5 s timer: 30 s without one means the worker is gone or stalled,
+  // and the retry (fenced) starts elsewhere.
+  heartbeatTimeout: '30s',
   retry: { maximumAttempts: 5 },
 });
 

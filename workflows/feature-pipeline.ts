@@ -17,7 +17,10 @@ const short = proxyActivities<FeatureActivities>({
 // Partitions and the commit can take minutes on big inputs; they heartbeat.
 const long = proxyActivities<FeatureActivities>({
   startToCloseTimeout: '60m',
-  heartbeatTimeout: '2m',
+  // Heartbeats follow real progress (rows read, batches scored) or, around one long
+  // statement, a 5 s timer: 30 s without one means the worker is gone or stalled,
+  // and the retry (fenced) starts elsewhere.
+  heartbeatTimeout: '30s',
   retry: { maximumAttempts: 5 },
 });
 

@@ -44,7 +44,7 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
   });
 
   const cpu = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '5m', retry: { maximumAttempts: 5 } });
-  const cpuLong = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '60m', heartbeatTimeout: '2m', retry: { maximumAttempts: 5 } });
+  const cpuLong = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '60m', heartbeatTimeout: '30s', retry: { maximumAttempts: 5 } });
   // Heartbeats come every batch, so a dead GPU worker is noticed within the heartbeat
   // timeout and the retry (on any GPU worker) resumes from the last checkpoint.
   // No GPU worker polling: fail with that reason after gpuWaitTimeout rather than wait
