@@ -10,7 +10,7 @@ import type { FeatureGroupCommitRef } from '../core/refs.ts';
 import type { Catalog } from '../features/catalog.ts';
 import { sourceColumnsRead, type FeatureGroupDefinition } from '../features/definitions.ts';
 import { encodeRows, type IngestCounters } from '../features/ingest.ts';
-import { isFileSource, openSource, resolveSourceFile, short, type DataRootPolicy, type Source, type SourcePartition, type TimeWindow } from '../features/sources/index.ts';
+import { isFileSource, openSource, resolveSourceFile, short, type DataRootPolicy, type Source, type SourcePartition, type TimeWindow, DEFAULT_PARTITION_SIZING } from '../features/sources/index.ts';
 import { parseTimestamp } from '../features/timestamps.ts';
 import type { FeatureStore, ValidationReport } from '../registry/feature-store/index.ts';
 import { codeVersion } from './code-version.ts';
@@ -27,6 +27,8 @@ export interface PlanInput {
   source?: FileSourceSpec;
   start?: string;
   end?: string;
+  /** Rows per partition of a splittable source; default DEFAULT_PARTITION_SIZING.rows. */
+  partitionRows?: number;
 }
 
 export type FeatureRunPlan = FeatureRunRef &
@@ -111,7 +113,7 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
         // The header (schema, first object) before any row: a file that does not fit fails here.
         const columns = checkColumns ? await source.columns() : undefined;
         if (columns) checkColumns?.(columns);
-        partitions = await source.partitions(window);
+        partitions = await source.partitions(window, { ...DEFAULT_PARTITION_SIZING, ...(input.partitionRows ? { rows: input.partitionRows } : {}) });
       }
       const group = await store.register(def);
       const info = activityInfo();

@@ -9,7 +9,7 @@
  * that version number is pinned for the whole run (and for any re-run of its run id).
  */
 import { z } from 'zod';
-import { duration, identifier, isoTime } from './inputs.ts';
+import { duration, identifier, isoTime, parallelism } from './inputs.ts';
 
 /** The alias a batch run or an online request uses when it names none. */
 export const DEFAULT_ALIAS = 'champion';
@@ -39,6 +39,7 @@ export const BatchInferenceInputSchema = z
     runId: runIdSchema.optional(),
     /** Time slices of the window, each with about as many spine rows, scored by parallel activities; default: one per 250k rows. */
     partitions: z.number().int().min(1).max(MAX_PARTITIONS).optional(),
+    parallelism: parallelism.optional(),
   })
   .strict()
   .refine((i) => i.alias === undefined || i.version === undefined, { message: 'give alias or version, not both', path: ['version'] })

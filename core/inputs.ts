@@ -22,6 +22,9 @@ export const isoTime = z
 /** A window length: 30m, 2h, 7d. */
 export const duration = z.string().refine(isDuration, 'must be a duration such as 30s, 30m, 1h or 7d') as unknown as z.ZodType<Duration>;
 
+/** Partition activities one run keeps in flight at once; the rest wait their turn (default 8). */
+export const parallelism = z.number().int().min(1).max(64);
+
 const sourcePath = z
   .string()
   .min(1)
@@ -81,6 +84,9 @@ export const FeaturePipelineInputSchema = z
     end: isoTime.optional(),
     /** For scheduled runs: the window is [fire time - scheduleWindow, fire time). */
     scheduleWindow: duration.optional(),
+    /** Rows per partition of a Parquet source (whole row groups; default 250,000, at most 256 partitions). */
+    partitionRows: z.number().int().min(1000).max(1e9).optional(),
+    parallelism: parallelism.optional(),
   })
   .strict()
   .refine((i) => !i.start || !i.end || Date.parse(i.start) < Date.parse(i.end), { message: 'start must be before end', path: ['end'] });

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Worker } from '@temporalio/worker';
 import type { HistoryAndWorkflowId } from '@temporalio/common';
 import { describe, expect, inject, it } from 'vitest';
-import { HISTORIES_DIR } from './helpers/histories.ts';
+import { HISTORIES_DIR, largestPayload } from './helpers/histories.ts';
 
 const files = fs.existsSync(HISTORIES_DIR) ? fs.readdirSync(HISTORIES_DIR).filter((f) => f.endsWith('.json')).sort() : [];
 const workflowIds = new Map(
@@ -24,6 +24,15 @@ describe('workflow replay', () => {
   it('has recorded histories of every pipeline workflow', () => {
     const types = new Set(files.map((f) => f.split('-')[0]));
     expect([...types].sort()).toEqual(['batchInference', 'featurePipeline', 'ftiPipeline', 'trainingPipeline']);
+  });
+
+  // Temporal warns at 256 KB and refuses 2 MB; ours stay far below: inputs name things, results count them.
+  it('carries no payload over 64 KB in any recorded history (the chain the demo runs)', () => {
+    for (const f of files) {
+      const history: unknown = JSON.parse(fs.readFileSync(path.join(HISTORIES_DIR, f), 'utf8'));
+      expect(largestPayload(history), f).toBeGreaterThan(0);
+      expect(largestPayload(history), f).toBeLessThan(64 * 1024);
+    }
   });
 
   it('replays every recorded history without nondeterminism', async () => {

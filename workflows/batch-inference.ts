@@ -2,6 +2,7 @@ import { CancellationScope, log, proxyActivities, setHandler, workflowInfo } fro
 import type { BatchInferencePlan, BatchInferenceResult, createInferenceActivities } from '../activities/inference.ts';
 import { BatchInferenceInputSchema, type BatchInferenceInput } from '../core/inference-inputs.ts';
 import { progressQuery, type PipelineProgress } from '../core/progress.ts';
+import { DEFAULT_PARALLELISM, fanOut } from './fan-out.ts';
 import { runWindow } from './schedule-window.ts';
 import { failureMessage } from './failure-message.ts';
 import { parseInput } from './validate.ts';
@@ -59,14 +60,12 @@ export async function batchInference(input: BatchInferenceInput): Promise<BatchI
   const details = { runId, model: plan.model, version: plan.version, strategy: plan.strategy, rows: 0, rowsRejected: 0 };
   Object.assign(progress, { stage: 'predict', done: 0, total: plan.partitions.length, details });
   try {
-    await Promise.all(
-      plan.partitions.map(async (partition) => {
-        const result = await long.predictPartition({ runId, partition: partition.index });
-        details.rows += result.rows;
-        details.rowsRejected += result.rowsRejected;
-        progress.done++;
-      }),
-    );
+    await fanOut(plan.partitions, args.parallelism ?? DEFAULT_PARALLELISM, async (partition) => {
+      const result = await long.predictPartition({ runId, partition: partition.index });
+      details.rows += result.rows;
+      details.rowsRejected += result.rowsRejected;
+      progress.done++;
+    });
     Object.assign(progress, { stage: 'finish', done: 0, total: 1 });
     const result = await short.finishBatchInference({ runId });
     Object.assign(progress, { stage: 'done', done: 1, total: 1, details: { ...result } });

@@ -3,6 +3,7 @@ import type { createFeatureActivities, FeaturePipelineResult, FeatureRunPlan } f
 import { FailureType } from '../core/errors.ts';
 import { FeaturePipelineInputSchema, type FeaturePipelineInput } from '../core/inputs.ts';
 import { progressQuery, type PipelineProgress } from '../core/progress.ts';
+import { DEFAULT_PARALLELISM, fanOut } from './fan-out.ts';
 import { runWindow } from './schedule-window.ts';
 import { failureMessage } from './failure-message.ts';
 import { parseInput } from './validate.ts';
@@ -36,29 +37,27 @@ export async function featurePipeline(input: FeaturePipelineInput): Promise<Feat
   setHandler(progressQuery, () => progress);
 
   const window = runWindow(args);
-  const plan: FeatureRunPlan = await short.planFeatureRun({ featureGroup: args.featureGroup, version: args.version, source: args.source, ...window });
+  const plan: FeatureRunPlan = await short.planFeatureRun({ featureGroup: args.featureGroup, version: args.version, source: args.source, partitionRows: args.partitionRows, ...window });
   if (plan.kind === 'done') {
     log.info('commit already made by an earlier attempt', { commitId: plan.commitId });
     return plan.result;
   }
   const ref = { featureGroup: plan.featureGroup, version: plan.version, commitId: plan.commitId };
+  const parallelism = args.parallelism ?? DEFAULT_PARALLELISM;
   try {
     if (plan.kind === 'source') {
       Object.assign(progress, { stage: 'ingest', done: 0, total: plan.partitions.length });
-      await Promise.all(
-        plan.partitions.map(async (partition) => {
-          await long.ingestPartition({ ...ref, partition, source: args.source, ...window });
-          progress.done++;
-        }),
-      );
+      await fanOut(plan.partitions, parallelism, async (partition) => {
+        await long.ingestPartition({ ...ref, partition, source: args.source, ...window });
+        progress.done++;
+      });
     } else {
       Object.assign(progress, { stage: 'aggregate', done: 0, total: plan.partitions });
-      await Promise.all(
-        Array.from({ length: plan.partitions }, async (_, partition) => {
-          await long.aggregatePartition({ ...ref, partition, partitions: plan.partitions, sourceCommitId: plan.sourceCommitId, ...window });
-          progress.done++;
-        }),
-      );
+      const partitions = Array.from({ length: plan.partitions }, (_, partition) => partition);
+      await fanOut(partitions, parallelism, async (partition) => {
+        await long.aggregatePartition({ ...ref, partition, partitions: plan.partitions, sourceCommitId: plan.sourceCommitId, ...window });
+        progress.done++;
+      });
     }
     Object.assign(progress, { stage: 'commit', done: 0, total: 1 });
     const result = await long.commitFeatures(ref);

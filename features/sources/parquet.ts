@@ -12,7 +12,7 @@ import { asyncBufferFromFile, parquetMetadataAsync, parquetRead, type FileMetaDa
 import { compressors } from 'hyparquet-compressors';
 import { UTC, wallClockToInstant } from '../timestamps.ts';
 import { sourceFileError } from './files.ts';
-import { BATCH_ROWS, type RawBatch, type Source, type SourceOptions, type SourcePartition, type TimeWindow } from './types.ts';
+import { BATCH_ROWS, type RawBatch, type Source, type PartitionSizing, type SourceOptions, type SourcePartition, type TimeWindow, DEFAULT_PARTITION_SIZING } from './types.ts';
 
 interface RowGroupInfo {
   index: number;
@@ -25,8 +25,8 @@ interface RowGroupInfo {
 /** How far a zone's offset can move a wall-clock time (statistics are widened by it outside UTC). */
 const MAX_ZONE_SHIFT_MS = 26 * 3600_000;
 
-export function parquetSource(path: string, timeColumn?: string, options: Partial<SourceOptions> & { rowGroupsPerPartition?: number } = {}): Source {
-  const { timeZone = UTC, rowGroupsPerPartition = 1 } = options;
+export function parquetSource(path: string, timeColumn?: string, options: Partial<SourceOptions> = {}): Source {
+  const { timeZone = UTC } = options;
   let opened: Promise<{ file: Awaited<ReturnType<typeof asyncBufferFromFile>>; metadata: FileMetaData; columns: string[]; zoneless: Set<string>; groups: RowGroupInfo[] }> | undefined;
   const open = () =>
     (opened ??= (async () => {
@@ -54,18 +54,29 @@ export function parquetSource(path: string, timeColumn?: string, options: Partia
       return (await open()).columns;
     },
 
-    async partitions(window: TimeWindow): Promise<SourcePartition[]> {
+    async partitions(window: TimeWindow, sizing: PartitionSizing = DEFAULT_PARTITION_SIZING): Promise<SourcePartition[]> {
       const { groups } = await open();
       const wanted = groups.filter((g) => overlaps(g, window));
+      const total = wanted.reduce((sum, g) => sum + (g.rowEnd - g.rowStart), 0);
+      // Each partition but the last holds at least `target` rows: at most `max` of them.
+      const target = Math.max(sizing.rows, Math.ceil(total / Math.max(1, sizing.max - 1)));
       const partitions: SourcePartition[] = [];
-      for (let i = 0; i < wanted.length; i += rowGroupsPerPartition) {
-        const run = wanted.slice(i, i + rowGroupsPerPartition);
-        partitions.push({ index: partitions.length, rowStart: run[0]?.rowStart, rowEnd: run.at(-1)?.rowEnd });
+      let first: RowGroupInfo | undefined;
+      let rows = 0;
+      for (const [i, group] of wanted.entries()) {
+        first ??= group;
+        rows += group.rowEnd - group.rowStart;
+        if (rows >= target || i === wanted.length - 1) {
+          // The range may span row groups outside the window: read() skips them.
+          partitions.push({ index: partitions.length, rowStart: first.rowStart, rowEnd: group.rowEnd });
+          first = undefined;
+          rows = 0;
+        }
       }
       return partitions;
     },
 
-    async *read(partition: SourcePartition): AsyncIterable<RawBatch> {
+    async *read(partition: SourcePartition, window: TimeWindow): AsyncIterable<RawBatch> {
       const { file, metadata, columns, zoneless, groups } = await open();
       options.checkColumns?.(columns);
       // Zone-less timestamps are decoded as if UTC; outside UTC they move to the definition's zone.
@@ -73,7 +84,7 @@ export function parquetSource(path: string, timeColumn?: string, options: Partia
       const start = partition.rowStart ?? 0;
       const end = partition.rowEnd ?? groups.at(-1)?.rowEnd ?? 0;
       for (const group of groups) {
-        if (group.rowEnd <= start || group.rowStart >= end) continue;
+        if (group.rowEnd <= start || group.rowStart >= end || !overlaps(group, window)) continue;
         const from = Math.max(start, group.rowStart);
         const to = Math.min(end, group.rowEnd);
         let data: unknown[][] = [];

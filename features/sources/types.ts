@@ -31,11 +31,23 @@ export interface Source {
    */
   columns(): Promise<string[] | undefined>;
   /** The partitions to read (one for sources that stream sequentially). */
-  partitions(window: TimeWindow): Promise<SourcePartition[]>;
+  partitions(window: TimeWindow, sizing?: PartitionSizing): Promise<SourcePartition[]>;
   read(partition: SourcePartition, window: TimeWindow): AsyncIterable<RawBatch>;
 }
 
 export const BATCH_ROWS = 20_000;
+
+/**
+ * How a splittable source (Parquet) is cut into partitions: whole row groups, about
+ * `rows` rows each, and never more than `max` partitions (the target grows instead), so
+ * a file of 10,000 small row groups is a handful of activities, not 10,000.
+ */
+export interface PartitionSizing {
+  rows: number;
+  max: number;
+}
+
+export const DEFAULT_PARTITION_SIZING: PartitionSizing = { rows: 250_000, max: 256 };
 
 /** What every source is opened with. */
 export interface SourceOptions {

@@ -33,3 +33,27 @@ export async function recordHistories(temporal: TestTemporal, parentWorkflowId: 
   // Replay needs each history's workflow id (child ids are part of the history).
   fs.writeFileSync(path.join(HISTORIES_DIR, 'workflow-ids.txt'), `${Object.entries(index).map(([f, id]) => `${f} ${id}`).join('\n')}\n`);
 }
+
+/**
+ * The size in bytes of the largest payload (an input, a result, a heartbeat, a failure's
+ * details) anywhere in a history: as fetched by the client (bytes) or exported by the
+ * CLI as JSON (base64 text).
+ */
+export function largestPayload(history: unknown): number {
+  let largest = 0;
+  const visit = (node: unknown): void => {
+    if (node === null || typeof node !== 'object') return;
+    if (Array.isArray(node)) {
+      for (const item of node) visit(item);
+      return;
+    }
+    const { metadata, data } = node as { metadata?: unknown; data?: unknown };
+    if (metadata !== undefined && metadata !== null && typeof metadata === 'object' && data !== undefined) {
+      const bytes = data instanceof Uint8Array ? data.length : typeof data === 'string' ? Buffer.from(data, 'base64').length : 0;
+      largest = Math.max(largest, bytes);
+    }
+    for (const value of Object.values(node)) visit(value);
+  };
+  visit(history);
+  return largest;
+}
