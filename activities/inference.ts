@@ -152,11 +152,11 @@ export function createInferenceActivities({ features, predictions: store, regist
         const context = Context.current();
         const progress = () => ({ stage: 'predict', partition: partition.index, rows: counters.read, total: partition.spineRows });
         // The next batch's FETCH runs while this one is scored.
-        const rows = readAhead(store.featureRows(view, snapshot, { start: partition.start, end: partition.end, strategy: run.strategy }));
-        const batches = scoreBatches(rows, lease.value, counters, kept, () => context.heartbeat(progress()));
+        const rows = readAhead(store.featureRows(view, snapshot, { start: partition.start, end: partition.end, strategy: run.strategy, signal: context.cancellationSignal }));
+        const batches = scoreBatches(rows, lease.value, counters, kept, () => context.heartbeat(progress()), context.cancellationSignal);
         const { partition: done, written } = await heartbeatWhile(
           progress,
-          store.writePartition({ run, partition, spine: spineOf(view), batches, rejects: () => ({ count: counters.rejected, kept }) }),
+          store.writePartition({ run, partition, spine: spineOf(view), batches, rejects: () => ({ count: counters.rejected, kept }), signal: context.cancellationSignal }),
         );
         if (done.rowsRejected > 0) context.log.warn('rows failed the model signature', { runId: run.runId, partition: done.index, rejected: done.rowsRejected, first: kept[0]?.reasons });
         return { partition: done.index, rows: done.rows, rowsRejected: done.rowsRejected, skipped: !written };
@@ -208,15 +208,20 @@ export function createInferenceActivities({ features, predictions: store, regist
   }
 }
 
-/** Reads, checks and scores batch by batch; memory holds one batch at a time. */
+/**
+ * Reads, checks and scores batch by batch; memory holds one batch at a time. A cancel
+ * ends it before the next batch: the partition's write transaction rolls back whole.
+ */
 async function* scoreBatches(
   source: AsyncIterable<Array<Record<string, unknown>>>,
   model: ScoringModel,
   counters: { read: number; rejected: number },
   kept: ScoringReject[],
   onBatch: () => void,
+  signal: AbortSignal,
 ): AsyncGenerator<ScoredBatch> {
   for await (const rows of source) {
+    signal.throwIfAborted();
     const scored = await model.scoreRows(rows);
     counters.read += rows.length;
     counters.rejected += scored.rejected.length;

@@ -157,6 +157,7 @@ export function createTrainingActivities({ features, training, registry, views, 
           end: date(input.end),
           validationStart: date(input.validationStart),
           testStart: date(input.testStart),
+          signal: Context.current().cancellationSignal,
         }),
       );
       return { trainingDatasetId: dataset.id, featureView: { name: view.definition.name, version: view.definition.version }, rowCounts: dataset.rowCounts, commits: dataset.commits };

@@ -49,6 +49,10 @@ export async function createPoolWorker(options: PoolWorkerOptions): Promise<{ wo
     // On shutdown, running activities get this long to finish before they are
     // cancelled (a cancelled partition or training is retried; a finished one is not).
     shutdownGraceTime: '30s',
+    // Heartbeats reach the server at least every 5 s (not 80% of the heartbeat timeout,
+    // 24 s for a partition): a cancel rides back on a heartbeat's answer, so a cancelled
+    // run's activities hear it within seconds.
+    maxHeartbeatThrottleInterval: '5s',
   };
   if (options.pool === 'cpu') {
     if (options.workflowBundle) workerOptions.workflowBundle = options.workflowBundle;

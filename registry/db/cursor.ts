@@ -18,6 +18,7 @@
  */
 import type { Knex } from 'knex';
 import pg from 'pg';
+import { cancelOnAbort } from './transaction.ts';
 
 export interface StreamOptions {
   /**
@@ -31,6 +32,8 @@ export interface StreamOptions {
    * local zone: e.g. as wall-clock times of a definition's zone.
    */
   zonelessTimestamp?: (text: string) => unknown;
+  /** Cancels the cursor's statement in Postgres (a FETCH waiting on a lock or a long plan). */
+  signal?: AbortSignal;
 }
 
 const pgTypes = pg.types;
@@ -54,7 +57,10 @@ export async function* streamQuery<Row>(knex: Knex, sql: string, params: unknown
     return config;
   };
   let open = false;
+  let release = () => {};
   try {
+    options.signal?.throwIfAborted();
+    if (options.signal) release = cancelOnAbort(knex, (client as pg.PoolClient & { processID: number }).processID, options.signal);
     await client.query('begin read only');
     open = true;
     await client.query(extended(`select set_config('cursor_tuple_fraction', '1.0', true), set_config('datestyle', 'ISO, MDY', true)`));
@@ -70,6 +76,7 @@ export async function* streamQuery<Row>(knex: Knex, sql: string, params: unknown
     await client.query('commit');
     open = false;
   } finally {
+    release();
     // An abandoned iteration (break, error) lands here with the transaction still open.
     if (open) await client.query('rollback').catch(() => {});
     await knex.client.releaseConnection(client);

@@ -20,6 +20,33 @@ export function transaction<T>(knex: Knex, fn: (trx: Knex.Transaction) => Promis
 }
 
 /**
+ * Until the returned function is called, an abort of `signal` cancels the statement of
+ * backend `pid` in Postgres (pg_cancel_backend, over another pooled connection): a
+ * cancelled activity stops its SQL at once instead of running it to the end.
+ */
+export function cancelOnAbort(knex: Knex, pid: number, signal: AbortSignal | undefined): () => void {
+  if (!signal) return () => {};
+  const cancel = () => {
+    void knex.raw('select pg_cancel_backend(?)', [pid]).catch(() => undefined);
+  };
+  signal.addEventListener('abort', cancel, { once: true });
+  return () => signal.removeEventListener('abort', cancel);
+}
+
+/** Runs `work` on `trx`'s session, its statements cancelled when `signal` aborts (an aborted signal throws first). */
+export async function cancelledWith<T>(knex: Knex, trx: Knex.Transaction, signal: AbortSignal | undefined, work: () => Promise<T>): Promise<T> {
+  if (!signal) return work();
+  signal.throwIfAborted();
+  const { rows } = (await trx.raw('select pg_backend_pid() as pid')) as { rows: Array<{ pid: number }> };
+  const release = cancelOnAbort(knex, rows[0]?.pid ?? 0, signal);
+  try {
+    return await work();
+  } finally {
+    release();
+  }
+}
+
+/**
  * Runs `fn` in a transaction, retrying serialization failures and deadlocks with a
  * short jittered backoff, and translates Postgres errors (see translatePgError).
  * Inside a caller's transaction it runs once: only the owner of a transaction can

@@ -209,12 +209,12 @@ export async function abortCommit(knex: Knex, group: GroupShape, commitId: numbe
     await endPartitionAttempts(knex, commitId);
     try {
       await transaction(knex, async (trx) => {
-        await trx.raw(`select set_config('lock_timeout', '5s', true)`);
+        await trx.raw(`select set_config('lock_timeout', '1s', true)`);
         await failAndDrop(trx);
       });
       return;
     } catch (err) {
-      if (round >= 5 || pgErrorCode(err) !== LOCK_NOT_AVAILABLE) throw err;
+      if (round >= 10 || pgErrorCode(err) !== LOCK_NOT_AVAILABLE) throw err;
     }
   }
 }

@@ -10,7 +10,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { FeatureReject } from '../../features/ingest.ts';
 import { FailureType, FtiError } from '../../core/errors.ts';
-import { id, ids, raw, sql, toText, transaction } from '../db/index.ts';
+import { cancelledWith, id, ids, raw, sql, toText, transaction } from '../db/index.ts';
 import { groupTables, type GroupShape } from './tables.ts';
 
 /** COPYs text-format lines (columns: the group's features, then _row_number and _available_at) into the commit's table. */
@@ -75,8 +75,16 @@ export function toFeatureReject(r: { row_number: number; reasons: string[]; row:
  * commit finds it committed and writes nothing). `signal` cancels the attempt: its
  * statement is cancelled in Postgres (pg_cancel_backend), so nothing waits on it.
  */
-/** The advisory-lock key of a commit's partition leases: (hash of the commit, partition). */
-const leaseKey = (commitId: number) => `fti.partition:${commitId}`;
+/**
+ * The advisory-lock key of a commit's partition leases: (hash of the commit and the schema,
+ * partition). Advisory locks are shared by every schema of the database, commit ids are
+ * numbered per schema: without the schema, two deployments (or test files) writing commits
+ * of the same id would take each other's leases, and a retry would end the other's attempt
+ * (or, under another role, fail with "permission denied to terminate process").
+ */
+const leaseKey = (commitId: number) => `fti.partition:${commitId}@`;
+/** SQL of the lease's first key: the hash of `leaseKey(commit)` (its one binding) and the schema. */
+const LEASE_CLASS = `(hashtext(? || current_schema()) & 2147483647)`;
 
 /**
  * Ends every session that holds a partition lease of the commit (or of one partition
@@ -86,7 +94,7 @@ const leaseKey = (commitId: number) => `fti.partition:${commitId}`;
 export async function endPartitionAttempts(knex: Knex, commitId: number, partition?: number): Promise<void> {
   await knex.raw(
     `select pg_terminate_backend(pid) from pg_locks
-     where locktype = 'advisory' and granted and classid = (hashtext(?) & 2147483647)::oid and objsubid = 2
+     where locktype = 'advisory' and granted and classid = ${LEASE_CLASS}::oid and objsubid = 2
        and (?::int is null or objid = ?::oid) and pid <> pg_backend_pid()`,
     [leaseKey(commitId), partition ?? null, partition ?? 0],
   );
@@ -95,25 +103,17 @@ export async function endPartitionAttempts(knex: Knex, commitId: number, partiti
 export async function stagePartition<T>(knex: Knex, commitId: number, partition: number, signal: AbortSignal | undefined, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
   return transaction(knex, async (trx) => {
     const lease = [leaseKey(commitId), partition] as const;
-    const { pid, ok } = ((await trx.raw('select pg_backend_pid() as pid, pg_try_advisory_xact_lock(hashtext(?) & 2147483647, ?) as ok', lease)) as { rows: Array<{ pid: number; ok: boolean }> }).rows[0] as { pid: number; ok: boolean };
+    const { ok } = ((await trx.raw(`select pg_try_advisory_xact_lock(${LEASE_CLASS}, ?) as ok`, lease)) as { rows: Array<{ ok: boolean }> }).rows[0] as { ok: boolean };
     if (!ok) {
       await endPartitionAttempts(trx, commitId, partition);
       // Bounded: a holder that cannot be ended (another role's session) fails this attempt, which Temporal retries.
       await trx.raw(`select set_config('lock_timeout', '30s', true)`);
-      await trx.raw('select pg_advisory_xact_lock(hashtext(?) & 2147483647, ?)', lease);
+      await trx.raw(`select pg_advisory_xact_lock(${LEASE_CLASS}, ?)`, lease);
       await trx.raw(`select set_config('lock_timeout', '0', true)`);
     }
     const commit = await trx('feature_commits').where({ id: commitId }).forShare().first('status');
     if (commit?.status !== 'staging') throw new FtiError(FailureType.Conflict, `commit ${commitId} is ${commit?.status ?? 'gone'}: partition ${partition} of it is no longer written (a stale attempt)`);
-    const cancel = () => {
-      void knex.raw('select pg_cancel_backend(?)', [pid]).catch(() => undefined);
-    };
-    signal?.addEventListener('abort', cancel, { once: true });
-    try {
-      if (signal?.aborted) throw new FtiError(FailureType.Conflict, `partition ${partition} of commit ${commitId} was cancelled`);
-      return await work(trx);
-    } finally {
-      signal?.removeEventListener('abort', cancel);
-    }
+    if (signal?.aborted) throw new FtiError(FailureType.Conflict, `partition ${partition} of commit ${commitId} was cancelled`);
+    return cancelledWith(knex, trx, signal, () => work(trx));
   });
 }

@@ -70,7 +70,7 @@ export class PredictionStore {
     return countSpineRowsByPartition(this.knex, view, snapshot, boundaries);
   }
 
-  featureRows(view: FeatureViewDefinition, snapshot: ViewSnapshot, options: { start: Date; end: Date; strategy: PitStrategy; batchSize?: number }): AsyncGenerator<Array<Record<string, unknown>>> {
+  featureRows(view: FeatureViewDefinition, snapshot: ViewSnapshot, options: { start: Date; end: Date; strategy: PitStrategy; batchSize?: number; signal?: AbortSignal }): AsyncGenerator<Array<Record<string, unknown>>> {
     return streamViewRows(this.knex, view, snapshot, options);
   }
 

@@ -45,12 +45,12 @@ export function streamViewRows(
   knex: Knex,
   view: FeatureViewDefinition,
   snapshot: ViewSnapshot,
-  options: { start: Date; end: Date; strategy: PitStrategy; batchSize?: number },
+  options: { start: Date; end: Date; strategy: PitStrategy; batchSize?: number; signal?: AbortSignal },
 ): AsyncGenerator<Array<Record<string, unknown>>> {
   const native = toNative(knex, pointInTimeSql(partitionQuery(view, snapshot, options)));
   // Timestamps stay text: views have no timestamp features, and the event time only
   // travels on to a COPY, so parsing and printing it again would be wasted work.
-  return streamQuery(knex, native.sql, native.bindings, options.batchSize ?? 5_000, { timestampsAsText: true });
+  return streamQuery(knex, native.sql, native.bindings, options.batchSize ?? 5_000, { timestampsAsText: true, signal: options.signal });
 }
 
 /** One stored prediction of a run. */

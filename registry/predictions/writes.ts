@@ -12,6 +12,7 @@ import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { FailureType, FtiError } from '../../core/errors.ts';
+import { cancelOnAbort } from '../db/index.ts';
 import { copyValue } from '../../features/copy-text.ts';
 import type { ScoringReject } from '../../ml/scoring.ts';
 import { toPartition, type PartitionRow, type PredictionPartition, type PredictionRun } from './runs.ts';
@@ -30,6 +31,8 @@ export interface PartitionWrite {
   batches: AsyncIterable<ScoredBatch>;
   /** Read after `batches` is consumed: every rejected row counted, the first ones kept. */
   rejects: () => { count: number; kept: ScoringReject[] };
+  /** Cancels the write: its statement is cancelled in Postgres and the transaction rolls back. */
+  signal?: AbortSignal;
 }
 
 const COPY_PREDICTIONS = 'copy predictions (run_id, model, model_version, entity_key, event_time, score) from stdin';
@@ -37,9 +40,11 @@ const COPY_PREDICTIONS = 'copy predictions (run_id, model, model_version, entity
 /** Returns the partition as done; `written: false` when an earlier attempt had already finished it. */
 export async function writePartition(knex: Knex, w: PartitionWrite): Promise<{ partition: PredictionPartition; written: boolean }> {
   const { run, partition } = w;
-  const client = (await knex.client.acquireConnection()) as pg.PoolClient;
+  const client = (await knex.client.acquireConnection()) as pg.PoolClient & { processID: number };
   let open = false;
+  const release = cancelOnAbort(knex, client.processID, w.signal);
   try {
+    w.signal?.throwIfAborted();
     await client.query('begin');
     open = true;
     await client.query('select pg_advisory_xact_lock(hashtext($1))', [`fti.prediction_partition:${run.runId}:${partition.index}`]);
@@ -69,6 +74,7 @@ export async function writePartition(knex: Knex, w: PartitionWrite): Promise<{ p
     open = false;
     return { partition: await readPartition(client, run.runId, partition.index), written: true };
   } finally {
+    release();
     if (open) await client.query('rollback').catch(() => {});
     await knex.client.releaseConnection(client);
   }

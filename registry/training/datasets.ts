@@ -12,7 +12,7 @@ import { FtiError, FailureType } from '../../core/errors.ts';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import type { FeatureStats } from '../../ml/stats.ts';
-import { col, cols, id, ids, join, raw, sql, streamQuery, toNative, transaction } from '../db/index.ts';
+import { cancelledWith, col, cols, id, ids, join, raw, sql, streamQuery, toNative, transaction } from '../db/index.ts';
 import { latestViewSnapshot, pointInTimeSql, viewQuery, type FeatureViewRecord, type PitQuery, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 export type Split = 'train' | 'validation' | 'test';
@@ -68,6 +68,8 @@ export interface CreateTrainingDatasetOptions {
   chunks?: number;
   /** Chunks joined at a time (one backend, so one core, each); default 2. */
   parallelism?: number;
+  /** Cancels the build: its statements are cancelled in Postgres and its scratch table dropped. */
+  signal?: AbortSignal;
 }
 
 const DATASET_CHUNKS = 2;
@@ -108,16 +110,24 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   // times more (measured on the 3M flights).
   const joined = `td_joining_${crypto.createHash('sha1').update(options.idempotencyKey).digest('hex').slice(0, 16)}`;
   try {
-    await raw(knex, sql`drop table if exists ${id(joined)}`);
-    await raw(knex, sql`create unlogged table ${id(joined)} as ${rows()} with no data`);
-    const chunks = options.chunks ?? DATASET_CHUNKS;
-    await inParallel(chunks, options.parallelism ?? DATASET_PARALLELISM, (index) =>
-      transaction(knex, async (trx) => {
-        await trx.raw(`select set_config('work_mem', '256MB', true), set_config('max_parallel_workers_per_gather', '0', true)`);
-        await raw(trx, sql`insert into ${id(joined)} ${rows({ index, count: chunks })}`);
+    const { signal } = options;
+    // Planning the join locks its tables too: cancellable like the rest.
+    await transaction(knex, (trx) =>
+      cancelledWith(knex, trx, signal, async () => {
+        await raw(trx, sql`drop table if exists ${id(joined)}`);
+        await raw(trx, sql`create unlogged table ${id(joined)} as ${rows()} with no data`);
       }),
     );
-    return await transaction(knex, async (trx) => {
+    const chunks = options.chunks ?? DATASET_CHUNKS;
+    await inParallel(chunks, options.parallelism ?? DATASET_PARALLELISM, (index) =>
+      transaction(knex, (trx) =>
+        cancelledWith(knex, trx, signal, async () => {
+          await trx.raw(`select set_config('work_mem', '256MB', true), set_config('max_parallel_workers_per_gather', '0', true)`);
+          await raw(trx, sql`insert into ${id(joined)} ${rows({ index, count: chunks })}`);
+        }),
+      ),
+    );
+    return await transaction(knex, (trx) => cancelledWith(knex, trx, signal, async () => {
       // The sort into shuffled order stays in memory (an on-disk merge of a 3M-row dataset is four times slower).
       await trx.raw(`select set_config('work_mem', '1GB', true)`);
       const [row] = await trx<TrainingDatasetRow>('training_datasets')
@@ -149,7 +159,7 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
         })
         .returning('*');
       return toTrainingDataset(trx, ready as TrainingDatasetRow);
-    });
+    }));
   } finally {
     await raw(knex, sql`drop table if exists ${id(joined)}`);
   }
