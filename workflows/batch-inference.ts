@@ -6,13 +6,14 @@ import { DEFAULT_PARALLELISM, fanOut } from './fan-out.ts';
 import { runWindow } from './schedule-window.ts';
 import { failureMessage } from './failure-message.ts';
 import { parseInput } from './validate.ts';
+import { ACTIVITY_RETRY } from './retry.ts';
 
 type InferenceActivities = ReturnType<typeof createInferenceActivities>;
 
 const short = proxyActivities<InferenceActivities>({
   // Planning counts the window's spine rows: one scan, seconds on big spines.
   startToCloseTimeout: '5m',
-  retry: { maximumAttempts: 5 },
+  retry: ACTIVITY_RETRY,
 });
 
 // A partition reads, scores and COPYs its rows; it heartbeats per batch.
@@ -22,7 +23,7 @@ const long = proxyActivities<InferenceActivities>({
   // statement, a 5 s timer: 30 s without one means the worker is gone or stalled,
   // and the retry (fenced) starts elsewhere.
   heartbeatTimeout: '30s',
-  retry: { maximumAttempts: 5 },
+  retry: ACTIVITY_RETRY,
 });
 
 export type { BatchInferenceInput, BatchInferenceResult };

@@ -7,12 +7,13 @@ import { DEFAULT_PARALLELISM, fanOut } from './fan-out.ts';
 import { runWindow } from './schedule-window.ts';
 import { failureMessage } from './failure-message.ts';
 import { parseInput } from './validate.ts';
+import { ACTIVITY_RETRY } from './retry.ts';
 
 type FeatureActivities = ReturnType<typeof createFeatureActivities>;
 
 const short = proxyActivities<FeatureActivities>({
   startToCloseTimeout: '2m',
-  retry: { maximumAttempts: 5 },
+  retry: ACTIVITY_RETRY,
 });
 
 // Partitions and the commit can take minutes on big inputs; they heartbeat.
@@ -22,7 +23,7 @@ const long = proxyActivities<FeatureActivities>({
   // statement, a 5 s timer: 30 s without one means the worker is gone or stalled,
   // and the retry (fenced) starts elsewhere.
   heartbeatTimeout: '30s',
-  retry: { maximumAttempts: 5 },
+  retry: ACTIVITY_RETRY,
 });
 
 export type { FeaturePipelineInput, FeaturePipelineResult };

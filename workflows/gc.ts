@@ -4,6 +4,7 @@ import type { createGcActivities, GcInput, GcReport } from '../activities/gc.ts'
 import { duration } from '../core/inputs.ts';
 import { poolQueues } from './queues.ts';
 import { parseInput } from './validate.ts';
+import { ACTIVITY_RETRY } from './retry.ts';
 
 type GcActivities = ReturnType<typeof createGcActivities>;
 
@@ -27,7 +28,7 @@ export type GcWorkflowInput = GcInput;
 export async function gc(input: GcWorkflowInput = {}): Promise<GcReport> {
   const args = parseInput('gc', GcInputSchema, input);
   const queues = poolQueues();
-  const { reapLeftovers } = proxyActivities<GcActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '30m', heartbeatTimeout: '2m', retry: { maximumAttempts: 3 } });
+  const { reapLeftovers } = proxyActivities<GcActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '30m', heartbeatTimeout: '2m', retry: ACTIVITY_RETRY });
   const report = await reapLeftovers(args);
   log.info('gc done', { dryRun: report.dryRun, ...report.counts });
   return report;

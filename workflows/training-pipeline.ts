@@ -6,6 +6,7 @@ import { noWorkerFailure } from './failure-message.ts';
 import { runWindow } from './schedule-window.ts';
 import { poolQueues } from './queues.ts';
 import { parseInput } from './validate.ts';
+import { ACTIVITY_RETRY } from './retry.ts';
 
 type CpuActivities = ReturnType<typeof createTrainingActivities>;
 type GpuActivities = ReturnType<typeof createGpuTrainingActivities>;
@@ -43,8 +44,8 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
     progress.details = { ...epoch };
   });
 
-  const cpu = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '5m', retry: { maximumAttempts: 5 } });
-  const cpuLong = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '60m', heartbeatTimeout: '30s', retry: { maximumAttempts: 5 } });
+  const cpu = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '5m', retry: ACTIVITY_RETRY });
+  const cpuLong = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '60m', heartbeatTimeout: '30s', retry: ACTIVITY_RETRY });
   // Heartbeats come every batch, so a dead GPU worker is noticed within the heartbeat
   // timeout and the retry (on any GPU worker) resumes from the last checkpoint.
   // No GPU worker polling: fail with that reason after gpuWaitTimeout rather than wait
