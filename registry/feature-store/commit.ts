@@ -32,7 +32,7 @@ import type { FeatureType } from '../../features/schema.ts';
 import { col, cols, id, ids, join, kw, pgErrorCode, raw, sql, transaction, unlessUniqueViolation } from '../db/index.ts';
 import { toFeatureCommit, type CommitRefusal, type FeatureCommit, type FeatureCommitRow, type ValidationReport } from './commits.ts';
 import { reasonsExpression } from './expectations.ts';
-import { endPartitionAttempts, toFeatureReject } from './staging.ts';
+import { endCommitAttempts, endPartitionAttempts, fenceCommitAttempt, toFeatureReject } from './staging.ts';
 import { computeStatistics, storeStatistics } from './statistics.ts';
 import { attachCommitTable, dropCommitTable, featureColumns, groupTables, valueColumns, type GroupShape } from './tables.ts';
 
@@ -51,8 +51,11 @@ const SAMPLE_REJECTS = 20;
 
 export async function commitStaged(knex: Knex, group: GroupShape & { id: number }, rules: CommitRules, commitId: number): Promise<CommitOutcome> {
   return transaction(knex, async (trx) => {
-    // Commits of one group are serialised: each sees the previous one's rows.
-    await trx.raw('select pg_advisory_xact_lock(hashtext(?))', [`fti.feature_commit:${group.id}`]);
+    // One attempt of this commit at a time: an earlier one still holding it (a stopped worker's) is ended.
+    await fenceCommitAttempt(trx, commitId);
+    // Commits of one group are serialised: each sees the previous one's rows. (Group ids are
+    // numbered per schema, advisory locks are per database: the key names the schema.)
+    await trx.raw('select pg_advisory_xact_lock(hashtext(? || current_schema()))', [`fti.feature_commit:${group.id}@`]);
     const current = await trx<FeatureCommitRow>('feature_commits').where({ id: commitId }).forUpdate().first();
     if (!current) throw new FtiError(FailureType.NotFound, `feature commit ${commitId} does not exist`);
     if (current.feature_group_id !== group.id) throw new FtiError(FailureType.Conflict, `commit ${commitId} belongs to another feature group`);
@@ -198,15 +201,20 @@ export async function abortCommit(knex: Knex, group: GroupShape, commitId: numbe
     const updated = await trx('feature_commits').where({ id: commitId, status: 'staging' }).update({ status: 'failed', error, finished_at: trx.fn.now() });
     if (updated) await dropCommitTable(trx, group, commitId);
   };
-  // Attempts still writing hold the commit's row (FOR SHARE) and its table: they are
-  // ended first (a stalled one may never hear a cancel), so neither the update nor the
-  // drop waits behind them. One that starts meanwhile makes the update time out: again.
+  // Attempts still writing hold the commit's row (FOR SHARE, or FOR UPDATE: a stopped
+  // commit attempt) and its table: they are ended first (a stalled one may never hear a
+  // cancel), so neither the update nor the drop waits behind them. One that starts
+  // meanwhile makes the update time out: again.
+  const endAttempts = async (db: Knex) => {
+    await endPartitionAttempts(db, commitId);
+    await endCommitAttempts(db, commitId);
+  };
   if (knex.isTransaction) {
-    await endPartitionAttempts(knex, commitId);
+    await endAttempts(knex);
     return failAndDrop(knex as Knex.Transaction);
   }
   for (let round = 1; ; round++) {
-    await endPartitionAttempts(knex, commitId);
+    await endAttempts(knex);
     try {
       await transaction(knex, async (trx) => {
         await trx.raw(`select set_config('lock_timeout', '1s', true)`);

@@ -117,3 +117,35 @@ export async function stagePartition<T>(knex: Knex, commitId: number, partition:
     return cancelledWith(knex, trx, signal, () => work(trx));
   });
 }
+
+/** The advisory-lock key of a commit's "make visible" lease: (hash of the commit and the schema, 0). */
+const commitLeaseKey = (commitId: number) => `fti.commit:${commitId}@`;
+
+/**
+ * Takes the lease of a commit's "make visible" transaction (held to the end of `trx`), ending
+ * the session of an earlier attempt that still holds it: a zombie, its worker stopped or cut
+ * off mid-commit and given up on by Temporal. Such a session sits idle in its transaction
+ * holding the group's commit lock, so without the fence this retry, and every later commit of
+ * the group, would wait on it for as long as it stays stopped (the retry heartbeats while it
+ * waits: Temporal gives up on it only at its 60 m start-to-close). Ended, the zombie's
+ * transaction rolls back whole.
+ */
+export async function fenceCommitAttempt(trx: Knex.Transaction, commitId: number): Promise<void> {
+  const key = commitLeaseKey(commitId);
+  const { ok } = ((await trx.raw(`select pg_try_advisory_xact_lock(${LEASE_CLASS}, 0) as ok`, [key])) as { rows: Array<{ ok: boolean }> }).rows[0] as { ok: boolean };
+  if (ok) return;
+  await endCommitAttempts(trx, commitId);
+  // Bounded: a holder that cannot be ended (another role's session) fails this attempt, which Temporal retries.
+  await trx.raw(`select set_config('lock_timeout', '30s', true)`);
+  await trx.raw(`select pg_advisory_xact_lock(${LEASE_CLASS}, 0)`, [key]);
+  await trx.raw(`select set_config('lock_timeout', '0', true)`);
+}
+
+/** Ends the session of any attempt holding the commit's "make visible" lease (a stopped worker's commit transaction rolls back). */
+export async function endCommitAttempts(knex: Knex, commitId: number): Promise<void> {
+  await knex.raw(
+    `select pg_terminate_backend(pid) from pg_locks
+     where locktype = 'advisory' and granted and classid = ${LEASE_CLASS}::oid and objid = 0 and objsubid = 2 and pid <> pg_backend_pid()`,
+    [commitLeaseKey(commitId)],
+  );
+}
