@@ -107,7 +107,18 @@ export async function startInProcessWorker(
     queue,
     project = defineProject({ featureGroups: [] }),
     dataRoots = [],
-  }: { prefix: string; knex: Knex; backend?: LoadedBackend | null; queue?: string; project?: FtiProject; /** FTI_DATA_ROOTS of this worker: where a run's source file may be (default: none). */ dataRoots?: string[] },
+    maxConcurrentActivities,
+  }: {
+    prefix: string;
+    knex: Knex;
+    backend?: LoadedBackend | null;
+    queue?: string;
+    project?: FtiProject;
+    /** FTI_DATA_ROOTS of this worker: where a run's source file may be (default: none). */
+    dataRoots?: string[];
+    /** FTI_WORKER_CONCURRENCY of this worker (default: the pool's). */
+    maxConcurrentActivities?: number;
+  },
 ): Promise<RunningWorker> {
   const connection = await NativeConnection.connect({ address: inject('temporalAddress') });
   const { worker } = await createPoolWorker({
@@ -119,6 +130,7 @@ export async function startInProcessWorker(
     backend,
     project,
     dataRoots,
+    maxConcurrentActivities,
     workflowBundle: { codePath: inject('workflowBundlePath') },
   });
   const running = worker.run();
