@@ -83,6 +83,19 @@ export function workerPoolSize(concurrency: number): number {
   return concurrency * CONNECTIONS_PER_ACTIVITY + 2;
 }
 
+/**
+ * How a worker of this concurrency connects: its pool (above), and two limits on every
+ * session. No statement outlives the longest activity that runs it (60 m start-to-close):
+ * once Temporal has given up on an attempt, its SQL is gone too. A transaction left idle
+ * for 10 minutes (its worker stopped, cut off, or hung between statements) is ended by
+ * Postgres, so its locks go even when no retry comes to fence it. Lock waits are not
+ * limited here: commits of one group queue on purpose; the waits that must stay short
+ * (leases, aborts) set their own lock_timeout.
+ */
+export function workerKnexOptions(concurrency: number): { poolMax: number; statementTimeoutMs: number; idleInTransactionTimeoutMs: number } {
+  return { poolMax: workerPoolSize(concurrency), statementTimeoutMs: 60 * 60_000, idleInTransactionTimeoutMs: 10 * 60_000 };
+}
+
 /** Entry point of `fti worker cpu|gpu`: runs until SIGINT/SIGTERM, then drains and exits. */
 export async function runPoolWorker(pool: Pool, config: FtiConfig = loadConfig(), log: Logger = createLogger(`worker:${pool}`)): Promise<void> {
   const queue = taskQueue(pool, config.taskQueuePrefix);
@@ -93,7 +106,7 @@ export async function runPoolWorker(pool: Pool, config: FtiConfig = loadConfig()
   const project = await loadProject(config.definitionsModule);
   const connection = await NativeConnection.connect({ address: config.temporalAddress });
   const concurrency = activityConcurrency(pool, config.workerConcurrency);
-  const knex = createKnex({ url: databaseUrl(config, 'worker'), schema: config.schema, applicationName: `fti-worker-${pool}`, poolMax: workerPoolSize(concurrency) });
+  const knex = createKnex({ url: databaseUrl(config, 'worker'), schema: config.schema, applicationName: `fti-worker-${pool}`, ...workerKnexOptions(concurrency) });
   try {
     const { worker, activities } = await createPoolWorker({
       pool,

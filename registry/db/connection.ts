@@ -15,13 +15,22 @@ export interface DbOptions {
   schema: string;
   poolMax?: number;
   applicationName?: string;
+  /** Session `statement_timeout` in ms (unset: the server's). */
+  statementTimeoutMs?: number;
+  /** Session `idle_in_transaction_session_timeout` in ms (unset: the server's). */
+  idleInTransactionTimeoutMs?: number;
 }
 
-export function createKnex({ url, schema, poolMax = 10, applicationName = 'fti' }: DbOptions): Knex {
+export function createKnex({ url, schema, poolMax = 10, applicationName = 'fti', statementTimeoutMs, idleInTransactionTimeoutMs }: DbOptions): Knex {
   assertIdentifier(schema, 'schema');
   return knexFactory({
     client: 'pg',
-    connection: { connectionString: url, application_name: applicationName },
+    connection: {
+      connectionString: url,
+      application_name: applicationName,
+      ...(statementTimeoutMs !== undefined ? { statement_timeout: statementTimeoutMs } : {}),
+      ...(idleInTransactionTimeoutMs !== undefined ? { idle_in_transaction_session_timeout: idleInTransactionTimeoutMs } : {}),
+    },
     searchPath: [schema, 'public'],
     pool: { min: 0, max: poolMax },
   });

@@ -16,7 +16,7 @@ import { defineFeatureGroup } from '../../features/definitions.ts';
 import { defineProject } from '../../features/project.ts';
 import { createKnex } from '../../registry/db/index.ts';
 import { FeatureStore } from '../../registry/feature-store/index.ts';
-import { workerPoolSize } from '../../workers/worker.ts';
+import { workerKnexOptions, workerPoolSize } from '../../workers/worker.ts';
 import { featurePipeline } from '../../workflows/index.ts';
 import { scratchFiles } from '../helpers/files.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from '../helpers/services.ts';
@@ -63,7 +63,7 @@ describe(`a worker running ${CONCURRENCY} activities at once (real Temporal + Po
     db = await createTestDb('pool');
     temporal = await createTestTemporal('pool');
     // The pool a worker process of this concurrency makes (workers/worker.ts runPoolWorker).
-    knex = createKnex({ url: db.url, schema: db.schema, poolMax: workerPoolSize(CONCURRENCY), applicationName: 'fti-test-pool' });
+    knex = createKnex({ url: db.url, schema: db.schema, applicationName: 'fti-test-pool', ...workerKnexOptions(CONCURRENCY) });
     worker = await startInProcessWorker('cpu', { prefix: temporal.prefix, knex, project: defineProject({ featureGroups: [readings] }), dataRoots: [root.dir], maxConcurrentActivities: CONCURRENCY });
   });
 
@@ -73,6 +73,12 @@ describe(`a worker running ${CONCURRENCY} activities at once (real Temporal + Po
     await temporal?.close();
     await db?.close();
     fs.rmSync(root.dir, { recursive: true, force: true });
+  });
+
+  it('its sessions carry the worker limits: no statement past 60 minutes, no transaction idle past 10', async () => {
+    const { rows } = (await knex.raw(`select current_setting('statement_timeout') as statement, current_setting('idle_in_transaction_session_timeout') as idle`)) as { rows: Array<{ statement: string; idle: string }> };
+    expect(rows[0]).toEqual({ statement: '1h', idle: '10min' });
+    expect(workerKnexOptions(CONCURRENCY).poolMax).toBe(workerPoolSize(CONCURRENCY));
   });
 
   it(`${CONCURRENCY} partitions, each COPYing while it records rejects, all run at once and finish on their first attempt`, async () => {
