@@ -65,6 +65,53 @@ export function toFeatureReject(r: { row_number: number; reasons: string[]; row:
 }
 
 /**
+ * Leases: transaction-level advisory locks on (hash of a name and the schema, a number).
+ * Advisory locks are shared by every schema of the database while commit ids are numbered
+ * per schema: without the schema, two deployments (or test files) writing commits of the
+ * same id would take each other's leases, and a retry would end the other's attempt (or,
+ * under another role, fail with "permission denied to terminate process").
+ */
+const LEASE_CLASS = `(hashtext(? || current_schema()) & 2147483647)`;
+/** A commit's partition leases: one per partition. */
+const partitionLease = (commitId: number) => `fti.partition:${commitId}@`;
+/** A commit's "make visible" lease (number 0): one commit attempt at a time. */
+const commitLease = (commitId: number) => `fti.commit:${commitId}@`;
+
+/**
+ * Takes a lease for the rest of `trx`, ending the session of an earlier holder (a zombie:
+ * its worker stopped, or cut off and given up on by Temporal), whose transaction rolls back
+ * whole. Bounded: a holder that cannot be ended (another role's session) makes this attempt
+ * fail after 30 s, and Temporal retries it.
+ */
+async function takeLease(trx: Knex.Transaction, name: string, number: number): Promise<void> {
+  const { ok } = ((await trx.raw(`select pg_try_advisory_xact_lock(${LEASE_CLASS}, ?) as ok`, [name, number])) as { rows: Array<{ ok: boolean }> }).rows[0] as { ok: boolean };
+  if (ok) return;
+  await endLeaseHolders(trx, name, number);
+  await trx.raw(`select set_config('lock_timeout', '30s', true)`);
+  await trx.raw(`select pg_advisory_xact_lock(${LEASE_CLASS}, ?)`, [name, number]);
+  await trx.raw(`select set_config('lock_timeout', '0', true)`);
+}
+
+/** Ends every session (but this one) holding the lease `name` (number `number`, or any). */
+async function endLeaseHolders(knex: Knex, name: string, number?: number): Promise<void> {
+  await knex.raw(
+    `select pg_terminate_backend(pid) from pg_locks
+     where locktype = 'advisory' and granted and classid = ${LEASE_CLASS}::oid and objsubid = 2
+       and (?::int is null or objid = ?::oid) and pid <> pg_backend_pid()`,
+    [name, number ?? null, number ?? 0],
+  );
+}
+
+/**
+ * Ends every session that holds a partition lease of the commit (or of one partition
+ * of it): attempts still writing it. A stalled COPY does not heartbeat, so it may
+ * never hear a cancel; ended, its writes roll back and nothing waits behind it.
+ */
+export async function endPartitionAttempts(knex: Knex, commitId: number, partition?: number): Promise<void> {
+  await endLeaseHolders(knex, partitionLease(commitId), partition);
+}
+
+/**
  * One attempt at one partition of a commit, fenced: its writes (clearing what an
  * earlier attempt staged, then its own rows) run in one transaction that holds the
  * partition's lease, a transaction-level advisory lock. An earlier attempt still
@@ -75,42 +122,9 @@ export function toFeatureReject(r: { row_number: number; reasons: string[]; row:
  * commit finds it committed and writes nothing). `signal` cancels the attempt: its
  * statement is cancelled in Postgres (pg_cancel_backend), so nothing waits on it.
  */
-/**
- * The advisory-lock key of a commit's partition leases: (hash of the commit and the schema,
- * partition). Advisory locks are shared by every schema of the database, commit ids are
- * numbered per schema: without the schema, two deployments (or test files) writing commits
- * of the same id would take each other's leases, and a retry would end the other's attempt
- * (or, under another role, fail with "permission denied to terminate process").
- */
-const leaseKey = (commitId: number) => `fti.partition:${commitId}@`;
-/** SQL of the lease's first key: the hash of `leaseKey(commit)` (its one binding) and the schema. */
-const LEASE_CLASS = `(hashtext(? || current_schema()) & 2147483647)`;
-
-/**
- * Ends every session that holds a partition lease of the commit (or of one partition
- * of it): attempts still writing it. A stalled COPY does not heartbeat, so it may
- * never hear a cancel; ended, its writes roll back and nothing waits behind it.
- */
-export async function endPartitionAttempts(knex: Knex, commitId: number, partition?: number): Promise<void> {
-  await knex.raw(
-    `select pg_terminate_backend(pid) from pg_locks
-     where locktype = 'advisory' and granted and classid = ${LEASE_CLASS}::oid and objsubid = 2
-       and (?::int is null or objid = ?::oid) and pid <> pg_backend_pid()`,
-    [leaseKey(commitId), partition ?? null, partition ?? 0],
-  );
-}
-
 export async function stagePartition<T>(knex: Knex, commitId: number, partition: number, signal: AbortSignal | undefined, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
   return transaction(knex, async (trx) => {
-    const lease = [leaseKey(commitId), partition] as const;
-    const { ok } = ((await trx.raw(`select pg_try_advisory_xact_lock(${LEASE_CLASS}, ?) as ok`, lease)) as { rows: Array<{ ok: boolean }> }).rows[0] as { ok: boolean };
-    if (!ok) {
-      await endPartitionAttempts(trx, commitId, partition);
-      // Bounded: a holder that cannot be ended (another role's session) fails this attempt, which Temporal retries.
-      await trx.raw(`select set_config('lock_timeout', '30s', true)`);
-      await trx.raw(`select pg_advisory_xact_lock(${LEASE_CLASS}, ?)`, lease);
-      await trx.raw(`select set_config('lock_timeout', '0', true)`);
-    }
+    await takeLease(trx, partitionLease(commitId), partition);
     const commit = await trx('feature_commits').where({ id: commitId }).forShare().first('status');
     if (commit?.status !== 'staging') throw new FtiError(FailureType.Conflict, `commit ${commitId} is ${commit?.status ?? 'gone'}: partition ${partition} of it is no longer written (a stale attempt)`);
     if (signal?.aborted) throw new FtiError(FailureType.Conflict, `partition ${partition} of commit ${commitId} was cancelled`);
@@ -118,34 +132,18 @@ export async function stagePartition<T>(knex: Knex, commitId: number, partition:
   });
 }
 
-/** The advisory-lock key of a commit's "make visible" lease: (hash of the commit and the schema, 0). */
-const commitLeaseKey = (commitId: number) => `fti.commit:${commitId}@`;
-
 /**
- * Takes the lease of a commit's "make visible" transaction (held to the end of `trx`), ending
- * the session of an earlier attempt that still holds it: a zombie, its worker stopped or cut
- * off mid-commit and given up on by Temporal. Such a session sits idle in its transaction
- * holding the group's commit lock, so without the fence this retry, and every later commit of
- * the group, would wait on it for as long as it stays stopped (the retry heartbeats while it
- * waits: Temporal gives up on it only at its 60 m start-to-close). Ended, the zombie's
- * transaction rolls back whole.
+ * Takes the lease of a commit's "make visible" transaction (held to the end of `trx`),
+ * ending an earlier attempt still holding it. Such a zombie sits idle in its transaction
+ * holding the group's commit lock: without the fence this retry, and every later commit
+ * of the group, would wait on it for as long as it stays stopped (the retry heartbeats
+ * while it waits, so Temporal would give up only at its 60 m start-to-close).
  */
 export async function fenceCommitAttempt(trx: Knex.Transaction, commitId: number): Promise<void> {
-  const key = commitLeaseKey(commitId);
-  const { ok } = ((await trx.raw(`select pg_try_advisory_xact_lock(${LEASE_CLASS}, 0) as ok`, [key])) as { rows: Array<{ ok: boolean }> }).rows[0] as { ok: boolean };
-  if (ok) return;
-  await endCommitAttempts(trx, commitId);
-  // Bounded: a holder that cannot be ended (another role's session) fails this attempt, which Temporal retries.
-  await trx.raw(`select set_config('lock_timeout', '30s', true)`);
-  await trx.raw(`select pg_advisory_xact_lock(${LEASE_CLASS}, 0)`, [key]);
-  await trx.raw(`select set_config('lock_timeout', '0', true)`);
+  await takeLease(trx, commitLease(commitId), 0);
 }
 
-/** Ends the session of any attempt holding the commit's "make visible" lease (a stopped worker's commit transaction rolls back). */
+/** Ends the session of an attempt holding the commit's "make visible" lease (its transaction rolls back). */
 export async function endCommitAttempts(knex: Knex, commitId: number): Promise<void> {
-  await knex.raw(
-    `select pg_terminate_backend(pid) from pg_locks
-     where locktype = 'advisory' and granted and classid = ${LEASE_CLASS}::oid and objid = 0 and objsubid = 2 and pid <> pg_backend_pid()`,
-    [commitLeaseKey(commitId)],
-  );
+  await endLeaseHolders(knex, commitLease(commitId), 0);
 }
