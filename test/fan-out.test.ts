@@ -9,14 +9,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { temporal as proto } from '@temporalio/proto';
 import { asyncBufferFromFile, parquetMetadataAsync } from 'hyparquet';
-import { parquetWriteFile } from 'hyparquet-writer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FailureType } from '../core/errors.ts';
 import { defineFeatureGroup } from '../features/definitions.ts';
 import { defineProject } from '../features/project.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { featurePipeline } from '../workflows/index.ts';
-import { scratchFiles } from './helpers/files.ts';
+import { scratchFiles, writeReadingsParquet } from './helpers/files.ts';
 import { largestPayload } from './helpers/histories.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
 import { failureOf } from './helpers/workflows.ts';
@@ -28,16 +27,8 @@ const SENSORS = 100;
 
 const root = scratchFiles('fan-out');
 const readingsFile = path.join(root.dir, 'readings.parquet');
-/** Reading i: sensor i % 100, one minute apart per sensor (so (sensor, at) is unique), value i. */
-parquetWriteFile({
-  filename: readingsFile,
-  rowGroupSize: ROWS_PER_GROUP,
-  columnData: [
-    { name: 'sensor', data: Array.from({ length: ROWS }, (_, i) => `s${i % SENSORS}`), type: 'STRING' },
-    { name: 'at', data: Array.from({ length: ROWS }, (_, i) => new Date(Date.UTC(2024, 0, 1) + Math.floor(i / SENSORS) * 60_000)), type: 'TIMESTAMP' },
-    { name: 'value', data: Array.from({ length: ROWS }, (_, i) => i), type: 'DOUBLE' },
-  ],
-});
+// 10,000 row groups of 10 readings from 100 sensors.
+writeReadingsParquet(readingsFile, { rowGroups: ROW_GROUPS, rowsPerGroup: ROWS_PER_GROUP, sensors: SENSORS });
 
 const readings = defineFeatureGroup({
   name: 'fan_readings',

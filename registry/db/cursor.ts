@@ -60,7 +60,7 @@ export async function* streamQuery<Row>(knex: Knex, sql: string, params: unknown
   let release = () => {};
   try {
     options.signal?.throwIfAborted();
-    if (options.signal) release = cancelOnAbort(knex, (client as pg.PoolClient & { processID: number }).processID, options.signal);
+    release = cancelOnAbort(knex, (client as pg.PoolClient & { processID: number }).processID, options.signal);
     await client.query('begin read only');
     open = true;
     await client.query(extended(`select set_config('cursor_tuple_fraction', '1.0', true), set_config('datestyle', 'ISO, MDY', true)`));

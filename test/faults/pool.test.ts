@@ -9,7 +9,6 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { parquetWriteFile } from 'hyparquet-writer';
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineFeatureGroup } from '../../features/definitions.ts';
@@ -18,7 +17,7 @@ import { createKnex } from '../../registry/db/index.ts';
 import { FeatureStore } from '../../registry/feature-store/index.ts';
 import { workerKnexOptions, workerPoolSize } from '../../workers/worker.ts';
 import { featurePipeline } from '../../workflows/index.ts';
-import { scratchFiles } from '../helpers/files.ts';
+import { scratchFiles, writeReadingsParquet } from '../helpers/files.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from '../helpers/services.ts';
 
 const CONCURRENCY = 16;
@@ -30,15 +29,7 @@ const isBad = (i: number) => i % 100 === 42;
 
 const root = scratchFiles('pool');
 const readingsFile = path.join(root.dir, 'readings.parquet');
-parquetWriteFile({
-  filename: readingsFile,
-  rowGroupSize: ROWS_PER_GROUP,
-  columnData: [
-    { name: 'sensor', data: Array.from({ length: ROWS }, (_, i) => `s${i % 1000}`), type: 'STRING' },
-    { name: 'at', data: Array.from({ length: ROWS }, (_, i) => new Date(Date.UTC(2024, 0, 1) + Math.floor(i / 1000) * 60_000)), type: 'TIMESTAMP' },
-    { name: 'value', data: Array.from({ length: ROWS }, (_, i) => i), type: 'DOUBLE' },
-  ],
-});
+writeReadingsParquet(readingsFile, { rowGroups: ROW_GROUPS, rowsPerGroup: ROWS_PER_GROUP, sensors: 1000 });
 const BAD = Array.from({ length: ROWS }, (_, i) => i).filter(isBad).length;
 
 const readings = defineFeatureGroup({
