@@ -141,6 +141,28 @@ describe('training datasets: the point-in-time join', () => {
     }
   });
 
+  it('is stored as one partition per chunk of the join, each in shuffled order, and a split streams as their merge', async () => {
+    const record = await new FeatureStore({ knex: db.knex }).registerView(view);
+    const training = new TrainingStore({ knex: db.knex });
+    const dataset = await training.createDataset(record, { idempotencyKey: uniqueId('chunks'), chunks: 3 });
+    const parts = (await db.knex.raw(`select c.relname as name from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = to_regclass(?) order by 1`, [dataset.tableName])).rows as Array<{ name: string }>;
+    expect(parts.map((p) => p.name)).toEqual([0, 1, 2].map((i) => `${dataset.tableName}_${i}`));
+    for (const { name } of parts) {
+      const stored = (await db.knex.raw(`select _split, _shuffle from ??`, [name])).rows as Array<{ _split: string; _shuffle: number }>;
+      const sorted = [...stored].sort((a, b) => a._split.localeCompare(b._split) || a._shuffle - b._shuffle);
+      expect(stored).toEqual(sorted);
+    }
+    const streamed: Array<Record<string, unknown>> = [];
+    for await (const batch of training.streamSplit(dataset, 'train', ['event_id', '_shuffle'], 2)) streamed.push(...batch);
+    const keys = streamed.map((r) => Number(r._shuffle));
+    expect(keys).toEqual([...keys].sort((a, b) => a - b));
+    const inTable = (await db.knex.raw(`select event_id from ?? where _split = 'train' order by event_id`, [dataset.tableName])).rows as Array<{ event_id: number }>;
+    expect(streamed.map((r) => Number(r.event_id)).sort((a, b) => a - b)).toEqual(inTable.map((r) => Number(r.event_id)));
+    expect(inTable.length).toBe(dataset.rowCounts.train);
+    // No chunk table of the build is left behind.
+    expect((await db.knex.raw(`select count(*)::int as n from pg_tables where schemaname = current_schema() and tablename like 'td\\_joining\\_%'`)).rows[0].n).toBe(0);
+  });
+
   it('records the commits it read, and is idempotent per key', async () => {
     const record = await new FeatureStore({ knex: db.knex }).registerView(view);
     const key = uniqueId('idem');

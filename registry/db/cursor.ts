@@ -63,7 +63,9 @@ export async function* streamQuery<Row>(knex: Knex, sql: string, params: unknown
     release = cancelOnAbort(knex, (client as pg.PoolClient & { processID: number }).processID, options.signal);
     await client.query('begin read only');
     open = true;
-    await client.query(extended(`select set_config('cursor_tuple_fraction', '1.0', true), set_config('datestyle', 'ISO, MDY', true)`));
+    // A sequential scan reads from the table's first page, not from where another scan of it is
+    // (synchronize_seqscans): a table stored in an order (a training dataset's) is read in it.
+    await client.query(extended(`select set_config('cursor_tuple_fraction', '1.0', true), set_config('datestyle', 'ISO, MDY', true), set_config('synchronize_seqscans', 'off', true)`));
     await client.query(extended(`declare fti_cursor no scroll cursor for ${sql}`, params));
     const fetch = extended(`fetch forward ${Math.floor(batchSize)} from fti_cursor`);
     const types = options.timestampsAsText ? TIMESTAMPS_AS_TEXT : options.zonelessTimestamp ? zonelessTypes(options.zonelessTimestamp) : undefined;
