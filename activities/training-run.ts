@@ -119,6 +119,9 @@ export function featureSpecs(view: FeatureViewDefinition): FeatureSpec[] {
         return { name: f.name, dtype: f.dtype, encoding: 'standardize', missingIndicator: f.encoding.missingIndicator ?? false };
       case 'one_hot':
         return { name: f.name, dtype: f.dtype, encoding: 'one_hot', ...(f.encoding.maxCategories ? { maxCategories: f.encoding.maxCategories } : {}) };
+      case 'bins':
+        if (f.dtype === 'string') throw new FtiError(FailureType.InvalidInput, `feature ${f.name} is text; it must be one_hot encoded`);
+        return { name: f.name, dtype: f.dtype, encoding: 'bins', bins: f.encoding.bins ?? 16, missingIndicator: f.encoding.missingIndicator ?? false };
       case 'cyclical':
         if (f.dtype !== 'float' && f.dtype !== 'int') throw new FtiError(FailureType.InvalidInput, `feature ${f.name} must be numeric for cyclical encoding`);
         return { name: f.name, dtype: f.dtype, encoding: 'cyclical', period: f.encoding.period };

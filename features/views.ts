@@ -24,7 +24,12 @@ import { isDuration, type Duration } from '../core/duration.ts';
 import type { FeatureGroupDefinition } from './definitions.ts';
 import type { FeatureType } from './schema.ts';
 
-export type Encoding = { encoding: 'standardize'; missingIndicator?: boolean } | { encoding: 'one_hot'; maxCategories?: number } | { encoding: 'cyclical'; period: number };
+export type Encoding =
+  | { encoding: 'standardize'; missingIndicator?: boolean }
+  | { encoding: 'one_hot'; maxCategories?: number }
+  | { encoding: 'cyclical'; period: number }
+  /** Piecewise linear over the train split's quantile bins (ml/encoding.ts); `bins` defaults to 16. */
+  | { encoding: 'bins'; bins?: number; missingIndicator?: boolean };
 
 export type FeatureRef = `${string}.${string}` | ({ feature: `${string}.${string}`; as?: string } & Partial<Encoding>);
 
@@ -140,6 +145,9 @@ export function defineFeatureView(input: FeatureViewInput): FeatureViewDefinitio
   return { ...definition, fingerprint: crypto.createHash('sha256').update(JSON.stringify(definition)).digest('hex') };
 }
 
+const DEFAULT_BINS = 16;
+const MAX_BINS = 256;
+
 /** Default encodings: text one-hot; numbers standardized, with a missing indicator where a join can find nothing. */
 function encodingOf(spec: Partial<Encoding>, type: FeatureType, joined: boolean): Encoding {
   if (spec.encoding === 'cyclical') {
@@ -150,6 +158,11 @@ function encodingOf(spec: Partial<Encoding>, type: FeatureType, joined: boolean)
     return { encoding: 'one_hot', ...(spec.encoding === 'one_hot' && spec.maxCategories ? { maxCategories: spec.maxCategories } : {}) };
   }
   if (type === 'string') throw new TypeError('text features can only be one_hot encoded');
+  if (spec.encoding === 'bins') {
+    const bins = spec.bins ?? DEFAULT_BINS;
+    if (!Number.isInteger(bins) || bins < 2 || bins > MAX_BINS) throw new TypeError(`bins encoding needs 2 to ${MAX_BINS} bins, got ${bins}`);
+    return { encoding: 'bins', bins, missingIndicator: spec.missingIndicator ?? joined };
+  }
   const missingIndicator = spec.encoding === 'standardize' && spec.missingIndicator !== undefined ? spec.missingIndicator : joined;
   return { encoding: 'standardize', missingIndicator };
 }

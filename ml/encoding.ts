@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { FtiError, invalid, parseOrThrow } from '../core/errors.ts';
 import { FeatureSpecSchema, type FeatureSpec } from './feature-spec.ts';
 import { ModelSignatureSchema, type ModelSignature, type SignatureInput } from './signature.ts';
-import type { CategoricalStats, FeatureStats, NumericStats } from './stats.ts';
+import type { CategoricalStats, FeatureStats, NumericStats, QuantileStats } from './stats.ts';
 import { readCategory, readNumber, type FeatureRow } from './values.ts';
 
 /**
@@ -42,6 +42,15 @@ export function fitSignature(inputs: readonly FeatureSpec[], stats: Readonly<Rec
       }
       case 'cyclical':
         return { name: spec.name, dtype: spec.dtype, encoding: { kind: 'cyclical', period: spec.period } };
+      case 'bins': {
+        const s = statsOf(stats, spec.name, isQuantiles, 'quantile stats { count, quantiles }');
+        // Repeated quantiles (a value that fills several bins) merge their bins; a column
+        // with one value (or none) keeps one bin so that it still encodes.
+        const edges = [...new Set(s.quantiles.filter(Number.isFinite))].sort((a, b) => a - b);
+        if (edges.length === 0) edges.push(0);
+        if (edges.length === 1) edges.push((edges[0] as number) + 1);
+        return { name: spec.name, dtype: spec.dtype, encoding: { kind: 'bins', edges, missingIndicator: spec.missingIndicator } };
+      }
     }
   });
   return parseOrThrow(ModelSignatureSchema, { inputs: fitted, output }, 'model signature');
@@ -140,6 +149,29 @@ function columnWriter(input: SignatureInput): ColumnWriter {
         },
       };
     }
+    case 'bins': {
+      if (dtype === 'string') throw invalid(`feature ${name}: a string cannot be encoded in bins`);
+      const { edges, missingIndicator } = encoding;
+      const bins = edges.length - 1;
+      const last = bins - 1;
+      return {
+        name,
+        columns: [...Array.from({ length: bins }, (_, i) => `${name}:bin${i}`), ...(missingIndicator ? [`${name}:missing`] : [])],
+        write(value, out, at) {
+          const x = readNumber(name, dtype, value);
+          for (let i = 0; i < bins; i++) {
+            if (x === null) {
+              out[at + i] = 0;
+              continue;
+            }
+            const lo = edges[i] as number;
+            const hi = edges[i + 1] as number;
+            out[at + i] = i > 0 && x < lo ? 0 : i < last && x >= hi ? 1 : (x - lo) / (hi - lo);
+          }
+          if (missingIndicator) out[at + bins] = x === null ? 1 : 0;
+        },
+      };
+    }
     case 'cyclical': {
       if (dtype === 'string') throw invalid(`feature ${name}: a string cannot be encoded as cyclical`);
       const scale = (2 * Math.PI) / encoding.period;
@@ -164,6 +196,10 @@ function statsOf<T extends FeatureStats>(stats: Readonly<Record<string, FeatureS
 
 function isNumeric(s: FeatureStats): s is NumericStats {
   return 'mean' in s && typeof s.mean === 'number' && typeof s.std === 'number' && typeof s.count === 'number';
+}
+
+function isQuantiles(s: FeatureStats): s is QuantileStats {
+  return 'quantiles' in s && Array.isArray(s.quantiles) && s.quantiles.every((q) => typeof q === 'number');
 }
 
 function isCategorical(s: FeatureStats): s is CategoricalStats {

@@ -26,6 +26,15 @@ export const FeatureSpecSchema = z.discriminatedUnion('encoding', [
   }),
   z.strictObject({
     name,
+    dtype: z.enum(['float', 'int', 'bool']),
+    encoding: z.literal('bins'),
+    /** Quantile bins fitted on the training split (fewer where values repeat). */
+    bins: z.number().int().min(2).max(256).default(16),
+    /** Adds a 0/1 column that is 1 where the value was null. */
+    missingIndicator: z.boolean().default(false),
+  }),
+  z.strictObject({
+    name,
     dtype: z.enum(['float', 'int']),
     encoding: z.literal('cyclical'),
     /** 24 for hour of day, 7 for weekday. */

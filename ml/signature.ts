@@ -24,6 +24,22 @@ export const FeatureEncodingSchema = z.discriminatedUnion('kind', [
   }),
   /** One column per category; unknown and null values encode as all zeros. */
   z.object({ kind: z.literal('one_hot'), categories: z.array(z.string()).min(1) }),
+  /**
+   * Piecewise linear encoding over bins [edges[i], edges[i+1]) (Gorishniy et al., "On
+   * Embeddings for Numerical Features in Tabular Deep Learning", 2022): one column per
+   * bin, 1 for a bin wholly below x, 0 for one wholly above, the fraction of the bin
+   * below x for the bin x falls in (the first and last bins extend past the edges).
+   * The edges are the training split's quantiles. Null encodes as all zeros and sets
+   * the missing column if `missingIndicator`.
+   */
+  z.object({
+    kind: z.literal('bins'),
+    edges: z
+      .array(z.number())
+      .min(2)
+      .refine((e) => e.every((x, i) => i === 0 || x > (e[i - 1] as number)), 'edges must increase strictly'),
+    missingIndicator: z.boolean().default(false),
+  }),
   /** sin/cos of 2π·x/period, for hour of day, weekday and other cycles; null encodes as (0, 0), the circle's centre. */
   z.object({ kind: z.literal('cyclical'), period: z.number().positive() }),
 ]);

@@ -20,7 +20,23 @@ export interface CategoricalStats {
   categories: string[];
 }
 
-export type FeatureStats = NumericStats | CategoricalStats;
+/**
+ * Quantiles of a numeric feature's non-null values at 0, 1/bins, …, 1 (each one of the
+ * values: nearest rank, as Postgres' percentile_disc); empty when all are null.
+ */
+export interface QuantileStats {
+  /** The non-null values the quantiles were taken from (a large train split is sampled). */
+  count: number;
+  quantiles: number[];
+}
+
+export type FeatureStats = NumericStats | CategoricalStats | QuantileStats;
+
+/** The values at ranks ceil(q·n) (1-based, at least 1) of sorted `values`, for q = 0, 1/bins, …, 1: percentile_disc. */
+export function quantilesOf(sorted: readonly number[], bins: number): number[] {
+  if (sorted.length === 0) return [];
+  return Array.from({ length: bins + 1 }, (_, i) => sorted[Math.max(1, Math.ceil((i / bins) * sorted.length)) - 1] as number);
+}
 
 export interface StatsAccumulator {
   add(row: FeatureRow): void;
@@ -32,6 +48,8 @@ export function createStatsAccumulator(inputs: readonly FeatureSpec[]): StatsAcc
   const numeric = inputs
     .filter((i) => i.encoding === 'standardize')
     .map((i) => ({ name: i.name, dtype: i.dtype, count: 0, mean: 0, m2: 0 }));
+  // Quantiles need every value: this accumulator is for small data (production computes them in SQL).
+  const binned = inputs.flatMap((i) => (i.encoding === 'bins' ? [{ name: i.name, dtype: i.dtype, bins: i.bins ?? 16, values: [] as number[] }] : []));
   const categorical = inputs.filter((i) => i.encoding === 'one_hot').map((i) => ({ name: i.name, dtype: i.dtype, counts: new Map<string, number>() }));
   return {
     add(row) {
@@ -43,6 +61,10 @@ export function createStatsAccumulator(inputs: readonly FeatureSpec[]): StatsAcc
         s.mean += delta / s.count;
         s.m2 += delta * (x - s.mean);
       }
+      for (const s of binned) {
+        const x = readNumber(s.name, s.dtype, row[s.name]);
+        if (x !== null) s.values.push(x);
+      }
       for (const s of categorical) {
         const key = readCategory(s.name, s.dtype, row[s.name]);
         if (key !== null) s.counts.set(key, (s.counts.get(key) ?? 0) + 1);
@@ -51,6 +73,7 @@ export function createStatsAccumulator(inputs: readonly FeatureSpec[]): StatsAcc
     result() {
       const out: Record<string, FeatureStats> = {};
       for (const s of numeric) out[s.name] = { count: s.count, mean: s.mean, std: s.count > 0 ? Math.sqrt(s.m2 / s.count) : 0 };
+      for (const s of binned) out[s.name] = { count: s.values.length, quantiles: quantilesOf([...s.values].sort((a, b) => a - b), s.bins) };
       for (const s of categorical) {
         const categories = [...s.counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([key]) => key);
         out[s.name] = { categories };

@@ -143,6 +143,42 @@ describe('createEncoder', () => {
   });
 });
 
+describe('bins: piecewise linear encoding over quantile bins', () => {
+  const binSpecs: FeatureSpec[] = [{ name: 'delay', dtype: 'float', encoding: 'bins', bins: 4, missingIndicator: true }];
+  // 0..99 once each: quartile edges at the values of rank ceil(q·100).
+  const rows: FeatureRow[] = Array.from({ length: 100 }, (_, i) => ({ delay: 99 - i }));
+
+  it('takes the edges from the train split\'s quantiles (nearest rank, as percentile_disc)', () => {
+    const stats = computeStats([...rows, { delay: null }], binSpecs);
+    expect(stats.delay).toEqual({ count: 100, quantiles: [0, 24, 49, 74, 99] });
+    const signature = fitSignature(binSpecs, stats, output);
+    expect(signature.inputs[0]?.encoding).toEqual({ kind: 'bins', edges: [0, 24, 49, 74, 99], missingIndicator: true });
+  });
+
+  it('encodes 1 for every bin below the value, the fraction of its own bin, 0 above; the ends extend; null is all zeros and missing', () => {
+    const encoder = createEncoder(fitSignature(binSpecs, computeStats(rows, binSpecs), output));
+    expect(encoder.columns).toEqual(['delay:bin0', 'delay:bin1', 'delay:bin2', 'delay:bin3', 'delay:missing']);
+    const at = (delay: number | null) => Array.from(encoder.encodeRows([{ delay }]));
+    expect(at(0)).toEqual([0, 0, 0, 0, 0]);
+    expect(at(12)).toEqual([0.5, 0, 0, 0, 0]);
+    expect(at(24)).toEqual([1, 0, 0, 0, 0]);
+    expect(at(61.5)).toEqual([1, 1, 0.5, 0, 0]);
+    expect(at(99)).toEqual([1, 1, 1, 1, 0]);
+    // Past the ends: the first bin goes negative, the last past 1 (the value's distance still shows).
+    expect(at(-24)).toEqual([-1, 0, 0, 0, 0]);
+    expect(at(124)).toEqual([1, 1, 1, 2, 0]);
+    expect(at(null)).toEqual([0, 0, 0, 0, 1]);
+  });
+
+  it('merges bins whose quantiles repeat, and keeps one bin for a constant column', () => {
+    const skewed = [...Array.from({ length: 90 }, () => ({ delay: 0 })), ...Array.from({ length: 10 }, (_, i) => ({ delay: i + 1 }))];
+    expect(fitSignature(binSpecs, computeStats(skewed, binSpecs), output).inputs[0]?.encoding).toMatchObject({ edges: [0, 10] });
+    const constant = fitSignature(binSpecs, computeStats([{ delay: 5 }, { delay: 5 }], binSpecs), output);
+    expect(constant.inputs[0]?.encoding).toMatchObject({ edges: [5, 6] });
+    expect(Array.from(createEncoder(constant).encodeRows([{ delay: 5 }]))).toEqual([0, 0]);
+  });
+});
+
 describe('validateRow', () => {
   const enc = createEncoder(fitted());
   const good = training[0] as FeatureRow;

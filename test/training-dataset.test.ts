@@ -3,6 +3,7 @@ import { defineFeatureGroup } from '../features/definitions.ts';
 import { defineProject } from '../features/project.ts';
 import { defineFeatureView } from '../features/views.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
+import { quantilesOf } from '../ml/stats.ts';
 import { TrainingStore } from '../registry/training/index.ts';
 import { featurePipeline } from '../workflows/index.ts';
 import { scratchFiles } from './helpers/files.ts';
@@ -55,6 +56,15 @@ const twoJoins = defineFeatureView({
     { group: tiers, on: { user_id: 'user_id' } },
   ],
   features: ['events.amount', 'scores.score', 'tiers.tier', 'tiers.level'],
+});
+// The spine's amount in quantile bins: its edges come from the train split in SQL.
+const binned = defineFeatureView({
+  name: 'fraud_view_bins',
+  version: 1,
+  spine: events,
+  label: 'fraud',
+  joins: [{ group: scores, on: { user_id: 'user_id' } }],
+  features: [{ feature: 'events.amount', encoding: 'bins', bins: 4 }, 'scores.score'],
 });
 const project = defineProject({ featureGroups: [events, scores, tiers], featureViews: [view, twoJoins] });
 
@@ -161,6 +171,17 @@ describe('training datasets: the point-in-time join', () => {
     expect(inTable.length).toBe(dataset.rowCounts.train);
     // No chunk table of the build is left behind.
     expect((await db.knex.raw(`select count(*)::int as n from pg_tables where schemaname = current_schema() and tablename like 'td\\_joining\\_%'`)).rows[0].n).toBe(0);
+  });
+
+  it('fits bins on the train split\'s quantiles in SQL, as the encoder\'s own statistics would', async () => {
+    const record = await new FeatureStore({ knex: db.knex }).registerView(binned);
+    const training = new TrainingStore({ knex: db.knex });
+    const dataset = await training.createDataset(record, { idempotencyKey: uniqueId('bins') });
+    const amounts: number[] = [];
+    for await (const batch of training.streamSplit(dataset, 'train', ['amount'])) amounts.push(...batch.map((r) => Number(r.amount)));
+    expect(amounts.length).toBe(dataset.rowCounts.train);
+    expect(dataset.statistics.amount).toEqual({ count: amounts.length, quantiles: quantilesOf(amounts.sort((a, b) => a - b), 4) });
+    expect(dataset.statistics.score).toMatchObject({ count: expect.any(Number), mean: expect.any(Number) });
   });
 
   it('records the commits it read, and is idempotent per key', async () => {

@@ -162,7 +162,9 @@ function formatSignature(s: ModelSignature): Array<[string, string]> {
         ? `standardize mean=${num(e.mean)} std=${num(e.std)} fill=${num(e.fill)}${e.missingIndicator ? ' +missing' : ''}`
         : e.kind === 'one_hot'
           ? `one_hot ${e.categories.length} categories`
-          : `cyclical period=${num(e.period)}`;
+          : e.kind === 'bins'
+            ? `bins ${e.edges.length - 1} from ${num(e.edges[0] ?? 0)} to ${num(e.edges.at(-1) ?? 0)}${e.missingIndicator ? ' +missing' : ''}`
+            : `cyclical period=${num(e.period)}`;
     return [i === 0 ? 'inputs' : '', `${input.name} (${input.dtype}): ${encoding}`];
   });
   rows.push(['output', `${s.output.name} (${s.output.kind})`]);
