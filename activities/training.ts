@@ -141,6 +141,7 @@ export function createTrainingActivities({ features, training, registry, views, 
       end?: string;
       validationStart?: string;
       testStart?: string;
+      chunks?: number;
     }): Promise<DatasetRef> {
       parseTrainParams(input.params); // fail fast, before any work
       requireCodeVersion(codeVersion()); // the same: outside development, registration would refuse
@@ -157,7 +158,9 @@ export function createTrainingActivities({ features, training, registry, views, 
           end: date(input.end),
           validationStart: date(input.validationStart),
           testStart: date(input.testStart),
+          ...(input.chunks ? { chunks: input.chunks } : {}),
           signal: Context.current().cancellationSignal,
+          onResume: (chunks) => Context.current().log.info('training dataset build resumed', { kept: chunks }),
         }),
       );
       return { trainingDatasetId: dataset.id, featureView: { name: view.definition.name, version: view.definition.version }, rowCounts: dataset.rowCounts, commits: dataset.commits };

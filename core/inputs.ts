@@ -120,6 +120,12 @@ export const TrainingPipelineInputSchema = z
     end: isoTime.optional(),
     validationStart: isoTime.optional(),
     testStart: isoTime.optional(),
+    /**
+     * Chunks a new dataset's join is cut into (by a hash of the joined key; two run at a
+     * time; default 2). Each chunk is committed on its own: a retried build keeps the
+     * chunks it finished.
+     */
+    datasetChunks: z.number().int().min(1).max(64).optional(),
     /** For scheduled runs: train on [fire time - scheduleWindow, fire time). */
     scheduleWindow: duration.optional(),
     /** How long a training attempt may wait for a GPU worker to pick it up before the run fails; default 10m. */

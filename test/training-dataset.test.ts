@@ -4,6 +4,7 @@ import { defineProject } from '../features/project.ts';
 import { defineFeatureView } from '../features/views.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { quantilesOf } from '../ml/stats.ts';
+import { createKnex } from '../registry/db/index.ts';
 import { TrainingStore } from '../registry/training/index.ts';
 import { featurePipeline } from '../workflows/index.ts';
 import { scratchFiles } from './helpers/files.ts';
@@ -162,8 +163,18 @@ describe('training datasets: the point-in-time join', () => {
       const sorted = [...stored].sort((a, b) => a._split.localeCompare(b._split) || a._shuffle - b._shuffle);
       expect(stored).toEqual(sorted);
     }
+    // Read through a pool of one connection: the partitions' cursors share it.
+    const single = createKnex({ url: db.url, schema: db.schema, poolMax: 1, applicationName: 'fti-test-one-connection' });
     const streamed: Array<Record<string, unknown>> = [];
-    for await (const batch of training.streamSplit(dataset, 'train', ['event_id', '_shuffle'], 2)) streamed.push(...batch);
+    try {
+      for await (const batch of new TrainingStore({ knex: single }).streamSplit(dataset, 'train', ['event_id', '_shuffle'], 2)) streamed.push(...batch);
+      // Given back: a second read on the same single connection works too.
+      let again = 0;
+      for await (const batch of new TrainingStore({ knex: single }).streamSplit(dataset, 'train', ['event_id'], 1)) again += batch.length;
+      expect(again).toBe(streamed.length);
+    } finally {
+      await single.destroy();
+    }
     const keys = streamed.map((r) => Number(r._shuffle));
     expect(keys).toEqual([...keys].sort((a, b) => a - b));
     const inTable = (await db.knex.raw(`select event_id from ?? where _split = 'train' order by event_id`, [dataset.tableName])).rows as Array<{ event_id: number }>;

@@ -68,8 +68,9 @@ export function activityConcurrency(pool: Pool, configured: number | undefined):
 }
 
 /**
- * The most database connections one activity holds at once: a dataset build's two
- * join chunks beside its transaction; an ingest attempt's COPY transaction and its
+ * The most database connections one activity holds at once: a dataset build's join
+ * chunks, two at a time (a split is read back over one connection, whatever its
+ * number of partitions); an ingest attempt's COPY transaction and its
  * rejects; batch scoring's write transaction and its cursor.
  */
 const CONNECTIONS_PER_ACTIVITY = 3;

@@ -73,6 +73,7 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
         ...window,
         validationStart: args.validationStart,
         testStart: args.testStart,
+        ...(args.datasetChunks ? { chunks: args.datasetChunks } : {}),
       });
   log.info('training dataset ready', { trainingDatasetId: dataset.trainingDatasetId, rows: dataset.rowCounts });
 

@@ -50,37 +50,84 @@ function zonelessTypes(parse: (text: string) => unknown): pg.CustomTypesConfig {
 }
 
 export async function* streamQuery<Row>(knex: Knex, sql: string, params: unknown[] = [], batchSize = 10_000, options: StreamOptions = {}): AsyncGenerator<Row[]> {
-  const client = (await knex.client.acquireConnection()) as pg.PoolClient;
+  const [stream] = streamQueries<Row>(knex, [{ sql, params }], batchSize, options);
+  if (stream) yield* stream;
+}
+
+/**
+ * Several queries' rows, each through its own cursor, all in one read-only transaction
+ * on one connection (so one snapshot, and one connection however many queries): one
+ * stream per query, each pulled on its own; their FETCHes take turns on the connection.
+ * The transaction ends and the connection goes back once every stream has finished or
+ * been closed (an error in one ends the others). Start every stream (call next() once)
+ * before closing any: a generator closed before it started never runs its cleanup.
+ */
+export function streamQueries<Row>(knex: Knex, queries: Array<{ sql: string; params?: unknown[] }>, batchSize = 10_000, options: StreamOptions = {}): Array<AsyncGenerator<Row[]>> {
   const extended = (text: string, values: unknown[] = []): pg.QueryConfig => {
     // `queryMode` is node-postgres' (≥ 8.11); @types/pg does not list it yet.
     const config: pg.QueryConfig & { queryMode: 'extended' } = { text, values, queryMode: 'extended' };
     return config;
   };
+  const types = options.timestampsAsText ? TIMESTAMPS_AS_TEXT : options.zonelessTimestamp ? zonelessTypes(options.zonelessTimestamp) : undefined;
+  let session: Promise<pg.PoolClient> | undefined;
   let open = false;
   let release = () => {};
-  try {
+  let active = queries.length;
+
+  const begin = async (): Promise<pg.PoolClient> => {
     options.signal?.throwIfAborted();
-    release = cancelOnAbort(knex, (client as pg.PoolClient & { processID: number }).processID, options.signal);
-    await client.query('begin read only');
-    open = true;
-    // A sequential scan reads from the table's first page, not from where another scan of it is
-    // (synchronize_seqscans): a table stored in an order (a training dataset's) is read in it.
-    await client.query(extended(`select set_config('cursor_tuple_fraction', '1.0', true), set_config('datestyle', 'ISO, MDY', true), set_config('synchronize_seqscans', 'off', true)`));
-    await client.query(extended(`declare fti_cursor no scroll cursor for ${sql}`, params));
-    const fetch = extended(`fetch forward ${Math.floor(batchSize)} from fti_cursor`);
-    const types = options.timestampsAsText ? TIMESTAMPS_AS_TEXT : options.zonelessTimestamp ? zonelessTypes(options.zonelessTimestamp) : undefined;
-    for (;;) {
-      const result = await client.query<Row & pg.QueryResultRow>(types ? { ...fetch, types } : fetch);
-      if (result.rows.length === 0) break;
-      yield result.rows;
-      if (result.rows.length < batchSize) break;
+    const client = (await knex.client.acquireConnection()) as pg.PoolClient;
+    try {
+      release = cancelOnAbort(knex, (client as pg.PoolClient & { processID: number }).processID, options.signal);
+      await client.query('begin read only');
+      open = true;
+      // A sequential scan reads from the table's first page, not from where another scan of it is
+      // (synchronize_seqscans): a table stored in an order (a training dataset's) is read in it.
+      await client.query(extended(`select set_config('cursor_tuple_fraction', '1.0', true), set_config('datestyle', 'ISO, MDY', true), set_config('synchronize_seqscans', 'off', true)`));
+      for (const [i, q] of queries.entries()) await client.query(extended(`declare fti_cursor_${i} no scroll cursor for ${q.sql}`, q.params ?? []));
+      return client;
+    } catch (err) {
+      release();
+      if (open) await client.query('rollback').catch(() => {});
+      open = false;
+      await knex.client.releaseConnection(client);
+      throw err;
     }
-    await client.query('commit');
-    open = false;
-  } finally {
+  };
+  /** The last stream to finish ends the transaction (rolled back if any stream failed or was abandoned) and gives the connection back. */
+  const end = async (client: pg.PoolClient | undefined, ok: boolean) => {
+    active -= 1;
+    if (!ok && client && open) {
+      open = false;
+      await client.query('rollback').catch(() => {});
+    }
+    if (active > 0 || !client) return;
     release();
-    // An abandoned iteration (break, error) lands here with the transaction still open.
-    if (open) await client.query('rollback').catch(() => {});
+    if (open) {
+      open = false;
+      await client.query('commit').catch(() => {});
+    }
     await knex.client.releaseConnection(client);
-  }
+  };
+
+  return queries.map(async function* (_query, i): AsyncGenerator<Row[]> {
+    let client: pg.PoolClient | undefined;
+    let ok = false;
+    try {
+      session ??= begin();
+      client = await session;
+      const fetch = extended(`fetch forward ${Math.floor(batchSize)} from fti_cursor_${i}`);
+      for (;;) {
+        const result = await client.query<Row & pg.QueryResultRow>(types ? { ...fetch, types } : fetch);
+        if (result.rows.length === 0) break;
+        yield result.rows;
+        if (result.rows.length < batchSize) break;
+      }
+      ok = true;
+    } finally {
+      // An abandoned iteration (break, error) lands here with the transaction still open. A
+      // session that failed to begin gave its connection back already.
+      await end(client, ok);
+    }
+  });
 }

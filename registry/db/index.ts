@@ -6,7 +6,7 @@
  * imports a store.
  */
 export { createKnex, type DbOptions } from './connection.ts';
-export { streamQuery, type StreamOptions } from './cursor.ts';
+export { streamQueries, streamQuery, type StreamOptions } from './cursor.ts';
 export { databaseReachable } from './health.ts';
 export { migrate, rollbackAll } from './migrate.ts';
 export { col, cols, id, ids, int, join, kw, raw, sql, Sql, toNative, toText } from './sql.ts';

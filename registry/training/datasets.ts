@@ -15,7 +15,7 @@ import { mergeBy } from '../../core/streams.ts';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import type { FeatureStats } from '../../ml/stats.ts';
-import { cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQuery, toNative, transaction } from '../db/index.ts';
+import { cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, toNative, transaction } from '../db/index.ts';
 import { latestViewSnapshot, pointInTimeSql, viewQuery, type FeatureViewRecord, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 export type Split = 'train' | 'validation' | 'test';
@@ -67,12 +67,18 @@ export interface CreateTrainingDatasetOptions {
   strategy?: PitStrategy;
   /** Categories kept per one-hot feature at most (most frequent first). */
   maxCategories?: number;
-  /** Chunks the join is cut into (by a hash of the first join's key); default 2. */
+  /**
+   * Chunks the join is cut into (by a hash of the first join's key); default 2. Each is
+   * committed on its own, and a retried build (same key, same snapshot and window) keeps
+   * those it finished.
+   */
   chunks?: number;
   /** Chunks joined at a time (one backend, so one core, each); default 2. */
   parallelism?: number;
   /** Cancels the build: its statements are cancelled in Postgres and its scratch table dropped. */
   signal?: AbortSignal;
+  /** Told which chunks an earlier attempt of this build had finished (they are not joined again). */
+  onResume?: (chunks: number[]) => void;
   /** Told how long each stage took (join, attach, statistics), in seconds: for benchmarks. */
   onStage?: (stage: DatasetStage, seconds: number) => void;
 }
@@ -107,36 +113,52 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   // The shuffle key mixes the entity keys and the event time, so an entity's rows (a
   // user's, a card's) are spread over the table, not kept together.
   const keyText = join([...def.spine.entityKeys, et].map((k) => sql`${id(k)}::text`), ` || '|' || `);
-  const chunks = options.chunks ?? DATASET_CHUNKS;
-  const rows = (index: number) =>
-    sql`select q.*,
-          case when ${id(et)} < ${validationStart} then 'train' when ${id(et)} < ${testStart} then 'validation' else 'test' end as _split,
-          hashtext(${keyText}) as _shuffle,
-          ${int(index)}::smallint as _chunk
-        from (${pointInTimeSql({ ...viewQuery(def, snapshot, { start, end, withLabel: true, strategy: options.strategy ?? 'window' }), chunk: { index, count: chunks } })}) q
-        order by _split, _shuffle`;
   // Each chunk of the join runs in its own backend (so on its own core) and writes its
   // rows, already sorted into shuffled order, into a table of its own. Those tables
   // become the partitions of the dataset's table, and readers merge them by the shuffle
   // key (streamSplit): the same order as one sorted table, without a second pass over
   // every row (the sort of the whole join was half of the build). Created and filled in
   // one transaction, a chunk's table skips the WAL on a wal_level=minimal server.
-  const building = `td_joining_${crypto.createHash('sha1').update(options.idempotencyKey).digest('hex').slice(0, 16)}`;
-  const chunkTable = (index: number) => `${building}${index.toString(16).padStart(2, '0')}`;
-  const chunkTables = Array.from({ length: chunks }, (_, i) => chunkTable(i));
-  const dropChunks = (db: Knex) => raw(db, sql`drop table if exists ${ids(chunkTables)}`);
+  //
+  // A chunk's table is named after the build (its key) and what it read (snapshot,
+  // window, chunking), so a retry of the same build keeps the chunks already committed,
+  // and never those of another snapshot.
+  const chunks = options.chunks ?? DATASET_CHUNKS;
+  const hash = (x: string) => crypto.createHash('sha1').update(x).digest('hex').slice(0, 8);
+  const build = `td_joining_${hash(options.idempotencyKey)}`;
+  const strategy = options.strategy ?? 'window';
+  const current = `${build}${hash(JSON.stringify({ view: view.id, commits: snapshot.commits, start, end, validationStart, testStart, chunks, strategy }))}`;
+  const chunkTable = (index: number) => `${current}${index.toString(16).padStart(2, '0')}`;
+  const rows = (index: number) =>
+    sql`select q.*,
+          case when ${id(et)} < ${validationStart} then 'train' when ${id(et)} < ${testStart} then 'validation' else 'test' end as _split,
+          hashtext(${keyText}) as _shuffle,
+          ${int(index)}::smallint as _chunk
+        from (${pointInTimeSql({ ...viewQuery(def, snapshot, { start, end, withLabel: true, strategy }), chunk: { index, count: chunks } })}) q
+        order by _split, _shuffle`;
+  const { signal } = options;
+  /** The chunk tables any attempt of this build left (of this snapshot or another). */
+  const leftovers = async () =>
+    ((await raw(knex, sql`select tablename from pg_tables where schemaname = current_schema() and starts_with(tablename, ${build})`)) as { rows: Array<{ tablename: string }> }).rows.map((t) => t.tablename);
+  const drop = async (tables: string[]) => {
+    if (tables.length) await raw(knex, sql`drop table if exists ${ids(tables)}`);
+  };
   try {
-    const { signal } = options;
-    await dropChunks(knex);
+    const found = await leftovers();
+    await drop(found.filter((t) => !t.startsWith(current)));
+    const all = Array.from({ length: chunks }, (_, i) => i);
+    const todo = all.filter((i) => !found.includes(chunkTable(i)));
+    if (todo.length < chunks) options.onResume?.(all.filter((i) => !todo.includes(i)));
     let last = performance.now();
     const stageDone = (stage: DatasetStage) => {
       const now = performance.now();
       options.onStage?.(stage, (now - last) / 1000);
       last = now;
     };
-    await inParallel(chunks, options.parallelism ?? DATASET_PARALLELISM, (index) =>
+    await inParallel(todo.length, options.parallelism ?? DATASET_PARALLELISM, (k) =>
       transaction(knex, (trx) =>
         cancelledWith(knex, trx, signal, async () => {
+          const index = todo[k] as number;
           await trx.raw(`select set_config('work_mem', '256MB', true), set_config('max_parallel_workers_per_gather', '0', true)`);
           await raw(trx, sql`create table ${id(chunkTable(index))} as ${rows(index)}`);
         }),
@@ -181,9 +203,11 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
         .returning('*');
       return toTrainingDataset(trx, ready as TrainingDatasetRow);
     }));
-  } finally {
-    // The chunks' tables of a build that did not finish (renamed ones belong to the dataset now).
-    await dropChunks(knex);
+  } catch (err) {
+    // Chunks are kept for a retry; not when none will come (cancelled, or a failure retrying cannot fix).
+    // (Postgres may be what failed: then fti gc reaps them later.)
+    if (signal?.aborted || err instanceof FtiError) await drop(await leftovers()).catch(() => undefined);
+    throw err;
   }
 }
 
@@ -286,23 +310,29 @@ export async function getTrainingDataset(knex: Knex, datasetId: number): Promise
 
 /**
  * A split's rows in batches, in shuffled order: a cursor per partition of the
- * dataset's table (each stored in that order), merged by the shuffle key (ties by
- * partition). Rows carry that key too, as `_shuffle` (dropping it from every row would
- * cost more than the merge). A dataset built before its table was partitioned is
- * read as stored.
+ * dataset's table (each stored in that order; all in one transaction on one
+ * connection), merged by the shuffle key (ties by partition). Rows carry that key too,
+ * as `_shuffle` (dropping it from every row would cost more than the merge). A dataset
+ * built before its table was partitioned is read as stored.
  */
 export async function* streamSplit(knex: Knex, dataset: TrainingDataset, split: Split, columns: string[], batchSize = 4096): AsyncGenerator<Array<Record<string, unknown>>> {
-  const stream = (table: string, selected: string[]) => {
-    const native = toNative(knex, sql`select ${ids(selected)} from ${id(table)} where _split = ${split}`);
-    return streamQuery<Record<string, unknown>>(knex, native.sql, native.bindings, batchSize);
-  };
+  const query = (table: string, selected: string[]) => toNative(knex, sql`select ${ids(selected)} from ${id(table)} where _split = ${split}`);
   const parts = await partitionsOf(knex, dataset.tableName);
   if (parts.length === 0) {
-    yield* stream(dataset.tableName, columns);
+    const native = query(dataset.tableName, columns);
+    yield* streamQuery<Record<string, unknown>>(knex, native.sql, native.bindings, batchSize);
     return;
   }
   const selected = columns.includes('_shuffle') ? columns : [...columns, '_shuffle'];
-  yield* mergeBy(parts.map((p) => stream(p, selected)), (row) => row._shuffle as number, batchSize);
+  const streams = streamQueries<Record<string, unknown>>(
+    knex,
+    parts.map((p) => {
+      const native = query(p, selected);
+      return { sql: native.sql, params: native.bindings };
+    }),
+    batchSize,
+  );
+  yield* mergeBy(streams, (row) => row._shuffle as number, batchSize);
 }
 
 /** The partitions of a table, by name (none for a table that is not partitioned). */
