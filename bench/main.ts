@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { Command } from 'commander';
 import { createBenchContext, machineInfo, type BenchPart, type Figure } from './harness.ts';
 
-export const PARTS = ['features', 'dataset', 'training', 'registry', 'inference', 'online', 'orchestration', 'scaling'] as const;
+export const PARTS = ['features', 'dataset', 'training', 'registry', 'inference', 'online', 'orchestration', 'scaleout', 'scaling'] as const;
 type Part = (typeof PARTS)[number];
 
 /** The parts implemented so far; each module's default export is a BenchPart. */
@@ -20,6 +20,7 @@ const PART_MODULES: Partial<Record<Part, () => Promise<{ default: BenchPart }>>>
   dataset: () => import('./parts/dataset.ts'),
   training: () => import('./parts/training.ts'),
   orchestration: () => import('./parts/orchestration.ts'),
+  scaleout: () => import('./parts/scaleout.ts'),
 };
 
 async function main(): Promise<void> {

@@ -149,17 +149,19 @@ async function runBaseline(ctx: BenchContext, rowGroups?: number): Promise<{ par
   return { parse, copy, aggregate, rows: rowNumber };
 }
 
-/** The real thing: a CPU worker process on a fresh schema, featurePipeline for flights then airport_delays. */
-async function runPipeline(ctx: BenchContext, label: string, window: { start?: string; end?: string } = {}) {
+/**
+ * The real thing: CPU worker processes (one unless asked) on a fresh schema,
+ * featurePipeline for flights then airport_delays. Also which worker ran each partition.
+ */
+export async function runPipeline(ctx: BenchContext, label: string, window: { start?: string; end?: string } = {}, workerCount = 1) {
   const schema = `fti_bench_features_${label}`;
   const knex = createKnex({ url: ctx.databaseUrl, schema });
   await knex.raw('drop schema if exists ?? cascade', [schema]);
   await migrate(knex, schema);
   const { address } = await ctx.temporal();
   const prefix = `bench-${label}-${Date.now()}-`;
-  const worker = await startWorkerProcess('cpu', {
-    env: { ...process.env, DATABASE_URL: ctx.databaseUrl, TEMPORAL_ADDRESS: address, FTI_SCHEMA: schema, FTI_TASK_QUEUE_PREFIX: prefix },
-  });
+  const env = { ...process.env, DATABASE_URL: ctx.databaseUrl, TEMPORAL_ADDRESS: address, FTI_SCHEMA: schema, FTI_TASK_QUEUE_PREFIX: prefix };
+  const workers = await Promise.all(Array.from({ length: workerCount }, () => startWorkerProcess('cpu', { env })));
   const connection = await Connection.connect({ address });
   try {
     const client = new Client({ connection });
@@ -174,6 +176,7 @@ async function runPipeline(ctx: BenchContext, label: string, window: { start?: s
     }
     const seconds = (performance.now() - t0) / 1000;
     const [flights, airports] = await Promise.all(handles.map(activitySeconds));
+    const partitionsByWorker = await partitionWorkers(handles, workers.map((w) => w.process.pid ?? 0));
     const commitSteps = (await knex('feature_commits').join('feature_groups', 'feature_groups.id', 'feature_commits.feature_group_id').select('feature_groups.name', 'feature_commits.validation_report')) as Array<{
       name: string;
       validation_report: { timingsMs?: Record<string, number> } | null;
@@ -182,15 +185,35 @@ async function runPipeline(ctx: BenchContext, label: string, window: { start?: s
       seconds,
       rows,
       commitStepsMs: Object.fromEntries(commitSteps.map((c) => [c.name, c.validation_report?.timingsMs ?? {}])),
-      peakRssMb: worker.peakRssMb() ?? 0,
+      peakRssMb: Math.max(...workers.map((w) => w.peakRssMb() ?? 0)),
+      partitionsByWorker,
       stages: { ingest: flights?.ingestPartition ?? 0, commit: flights?.commitFeatures ?? 0, aggregate: airports?.aggregatePartition ?? 0, aggregateCommit: airports?.commitFeatures ?? 0 },
     };
   } finally {
     await connection.close();
-    await worker.stop();
+    await Promise.all(workers.map((w) => w.stop()));
     await knex.raw('drop schema if exists ?? cascade', [schema]);
     await knex.destroy();
   }
+}
+
+/** How many partitions (ingest and aggregate) each worker process ran, by its pid, from the histories (the worker identity is pid@host). */
+async function partitionWorkers(handles: WorkflowHandle[], pids: number[]): Promise<Record<string, number>> {
+  const counts: Record<string, number> = Object.fromEntries(pids.map((pid) => [String(pid), 0]));
+  for (const handle of handles) {
+    const history = await handle.fetchHistory();
+    const types = new Map<number, string>();
+    for (const e of history.events ?? []) {
+      const scheduled = e.activityTaskScheduledEventAttributes;
+      if (scheduled) types.set(Number(e.eventId), scheduled.activityType?.name ?? '');
+      const started = e.activityTaskStartedEventAttributes;
+      if (started && /Partition$/.test(types.get(Number(started.scheduledEventId)) ?? '')) {
+        const pid = (started.identity ?? '').split('@')[0] ?? '';
+        counts[pid] = (counts[pid] ?? 0) + 1;
+      }
+    }
+  }
+  return counts;
 }
 
 /** Wall time per activity type (first schedule to last completion), from the workflow history. */
