@@ -11,7 +11,7 @@ import { FailureType, FtiError } from '../core/errors.ts';
 import { DEFAULT_ALIAS, MAX_PARTITIONS } from '../core/inference-inputs.ts';
 import type { FeatureViewDefinition } from '../features/views.ts';
 import { loadBackend, type LoadedBackend, type Tf } from '../ml/backend.ts';
-import { readAhead } from '../ml/batches.ts';
+import { readAhead } from '../core/streams.ts';
 import { LeaseCache } from '../ml/lease-cache.ts';
 import { assertSignatureFitsView, loadScoringModel, type ScoringModel, type ScoringReject } from '../ml/scoring.ts';
 import type { FeatureStore } from '../registry/feature-store/index.ts';

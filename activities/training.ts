@@ -16,7 +16,7 @@ import { loadBackend, type LoadedBackend } from '../ml/backend.ts';
 import { evaluateClassifier, evaluateRegressor } from '../ml/metrics.ts';
 import { modelFromArtifact } from '../ml/artifact.ts';
 import { createEncoder } from '../ml/encoding.ts';
-import { readAhead } from '../ml/batches.ts';
+import { readAhead } from '../core/streams.ts';
 import { TrainParamsSchema, type TrainParams } from '../ml/model.ts';
 import { collectPredictions } from '../ml/predict.ts';
 import { loadScoringModel, type ScoredRows, type ScoringDeps, type ScoringModel } from '../ml/scoring.ts';

@@ -1,31 +1,57 @@
 /** Stream helpers shared by the stores and pipelines. */
 
 /**
- * Merges streams of batches, each already ordered by `key`, into batches of `size`
- * ordered by it (ties: the earlier stream first). Each stream's next batch is fetched
- * while its current one is merged, so the cursors' round trips overlap.
+ * Keeps one `next()` of the source in flight while the consumer works on the
+ * current item, so a cursor's round trip overlaps a training step. If the consumer
+ * stops early, the source is closed (`return()`), which releases its cursor.
  */
-export async function* mergeBy<Row>(streams: Array<AsyncIterator<Row[]>>, key: (row: Row) => number, size: number): AsyncGenerator<Row[]> {
-  type Head = { iterator: AsyncIterator<Row[]>; batch: Row[]; at: number; next: Promise<IteratorResult<Row[]>> | undefined };
-  const heads: Head[] = streams.map((iterator) => ({ iterator, batch: [], at: 0, next: iterator.next() }));
-  /** The head's next non-empty batch (and the fetch of the one after); false once its stream ended. */
+export async function* readAhead<T>(source: AsyncIterable<T>): AsyncGenerator<T, void, undefined> {
+  const it = source[Symbol.asyncIterator]();
+  let pending = it.next();
+  let finished = false;
+  try {
+    for (;;) {
+      const r = await pending;
+      if (r.done) {
+        finished = true;
+        return;
+      }
+      pending = it.next();
+      yield r.value;
+    }
+  } catch (err) {
+    finished = true; // the source threw, so it is closed already
+    throw err;
+  } finally {
+    if (!finished) {
+      await pending.catch(() => undefined);
+      await it.return?.();
+    }
+  }
+}
+
+/**
+ * Merges streams of batches, each already ordered by `key`, into batches of `size`
+ * ordered by it (ties: the earlier stream first). Each stream is read ahead, so the
+ * cursors' round trips overlap the merge.
+ */
+export async function* mergeBy<Row>(streams: Array<AsyncIterable<Row[]>>, key: (row: Row) => number, size: number): AsyncGenerator<Row[]> {
+  type Head = { iterator: AsyncGenerator<Row[], void, undefined>; batch: Row[]; at: number };
+  const heads: Head[] = streams.map((stream) => ({ iterator: readAhead(stream), batch: [], at: 0 }));
+  /** The head's next non-empty batch; false once its stream ended. */
   const advance = async (h: Head): Promise<boolean> => {
-    while (h.next) {
-      const result = await h.next;
-      h.next = undefined;
+    for (;;) {
+      const result = await h.iterator.next();
       if (result.done) return false;
-      h.next = h.iterator.next();
       if (result.value.length > 0) {
         h.batch = result.value;
         h.at = 0;
         return true;
       }
     }
-    return false;
   };
-  let live: Head[] = [];
   try {
-    live = (await Promise.all(heads.map(async (h) => ((await advance(h)) ? h : undefined)))).filter((h): h is Head => h !== undefined);
+    let live = (await Promise.all(heads.map(async (h) => ((await advance(h)) ? h : undefined)))).filter((h): h is Head => h !== undefined);
     let out: Row[] = [];
     while (live.length > 0) {
       let best = live[0] as Head;
@@ -47,10 +73,7 @@ export async function* mergeBy<Row>(streams: Array<AsyncIterator<Row[]>>, key: (
     }
     if (out.length) yield out;
   } finally {
-    // An abandoned merge closes every cursor (their transactions end, their connections go back).
-    await Promise.allSettled(heads.map(async (h) => {
-      if (h.next) await h.next.catch(() => undefined);
-      await h.iterator.return?.(undefined);
-    }));
+    // An abandoned merge closes every stream (readAhead closes its source: a cursor's transaction ends).
+    await Promise.allSettled(heads.map((h) => h.iterator.return()));
   }
 }

@@ -70,35 +70,6 @@ export async function* toBatches(rows: RowSource, encoder: Encoder, options: ToB
   if (size > 0) yield { x: x.slice(0, size * width), y: y.slice(0, size), size };
 }
 
-/**
- * Keeps one `next()` of the source in flight while the consumer works on the
- * current item, so a cursor's round trip overlaps a training step. If the consumer
- * stops early, the source is closed (`return()`), which releases its cursor.
- */
-export async function* readAhead<T>(source: AsyncIterable<T>): AsyncGenerator<T, void, undefined> {
-  const it = source[Symbol.asyncIterator]();
-  let pending = it.next();
-  let finished = false;
-  try {
-    for (;;) {
-      const r = await pending;
-      if (r.done) {
-        finished = true;
-        return;
-      }
-      pending = it.next();
-      yield r.value;
-    }
-  } catch (err) {
-    finished = true; // the source threw, so it is closed already
-    throw err;
-  } finally {
-    if (!finished) {
-      await pending.catch(() => undefined);
-      await it.return?.();
-    }
-  }
-}
 
 function labelValue(value: unknown, label: string, rowIndex: number): number {
   if (typeof value === 'boolean') return value ? 1 : 0;

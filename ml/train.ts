@@ -11,7 +11,8 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { Tf } from './backend.ts';
-import { readAhead, type Batch } from './batches.ts';
+import { readAhead } from '../core/streams.ts';
+import type { Batch } from './batches.ts';
 import { invalid } from '../core/errors.ts';
 import { modelInputWidth } from './model.ts';
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FtiError } from '../core/errors.ts';
-import { readAhead, toBatches, type Batch } from '../ml/batches.ts';
+import { readAhead } from '../core/streams.ts';
+import { toBatches, type Batch } from '../ml/batches.ts';
 import { createEncoder, fitSignature } from '../ml/encoding.ts';
 import type { FeatureSpec } from '../ml/feature-spec.ts';
 import { ModelSignatureSchema } from '../ml/signature.ts';

@@ -20,6 +20,9 @@ import { createKnex, migrate } from '../../registry/db/index.ts';
 import { featurePipeline } from '../../workflows/index.ts';
 import { median, round, timeRatio, type BenchContext, type BenchPart } from '../harness.ts';
 
+/** A workflow's history, as the client fetches it. */
+type History = Awaited<ReturnType<WorkflowHandle['fetchHistory']>>;
+
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 
 const featuresPart: BenchPart = async (ctx) => {
@@ -175,8 +178,9 @@ export async function runPipeline(ctx: BenchContext, label: string, window: { st
       handles.push(handle);
     }
     const seconds = (performance.now() - t0) / 1000;
-    const [flights, airports] = await Promise.all(handles.map(activitySeconds));
-    const partitionsByWorker = await partitionWorkers(handles, workers.map((w) => w.process.pid ?? 0));
+    const histories = await Promise.all(handles.map((h) => h.fetchHistory()));
+    const [flights, airports] = histories.map(activitySeconds);
+    const partitionsByWorker = partitionWorkers(histories, workers.map((w) => w.process.pid ?? 0));
     const commitSteps = (await knex('feature_commits').join('feature_groups', 'feature_groups.id', 'feature_commits.feature_group_id').select('feature_groups.name', 'feature_commits.validation_report')) as Array<{
       name: string;
       validation_report: { timingsMs?: Record<string, number> } | null;
@@ -198,10 +202,9 @@ export async function runPipeline(ctx: BenchContext, label: string, window: { st
 }
 
 /** How many partitions (ingest and aggregate) each worker process ran, by its pid, from the histories (the worker identity is pid@host). */
-async function partitionWorkers(handles: WorkflowHandle[], pids: number[]): Promise<Record<string, number>> {
+function partitionWorkers(histories: History[], pids: number[]): Record<string, number> {
   const counts: Record<string, number> = Object.fromEntries(pids.map((pid) => [String(pid), 0]));
-  for (const handle of handles) {
-    const history = await handle.fetchHistory();
+  for (const history of histories) {
     const types = new Map<number, string>();
     for (const e of history.events ?? []) {
       const scheduled = e.activityTaskScheduledEventAttributes;
@@ -217,8 +220,7 @@ async function partitionWorkers(handles: WorkflowHandle[], pids: number[]): Prom
 }
 
 /** Wall time per activity type (first schedule to last completion), from the workflow history. */
-async function activitySeconds(handle: WorkflowHandle): Promise<Record<string, number>> {
-  const history = await handle.fetchHistory();
+function activitySeconds(history: History): Record<string, number> {
   const scheduled = new Map<string, { type: string; at: number }>();
   const spans = new Map<string, { from: number; to: number }>();
   const ms = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) => Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;

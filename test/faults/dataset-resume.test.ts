@@ -16,6 +16,7 @@ import { TrainingStore } from '../../registry/training/index.ts';
 import { trainingPipeline } from '../../workflows/index.ts';
 import { ingestFlights } from '../helpers/flights.ts';
 import { spawnWorker, type WorkerProcess } from '../helpers/processes.ts';
+import { until } from '../helpers/serving.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from '../helpers/services.ts';
 
 // Three weeks of flights and their airport windows in the store.
@@ -32,15 +33,6 @@ describe('a dataset build killed mid-chunk resumes (real worker processes, Tempo
   const rows = async <T>(text: string, bindings: unknown[] = []): Promise<T[]> => ((await db.knex.raw(text, bindings as never)) as { rows: T[] }).rows;
   /** The build's chunk tables that are committed (visible to another session), with their table oids. */
   const committedChunks = () => rows<{ name: string; oid: number }>(`select c.relname as name, c.oid::int as oid from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = current_schema() and c.relname like 'td\\_joining\\_%' order by 1`);
-  const until = async <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = await probe();
-      if (found !== undefined) return found;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
 
   beforeAll(async () => {
     db = await createTestDb('dataset_resume');
@@ -79,10 +71,7 @@ describe('a dataset build killed mid-chunk resumes (real worker processes, Tempo
     });
 
     // Evidence: some chunks committed, the others not yet.
-    const atKill = await until('some chunks of the build committed and some still joining', async () => {
-      const done = await committedChunks();
-      return done.length >= 2 && done.length <= CHUNKS - 2 ? done : undefined;
-    });
+    const atKill = await until(committedChunks, (done) => done.length >= 2 && done.length <= CHUNKS - 2, 120_000);
     await first.kill();
     console.log(`[dataset_resume] SIGKILL with ${atKill.length} of ${CHUNKS} chunks committed: ${atKill.map((c) => c.name.slice(-2)).join(', ')}`);
 
