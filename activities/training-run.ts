@@ -11,7 +11,7 @@ import { toBatches } from '../ml/batches.ts';
 import { checkpointOf, restoreCheckpoint } from '../ml/checkpoint.ts';
 import { createEncoder, fitSignature, type Encoder } from '../ml/encoding.ts';
 import type { FeatureSpec } from '../ml/feature-spec.ts';
-import { buildModel, type TrainParams } from '../ml/model.ts';
+import { buildModel, type MlpParams } from '../ml/model.ts';
 import type { ModelSignature } from '../ml/signature.ts';
 import { trainModel, type BatchProgress, type EpochProgress } from '../ml/train.ts';
 import type { FeatureStore } from '../registry/feature-store/index.ts';
@@ -29,7 +29,7 @@ export interface TrainOnDatasetOptions {
   stores: TrainingRunStores;
   backend: LoadedBackend;
   trainingDatasetId: number;
-  params: TrainParams;
+  params: MlpParams;
   /** A checkpoint of this run to continue from. */
   resume?: StoredCheckpoint;
   log?: (message: string, attrs?: Record<string, unknown>) => void;
@@ -58,7 +58,7 @@ export async function trainOnDataset(options: TrainOnDatasetOptions): Promise<Tr
   const { dataset, view } = await datasetAndView(stores, options.trainingDatasetId);
   const signature = resume?.signature ?? fitSignature(featureSpecs(view), dataset.statistics, { name: view.label.name, kind: view.outputKind });
   const encoder = createEncoder(signature);
-  const { epochs: _epochs, batchSize: _batchSize, ...spec } = params;
+  const { epochs: _epochs, batchSize: _batchSize, family: _family, ...spec } = params;
   const model = resume ? await restoreCheckpoint(tf, resume.checkpoint, spec, view.outputKind) : buildModel(tf, spec, encoder.width, view.outputKind);
   const initialEpoch = resume?.checkpoint.epoch ?? 0;
   const history = [...(resume?.history ?? [])];

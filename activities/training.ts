@@ -14,20 +14,22 @@ import type { Catalog } from '../features/catalog.ts';
 import type { FeatureViewDefinition } from '../features/views.ts';
 import { loadBackend, type LoadedBackend } from '../ml/backend.ts';
 import { evaluateClassifier, evaluateRegressor } from '../ml/metrics.ts';
-import { modelFromArtifact } from '../ml/artifact.ts';
 import { createEncoder } from '../ml/encoding.ts';
 import { readAhead } from '../core/streams.ts';
 import { TrainParamsSchema, type TrainParams } from '../ml/model.ts';
-import { collectPredictions } from '../ml/predict.ts';
+import { collectScores } from '../ml/predict.ts';
+import { loadPredictor } from '../ml/predictor.ts';
+import type { EpochProgress } from '../ml/train.ts';
 import { loadScoringModel, type ScoredRows, type ScoringDeps, type ScoringModel } from '../ml/scoring.ts';
 import type { FeatureRow } from '../ml/values.ts';
 import type { ViewSnapshot } from '../registry/feature-store/index.ts';
 import type { ModelRegistry, ModelVersion } from '../registry/models/index.ts';
-import type { Split, SplitRowThroughView, TrainingDataset } from '../registry/training/index.ts';
+import type { Split, SplitRowThroughView, StoredCheckpoint, TrainingDataset } from '../registry/training/index.ts';
+import { boostOnDataset } from './boosting-run.ts';
 import { codeVersion as detectCodeVersion, requireCodeVersion } from './code-version.ts';
 import { withDomainFailures } from './failures.ts';
 import { heartbeatWhile } from './heartbeat.ts';
-import { datasetAndView, splitBatches, trainOnDataset, type TrainingRunStores } from './training-run.ts';
+import { datasetAndView, splitBatches, trainOnDataset, type TrainingRunStores, type TrainOnDatasetResult } from './training-run.ts';
 
 export interface DatasetRef {
   trainingDatasetId: number;
@@ -174,19 +176,17 @@ export function createTrainingActivities({ features, training, registry, views, 
 
     /** Metrics of the trained model on the held-out test split. */
     async evaluateModel(input: { runKey: string; trainingDatasetId: number }): Promise<EvaluationMetrics> {
-      if (!backend) throw new Error('this worker has no TensorFlow.js backend loaded');
       const stored = await training.loadCheckpoint(input.runKey);
       if (!stored) throw new FtiError(FailureType.NotFound, `no trained model for run ${input.runKey}`);
       const { dataset, view } = await datasetAndView(stores, input.trainingDatasetId);
       if (dataset.rowCounts.test === 0) throw new FtiError(FailureType.InvalidInput, `training dataset ${dataset.id} has an empty test split`);
-      const tf = backend.tf;
-      const model = await modelFromArtifact(tf, stored.checkpoint.artifact);
+      const predictor = await loadPredictor(await tfjs(), stored.checkpoint.artifact);
       try {
         const encoder = createEncoder(stored.signature);
-        const { labels, scores } = await heartbeatWhile(() => ({ stage: 'evaluate' }), collectPredictions(tf, model, splitBatches(training, dataset, view, 'test', encoder, 4096, false)(1)));
+        const { labels, scores } = await heartbeatWhile(() => ({ stage: 'evaluate' }), collectScores((x, size) => predictor.predict(x, size), splitBatches(training, dataset, view, 'test', encoder, 4096, false)(1)));
         return evaluate(view, labels, scores);
       } finally {
-        model.dispose();
+        predictor.dispose();
       }
     },
 
@@ -304,32 +304,46 @@ export function createTrainingActivities({ features, training, registry, views, 
 export function createGpuTrainingActivities({ features, training, backend }: TrainingRunStores & { backend: LoadedBackend | null }) {
   return withDomainFailures({
     async trainModel(input: { runKey: string; trainingDatasetId: number; params?: Record<string, unknown> }): Promise<TrainResult> {
-      if (!backend) throw new Error('this worker has no TensorFlow.js backend loaded');
+      const params = parseTrainParams(input.params);
       const context = Context.current();
       const resumed = await training.loadCheckpoint(input.runKey);
-      const run = await trainOnDataset({
-        stores: { features, training },
-        backend,
-        trainingDatasetId: input.trainingDatasetId,
-        params: parseTrainParams(input.params),
-        resume: resumed,
-        log: (message, attrs) => context.log.info(message, attrs),
-        // Heartbeats while anything moves — training and validation batches, the checkpoint
-        // save — so the GPU queue's short heartbeat timeout holds however big the data.
-        onBatch: (p, history) => context.heartbeat({ epoch: p.epoch, batches: p.batches, samples: p.samples, lastEpoch: history.at(-1) }),
-        onValidationBatch: (p) => context.heartbeat({ stage: 'validation', epoch: p.epoch, batches: p.batches }),
-        shouldStop: () => context.cancellationSignal.aborted,
-        onEpochEnd: async (epoch, snapshot) => {
-          await heartbeatWhile(
-            () => ({ stage: 'checkpoint', epoch: epoch.epoch }),
-            (async () => training.saveCheckpoint({ runKey: input.runKey, ...(await snapshot()) }))(),
-            2_000,
-          );
-          const progress = { epoch: epoch.epoch, epochs: epoch.epochs, loss: epoch.loss, valLoss: epoch.valLoss, samplesPerSecond: epoch.samplesPerSecond };
-          context.heartbeat(progress);
-          await reportEpoch(context, progress);
-        },
-      });
+      const saveCheckpoint = async (epoch: EpochProgress, snapshot: () => Promise<Omit<StoredCheckpoint, 'runKey'>> | Omit<StoredCheckpoint, 'runKey'>) => {
+        await heartbeatWhile(
+          () => ({ stage: 'checkpoint', epoch: epoch.epoch }),
+          (async () => training.saveCheckpoint({ runKey: input.runKey, ...(await snapshot()) }))(),
+          2_000,
+        );
+        const progress = { epoch: epoch.epoch, epochs: epoch.epochs, loss: epoch.loss, valLoss: epoch.valLoss, samplesPerSecond: epoch.samplesPerSecond };
+        context.heartbeat(progress);
+        await reportEpoch(context, progress);
+      };
+      const common = { stores: { features, training }, trainingDatasetId: input.trainingDatasetId, resume: resumed, log: (message: string, attrs?: Record<string, unknown>) => context.log.info(message, attrs), shouldStop: () => context.cancellationSignal.aborted };
+      let run: TrainOnDatasetResult;
+      let engine: { tfjsBackend: string; device: string };
+      if (params.family === 'gbdt') {
+        // Trees need no TensorFlow.js: they boost on this worker's CPU in JavaScript.
+        engine = { tfjsBackend: 'none', device: 'CPU (gradient-boosted trees in JavaScript)' };
+        run = await boostOnDataset({
+          ...common,
+          params,
+          // Heartbeats while the splits are read and after every round (a round is well under the GPU queue's heartbeat timeout).
+          onProgress: (p) => context.heartbeat(p.stage === 'read' ? p : { stage: 'boost', round: p.round.epoch, loss: p.round.loss, valLoss: p.round.valLoss }),
+          onCheckpoint: saveCheckpoint,
+        });
+      } else {
+        if (!backend) throw new Error('this worker has no TensorFlow.js backend loaded');
+        engine = { tfjsBackend: backend.name, device: backend.device };
+        run = await trainOnDataset({
+          ...common,
+          backend,
+          params,
+          // Heartbeats while anything moves — training and validation batches, the checkpoint
+          // save — so the GPU queue's short heartbeat timeout holds however big the data.
+          onBatch: (p, history) => context.heartbeat({ epoch: p.epoch, batches: p.batches, samples: p.samples, lastEpoch: history.at(-1) }),
+          onValidationBatch: (p) => context.heartbeat({ stage: 'validation', epoch: p.epoch, batches: p.batches }),
+          onEpochEnd: saveCheckpoint,
+        });
+      }
       if (run.stoppedEarly) throw new CancelledFailure('training was cancelled');
       const last = run.history.at(-1);
       const code = detectCodeVersion();
@@ -341,8 +355,7 @@ export function createGpuTrainingActivities({ features, training, backend }: Tra
         finalValLoss: last?.valLoss,
         samplesPerSecond: run.samplesPerSecond,
         trainingSeconds: run.seconds,
-        tfjsBackend: backend.name,
-        device: backend.device,
+        ...engine,
         ...(code ? { codeVersion: code } : {}),
       };
     },

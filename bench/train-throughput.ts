@@ -6,7 +6,7 @@
  */
 import { loadConfig } from '../core/config.ts';
 import { loadBackend } from '../ml/backend.ts';
-import { TrainParamsSchema } from '../ml/model.ts';
+import { MlpParamsSchema } from '../ml/model.ts';
 import { createKnex } from '../registry/db/index.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { TrainingStore } from '../registry/training/index.ts';
@@ -22,7 +22,7 @@ async function main(): Promise<void> {
       stores: { features: new FeatureStore({ knex }), training: new TrainingStore({ knex }) },
       backend,
       trainingDatasetId: datasetId,
-      params: TrainParamsSchema.parse({ epochs: Number(process.env.BENCH_EPOCHS ?? 2), batchSize: 512, hiddenUnits: [64, 32], seed: 1 }),
+      params: MlpParamsSchema.parse({ family: 'mlp', epochs: Number(process.env.BENCH_EPOCHS ?? 2), batchSize: 512, hiddenUnits: [64, 32], seed: 1 }),
     });
     // The first epoch warms up (shader compilation, JIT): report the median of the rest when there are any.
     const rates = run.history.map((h) => h.samplesPerSecond);

@@ -6,7 +6,8 @@
  *
  * Null handling (see signature.ts): standardize fills with the training mean and
  * can add a 0/1 missing column; one_hot encodes null and unseen categories as all
- * zeros; cyclical encodes null as (0, 0).
+ * zeros; cyclical encodes null as (0, 0). The tree encodings (a gradient-boosted tree
+ * model's signature) keep numbers as they are and categories as an index, null as NaN.
  */
 import { z } from 'zod';
 import { FtiError, invalid, parseOrThrow } from '../core/errors.ts';
@@ -20,12 +21,20 @@ import { readCategory, readNumber, type FeatureRow } from './values.ts';
  * standardize takes mean/std (std ≤ 0 becomes 1) and fills nulls with the mean;
  * one_hot takes the categories, most frequent first.
  */
-export function fitSignature(inputs: readonly FeatureSpec[], stats: Readonly<Record<string, FeatureStats>>, output: ModelSignature['output']): ModelSignature {
+export function fitSignature(inputs: readonly FeatureSpec[], stats: Readonly<Record<string, FeatureStats>>, output: ModelSignature['output'], family: ModelFamily = 'mlp'): ModelSignature {
   const specs = parseOrThrow(z.array(FeatureSpecSchema).min(1), inputs, 'feature specs');
   const seen = new Set<string>();
   const fitted: SignatureInput[] = specs.map((spec) => {
     if (seen.has(spec.name)) throw invalid(`feature ${spec.name} is listed twice`);
     seen.add(spec.name);
+    if (family === 'gbdt') {
+      // Trees take numbers as they are and a one_hot feature as one categorical input.
+      if (spec.encoding !== 'one_hot') return { name: spec.name, dtype: spec.dtype, encoding: { kind: 'number' } };
+      const s = statsOf(stats, spec.name, isCategorical, 'categorical stats { categories }');
+      const categories = [...new Set(s.categories)].slice(0, Math.min(spec.maxCategories ?? MAX_TREE_CATEGORIES, MAX_TREE_CATEGORIES));
+      if (categories.length === 0) throw invalid(`feature ${spec.name} has no non-null values in the training split, so it has no categories`);
+      return { name: spec.name, dtype: spec.dtype, encoding: { kind: 'category', categories } };
+    }
     switch (spec.encoding) {
       case 'standardize': {
         const s = statsOf(stats, spec.name, isNumeric, 'numeric stats { count, mean, std }');
@@ -55,6 +64,12 @@ export function fitSignature(inputs: readonly FeatureSpec[], stats: Readonly<Rec
   });
   return parseOrThrow(ModelSignatureSchema, { inputs: fitted, output }, 'model signature');
 }
+
+/** The model families a signature can be fitted for (model.ts's TrainParams `family`). */
+export type ModelFamily = 'mlp' | 'gbdt';
+
+/** Categories a tree model keeps per feature (with "other" and missing they fit its 255 histogram bins). */
+export const MAX_TREE_CATEGORIES = 250;
 
 export interface Encoder {
   readonly signature: ModelSignature;
@@ -169,6 +184,27 @@ function columnWriter(input: SignatureInput): ColumnWriter {
             out[at + i] = i > 0 && x < lo ? 0 : i < last && x >= hi ? 1 : (x - lo) / (hi - lo);
           }
           if (missingIndicator) out[at + bins] = x === null ? 1 : 0;
+        },
+      };
+    }
+    case 'number': {
+      if (dtype === 'string') throw invalid(`feature ${name}: a string has no numeric value`);
+      return {
+        name,
+        columns: [name],
+        write(value, out, at) {
+          out[at] = readNumber(name, dtype, value) ?? Number.NaN;
+        },
+      };
+    }
+    case 'category': {
+      const index = new Map(encoding.categories.map((c, i) => [c, i]));
+      return {
+        name,
+        columns: [name],
+        write(value, out, at) {
+          const key = readCategory(name, dtype, value);
+          out[at] = key === null ? Number.NaN : (index.get(key) ?? index.size);
         },
       };
     }

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { Tf } from './backend.ts';
 import { invalid, parseOrThrow } from '../core/errors.ts';
 import type { ModelSignature } from './signature.ts';
+import { GbdtParamsSchema } from './gbdt/boost.ts';
 
 export type OutputKind = ModelSignature['output']['kind'];
 
@@ -29,11 +30,23 @@ export const ModelSpecSchema = z.strictObject({
 export type ModelSpec = z.output<typeof ModelSpecSchema>;
 export type ModelSpecInput = z.input<typeof ModelSpecSchema>;
 
-/** Model spec plus the training loop's own knobs: the `params` a model version records. */
-export const TrainParamsSchema = ModelSpecSchema.extend({
+/** Model spec plus the training loop's own knobs. */
+export const MlpParamsSchema = ModelSpecSchema.extend({
+  family: z.literal('mlp'),
   epochs: z.number().int().min(1).max(1000).default(10),
   batchSize: z.number().int().min(1).max(65_536).default(512),
 });
+export type MlpParams = z.output<typeof MlpParamsSchema>;
+
+/**
+ * The `params` of a training run, and what a model version records: `family` picks the
+ * model (`mlp`, the default, or `gbdt`: gradient-boosted trees, gbdt/boost.ts) and the
+ * other fields are that family's knobs.
+ */
+export const TrainParamsSchema = z.preprocess(
+  (v) => (typeof v === 'object' && v !== null && !Array.isArray(v) && !('family' in v) ? { ...v, family: 'mlp' } : v),
+  z.discriminatedUnion('family', [MlpParamsSchema, GbdtParamsSchema]),
+);
 export type TrainParams = z.output<typeof TrainParamsSchema>;
 export type TrainParamsInput = z.input<typeof TrainParamsSchema>;
 

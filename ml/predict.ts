@@ -50,12 +50,17 @@ export async function predictRows(tfjs: Tf, model: tf.LayersModel, encoder: Enco
 
 /** Labels and scores over a stream of batches (a test split), for evaluateClassifier / evaluateRegressor. */
 export async function collectPredictions(tfjs: Tf, model: tf.LayersModel, batches: AsyncIterable<Batch>): Promise<{ labels: Float32Array; scores: Float32Array }> {
+  return collectScores((x, size) => predictBatch(tfjs, model, x, size), batches);
+}
+
+/** The same for any model: `predict` scores one batch (a Predictor's predict). */
+export async function collectScores(predict: (x: Float32Array, size: number) => Promise<Float32Array>, batches: AsyncIterable<Batch>): Promise<{ labels: Float32Array; scores: Float32Array }> {
   let labels: Float32Array = new Float32Array(1024);
   let scores: Float32Array = new Float32Array(1024);
   let n = 0;
   for await (const batch of batches) {
-    if (batch.y.length !== batch.size) throw invalid(`collectPredictions: a batch of ${batch.size} rows has ${batch.y.length} labels`);
-    const predicted = await predictBatch(tfjs, model, batch.x, batch.size);
+    if (batch.y.length !== batch.size) throw invalid(`collectScores: a batch of ${batch.size} rows has ${batch.y.length} labels`);
+    const predicted = await predict(batch.x, batch.size);
     if (n + batch.size > labels.length) {
       const capacity = Math.max(labels.length * 2, n + batch.size);
       labels = grow(labels, capacity);

@@ -1,5 +1,5 @@
 /**
- * A model version made ready to score: its TensorFlow.js model, the encoder built
+ * A model version made ready to score: its model (either family, predictor.ts), the encoder built
  * from its signature (encoding.ts, the one implementation training uses) and the
  * feature view it was trained on. Batch inference and the online server both score
  * through this, so a row becomes the same model input on every path.
@@ -7,14 +7,13 @@
  * It reads the registry through the two small interfaces below (the model registry
  * and the feature store satisfy them), so ml/ never depends on registry/.
  */
-import type * as tf from '@tensorflow/tfjs';
 import { FailureType, FtiError } from '../core/errors.ts';
 import type { FeatureViewDefinition } from '../features/views.ts';
-import { modelFromArtifact, type ModelArtifact } from './artifact.ts';
+import type { ModelArtifact } from './artifact.ts';
 import type { Tf } from './backend.ts';
-import { createEncoder, type Encoder } from './encoding.ts';
-import { disposeModel, modelInputWidth } from './model.ts';
-import { predictBatch, PREDICT_CHUNK } from './predict.ts';
+import { createEncoder, type Encoder, type ModelFamily } from './encoding.ts';
+import { PREDICT_CHUNK } from './predict.ts';
+import { loadPredictor, type Predictor } from './predictor.ts';
 import type { ModelSignature } from './signature.ts';
 import type { FeatureRow } from './values.ts';
 
@@ -58,6 +57,7 @@ export interface ScoringModel {
   /** The feature view the version was trained on (lineage.featureView). */
   view: FeatureViewDefinition;
   encoder: Encoder;
+  family: ModelFamily;
   /**
    * Checks every row against the signature while encoding it (one pass), then scores
    * the rows that fit in one forward pass per PREDICT_CHUNK rows. A row that does
@@ -81,17 +81,16 @@ export async function loadScoringModel(deps: ScoringDeps, name: string, version:
   assertSignatureFitsView(record, view);
   const encoder = createEncoder(record.signature);
 
-  const artifact = await deps.models.loadArtifact(name, version);
-  const model = await modelFromArtifact(deps.tf, artifact);
+  const predictor = await loadPredictor(deps.tf, await deps.models.loadArtifact(name, version));
   try {
-    const width = modelInputWidth(model);
+    const width = predictor.width;
     if (width !== encoder.width) {
       throw new FtiError(FailureType.InvalidInput, `model ${name} v${version} takes ${width} inputs but its signature encodes ${encoder.width}`, { model: name, version });
     }
     // The first call on a backend compiles kernels; pay that here, not on a request.
-    await predictBatch(deps.tf, model, new Float32Array(width), 1);
+    await predictor.predict(new Float32Array(width), 1);
   } catch (err) {
-    disposeModel(model);
+    predictor.dispose();
     throw err;
   }
   return {
@@ -100,12 +99,13 @@ export async function loadScoringModel(deps: ScoringDeps, name: string, version:
     record,
     view,
     encoder,
-    scoreRows: (rows) => scoreRows(deps.tf, model, encoder, rows),
-    dispose: () => disposeModel(model),
+    family: predictor.family,
+    scoreRows: (rows) => scoreRows(predictor, encoder, rows),
+    dispose: () => predictor.dispose(),
   };
 }
 
-async function scoreRows(tfjs: Tf, model: tf.LayersModel, encoder: Encoder, rows: readonly FeatureRow[]): Promise<ScoredRows> {
+async function scoreRows(predictor: Predictor, encoder: Encoder, rows: readonly FeatureRow[]): Promise<ScoredRows> {
   const width = encoder.width;
   const valid: FeatureRow[] = [];
   const rejected: ScoredRows['rejected'] = [];
@@ -114,7 +114,7 @@ async function scoreRows(tfjs: Tf, model: tf.LayersModel, encoder: Encoder, rows
   let n = 0;
   const flush = async () => {
     if (n === 0) return;
-    scores.set(await predictBatch(tfjs, model, n * width === x.length ? x : x.subarray(0, n * width), n), valid.length - n);
+    scores.set(await predictor.predict(n * width === x.length ? x : x.subarray(0, n * width), n), valid.length - n);
     // The backend may hold on to the array it was given: encode the next chunk into a fresh one.
     x = new Float32Array(x.length);
     n = 0;

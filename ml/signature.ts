@@ -42,6 +42,14 @@ export const FeatureEncodingSchema = z.discriminatedUnion('kind', [
   }),
   /** sin/cos of 2π·x/period, for hour of day, weekday and other cycles; null encodes as (0, 0), the circle's centre. */
   z.object({ kind: z.literal('cyclical'), period: z.number().positive() }),
+  /**
+   * Tree encodings (gradient-boosted trees split on values, so they need no scaling):
+   * `number` is the value itself, null as NaN (a tree learns where missing values go);
+   * `category` is the index of the value in `categories`, any other value
+   * categories.length ("other"), null NaN.
+   */
+  z.object({ kind: z.literal('number') }),
+  z.object({ kind: z.literal('category'), categories: z.array(z.string()).min(1) }),
 ]);
 export type FeatureEncoding = z.infer<typeof FeatureEncodingSchema>;
 

@@ -289,7 +289,7 @@ describe('training on the WASM backend', () => {
 
 describe('model params schema', () => {
   it('fills defaults and rejects unknown or out-of-range keys (workflow input validation)', () => {
-    expect(TrainParamsSchema.parse({})).toEqual({ hiddenUnits: [64, 32], activation: 'relu', dropout: 0, l2: 0, learningRate: 0.001, epochs: 10, batchSize: 512 });
+    expect(TrainParamsSchema.parse({})).toEqual({ family: 'mlp', hiddenUnits: [64, 32], activation: 'relu', dropout: 0, l2: 0, learningRate: 0.001, epochs: 10, batchSize: 512 });
     expect(TrainParamsSchema.safeParse({ hidden_units: [8] }).success).toBe(false);
     expect(ModelSpecSchema.safeParse({ dropout: 1 }).success).toBe(false);
     expect(ModelSpecSchema.safeParse({ hiddenUnits: [0] }).success).toBe(false);

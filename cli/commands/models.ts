@@ -4,7 +4,7 @@
  */
 import os from 'node:os';
 import { Argument, InvalidArgumentError, type Command } from 'commander';
-import type { ModelSignature } from '../../ml/signature.ts';
+import type { FeatureEncoding, ModelSignature } from '../../ml/signature.ts';
 import { LATEST, ModelRegistry, type AliasChange, type AliasMove, type ModelSummary, type ModelVersion } from '../../registry/models/index.ts';
 import { withKnex } from '../db.ts';
 import { keyValues, table, time } from '../format.ts';
@@ -156,19 +156,28 @@ function formatVersion(v: ModelVersion): string {
 
 function formatSignature(s: ModelSignature): Array<[string, string]> {
   const rows: Array<[string, string]> = s.inputs.map((input, i) => {
-    const e = input.encoding;
-    const encoding =
-      e.kind === 'standardize'
-        ? `standardize mean=${num(e.mean)} std=${num(e.std)} fill=${num(e.fill)}${e.missingIndicator ? ' +missing' : ''}`
-        : e.kind === 'one_hot'
-          ? `one_hot ${e.categories.length} categories`
-          : e.kind === 'bins'
-            ? `bins ${e.edges.length - 1} from ${num(e.edges[0] ?? 0)} to ${num(e.edges.at(-1) ?? 0)}${e.missingIndicator ? ' +missing' : ''}`
-            : `cyclical period=${num(e.period)}`;
+    const encoding = describeEncoding(input.encoding);
     return [i === 0 ? 'inputs' : '', `${input.name} (${input.dtype}): ${encoding}`];
   });
   rows.push(['output', `${s.output.name} (${s.output.kind})`]);
   return rows;
+}
+
+function describeEncoding(e: FeatureEncoding): string {
+  switch (e.kind) {
+    case 'standardize':
+      return `standardize mean=${num(e.mean)} std=${num(e.std)} fill=${num(e.fill)}${e.missingIndicator ? ' +missing' : ''}`;
+    case 'one_hot':
+      return `one_hot ${e.categories.length} categories`;
+    case 'bins':
+      return `bins ${e.edges.length - 1} from ${num(e.edges[0] ?? 0)} to ${num(e.edges.at(-1) ?? 0)}${e.missingIndicator ? ' +missing' : ''}`;
+    case 'cyclical':
+      return `cyclical period=${num(e.period)}`;
+    case 'number':
+      return 'number (missing as NaN)';
+    case 'category':
+      return `category ${e.categories.length} categories (+other)`;
+  }
 }
 
 function formatChange(c: AliasChange): string {

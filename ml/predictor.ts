@@ -1,0 +1,45 @@
+/**
+ * A loaded model of either family behind one interface: encoded rows in, one output
+ * per row out (probabilities for classifiers). Scoring, evaluation and promotion call
+ * this and never ask which family a version is; the artifact says (a TensorFlow.js
+ * layers model, or a gradient-boosted tree ensemble, gbdt/ensemble.ts).
+ */
+import type * as tf from '@tensorflow/tfjs';
+import { invalid } from '../core/errors.ts';
+import { modelFromArtifact, type ModelArtifact } from './artifact.ts';
+import type { Tf } from './backend.ts';
+import type { ModelFamily } from './encoding.ts';
+import { ensembleFromArtifact, isEnsembleArtifact, predictEnsemble } from './gbdt/ensemble.ts';
+import { disposeModel, modelInputWidth } from './model.ts';
+import { predictBatch } from './predict.ts';
+
+export interface Predictor {
+  readonly family: ModelFamily;
+  /** Encoded columns per row (the signature's encoder.width). */
+  readonly width: number;
+  /** `size` rows of `width` values, row-major. */
+  predict(x: Float32Array, size: number): Promise<Float32Array>;
+  dispose(): void;
+}
+
+export async function loadPredictor(tfjs: Tf, artifact: ModelArtifact): Promise<Predictor> {
+  if (isEnsembleArtifact(artifact)) {
+    const ensemble = ensembleFromArtifact(artifact);
+    return {
+      family: 'gbdt',
+      width: ensemble.width,
+      predict: async (x, size) => {
+        if (!Number.isInteger(size) || size < 0 || x.length !== size * ensemble.width) throw invalid(`predict: expected ${size}×${ensemble.width} values, got ${x.length}`);
+        return predictEnsemble(ensemble, x, size);
+      },
+      dispose: () => undefined,
+    };
+  }
+  const model: tf.LayersModel = await modelFromArtifact(tfjs, artifact);
+  try {
+    return { family: 'mlp', width: modelInputWidth(model), predict: (x, size) => predictBatch(tfjs, model, x, size), dispose: () => disposeModel(model) };
+  } catch (err) {
+    disposeModel(model);
+    throw err;
+  }
+}
