@@ -3,7 +3,11 @@ import project from '../examples/flights/definitions.ts';
 import { loadBackend } from '../ml/backend.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { ModelRegistry } from '../registry/models/index.ts';
-import { trainingPipeline } from '../workflows/index.ts';
+import { batchInference, trainingPipeline } from '../workflows/index.ts';
+import { createEncoder } from '../ml/encoding.ts';
+import { ensembleFromArtifact, predictEnsemble } from '../ml/gbdt/ensemble.ts';
+import { PredictionStore } from '../registry/predictions/index.ts';
+import { TrainingStore } from '../registry/training/index.ts';
 import { ingestFlights } from './helpers/flights.ts';
 import { spawnWorker, type WorkerProcess } from './helpers/processes.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
@@ -100,5 +104,45 @@ describe('training pipeline: dataset on the CPU pool, training on the GPU pool, 
   it('bad params fail the run at once with a clear error', async () => {
     await expect(train({ featureView: 'flight_delays', model: 'flight_delay', params: { hiddenUnits: 'big' }, ...window })).rejects.toThrow();
     expect((await registry.listModelVersions('flight_delay')).length).toBe(3);
+  });
+
+  it('trains gradient-boosted trees without TensorFlow.js, judges them against the MLP champion on the same rows, and batch inference scores with them', async () => {
+    const gbdt = { family: 'gbdt', trees: 40, maxLeaves: 15, minLeafRows: 20, subsample: 0.8 };
+    const fourth = await train({ featureView: 'flight_delays', model: 'flight_delay', params: gbdt, trainingDatasetId: first.trainingDatasetId, promote: { alias: 'champion', metric: 'auc', minDelta: 0 } });
+    expect(fourth.version).toBe(4);
+    expect(fourth.training).toMatchObject({ tfjsBackend: 'none', resumedFromEpoch: 0 });
+    expect(fourth.training.epochs).toBeGreaterThan(0); // the rounds kept (the best on validation)
+    expect(fourth.training.epochs).toBeLessThanOrEqual(40);
+    expect(fourth.metrics.auc).toBeGreaterThan(0.6);
+    const version = await registry.getModelVersion('flight_delay', 4);
+    expect(version.params).toMatchObject({ family: 'gbdt', trees: 40, maxLeaves: 15, subsample: 0.8 });
+    expect(version.lineage.tfjsBackend).toBe('none');
+    // The tree encodings: numbers as they are, origin as one categorical input.
+    expect(version.signature.inputs.find((i) => i.name === 'distance')?.encoding).toEqual({ kind: 'number' });
+    expect(version.signature.inputs.find((i) => i.name === 'origin')?.encoding.kind).toBe('category');
+
+    // Promotion scored both families on the candidate's validation rows.
+    const decision = fourth.promotion;
+    const comparison = decision?.validation;
+    expect(comparison?.incumbent).toMatchObject({ version: 2, through: 'dataset' });
+    expect(comparison?.rows).toBeGreaterThan(0);
+    const [c, i] = [comparison?.candidate.value ?? Number.NaN, comparison?.incumbent?.value ?? Number.NaN];
+    expect(decision?.promoted).toBe(c > i);
+
+    // Batch inference with version 4 over the test window writes what the trees give its rows.
+    const dataset = await new TrainingStore({ knex: db.knex }).dataset(first.trainingDatasetId);
+    const rows: Array<Record<string, unknown>> = [];
+    for await (const batch of new TrainingStore({ knex: db.knex }).streamSplit(dataset, 'test', ['flight_id', ...version.signature.inputs.map((input) => input.name)])) rows.push(...batch);
+    const testStart = dataset.testStart.toISOString();
+    const runId = uniqueId('batch_gbdt');
+    const scored = await temporal.client.workflow.execute(batchInference, { taskQueue: temporal.cpuQueue, workflowId: runId, args: [{ model: 'flight_delay', version: 4, start: testStart, end: dataset.windowEnd.toISOString() }] });
+    expect(scored).toMatchObject({ version: 4, rowsRejected: 0 });
+    const ensemble = ensembleFromArtifact(await registry.loadArtifact('flight_delay', 4));
+    const expected = predictEnsemble(ensemble, createEncoder(version.signature).encodeRows(rows), rows.length);
+    const byFlight = new Map((await new PredictionStore({ knex: db.knex }).predictions(scored.runId)).map((p) => [p.entityKey.flight_id, p.score]));
+    expect(rows.length).toBeGreaterThan(500);
+    expect(byFlight.size).toBeGreaterThanOrEqual(rows.length); // flights without a label are scored too
+    rows.forEach((row, k) => expect(byFlight.get(row.flight_id)).toBeCloseTo(expected[k] as number, 5));
+    expect(new Set([...expected].map((v) => v.toFixed(3))).size).toBeGreaterThan(10);
   });
 });

@@ -17,7 +17,9 @@ export const FLIGHTS_CHAIN: FtiPipelineInput = {
     end: '2001-06-01T00:00:00Z',
     validationStart: '2001-05-11T00:00:00Z',
     testStart: '2001-05-18T00:00:00Z',
-    params: { hiddenUnits: [64, 32], epochs: 3, batchSize: 1024, seed: 1 },
+    // Gradient-boosted trees: on these features they score about 0.02 AUC above the
+    // MLP (`{ "family": "mlp", "hiddenUnits": [64, 32], "epochs": 3 }`) in about the same time.
+    params: { family: 'gbdt', trees: 150, learningRate: 0.2, maxLeaves: 63, subsample: 0.5 },
     promote: { alias: 'champion', metric: 'auc', minDelta: 0 },
   },
   inference: { start: '2001-06-01T00:00:00Z', end: '2001-07-01T00:00:00Z' },
