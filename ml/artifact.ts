@@ -5,6 +5,8 @@
  */
 import crypto from 'node:crypto';
 import type * as tf from '@tensorflow/tfjs';
+import { invalid } from '../core/errors.ts';
+import { isEnsembleArtifact } from './gbdt/ensemble.ts';
 
 export interface ModelArtifact {
   /** The layers-model topology JSON (`model.toJSON()` shape). */
@@ -56,6 +58,8 @@ export function artifactHandler(load: () => Promise<ModelArtifact>): tf.io.IOHan
   return {
     load: async () => {
       const artifact = await load();
+      // A gradient-boosted tree version is not a layers model (ml/predictor.ts loads either).
+      if (isEnsembleArtifact(artifact)) throw invalid('this version is a gradient-boosted tree model, not a TensorFlow.js layers model: load it with loadPredictor (ml/predictor.ts)');
       // tfjs expects an ArrayBuffer of exactly the weight bytes.
       const weightData = artifact.weightData.buffer.slice(artifact.weightData.byteOffset, artifact.weightData.byteOffset + artifact.weightData.byteLength) as ArrayBuffer;
       return {
