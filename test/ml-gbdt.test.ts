@@ -80,6 +80,14 @@ describe('gradient-boosted trees', () => {
     expect(artifactSha256(ensembleArtifact(full.ensemble))).not.toBe(artifactSha256(ensembleArtifact(a.ensemble)));
   });
 
+  it('build the same trees with histograms on two threads as on one', async () => {
+    const big = rows(60_000, 7);
+    const run = (threads: number) => boost({ train: big, validation, width: WIDTH, categories, outputKind: 'binary_classifier', params: params({ trees: 10, maxLeaves: 16, subsample: 0.8 }), threads });
+    const [one, two] = [await run(1), await run(2)];
+    expect(one.rounds).toBe(10);
+    expect(artifactSha256(ensembleArtifact(two.ensemble))).toBe(artifactSha256(ensembleArtifact(one.ensemble)));
+  });
+
   it('resumed from a checkpoint, end with the trees of an uninterrupted run', async () => {
     const p = params({ trees: 12, patience: 0, subsample: 0.7 });
     const uninterrupted = await boost({ train, validation, width: WIDTH, categories, outputKind: 'binary_classifier', params: p });

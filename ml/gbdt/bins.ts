@@ -87,10 +87,10 @@ export function numericBin(v: number, thresholds: Float32Array): number {
   return lo;
 }
 
-/** Every row's bin per column, row-major (rows × width) like `x`. */
-export function binRows(x: Float32Array, rows: number, width: number, columns: readonly ColumnBins[]): Uint8Array {
+/** Every row's bin per column, row-major (rows × width) like `x`; on a SharedArrayBuffer when `shared`. */
+export function binRows(x: Float32Array, rows: number, width: number, columns: readonly ColumnBins[], shared = false): Uint8Array {
   if (columns.length !== width || x.length !== rows * width) throw invalid(`binRows: expected ${rows}×${width} values and ${width} column bins, got ${x.length} and ${columns.length}`);
-  const out = new Uint8Array(rows * width);
+  const out = new Uint8Array(shared ? new SharedArrayBuffer(rows * width) : new ArrayBuffer(rows * width));
   columns.forEach((c, f) => {
     for (let r = 0, at = f; r < rows; r++, at += width) {
       const v = x[at] as number;

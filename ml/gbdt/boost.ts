@@ -17,6 +17,8 @@ import type { EpochProgress } from '../train.ts';
 import { binRows, categoricalBins, fitNumericBins, MAX_BINS, type ColumnBins } from './bins.ts';
 import { EnsembleBuilder, rawScores, sigmoid, type Ensemble } from './ensemble.ts';
 import { TreeGrower, type GrownSplit, type GrownTree } from './grow.ts';
+import { HistogramHelper } from './histogram.ts';
+import { availableParallelism } from 'node:os';
 
 export const GbdtParamsSchema = z.strictObject({
   family: z.literal('gbdt'),
@@ -66,6 +68,8 @@ export interface BoostOptions {
   onRound?: (progress: EpochProgress) => void;
   /** Polled before every round; true stops with the trees so far. */
   shouldStop?: () => boolean;
+  /** Threads building histograms (default: the cores available; 1 or 2 are used). The trees do not depend on it. */
+  threads?: number;
 }
 
 export interface BoostResult {
@@ -85,81 +89,91 @@ export async function boost(options: BoostOptions): Promise<BoostResult> {
   if (n < 1 || train.x.length !== n * width || train.y.length !== n) throw invalid(`boost: expected ${n}×${width} training values and ${n} labels, got ${train.x.length} and ${train.y.length}`);
   if (options.categories.length !== width) throw invalid(`boost: ${options.categories.length} column kinds for ${width} columns`);
   const columns: ColumnBins[] = options.categories.map((k, f) => (k > 0 ? categoricalBins(k) : fitNumericBins(train.x, n, width, f, params.maxBins)));
-  const binned = { bins: binRows(train.x, n, width, columns), rows: n, width, columns };
-  const grower = new TreeGrower(binned, params);
-
-  const history = [...(options.resume?.history ?? [])];
-  const builder = options.resume ? EnsembleBuilder.from(options.resume.ensemble, columns) : new EnsembleBuilder(outputKind, columns, baseScore(train.y, outputKind));
-  if (options.resume && options.resume.history.length !== builder.trees) throw invalid(`a checkpoint of ${builder.trees} trees with ${options.resume.history.length} rounds of history`);
-  // Raw scores of the model so far; a resume recomputes them from its trees.
-  const score = options.resume ? rawScores(options.resume.ensemble, train.x, n) : new Float64Array(n).fill(builder.baseScore);
-  const validationScore = validation && (options.resume ? rawScores(options.resume.ensemble, validation.x, validation.rows) : new Float64Array(validation.rows).fill(builder.baseScore));
-  // Validation rows in the same bins: a new tree scores them in bin space, as it was grown.
-  const validationBins = validation && binRows(validation.x, validation.rows, width, columns);
-
-  const grad = new Float32Array(n);
-  const hess = new Float32Array(n);
-  const order = new Uint32Array(n);
-  const inBag = new Uint8Array(n);
-  const every = options.checkpointEvery ?? 25;
-  let best = bestOf(history);
-  let stoppedEarly = false;
-  let trainSeconds = 0;
-
-  let last: EpochProgress | undefined;
-  for (let round = builder.trees + 1; round <= params.trees; round++) {
-    if (best && params.patience > 0 && round - best.epoch > params.patience) break;
-    // A round is a few hundred milliseconds of CPU: let heartbeats and cancellation through between rounds.
-    await new Promise((resolve) => setImmediate(resolve));
-    if (options.shouldStop?.()) {
-      stoppedEarly = true;
-      break;
-    }
-    const started = performance.now();
-    const loss = gradients(outputKind, score, train.y, grad, hess);
-    const bagged = sample(order, inBag, round, params.subsample);
-    const tree = grower.grow(order, bagged, grad, hess);
-    const values = builder.add(tree, params.learningRate);
-    tree.leaves.forEach((leaf, i) => {
-      const v = values[i] as number;
-      for (let k = leaf.start; k < leaf.end; k++) {
-        const r = order[k] as number;
-        score[r] = (score[r] as number) + v;
-      }
-    });
-    if (bagged < n) {
-      for (let r = 0; r < n; r++) if (inBag[r] === 0) score[r] = (score[r] as number) + (values[binnedLeaf(tree, binned.bins, r * width, columns)] as number);
-    }
-    const seconds = (performance.now() - started) / 1000;
-    trainSeconds += seconds;
-    let valLoss: number | undefined;
-    if (validation && validationScore && validationBins) {
-      for (let r = 0; r < validation.rows; r++) validationScore[r] = (validationScore[r] as number) + (values[binnedLeaf(tree, validationBins, r * width, columns)] as number);
-      valLoss = meanLoss(outputKind, validationScore, validation.y);
-    }
-    const progress: EpochProgress = {
-      epoch: round,
-      epochs: params.trees,
-      // The training loss this round's tree was fitted to reduce (computed with its gradients).
-      loss,
-      ...(valLoss === undefined ? {} : { valLoss }),
-      samples: n,
-      seconds,
-      samplesPerSecond: n / Math.max(seconds, 1e-9),
-    };
-    history.push(progress);
-    if (valLoss !== undefined && (!best || valLoss < (best.valLoss ?? Number.POSITIVE_INFINITY))) best = progress;
-    last = progress;
-    options.onRound?.(progress);
-    if (round % every === 0) await options.onCheckpoint?.(progress, () => builder.build(), history);
+  // Shared memory: the histogram helper thread reads the bins, the row order and the gradients.
+  const binned = { bins: binRows(train.x, n, width, columns, true), rows: n, width, columns };
+  const grad = new Float32Array(new SharedArrayBuffer(n * 4));
+  const hess = new Float32Array(new SharedArrayBuffer(n * 4));
+  const order = new Uint32Array(new SharedArrayBuffer(n * 4));
+  const grower = new TreeGrower(binned, params, { order, grad, hess });
+  const helper = await HistogramHelper.start({ bins: binned.bins, width, offsets: grower.offsets, order, grad, hess }, options.threads ?? availableParallelism());
+  grower.useHelper(helper);
+  try {
+    return await boostRounds();
+  } finally {
+    await helper?.close();
   }
-  if (last && last.epoch % every !== 0) await options.onCheckpoint?.(last, () => builder.build(), history);
-  const rounds = builder.trees;
-  const bestRound = best?.epoch ?? rounds;
-  const full = builder.build();
-  const ensemble = bestRound === rounds ? full : EnsembleBuilder.from(full, columns, bestRound).build();
-  const runSamples = (history.length - (options.resume?.history.length ?? 0)) * n;
-  return { ensemble, history, rounds, bestRound, stoppedEarly, samplesPerSecond: trainSeconds > 0 ? runSamples / trainSeconds : 0 };
+
+  async function boostRounds(): Promise<BoostResult> {
+    const history = [...(options.resume?.history ?? [])];
+    const builder = options.resume ? EnsembleBuilder.from(options.resume.ensemble, columns) : new EnsembleBuilder(outputKind, columns, baseScore(train.y, outputKind));
+    if (options.resume && options.resume.history.length !== builder.trees) throw invalid(`a checkpoint of ${builder.trees} trees with ${options.resume.history.length} rounds of history`);
+    // Raw scores of the model so far; a resume recomputes them from its trees.
+    const score = options.resume ? rawScores(options.resume.ensemble, train.x, n) : new Float64Array(n).fill(builder.baseScore);
+    const validationScore = validation && (options.resume ? rawScores(options.resume.ensemble, validation.x, validation.rows) : new Float64Array(validation.rows).fill(builder.baseScore));
+    // Validation rows in the same bins: a new tree scores them in bin space, as it was grown.
+    const validationBins = validation && binRows(validation.x, validation.rows, width, columns);
+
+    const inBag = new Uint8Array(n);
+    const every = options.checkpointEvery ?? 25;
+    let best = bestOf(history);
+    let stoppedEarly = false;
+    let trainSeconds = 0;
+
+    let last: EpochProgress | undefined;
+    for (let round = builder.trees + 1; round <= params.trees; round++) {
+      if (best && params.patience > 0 && round - best.epoch > params.patience) break;
+      // A round is a few hundred milliseconds of CPU: let heartbeats and cancellation through between rounds.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (options.shouldStop?.()) {
+        stoppedEarly = true;
+        break;
+      }
+      const started = performance.now();
+      const loss = gradients(outputKind, score, train.y, grad, hess);
+      const bagged = sample(order, inBag, round, params.subsample);
+      const tree = grower.grow(bagged);
+      const values = builder.add(tree, params.learningRate);
+      tree.leaves.forEach((leaf, i) => {
+        const v = values[i] as number;
+        for (let k = leaf.start; k < leaf.end; k++) {
+          const r = order[k] as number;
+          score[r] = (score[r] as number) + v;
+        }
+      });
+      if (bagged < n) {
+        for (let r = 0; r < n; r++) if (inBag[r] === 0) score[r] = (score[r] as number) + (values[binnedLeaf(tree, binned.bins, r * width, columns)] as number);
+      }
+      const seconds = (performance.now() - started) / 1000;
+      trainSeconds += seconds;
+      let valLoss: number | undefined;
+      if (validation && validationScore && validationBins) {
+        for (let r = 0; r < validation.rows; r++) validationScore[r] = (validationScore[r] as number) + (values[binnedLeaf(tree, validationBins, r * width, columns)] as number);
+        valLoss = meanLoss(outputKind, validationScore, validation.y);
+      }
+      const progress: EpochProgress = {
+        epoch: round,
+        epochs: params.trees,
+        // The training loss this round's tree was fitted to reduce (computed with its gradients).
+        loss,
+        ...(valLoss === undefined ? {} : { valLoss }),
+        samples: n,
+        seconds,
+        samplesPerSecond: n / Math.max(seconds, 1e-9),
+      };
+      history.push(progress);
+      if (valLoss !== undefined && (!best || valLoss < (best.valLoss ?? Number.POSITIVE_INFINITY))) best = progress;
+      last = progress;
+      options.onRound?.(progress);
+      if (round % every === 0) await options.onCheckpoint?.(progress, () => builder.build(), history);
+    }
+    if (last && last.epoch % every !== 0) await options.onCheckpoint?.(last, () => builder.build(), history);
+    const rounds = builder.trees;
+    const bestRound = best?.epoch ?? rounds;
+    const full = builder.build();
+    const ensemble = bestRound === rounds ? full : EnsembleBuilder.from(full, columns, bestRound).build();
+    const runSamples = (history.length - (options.resume?.history.length ?? 0)) * n;
+    return { ensemble, history, rounds, bestRound, stoppedEarly, samplesPerSecond: trainSeconds > 0 ? runSamples / trainSeconds : 0 };
+  }
 }
 
 /** Puts this round's rows in order[0, count) and marks them in inBag; returns count. */

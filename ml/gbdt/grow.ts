@@ -11,6 +11,7 @@
  * the inputs.
  */
 import type { ColumnBins } from './bins.ts';
+import { accumulate, type HistogramHelper } from './histogram.ts';
 
 export interface GrowOptions {
   maxLeaves: number;
@@ -48,6 +49,15 @@ export interface GrownTree {
   leaves: GrownLeaf[];
 }
 
+/** Where each column's bins start in a histogram (in bins; the last entry is the total). */
+export function histogramOffsets(columns: readonly ColumnBins[]): Int32Array {
+  const offsets = new Int32Array(columns.length + 1);
+  columns.forEach((c, f) => {
+    offsets[f + 1] = (offsets[f] as number) + c.values + 1;
+  });
+  return offsets;
+}
+
 /** Binned training rows and their layout: what every tree of a model grows on. */
 export interface BinnedRows {
   /** rows × width bins, row-major. */
@@ -73,8 +83,9 @@ interface Leaf {
   start: number;
   end: number;
   depth: number;
-  /** Per bin: gradient sum, hessian sum, row count (3 slots each). */
+  /** Per bin: gradient sum, hessian sum, row count (3 slots each); `slot` names the buffer for the helper thread. */
   hist: Float64Array;
+  slot: number;
   g: number;
   h: number;
   best: Candidate | null;
@@ -83,30 +94,45 @@ interface Leaf {
   side: 'left' | 'right';
 }
 
+/** The per-row arrays a grower works on, on SharedArrayBuffers (the histogram helper thread reads them). */
+export interface GrowerRows {
+  /** A tree's rows are order[0, count); growing reorders them leaf by leaf. */
+  order: Uint32Array;
+  grad: Float32Array;
+  hess: Float32Array;
+}
+
 /** Reusable buffers for growing trees on one binned matrix. */
 export class TreeGrower {
-  private readonly offsets: Int32Array;
+  readonly offsets: Int32Array;
   private readonly totalBins: number;
   private readonly scratch: Uint32Array;
   private readonly goesLeft = new Uint8Array(256);
-  private readonly pool: Float64Array[] = [];
+  /** Histogram buffers by slot, and the slots free for a new leaf. */
+  private readonly hists: Float64Array[] = [];
+  private readonly free: number[] = [];
+  private helper: HistogramHelper | null = null;
 
   constructor(
     private readonly data: BinnedRows,
     private readonly options: GrowOptions,
+    private readonly rows: GrowerRows,
   ) {
-    this.offsets = new Int32Array(data.width + 1);
-    data.columns.forEach((c, f) => {
-      this.offsets[f + 1] = (this.offsets[f] as number) + c.values + 1;
-    });
+    this.offsets = histogramOffsets(data.columns);
     this.totalBins = this.offsets[data.width] as number;
     this.scratch = new Uint32Array(data.rows);
   }
 
+  /** Builds histograms on two threads from now on (null: on this one). */
+  useHelper(helper: HistogramHelper | null): void {
+    this.helper = helper;
+  }
+
   /** Grows one tree on rows order[0, count) with these gradients and hessians; reorders `order` leaf by leaf. */
-  grow(order: Uint32Array, count: number, grad: Float32Array, hess: Float32Array): GrownTree {
+  grow(count: number): GrownTree {
+    const order = this.rows.order;
     const root = this.leaf(0, count, 0, -1, 'left');
-    this.buildHistogram(root.hist, order, 0, count, grad, hess);
+    this.buildHistogram(root, 0, count);
     this.finish(root);
     const open: Leaf[] = [root];
     const splits: GrownSplit[] = [];
@@ -127,19 +153,20 @@ export class TreeGrower {
       const right = this.leaf(mid, parent.end, parent.depth + 1, index, 'right');
       // Build the smaller child; the larger one is the parent minus it (the parent's buffer is reused).
       const [small, large] = mid - parent.start <= parent.end - mid ? [left, right] : [right, left];
-      this.buildHistogram(small.hist, order, small.start, small.end, grad, hess);
+      this.buildHistogram(small, small.start, small.end);
       const ph = parent.hist;
       const sh = small.hist;
       for (let i = 0; i < ph.length; i++) ph[i] = (ph[i] as number) - (sh[i] as number);
-      this.pool.push(large.hist);
+      this.free.push(large.slot);
       large.hist = ph;
+      large.slot = parent.slot;
       this.finish(left);
       this.finish(right);
       open.splice(pick, 1, left, right);
     }
     const leaves: GrownLeaf[] = open.map((l, i) => {
       if (l.parent >= 0) this.attach(splits, l, ~i);
-      this.pool.push(l.hist);
+      this.free.push(l.slot);
       return { value: -l.g / (l.h + this.options.l2), start: l.start, end: l.end };
     });
     return { splits, leaves };
@@ -153,26 +180,20 @@ export class TreeGrower {
   }
 
   private leaf(start: number, end: number, depth: number, parent: number, side: 'left' | 'right'): Leaf {
-    const hist = this.pool.pop() ?? new Float64Array(this.totalBins * 3);
-    return { start, end, depth, hist, g: 0, h: 0, best: null, parent, side };
+    let slot = this.free.pop();
+    if (slot === undefined) {
+      slot = this.hists.length;
+      const hist = new Float64Array(new SharedArrayBuffer(this.totalBins * 3 * 8));
+      this.hists.push(hist);
+      this.helper?.register(slot, hist);
+    }
+    return { start, end, depth, hist: this.hists[slot] as Float64Array, slot, g: 0, h: 0, best: null, parent, side };
   }
 
-  private buildHistogram(hist: Float64Array, order: Uint32Array, start: number, end: number, grad: Float32Array, hess: Float32Array): void {
-    hist.fill(0);
-    const { bins, width } = this.data;
-    const offsets = this.offsets;
-    for (let k = start; k < end; k++) {
-      const r = order[k] as number;
-      const g = grad[r] as number;
-      const h = hess[r] as number;
-      const base = r * width;
-      for (let f = 0; f < width; f++) {
-        const at = ((offsets[f] as number) + (bins[base + f] as number)) * 3;
-        hist[at] = (hist[at] as number) + g;
-        hist[at + 1] = (hist[at + 1] as number) + h;
-        hist[at + 2] = (hist[at + 2] as number) + 1;
-      }
-    }
+  private buildHistogram(leaf: Leaf, start: number, end: number): void {
+    const { order, grad, hess } = this.rows;
+    if (this.helper) this.helper.build(leaf.slot, leaf.hist, start, end);
+    else accumulate(leaf.hist, this.data.bins, this.data.width, this.offsets, order, start, end, grad, hess, 0, this.data.width);
   }
 
   /** The leaf's totals and its best split (null when it may not or cannot split). */
