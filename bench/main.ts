@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import { Command } from 'commander';
 import { createBenchContext, machineInfo, type BenchPart, type Figure } from './harness.ts';
+import { renderSvg, scalingSpec } from './plot.ts';
 
 export const PARTS = ['features', 'dataset', 'training', 'registry', 'inference', 'online', 'orchestration', 'scaleout', 'scaling'] as const;
 type Part = (typeof PARTS)[number];
@@ -21,6 +22,7 @@ const PART_MODULES: Partial<Record<Part, () => Promise<{ default: BenchPart }>>>
   training: () => import('./parts/training.ts'),
   orchestration: () => import('./parts/orchestration.ts'),
   scaleout: () => import('./parts/scaleout.ts'),
+  scaling: () => import('./parts/scaling.ts'),
 };
 
 async function main(): Promise<void> {
@@ -29,7 +31,8 @@ async function main(): Promise<void> {
     .option('--json <file>', 'write the figures as JSON')
     .parse(process.argv);
   const opts = program.opts<{ only?: string; json?: string }>();
-  const wanted = (opts.only ? opts.only.split(',').map((p) => p.trim()) : [...PARTS]) as Part[];
+  // scaling runs up to 30M rows (hours): only when asked for by name.
+  const wanted = (opts.only ? opts.only.split(',').map((p) => p.trim()) : PARTS.filter((p) => p !== 'scaling')) as Part[];
   for (const p of wanted) if (!PARTS.includes(p)) throw new Error(`unknown part ${p}; parts: ${PARTS.join(', ')}`);
 
   const ctx = await createBenchContext();
@@ -59,6 +62,12 @@ async function main(): Promise<void> {
   if (opts.json) {
     fs.writeFileSync(opts.json, `${JSON.stringify({ machine: machineInfo(tfjsBackend), figures }, null, 2)}\n`);
     console.log(`wrote ${opts.json}`);
+    const spec = scalingSpec(figures);
+    if (spec) {
+      const svg = `${opts.json.replace(/\.json$/, '')}.scaling.svg`;
+      fs.writeFileSync(svg, await renderSvg(spec));
+      console.log(`wrote ${svg}`);
+    }
   }
 }
 

@@ -220,7 +220,7 @@ function partitionWorkers(histories: History[], pids: number[]): Record<string, 
 }
 
 /** Wall time per activity type (first schedule to last completion), from the workflow history. */
-function activitySeconds(history: History): Record<string, number> {
+export function activitySeconds(history: History): Record<string, number> {
   const scheduled = new Map<string, { type: string; at: number }>();
   const spans = new Map<string, { from: number; to: number }>();
   const ms = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) => Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
