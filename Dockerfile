@@ -21,6 +21,8 @@ USER fti
 #   FTI_CODE_VERSION=$(git rev-parse HEAD) docker compose build
 #   docker build --build-arg FTI_CODE_VERSION=$(git rev-parse HEAD) --target cpu .
 ENV FTI_ENV=production
+# Bounds each worker's V8 heap (FTI_WORKER_HEAP_MB does this for workers fti starts itself).
+ENV NODE_OPTIONS=--max-old-space-size=768
 
 FROM base AS cpu
 ARG FTI_CODE_VERSION=

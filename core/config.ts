@@ -32,6 +32,7 @@ const EnvSchema = z.object({
   FTI_TASK_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]*$/).default(''),
   FTI_TFJS_BACKEND: z.enum(['tensorflow', 'webgpu', 'wasm', 'cpu']).optional(),
   FTI_WORKER_CONCURRENCY: z.coerce.number().int().min(1).optional(),
+  FTI_WORKER_HEAP_MB: z.coerce.number().int().min(128).default(768),
   FTI_DEFINITIONS: z.string().min(1).optional(),
   FTI_DATA_ROOTS: z.string().optional(),
   FTI_SERVE_HOST: z.string().min(1).default('127.0.0.1'),
@@ -65,6 +66,13 @@ export interface FtiConfig {
   taskQueuePrefix: string;
   tfjsBackend: 'tensorflow' | 'webgpu' | 'wasm' | 'cpu' | undefined;
   workerConcurrency: number | undefined;
+  /**
+   * V8 heap limit (MB) of the worker processes fti starts (`--max-old-space-size`). Without
+   * one, V8 lets the heap grow with the work done and a worker's RSS grows with the data
+   * (1.1 GB at 3M flights, 1.3 GB at 10M); with 640 MB the 3M run peaked at 639 MB, no slower.
+   * Typed arrays (training rows, tensors) live outside this heap.
+   */
+  workerHeapMb: number;
   /** Module that default-exports the deployment's definitions (defineProject). */
   definitionsModule: string;
   /**
@@ -109,6 +117,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): FtiConfig {
     taskQueuePrefix: e.FTI_TASK_QUEUE_PREFIX,
     tfjsBackend: e.FTI_TFJS_BACKEND,
     workerConcurrency: e.FTI_WORKER_CONCURRENCY,
+    workerHeapMb: e.FTI_WORKER_HEAP_MB,
     definitionsModule: e.FTI_DEFINITIONS ? path.resolve(e.FTI_DEFINITIONS) : DEFAULT_DEFINITIONS,
     dataRoots: (e.FTI_DATA_ROOTS ?? '').split(path.delimiter).filter((r) => r.trim() !== '').map((r) => path.resolve(r)),
     serveHost: e.FTI_SERVE_HOST,

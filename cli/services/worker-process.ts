@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../../core/config.ts';
 import type { Pool } from '../../core/task-queues.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -34,7 +35,9 @@ export interface SpawnOptions {
 }
 
 export function spawnWorkerProcess(pool: Pool, { env, onLine, detached = false }: SpawnOptions): WorkerProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'workers', `${pool}.ts`)], {
+  // The heap limit bounds the worker's memory by configuration rather than by the data it sees.
+  const heap = `--max-old-space-size=${loadConfig(env).workerHeapMb}`;
+  const child = spawn(process.execPath, [heap, '--import', 'tsx', path.join(REPO_ROOT, 'workers', `${pool}.ts`)], {
     cwd: REPO_ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
