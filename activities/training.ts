@@ -313,7 +313,7 @@ export function createGpuTrainingActivities({ features, training, backend }: Tra
           (async () => training.saveCheckpoint({ runKey: input.runKey, ...(await snapshot()) }))(),
           2_000,
         );
-        const progress = { epoch: epoch.epoch, epochs: epoch.epochs, loss: epoch.loss, valLoss: epoch.valLoss, samplesPerSecond: epoch.samplesPerSecond };
+        const progress: TrainingEpoch = { epoch: epoch.epoch, epochs: epoch.epochs, loss: epoch.loss, valLoss: epoch.valLoss, samplesPerSecond: epoch.samplesPerSecond, unit: params.family === 'gbdt' ? 'round' : 'epoch' };
         context.heartbeat(progress);
         await reportEpoch(context, progress);
       };

@@ -18,6 +18,8 @@ export interface TrainingEpoch {
   loss: number;
   valLoss?: number;
   samplesPerSecond: number;
+  /** What `epoch` counts: MLP epochs, or boosting rounds of gradient-boosted trees (absent: epochs). */
+  unit?: 'epoch' | 'round';
 }
 
 /** Sent by the train activity after each epoch, so the progress query is live. */

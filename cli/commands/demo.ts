@@ -97,7 +97,7 @@ async function followChain(workflowId: string, done: Promise<FtiPipelineResult>,
 function describe(p: PipelineProgress): string {
   const d = p.details ?? {};
   const parts = [`${p.stage} ${p.done}/${p.total}`];
-  if (typeof d.epoch === 'number') parts.push(`epoch ${d.epoch}/${String(d.epochs)} loss ${Number(d.loss).toFixed(4)}${typeof d.valLoss === 'number' ? ` val ${d.valLoss.toFixed(4)}` : ''}`);
+  if (typeof d.epoch === 'number') parts.push(`${d.unit === 'round' ? 'round' : 'epoch'} ${d.epoch}/${String(d.epochs)} loss ${Number(d.loss).toFixed(4)}${typeof d.valLoss === 'number' ? ` val ${d.valLoss.toFixed(4)}` : ''}`);
   if (typeof d.rows === 'number') parts.push(`${d.rows} rows`);
   return parts.join(', ');
 }
