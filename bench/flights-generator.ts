@@ -14,6 +14,7 @@ import path from 'node:path';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetRead } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { fileWriter, ParquetWriter, schemaFromColumnData } from 'hyparquet-writer';
+import { mix32 } from '../core/hash.ts';
 import { FLIGHTS_3M_PARQUET } from '../examples/flights/data.ts';
 
 export const GENERATED_FLIGHTS_DIR = path.join(os.homedir(), '.cache', 'fti', 'bench-flights');
@@ -88,7 +89,7 @@ export async function generatedFlights(rows: number): Promise<string> {
   for (let start = 0; start < rows; start += ROW_GROUP) {
     const n = Math.min(ROW_GROUP, rows - start);
     const pick = new Uint32Array(n);
-    for (let i = 0; i < n; i++) pick[i] = mix32(start + i) % source.rows;
+    for (let i = 0; i < n; i++) pick[i] = mix32(Math.imul(start + i, 0x9e3779b1) ^ 0x5bd1e995) % source.rows;
     const opt = (v: number) => (Number.isNaN(v) ? null : v);
     const columnData = [
       { name: 'date', data: Array.from(pick, (r) => new Date(source.date[r] as number)), type: 'TIMESTAMP' as const },
@@ -103,15 +104,4 @@ export async function generatedFlights(rows: number): Promise<string> {
   await writer.finish();
   fs.renameSync(partial, file);
   return file;
-}
-
-/** murmur3's 32-bit finalizer of i (unsigned). */
-function mix32(i: number): number {
-  let h = Math.imul(i, 0x9e3779b1) ^ 0x5bd1e995;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }

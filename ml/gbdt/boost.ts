@@ -18,6 +18,7 @@ import { binRows, categoricalBins, fitNumericBins, MAX_BINS, type ColumnBins } f
 import { EnsembleBuilder, rawScores, sigmoid, type Ensemble } from './ensemble.ts';
 import { TreeGrower, type GrownSplit, type GrownTree } from './grow.ts';
 import { HistogramHelper } from './histogram.ts';
+import { mix32 } from '../../core/hash.ts';
 import { availableParallelism } from 'node:os';
 
 export const GbdtParamsSchema = z.strictObject({
@@ -191,16 +192,6 @@ function sample(order: Uint32Array, inBag: Uint8Array, round: number, share: num
     if (drawn) order[count++] = i;
   }
   return count;
-}
-
-/** murmur3's 32-bit finalizer, as an unsigned integer. */
-function mix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 /** The leaf (index) a binned row falls in. */
