@@ -45,19 +45,21 @@ export interface BenchContext {
 
 export type BenchPart = (ctx: BenchContext) => Promise<Figure[]>;
 
-/** A time figure in seconds: the median of `samples` beside the median of its baseline's, with their ratio. */
-export function secondsFigure(name: string, samples: number[], baseline: { what: string; samples: number[] }, extra: Pick<Figure, 'rows' | 'details'> = {}): Figure {
+/** A time figure in seconds (or, `inMs`, milliseconds for short ones): the median of `samples` (seconds) beside the median of its baseline's, with their ratio. */
+export function secondsFigure(name: string, samples: number[], baseline: { what: string; samples: number[] }, extra: Pick<Figure, 'rows' | 'details'> & { inMs?: boolean } = {}): Figure {
+  const scale = extra.inMs ? 1000 : 1;
+  const digits = extra.inMs ? 1 : 2;
   const value = median(samples);
   const baselineValue = median(baseline.samples);
   return {
     name,
-    value: round(value, 2),
-    unit: 's',
+    value: round(value * scale, digits),
+    unit: extra.inMs ? 'ms' : 's',
     ...(extra.rows === undefined ? {} : { rows: extra.rows }),
     baseline: baseline.what,
-    baseline_value: round(baselineValue, 2),
+    baseline_value: round(baselineValue * scale, digits),
     ratio: timeRatio(value, baselineValue),
-    details: { ...extra.details, runs: samples.map((x) => round(x, 2)), baselineRuns: baseline.samples.map((x) => round(x, 3)) },
+    details: { ...extra.details, runs: samples.map((x) => round(x * scale, digits + 1)), baselineRuns: baseline.samples.map((x) => round(x * scale, digits + 1)) },
   };
 }
 

@@ -9,7 +9,7 @@ import { Command } from 'commander';
 import { createBenchContext, machineInfo, type BenchPart, type Figure } from './harness.ts';
 import { renderSvg, scalingSpec } from './plot.ts';
 
-export const PARTS = ['features', 'dataset', 'training', 'registry', 'inference', 'online', 'orchestration', 'scaleout', 'scaling'] as const;
+export const PARTS = ['features', 'dataset', 'training', 'registry', 'inference', 'online', 'orchestration', 'scaleout', 'scaling', 'hourly'] as const;
 type Part = (typeof PARTS)[number];
 
 /** The parts implemented so far; each module's default export is a BenchPart. */
@@ -23,6 +23,7 @@ const PART_MODULES: Partial<Record<Part, () => Promise<{ default: BenchPart }>>>
   orchestration: () => import('./parts/orchestration.ts'),
   scaleout: () => import('./parts/scaleout.ts'),
   scaling: () => import('./parts/scaling.ts'),
+  hourly: () => import('./parts/hourly.ts'),
 };
 
 async function main(): Promise<void> {
@@ -31,8 +32,8 @@ async function main(): Promise<void> {
     .option('--json <file>', 'write the figures as JSON')
     .parse(process.argv);
   const opts = program.opts<{ only?: string; json?: string }>();
-  // scaling runs up to 30M rows (hours): only when asked for by name.
-  const wanted = (opts.only ? opts.only.split(',').map((p) => p.trim()) : PARTS.filter((p) => p !== 'scaling')) as Part[];
+  // scaling (up to 30M rows) and hourly (a year of hourly commits) run for hours: only when asked for by name.
+  const wanted = (opts.only ? opts.only.split(',').map((p) => p.trim()) : PARTS.filter((p) => p !== 'scaling' && p !== 'hourly')) as Part[];
   for (const p of wanted) if (!PARTS.includes(p)) throw new Error(`unknown part ${p}; parts: ${PARTS.join(', ')}`);
 
   const ctx = await createBenchContext();

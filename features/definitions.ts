@@ -96,11 +96,21 @@ export interface FeatureGroupInput {
   availability?: Availability;
   /** Rows older than this (event time before t − ttl) do not join onto a spine row at t; default: no limit. */
   ttl?: Duration;
+  /**
+   * The event-time range of one partition of the offline table: 'day', 'week', 'month'
+   * (default) or 'year'. Reads and joins over a time window touch only its partitions.
+   * Fixed when the group version is first registered.
+   */
+  partitionBy?: PartitionRange;
 }
+
+export const PARTITION_RANGES = ['day', 'week', 'month', 'year'] as const;
+export type PartitionRange = (typeof PARTITION_RANGES)[number];
 
 export type Availability = { lag: Duration } | { column: string };
 
-export interface FeatureGroupDefinition extends Required<Omit<FeatureGroupInput, 'description' | 'transform' | 'aggregation' | 'label' | 'features' | 'sourceColumns' | 'availability' | 'ttl'>> {
+export interface FeatureGroupDefinition extends Required<Omit<FeatureGroupInput, 'description' | 'transform' | 'aggregation' | 'label' | 'features' | 'sourceColumns' | 'availability' | 'ttl' | 'partitionBy'>> {
+  partitionBy: PartitionRange;
   /** Undefined: rows are known at their event time. */
   availability: Availability | undefined;
   ttl: Duration | undefined;
@@ -150,6 +160,7 @@ const InputSchema = z.object({
   label: identifier.optional(),
   availability: z.union([z.strictObject({ lag: z.string().refine(isDuration, 'a lag looks like 30m, 1h or 2d') }), z.strictObject({ column: identifier })]).optional(),
   ttl: z.string().refine(isDuration, 'a ttl looks like 30m, 1h or 7d').optional(),
+  partitionBy: z.enum(PARTITION_RANGES).default('month'),
 });
 
 export function defineFeatureGroup(input: FeatureGroupInput): FeatureGroupDefinition {
@@ -200,6 +211,7 @@ export function defineFeatureGroup(input: FeatureGroupInput): FeatureGroupDefini
     label: d.label,
     availability: d.availability as Availability | undefined,
     ttl: d.ttl as Duration | undefined,
+    partitionBy: d.partitionBy,
     columns,
     // Availability shapes the stored rows (their available-at times); a default one leaves older fingerprints as they were.
     fingerprint: fingerprint({ entityKeys: d.entityKeys, eventTime: d.eventTime, columns, online: d.online, aggregation: aggregation ?? null, ...(d.availability ? { availability: d.availability } : {}) }),
@@ -245,6 +257,7 @@ export function storedSchema(def: FeatureGroupDefinition): Record<string, unknow
     source: def.source,
     availability: def.availability ?? null,
     ttl: def.ttl ?? null,
+    partitionBy: def.partitionBy,
   };
 }
 

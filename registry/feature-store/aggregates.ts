@@ -32,7 +32,7 @@ import { durationInterval, durationMs } from '../../core/duration.ts';
 import { id, ids, int, join, kw, raw, sql, type Sql } from '../db/index.ts';
 import { visibleCommits } from './commits.ts';
 import { snapshotSql } from './reads.ts';
-import { ensureAvailableAt, groupTables, type GroupShape } from './tables.ts';
+import { upgradeGroupTables, groupTables, type GroupShape } from './tables.ts';
 
 export interface AggregateRun {
   target: GroupShape;
@@ -64,7 +64,7 @@ export async function computeAggregates(knex: Knex, run: AggregateRun): Promise<
   const longest = Math.max(...aggregation.windows.map(durationMs));
   const targetKeys = keyPairs.map(([k]) => k);
   const t = id(target.eventTime);
-  await ensureAvailableAt(knex, source);
+  await upgradeGroupTables(knex, source);
 
   // src: the source snapshot within [start - longest window, end), keys renamed, metric inputs as numbers.
   const filters: Sql[] = [];

@@ -14,7 +14,9 @@
  *   4. overlap           rows already visible unchanged are dropped from the commit
  *                        (a re-run adds nothing); changed rows supersede the old
  *                        ones, which move to the history table (time travel)
- *   5. attach            the commit's table becomes a partition of the offline table
+ *   5. store             the commit's rows move into the offline table's event-time
+ *                        range partitions (a new range's partition is created), and
+ *                        its staging table is dropped
  *   6. online            latest row per entity upserted; an older (late) row never
  *                        overwrites a newer one
  *
@@ -34,7 +36,7 @@ import { toFeatureCommit, type CommitRefusal, type FeatureCommit, type FeatureCo
 import { reasonsExpression } from './expectations.ts';
 import { endCommitAttempts, endPartitionAttempts, fenceCommitAttempt, toFeatureReject } from './staging.ts';
 import { computeStatistics, storeStatistics } from './statistics.ts';
-import { attachCommitTable, dropCommitTable, featureColumns, groupTables, valueColumns, type GroupShape } from './tables.ts';
+import { dropCommitTable, featureColumns, groupTables, storeInRanges, valueColumns, type GroupShape } from './tables.ts';
 
 export interface CommitRules {
   expectations: Expectation[];
@@ -141,12 +143,12 @@ export async function commitStaged(knex: Knex, group: GroupShape & { id: number 
     const visibleAt = ((await trx.raw('select clock_timestamp() as t')) as { rows: Array<{ t: Date }> }).rows[0]?.t as Date;
     if (range.lo && range.hi && rowsValid - unchanged > 0) await step('late', () => markLate(trx, group, stage, commitId, visibleAt, range.lo as Date, range.hi as Date));
 
-    // 5. attach (or drop an empty commit table)
-    if (rowsValid - unchanged > 0) await step('attach', () => attachCommitTable(trx, group, commitId));
-    else await dropCommitTable(trx, group, commitId);
-
-    // 6. online store
+    // 6. online store (from the staging table, unique on keys and event time)
     if (group.online && !group.windowed && rowsValid - unchanged > 0) await step('online', () => upsertOnline(trx, group, stage));
+
+    // 5. into the range partitions (after the online store, which reads the staging table; the order is not visible)
+    if (rowsValid - unchanged > 0) await step('store', () => storeInRanges(trx, group, stage));
+    await dropCommitTable(trx, group, commitId);
 
     const report = { ...(await buildReport(trx, commitId, rules.validation, rowsIn, rejected)), timingsMs };
     const [committed] = await trx<FeatureCommitRow>('feature_commits')
@@ -281,14 +283,17 @@ async function supersede(trx: Knex.Transaction, group: GroupShape & { id: number
   const match = join(key.map((k) => sql`${col('o', k)} = ${col('s', k)}`), ' and ');
   const values = valueColumns(group);
   const same = values.length ? sql`(${cols('o', values)}) is not distinct from (${cols('s', values)})` : kw('true');
+  // The commit's time range bounds the offline rows it can meet: only its ranges' partitions are read.
+  const et = col('o', group.eventTime);
+  const inRange = sql`${et} >= ${lo} and ${et} <= ${hi}`;
   const unchanged = (await raw(
     trx,
-    sql`with gone as (delete from ${id(stage)} s using ${id(t.offline)} o where ${match} and ${same} returning 1) select count(*)::bigint as n from gone`,
+    sql`with gone as (delete from ${id(stage)} s using ${id(t.offline)} o where ${match} and ${same} and ${inRange} returning 1) select count(*)::bigint as n from gone`,
   )) as { rows: Array<{ n: number }> };
   const all = [...featureColumns(group), '_commit_id', '_row_number', '_available_at'];
   const updated = (await raw(
     trx,
-    sql`with moved as (delete from ${id(t.offline)} o using ${id(stage)} s where ${match} returning ${cols('o', all)})
+    sql`with moved as (delete from ${id(t.offline)} o using ${id(stage)} s where ${match} and ${inRange} returning ${cols('o', all)})
         , kept as (insert into ${id(t.history)} (${ids(all)}, _superseded_by) select ${ids(all)}, ${commitId} from moved returning 1)
         select count(*)::bigint as n from kept`,
   )) as { rows: Array<{ n: number }> };

@@ -1,7 +1,7 @@
 /** Registered feature groups: the schema a definition had when first registered. */
 import type { Knex } from 'knex';
 import { FtiError, FailureType } from '../../core/errors.ts';
-import { storedSchema, type FeatureGroupDefinition } from '../../features/definitions.ts';
+import { storedSchema, type FeatureGroupDefinition, type PartitionRange } from '../../features/definitions.ts';
 import { findDefinition, registerDefinition } from './definitions.ts';
 import { ensureGroupTables, shapeOf, type GroupShape } from './tables.ts';
 
@@ -17,7 +17,7 @@ interface FeatureGroupRow {
   name: string;
   version: number;
   fingerprint: string;
-  schema: { entityKeys: string[]; eventTime: string; columns: GroupShape['columns']; online: boolean; aggregation?: unknown };
+  schema: { entityKeys: string[]; eventTime: string; columns: GroupShape['columns']; online: boolean; aggregation?: unknown; partitionBy?: PartitionRange };
   online: boolean;
   description: string | null;
   created_at: Date;
@@ -33,6 +33,8 @@ function toFeatureGroup(row: FeatureGroupRow): FeatureGroupRecord {
     columns: row.schema.columns,
     online: row.online,
     windowed: row.schema.aggregation != null,
+    // Groups registered before ranges were configurable have monthly ones.
+    partitionBy: row.schema.partitionBy ?? 'month',
     fingerprint: row.fingerprint,
     description: row.description,
     createdAt: row.created_at,

@@ -23,7 +23,7 @@ import { getOnlineFeatures, readOffline, RetrievalJob, type FeatureRecord, type 
 import { sourceQueryRows, type SourceQueryOptions } from './source-query.ts';
 import { clearRejects, clearStagedRows, copyIntoCommit, insertRejects, listRejects, stagePartition } from './staging.ts';
 import { getStatistics, type FeatureStatistics } from './statistics.ts';
-import type { GroupShape } from './tables.ts';
+import { upgradeGroupTables, type GroupShape } from './tables.ts';
 import { latestViewSnapshot, pinnedViewSnapshot, viewQuery, type ViewSnapshot } from './view-snapshot.ts';
 import { getFeatureView, getFeatureViewById, listViewVersions, registerFeatureView, type FeatureViewRecord } from './views.ts';
 
@@ -77,7 +77,8 @@ export class FeatureStore {
     return this.stagePartition(run.target, run.commitId, { index: run.partition, range: partitionRowRange(run.partition) }, signal, (stage) => computeAggregates(stage.knex, run));
   }
 
-  commit(group: FeatureGroupRecord, rules: CommitRules, commitId: number): Promise<CommitOutcome> {
+  async commit(group: FeatureGroupRecord, rules: CommitRules, commitId: number): Promise<CommitOutcome> {
+    await upgradeGroupTables(this.knex, group);
     return commitStaged(this.knex, group, rules, commitId);
   }
 
@@ -177,7 +178,7 @@ export type { CommitRefusal, CommitStatus, FeatureCommit, FeatureGroupRecord, Fe
 export type { KeptCommit, ReapedCommit, StagingGcOptions, StagingGcResult };
 // For the other stores: the SQL they build on (a training dataset's or a prediction run's read).
 export { pointInTimeSql, type PitQuery, type PitStrategy } from './point-in-time.ts';
-export { joinOnlineRow, snapshotSql } from './reads.ts';
+export { joinOnlineRow, scannedTables, snapshotSql } from './reads.ts';
 export { groupTables } from './tables.ts';
 export { latestViewSnapshot, viewQuery } from './view-snapshot.ts';
 export { getFeatureGroup } from './groups.ts';

@@ -126,6 +126,8 @@ function windowPlan(q: PitQuery): Sql {
     const te = sql`g.${id(j.shape.eventTime)}`;
     const known = q.pointInTime === 'available_at';
     const bounds: Sql[] = q.end ? [sql`${te} < ${q.end}`, ...(known ? [sql`g._available_at < ${q.end}`] : [])] : [];
+    // A row older than the ttl before the first spine row joins nowhere: its event-time ranges are not read.
+    if (q.start && j.ttlMs !== undefined) bounds.push(sql`${te} >= ${new Date(q.start.getTime() - j.ttlMs)}`);
     const chunk = ji === 0 ? chunkFilter(q, 'g', 'join') : undefined;
     if (chunk) bounds.push(chunk);
     const timeBound = bounds.length ? sql`where ${join(bounds, ' and ')}` : sql``;

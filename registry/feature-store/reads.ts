@@ -7,7 +7,7 @@ import type { Knex } from 'knex';
 import { FtiError, FailureType } from '../../core/errors.ts';
 import { col, id, ids, join, kw, raw, sql, streamQuery, toNative, type Sql } from '../db/index.ts';
 import { visibleCommits } from './commits.ts';
-import { ensureAvailableAt, featureColumns, groupTables, type GroupShape } from './tables.ts';
+import { upgradeGroupTables, featureColumns, groupTables, type GroupShape } from './tables.ts';
 
 export type FeatureRecord = Record<string, unknown>;
 
@@ -63,6 +63,11 @@ export class RetrievalJob {
     return result.rows;
   }
 
+  /** The tables the read would scan, from Postgres' plan: a window's read names only the partitions of its event-time ranges. */
+  async scans(): Promise<string[]> {
+    return scannedTables(this.knex, await this.query());
+  }
+
   async count(): Promise<number> {
     const result = (await raw(this.knex, sql`select count(*)::bigint as n from (${await this.query()}) q`)) as { rows: Array<{ n: number }> };
     return result.rows[0]?.n ?? 0;
@@ -79,7 +84,7 @@ export function readOffline(knex: Knex, group: GroupShape, options: ReadOptions 
   const where = filters.length ? sql` where ${join(filters, ' and ')}` : sql``;
   const order = ids([group.eventTime, ...group.entityKeys]);
   return new RetrievalJob(knex, async () => {
-    await ensureAvailableAt(knex, group);
+    await upgradeGroupTables(knex, group);
     const visible = options.asOfCommit === undefined ? undefined : await visibleCommits(knex, options.asOfCommit);
     return sql`select ${ids(columns)} from (${snapshotSql(group, visible)}) s${where} order by ${order}`;
   });
@@ -139,4 +144,21 @@ function pgArrayType(type: string | undefined): Sql {
     default:
       return sql`text[]`;
   }
+}
+
+/** The tables (partitions included) a query's plan reads, sorted, each once: partitions pruned away are absent. */
+export async function scannedTables(knex: Knex, query: Sql): Promise<string[]> {
+  const result = (await raw(knex, sql`explain (format json) ${query}`)) as { rows: Array<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }> };
+  const names = new Set<string>();
+  const walk = (node: PlanNode) => {
+    if (node['Relation Name']) names.add(node['Relation Name']);
+    for (const child of node.Plans ?? []) walk(child);
+  };
+  for (const plan of result.rows[0]?.['QUERY PLAN'] ?? []) walk(plan.Plan);
+  return [...names].sort();
+}
+
+interface PlanNode {
+  'Relation Name'?: string;
+  Plans?: PlanNode[];
 }

@@ -1,10 +1,13 @@
 /**
  * The tables of one feature group version, and their DDL:
  *
- *   fg_<name>_v<version>            offline store, partitioned by RANGE (_commit_id):
- *                                   one partition per commit, attached when it commits
- *   fg_<name>_v<version>__c<commit> a commit's rows: its staging table while the
- *                                   pipeline writes, then the attached partition
+ *   fg_<name>_v<version>            offline store, partitioned by RANGE (event time):
+ *                                   one partition per month (the group's `partitionBy`)
+ *   fg_<name>_v<version>__p<yyyymmdd> the partition of the range starting that day (UTC),
+ *                                   unique on (entity keys, event time)
+ *   fg_<name>_v<version>__c<commit> a commit's staging table while the pipeline writes;
+ *                                   its rows move into their range partitions when it
+ *                                   commits, and it is dropped
  *   fg_<name>_v<version>__hist      rows superseded by a later commit (time travel)
  *   fg_<name>_v<version>__online    latest row per entity (online-enabled groups); for
  *                                   windowed groups, each entity's current change point
@@ -14,15 +17,17 @@
  * `_row_number` (its row in the source), so any feature row traces to its input.
  */
 import type { Knex } from 'knex';
-import type { FeatureGroupDefinition } from '../../features/definitions.ts';
+import type { FeatureGroupDefinition, PartitionRange } from '../../features/definitions.ts';
 import { PG_TYPE } from '../../features/schema.ts';
-import { grantServingRead, id, int, join, kw, raw, sql, transaction, type Sql } from '../db/index.ts';
+import { grantServingRead, id, ids, int, join, kw, raw, sql, transaction, type Sql } from '../db/index.ts';
 
 export interface GroupTables {
   offline: string;
   history: string;
   online: string;
   commit(commitId: number): string;
+  /** The offline partition of the range that starts at `start` (a UTC midnight). */
+  range(start: Date): string;
 }
 
 export function groupTables(name: string, version: number): GroupTables {
@@ -32,6 +37,7 @@ export function groupTables(name: string, version: number): GroupTables {
     history: `${base}__hist`,
     online: `${base}__online`,
     commit: (commitId) => `${base}__c${commitId}`,
+    range: (start) => `${base}__p${start.toISOString().slice(0, 10).replaceAll('-', '')}`,
   };
 }
 
@@ -48,10 +54,12 @@ export interface GroupShape {
    * after its event time until the next row of its entity (see aggregates.ts).
    */
   windowed: boolean;
+  /** The event-time range of one offline partition. */
+  partitionBy: PartitionRange;
 }
 
 export function shapeOf(def: FeatureGroupDefinition): GroupShape {
-  return { name: def.name, version: def.version, entityKeys: def.entityKeys, eventTime: def.eventTime, columns: def.columns, online: def.online, windowed: def.aggregation !== undefined };
+  return { name: def.name, version: def.version, entityKeys: def.entityKeys, eventTime: def.eventTime, columns: def.columns, online: def.online, windowed: def.aggregation !== undefined, partitionBy: def.partitionBy };
 }
 
 export function featureColumns(shape: GroupShape): string[] {
@@ -68,14 +76,21 @@ function columnDefs(shape: GroupShape, extra: Sql[]): Sql {
   return join([...defs, ...extra], ', ');
 }
 
+/** The offline columns every row carries besides the features. */
+export const OFFLINE_EXTRA_COLUMNS = ['_commit_id', '_row_number', '_available_at'] as const;
+
+function createOffline(knex: Knex, shape: GroupShape, table: string): Knex.Raw {
+  return raw(
+    knex,
+    sql`create table if not exists ${id(table)} (${columnDefs(shape, [kw('_commit_id bigint not null'), kw('_row_number bigint not null'), kw('_available_at timestamptz not null')])}) partition by range (${id(shape.eventTime)})`,
+  );
+}
+
 /** Creates the group's tables if they do not exist (idempotent). */
 export async function ensureGroupTables(knex: Knex, shape: GroupShape): Promise<void> {
   const t = groupTables(shape.name, shape.version);
   const keyAndTime = [...shape.entityKeys, shape.eventTime];
-  await raw(
-    knex,
-    sql`create table if not exists ${id(t.offline)} (${columnDefs(shape, [kw('_commit_id bigint not null'), kw('_row_number bigint not null'), kw('_available_at timestamptz not null')])}) partition by range (_commit_id)`,
-  );
+  await createOffline(knex, shape, t.offline);
   await raw(
     knex,
     sql`create table if not exists ${id(t.history)} (${columnDefs(shape, [kw('_commit_id bigint not null'), kw('_row_number bigint not null'), kw('_superseded_by bigint not null'), kw('_available_at timestamptz not null')])})`,
@@ -97,15 +112,22 @@ export function onlineKey(shape: GroupShape): string[] {
   return shape.windowed ? [...shape.entityKeys, shape.eventTime] : shape.entityKeys;
 }
 
-/** Tables known to have `_available_at`, per connection pool (and so per schema). */
+/** Tables known to be up to date, per connection pool (and so per schema). */
 const upgraded = new WeakMap<object, Set<string>>();
 
 /**
- * Tables made before rows recorded when they became known get the column, filled
- * with their event time (what the joins assumed then). Called before a group is
- * written or read; checks each table once per process, a no-op for newer tables.
+ * Brings tables made by an earlier version up to date: rows record when they became
+ * known (ensureAvailableAt), and the offline table is partitioned by event time
+ * (ensureRangeLayout). Called before a group is written or read; checks each table
+ * once per process, a no-op for newer tables.
  */
-export async function ensureAvailableAt(knex: Knex, shape: GroupShape): Promise<void> {
+export async function upgradeGroupTables(knex: Knex, shape: GroupShape): Promise<void> {
+  await ensureAvailableAt(knex, shape);
+  await ensureRangeLayout(knex, shape);
+}
+
+/** Tables made before rows recorded when they became known get the column, filled with their event time (what the joins assumed then). */
+async function ensureAvailableAt(knex: Knex, shape: GroupShape): Promise<void> {
   const t = groupTables(shape.name, shape.version);
   const seen = upgraded.get(knex.client) ?? new Set<string>();
   upgraded.set(knex.client, seen);
@@ -129,17 +151,13 @@ export async function ensureAvailableAt(knex: Knex, shape: GroupShape): Promise<
 }
 
 /**
- * A commit's table: same columns as the offline table, `_commit_id` defaulting to
- * the commit, and a CHECK that matches the partition bound so that ATTACH
- * PARTITION needs no validation scan.
+ * A commit's staging table: the offline table's columns, `_commit_id` defaulting to
+ * the commit. Not a partition: committing moves its rows into their range partitions.
  */
 export async function createCommitTable(knex: Knex, shape: GroupShape, commitId: number): Promise<string> {
   const t = groupTables(shape.name, shape.version);
   const table = t.commit(commitId);
-  await raw(
-    knex,
-    sql`create table if not exists ${id(table)} (like ${id(t.offline)}, check (_commit_id >= ${int(commitId)} and _commit_id < ${int(commitId + 1)}))`,
-  );
+  await raw(knex, sql`create table if not exists ${id(table)} (like ${id(t.offline)})`);
   await raw(knex, sql`alter table ${id(table)} alter column _commit_id set default ${int(commitId)}`);
   return table;
 }
@@ -148,7 +166,103 @@ export async function dropCommitTable(knex: Knex, shape: GroupShape, commitId: n
   await raw(knex, sql`drop table if exists ${id(groupTables(shape.name, shape.version).commit(commitId))}`);
 }
 
-export async function attachCommitTable(knex: Knex, shape: GroupShape, commitId: number): Promise<void> {
-  const t = groupTables(shape.name, shape.version);
-  await raw(knex, sql`alter table ${id(t.offline)} attach partition ${id(t.commit(commitId))} for values from (${int(commitId)}) to (${int(commitId + 1)})`);
+/** The end of the range that starts at `start`: ranges are calendar units in UTC (a week starts on Monday). */
+export function rangeEnd(start: Date, unit: PartitionRange): Date {
+  const [y, m, d] = [start.getUTCFullYear(), start.getUTCMonth(), start.getUTCDate()];
+  switch (unit) {
+    case 'day':
+      return new Date(Date.UTC(y, m, d + 1));
+    case 'week':
+      return new Date(Date.UTC(y, m, d + 7));
+    case 'month':
+      return new Date(Date.UTC(y, m + 1, 1));
+    case 'year':
+      return new Date(Date.UTC(y + 1, 0, 1));
+  }
 }
+
+/** A timestamp literal, for DDL (which takes no parameters); from a Date, never from input. */
+function timestampLiteral(t: Date): Sql {
+  return kw(`'${t.toISOString()}'::timestamptz`);
+}
+
+/**
+ * Moves the rows of `from` (a commit's staging table, or an old-layout offline table)
+ * into the offline table's range partitions, inside the caller's transaction. A range
+ * without a partition gets one: created, filled, indexed and checked first, so that
+ * attaching it scans nothing (and, created in this transaction, it skips the WAL on a
+ * wal_level=minimal server). Rows of an existing range are inserted into its partition.
+ */
+export async function storeInRanges(trx: Knex.Transaction, shape: GroupShape, from: string): Promise<Array<{ table: string; created: boolean; rows: number }>> {
+  const t = groupTables(shape.name, shape.version);
+  const et = id(shape.eventTime);
+  const starts = (await raw(
+    trx,
+    sql`select distinct to_char(date_trunc(${shape.partitionBy}, ${et} at time zone 'UTC'), 'YYYY-MM-DD') as lo from ${id(from)} order by 1`,
+  )) as { rows: Array<{ lo: string }> };
+  const columns = ids([...featureColumns(shape), ...OFFLINE_EXTRA_COLUMNS]);
+  const stored: Array<{ table: string; created: boolean; rows: number }> = [];
+  for (const { lo: day } of starts.rows) {
+    const lo = new Date(`${day}T00:00:00Z`);
+    const hi = rangeEnd(lo, shape.partitionBy);
+    const table = t.range(lo);
+    const exists = ((await trx.raw('select to_regclass(?) is not null as e', [table])) as { rows: Array<{ e: boolean }> }).rows[0]?.e;
+    const insert = sql`insert into ${id(table)} (${columns}) select ${columns} from ${id(from)} where ${et} >= ${lo} and ${et} < ${hi}`;
+    if (exists) {
+      const result = await raw(trx, insert);
+      stored.push({ table, created: false, rows: (result as unknown as { rowCount: number }).rowCount });
+      continue;
+    }
+    await raw(trx, sql`create table ${id(table)} (like ${id(t.offline)} including defaults)`);
+    await raw(trx, sql`alter table ${id(table)} add constraint ${id(`${table}_range`)} check (${et} >= ${timestampLiteral(lo)} and ${et} < ${timestampLiteral(hi)})`);
+    const result = await raw(trx, insert);
+    await raw(trx, sql`create unique index ${id(`${table}_key`)} on ${id(table)} (${ids([...shape.entityKeys, shape.eventTime])})`);
+    await raw(trx, sql`alter table ${id(t.offline)} attach partition ${id(table)} for values from (${timestampLiteral(lo)}) to (${timestampLiteral(hi)})`);
+    stored.push({ table, created: true, rows: (result as unknown as { rowCount: number }).rowCount });
+  }
+  return stored;
+}
+
+/**
+ * An offline table of the layout before event-time partitions (RANGE on `_commit_id`,
+ * one partition per commit) is rebuilt in the new one: its rows move into range
+ * partitions, keeping their commit ids, so every snapshot reads as before. One
+ * transaction; readers and commits of the group wait for it.
+ */
+async function ensureRangeLayout(knex: Knex, shape: GroupShape): Promise<void> {
+  const t = groupTables(shape.name, shape.version);
+  const seen = upgraded.get(knex.client) ?? new Set<string>();
+  upgraded.set(knex.client, seen);
+  const key = `${t.offline}#ranges`;
+  if (seen.has(key)) return;
+  // Read from the catalogs (MVCC), not by opening the table: another process may be rebuilding it.
+  const partitionKey = async (db: Knex) =>
+    (
+      (await db.raw(
+        `select a.attname as key from pg_partitioned_table p join pg_class c on c.oid = p.partrelid join pg_namespace n on n.oid = c.relnamespace
+         join pg_attribute a on a.attrelid = c.oid and a.attnum = p.partattrs[0] where n.nspname = current_schema() and c.relname = ?`,
+        [t.offline],
+      )) as { rows: Array<{ key: string }> }
+    ).rows[0]?.key;
+  if ((await partitionKey(knex)) === '_commit_id') {
+    // Concurrent readers of this process wait for one rebuild.
+    let rebuild = rebuilding.get(key);
+    if (!rebuild) {
+      rebuild = transaction(knex, async (trx) => {
+        await trx.raw('select pg_advisory_xact_lock(hashtext(?))', [`fti.offline_layout:${key}`]);
+        if ((await partitionKey(trx)) !== '_commit_id') return;
+        await raw(trx, sql`lock table ${id(t.offline)} in access exclusive mode`);
+        const old = `${t.offline}__by_commit`;
+        await raw(trx, sql`alter table ${id(t.offline)} rename to ${id(old)}`);
+        await createOffline(trx, shape, t.offline);
+        await storeInRanges(trx, shape, old);
+        await raw(trx, sql`drop table ${id(old)}`);
+      }).finally(() => rebuilding.delete(key));
+      rebuilding.set(key, rebuild);
+    }
+    await rebuild;
+  }
+  seen.add(key);
+}
+
+const rebuilding = new Map<string, Promise<void>>();

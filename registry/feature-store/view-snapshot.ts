@@ -12,7 +12,7 @@ import { latestCommit, visibleCommits } from './commits.ts';
 import { getFeatureGroup, type FeatureGroupRecord } from './groups.ts';
 import type { PitQuery } from './point-in-time.ts';
 import type { VisibleCommits } from './reads.ts';
-import { ensureAvailableAt } from './tables.ts';
+import { upgradeGroupTables } from './tables.ts';
 
 export interface ViewSnapshot {
   spine: FeatureGroupRecord;
@@ -32,7 +32,7 @@ async function viewGroups(knex: Knex, view: FeatureViewDefinition): Promise<Feat
 
 async function toSnapshot(knex: Knex, records: FeatureGroupRecord[], commits: FeatureGroupCommitRef[]): Promise<ViewSnapshot> {
   const [spine, ...joins] = records as [FeatureGroupRecord, ...FeatureGroupRecord[]];
-  for (const record of records) await ensureAvailableAt(knex, record);
+  for (const record of records) await upgradeGroupTables(knex, record);
   const visible = new Map<string, VisibleCommits>();
   for (const c of commits) visible.set(`${c.featureGroup}@${c.version}`, await visibleCommits(knex, c.commitId));
   return { spine, joins, commits, visible };

@@ -1,0 +1,152 @@
+/**
+ * The offline store's layout: tables partitioned by event time (a group's
+ * `partitionBy` range), the commit an ordinary column. Many small commits share their
+ * range's partition instead of adding one each; reads and joins over a window touch
+ * only the partitions of its ranges (Postgres' plan says which); a store of the
+ * layout before (one partition per commit) is rebuilt in this one with every snapshot
+ * unchanged.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { copyValue } from '../features/copy-text.ts';
+import { defineFeatureGroup, type FeatureGroupDefinition } from '../features/definitions.ts';
+import type { FeatureValue } from '../features/schema.ts';
+import { defineFeatureView } from '../features/views.ts';
+import { createKnex, raw } from '../registry/db/index.ts';
+import { FeatureStore, latestViewSnapshot, pointInTimeSql, scannedTables, viewQuery, type FeatureGroupRecord } from '../registry/feature-store/index.ts';
+import { createTestDb, uniqueId, type TestDb } from './helpers/services.ts';
+
+const meters = defineFeatureGroup({
+  name: 'meters',
+  version: 1,
+  entityKeys: ['meter'],
+  eventTime: 'at',
+  features: { meter: 'string', at: 'timestamp', value: 'float' },
+  source: { kind: 'ndjson', path: '/dev/null' },
+  partitionBy: 'month',
+});
+const bills = defineFeatureGroup({
+  name: 'bills',
+  version: 1,
+  entityKeys: ['bill_id'],
+  eventTime: 'at',
+  features: { bill_id: 'int', at: 'timestamp', meter: 'string', paid: 'bool' },
+  source: { kind: 'ndjson', path: '/dev/null' },
+  label: 'paid',
+});
+const view = defineFeatureView({ name: 'bill_view', version: 1, spine: bills, label: 'paid', joins: [{ group: meters, on: { meter: 'meter' }, ttl: '7d' }], features: ['meters.value'] });
+
+const day = (month: number, d: number, h = 0) => new Date(Date.UTC(2024, month - 1, d, h));
+type Row = Record<string, FeatureValue>;
+
+describe('event-time partitions', () => {
+  let db: TestDb;
+  let store: FeatureStore;
+  let meterGroup: FeatureGroupRecord;
+  let billGroup: FeatureGroupRecord;
+  const commits: number[] = [];
+
+  async function commitRows(group: FeatureGroupRecord, def: FeatureGroupDefinition, rows: Row[]): Promise<number> {
+    const commit = await store.beginCommit(group, { idempotencyKey: uniqueId('attempt') });
+    const lines = rows.map((row, i) => `${[...def.columns.map((c) => copyValue(row[c.name] ?? null)), String(i), copyValue(row[def.eventTime] ?? null)].join('\t')}\n`);
+    await store.copyRows(group, commit.id, (async function* () {
+      yield lines.join('');
+    })());
+    const outcome = await store.commit(group, { expectations: [], validation: 'strict' }, commit.id);
+    expect(outcome.ok, JSON.stringify(outcome)).toBe(true);
+    return commit.id;
+  }
+  /** The group's tables in the schema, with whether each is a partition (and of what). */
+  const tablesOf = async (prefix: string) =>
+    (
+      (await db.knex.raw(
+        `select c.relname as name, coalesce(p.relname, '') as parent from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         left join pg_inherits i on i.inhrelid = c.oid left join pg_class p on p.oid = i.inhparent
+         where n.nspname = current_schema() and c.relkind in ('r', 'p') and starts_with(c.relname, ?) order by 1`,
+        [prefix],
+      )) as { rows: Array<{ name: string; parent: string }> }
+    ).rows;
+  const snapshotAsOf = async (s: FeatureStore, commitId: number) =>
+    (await s.read(meterGroup, { asOfCommit: commitId }).toArray()).map((r) => `${r.meter}@${(r.at as Date).toISOString()}=${r.value}`).sort();
+
+  beforeAll(async () => {
+    db = await createTestDb('storage');
+    store = new FeatureStore({ knex: db.knex });
+    meterGroup = await store.register(meters);
+    billGroup = await store.register(bills);
+  });
+
+  afterAll(async () => {
+    await db?.close();
+  });
+
+  it('a backfill fills one partition per month; 30 hourly commits add rows to their month, not partitions', async () => {
+    commits.push(await commitRows(meterGroup, meters, [1, 2, 3].flatMap((month) => ['a', 'b'].map((meter, k) => ({ meter, at: day(month, 10 + k), value: month * 10 + k })))));
+    for (let h = 0; h < 30; h++) commits.push(await commitRows(meterGroup, meters, [{ meter: 'a', at: day(3, 20, h % 24), value: 100 + h }].map((r, i) => ({ ...r, at: new Date((r.at as Date).getTime() + Math.floor(h / 24) * 86_400_000 + i) }))));
+    // A correction of a February row: the old one moves to the history table.
+    commits.push(await commitRows(meterGroup, meters, [{ meter: 'a', at: day(2, 10), value: -1 }]));
+
+    expect(await tablesOf('fg_meters_v1')).toEqual([
+      { name: 'fg_meters_v1', parent: '' },
+      { name: 'fg_meters_v1__hist', parent: '' },
+      { name: 'fg_meters_v1__p20240101', parent: 'fg_meters_v1' },
+      { name: 'fg_meters_v1__p20240201', parent: 'fg_meters_v1' },
+      { name: 'fg_meters_v1__p20240301', parent: 'fg_meters_v1' },
+    ]);
+    const now = await snapshotAsOf(store, commits.at(-1) as number);
+    expect(now).toHaveLength(6 + 30);
+    expect(now).toContain(`a@${day(2, 10).toISOString()}=-1`);
+    expect(await snapshotAsOf(store, commits[0] as number)).toEqual([1, 2, 3].flatMap((m) => [`a@${day(m, 10).toISOString()}=${m * 10}`, `b@${day(m, 11).toISOString()}=${m * 10 + 1}`]).sort());
+  });
+
+  it('a windowed read and a point-in-time join scan only the partitions of their window', async () => {
+    expect(await store.read(meterGroup, { start: day(2, 1), end: day(3, 1) }).scans()).toEqual(['fg_meters_v1__p20240201']);
+    expect(await store.read(meterGroup, { start: day(3, 5), end: day(3, 6) }).scans()).toEqual(['fg_meters_v1__p20240301']);
+    expect(await store.read(meterGroup).scans()).toEqual(['fg_meters_v1__p20240101', 'fg_meters_v1__p20240201', 'fg_meters_v1__p20240301']);
+    // As of an earlier commit, rows since superseded come from the history table.
+    expect(await store.read(meterGroup, { start: day(2, 1), end: day(3, 1), asOfCommit: commits[0] as number }).scans()).toEqual(['fg_meters_v1__hist', 'fg_meters_v1__p20240201']);
+
+    await commitRows(billGroup, bills, [1, 2, 3].map((month) => ({ bill_id: month, at: day(month, 15), meter: 'b', paid: month % 2 === 0 })));
+    const record = await store.registerView(view);
+    const snapshot = await latestViewSnapshot(db.knex, record.definition);
+    const join = pointInTimeSql({ ...viewQuery(record.definition, snapshot, { start: day(2, 1), end: day(3, 1), withLabel: true, strategy: 'window' }) });
+    // Spine rows of February; meter rows before March 1st and no older than the ttl (7 days) before February 1st.
+    expect(await scannedTables(db.knex, join)).toEqual(['fg_bills_v1__hist', 'fg_bills_v1__p20240201', 'fg_meters_v1__hist', 'fg_meters_v1__p20240101', 'fg_meters_v1__p20240201']);
+    const rows = (await raw(db.knex, join)) as { rows: Array<Record<string, unknown>> };
+    expect(rows.rows.map((r) => [r.bill_id, r.value])).toEqual([[2, 21]]);
+  });
+
+  it('a store of the layout before (one partition per commit) is rebuilt by event time, every snapshot unchanged', async () => {
+    const before = await Promise.all(commits.map((c) => snapshotAsOf(store, c)));
+    // The old layout, by hand: RANGE (_commit_id), one partition per commit.
+    await db.knex.transaction(async (trx) => {
+      await trx.raw('alter table fg_meters_v1 rename to fg_meters_v1__now');
+      await trx.raw('create table fg_meters_v1 (like fg_meters_v1__now) partition by range (_commit_id)');
+      const ids = ((await trx.raw('select distinct _commit_id as c from fg_meters_v1__now order by 1')) as { rows: Array<{ c: string }> }).rows.map((r) => Number(r.c));
+      for (const c of ids) {
+        await trx.raw(`create table fg_meters_v1__c${c} (like fg_meters_v1__now)`);
+        await trx.raw(`insert into fg_meters_v1__c${c} select * from fg_meters_v1__now where _commit_id = ${c}`);
+        await trx.raw(`alter table fg_meters_v1 attach partition fg_meters_v1__c${c} for values from (${c}) to (${c + 1})`);
+      }
+      await trx.raw('drop table fg_meters_v1__now');
+    });
+    expect((await tablesOf('fg_meters_v1__c')).length).toBeGreaterThan(3);
+
+    // A process that has not seen the group yet (a new pool) upgrades it on first read.
+    const knex = createKnex({ url: db.url, schema: db.schema, applicationName: 'fti-test-storage-upgrade' });
+    try {
+      const fresh = new FeatureStore({ knex });
+      const after = await Promise.all(commits.map((c) => snapshotAsOf(fresh, c)));
+      expect(after).toEqual(before);
+      expect((await tablesOf('fg_meters_v1')).map((t) => t.name)).toEqual(['fg_meters_v1', 'fg_meters_v1__hist', 'fg_meters_v1__p20240101', 'fg_meters_v1__p20240201', 'fg_meters_v1__p20240301']);
+      // And it commits into the new layout.
+      const next = await (async () => {
+        store = fresh;
+        return commitRows(meterGroup, meters, [{ meter: 'c', at: day(4, 2), value: 7 }]);
+      })();
+      expect(await snapshotAsOf(fresh, next)).toContain(`c@${day(4, 2).toISOString()}=7`);
+      expect((await tablesOf('fg_meters_v1__p')).map((t) => t.name)).toContain('fg_meters_v1__p20240401');
+    } finally {
+      await knex.destroy();
+    }
+  });
+});
