@@ -139,10 +139,8 @@ describe('event-time partitions', () => {
       expect(after).toEqual(before);
       expect((await tablesOf('fg_meters_v1')).map((t) => t.name)).toEqual(['fg_meters_v1', 'fg_meters_v1__hist', 'fg_meters_v1__p20240101', 'fg_meters_v1__p20240201', 'fg_meters_v1__p20240301']);
       // And it commits into the new layout.
-      const next = await (async () => {
-        store = fresh;
-        return commitRows(meterGroup, meters, [{ meter: 'c', at: day(4, 2), value: 7 }]);
-      })();
+      store = fresh;
+      const next = await commitRows(meterGroup, meters, [{ meter: 'c', at: day(4, 2), value: 7 }]);
       expect(await snapshotAsOf(fresh, next)).toContain(`c@${day(4, 2).toISOString()}=7`);
       expect((await tablesOf('fg_meters_v1__p')).map((t) => t.name)).toContain('fg_meters_v1__p20240401');
     } finally {

@@ -14,11 +14,11 @@
  *   4. overlap           rows already visible unchanged are dropped from the commit
  *                        (a re-run adds nothing); changed rows supersede the old
  *                        ones, which move to the history table (time travel)
- *   5. store             the commit's rows move into the offline table's event-time
+ *   5. online            latest row per entity upserted from the staging table; an
+ *                        older (late) row never overwrites a newer one
+ *   6. store             the commit's rows move into the offline table's event-time
  *                        range partitions (a new range's partition is created), and
  *                        its staging table is dropped
- *   6. online            latest row per entity upserted; an older (late) row never
- *                        overwrites a newer one
  *
  * A windowed group (aggregates, whose rows are change points) differs in two steps:
  * its rows at or after the run's window end are set aside first (the known future of
@@ -143,10 +143,10 @@ export async function commitStaged(knex: Knex, group: GroupShape & { id: number 
     const visibleAt = ((await trx.raw('select clock_timestamp() as t')) as { rows: Array<{ t: Date }> }).rows[0]?.t as Date;
     if (range.lo && range.hi && rowsValid - unchanged > 0) await step('late', () => markLate(trx, group, stage, commitId, visibleAt, range.lo as Date, range.hi as Date));
 
-    // 6. online store (from the staging table, unique on keys and event time)
+    // 5. online store (from the staging table, unique on keys and event time)
     if (group.online && !group.windowed && rowsValid - unchanged > 0) await step('online', () => upsertOnline(trx, group, stage));
 
-    // 5. into the range partitions (after the online store, which reads the staging table; the order is not visible)
+    // 6. into the range partitions (after the online store, which reads the staging table)
     if (rowsValid - unchanged > 0) await step('store', () => storeInRanges(trx, group, stage));
     await dropCommitTable(trx, group, commitId);
 

@@ -208,17 +208,16 @@ export async function storeInRanges(trx: Knex.Transaction, shape: GroupShape, fr
     const table = t.range(lo);
     const exists = ((await trx.raw('select to_regclass(?) is not null as e', [table])) as { rows: Array<{ e: boolean }> }).rows[0]?.e;
     const insert = sql`insert into ${id(table)} (${columns}) select ${columns} from ${id(from)} where ${et} >= ${lo} and ${et} < ${hi}`;
-    if (exists) {
-      const result = await raw(trx, insert);
-      stored.push({ table, created: false, rows: (result as unknown as { rowCount: number }).rowCount });
-      continue;
+    if (!exists) {
+      await raw(trx, sql`create table ${id(table)} (like ${id(t.offline)} including defaults)`);
+      await raw(trx, sql`alter table ${id(table)} add constraint ${id(`${table}_range`)} check (${et} >= ${timestampLiteral(lo)} and ${et} < ${timestampLiteral(hi)})`);
     }
-    await raw(trx, sql`create table ${id(table)} (like ${id(t.offline)} including defaults)`);
-    await raw(trx, sql`alter table ${id(table)} add constraint ${id(`${table}_range`)} check (${et} >= ${timestampLiteral(lo)} and ${et} < ${timestampLiteral(hi)})`);
-    const result = await raw(trx, insert);
-    await raw(trx, sql`create unique index ${id(`${table}_key`)} on ${id(table)} (${ids([...shape.entityKeys, shape.eventTime])})`);
-    await raw(trx, sql`alter table ${id(t.offline)} attach partition ${id(table)} for values from (${timestampLiteral(lo)}) to (${timestampLiteral(hi)})`);
-    stored.push({ table, created: true, rows: (result as unknown as { rowCount: number }).rowCount });
+    const { rowCount } = (await raw(trx, insert)) as unknown as { rowCount: number };
+    if (!exists) {
+      await raw(trx, sql`create unique index ${id(`${table}_key`)} on ${id(table)} (${ids([...shape.entityKeys, shape.eventTime])})`);
+      await raw(trx, sql`alter table ${id(t.offline)} attach partition ${id(table)} for values from (${timestampLiteral(lo)}) to (${timestampLiteral(hi)})`);
+    }
+    stored.push({ table, created: !exists, rows: rowCount });
   }
   return stored;
 }
