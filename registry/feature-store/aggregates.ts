@@ -30,7 +30,7 @@ import type { Knex } from 'knex';
 import { aggregateFeatureName, type Aggregation } from '../../features/definitions.ts';
 import { durationInterval, durationMs } from '../../core/duration.ts';
 import { id, ids, int, join, kw, raw, sql, type Sql } from '../db/index.ts';
-import { visibleCommits } from './commits.ts';
+import { snapshotPin } from './commits.ts';
 import { snapshotSql } from './reads.ts';
 import { upgradeGroupTables, groupTables, type GroupShape } from './tables.ts';
 
@@ -78,7 +78,7 @@ export async function computeAggregates(knex: Knex, run: AggregateRun): Promise<
   const inputs = aggregation.metrics.flatMap((m, i) => (m.column ? [{ i, x: sourceTypes[m.column] === 'bool' ? sql`(${id(m.column)})::int::double precision` : sql`(${id(m.column)})::double precision` }] : []));
   const src = sql`select ${join(keyPairs.map(([k, s]) => sql`${id(s)}::text as ${id(k)}`), ', ')}, ${id(sourceTime)} as _te, _available_at as _ta
                   ${join(inputs.map(({ i, x }) => sql`, ${x} as ${id(`_x${i}`)}`), '')}
-                  from (${snapshotSql(source, await visibleCommits(knex, run.sourceCommitId))}) snapshot ${where}`;
+                  from (${snapshotSql(source, await snapshotPin(knex, run.sourceCommitId))}) snapshot ${where}`;
 
   // Per window w: the row count, and per metric input the sum and count of non-null values.
   const windows = aggregation.windows.map((w, wi) => ({ w, wi, interval: kw(`interval '${durationInterval(w)}'`) }));

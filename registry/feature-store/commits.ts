@@ -170,15 +170,21 @@ export async function latestCommit(knex: Knex, featureGroupId: number): Promise<
 }
 
 /**
- * The commits visible in the snapshot pinned by `commitId`: its group's commits that
- * became visible no later than it did. A snapshot is this set, whatever the ids.
+ * A snapshot of a group: its commits that became visible no later than the pinned one,
+ * named by the pin's place in visibility order (whatever the ids). Reads filter on the
+ * commits that came after it (reads.ts `snapshotFilter`), not on a list of the visible
+ * ones, which grows with every commit.
  */
-export async function visibleCommits(knex: Knex, commitId: number): Promise<number[]> {
-  const rows = (await knex.raw(
-    `select c.id from feature_commits c join feature_commits pin on pin.id = ? and pin.status = 'committed'
-     where c.feature_group_id = pin.feature_group_id and c.status = 'committed' and c.visible_seq <= pin.visible_seq order by c.visible_seq`,
-    [commitId],
-  )) as { rows: Array<{ id: number }> };
-  if (rows.rows.length === 0) throw new FtiError(FailureType.NotFound, `feature commit ${commitId} is not a committed commit: there is no snapshot as of it`);
-  return rows.rows.map((r) => Number(r.id));
+export interface SnapshotPin {
+  featureGroupId: number;
+  visibleSeq: number;
+}
+
+/** The snapshot pinned by `commitId` (a committed commit). */
+export async function snapshotPin(knex: Knex, commitId: number): Promise<SnapshotPin> {
+  const row = (await knex<FeatureCommitRow>('feature_commits').where({ id: commitId, status: 'committed' }).first('feature_group_id', 'visible_seq')) as
+    | Pick<FeatureCommitRow, 'feature_group_id' | 'visible_seq'>
+    | undefined;
+  if (!row || row.visible_seq === null) throw new FtiError(FailureType.NotFound, `feature commit ${commitId} is not a committed commit: there is no snapshot as of it`);
+  return { featureGroupId: Number(row.feature_group_id), visibleSeq: Number(row.visible_seq) };
 }

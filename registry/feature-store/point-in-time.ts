@@ -19,7 +19,8 @@
  */
 import { PG_TYPE } from '../../features/schema.ts';
 import { col, id, ids, int, join, kw, sql, type Sql } from '../db/index.ts';
-import { snapshotSql, type VisibleCommits } from './reads.ts';
+import type { SnapshotPin } from './commits.ts';
+import { snapshotFilter, snapshotSql } from './reads.ts';
 import { groupTables, type GroupShape } from './tables.ts';
 
 export interface PitFeature {
@@ -30,7 +31,7 @@ export interface PitFeature {
 export interface PitJoin {
   shape: GroupShape;
   /** The snapshot the group is read in. */
-  visible: VisibleCommits;
+  visible: SnapshotPin;
   /** Joined group's entity key -> spine column. */
   on: Record<string, string>;
   features: PitFeature[];
@@ -45,7 +46,7 @@ export type PointInTimePolicy = 'available_at' | 'event_time';
 export type PitStrategy = 'window' | 'lateral';
 
 export interface PitQuery {
-  spine: { shape: GroupShape; visible: VisibleCommits };
+  spine: { shape: GroupShape; visible: SnapshotPin };
   /** Spine label column: included, and spine rows without a label are left out. */
   label?: string;
   spineFeatures: PitFeature[];
@@ -182,9 +183,9 @@ function latestBefore(j: PitJoin, spineAlias: string, spineTime: string, policy:
   if (j.ttlMs !== undefined) conditions.push(sql`${col('g', j.shape.eventTime)} >= ${col(spineAlias, spineTime)} - ${j.ttlMs} * interval '1 millisecond'`);
   const before = join(conditions, ' and ');
   const newest = sql`order by ${col('g', j.shape.eventTime)} desc limit 1`;
-  const visible = [...j.visible];
-  const offline = sql`(select ${ids(columns)} from ${id(t.offline)} g where ${match} and ${before} and g._commit_id = any(${visible}::bigint[]) ${newest})`;
-  const history = sql`(select ${ids(columns)} from ${id(t.history)} g where ${match} and ${before} and g._commit_id = any(${visible}::bigint[]) and g._superseded_by <> all(${visible}::bigint[]) ${newest})`;
+  const snapshot = snapshotFilter(j.visible, 'g');
+  const offline = sql`(select ${ids(columns)} from ${id(t.offline)} g where ${match} and ${before} and ${snapshot.offline} ${newest})`;
+  const history = sql`(select ${ids(columns)} from ${id(t.history)} g where ${match} and ${before} and ${snapshot.history} ${newest})`;
   return sql`select * from (${offline} union all ${history}) candidates order by ${id(j.shape.eventTime)} desc limit 1`;
 }
 

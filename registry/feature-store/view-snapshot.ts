@@ -8,10 +8,9 @@ import { FailureType, FtiError } from '../../core/errors.ts';
 import { durationMs } from '../../core/duration.ts';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
-import { latestCommit, visibleCommits } from './commits.ts';
+import { latestCommit, snapshotPin, type SnapshotPin } from './commits.ts';
 import { getFeatureGroup, type FeatureGroupRecord } from './groups.ts';
 import type { PitQuery } from './point-in-time.ts';
-import type { VisibleCommits } from './reads.ts';
 import { upgradeGroupTables } from './tables.ts';
 
 export interface ViewSnapshot {
@@ -19,8 +18,8 @@ export interface ViewSnapshot {
   joins: FeatureGroupRecord[];
   /** The pinned commit of each group (what lineage records). */
   commits: FeatureGroupCommitRef[];
-  /** Each group's visible commits in the snapshot its pinned commit defines, by `name@version`. */
-  visible: ReadonlyMap<string, VisibleCommits>;
+  /** Each group's snapshot as its pinned commit defines it, by `name@version`. */
+  visible: ReadonlyMap<string, SnapshotPin>;
 }
 
 const groupKey = (g: { name: string; version: number }) => `${g.name}@${g.version}`;
@@ -33,8 +32,8 @@ async function viewGroups(knex: Knex, view: FeatureViewDefinition): Promise<Feat
 async function toSnapshot(knex: Knex, records: FeatureGroupRecord[], commits: FeatureGroupCommitRef[]): Promise<ViewSnapshot> {
   const [spine, ...joins] = records as [FeatureGroupRecord, ...FeatureGroupRecord[]];
   for (const record of records) await upgradeGroupTables(knex, record);
-  const visible = new Map<string, VisibleCommits>();
-  for (const c of commits) visible.set(`${c.featureGroup}@${c.version}`, await visibleCommits(knex, c.commitId));
+  const visible = new Map<string, SnapshotPin>();
+  for (const c of commits) visible.set(`${c.featureGroup}@${c.version}`, await snapshotPin(knex, c.commitId));
   return { spine, joins, commits, visible };
 }
 
@@ -63,7 +62,11 @@ export async function pinnedViewSnapshot(knex: Knex, view: FeatureViewDefinition
 
 /** The point-in-time query of a view over a snapshot (as of its commits). */
 export function viewQuery(view: FeatureViewDefinition, snapshot: ViewSnapshot, options: { start?: Date; end?: Date; withLabel: boolean; strategy: PitQuery['strategy'] }): PitQuery {
-  const visibleOf = (g: FeatureGroupRecord): VisibleCommits => snapshot.visible.get(groupKey(g)) ?? [];
+  const visibleOf = (g: FeatureGroupRecord): SnapshotPin => {
+    const pin = snapshot.visible.get(groupKey(g));
+    if (!pin) throw new FtiError(FailureType.Conflict, `no commit of ${g.name} v${g.version} is pinned in this snapshot`);
+    return pin;
+  };
   return {
     spine: { shape: snapshot.spine, visible: visibleOf(snapshot.spine) },
     label: options.withLabel ? view.label.name : undefined,
