@@ -3,6 +3,7 @@
  * registry inspection and serving.
  */
 import { Command } from 'commander';
+import { registerCompactCommand } from './commands/compact.ts';
 import { registerDemoCommand } from './commands/demo.ts';
 import { registerDevCommands } from './commands/dev.ts';
 import { registerGcCommand } from './commands/gc.ts';
@@ -17,6 +18,7 @@ const program = new Command('fti')
   .showHelpAfterError()
   .enablePositionalOptions();
 
+registerCompactCommand(program);
 registerDevCommands(program);
 registerDemoCommand(program);
 registerGcCommand(program);

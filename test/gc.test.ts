@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { CompactionReport } from '../activities/compaction.ts';
 import { collectGarbage, temporalWorkflowState, type GcReport } from '../activities/gc.ts';
 import { defineFeatureGroup } from '../features/definitions.ts';
 import { defineProject } from '../features/project.ts';
@@ -7,7 +8,7 @@ import { defineFeatureView } from '../features/views.ts';
 import { loadBackend } from '../ml/backend.ts';
 import { FeatureStore, groupTables, type FeatureCommit } from '../registry/feature-store/index.ts';
 import { TrainingStore } from '../registry/training/index.ts';
-import { featurePipeline, gc, trainingPipeline } from '../workflows/index.ts';
+import { compaction, featurePipeline, gc, trainingPipeline } from '../workflows/index.ts';
 import { runFtiJson } from './helpers/cli.ts';
 import { scratchFiles } from './helpers/files.ts';
 import { registerModelVersion } from './helpers/models.ts';
@@ -243,5 +244,21 @@ describe('fti gc: reaping leftovers', () => {
     const idle = await training.reapDatasets({ retention: '1d', buildsRunning: false });
     expect(idle.joiningTables).toEqual([joining]);
     expect(await tableExists(db.knex, joining)).toBe(false);
+  });
+
+  it('the compaction workflow and `fti compact` (as the worker role) rewrite the partitions written since, leaving every row as it was', async () => {
+    const before = await untouched();
+    const partitions = ((await db.knex.raw(`select count(*)::int as n from pg_inherits where inhparent in (to_regclass('fg_events_v1'), to_regclass('fg_scores_v1'))`)) as { rows: Array<{ n: number }> }).rows[0]?.n ?? 0;
+    expect(partitions).toBeGreaterThan(0);
+    // Every range here is its group's newest: left alone unless asked for.
+    const closedOnly = await temporal.client.workflow.execute(compaction, { taskQueue: temporal.cpuQueue, workflowId: uniqueId('compaction'), args: [{}] });
+    expect(closedOnly.counts).toMatchObject({ partitionsCompacted: 0, partitionsSkipped: partitions });
+    const report = await temporal.client.workflow.execute(compaction, { taskQueue: temporal.cpuQueue, workflowId: uniqueId('compaction'), args: [{ includeOpen: true }] });
+    expect(report.counts).toMatchObject({ partitionsCompacted: partitions, partitionsSkipped: 0 });
+    expect(await untouched()).toEqual(before);
+    // Nothing written since.
+    const again = await runFtiJson<CompactionReport>(['compact', 'events', '--include-open'], { prefix: temporal.prefix, schema: db.schema });
+    expect(again.counts.partitionsCompacted).toBe(0);
+    expect(again.groups.map((g) => g.featureGroup)).toEqual(['events']);
   });
 });

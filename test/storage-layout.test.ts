@@ -148,4 +148,36 @@ describe('event-time partitions', () => {
       await knex.destroy();
     }
   });
+
+  it('compaction rewrites each partition written to since in key order, every snapshot unchanged; the newest range waits', async () => {
+    store = new FeatureStore({ knex: db.knex });
+    const part = (yyyymmdd: string) => `fg_meters_v1__p${yyyymmdd}`;
+    /** A partition's rows in the order they lie on disk. */
+    const physical = async (table: string) =>
+      ((await db.knex.raw('select meter, at from ?? order by ctid', [table])) as { rows: Array<{ meter: string; at: Date }> }).rows.map((r) => `${r.meter}@${r.at.toISOString()}`);
+    const inKeyOrder = (rows: string[]) => [...rows].sort();
+    // March: the backfill's rows of a and b, then a's thirty hourly rows after b's.
+    const march = await physical(part('20240301'));
+    expect(march).not.toEqual(inKeyOrder(march));
+    const before = await Promise.all(commits.map((c) => snapshotAsOf(store, c)));
+
+    const first = await store.compact(meterGroup);
+    // The backfill wrote to January to March, the hourly commits to March, the correction to February.
+    expect(first.compacted.map((p) => [p.partition, p.commits, p.rows])).toEqual([
+      [part('20240101'), 1, 2],
+      [part('20240201'), 2, 2],
+      [part('20240301'), 31, 32],
+    ]);
+    expect(first.skipped).toEqual([{ partition: part('20240401'), reason: expect.stringContaining('newest range') }]);
+    expect(await physical(part('20240301'))).toEqual(inKeyOrder(march));
+    expect(await Promise.all(commits.map((c) => snapshotAsOf(store, c)))).toEqual(before);
+
+    // Nothing written since: nothing to do. A commit into February: February again.
+    expect((await store.compact(meterGroup)).compacted).toEqual([]);
+    commits.push(await commitRows(meterGroup, meters, [{ meter: 'a', at: day(2, 3), value: 5 }]));
+    const again = await store.compact(meterGroup, { includeOpen: true });
+    expect(again.compacted.map((p) => p.partition)).toEqual([part('20240201'), part('20240401')]);
+    expect(await physical(part('20240201'))).toEqual([`a@${day(2, 3).toISOString()}`, `a@${day(2, 10).toISOString()}`, `b@${day(2, 11).toISOString()}`]);
+    expect(await snapshotAsOf(store, commits.at(-1) as number)).toContain(`a@${day(2, 3).toISOString()}=5`);
+  });
 });

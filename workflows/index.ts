@@ -5,3 +5,4 @@ export { batchInference } from './batch-inference.ts';
 export { trainingPipeline } from './training-pipeline.ts';
 export { ftiPipeline } from './fti-pipeline.ts';
 export { gc } from './gc.ts';
+export { compaction } from './compaction.ts';

@@ -11,6 +11,8 @@
  * after a single day, January's partition would hold a day of rows, not a month.) With event-time partitions the commits share twelve
  * monthly partitions, so the year's last day should cost what its first did: each
  * "end" figure has the "start" one as its baseline (issue 14 target: ratio ≤ 1.2).
+ * Last, the year's partitions are compacted, and one sensor's month read counts its
+ * pages before and after.
  * Runs on a schema of its own, only when named (`--only hourly`).
  */
 import { performance } from 'node:perf_hooks';
@@ -149,11 +151,39 @@ async function run(log: (msg: string, fields?: Record<string, unknown>) => void,
     const names = [...new Set(reports.flatMap((r) => Object.keys(r.validation_report?.timingsMs ?? {})))];
     return Object.fromEntries(names.map((n) => [n, median(reports.map((r) => r.validation_report?.timingsMs?.[n] ?? 0))]));
   };
+  // Compaction: one sensor's readings of a closed month (January), pages read before
+  // and after the year's partitions are compacted. EXPLAIN's buffer counts are exact, not
+  // timed: the hourly commits left that sensor's month on one page per commit.
+  const monthStart = new Date(YEAR_START);
+  const monthEnd = new Date(Date.UTC(2025, 1, 1));
+  const entityMonthPages = async () => {
+    const plan = (await knex.raw('explain (analyze, buffers, format json) select * from fg_hourly_readings_v1 where sensor = ? and at >= ? and at < ?', ['s7', monthStart, monthEnd])) as {
+      rows: Array<{ 'QUERY PLAN': Array<{ Plan: { 'Shared Hit Blocks': number; 'Shared Read Blocks': number; 'Actual Rows': number } }> }>;
+    };
+    const top = plan.rows[0]?.['QUERY PLAN'][0]?.Plan;
+    return { pages: (top?.['Shared Hit Blocks'] ?? 0) + (top?.['Shared Read Blocks'] ?? 0), rows: top?.['Actual Rows'] ?? 0 };
+  };
+  const beforeCompaction = await entityMonthPages();
+  const t0 = performance.now();
+  const compaction = await store.compact(readingGroup);
+  const compactionSeconds = (performance.now() - t0) / 1000;
+  const afterCompaction = await entityMonthPages();
+  log('hourly: compaction', { partitions: compaction.compacted.length, seconds: round(compactionSeconds, 2), pagesBefore: beforeCompaction.pages, pagesAfter: afterCompaction.pages, rows: afterCompaction.rows });
   const details = { commits: COMMITS, rowsPerCommit: SENSORS, partitions: atEnd.partitions, totalMinutes: round((performance.now() - started) / 60_000, 1), commitStepsMsFirstDay: await steps('asc'), commitStepsMsLastDay: await steps('desc') };
   return [
     secondsFigure('hourly_snapshot_read_end', atEnd.reads, { what: 'the same read of one day once the first month was committed', samples: atStart.reads }, { rows: atEnd.rows, details, inMs: true }),
     secondsFigure('hourly_dataset_build_end', atEnd.builds, { what: 'the same dataset of one day once the first month was committed', samples: atStart.builds }, { rows: SENSORS, details, inMs: true }),
     secondsFigure('hourly_commit_end', commitSeconds.slice(-24), { what: 'the first day’s 24 hourly commits', samples: commitSeconds.slice(0, 24) }, { rows: SENSORS, details, inMs: true }),
+    {
+      name: 'hourly_entity_month_pages_compacted',
+      value: afterCompaction.pages,
+      unit: 'pages',
+      rows: afterCompaction.rows,
+      baseline: 'the same read before compaction',
+      baseline_value: beforeCompaction.pages,
+      ratio: round(afterCompaction.pages / Math.max(1, beforeCompaction.pages), 3),
+      details: { compactionSeconds: round(compactionSeconds, 2), partitionsCompacted: compaction.compacted.length, skipped: compaction.skipped.length },
+    },
   ];
 }
 

@@ -51,13 +51,21 @@ export type CommitOutcome = { ok: true; commit: FeatureCommit } | { ok: false; c
 
 const SAMPLE_REJECTS = 20;
 
+/**
+ * Takes the group's commit lock until the transaction ends: commits of one group (and
+ * compactions of its partitions) run one at a time. Group ids are numbered per schema,
+ * advisory locks are per database: the key names the schema.
+ */
+export async function lockGroupCommits(trx: Knex.Transaction, featureGroupId: number): Promise<void> {
+  await trx.raw('select pg_advisory_xact_lock(hashtext(? || current_schema()))', [`fti.feature_commit:${featureGroupId}@`]);
+}
+
 export async function commitStaged(knex: Knex, group: GroupShape & { id: number }, rules: CommitRules, commitId: number): Promise<CommitOutcome> {
   return transaction(knex, async (trx) => {
     // One attempt of this commit at a time: an earlier one still holding it (a stopped worker's) is ended.
     await fenceCommitAttempt(trx, commitId);
-    // Commits of one group are serialised: each sees the previous one's rows. (Group ids are
-    // numbered per schema, advisory locks are per database: the key names the schema.)
-    await trx.raw('select pg_advisory_xact_lock(hashtext(? || current_schema()))', [`fti.feature_commit:${group.id}@`]);
+    // Commits of one group are serialised: each sees the previous one's rows.
+    await lockGroupCommits(trx, group.id);
     const current = await trx<FeatureCommitRow>('feature_commits').where({ id: commitId }).forUpdate().first();
     if (!current) throw new FtiError(FailureType.NotFound, `feature commit ${commitId} does not exist`);
     if (current.feature_group_id !== group.id) throw new FtiError(FailureType.Conflict, `commit ${commitId} belongs to another feature group`);

@@ -14,6 +14,7 @@ import type { FeatureGroupDefinition } from '../../features/definitions.ts';
 import type { FeatureReject } from '../../features/ingest.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import { computeAggregates, partitionRowRange, type AggregateRun } from './aggregates.ts';
+import { compactGroup, type CompactionOptions, type CompactionResult } from './compaction.ts';
 import { abortCommit, commitStaged, type CommitOutcome, type CommitRules } from './commit.ts';
 import { beginCommit, getCommit, latestCommit, listCommits, type BeginCommitInput, type CommitRefusal, type CommitStatus, type FeatureCommit, type ValidationReport } from './commits.ts';
 import { reapStagingCommits, type KeptCommit, type ReapedCommit, type StagingGcOptions, type StagingGcResult } from './gc.ts';
@@ -80,6 +81,11 @@ export class FeatureStore {
   async commit(group: FeatureGroupRecord, rules: CommitRules, commitId: number): Promise<CommitOutcome> {
     await upgradeGroupTables(this.knex, group);
     return commitStaged(this.knex, group, rules, commitId);
+  }
+
+  /** Rewrites the group's offline partitions written to since their last compaction in key order; every snapshot reads the same rows (compaction.ts). */
+  compact(group: FeatureGroupRecord, options?: CompactionOptions): Promise<CompactionResult> {
+    return compactGroup(this.knex, group, options);
   }
 
   abort(group: FeatureGroupRecord, commitId: number, error: string): Promise<void> {
@@ -176,9 +182,11 @@ export class FeatureStore {
 
 export type { CommitRefusal, CommitStatus, FeatureCommit, FeatureGroupRecord, FeatureRecord, FeatureStatistics, FeatureViewRecord, ReadOptions, RetrievalJob, ValidationReport, ViewSnapshot };
 export type { KeptCommit, ReapedCommit, StagingGcOptions, StagingGcResult };
+export type { CompactedPartition, CompactionOptions, CompactionResult } from './compaction.ts';
 // For the other stores: the SQL they build on (a training dataset's or a prediction run's read).
 export { pointInTimeSql, type PitQuery, type PitStrategy } from './point-in-time.ts';
 export { joinOnlineRow, scannedTables, snapshotSql } from './reads.ts';
 export { groupTables } from './tables.ts';
+export { UNCHANGED_SINCE_COMPACTION } from './compaction.ts';
 export { latestViewSnapshot, viewQuery } from './view-snapshot.ts';
 export { getFeatureGroup } from './groups.ts';

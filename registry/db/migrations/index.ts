@@ -12,6 +12,7 @@ import * as predictions from './20261123040000_predictions.ts';
 import * as leastPrivilege from './20261130000000_least_privilege.ts';
 import * as commitVisibility from './20261130010000_commit_visibility.ts';
 import * as datasetReaping from './20261207000000_dataset_reaping.ts';
+import * as partitionCompactions from './20261208000000_partition_compactions.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -27,6 +28,7 @@ const migrations: Array<[string, Migration]> = [
   ['20261130000000_least_privilege', leastPrivilege],
   ['20261130010000_commit_visibility', commitVisibility],
   ['20261207000000_dataset_reaping', datasetReaping],
+  ['20261208000000_partition_compactions', partitionCompactions],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
