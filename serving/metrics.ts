@@ -38,10 +38,16 @@ export interface ServingMetrics {
   aliasListenerUp: Gauge;
   /** Times the alias listener reconnected after losing its connection. */
   aliasListenerReconnects: Counter;
+  /** Entities per dynamic batch (serving/dynamic-batch.ts), by stage (lookup, score). */
+  batchEntities: Histogram<'stage'>;
+  /** Requests per dynamic batch, by stage: above 1, concurrent requests shared one query or one model call. */
+  batchRequests: Histogram<'stage'>;
 }
 
 /** Request latency buckets: fine below 10 ms, where the latency target lives. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
 export function createServingMetrics(): ServingMetrics {
   const registry = new Registry();
@@ -80,5 +86,7 @@ export function createServingMetrics(): ServingMetrics {
     featureTimeouts: new Counter({ name: 'fti_features_timeouts_total', help: 'Feature-vector requests that ran out of time, by kind (request, statement)', labelNames: ['kind'], registers: [registry] }),
     aliasListenerUp: new Gauge({ name: 'fti_alias_listener_up', help: '1 while the alias listener hears alias moves (connected, round trips answered), 0 while it is deaf', registers: [registry] }),
     aliasListenerReconnects: new Counter({ name: 'fti_alias_listener_reconnects_total', help: 'Reconnects of the alias listener after it lost its connection', registers: [registry] }),
+    batchEntities: new Histogram({ name: 'fti_serve_batch_entities', help: 'Entities per dynamic batch, by stage (lookup: one online query; score: one model call)', labelNames: ['stage'], buckets: BATCH_BUCKETS, registers: [registry] }),
+    batchRequests: new Histogram({ name: 'fti_serve_batch_requests', help: 'Requests per dynamic batch, by stage (lookup, score)', labelNames: ['stage'], buckets: BATCH_BUCKETS, registers: [registry] }),
   };
 }

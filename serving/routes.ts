@@ -46,7 +46,7 @@ import {
   type Prediction,
   type PredictResponse,
 } from './request.ts';
-import type { EntityKeys, ServedModel } from './served-model.ts';
+import type { EntityKeys, RowScore, ServedModel } from './served-model.ts';
 import type { ServedView, ViewResolver } from './served-view.ts';
 
 /** GET /healthz: 'down' (503) when the database is unreachable or the alias listener is deaf (`reason` says which). */
@@ -184,16 +184,15 @@ async function acquire(resolver: ModelResolver, name: string, ref: ParsedRef): P
 async function predict(served: ServedModel, keys: EntityKeys[], rows: Array<Record<string, unknown> | undefined>, batch: boolean): Promise<Prediction[]> {
   if (!batch) checkFound(served.scoring.view, keys, rows);
   const found = rows.filter((r): r is FeatureRow => r !== undefined);
-  const scored = await served.scoring.scoreRows(found);
-  if (!batch) checkFeatures(served, keys, found, scored.rejected);
-  const scores = new Map<FeatureRow, number>(scored.rows.map((row, i) => [row, scored.scores[i] as number]));
-  const problems = new Map(scored.rejected.map((r) => [r.row, r.reasons]));
+  const results = new Map<FeatureRow, RowScore>();
+  (await served.score(found)).forEach((r, i) => results.set(found[i] as FeatureRow, r));
+  if (!batch) checkFeatures(served, keys, rows, results);
   return keys.map((k, i): Prediction => {
     const row = rows[i];
     if (row === undefined) return { keys: k, score: null, status: 'NOT_FOUND' };
-    const score = scores.get(row);
-    if (score !== undefined) return { keys: k, score, status: 'OK' };
-    return { keys: k, score: null, status: 'INVALID_FEATURES', problems: problems.get(row) ?? [] };
+    const result = results.get(row);
+    if (result && 'score' in result) return { keys: k, score: result.score, status: 'OK' };
+    return { keys: k, score: null, status: 'INVALID_FEATURES', problems: result?.problems ?? [] };
   });
 }
 
@@ -266,11 +265,15 @@ function checkFound(view: FeatureViewDefinition, keys: EntityKeys[], rows: Array
 }
 
 /** The signature check batch inference applies: stored values that fail it are not scored. */
-function checkFeatures(served: ServedModel, keys: EntityKeys[], rows: FeatureRow[], rejected: Array<{ row: FeatureRow; reasons: string[] }>): void {
+function checkFeatures(served: ServedModel, keys: EntityKeys[], rows: Array<Record<string, unknown> | undefined>, results: Map<FeatureRow, RowScore>): void {
+  const rejected = rows.flatMap((row, i) => {
+    const result = row === undefined ? undefined : results.get(row);
+    return result && 'problems' in result ? [{ keys: keys[i] as EntityKeys, problems: result.problems }] : [];
+  });
   const first = rejected[0];
   if (!first) return;
   const { model, version } = served.scoring;
-  throw invalidFeatures(model, version, keys[rows.indexOf(first.row)] as EntityKeys, first.reasons, rejected.length);
+  throw invalidFeatures(model, version, first.keys, first.problems, rejected.length);
 }
 
 function invalidFeatures(model: string, version: number, entity: EntityKeys, problems: string[], rejected: number): HttpError {

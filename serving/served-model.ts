@@ -8,38 +8,83 @@ import { z } from 'zod';
 import type { FeatureType } from '../features/schema.ts';
 import type { FeatureViewDefinition } from '../features/views.ts';
 import { formatIssues } from '../core/errors.ts';
+import type { FeatureRow } from '../ml/values.ts';
 import { loadScoringModel, type ScoringDeps, type ScoringModel } from '../ml/scoring.ts';
 import type { OnlineKey, OnlineViewLookup, PredictionStore } from '../registry/predictions/index.ts';
+import { DynamicBatcher } from './dynamic-batch.ts';
 import { HttpError } from './http-errors.ts';
 
 export type EntityKeys = Record<string, string | number | boolean>;
 
+/** A row's score, or why its stored features do not fit the version's signature. */
+export type RowScore = { score: number } | { problems: string[] };
+
 export interface ServedModel {
   scoring: ScoringModel;
   lookup: OnlineViewLookup;
+  /** One result per row, in order; the rows of concurrent requests are scored in one call (dynamic-batch.ts). */
+  score(rows: readonly FeatureRow[]): Promise<RowScore[]>;
   /** The request's entities, checked against the spine's keys; HttpError 400 naming every problem of the first bad one. */
   parseKeys(entities: readonly unknown[]): EntityKeys[];
   dispose(): void;
 }
 
+/** Told each batch's size as it starts: which stage, its entities, and the requests in it. */
+export type BatchObserver = (stage: 'lookup' | 'score', items: number, calls: number) => void;
+
 /** Online lookups are per feature view, shared by every version trained on it and by the feature route. */
-export type LookupCache = Map<string, Promise<OnlineViewLookup>>;
+export interface LookupCache {
+  views: Map<string, Promise<OnlineViewLookup>>;
+  onBatch?: BatchObserver;
+}
+
+/** Entities per batched lookup or scoring call: well within one query's and one forward pass's reach. */
+const BATCH_ITEMS = 512;
+/** Lookups of one view in flight at once (database round trips overlap); scoring is CPU work, one at a time. */
+const LOOKUPS_IN_FLIGHT = 2;
 
 /**
  * The online lookup of `view`, created once per view (name@version) and shared: a lookup
  * that fails to be created (the view cannot be served online) is not kept, so the next
- * request checks again.
+ * request checks again. Lookups as of now from concurrent requests run as one query.
  */
 export function sharedLookup(predictions: PredictionStore, lookups: LookupCache, view: FeatureViewDefinition): Promise<OnlineViewLookup> {
   const viewKey = `${view.name}@${view.version}`;
-  let lookup = lookups.get(viewKey);
+  let lookup = lookups.views.get(viewKey);
   if (!lookup) {
-    const created = predictions.onlineLookup(view);
+    const created = predictions.onlineLookup(view).then((l) => batchedLookup(l, lookups.onBatch));
     lookup = created;
-    lookups.set(viewKey, created);
-    created.catch(() => lookups.delete(viewKey));
+    lookups.views.set(viewKey, created);
+    created.catch(() => lookups.views.delete(viewKey));
   }
   return lookup;
+}
+
+function batchedLookup(lookup: OnlineViewLookup, onBatch?: BatchObserver): OnlineViewLookup {
+  const batcher = new DynamicBatcher<Readonly<Record<string, unknown>>, Record<string, unknown> | undefined>((entities) => lookup.lookup(entities), {
+    maxItems: BATCH_ITEMS,
+    maxInFlight: LOOKUPS_IN_FLIGHT,
+    onBatch: (items, calls) => onBatch?.('lookup', items, calls),
+  });
+  // A lookup as of another time than now is its own query.
+  return { ...lookup, lookup: (entities, at) => (at === undefined ? batcher.submit(entities) : lookup.lookup(entities, at)) };
+}
+
+/** Scores rows of concurrent requests in one call; each row's result comes back to its request. */
+function batchedScoring(scoring: ScoringModel, onBatch?: BatchObserver): (rows: readonly FeatureRow[]) => Promise<RowScore[]> {
+  const batcher = new DynamicBatcher<FeatureRow, RowScore>(
+    async (rows) => {
+      const scored = await scoring.scoreRows(rows);
+      const scores = new Map(scored.rows.map((row, i) => [row, scored.scores[i] as number]));
+      const problems = new Map(scored.rejected.map((r) => [r.row, r.reasons]));
+      return rows.map((row): RowScore => {
+        const score = scores.get(row);
+        return score === undefined ? { problems: problems.get(row) ?? [] } : { score };
+      });
+    },
+    { maxItems: BATCH_ITEMS, onBatch: (items, calls) => onBatch?.('score', items, calls) },
+  );
+  return (rows) => batcher.submit(rows);
 }
 
 /**
@@ -72,6 +117,7 @@ export async function loadServedModel(deps: ScoringDeps & { predictions: Predict
     return {
       scoring,
       lookup: resolved,
+      score: batchedScoring(scoring, lookups.onBatch),
       parseKeys: entityKeysParser(resolved.keys, where),
       dispose: () => scoring.dispose(),
     };

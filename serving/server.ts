@@ -115,7 +115,13 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
   const features = new FeatureStore({ knex });
   const predictions = new PredictionStore({ knex });
   const metrics = createServingMetrics();
-  const lookups: LookupCache = new Map();
+  const lookups: LookupCache = {
+    views: new Map(),
+    onBatch: (stage, items, calls) => {
+      metrics.batchEntities.observe({ stage }, items);
+      metrics.batchRequests.observe({ stage }, calls);
+    },
+  };
   const resolver = new ModelResolver({
     registry,
     load: (name, version) => loadServedModel({ models: registry, views: features, predictions, tf }, lookups, name, version),

@@ -135,6 +135,22 @@ describe('online prediction server over HTTP', () => {
     expect(one.body).toMatchObject({ version: 1, ref: '1', predictions: [{ keys: { flight_id: sample[0] }, score: many.body.predictions[0]?.score }] });
   });
 
+  it('concurrent single-entity requests share lookups and model calls (dynamic batching), each with its own score', async () => {
+    const sample = tomorrowFlights.filter((_, i) => i % 97 === 0).slice(0, 40);
+    const expected = await independentScores('flight_delay', 1, sample);
+    const batchCount = async () => Number(/^fti_serve_batch_requests_count\{stage="score"\} (\d+)$/m.exec(await (await fetch(`${base}/metrics`)).text())?.[1] ?? 0);
+    const before = await batchCount();
+    const answers = await Promise.all(sample.map((flight_id) => post('flight_delay@1', { keys: { flight_id } })));
+    answers.forEach((a, i) => {
+      expect(a.status).toBe(200);
+      expect(a.body.predictions).toEqual([{ keys: { flight_id: sample[i] }, score: expect.closeTo(expected[i] as number, 5), status: 'OK' }]);
+    });
+    // Forty requests sent at once were scored in fewer model calls than requests.
+    const calls = (await batchCount()) - before;
+    expect(calls).toBeGreaterThan(0);
+    expect(calls).toBeLessThan(sample.length);
+  });
+
   it('follows fti models promote within a second, without failing a request', async () => {
     const flightId = tomorrowFlights[7] as number;
     const expected2 = await independentScore('flight_delay', 2, flightId);

@@ -1,0 +1,93 @@
+/**
+ * Dynamic batching, as TF Serving and Triton do it: the items of concurrent calls are
+ * run as one call. Per request, the server's fixed costs are a database round trip and
+ * a model call; under load, one of each now serves every request that arrived together.
+ *
+ * No timer: a batch closes when the event loop has handled the requests already
+ * received (setImmediate runs after the I/O phase that delivered them), or as soon as
+ * `maxItems` are waiting. A lone request waits for nothing. While `maxInFlight`
+ * batches run, new items wait and join the next one, so the batches grow with the load
+ * instead of the number of calls.
+ */
+interface Waiting<T, R> {
+  items: readonly T[];
+  resolve(results: R[]): void;
+  reject(err: unknown): void;
+}
+
+export interface DynamicBatcherOptions {
+  /** A batch never holds more items than this (a call with more runs alone). */
+  maxItems: number;
+  /** Batches run at the same time (default 1). */
+  maxInFlight?: number;
+  /** Called with each batch's size as it starts (for metrics). */
+  onBatch?: (items: number, calls: number) => void;
+}
+
+export class DynamicBatcher<T, R> {
+  private waiting: Array<Waiting<T, R>> = [];
+  private waitingItems = 0;
+  private inFlight = 0;
+  private scheduled = false;
+
+  /** `run` answers one result per item, in order. */
+  constructor(
+    private readonly run: (items: T[]) => Promise<R[]>,
+    private readonly options: DynamicBatcherOptions,
+  ) {}
+
+  /** The results of `items`, in order, from the batch they ran in. */
+  submit(items: readonly T[]): Promise<R[]> {
+    if (items.length === 0) return Promise.resolve([]);
+    return new Promise<R[]>((resolve, reject) => {
+      if (this.waitingItems + items.length > this.options.maxItems) this.start();
+      this.waiting.push({ items, resolve, reject });
+      this.waitingItems += items.length;
+      if (this.waitingItems >= this.options.maxItems) this.start();
+      else this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      if (this.inFlight < (this.options.maxInFlight ?? 1)) this.start();
+    });
+  }
+
+  /** Runs what is waiting as one batch (even past maxInFlight: a full batch does not wait). */
+  private start(): void {
+    const batch = this.waiting;
+    if (batch.length === 0) return;
+    this.waiting = [];
+    this.waitingItems = 0;
+    const items = batch.length === 1 ? [...(batch[0] as Waiting<T, R>).items] : batch.flatMap((w) => w.items);
+    this.options.onBatch?.(items.length, batch.length);
+    this.inFlight++;
+    const settle = () => {
+      this.inFlight--;
+      if (this.waiting.length) this.schedule();
+    };
+    this.run(items).then(
+      (results) => {
+        settle();
+        if (results.length !== items.length) {
+          const err = new Error(`a batched call answered ${results.length} results for ${items.length} items`);
+          for (const w of batch) w.reject(err);
+          return;
+        }
+        let offset = 0;
+        for (const w of batch) {
+          w.resolve(results.slice(offset, offset + w.items.length));
+          offset += w.items.length;
+        }
+      },
+      (err: unknown) => {
+        settle();
+        for (const w of batch) w.reject(err);
+      },
+    );
+  }
+}
