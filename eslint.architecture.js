@@ -13,7 +13,7 @@ import path from 'node:path';
 import { createNodeResolver, importX } from 'eslint-plugin-import-x';
 
 /** The stores under registry/, each a folder entered only through its index.ts. */
-export const stores = ['db', 'feature-store', 'models', 'predictions', 'training'];
+export const stores = ['db', 'feature-store', 'models', 'monitoring', 'predictions', 'training'];
 
 /** Folders (besides serving/ itself) that may import serving/. */
 export const servingImporters = ['cli', 'test', 'bench'];

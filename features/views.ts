@@ -44,7 +44,23 @@ export interface FeatureViewInput {
   features: FeatureRef[];
   /** 'available_at' (default): only rows known at the spine row's time; 'event_time': every earlier row, known or not. */
   pointInTime?: PointInTime;
+  /** When drift monitoring raises an alert for this view's features (default DEFAULT_DRIFT_THRESHOLDS). */
+  drift?: Partial<DriftThresholds>;
 }
+
+/**
+ * Drift alert thresholds (registry/monitoring): a feature drifts when its population
+ * stability index or (numbers only) its two-sample Kolmogorov–Smirnov statistic
+ * against the training data exceeds these. `features` overrides them per feature.
+ */
+export interface DriftThresholds {
+  psi: number;
+  ks: number;
+  features?: Record<string, { psi?: number; ks?: number }>;
+}
+
+/** PSI above 0.2 is the usual "significant shift"; a KS distance of 0.1 is a tenth of the mass moved. */
+export const DEFAULT_DRIFT_THRESHOLDS: DriftThresholds = { psi: 0.2, ks: 0.1 };
 
 export type PointInTime = 'available_at' | 'event_time';
 
@@ -81,6 +97,8 @@ export interface FeatureViewDefinition {
   outputKind: 'binary_classifier' | 'regressor';
   /** What a joined row must satisfy besides an earlier event time (absent in older definitions: 'available_at'). */
   pointInTime?: PointInTime;
+  /** Drift alert thresholds; not part of the fingerprint (monitoring settings, not the data). Absent in older definitions: the defaults. */
+  drift?: DriftThresholds;
   fingerprint: string;
 }
 
@@ -142,7 +160,12 @@ export function defineFeatureView(input: FeatureViewInput): FeatureViewDefinitio
     // Recorded only when it is not the default, so older views keep their fingerprints.
     ...(input.pointInTime === 'event_time' ? { pointInTime: 'event_time' as const } : {}),
   };
-  return { ...definition, fingerprint: crypto.createHash('sha256').update(JSON.stringify(definition)).digest('hex') };
+  const drift = { ...DEFAULT_DRIFT_THRESHOLDS, ...input.drift };
+  for (const [what, value] of Object.entries({ psi: drift.psi, ks: drift.ks, ...Object.fromEntries(Object.entries(drift.features ?? {}).flatMap(([f, t]) => Object.entries(t).map(([k, v]) => [`${f}.${k}`, v]))) })) {
+    if (typeof value !== 'number' || !(value > 0)) throw new TypeError(`${where}: drift threshold ${what} must be a positive number`);
+  }
+  for (const f of Object.keys(drift.features ?? {})) if (!names.has(f)) throw new TypeError(`${where}: drift thresholds name ${f}, which is not a feature of the view`);
+  return { ...definition, drift, fingerprint: crypto.createHash('sha256').update(JSON.stringify(definition)).digest('hex') };
 }
 
 const DEFAULT_BINS = 16;

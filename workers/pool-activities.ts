@@ -4,9 +4,11 @@
  * schema.
  */
 import type { Knex } from 'knex';
+import { createCompactionActivities } from '../activities/compaction.ts';
 import { createFeatureActivities } from '../activities/feature.ts';
 import { createGcActivities } from '../activities/gc.ts';
 import { createInferenceActivities } from '../activities/inference.ts';
+import { createMonitoringActivities } from '../activities/monitoring.ts';
 import { createSystemCheckActivities, createWorkerInfoActivities } from '../activities/system.ts';
 import { createGpuTrainingActivities, createTrainingActivities } from '../activities/training.ts';
 import { loadConfig, type Retention } from '../core/config.ts';
@@ -16,6 +18,7 @@ import type { LoadedBackend } from '../ml/backend.ts';
 import { SystemCheckStore } from '../registry/db/index.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { ModelRegistry } from '../registry/models/index.ts';
+import { MonitoringStore } from '../registry/monitoring/index.ts';
 import { PredictionStore } from '../registry/predictions/index.ts';
 import { TrainingStore } from '../registry/training/index.ts';
 
@@ -45,6 +48,8 @@ export function cpuActivities(deps: PoolDeps) {
     ...createInferenceActivities({ features, predictions: new PredictionStore({ knex }), registry, backend }),
     ...createTrainingActivities({ features, training, registry, views: deps.project.featureViews, backend }),
     ...createGcActivities({ features, training, defaultRetention: deps.gcRetention ?? loadConfig().gcRetention }),
+    ...createCompactionActivities({ features }),
+    ...createMonitoringActivities({ features, training, registry, monitoring: new MonitoringStore({ knex }), views: deps.project.featureViews }),
   };
 }
 

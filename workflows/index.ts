@@ -6,3 +6,4 @@ export { trainingPipeline } from './training-pipeline.ts';
 export { ftiPipeline } from './fti-pipeline.ts';
 export { gc } from './gc.ts';
 export { compaction } from './compaction.ts';
+export { monitoringPipeline } from './monitoring.ts';

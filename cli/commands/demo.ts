@@ -10,6 +10,8 @@ import { FtiClient } from '../../client/fti-client.ts';
 import { FLIGHTS_CHAIN } from '../../client/pipelines/all.ts';
 import { loadConfig } from '../../core/config.ts';
 import { createLogger } from '../../core/log.ts';
+import { taskQueue } from '../../core/task-queues.ts';
+import type { DriftReport } from '../../activities/monitoring.ts';
 import type { FtiPipelineResult } from '../../workflows/fti-pipeline.ts';
 import { progressQuery, type PipelineProgress } from '../../core/progress.ts';
 import { startDevStack } from '../services/dev-stack.ts';
@@ -24,6 +26,8 @@ export interface DemoSummary {
   promoted: boolean | null;
   predictionsWritten: number;
   secondsPerStage: FtiPipelineResult['seconds'];
+  /** June's features against the model's training data (the monitoringPipeline workflow). */
+  drift: { run: number; features: number; alerts: string[]; largestPsi: { feature: string; psi: number } | null } | null;
   wallSeconds: number;
 }
 
@@ -49,7 +53,14 @@ export function registerDemoCommand(program: Command): void {
           const ui = stack.uiUrl ? `${stack.uiUrl}/namespaces/${config.temporalNamespace}/workflows/${encodeURIComponent(run.workflowId)}` : undefined;
           log(`started ftiPipeline ${run.workflowId}${ui ? ` - watch it in the Temporal UI: ${ui}` : ''}`);
           const result = await followChain(run.workflowId, run.result(), log, client);
-          summary = summarize(run.workflowId, ui, result, started);
+          // Then the drift of June (the month just predicted) against the model's training data.
+          log('drift: June against the training data');
+          const drift = await client.temporal.workflow.execute<(input: unknown) => Promise<DriftReport>>('monitoringPipeline', {
+            taskQueue: taskQueue('cpu', config.taskQueuePrefix),
+            workflowId: `${run.workflowId}/drift`,
+            args: [{ model: result.lineage.modelVersion.model, ref: result.lineage.modelVersion.version, start: FLIGHTS_CHAIN.inference.start, end: FLIGHTS_CHAIN.inference.end }],
+          });
+          summary = summarize(run.workflowId, ui, result, drift, started);
         } finally {
           await client.close();
         }
@@ -102,7 +113,8 @@ function describe(p: PipelineProgress): string {
   return parts.join(', ');
 }
 
-function summarize(workflowId: string, ui: string | undefined, r: FtiPipelineResult, started: number): DemoSummary {
+function summarize(workflowId: string, ui: string | undefined, r: FtiPipelineResult, drift: DriftReport, started: number): DemoSummary {
+  const largest = [...drift.features].sort((a, b) => b.psi - a.psi)[0];
   return {
     workflowId,
     temporalUi: ui,
@@ -118,6 +130,7 @@ function summarize(workflowId: string, ui: string | undefined, r: FtiPipelineRes
     promoted: r.training.promotion?.promoted ?? null,
     predictionsWritten: r.predictions.rows,
     secondsPerStage: r.seconds,
+    drift: { run: drift.id, features: drift.features.length, alerts: drift.alerts, largestPsi: largest ? { feature: largest.feature, psi: Math.round(largest.psi * 1000) / 1000 } : null },
     wallSeconds: Math.round((Date.now() - started) / 100) / 10,
   };
 }
@@ -129,6 +142,12 @@ function printSummary(s: DemoSummary, show: { human: boolean; json: boolean }): 
     `  features     ${Object.entries(s.rows).map(([g, n]) => `${g}: ${n.toLocaleString('en-US')} rows (commit ${s.versions.commits[g]})`).join('; ')}`,
     `  training     dataset ${s.versions.trainingDataset} -> ${s.versions.model} v${s.versions.modelVersion}, test AUC ${s.testAuc?.toFixed(4) ?? 'n/a'}${s.promoted === null ? '' : s.promoted ? ', promoted to champion' : ', not promoted'}`,
     `  inference    prediction run ${s.versions.predictionRun}: ${s.predictionsWritten.toLocaleString('en-US')} predictions written`,
+    ...(s.drift
+      ? [
+          `  drift        June against the training data: ${s.drift.alerts.length ? `${s.drift.alerts.length} of ${s.drift.features} features over their thresholds (${s.drift.alerts.join(', ')})` : `no feature of ${s.drift.features} over its threshold`}` +
+            `${s.drift.largestPsi ? `; largest PSI ${s.drift.largestPsi.psi} (${s.drift.largestPsi.feature})` : ''}; fti monitor list`,
+        ]
+      : []),
     `  wall time    features ${s.secondsPerStage.features.toFixed(1)} s, training ${s.secondsPerStage.training.toFixed(1)} s, inference ${s.secondsPerStage.inference.toFixed(1)} s; demo ${s.wallSeconds} s in all (services included)`,
     ...(s.temporalUi ? [`  Temporal UI  ${s.temporalUi}`] : []),
     '',

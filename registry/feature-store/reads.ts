@@ -73,6 +73,11 @@ export class RetrievalJob {
     return result.rows;
   }
 
+  /** The query itself (Feast's RetrievalJob.to_sql): for a caller that runs it inside its own statement. */
+  toSql(): Promise<Sql> {
+    return this.query();
+  }
+
   /** The tables the read would scan, from Postgres' plan: a window's read names only the partitions of its event-time ranges. */
   async scans(): Promise<string[]> {
     return scannedTables(this.knex, await this.query());

@@ -13,6 +13,7 @@ import * as leastPrivilege from './20261130000000_least_privilege.ts';
 import * as commitVisibility from './20261130010000_commit_visibility.ts';
 import * as datasetReaping from './20261207000000_dataset_reaping.ts';
 import * as partitionCompactions from './20261208000000_partition_compactions.ts';
+import * as monitoring from './20261209000000_monitoring.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -29,6 +30,7 @@ const migrations: Array<[string, Migration]> = [
   ['20261130010000_commit_visibility', commitVisibility],
   ['20261207000000_dataset_reaping', datasetReaping],
   ['20261208000000_partition_compactions', partitionCompactions],
+  ['20261209000000_monitoring', monitoring],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
