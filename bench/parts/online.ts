@@ -11,6 +11,9 @@
  * every connection's second together and send each connection's share back to back:
  * bursts of CLIENTS concurrent requests, then silence.) Latencies are taken per
  * response at full resolution (autocannon's own histogram rounds to whole ms).
+ *
+ * Then a rate sweep (BENCH_ONLINE_SWEEP) gives online_max_rps: the highest rate whose
+ * p99 stays within 5 ms, beside the same sweep of raw SELECTs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -31,6 +34,14 @@ const CLIENTS = Number(process.env.BENCH_ONLINE_CLIENTS ?? 100);
 const SECONDS = Number(process.env.BENCH_ONLINE_SECONDS ?? 20);
 const WARMUP_SECONDS = 10;
 const TARGET_P99_MS = 5;
+/**
+ * The rates of the online_max_rps sweep (requests/s, multiples of CLIENTS: each client
+ * sends a whole number per second), each for SWEEP_SECONDS after a 2 s warm-up at that
+ * rate; the sweep stops at the first rate that misses the target.
+ */
+const SWEEP_RATES = (process.env.BENCH_ONLINE_SWEEP ?? '300,500,700,1000,1500,2000,3000,4000,6000').split(',').map(Number);
+const SWEEP_SECONDS = Number(process.env.BENCH_ONLINE_SWEEP_SECONDS ?? 5);
+const SWEEP_WARMUP_SECONDS = 2;
 
 interface AutocannonResult {
   requests: { total: number; average: number };
@@ -106,7 +117,38 @@ const onlinePart: BenchPart = async (ctx) => {
         details: p === 99 ? { ...details, targetMet: value < TARGET_P99_MS } : details,
       };
     };
-    return [figure(50), figure(99)];
+    // The rate sweep: the highest rate whose p99 stays within the target, for the server
+    // and (the baseline) for raw SELECTs at the same pacing.
+    const sweep = async (measure: (rate: number, seconds: number) => Promise<{ latencies: number[]; failed: number }>) => {
+      const steps: Array<{ rate: number; achieved: number; p99: number }> = [];
+      let best = 0;
+      for (const rate of SWEEP_RATES) {
+        await measure(rate, SWEEP_WARMUP_SECONDS);
+        const m = await measure(rate, SWEEP_SECONDS);
+        const step = { rate, achieved: round(m.latencies.length / SWEEP_SECONDS, 1), p99: round(percentile(m.latencies, 99), 3) };
+        steps.push(step);
+        ctx.log('online: sweep', step);
+        if (m.failed > 0 || step.achieved < rate * 0.95 || step.p99 > TARGET_P99_MS) break;
+        best = rate;
+      }
+      return { best, steps };
+    };
+    const served = await sweep(async (rate, seconds) => {
+      const m = await load(url, ids, seconds, rate);
+      return { latencies: m.latencies, failed: m.result.non2xx + m.result.errors };
+    });
+    const raw = await sweep(async (rate, seconds) => ({ latencies: await rawSelects(ctx, ids, seconds, rate), failed: 0 }));
+    const batches = await batchSizes(server.url);
+    const maxRps: Figure = {
+      name: 'online_max_rps',
+      value: served.best,
+      unit: 'requests/s',
+      baseline: 'the same sweep of raw single-row SELECTs of the flights online table',
+      baseline_value: raw.best,
+      ratio: served.best > 0 ? round(raw.best / served.best, 3) : 0,
+      details: { rates: SWEEP_RATES, secondsPerRate: SWEEP_SECONDS, target: `p99 ≤ ${TARGET_P99_MS} ms and ≥ 95% of the rate achieved`, served: served.steps, rawSelects: raw.steps, batches },
+    };
+    return [figure(50), figure(99), maxRps];
   } finally {
     await server.stop();
   }
@@ -121,6 +163,18 @@ async function flightIds(ctx: BenchContext): Promise<number[]> {
   return rows.map((r) => r.flight_id as number);
 }
 
+/** Requests per dynamic batch so far, by stage: the mean, from the server's histogram. */
+async function batchSizes(base: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const stage of ['lookup', 'score']) {
+    const sum = Number(new RegExp(`^fti_serve_batch_requests_sum\\{stage="${stage}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+    const count = Number(new RegExp(`^fti_serve_batch_requests_count\\{stage="${stage}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+    out[`${stage}RequestsPerBatch`] = round(sum / count, 2);
+  }
+  return out;
+}
+
 /** Successful predictions so far, and those the server itself timed under `seconds` (fti_predict_request_duration_seconds). */
 async function serverLatencyCounts(base: string, seconds: number): Promise<{ under: number; all: number }> {
   const text = await (await fetch(`${base}/metrics`)).text();
@@ -129,8 +183,8 @@ async function serverLatencyCounts(base: string, seconds: number): Promise<{ und
   return { under: value(`fti_predict_request_duration_seconds_bucket{le="${seconds}",${labels} `), all: value(`fti_predict_request_duration_seconds_count{${labels} `) };
 }
 
-/** CLIENTS autocannon clients, started 1/CLIENTS s apart, together RATE requests/s for `seconds`. */
-async function load(url: string, ids: number[], seconds: number): Promise<{ latencies: number[]; result: AutocannonResult }> {
+/** CLIENTS autocannon clients, started 1/CLIENTS s apart, together `rate` requests/s for `seconds`. */
+async function load(url: string, ids: number[], seconds: number, rate = RATE): Promise<{ latencies: number[]; result: AutocannonResult }> {
   const latencies: number[] = [];
   let i = 0;
   const results = await Promise.all(
@@ -143,7 +197,7 @@ async function load(url: string, ids: number[], seconds: number): Promise<{ late
             method: 'POST',
             headers: { 'content-type': 'application/json' },
             connections: 1,
-            overallRate: RATE / CLIENTS,
+            overallRate: rate / CLIENTS,
             duration: seconds,
             timeout: 10,
             requests: [
@@ -168,11 +222,11 @@ async function load(url: string, ids: number[], seconds: number): Promise<{ late
 }
 
 /** The baseline: the same clients and pacing, each request one indexed SELECT of an online row. */
-async function rawSelects(ctx: BenchContext, ids: number[], seconds: number): Promise<number[]> {
+async function rawSelects(ctx: BenchContext, ids: number[], seconds: number, rate = RATE): Promise<number[]> {
   const pool = new pg.Pool({ connectionString: ctx.databaseUrl, max: CLIENTS, options: `-c search_path=${ctx.schema}` });
   const statement = toNative(ctx.knex, sql`select * from ${id(groupTables(flights.name, flights.version).online)} where flight_id = ${0}`);
   const latencies: number[] = [];
-  const perClient = RATE / CLIENTS;
+  const perClient = Math.round(rate / CLIENTS);
   let i = 0;
   try {
     // Connect first, as autocannon's clients do before their first request.
