@@ -12,4 +12,4 @@ export { migrate, rollbackAll } from './migrate.ts';
 export { col, cols, id, ids, int, join, kw, raw, sql, Sql, toNative, toText } from './sql.ts';
 export { dropSchemaAndRoles, grantServingRead, provisionRoles } from './roles.ts';
 export { SystemCheckStore, type SystemCheck } from './system-checks.ts';
-export { cancelOnAbort, cancelledWith, inTransaction, pgErrorCode, transaction, translatePgError, unlessUniqueViolation } from './transaction.ts';
+export { cancelOnAbort, cancelledWith, inTransaction, isLockNotAvailable, pgErrorCode, transaction, translatePgError, unlessUniqueViolation } from './transaction.ts';

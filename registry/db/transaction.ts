@@ -109,6 +109,11 @@ export function pgErrorCode(err: unknown): string | undefined {
   return parsed.success ? parsed.data.code : undefined;
 }
 
+/** A lock wait ran past the session's lock_timeout (55P03, lock_not_available). */
+export function isLockNotAvailable(err: unknown): boolean {
+  return pgErrorCode(err) === '55P03';
+}
+
 function pgDetail(err: unknown): string | undefined {
   const parsed = z.object({ detail: z.string() }).safeParse(err);
   return parsed.success ? parsed.data.detail : undefined;

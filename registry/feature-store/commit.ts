@@ -31,7 +31,7 @@ import type { Knex } from 'knex';
 import { FtiError, FailureType } from '../../core/errors.ts';
 import type { Expectation, ValidationPolicy } from '../../features/definitions.ts';
 import type { FeatureType } from '../../features/schema.ts';
-import { col, cols, id, ids, join, kw, pgErrorCode, raw, sql, transaction, unlessUniqueViolation } from '../db/index.ts';
+import { col, cols, id, ids, join, isLockNotAvailable, kw, raw, sql, transaction, unlessUniqueViolation } from '../db/index.ts';
 import { toFeatureCommit, type CommitRefusal, type FeatureCommit, type FeatureCommitRow, type ValidationReport } from './commits.ts';
 import { reasonsExpression } from './expectations.ts';
 import { endCommitAttempts, endPartitionAttempts, fenceCommitAttempt, toFeatureReject } from './staging.ts';
@@ -232,12 +232,10 @@ export async function abortCommit(knex: Knex, group: GroupShape, commitId: numbe
       });
       return;
     } catch (err) {
-      if (round >= 10 || pgErrorCode(err) !== LOCK_NOT_AVAILABLE) throw err;
+      if (round >= 10 || !isLockNotAvailable(err)) throw err;
     }
   }
 }
-
-const LOCK_NOT_AVAILABLE = '55P03';
 
 async function countRows(knex: Knex, table: string): Promise<number> {
   const result = (await raw(knex, sql`select count(*)::bigint as n from ${id(table)}`)) as { rows: Array<{ n: number }> };

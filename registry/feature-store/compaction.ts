@@ -20,11 +20,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
-import { id, pgErrorCode, raw, sql, transaction } from '../db/index.ts';
+import { id, isLockNotAvailable, raw, sql, transaction } from '../db/index.ts';
 import { lockGroupCommits } from './commit.ts';
 import { groupTables, rangeEnd, upgradeGroupTables, type GroupShape } from './tables.ts';
-
-const LOCK_NOT_AVAILABLE = '55P03';
 
 /** The reason a partition nothing wrote to since its last compaction is skipped. */
 export const UNCHANGED_SINCE_COMPACTION = 'no commit wrote to it since its last compaction';
@@ -112,7 +110,7 @@ export async function compactGroup(knex: Knex, group: GroupShape & { id: number 
         result.skipped.push({ partition, reason: UNCHANGED_SINCE_COMPACTION });
       }
     } catch (err) {
-      if (pgErrorCode(err) !== LOCK_NOT_AVAILABLE) throw err;
+      if (!isLockNotAvailable(err)) throw err;
       result.skipped.push({ partition, reason: `in use for longer than the lock timeout (${options.lockTimeout ?? '10s'}): left for the next run` });
     }
   }

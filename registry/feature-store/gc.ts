@@ -12,13 +12,12 @@
  */
 import type { Knex } from 'knex';
 import { retentionMs, type Retention } from '../../core/config.ts';
-import { pgErrorCode, transaction } from '../db/index.ts';
+import { isLockNotAvailable, transaction } from '../db/index.ts';
 import { abortCommit } from './commit.ts';
 import type { FeatureCommitRow } from './commits.ts';
 import { listFeatureGroups, type FeatureGroupRecord } from './groups.ts';
 import { groupTables } from './tables.ts';
 
-const LOCK_NOT_AVAILABLE = '55P03';
 /** How long a reap waits for a table someone is still using before it leaves it for the next run. */
 const LOCK_TIMEOUT = '10s';
 
@@ -139,7 +138,7 @@ async function reapOne(knex: Knex, group: FeatureGroupRecord, ref: StagingCommit
     });
   } catch (err) {
     // Its table is still in use (a writer of a run that is gone has not stopped yet): the next gc gets it.
-    if (pgErrorCode(err) === LOCK_NOT_AVAILABLE) return { reaped: false, kept: `${ref.table} is in use` };
+    if (isLockNotAvailable(err)) return { reaped: false, kept: `${ref.table} is in use` };
     throw err;
   }
 }

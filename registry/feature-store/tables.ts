@@ -115,6 +115,13 @@ export function onlineKey(shape: GroupShape): string[] {
 /** Tables known to be up to date, per connection pool (and so per schema). */
 const upgraded = new WeakMap<object, Set<string>>();
 
+/** This pool's set of tables known to be up to date. */
+function upgradedIn(knex: Knex): Set<string> {
+  let seen = upgraded.get(knex.client);
+  if (!seen) upgraded.set(knex.client, (seen = new Set<string>()));
+  return seen;
+}
+
 /**
  * Brings tables made by an earlier version up to date: rows record when they became
  * known (ensureAvailableAt), and the offline table is partitioned by event time
@@ -129,8 +136,7 @@ export async function upgradeGroupTables(knex: Knex, shape: GroupShape): Promise
 /** Tables made before rows recorded when they became known get the column, filled with their event time (what the joins assumed then). */
 async function ensureAvailableAt(knex: Knex, shape: GroupShape): Promise<void> {
   const t = groupTables(shape.name, shape.version);
-  const seen = upgraded.get(knex.client) ?? new Set<string>();
-  upgraded.set(knex.client, seen);
+  const seen = upgradedIn(knex);
   for (const table of [t.offline, t.history]) {
     if (seen.has(table)) continue;
     const found = (await knex.raw(
@@ -230,8 +236,7 @@ export async function storeInRanges(trx: Knex.Transaction, shape: GroupShape, fr
  */
 async function ensureRangeLayout(knex: Knex, shape: GroupShape): Promise<void> {
   const t = groupTables(shape.name, shape.version);
-  const seen = upgraded.get(knex.client) ?? new Set<string>();
-  upgraded.set(knex.client, seen);
+  const seen = upgradedIn(knex);
   const key = `${t.offline}#ranges`;
   if (seen.has(key)) return;
   // Read from the catalogs (MVCC), not by opening the table: another process may be rebuilding it.

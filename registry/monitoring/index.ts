@@ -141,7 +141,11 @@ export class MonitoringStore {
     const query = this.knex<RunRow>('monitoring_runs').orderBy('id', 'desc').limit(options.limit ?? 20);
     if (options.model) void query.where({ model: options.model });
     const runs = (await query) as RunRow[];
-    return Promise.all(runs.map((r) => this.driftRun(Number(r.id))));
+    // Every run's features in one query.
+    const features = (await this.knex<DriftRow>('feature_drift')
+      .whereIn('monitoring_run_id', runs.map((r) => r.id))
+      .orderBy(['monitoring_run_id', 'feature'])) as DriftRow[];
+    return runs.map((r) => toDriftRun(r, features.filter((f) => String(f.monitoring_run_id) === String(r.id))));
   }
 }
 

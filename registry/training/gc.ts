@@ -17,10 +17,9 @@
  */
 import type { Knex } from 'knex';
 import { retentionMs, type Retention } from '../../core/config.ts';
-import { id, kw, pgErrorCode, raw, sql, transaction } from '../db/index.ts';
+import { id, isLockNotAvailable, kw, pgErrorCode, raw, sql, transaction } from '../db/index.ts';
 import { datasetTable } from './datasets.ts';
 
-const LOCK_NOT_AVAILABLE = '55P03';
 const UNDEFINED_TABLE = '42P01';
 /** How long a reap waits for a table (or a model registration) before it leaves the dataset for the next run. */
 const LOCK_TIMEOUT = '10s';
@@ -170,7 +169,7 @@ async function reapOne(knex: Knex, ref: DatasetGcRef): Promise<Outcome> {
     });
   } catch (err) {
     // Someone still reads it (or registers a model): the next gc gets it.
-    if (pgErrorCode(err) === LOCK_NOT_AVAILABLE) return { reaped: false, kept: `${ref.table} (or model_versions) is in use` };
+    if (isLockNotAvailable(err)) return { reaped: false, kept: `${ref.table} (or model_versions) is in use` };
     throw err;
   }
 }
@@ -210,7 +209,7 @@ async function dropUnlessLocked(knex: Knex, table: string): Promise<boolean> {
     });
     return true;
   } catch (err) {
-    if (pgErrorCode(err) === LOCK_NOT_AVAILABLE) return false;
+    if (isLockNotAvailable(err)) return false;
     // Gone meanwhile (its build finished and dropped it).
     if (pgErrorCode(err) === UNDEFINED_TABLE) return false;
     throw err;
