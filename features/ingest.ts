@@ -6,7 +6,7 @@
  * with its reasons; it is never dropped silently.
  */
 import { durationMs } from '../core/duration.ts';
-import { copyValue } from './copy-text.ts';
+import { stagedRowLine } from './copy-text.ts';
 import type { FeatureGroupDefinition } from './definitions.ts';
 import { coerce, type FeatureValue } from './schema.ts';
 import { PARSE_ERROR, type RawBatch, type TimeWindow } from './sources/types.ts';
@@ -120,9 +120,7 @@ export async function* encodeRows(
         rejects.push({ rowNumber, reasons: reasons ?? ['row: no event time'], row: jsonSafe(row) });
         continue;
       }
-      let line = '';
-      for (let c = 0; c < values.length; c++) line += `${copyValue(values[c] as FeatureValue)}\t`;
-      chunk += `${line}${rowNumber}\t${availableAt.toISOString()}\n`;
+      chunk += stagedRowLine(values as FeatureValue[], rowNumber, availableAt);
       counters.rowsStaged++;
       if (chunk.length >= CHUNK_CHARS) {
         yield chunk;

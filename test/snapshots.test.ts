@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineFeatureGroup, type FeatureGroupDefinition } from '../features/definitions.ts';
-import { copyValue } from '../features/copy-text.ts';
+import { stagedRowLine } from '../features/copy-text.ts';
 import type { FeatureValue } from '../features/schema.ts';
 import { defineFeatureView } from '../features/views.ts';
 import { FeatureStore, type FeatureGroupRecord } from '../registry/feature-store/index.ts';
@@ -46,7 +46,7 @@ describe('snapshots follow visibility order', () => {
   async function stage(group: FeatureGroupRecord, def: FeatureGroupDefinition, rows: Row[]): Promise<number> {
     const commit = await store.beginCommit(group, { idempotencyKey: uniqueId('attempt') });
     // COPY text as ingest writes it: the features, the row number, and when the row became known (here: its event time).
-    const lines = rows.map((row, i) => `${[...def.columns.map((c) => copyValue(row[c.name] ?? null)), String(i), copyValue(row[def.eventTime] ?? null)].join('\t')}\n`);
+    const lines = rows.map((row, i) => stagedRowLine(def.columns.map((c) => row[c.name] ?? null), i, row[def.eventTime] as Date));
     await store.copyRows(group, commit.id, (async function* () {
       yield lines.join('');
     })());

@@ -7,7 +7,7 @@
  * unchanged.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { copyValue } from '../features/copy-text.ts';
+import { stagedRowLine } from '../features/copy-text.ts';
 import { defineFeatureGroup, type FeatureGroupDefinition } from '../features/definitions.ts';
 import type { FeatureValue } from '../features/schema.ts';
 import { defineFeatureView } from '../features/views.ts';
@@ -47,7 +47,7 @@ describe('event-time partitions', () => {
 
   async function commitRows(group: FeatureGroupRecord, def: FeatureGroupDefinition, rows: Row[]): Promise<number> {
     const commit = await store.beginCommit(group, { idempotencyKey: uniqueId('attempt') });
-    const lines = rows.map((row, i) => `${[...def.columns.map((c) => copyValue(row[c.name] ?? null)), String(i), copyValue(row[def.eventTime] ?? null)].join('\t')}\n`);
+    const lines = rows.map((row, i) => stagedRowLine(def.columns.map((c) => row[c.name] ?? null), i, row[def.eventTime] as Date));
     await store.copyRows(group, commit.id, (async function* () {
       yield lines.join('');
     })());
