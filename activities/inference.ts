@@ -19,6 +19,7 @@ import type { ModelRegistry } from '../registry/models/index.ts';
 import type { PredictionRun, PredictionStore, ScoredBatch } from '../registry/predictions/index.ts';
 import { withDomainFailures } from './failures.ts';
 import { heartbeatWhile } from './heartbeat.ts';
+import { workingOn } from './observability.ts';
 
 /**
  * Up to this many spine rows per partition the join probes the feature tables by
@@ -141,6 +142,8 @@ export function createInferenceActivities({ features, predictions: store, regist
     /** Scores one partition of a run with the pinned version and commits; idempotent. */
     async predictPartition(input: { runId: string; partition: number }): Promise<PartitionResult> {
       const run = await store.run(input.runId);
+      // Its log lines and the worker's prediction counts name the model.
+      workingOn({ model: run.model, modelVersion: run.version });
       const partition = await store.partition(input.runId, input.partition);
       if (partition.status === 'done') return { partition: partition.index, rows: partition.rows, rowsRejected: partition.rowsRejected, skipped: true };
       const view = (await features.view(run.featureView.name, run.featureView.version)).definition;

@@ -29,6 +29,7 @@ import { boostOnDataset } from './boosting-run.ts';
 import { codeVersion as detectCodeVersion, requireCodeVersion } from './code-version.ts';
 import { withDomainFailures } from './failures.ts';
 import { heartbeatWhile } from './heartbeat.ts';
+import { observeEpoch } from './observability.ts';
 import { datasetAndView, splitBatches, trainOnDataset, type TrainingRunStores, type TrainOnDatasetResult } from './training-run.ts';
 
 export interface DatasetRef {
@@ -303,7 +304,8 @@ export function createTrainingActivities({ features, training, registry, views, 
 /** GPU pool: the training loop itself, resumable from the run's last checkpoint. */
 export function createGpuTrainingActivities({ features, training, backend }: TrainingRunStores & { backend: LoadedBackend | null }) {
   return withDomainFailures({
-    async trainModel(input: { runKey: string; trainingDatasetId: number; params?: Record<string, unknown> }): Promise<TrainResult> {
+    // `model` names the series of the worker's training metrics (absent in histories recorded before it was passed).
+    async trainModel(input: { runKey: string; trainingDatasetId: number; params?: Record<string, unknown>; model?: string }): Promise<TrainResult> {
       const params = parseTrainParams(input.params);
       const context = Context.current();
       const resumed = await training.loadCheckpoint(input.runKey);
@@ -315,6 +317,7 @@ export function createGpuTrainingActivities({ features, training, backend }: Tra
         );
         const progress: TrainingEpoch = { epoch: epoch.epoch, epochs: epoch.epochs, loss: epoch.loss, valLoss: epoch.valLoss, samplesPerSecond: epoch.samplesPerSecond, unit: params.family === 'gbdt' ? 'round' : 'epoch' };
         context.heartbeat(progress);
+        observeEpoch(epoch);
         await reportEpoch(context, progress);
       };
       const common = { stores: { features, training }, trainingDatasetId: input.trainingDatasetId, resume: resumed, log: (message: string, attrs?: Record<string, unknown>) => context.log.info(message, attrs), shouldStop: () => context.cancellationSignal.aborted };

@@ -1,20 +1,12 @@
 /**
- * Plots of bench figures as SVG, rendered in Node by vega-lite and vega (no browser,
- * no canvas): `npm run bench -- --only scaling --json out.json` also writes
+ * Plots of bench figures as SVG, rendered in Node by reports/svg.ts (vega-lite and vega,
+ * no browser, no canvas): `npm run bench -- --only scaling --json out.json` also writes
  * `out.scaling.svg`.
  */
-import * as vega from 'vega';
-import { compile, type TopLevelSpec } from 'vega-lite';
+import { renderSvg, type TopLevelSpec } from '../reports/svg.ts';
 import type { Figure } from './harness.ts';
 
-export async function renderSvg(spec: TopLevelSpec): Promise<string> {
-  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
-  try {
-    return await view.toSVG();
-  } finally {
-    view.finalize();
-  }
-}
+export { renderSvg };
 
 /** The scaling part's figures: seconds and peak RSS against rows, one line per stage (log scales). */
 export function scalingSpec(figures: readonly Figure[]): TopLevelSpec | undefined {

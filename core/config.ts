@@ -28,11 +28,16 @@ const EnvSchema = z.object({
   TEMPORAL_ADDRESS: z.string().min(1).default('localhost:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
   TEMPORAL_UI_PORT: port.default(8233),
+  TEMPORAL_UI_URL: z.url().optional(),
   TEMPORAL_CLI_PATH: z.string().min(1).optional(),
   FTI_TASK_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]*$/).default(''),
   FTI_TFJS_BACKEND: z.enum(['tensorflow', 'webgpu', 'wasm', 'cpu']).optional(),
   FTI_WORKER_CONCURRENCY: z.coerce.number().int().min(1).optional(),
   FTI_WORKER_HEAP_MB: z.coerce.number().int().min(128).default(768),
+  FTI_WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  FTI_WORKER_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+  FTI_LOG_FORMAT: z.enum(['json', 'text']).optional(),
+  FTI_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
   FTI_DEFINITIONS: z.string().min(1).optional(),
   FTI_DATA_ROOTS: z.string().optional(),
   FTI_SERVE_HOST: z.string().min(1).default('127.0.0.1'),
@@ -41,6 +46,7 @@ const EnvSchema = z.object({
   FTI_SERVING_METRICS_PUBLIC: z.stringbool().default(false),
   FTI_SERVING_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1).optional(),
   FTI_SERVING_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(0).optional(),
+  FTI_SERVING_SKEW_LOG_RATE: z.coerce.number().min(0).max(1).optional(),
   FTI_GC_RETENTION: z.string().refine(isRetention, 'must be a duration such as 12h or 7d, or 0').default('7d'),
 });
 
@@ -62,6 +68,8 @@ export interface FtiConfig {
   temporalAddress: string;
   temporalNamespace: string;
   temporalUiPort: number;
+  /** The Temporal Web UI's base URL (e.g. http://localhost:8233), for links to runs (model reports); unset: no links. `fti dev` and the demo set it for their workers. */
+  temporalUiUrl: string | undefined;
   temporalCliPath: string | undefined;
   taskQueuePrefix: string;
   tfjsBackend: 'tensorflow' | 'webgpu' | 'wasm' | 'cpu' | undefined;
@@ -73,6 +81,18 @@ export interface FtiConfig {
    * Typed arrays (training rows, tensors) live outside this heap.
    */
   workerHeapMb: number;
+  /**
+   * Where a worker process serves Prometheus metrics (GET /metrics: ours and the Temporal
+   * SDK's): a port, 0 for a free one (logged at start), unset for none. `fti dev` and the
+   * demo give each of their workers one.
+   */
+  workerMetricsPort: number | undefined;
+  /** The address that metrics endpoint binds (127.0.0.1: this machine only; 0.0.0.0 for a scraper elsewhere). */
+  workerMetricsHost: string;
+  /** Log lines of worker processes: json (the default for workers) or text; interactive commands always print text. */
+  logFormat: 'json' | 'text' | undefined;
+  /** The least level a worker process logs (its activities' and the SDK's lines too). */
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   /** Module that default-exports the deployment's definitions (defineProject). */
   definitionsModule: string;
   /**
@@ -91,6 +111,8 @@ export interface FtiConfig {
   servingRequestTimeoutMs: number | undefined;
   /** statement_timeout of the server's database pool, 0 for none (unset: the server's default, 2 s). */
   servingStatementTimeoutMs: number | undefined;
+  /** Share of served entities `fti serve` logs for skew checks, 0 to 1 (0: none; unset: the server's default, 0.01). */
+  servingSkewLogRate: number | undefined;
   /** How old a leftover must be before `fti gc` (and the gc workflow) reaps it. */
   gcRetention: Retention;
 }
@@ -113,11 +135,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): FtiConfig {
     temporalAddress: e.TEMPORAL_ADDRESS,
     temporalNamespace: e.TEMPORAL_NAMESPACE,
     temporalUiPort: e.TEMPORAL_UI_PORT,
+    temporalUiUrl: e.TEMPORAL_UI_URL,
     temporalCliPath: e.TEMPORAL_CLI_PATH,
     taskQueuePrefix: e.FTI_TASK_QUEUE_PREFIX,
     tfjsBackend: e.FTI_TFJS_BACKEND,
     workerConcurrency: e.FTI_WORKER_CONCURRENCY,
     workerHeapMb: e.FTI_WORKER_HEAP_MB,
+    workerMetricsPort: e.FTI_WORKER_METRICS_PORT,
+    workerMetricsHost: e.FTI_WORKER_METRICS_HOST,
+    logFormat: e.FTI_LOG_FORMAT,
+    logLevel: e.FTI_LOG_LEVEL,
     definitionsModule: e.FTI_DEFINITIONS ? path.resolve(e.FTI_DEFINITIONS) : DEFAULT_DEFINITIONS,
     dataRoots: (e.FTI_DATA_ROOTS ?? '').split(path.delimiter).filter((r) => r.trim() !== '').map((r) => path.resolve(r)),
     serveHost: e.FTI_SERVE_HOST,
@@ -126,6 +153,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): FtiConfig {
     servingMetricsPublic: e.FTI_SERVING_METRICS_PUBLIC,
     servingRequestTimeoutMs: e.FTI_SERVING_REQUEST_TIMEOUT_MS,
     servingStatementTimeoutMs: e.FTI_SERVING_STATEMENT_TIMEOUT_MS,
+    servingSkewLogRate: e.FTI_SERVING_SKEW_LOG_RATE,
     gcRetention: e.FTI_GC_RETENTION as Retention,
   };
 }

@@ -42,6 +42,12 @@ export interface ServingMetrics {
   batchEntities: Histogram<'stage'>;
   /** Requests per dynamic batch, by stage: above 1, concurrent requests shared one query or one model call. */
   batchRequests: Histogram<'stage'>;
+  /** Served rows sampled for the skew log and waiting to be written (serving/skew-log.ts). */
+  skewLogQueueDepth: Gauge;
+  /** Rows written to the skew log. */
+  skewLogRows: Counter;
+  /** Sampled rows never written, by reason: queue_full (dropped, never waited for) or write_failed (their INSERT failed). */
+  skewLogDropped: Counter<'reason'>;
 }
 
 /** Request latency buckets: fine below 10 ms, where the latency target lives. */
@@ -88,5 +94,13 @@ export function createServingMetrics(): ServingMetrics {
     aliasListenerReconnects: new Counter({ name: 'fti_alias_listener_reconnects_total', help: 'Reconnects of the alias listener after it lost its connection', registers: [registry] }),
     batchEntities: new Histogram({ name: 'fti_serve_batch_entities', help: 'Entities per dynamic batch, by stage (lookup: one online query; score: one model call)', labelNames: ['stage'], buckets: BATCH_BUCKETS, registers: [registry] }),
     batchRequests: new Histogram({ name: 'fti_serve_batch_requests', help: 'Requests per dynamic batch, by stage (lookup, score)', labelNames: ['stage'], buckets: BATCH_BUCKETS, registers: [registry] }),
+    skewLogQueueDepth: new Gauge({ name: 'fti_serve_skew_log_queue_depth', help: 'Served rows sampled for the skew log, waiting to be written', registers: [registry] }),
+    skewLogRows: new Counter({ name: 'fti_serve_skew_log_rows_total', help: 'Served rows written to the skew log', registers: [registry] }),
+    skewLogDropped: new Counter({
+      name: 'fti_serve_skew_log_dropped_total',
+      help: 'Sampled served rows never written to the skew log, by reason (queue_full, write_failed)',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
   };
 }

@@ -48,6 +48,7 @@ import {
 } from './request.ts';
 import type { EntityKeys, RowScore, ServedModel } from './served-model.ts';
 import type { ServedView, ViewResolver } from './served-view.ts';
+import { logServed, type SkewLog } from './skew-log.ts';
 
 /** GET /healthz: 'down' (503) when the database is unreachable or the alias listener is deaf (`reason` says which). */
 export interface HealthReport {
@@ -75,6 +76,8 @@ export interface RouteDeps {
   /** A prediction or feature-vector request answers 503 request_timeout after this long. */
   requestTimeoutMs: number;
   health: () => Promise<HealthReport>;
+  /** The served log (skew checks); absent when off. */
+  skewLog?: SkewLog;
 }
 
 export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
@@ -92,10 +95,11 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
         const batch = Array.isArray(request.body.keys);
         const entities = Array.isArray(request.body.keys) ? request.body.keys : [request.body.keys];
         const keys = served.parseKeys(entities);
-        const rows = await served.lookup.lookup(keys);
+        const { rows, at } = await served.lookup.lookupTimed(keys);
         deadline.check();
         const predictions = await predict(served, keys, rows, batch);
         const { model, version, view } = served.scoring;
+        if (deps.skewLog) logServed(deps.skewLog, { model, version, view }, rows, predictions, at);
         const scored = predictions.filter((p) => p.status === 'OK').length;
         if (scored) metrics.predictions.inc({ model, version: String(version) }, scored);
         const notFound = predictions.filter((p) => p.status === 'NOT_FOUND').length;

@@ -19,9 +19,15 @@ export type EntityKeys = Record<string, string | number | boolean>;
 /** A row's score, or why its stored features do not fit the version's signature. */
 export type RowScore = { score: number } | { problems: string[] };
 
+/** An online lookup that also says which request time a batched lookup read the features as of. */
+export interface TimedLookup extends OnlineViewLookup {
+  /** The rows of `entities` as of now, batched with concurrent requests, and the instant the lookup used (one per call). */
+  lookupTimed(entities: ReadonlyArray<Readonly<Record<string, unknown>>>): Promise<{ rows: Array<Record<string, unknown> | undefined>; at: Date }>;
+}
+
 export interface ServedModel {
   scoring: ScoringModel;
-  lookup: OnlineViewLookup;
+  lookup: TimedLookup;
   /** One result per row, in order; the rows of concurrent requests are scored in one call (dynamic-batch.ts). */
   score(rows: readonly FeatureRow[]): Promise<RowScore[]>;
   /** The request's entities, checked against the spine's keys; HttpError 400 naming every problem of the first bad one. */
@@ -34,7 +40,7 @@ export type BatchObserver = (stage: 'lookup' | 'score', items: number, calls: nu
 
 /** Online lookups are per feature view, shared by every version trained on it and by the feature route. */
 export interface LookupCache {
-  views: Map<string, Promise<OnlineViewLookup>>;
+  views: Map<string, Promise<TimedLookup>>;
   onBatch?: BatchObserver;
 }
 
@@ -48,7 +54,7 @@ const LOOKUPS_IN_FLIGHT = 2;
  * that fails to be created (the view cannot be served online) is not kept, so the next
  * request checks again. Lookups as of now from concurrent requests run as one query.
  */
-export function sharedLookup(predictions: PredictionStore, lookups: LookupCache, view: FeatureViewDefinition): Promise<OnlineViewLookup> {
+export function sharedLookup(predictions: PredictionStore, lookups: LookupCache, view: FeatureViewDefinition): Promise<TimedLookup> {
   const viewKey = `${view.name}@${view.version}`;
   let lookup = lookups.views.get(viewKey);
   if (!lookup) {
@@ -60,14 +66,30 @@ export function sharedLookup(predictions: PredictionStore, lookups: LookupCache,
   return lookup;
 }
 
-function batchedLookup(lookup: OnlineViewLookup, onBatch?: BatchObserver): OnlineViewLookup {
-  const batcher = new DynamicBatcher<Readonly<Record<string, unknown>>, Record<string, unknown> | undefined>((entities) => lookup.lookup(entities), {
-    maxItems: BATCH_ITEMS,
-    maxInFlight: LOOKUPS_IN_FLIGHT,
-    onBatch: (items, calls) => onBatch?.('lookup', items, calls),
-  });
-  // A lookup as of another time than now is its own query.
-  return { ...lookup, lookup: (entities, at) => (at === undefined ? batcher.submit(entities) : lookup.lookup(entities, at)) };
+function batchedLookup(lookup: OnlineViewLookup, onBatch?: BatchObserver): TimedLookup {
+  // Each batch reads as of one instant, handed back with every row: the skew log records
+  // the very time windowed groups were evaluated at. A call's entities share one batch.
+  const batcher = new DynamicBatcher<Readonly<Record<string, unknown>>, { row: Record<string, unknown> | undefined; at: Date }>(
+    async (entities) => {
+      const at = new Date();
+      return (await lookup.lookup(entities, at)).map((row) => ({ row, at }));
+    },
+    {
+      maxItems: BATCH_ITEMS,
+      maxInFlight: LOOKUPS_IN_FLIGHT,
+      onBatch: (items, calls) => onBatch?.('lookup', items, calls),
+    },
+  );
+  const timed = async (entities: ReadonlyArray<Readonly<Record<string, unknown>>>) => {
+    const results = await batcher.submit(entities);
+    return { rows: results.map((r) => r.row), at: results[0]?.at ?? new Date() };
+  };
+  return {
+    ...lookup,
+    // A lookup as of another time than now is its own query.
+    lookup: async (entities, at) => (at === undefined ? (await timed(entities)).rows : lookup.lookup(entities, at)),
+    lookupTimed: timed,
+  };
 }
 
 /** Scores rows of concurrent requests in one call; each row's result comes back to its request. */

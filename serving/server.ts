@@ -1,7 +1,8 @@
 /**
  * The online prediction server (fastify): POST /v1/models/{name}[@ref]/predict,
  * POST /v1/features/{view}[@version] (the feature vectors predictions are made of),
- * GET /healthz, GET /metrics. `fti serve` starts it; tests and the bench build it
+ * GET /healthz, GET /metrics, GET /models/{name}/{version}/report (a version's stored
+ * report page). `fti serve` starts it; tests and the bench build it
  * in-process with buildServer and listen on a port of their choosing.
  *
  * A client sends entity keys only. The server looks up the online features of the
@@ -14,14 +15,18 @@
  * an alias or are allow-listed (model-resolver.ts); a time budget per request; a body
  * limit. The statement timeout lives on the database pool the caller hands in
  * (`withStatementTimeout` in database.ts).
+ *
+ * A sample of what is served (`skewLogRate`) is logged for skew checks, off the
+ * request path (skew-log.ts).
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Knex } from 'knex';
 import { createLogger, type Logger } from '../core/log.ts';
 import type { Tf } from '../ml/backend.ts';
-import { databaseReachable } from '../registry/db/index.ts';
+import { createKnex, databaseReachable } from '../registry/db/index.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { ModelRegistry } from '../registry/models/index.ts';
+import { MonitoringStore } from '../registry/monitoring/index.ts';
 import { PredictionStore } from '../registry/predictions/index.ts';
 import { watchAliases, type AliasWatchTuning } from './alias-watch.ts';
 import { bearerAuth, parseServingTokens } from './auth.ts';
@@ -29,8 +34,10 @@ import { HttpError, toHttpError } from './http-errors.ts';
 import { createServingMetrics, type ServingMetrics } from './metrics.ts';
 import { ModelResolver } from './model-resolver.ts';
 import { FEATURES_ROUTE, parseModelSegment, PREDICT_ROUTE } from './request.ts';
+import { registerReportRoute } from './report-route.ts';
 import { registerRoutes, type HealthReport } from './routes.ts';
 import { loadServedModel, type LookupCache } from './served-model.ts';
+import { DEFAULT_SKEW_LOG_RATE, SkewLog, type SkewLogOptions } from './skew-log.ts';
 import { ViewResolver } from './served-view.ts';
 
 declare module 'fastify' {
@@ -82,12 +89,21 @@ export interface ServerOptions {
    * every served alias re-resolved after each reconnect and every `recheckMs` (30000).
    */
   aliasWatch?: AliasWatchTuning;
+  /**
+   * Share of served entities logged for skew checks, 0 to 1 (default DEFAULT_SKEW_LOG_RATE;
+   * 0: off). Written off the request path on a connection of its own (skew-log.ts).
+   */
+  skewLogRate?: number;
+  /** The skew log's batching: rows per INSERT, longest wait, most rows queued. */
+  skewLogTuning?: Pick<SkewLogOptions, 'batchSize' | 'flushMs' | 'maxQueue' | 'random'>;
   log?: Logger;
 }
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024;
 export const DEFAULT_MAX_ENTITIES = 256;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
+/** A skew-log INSERT running longer is cancelled (its rows counted as dropped). */
+const SKEW_LOG_STATEMENT_TIMEOUT_MS = 10_000;
 /** Longest a client may take to send a whole request (headers and body); Node answers 408 beyond. */
 export const RECEIVE_TIMEOUT_MS = 30_000;
 
@@ -95,6 +111,8 @@ export interface PredictionServer {
   app: FastifyInstance;
   resolver: ModelResolver;
   metrics: ServingMetrics;
+  /** The served log (absent when the rate is 0). */
+  skewLog?: SkewLog;
 }
 
 export async function buildServer(options: ServerOptions): Promise<PredictionServer> {
@@ -103,6 +121,8 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
   const tokens = parseServingTokens(options.tokens);
   const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   if (!Number.isInteger(requestTimeoutMs) || requestTimeoutMs < 1) throw new Error(`requestTimeoutMs must be a positive integer, got ${String(requestTimeoutMs)}`);
+  const skewLogRate = options.skewLogRate ?? DEFAULT_SKEW_LOG_RATE;
+  if (!(skewLogRate >= 0 && skewLogRate <= 1)) throw new Error(`skewLogRate is a share from 0 to 1, got ${String(skewLogRate)}`);
   for (const segment of options.allowVersions ?? []) {
     if (parseModelSegment(segment).ref.kind !== 'version') throw new Error(`an allowed version is NAME@VERSION (e.g. flight_delay@3), got ${JSON.stringify(segment)}`);
   }
@@ -196,11 +216,20 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
       served: resolver.served(),
     };
   };
-  registerRoutes(app, { resolver, views, metrics, maxEntities: options.maxEntities ?? DEFAULT_MAX_ENTITIES, requestTimeoutMs, health });
+  // The served log has a connection of its own (and a statement timeout): a slow INSERT never holds a lookup's.
+  const skewLogKnex = skewLogRate > 0 ? createKnex({ url: options.databaseUrl, schema: options.schema, poolMax: 1, applicationName: 'fti-serve-skew-log', statementTimeoutMs: SKEW_LOG_STATEMENT_TIMEOUT_MS }) : undefined;
+  const skewLog = skewLogKnex
+    ? new SkewLog({ ...options.skewLogTuning, rate: skewLogRate, write: (rows) => new MonitoringStore({ knex: skewLogKnex }).logServed(rows), metrics, log })
+    : undefined;
+  registerRoutes(app, { resolver, views, metrics, maxEntities: options.maxEntities ?? DEFAULT_MAX_ENTITIES, requestTimeoutMs, health, skewLog });
+  registerReportRoute(app, registry);
 
   app.addHook('onClose', async () => {
     await watch.close();
     resolver.close();
+    // What was sampled is written before the server is gone.
+    await skewLog?.close();
+    await skewLogKnex?.destroy();
   });
   try {
     for (const segment of options.preload ?? []) {
@@ -212,5 +241,5 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
     await app.close();
     throw err;
   }
-  return { app, resolver, metrics };
+  return { app, resolver, metrics, skewLog };
 }

@@ -8,7 +8,9 @@ import { createCompactionActivities } from '../activities/compaction.ts';
 import { createFeatureActivities } from '../activities/feature.ts';
 import { createGcActivities } from '../activities/gc.ts';
 import { createInferenceActivities } from '../activities/inference.ts';
+import { createModelReportActivities } from '../activities/model-report.ts';
 import { createMonitoringActivities } from '../activities/monitoring.ts';
+import { createSkewActivities } from '../activities/skew.ts';
 import { createSystemCheckActivities, createWorkerInfoActivities } from '../activities/system.ts';
 import { createGpuTrainingActivities, createTrainingActivities } from '../activities/training.ts';
 import { loadConfig, type Retention } from '../core/config.ts';
@@ -50,6 +52,8 @@ export function cpuActivities(deps: PoolDeps) {
     ...createGcActivities({ features, training, defaultRetention: deps.gcRetention ?? loadConfig().gcRetention }),
     ...createCompactionActivities({ features }),
     ...createMonitoringActivities({ features, training, registry, monitoring: new MonitoringStore({ knex }), views: deps.project.featureViews }),
+    ...createModelReportActivities({ features, training, registry, backend }),
+    ...createSkewActivities({ features, registry, monitoring: new MonitoringStore({ knex }) }),
   };
 }
 

@@ -6,13 +6,18 @@
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { Knex } from 'knex';
+import { workerMetrics } from '../activities/observability.ts';
 import { databaseUrl, loadConfig, type FtiConfig } from '../core/config.ts';
-import { createLogger, type Logger } from '../core/log.ts';
+import type { Logger } from '../core/log.ts';
 import { taskQueue, type Pool } from '../core/task-queues.ts';
 import { loadProject, type FtiProject } from '../features/project.ts';
 import { loadBackend, type LoadedBackend } from '../ml/backend.ts';
 import { createKnex } from '../registry/db/index.ts';
+import { activityObserver } from './activity-observer.ts';
+import { routeConsole, workerLogger } from './logging.ts';
+import { startMetricsServer, type MetricsServer } from './metrics-server.ts';
 import { poolActivities } from './pool-activities.ts';
+import { installWorkerRuntime } from './runtime.ts';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -53,6 +58,8 @@ export async function createPoolWorker(options: PoolWorkerOptions): Promise<{ wo
     // 24 s for a partition): a cancel rides back on a heartbeat's answer, so a cancelled
     // run's activities hear it within seconds.
     maxHeartbeatThrottleInterval: '5s',
+    // Metrics and log attributes at every activity's boundary (workers/activity-observer.ts).
+    interceptors: { activity: [activityObserver()] },
   };
   if (options.pool === 'cpu') {
     if (options.workflowBundle) workerOptions.workflowBundle = options.workflowBundle;
@@ -97,8 +104,31 @@ export function workerKnexOptions(concurrency: number): { poolMax: number; state
   return { poolMax: workerPoolSize(concurrency), statementTimeoutMs: 60 * 60_000, idleInTransactionTimeoutMs: 10 * 60_000 };
 }
 
-/** Entry point of `fti worker cpu|gpu`: runs until SIGINT/SIGTERM, then drains and exits. */
-export async function runPoolWorker(pool: Pool, config: FtiConfig = loadConfig(), log: Logger = createLogger(`worker:${pool}`)): Promise<void> {
+/**
+ * Entry point of `fti worker cpu|gpu`: runs until SIGINT/SIGTERM, then drains and exits.
+ * Logs one record a line (FTI_LOG_FORMAT, JSON by default) and, with a metrics port,
+ * serves GET /metrics (ours and the Temporal SDK's).
+ */
+export async function runPoolWorker(pool: Pool, config: FtiConfig = loadConfig(), logger?: Logger): Promise<void> {
+  const format = config.logFormat ?? 'json';
+  routeConsole(format);
+  const log = logger ?? workerLogger(`worker:${pool}`, format);
+  // Before anything connects to Temporal: the Runtime is installed once per process.
+  const metricsOn = config.workerMetricsPort !== undefined;
+  const runtime = await installWorkerRuntime({ level: config.logLevel, format, metrics: metricsOn, log });
+  let metrics: MetricsServer | undefined;
+  if (metricsOn) {
+    metrics = await startMetricsServer({ host: config.workerMetricsHost, port: config.workerMetricsPort ?? 0, registry: workerMetrics.registry, sdkMetricsUrl: runtime.sdkMetricsUrl });
+    log(`metrics on ${metrics.url}`, { metricsUrl: metrics.url });
+  }
+  try {
+    await runUntilStopped(pool, config, log, metrics?.url);
+  } finally {
+    await metrics?.close();
+  }
+}
+
+async function runUntilStopped(pool: Pool, config: FtiConfig, log: Logger, metricsUrl: string | undefined): Promise<void> {
   const queue = taskQueue(pool, config.taskQueuePrefix);
   const backend = await loadBackend(pool, config.tfjsBackend);
   for (const reason of backend.skipped) log(`tfjs backend skipped: ${reason}`);
@@ -130,6 +160,7 @@ export async function runPoolWorker(pool: Pool, config: FtiConfig = loadConfig()
       definitions: config.definitionsModule,
       dataRoots: config.dataRoots,
       featureGroups: project.featureGroups.list().map((g) => `${g.name}@${g.version}`),
+      ...(metricsUrl ? { metricsUrl } : {}),
     });
     // Worker.run() installs SIGINT/SIGTERM handlers: it stops polling, lets running
     // activities finish (or time out) and then resolves.

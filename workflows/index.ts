@@ -7,3 +7,4 @@ export { ftiPipeline } from './fti-pipeline.ts';
 export { gc } from './gc.ts';
 export { compaction } from './compaction.ts';
 export { monitoringPipeline } from './monitoring.ts';
+export { skewCheck } from './skew-check.ts';

@@ -8,7 +8,8 @@ import { ACTIVITY_RETRY } from './retry.ts';
 
 type MonitoringActivities = ReturnType<typeof createMonitoringActivities>;
 
-const MonitoringInputSchema = z
+/** A model version (by ref) and a time window: the input of every monitoring workflow (drift, skew). */
+export const ModelWindowInputSchema = z
   .object({
     model: identifier,
     /** An alias, a version number or 'latest' (default: champion). */
@@ -18,6 +19,7 @@ const MonitoringInputSchema = z
   })
   .strict()
   .refine((i) => Date.parse(i.start) < Date.parse(i.end), { message: 'start must be before end', path: ['end'] });
+const MonitoringInputSchema = ModelWindowInputSchema;
 
 export type MonitoringInput = z.input<typeof MonitoringInputSchema>;
 

@@ -1,4 +1,5 @@
-import { ActivityCancellationType, CancellationScope, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ActivityCancellationType, CancellationScope, log, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { createModelReportActivities, ModelReportRef } from '../activities/model-report.ts';
 import type { createGpuTrainingActivities, createTrainingActivities, DatasetRef, EvaluationMetrics, PromotionDecision, TrainResult } from '../activities/training.ts';
 import { TrainingPipelineInputSchema, type TrainingPipelineInput } from '../core/inputs.ts';
 import { progressQuery, trainingEpochSignal, type PipelineProgress } from '../core/progress.ts';
@@ -10,6 +11,7 @@ import { ACTIVITY_RETRY } from './retry.ts';
 
 type CpuActivities = ReturnType<typeof createTrainingActivities>;
 type GpuActivities = ReturnType<typeof createGpuTrainingActivities>;
+type ReportActivities = ReturnType<typeof createModelReportActivities>;
 
 export interface TrainingPipelineResult {
   model: string;
@@ -23,6 +25,8 @@ export interface TrainingPipelineResult {
   training: Omit<TrainResult, 'runKey'>;
   /** Present when a promotion policy was given: the decision and both numbers. */
   promotion?: PromotionDecision;
+  /** The version's report, stored with it: `fti serve` answers it at `route`, `command` writes it to a file (absent in runs recorded before reports). */
+  report?: ModelReportRef;
 }
 
 export type { TrainingPipelineInput };
@@ -46,6 +50,7 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
 
   const cpu = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '5m', retry: ACTIVITY_RETRY });
   const cpuLong = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '60m', heartbeatTimeout: '30s', retry: ACTIVITY_RETRY });
+  const reports = proxyActivities<ReportActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '30m', heartbeatTimeout: '30s', retry: ACTIVITY_RETRY });
   // Heartbeats come every batch, so a dead GPU worker is noticed within the heartbeat
   // timeout and the retry (on any GPU worker) resumes from the last checkpoint.
   // No GPU worker polling: fail with that reason after gpuWaitTimeout rather than wait
@@ -79,13 +84,20 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
 
   try {
     Object.assign(progress, { stage: 'train', done: 1 });
-    const trained = await gpu.trainModel({ runKey, trainingDatasetId: dataset.trainingDatasetId, params: args.params }).catch((err: unknown) => {
+    const trained = await gpu.trainModel({ runKey, model: args.model, trainingDatasetId: dataset.trainingDatasetId, params: args.params }).catch((err: unknown) => {
       throw noWorkerFailure(err, queues.gpu, gpuWait, 'start one with `npx fti worker gpu`, or raise gpuWaitTimeout');
     });
     Object.assign(progress, { stage: 'evaluate', done: 2 });
     const metrics = await cpuLong.evaluateModel({ runKey, trainingDatasetId: dataset.trainingDatasetId });
     Object.assign(progress, { stage: 'register', done: 3, details: { ...progress.details, metrics } });
     const registered = await cpu.registerModel({ runKey, model: args.model, trainingDatasetId: dataset.trainingDatasetId, params: args.params, metrics, training: trained });
+    // The report reads the loss history from the run's checkpoint, so it comes before the cleanup below.
+    // (patched: histories recorded before reports replay without this step.)
+    let report: ModelReportRef | undefined;
+    if (patched('model-report')) {
+      Object.assign(progress, { stage: 'report', details: { ...progress.details, version: registered.version } });
+      report = await reports.writeModelReport({ runKey, model: args.model, version: registered.version });
+    }
     let promotion: PromotionDecision | undefined;
     if (args.promote) {
       Object.assign(progress, { stage: 'promote', done: 4 });
@@ -102,6 +114,7 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
       metrics,
       training,
       ...(promotion ? { promotion } : {}),
+      ...(report ? { report } : {}),
     };
     Object.assign(progress, { stage: 'done', done: 5, details: { ...progress.details, version: registered.version } });
     log.info('registered', { model: args.model, version: registered.version, metrics, promoted: promotion?.promoted });

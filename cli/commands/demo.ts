@@ -15,6 +15,7 @@ import type { DriftReport } from '../../activities/monitoring.ts';
 import type { FtiPipelineResult } from '../../workflows/fti-pipeline.ts';
 import { progressQuery, type PipelineProgress } from '../../core/progress.ts';
 import { startDevStack } from '../services/dev-stack.ts';
+import { writeDemoReport } from './demo-report.ts';
 import { waitForSignal } from './dev.ts';
 
 export interface DemoSummary {
@@ -28,6 +29,8 @@ export interface DemoSummary {
   secondsPerStage: FtiPipelineResult['seconds'];
   /** June's features against the model's training data (the monitoringPipeline workflow). */
   drift: { run: number; features: number; alerts: string[]; largestPsi: { feature: string; psi: number } | null } | null;
+  /** The model version's report (HTML), written under the data directory; null when it has none. */
+  report: string | null;
   wallSeconds: number;
 }
 
@@ -41,8 +44,8 @@ export function registerDemoCommand(program: Command): void {
       const started = Date.now();
       const log = createLogger('demo', (l) => console.error(l));
       const config = loadConfig();
-      // Worker output is noisy; keep only their own start-up lines.
-      const stack = await startDevStack(config, log, { workerLog: (line) => (/\[worker:(cpu|gpu)\]/.test(line) ? log(line) : undefined) });
+      // Worker output is noisy; keep only their own start-up lines (text here; JSON lines with FTI_LOG_FORMAT=json).
+      const stack = await startDevStack(config, log, { workerLog: (line) => (/\[worker:(cpu|gpu)\]|"component":"worker:(cpu|gpu)"/.test(line) ? log(line) : undefined) });
       let failed = false;
       let summary: DemoSummary | undefined;
       try {
@@ -60,7 +63,8 @@ export function registerDemoCommand(program: Command): void {
             workflowId: `${run.workflowId}/drift`,
             args: [{ model: result.lineage.modelVersion.model, ref: result.lineage.modelVersion.version, start: FLIGHTS_CHAIN.inference.start, end: FLIGHTS_CHAIN.inference.end }],
           });
-          summary = summarize(run.workflowId, ui, result, drift, started);
+          const report = await writeDemoReport(config, stack.databaseUrl, result.lineage.modelVersion.model, result.lineage.modelVersion.version);
+          summary = summarize(run.workflowId, ui, result, drift, report, started);
         } finally {
           await client.close();
         }
@@ -113,7 +117,7 @@ function describe(p: PipelineProgress): string {
   return parts.join(', ');
 }
 
-function summarize(workflowId: string, ui: string | undefined, r: FtiPipelineResult, drift: DriftReport, started: number): DemoSummary {
+function summarize(workflowId: string, ui: string | undefined, r: FtiPipelineResult, drift: DriftReport, report: string | null, started: number): DemoSummary {
   const largest = [...drift.features].sort((a, b) => b.psi - a.psi)[0];
   return {
     workflowId,
@@ -131,6 +135,7 @@ function summarize(workflowId: string, ui: string | undefined, r: FtiPipelineRes
     predictionsWritten: r.predictions.rows,
     secondsPerStage: r.seconds,
     drift: { run: drift.id, features: drift.features.length, alerts: drift.alerts, largestPsi: largest ? { feature: largest.feature, psi: Math.round(largest.psi * 1000) / 1000 } : null },
+    report,
     wallSeconds: Math.round((Date.now() - started) / 100) / 10,
   };
 }
@@ -150,6 +155,7 @@ function printSummary(s: DemoSummary, show: { human: boolean; json: boolean }): 
       : []),
     `  wall time    features ${s.secondsPerStage.features.toFixed(1)} s, training ${s.secondsPerStage.training.toFixed(1)} s, inference ${s.secondsPerStage.inference.toFixed(1)} s; demo ${s.wallSeconds} s in all (services included)`,
     ...(s.temporalUi ? [`  Temporal UI  ${s.temporalUi}`] : []),
+    ...(s.report ? [`  report       ${s.report} (${s.versions.model} v${s.versions.modelVersion}: fti models report ${s.versions.model}@${s.versions.modelVersion}, or GET /models/${s.versions.model}/${s.versions.modelVersion}/report on fti serve)`] : []),
     '',
   ];
   if (show.human) console.log(lines.join('\n'));

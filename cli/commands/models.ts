@@ -1,5 +1,5 @@
 /**
- * `fti models …`: inspect the model registry and move aliases. Human-readable by
+ * `fti models …`: inspect the model registry, move aliases, write reports (model-report.ts). Human-readable by
  * default; `--json` prints one JSON document for scripts.
  */
 import os from 'node:os';
@@ -7,6 +7,7 @@ import { Argument, InvalidArgumentError, type Command } from 'commander';
 import type { FeatureEncoding, ModelSignature } from '../../ml/signature.ts';
 import { LATEST, ModelRegistry, type AliasChange, type AliasMove, type ModelSummary, type ModelVersion } from '../../registry/models/index.ts';
 import { withKnex } from '../db.ts';
+import { registerModelReportCommand } from './model-report.ts';
 import { keyValues, table, time } from '../format.ts';
 
 interface JsonOption {
@@ -79,6 +80,8 @@ export function registerModelCommands(program: Command): void {
     .action(async (name: string, opts: MoveOptions) => {
       await withRegistry(async (registry) => print(opts, await registry.aliasHistory(name, opts.alias), (moves) => formatHistory(name, opts.alias, moves)));
     });
+
+  registerModelReportCommand(models, parseModelRef);
 }
 
 function withRegistry<T>(fn: (registry: ModelRegistry) => Promise<T>): Promise<T> {

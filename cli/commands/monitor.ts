@@ -3,9 +3,15 @@
  * features in a window against its training data (activities/monitoring.ts), here and
  * now, as the worker role, and records it; the monitoringPipeline workflow does the
  * same on a worker (for a Temporal Schedule). `fti monitor list` shows recorded runs.
+ *
+ * `fti monitor skew MODEL[@REF] --start … --end …`: the feature vectors `fti serve`
+ * logged in the window against the offline point-in-time vectors of the same entities
+ * and request times (activities/skew.ts); the skewCheck workflow does the same on a
+ * worker. Both exit 3 when they find something (an alert; a feature with mismatches).
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import { monitorDrift, toReport, type DriftReport } from '../../activities/monitoring.ts';
+import { checkSkew, type SkewReport } from '../../activities/skew.ts';
 import { IDENTIFIER } from '../../core/names.ts';
 import { loadProject } from '../../features/project.ts';
 import { FeatureStore } from '../../registry/feature-store/index.ts';
@@ -16,7 +22,7 @@ import { withKnex } from '../db.ts';
 import { table } from '../format.ts';
 
 export function registerMonitorCommands(program: Command): void {
-  const monitor = program.command('monitor').description('feature drift of served models against their training data');
+  const monitor = program.command('monitor').description('feature drift of served models against their training data, and training/serving skew');
   monitor
     .command('drift')
     .description("measure each feature's drift (PSI, KS) in [start, end) against the model version's training data, and record it")
@@ -33,6 +39,20 @@ export function registerMonitorCommands(program: Command): void {
         );
       });
       console.log(opts.json ? JSON.stringify(report, null, 2) : formatDrift(report));
+      if (report.alerts.length) process.exitCode = 3;
+    });
+  monitor
+    .command('skew')
+    .description('compare the feature vectors the prediction server logged in [start, end) with the offline point-in-time vectors of the same entities and times, and record it')
+    .argument('<model>', 'NAME or NAME@ALIAS / NAME@VERSION (default alias: champion)', parseModel)
+    .requiredOption('--start <time>', 'served from (ISO 8601)', parseTime)
+    .requiredOption('--end <time>', 'served before (ISO 8601)', parseTime)
+    .option('--json', 'print the run as JSON')
+    .action(async (model: { name: string; ref?: string | number }, opts: { start: string; end: string; json?: boolean }) => {
+      const report = await withKnex((knex) =>
+        checkSkew({ features: new FeatureStore({ knex }), registry: new ModelRegistry({ knex }), monitoring: new MonitoringStore({ knex }) }, { model: model.name, ref: model.ref, start: opts.start, end: opts.end }),
+      );
+      console.log(opts.json ? JSON.stringify(report, null, 2) : formatSkew(report));
       if (report.alerts.length) process.exitCode = 3;
     });
   monitor
@@ -61,6 +81,22 @@ export function formatDrift(r: DriftReport): string {
   const rows = r.features.map((f) => [f.feature, f.kind, `${n(f.psi)} / ${f.psiThreshold}`, f.ks === null ? '-' : `${n(f.ks)} / ${f.ksThreshold}`, `${n(f.trainNullShare * 100, 1)}% → ${n(f.windowNullShare * 100, 1)}%`, f.alert ? 'ALERT' : 'ok']);
   const tail = r.alerts.length ? `${r.alerts.length} alert(s): ${r.alerts.join(', ')}` : 'no alert';
   return [head, '', table(['FEATURE', 'KIND', 'PSI / MAX', 'KS / MAX', 'MISSING', ''], rows), '', tail, `(run ${r.id}; fti monitor list)`].join('\n');
+}
+
+/** A skew run as a table: one line per feature, mismatches marked. */
+export function formatSkew(r: SkewReport): string {
+  const head = `skew of ${r.model} v${r.modelVersion} (feature view ${r.featureView.name} v${r.featureView.version}): ${r.rows} logged predictions of [${r.windowStart}, ${r.windowEnd}) against their offline point-in-time features`;
+  const rows = r.features.map((f) => [
+    f.feature,
+    f.kind,
+    `${f.mismatches} / ${f.rows}`,
+    `${(f.mismatchShare * 100).toFixed(2)}%`,
+    f.maxAbsDiff === null ? '-' : String(Number(f.maxAbsDiff.toPrecision(6))),
+    String(f.nullMismatches),
+    f.mismatches ? 'SKEW' : 'ok',
+  ]);
+  const tail = r.rows === 0 ? 'nothing logged in the window (is fti serve running with --skew-log-rate above 0?)' : r.alerts.length ? `${r.alerts.length} feature(s) with mismatches: ${r.alerts.join(', ')}` : 'no mismatch';
+  return [head, '', table(['FEATURE', 'KIND', 'MISMATCHES', 'SHARE', 'MAX |DIFF|', 'NULL MISMATCHES', ''], rows), '', tail, `(run ${r.id})`].join('\n');
 }
 
 function parseModel(value: string): { name: string; ref?: string | number } {

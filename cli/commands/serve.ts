@@ -9,6 +9,7 @@ import { loadBackend } from '../../ml/backend.ts';
 import { createKnex } from '../../registry/db/index.ts';
 import { DEFAULT_STATEMENT_TIMEOUT_MS, withStatementTimeout } from '../../serving/database.ts';
 import { buildServer, DEFAULT_BODY_LIMIT, DEFAULT_MAX_ENTITIES, DEFAULT_REQUEST_TIMEOUT_MS } from '../../serving/server.ts';
+import { DEFAULT_SKEW_LOG_RATE } from '../../serving/skew-log.ts';
 import { startPostgres } from '../services/postgres.ts';
 
 interface ServeOptions {
@@ -20,6 +21,7 @@ interface ServeOptions {
   allowVersion?: string[];
   requestTimeout?: number;
   statementTimeout?: number;
+  skewLogRate?: number;
 }
 
 export function registerServeCommands(program: Command): void {
@@ -34,6 +36,7 @@ export function registerServeCommands(program: Command): void {
     .option('--allow-version <versions...>', 'NAME@VERSION that may be loaded by number although it never held an alias')
     .option('--request-timeout <ms>', `a prediction that takes longer answers 503 (default: FTI_SERVING_REQUEST_TIMEOUT_MS, ${DEFAULT_REQUEST_TIMEOUT_MS})`, positiveInt)
     .option('--statement-timeout <ms>', `statement_timeout of the server's database pool, 0 for none (default: FTI_SERVING_STATEMENT_TIMEOUT_MS, ${DEFAULT_STATEMENT_TIMEOUT_MS})`, nonNegativeInt)
+    .option('--skew-log-rate <share>', `share of served entities logged for skew checks (fti monitor skew), 0 to 1, 0 for none (default: FTI_SERVING_SKEW_LOG_RATE, ${DEFAULT_SKEW_LOG_RATE})`, share)
     .action(async (opts: ServeOptions) => {
       await serve(opts);
     });
@@ -46,7 +49,7 @@ async function serve(opts: ServeOptions): Promise<void> {
   for (const reason of backend.skipped) log(`tfjs backend skipped: ${reason}`);
   log(`TensorFlow.js backend: ${backend.name} (${backend.package}) on ${backend.device}`);
   const postgres = await startPostgres(config, { log: (line) => log(line) });
-  // The serving role: it reads models, definitions and online tables, and writes nothing.
+  // The serving role: it reads models, definitions and online tables, and writes only the skew log.
   // Every statement of the server's pool is bounded: a blocked lookup is cancelled, not waited for.
   const statementTimeoutMs = opts.statementTimeout ?? config.servingStatementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
   const knex = createKnex({ url: withStatementTimeout(postgres.urls.serving, statementTimeoutMs), schema: config.schema, applicationName: 'fti-serve' });
@@ -61,6 +64,7 @@ async function serve(opts: ServeOptions): Promise<void> {
       preload: opts.preload,
       allowVersions: opts.allowVersion,
       requestTimeoutMs: opts.requestTimeout ?? config.servingRequestTimeoutMs,
+      skewLogRate: opts.skewLogRate ?? config.servingSkewLogRate,
       // From the environment only: a token on the command line would show in `ps`.
       tokens: config.servingToken,
       metricsPublic: config.servingMetricsPublic,
@@ -72,6 +76,7 @@ async function serve(opts: ServeOptions): Promise<void> {
       tfjsBackend: backend.name,
       auth: config.servingToken ? `bearer token${config.servingToken.includes(',') ? 's' : ''}${config.servingMetricsPublic ? ' (metrics public)' : ''}` : 'none',
       statementTimeoutMs,
+      skewLogRate: opts.skewLogRate ?? config.servingSkewLogRate ?? DEFAULT_SKEW_LOG_RATE,
     });
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
       process.once('SIGINT', () => resolve('SIGINT'));
@@ -84,6 +89,12 @@ async function serve(opts: ServeOptions): Promise<void> {
     await knex.destroy();
     await postgres.stop();
   }
+}
+
+function share(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError('must be a number from 0 to 1');
+  return n;
 }
 
 function nonNegativeInt(value: string): number {

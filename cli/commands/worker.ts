@@ -1,5 +1,5 @@
 import { Client, Connection } from '@temporalio/client';
-import { Argument, type Command } from 'commander';
+import { Argument, InvalidArgumentError, type Command } from 'commander';
 import { loadConfig } from '../../core/config.ts';
 import { taskQueue, type Pool } from '../../core/task-queues.ts';
 import { runPoolWorker } from '../../workers/worker.ts';
@@ -10,8 +10,10 @@ export function registerWorkerCommands(program: Command): void {
     .command('worker')
     .description('run a worker: cpu polls fti-cpu (workflows + CPU activities), gpu polls fti-gpu (training)')
     .addArgument(new Argument('<pool>', 'worker pool').choices(['cpu', 'gpu']))
-    .action(async (pool: Pool) => {
-      await runPoolWorker(pool);
+    .option('--metrics-port <port>', 'serve Prometheus metrics (ours and the Temporal SDK\'s) on GET /metrics at this port, 0 for a free one (default: FTI_WORKER_METRICS_PORT, else none)', parsePort)
+    .action(async (pool: Pool, opts: { metricsPort?: number }) => {
+      const config = loadConfig();
+      await runPoolWorker(pool, opts.metricsPort === undefined ? config : { ...config, workerMetricsPort: opts.metricsPort });
     });
 
   program
@@ -39,4 +41,10 @@ export function registerWorkerCommands(program: Command): void {
         await connection.close();
       }
     });
+}
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError('a port number from 0 to 65535');
+  return port;
 }

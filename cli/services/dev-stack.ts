@@ -2,7 +2,8 @@
  * The whole local system in one call, for `fti dev` and `npm run demo`: Postgres
  * (embedded unless DATABASE_URL), migrations, a Temporal dev server with its Web UI
  * (unless one already answers at TEMPORAL_ADDRESS), and one CPU and one GPU worker
- * process. `stop()` takes it down in reverse order.
+ * process, each serving Prometheus metrics on a port of its own. `stop()` takes it down
+ * in reverse order.
  */
 import path from 'node:path';
 import type { FtiConfig } from '../../core/config.ts';
@@ -48,14 +49,22 @@ export async function startDevStack(config: FtiConfig, log: Logger, options: Dev
       TEMPORAL_NAMESPACE: config.temporalNamespace,
       FTI_SCHEMA: config.schema,
       FTI_TASK_QUEUE_PREFIX: config.taskQueuePrefix,
+      // A person reads this terminal: workers log text here unless FTI_LOG_FORMAT says otherwise (JSON is for log shippers).
+      FTI_LOG_FORMAT: config.logFormat ?? 'text',
+      // Model reports link their training run in the Web UI.
+      ...((config.temporalUiUrl ?? uiUrl) !== undefined ? { TEMPORAL_UI_URL: config.temporalUiUrl ?? uiUrl } : {}),
     };
     if (options.workers !== false) {
       const workerLog = options.workerLog ?? log;
-      for (const pool of ['cpu', 'gpu'] as const) {
-        const worker = await startWorkerProcess(pool, { env, detached: true, onLine: (line) => workerLog(`${pool} | ${line}`) });
+      for (const [i, pool] of (['cpu', 'gpu'] as const).entries()) {
+        // Each worker serves its own /metrics: FTI_WORKER_METRICS_PORT for the CPU worker and the next port for the GPU worker, else free ports.
+        const metricsPort = config.workerMetricsPort ? config.workerMetricsPort + i : 0;
+        const worker = await startWorkerProcess(pool, { env: { ...env, FTI_WORKER_METRICS_PORT: String(metricsPort) }, detached: true, onLine: (line) => workerLog(`${pool} | ${line}`) });
         stops.push(async () => {
           await worker.stop();
         });
+        const metricsUrl = worker.metricsUrl();
+        if (metricsUrl) log(`${pool} worker metrics: ${metricsUrl}`);
       }
     }
     return { databaseUrl: postgres.urls.worker, temporalAddress: address, uiUrl, env, stop };

@@ -24,6 +24,8 @@ export interface WorkerProcess {
   kill(): Promise<void>;
   /** Peak resident memory so far (Linux VmHWM), in MB. */
   peakRssMb(): number | undefined;
+  /** Where it serves GET /metrics, once it said so (FTI_WORKER_METRICS_PORT set); undefined before or without. */
+  metricsUrl(): string | undefined;
 }
 
 export interface SpawnOptions {
@@ -103,6 +105,8 @@ export function spawnWorkerProcess(pool: Pool, { env, onLine, detached = false }
       if (running()) child.kill('SIGKILL');
       await exited;
     },
+    // The start-up line carries it, in JSON or text format alike.
+    metricsUrl: () => /"metricsUrl":"([^"]+)"/.exec(output)?.[1],
     peakRssMb: () => {
       try {
         const status = fs.readFileSync(`/proc/${child.pid}/status`, 'utf8');

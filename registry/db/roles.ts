@@ -8,7 +8,10 @@
  *                     owns only those); no superuser, no pg_read_server_files, no
  *                     COPY … FROM PROGRAM, nothing in other schemas
  *   <schema>_serving  the prediction server: SELECT on the registry tables it reads and
- *                     on online feature tables; it writes nothing
+ *                     on online feature tables; it writes one thing: INSERT on skew_log
+ *                     (what it served, sampled, for skew checks) and USAGE on that
+ *                     table's id sequence (20261210000000_skew_log), nothing else: it
+ *                     cannot read the log back, change or delete a row of it
  *
  * `provisionRoles` runs once per schema as an administrator (the embedded cluster's
  * superuser, or FTI_ADMIN_DATABASE_URL for `fti migrate`); the grants on tables are

@@ -13,10 +13,12 @@ import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureGroupDefinition } from '../../features/definitions.ts';
 import type { FeatureReject } from '../../features/ingest.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
+import type { Sql } from '../db/index.ts';
 import { computeAggregates, partitionRowRange, type AggregateRun } from './aggregates.ts';
 import { compactGroup, type CompactionOptions, type CompactionResult } from './compaction.ts';
 import { abortCommit, commitStaged, type CommitOutcome, type CommitRules } from './commit.ts';
 import { beginCommit, getCommit, latestCommit, listCommits, type BeginCommitInput, type CommitRefusal, type CommitStatus, type FeatureCommit, type ValidationReport } from './commits.ts';
+import { entityRowsQuery } from './entity-rows.ts';
 import { reapStagingCommits, type KeptCommit, type ReapedCommit, type StagingGcOptions, type StagingGcResult } from './gc.ts';
 import { getFeatureGroup, listFeatureGroups, registerFeatureGroup, type FeatureGroupRecord } from './groups.ts';
 import { pointInTimeSql, type PitStrategy } from './point-in-time.ts';
@@ -174,6 +176,17 @@ export class FeatureStore {
     return new RetrievalJob(this.knex, async () => query);
   }
 
+  /**
+   * A view's point-in-time rows for given entities at given times (entity-rows.ts):
+   * `entities` has `_id` (bigint), `_keys` (jsonb: the spine's entity keys) and `_at`
+   * (timestamptz); each row comes back with its `_id`, the spine keys, `_at` under the
+   * spine's event-time name, and every view feature.
+   */
+  entityRows(view: FeatureViewDefinition, snapshot: ViewSnapshot, options: { entities: Sql; strategy?: PitStrategy }): RetrievalJob {
+    const query = pointInTimeSql(entityRowsQuery(view, snapshot, { entities: options.entities, strategy: options.strategy ?? 'lateral' }));
+    return new RetrievalJob(this.knex, async () => query);
+  }
+
   /** The view's groups as of commits pinned earlier (a prediction run's). */
   pinnedSnapshot(view: FeatureViewDefinition, commits: FeatureGroupCommitRef[]): Promise<ViewSnapshot> {
     return pinnedViewSnapshot(this.knex, view, commits);
@@ -189,4 +202,5 @@ export { joinOnlineRow, scannedTables, snapshotSql } from './reads.ts';
 export { groupTables } from './tables.ts';
 export { UNCHANGED_SINCE_COMPACTION } from './compaction.ts';
 export { latestViewSnapshot, viewQuery } from './view-snapshot.ts';
+export { ENTITY_ROW_ID } from './entity-rows.ts';
 export { getFeatureGroup } from './groups.ts';

@@ -46,7 +46,18 @@ export type PointInTimePolicy = 'available_at' | 'event_time';
 export type PitStrategy = 'window' | 'lateral';
 
 export interface PitQuery {
-  spine: { shape: GroupShape; visible: SnapshotPin };
+  spine: {
+    shape: GroupShape;
+    visible: SnapshotPin;
+    /**
+     * Spine rows given as a relation instead of the group's snapshot (Feast's entity
+     * dataframe; entity-rows.ts builds it): the group's columns, its event-time column
+     * holding each row's time, plus `carry`.
+     */
+    rows?: Sql;
+    /** Extra spine columns passed through to the output (after the label), with their Postgres types. */
+    carry?: Array<{ name: string; pgType: string }>;
+  };
   /** Spine label column: included, and spine rows without a label are left out. */
   label?: string;
   spineFeatures: PitFeature[];
@@ -77,7 +88,12 @@ function chunkFilter(q: PitQuery, alias: string, side: 'spine' | 'join'): Sql | 
   return sql`${chunkOf(columns, q.chunk.count)} = ${int(q.chunk.index)}`;
 }
 
-/** Columns: spine keys, spine event time, the label (if any), then every feature alias. */
+/** The spine rows: the given relation, or the spine group's rows in its snapshot. */
+function spineRows(q: PitQuery): Sql {
+  return q.spine.rows ?? snapshotSql(q.spine.shape, q.spine.visible);
+}
+
+/** Columns: spine keys, spine event time, the label (if any), carried columns, then every feature alias. */
 export function pointInTimeSql(q: PitQuery): Sql {
   return q.strategy === 'window' ? windowPlan(q) : lateralPlan(q);
 }
@@ -98,6 +114,7 @@ function spineOutputs(q: PitQuery): Array<{ source: string; as: string; pgType: 
   const shape = q.spine.shape;
   const typeOf = (c: string) => PG_TYPE[shape.columns.find((x) => x.name === c)?.type ?? 'string'];
   const out = [...shape.entityKeys, shape.eventTime, ...(q.label ? [q.label] : [])].map((c) => ({ source: c, as: c, pgType: typeOf(c) }));
+  for (const c of q.spine.carry ?? []) out.push({ source: c.name, as: c.name, pgType: c.pgType });
   for (const f of q.spineFeatures) out.push({ source: f.column, as: f.as, pgType: typeOf(f.column) });
   return out;
 }
@@ -111,7 +128,7 @@ function windowPlan(q: PitQuery): Sql {
   let current: Sql = sql`select ${join(
     [...spine.map((c) => sql`${col('s', c.source)} as ${id(c.as)}`), ...joinKeys.map((k) => sql`${col('s', k.spineColumn)}::text as ${id(k.name)}`)],
     ', ',
-  )} from (${snapshotSql(q.spine.shape, q.spine.visible)}) s where ${spineFilter(q, 's')}`;
+  )} from (${spineRows(q)}) s where ${spineFilter(q, 's')}`;
 
   q.joins.forEach((j, ji) => {
     const keys = j.shape.entityKeys;
@@ -199,6 +216,6 @@ function lateralPlan(q: PitQuery): Sql {
     };
   });
   return sql`select ${join([...spine.map((c) => sql`${col('s', c.source)} as ${id(c.as)}`), ...laterals.flatMap((l) => l.select)], ', ')}
-             from (${snapshotSql(q.spine.shape, q.spine.visible)}) s ${join(laterals.map((l) => l.from), ' ')}
+             from (${spineRows(q)}) s ${join(laterals.map((l) => l.from), ' ')}
              where ${spineFilter(q, 's')}`;
 }

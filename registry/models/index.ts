@@ -17,6 +17,7 @@ import { aliasAt, aliasHistory, getAlias, listAliases, rollbackAlias, setAlias, 
 import { loadArtifact } from './artifacts.ts';
 import { assertName, assertVersionNumber } from './locks.ts';
 import { parseRef } from './refs.ts';
+import { getModelReport, saveModelReport, type ModelReportInput, type StoredModelReport } from './reports.ts';
 import type {
   AliasChange,
   AliasMove,
@@ -129,6 +130,16 @@ export class ModelRegistry {
     return versionHeldAlias(this.knex, name, version);
   }
 
+  /** Stores the version's report (replacing an earlier one); NotFound when the version does not exist. */
+  async saveReport(name: string, version: number, report: ModelReportInput): Promise<StoredModelReport> {
+    return saveModelReport(this.knex, name, version, report);
+  }
+
+  /** The version's stored report; undefined when none was made yet. */
+  async getReport(name: string, version: number): Promise<StoredModelReport | undefined> {
+    return getModelReport(this.knex, name, version);
+  }
+
   /** Which version the alias pointed at, at `time` (undefined: not set yet then). */
   async aliasAt(name: string, alias: string, time: Date): Promise<number | undefined> {
     return aliasAt(this.knex, name, alias, time);
@@ -137,5 +148,6 @@ export class ModelRegistry {
 
 export { ALIAS_LISTENER_APPLICATION_NAME, LISTENER_KEEPALIVE_DEFAULTS, listenForAliasChanges, type AliasSubscription, type ListenerKeepalive, type ListenerState } from './alias-listener.ts';
 export { parseRef } from './refs.ts';
+export type { ModelReportInput, ModelReportSource, StoredModelReport } from './reports.ts';
 export { ALIAS_CHANNEL, LATEST } from './types.ts';
 export type * from './types.ts';

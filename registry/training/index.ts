@@ -23,6 +23,7 @@ import {
   type ThroughView,
   type TrainingDataset,
 } from './datasets.ts';
+import { splitDistributions, type DistributionBin, type FeatureDistribution } from './distributions.ts';
 import { reapDatasets, type DatasetGcOptions, type DatasetGcResult, type KeptDataset, type ReapedDataset } from './gc.ts';
 
 export class TrainingStore {
@@ -57,6 +58,11 @@ export class TrainingStore {
     return streamSplitThroughView(this.knex, dataset, datasetView, split, columns, through, batchSize);
   }
 
+  /** Each feature's distribution in the train and test splits, on shared bins (for the model report). */
+  splitDistributions(dataset: TrainingDataset, view: FeatureViewDefinition): Promise<FeatureDistribution[]> {
+    return splitDistributions(this.knex, dataset, view);
+  }
+
   /** Which datasets read a commit (lineage). */
   datasetsUsingCommit(commit: FeatureGroupCommitRef): Promise<number[]> {
     return datasetsUsingCommit(this.knex, commit);
@@ -85,4 +91,5 @@ export class TrainingStore {
 }
 
 export type { CreateTrainingDatasetOptions, Split, SplitRowThroughView, StoredCheckpoint, ThroughView, TrainingDataset };
+export type { DistributionBin, FeatureDistribution };
 export type { DatasetGcOptions, DatasetGcResult, KeptDataset, ReapedDataset };

@@ -444,7 +444,7 @@ describe('feature runs survive killed and stalled CPU worker processes (real pro
     expect(retriedAfter.some((r) => /^ingestPartition: .*heartbeat/i.test(r))).toBe(true);
     await expectExact('zombie_copy', result);
     // The woken zombie's attempt failed on its ended session (its late result is refused by Temporal).
-    const zombieFailure = await zombie.waitFor(/Activity failed[^]*?activityType: 'ingestPartition'[^]*?error: [^\n]*/, 60_000);
+    const zombieFailure = await zombie.waitFor(/Activity failed[^\n]*"activityType":"ingestPartition"[^\n]*"error":[^\n]*/, 60_000);
     console.log(`[zombie_copy] the woken zombie: ${zombieFailure.split('\n').at(-1)?.trim()}`);
     // Both workers stop cleanly, the woken zombie too.
     expect(await Promise.all([zombie.stop(), second.stop()])).toEqual([0, 0]);
@@ -488,7 +488,7 @@ describe('feature runs survive killed and stalled CPU worker processes (real pro
 
     // Woken, the zombie finds its session ended: its attempt fails, and the store is as it was.
     process.kill(zombie.process.pid as number, 'SIGCONT');
-    const zombieFailure = await zombie.waitFor(/Activity failed[^]*?activityType: 'commitFeatures'[^]*?error: [^\n]*/, 60_000);
+    const zombieFailure = await zombie.waitFor(/Activity failed[^\n]*"activityType":"commitFeatures"[^\n]*"error":[^\n]*/, 60_000);
     console.log(`[zombie_commit] the woken zombie: ${zombieFailure.split('\n').at(-1)?.trim()}`);
     await expectExact('zombie_commit', result);
     expect(await Promise.all([zombie.stop(), second.stop()])).toEqual([0, 0]);

@@ -105,10 +105,11 @@ describe('database roles', () => {
     expect(new Set(groups.rows.map((r) => r.tableowner))).toEqual(new Set([roleName(db.schema, 'worker')]));
   });
 
-  it('the serving role reads models, definitions and online tables, and cannot write or read anything else', async () => {
+  it('the serving role reads models, reports, definitions and online tables, writes only the served log, and reads nothing else', async () => {
     expect(await sqlState(serving, 'select count(*) from models')).toBe('ok');
     expect(await sqlState(serving, 'select count(*) from model_artifacts')).toBe('ok');
     expect(await sqlState(serving, 'select count(*) from feature_views')).toBe('ok');
+    expect(await sqlState(serving, 'select count(*) from model_reports')).toBe('ok');
     expect(await sqlState(serving, 'select count(*) from ??', ['fg_readings_v1__online'])).toBe('ok');
     // Writes of every kind.
     expect(await sqlState(serving, "insert into models (name) values ('planted')")).toBe(DENIED);
@@ -116,6 +117,10 @@ describe('database roles', () => {
     expect(await sqlState(serving, 'delete from model_versions')).toBe(DENIED);
     expect(await sqlState(serving, 'insert into ?? (sensor, at, value, _commit_id) values (?, now(), 1, 1)', ['fg_readings_v1__online', 'planted'])).toBe(DENIED);
     expect(await sqlState(serving, 'create table planted (x int)')).toBe(DENIED);
+    // The served log (skew checks) is append-only for it: it cannot read, change or empty it.
+    expect(await sqlState(serving, 'select count(*) from skew_log')).toBe(DENIED);
+    expect(await sqlState(serving, 'update skew_log set prediction = 0')).toBe(DENIED);
+    expect(await sqlState(serving, 'select count(*) from feature_skew')).toBe(DENIED);
     // Offline history, predictions and checkpoints are not the server's business.
     expect(await sqlState(serving, 'select count(*) from ??', ['fg_readings_v1'])).toBe(DENIED);
     expect(await sqlState(serving, 'select count(*) from predictions')).toBe(DENIED);

@@ -14,6 +14,8 @@ import * as commitVisibility from './20261130010000_commit_visibility.ts';
 import * as datasetReaping from './20261207000000_dataset_reaping.ts';
 import * as partitionCompactions from './20261208000000_partition_compactions.ts';
 import * as monitoring from './20261209000000_monitoring.ts';
+import * as skewLog from './20261210000000_skew_log.ts';
+import * as modelReports from './20261211000000_model_reports.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -31,6 +33,8 @@ const migrations: Array<[string, Migration]> = [
   ['20261207000000_dataset_reaping', datasetReaping],
   ['20261208000000_partition_compactions', partitionCompactions],
   ['20261209000000_monitoring', monitoring],
+  ['20261210000000_skew_log', skewLog],
+  ['20261211000000_model_reports', modelReports],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
