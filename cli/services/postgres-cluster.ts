@@ -51,6 +51,10 @@ export async function initCluster(options: ClusterOptions): Promise<string> {
   const dataDir = runAs ? reachableDataDir(options.dataDir, options.log) : options.dataDir;
   if (fs.existsSync(path.join(dataDir, 'PG_VERSION'))) return dataDir;
   const bin = await binaries(runAs, options.log);
+  // Only the data directory itself is private: `recursive` would give every parent it
+  // creates (a fresh clone's .fti) mode 0700 too, and the postgres user (running as
+  // root) could then not reach its own data directory.
+  fs.mkdirSync(path.dirname(dataDir), { recursive: true });
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const pwfile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fti-pw-')), 'pw');
   fs.writeFileSync(pwfile, `${options.password}\n`, { mode: 0o600 });
