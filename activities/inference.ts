@@ -24,14 +24,15 @@ import { workingOn } from './observability.ts';
 /**
  * Up to this many spine rows per partition the join probes the feature tables by
  * index, row by row (LATERAL: ~12 µs a row on the flights); above it, the set-based
- * plan, whose cost follows the joined groups' rows up to the partition's end
- * (~0.6 s for a day of flights, ~1.8 s for a month) rather than the spine's.
+ * plan, whose cost follows the joined groups' rows in the partition's window (and,
+ * before it, each key's newest row, by index: point-in-time.ts, "settled").
  */
 export const LATERAL_MAX_ROWS = 50_000;
 /**
  * Spine rows per partition when the caller names no partition count. The set-based
- * join of a partition reads the joined groups' rows up to the partition's end, so
- * many small partitions repeat that work; a few large ones keep every worker busy.
+ * join of a partition reads the joined groups' rows of its window plus how long they
+ * take to become known (a late commit widens that), so small partitions repeat that
+ * margin; a few large ones keep every worker busy.
  */
 export const PARTITION_ROWS = 250_000;
 /** Resolution at which the spine is counted to place partition boundaries. */

@@ -115,4 +115,13 @@ describe('point-in-time joins on what was known', () => {
     // Event 2 at 11:00 sees 10:00, exactly 1h old: within 2h.
     expect(values[2]).toBe(1);
   });
+
+  it('commits from before their known-lag was recorded bound nothing: windowed reads are the same', async () => {
+    const lags = await db.knex('feature_commits').where({ status: 'committed' }).pluck('max_known_lag_ms');
+    // The backfill's 1h lag (ms), and the late row's, known about two years after it happened.
+    expect(lags.map(Number)).toContain(3_600_000);
+    expect(Math.max(...lags.map(Number))).toBeGreaterThan(365 * 24 * 3_600_000);
+    await db.knex('feature_commits').update({ max_known_lag_ms: null });
+    expect(await joined(known)).toEqual({ 1: null, 2: 1, 3: 1, 4: 2, 5: null, 6: 2 });
+  });
 });

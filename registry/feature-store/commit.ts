@@ -151,6 +151,9 @@ export async function commitStaged(knex: Knex, group: GroupShape & { id: number 
     const visibleAt = ((await trx.raw('select clock_timestamp() as t')) as { rows: Array<{ t: Date }> }).rows[0]?.t as Date;
     if (range.lo && range.hi && rowsValid - unchanged > 0) await step('late', () => markLate(trx, group, stage, commitId, visibleAt, range.lo as Date, range.hi as Date));
 
+    // 4c. how long its rows took to become known: bounds what point-in-time reads must scan (knownLagMs)
+    const knownLagMs = rowsValid - unchanged > 0 ? await step('lag', () => maxKnownLagMs(trx, group, stage)) : 0;
+
     // 5. online store (from the staging table, unique on keys and event time)
     if (group.online && !group.windowed && rowsValid - unchanged > 0) await step('online', () => upsertOnline(trx, group, stage));
 
@@ -171,6 +174,7 @@ export async function commitStaged(knex: Knex, group: GroupShape & { id: number 
         rows_rejected: rejected,
         min_event_time: range.lo,
         max_event_time: range.hi,
+        max_known_lag_ms: knownLagMs,
         validation_report: JSON.stringify(report) as unknown as ValidationReport,
         finished_at: trx.fn.now() as unknown as Date,
         // Its place in visibility order, taken under the group's lock: the order snapshots follow.
@@ -304,6 +308,15 @@ async function supersede(trx: Knex.Transaction, group: GroupShape & { id: number
         select count(*)::bigint as n from kept`,
   )) as { rows: Array<{ n: number }> };
   return { unchanged: unchanged.rows[0]?.n ?? 0, updated: updated.rows[0]?.n ?? 0 };
+}
+
+/** The longest any staged row took to become known, in whole milliseconds (rounded up), 0 for none. */
+async function maxKnownLagMs(trx: Knex.Transaction, group: GroupShape, stage: string): Promise<number> {
+  const result = (await raw(
+    trx,
+    sql`select coalesce(ceil(max(extract(epoch from s._available_at - ${col('s', group.eventTime)})) * 1000), 0)::bigint as ms from ${id(stage)} s`,
+  )) as { rows: Array<{ ms: string | number }> };
+  return Math.max(0, Number(result.rows[0]?.ms ?? 0));
 }
 
 /**

@@ -77,6 +77,8 @@ export interface FeatureCommitRow {
   rows_rejected: number;
   min_event_time: Date | null;
   max_event_time: Date | null;
+  /** Longest a stored row took to become known (ms); null for commits made before it was recorded. */
+  max_known_lag_ms: number | string | null;
   source_commits: FeatureGroupCommitRef[];
   validation_report: ValidationReport | null;
   error: string | null;

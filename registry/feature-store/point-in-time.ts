@@ -13,7 +13,12 @@
  *    spine rows first at equal times. Each feature row carries its values in an
  *    array that starts with its event time; a running max() of those arrays is
  *    therefore the newest feature row seen so far, which is what each spine row
- *    takes. No join back, no row numbers. Fast for big spines.
+ *    takes. No join back, no row numbers. Fast for big spines. A window that starts
+ *    late in a group's history does not read all of it: each commit records how long
+ *    its rows took to become known (max_known_lag_ms), so rows with an event time
+ *    before start − that lag ("settled") were all known before the first spine row,
+ *    and of those only each key's newest one can be taken: it joins the stream by an
+ *    index probe per key instead of the whole history being scanned and sorted.
  *  - lateral: for each spine row, an index probe for the newest earlier row (one per
  *    branch of the snapshot, newest of the two). Fast for small spines.
  */
@@ -148,6 +153,10 @@ function windowPlan(q: PitQuery): Sql {
     if (q.start && j.ttlMs !== undefined) bounds.push(sql`${te} >= ${new Date(q.start.getTime() - j.ttlMs)}`);
     const chunk = ji === 0 ? chunkFilter(q, 'g', 'join') : undefined;
     if (chunk) bounds.push(chunk);
+    // Rows before `settled` were all known before the first spine row: of those only each
+    // key's newest can matter (the seeds below), so they are not scanned and sorted.
+    const settled = q.start ? settledBefore(j, q.start, q.pointInTime) : undefined;
+    if (settled) bounds.push(sql`${te} >= ${settled}`);
     const timeBound = bounds.length ? sql`where ${join(bounds, ' and ')}` : sql``;
     // A row enters the stream when it becomes known: at its available-at time (before
     // spine rows at that instant: known at or before t), or, known when it happened, at
@@ -160,11 +169,24 @@ function windowPlan(q: PitQuery): Sql {
       const ki = keyAliases.indexOf(c.name);
       return ki >= 0 ? sql`g.${id(keys[ki] as string)}::text as ${id(c.name)}` : sql`null::${kw(c.pgType)} as ${id(c.name)}`;
     });
+    // Each spine key's newest row before `settled`, by an index probe (known by then, so it enters before every spine row).
+    const seedColumns = carried.map((c) => {
+      const ki = keyAliases.indexOf(c.name);
+      return ki >= 0 ? sql`${col('k', j.on[keys[ki] as string] as string)}::text as ${id(c.name)}` : sql`null::${kw(c.pgType)} as ${id(c.name)}`;
+    });
+    const spineKeys = ids(keys.map((k) => j.on[k] as string));
+    const seeds = settled
+      ? sql`
+      union all
+      select ${join(seedColumns, ', ')}, ${te} as _t, 1 as _kind, ${values} as _v
+      from (select distinct ${spineKeys}, ${settled} as _settled from (${spineRows(q)}) s where ${spineFilter(q, 's')}) k
+      cross join lateral (${latestBefore({ ...j, ttlMs: undefined }, 'k', '_settled', 'event_time', q.start)}) g`
+      : sql``;
     const ordered = sql`
       select ${ids(carried.map((c) => c.name))}, ${id(et)} as _t, 0 as _kind, null::${arrayType} as _v from (${current}) spine_rows
       union all
       select ${join(featureRowColumns, ', ')}, ${entersAt} as _t, ${order} as _kind, ${values} as _v
-      from (${snapshotSql(j.shape, j.visible)}) g ${timeBound}`;
+      from (${snapshotSql(j.shape, j.visible)}) g ${timeBound}${seeds}`;
     // The newest row that entered is the latest known one; the ttl drops it when too old.
     const fresh =
       j.ttlMs === undefined
@@ -187,8 +209,22 @@ function windowPlan(q: PitQuery): Sql {
   return sql`select ${ids(outputs)} from (${current}) pit`;
 }
 
+/**
+ * The instant before which every row of the joined group's snapshot was known by
+ * `start`: start minus the longest any of its commits' rows took to become known
+ * (feature_commits.max_known_lag_ms; start itself under 'event_time'). -infinity when a
+ * commit predates that record: then nothing is bounded.
+ */
+function settledBefore(j: PitJoin, start: Date, policy: PointInTimePolicy): Sql {
+  if (policy === 'event_time') return sql`${start}::timestamptz`;
+  const lag = sql`(select case when count(*) = count(c.max_known_lag_ms) then coalesce(max(c.max_known_lag_ms), 0) end
+                   from feature_commits c
+                   where c.feature_group_id = ${j.visible.featureGroupId} and c.status = 'committed' and c.visible_seq <= ${j.visible.visibleSeq})`;
+  return sql`coalesce(${start}::timestamptz - ${lag} * interval '1 millisecond', '-infinity'::timestamptz)`;
+}
+
 /** The newest row of a group before the spine row (and known by then): one index probe per snapshot branch. */
-function latestBefore(j: PitJoin, spineAlias: string, spineTime: string, policy: PointInTimePolicy): Sql {
+function latestBefore(j: PitJoin, spineAlias: string, spineTime: string, policy: PointInTimePolicy, below?: Date): Sql {
   const t = groupTables(j.shape.name, j.shape.version);
   const columns = [...j.features.map((f) => f.column), j.shape.eventTime];
   const match = join(
@@ -198,6 +234,8 @@ function latestBefore(j: PitJoin, spineAlias: string, spineTime: string, policy:
   const conditions = [sql`${col('g', j.shape.eventTime)} < ${col(spineAlias, spineTime)}`];
   if (policy === 'available_at') conditions.push(sql`g._available_at <= ${col(spineAlias, spineTime)}`);
   if (j.ttlMs !== undefined) conditions.push(sql`${col('g', j.shape.eventTime)} >= ${col(spineAlias, spineTime)} - ${j.ttlMs} * interval '1 millisecond'`);
+  // A constant bound as well, when the caller knows one: it prunes partitions when the query is planned.
+  if (below) conditions.push(sql`${col('g', j.shape.eventTime)} < ${below}`);
   const before = join(conditions, ' and ');
   const newest = sql`order by ${col('g', j.shape.eventTime)} desc limit 1`;
   const snapshot = snapshotFilter(j.visible, 'g');

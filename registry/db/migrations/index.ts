@@ -16,6 +16,7 @@ import * as partitionCompactions from './20261208000000_partition_compactions.ts
 import * as monitoring from './20261209000000_monitoring.ts';
 import * as skewLog from './20261210000000_skew_log.ts';
 import * as modelReports from './20261211000000_model_reports.ts';
+import * as commitKnownLag from './20261212000000_commit_known_lag.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -35,6 +36,7 @@ const migrations: Array<[string, Migration]> = [
   ['20261209000000_monitoring', monitoring],
   ['20261210000000_skew_log', skewLog],
   ['20261211000000_model_reports', modelReports],
+  ['20261212000000_commit_known_lag', commitKnownLag],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
