@@ -113,6 +113,10 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   // The shuffle key mixes the entity keys and the event time, so an entity's rows (a
   // user's, a card's) are spread over the table, not kept together.
   const keyText = join([...def.spine.entityKeys, et].map((k) => sql`${id(k)}::text`), ` || '|' || `);
+  // A 32-bit hash repeats (about 700 pairs among 2.5M flights): rows with the same key
+  // are ordered by what makes a spine row unique, so a rebuild stores them, and a
+  // trainer reads them, in the same order (bagging picks rows by position).
+  const tiebreak = ids([...def.spine.entityKeys, et]);
   // Each chunk of the join runs in its own backend (so on its own core) and writes its
   // rows, already sorted into shuffled order, into a table of its own. Those tables
   // become the partitions of the dataset's table, and readers merge them by the shuffle
@@ -135,7 +139,7 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
           hashtext(${keyText}) as _shuffle,
           ${int(index)}::smallint as _chunk
         from (${pointInTimeSql({ ...viewQuery(def, snapshot, { start, end, withLabel: true, strategy }), chunk: { index, count: chunks } })}) q
-        order by _split, _shuffle`;
+        order by _split, _shuffle, ${tiebreak}`;
   const { signal } = options;
   /** The chunk tables any attempt of this build left (of this snapshot or another). */
   const leftovers = async () =>
