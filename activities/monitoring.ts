@@ -15,23 +15,31 @@ import type { TrainingStore } from '../registry/training/index.ts';
 import { withDomainFailures } from './failures.ts';
 import { heartbeatWhile } from './heartbeat.ts';
 
-export interface DriftInput {
+/** What every monitoring check is asked: a model version (by ref) and a time window. */
+export interface ModelWindowInput {
   model: string;
   /** An alias, a version number or 'latest' (default: champion). */
   ref?: string | number;
-  /** The window's spine rows: event time in [start, end). */
+  /** The window [start, end): the spine rows' event times (drift), the requests' times (skew). */
   start: string;
   end: string;
   idempotencyKey?: string;
   workflowId?: string;
 }
+export type DriftInput = ModelWindowInput;
 
-/** A drift run as a workflow result or JSON prints it: dates as ISO strings. */
-export interface DriftReport extends Omit<DriftRun, 'windowStart' | 'windowEnd' | 'createdAt'> {
+/** A monitoring run as a workflow result or JSON prints it: dates as ISO strings. */
+export type IsoTimes<R extends { windowStart: Date; windowEnd: Date; createdAt: Date }> = Omit<R, 'windowStart' | 'windowEnd' | 'createdAt'> & {
   windowStart: string;
   windowEnd: string;
   createdAt: string;
+};
+
+export function withIsoTimes<R extends { windowStart: Date; windowEnd: Date; createdAt: Date }>(run: R): IsoTimes<R> {
+  return { ...run, windowStart: run.windowStart.toISOString(), windowEnd: run.windowEnd.toISOString(), createdAt: run.createdAt.toISOString() };
 }
+
+export type DriftReport = IsoTimes<DriftRun>;
 
 export interface MonitoringDeps {
   features: FeatureStore;
@@ -65,7 +73,7 @@ export async function monitorDrift(deps: MonitoringDeps, input: DriftInput): Pro
     idempotencyKey: input.idempotencyKey,
     workflowId: input.workflowId,
   });
-  return toReport(run);
+  return withIsoTimes(run);
 }
 
 function thresholdsOf(view: FeatureViewDefinition, views: Catalog<FeatureViewDefinition> | undefined): DriftThresholds {
@@ -73,9 +81,6 @@ function thresholdsOf(view: FeatureViewDefinition, views: Catalog<FeatureViewDef
   return defined?.drift ?? view.drift ?? DEFAULT_DRIFT_THRESHOLDS;
 }
 
-export function toReport(run: DriftRun): DriftReport {
-  return { ...run, windowStart: run.windowStart.toISOString(), windowEnd: run.windowEnd.toISOString(), createdAt: run.createdAt.toISOString() };
-}
 
 export function createMonitoringActivities(deps: MonitoringDeps) {
   return withDomainFailures({

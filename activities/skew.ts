@@ -13,24 +13,10 @@ import type { ModelRegistry } from '../registry/models/index.ts';
 import type { MonitoringStore, SkewRun } from '../registry/monitoring/index.ts';
 import { withDomainFailures } from './failures.ts';
 import { heartbeatWhile } from './heartbeat.ts';
+import { withIsoTimes, type IsoTimes, type ModelWindowInput } from './monitoring.ts';
 
-export interface SkewInput {
-  model: string;
-  /** An alias, a version number or 'latest' (default: champion). */
-  ref?: string | number;
-  /** The logged predictions served in [start, end). */
-  start: string;
-  end: string;
-  idempotencyKey?: string;
-  workflowId?: string;
-}
-
-/** A skew run as a workflow result or JSON prints it: dates as ISO strings. */
-export interface SkewReport extends Omit<SkewRun, 'windowStart' | 'windowEnd' | 'createdAt'> {
-  windowStart: string;
-  windowEnd: string;
-  createdAt: string;
-}
+export type SkewInput = ModelWindowInput;
+export type SkewReport = IsoTimes<SkewRun>;
 
 export interface SkewDeps {
   features: FeatureStore;
@@ -48,11 +34,7 @@ export async function checkSkew(deps: SkewDeps, input: SkewInput): Promise<SkewR
   const snapshot = await deps.features.latestSnapshot(view);
   const offline = await deps.features.entityRows(view, snapshot, { entities: deps.monitoring.servedEntities(window) }).toSql();
   const run = await deps.monitoring.recordSkew({ window, view, offline, idempotencyKey: input.idempotencyKey, workflowId: input.workflowId });
-  return toSkewReport(run);
-}
-
-export function toSkewReport(run: SkewRun): SkewReport {
-  return { ...run, windowStart: run.windowStart.toISOString(), windowEnd: run.windowEnd.toISOString(), createdAt: run.createdAt.toISOString() };
+  return withIsoTimes(run);
 }
 
 export function createSkewActivities(deps: SkewDeps) {

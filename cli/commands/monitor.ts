@@ -10,7 +10,7 @@
  * worker. Both exit 3 when they find something (an alert; a feature with mismatches).
  */
 import { InvalidArgumentError, type Command } from 'commander';
-import { monitorDrift, toReport, type DriftReport } from '../../activities/monitoring.ts';
+import { monitorDrift, withIsoTimes, type DriftReport } from '../../activities/monitoring.ts';
 import { checkSkew, type SkewReport } from '../../activities/skew.ts';
 import { IDENTIFIER } from '../../core/names.ts';
 import { loadProject } from '../../features/project.ts';
@@ -61,7 +61,7 @@ export function registerMonitorCommands(program: Command): void {
     .option('--model <name>', 'only this model')
     .option('--json', 'print the runs as JSON')
     .action(async (opts: { model?: string; json?: boolean }) => {
-      const runs = (await withKnex((knex) => new MonitoringStore({ knex }).driftRuns({ model: opts.model }))).map(toReport);
+      const runs = (await withKnex((knex) => new MonitoringStore({ knex }).driftRuns({ model: opts.model }))).map(withIsoTimes);
       if (opts.json) return console.log(JSON.stringify(runs, null, 2));
       console.log(
         runs.length === 0
