@@ -218,8 +218,9 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
   };
   // The served log has a connection of its own (and a statement timeout): a slow INSERT never holds a lookup's.
   const skewLogKnex = skewLogRate > 0 ? createKnex({ url: options.databaseUrl, schema: options.schema, poolMax: 1, applicationName: 'fti-serve-skew-log', statementTimeoutMs: SKEW_LOG_STATEMENT_TIMEOUT_MS }) : undefined;
-  const skewLog = skewLogKnex
-    ? new SkewLog({ ...options.skewLogTuning, rate: skewLogRate, write: (rows) => new MonitoringStore({ knex: skewLogKnex }).logServed(rows), metrics, log })
+  const servedLog = skewLogKnex ? new MonitoringStore({ knex: skewLogKnex }) : undefined;
+  const skewLog = servedLog
+    ? new SkewLog({ ...options.skewLogTuning, rate: skewLogRate, write: (rows) => servedLog.logServed(rows), metrics, log })
     : undefined;
   registerRoutes(app, { resolver, views, metrics, maxEntities: options.maxEntities ?? DEFAULT_MAX_ENTITIES, requestTimeoutMs, health, skewLog });
   registerReportRoute(app, registry);
