@@ -2,14 +2,15 @@
  * registry/db: how the project reaches Postgres. It owns the connection, the
  * migrations, transactions (with the one translation of Postgres error codes into
  * FtiErrors), the SQL builder every store uses for dynamic identifiers, server-side
- * cursors, health, and the least-privilege roles (owner, worker, serving). It knows no store's tables except system_checks; it never
+ * cursors, binary COPY, health, and the least-privilege roles (owner, worker, serving). It knows no store's tables except system_checks; it never
  * imports a store.
  */
+export { BinaryCopyWriter, copyBytes, fieldEnd, fieldStart, int4Field, nullFields, readBinaryCopy, textField, timestampField, type BinaryTuple } from './binary-copy.ts';
 export { createKnex, type DbOptions } from './connection.ts';
 export { streamQueries, streamQuery, type StreamOptions } from './cursor.ts';
 export { databaseReachable } from './health.ts';
 export { migrate, rollbackAll } from './migrate.ts';
-export { col, cols, id, ids, int, join, kw, raw, sql, Sql, toNative, toText } from './sql.ts';
+export { col, cols, id, ids, int, join, kw, raw, sql, Sql, toInlined, toNative, toText } from './sql.ts';
 export { dropSchemaAndRoles, grantServingRead, provisionRoles } from './roles.ts';
 export { SystemCheckStore, type SystemCheck } from './system-checks.ts';
 export { cancelOnAbort, cancelledWith, inTransaction, isLockNotAvailable, pgErrorCode, transaction, translatePgError, unlessUniqueViolation } from './transaction.ts';

@@ -76,6 +76,34 @@ export function toText(knex: Knex, query: Sql): string {
   return knex.raw(query.text, query.bindings as Knex.RawBinding[]).toQuery();
 }
 
+/**
+ * The final SQL text with values inlined as literals, for statements that take no bind
+ * parameters (COPY (query) TO). Only values of the kinds the query builders bind are
+ * accepted: timestamps (inlined as UTC, with their zone), numbers, booleans, strings
+ * (quoted, quotes doubled) and null.
+ */
+export function toInlined(knex: Knex, query: Sql): string {
+  const markers = query.text.match(/\?\??/g) ?? [];
+  if (markers.length !== query.bindings.length) throw new TypeError('bindings and placeholders differ in number');
+  const bindings = query.bindings.map((value, i) => (markers[i] === '??' ? value : knex.raw(literal(value))));
+  return knex.raw(query.text, bindings as Knex.RawBinding[]).toQuery();
+}
+
+function literal(value: unknown): string {
+  if (value === null || value === undefined) return 'null';
+  if (value instanceof Date) {
+    if (Number.isNaN(value.getTime())) throw new TypeError('an invalid date cannot be inlined');
+    return `'${value.toISOString()}'::timestamptz`;
+  }
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new TypeError(`a non-finite number cannot be inlined: ${value}`);
+    return `(${String(value)})`;
+  }
+  if (typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  if (typeof value === 'string') return `'${value.replace(/'/g, "''")}'`;
+  throw new TypeError(`a ${typeof value} cannot be inlined into SQL`);
+}
+
 /** Positional SQL (`$1`…) and its bindings, for a raw pg client (cursors, COPY). */
 export function toNative(knex: Knex, query: Sql): { sql: string; bindings: unknown[] } {
   const native = knex.raw(query.text, query.bindings as Knex.RawBinding[]).toSQL().toNative();
