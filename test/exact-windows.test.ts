@@ -83,7 +83,7 @@ describe('exact windows', () => {
     });
   /** check_id -> the windows joined onto it, with each plan; both must agree. */
   const joined = (): Promise<Record<number, Window>> =>
-    viewRowsByBothPlans(store, view, (rows) => Object.fromEntries(rows.map((r) => [Number(r.check_id), { mean: r.minutes_mean_1h, n: r.trips_1h === null ? null : Number(r.trips_1h), max: r.minutes_max_1h }])));
+    viewRowsByBothPlans(db.knex, store, view, (rows) => Object.fromEntries(rows.map((r) => [Number(r.check_id), { mean: r.minutes_mean_1h, n: r.trips_1h === null ? null : Number(r.trips_1h), max: r.minutes_max_1h }])));
 
   beforeAll(async () => {
     db = await createTestDb('windows');

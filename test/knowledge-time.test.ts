@@ -54,7 +54,7 @@ describe('point-in-time joins on what was known', () => {
   const run = (featureGroup: string, file: string, window: { start: string; end: string }) =>
     temporal.client.workflow.execute(featurePipeline, { taskQueue: temporal.cpuQueue, workflowId: uniqueId('fp'), args: [{ featureGroup, source: { kind: 'ndjson', path: file }, ...window }] });
   /** event_id -> score joined, with each plan; both must agree. */
-  const joined = (view: FeatureViewDefinition): Promise<Record<number, unknown>> => viewRowsByBothPlans(store, view, (rows) => Object.fromEntries(rows.map((r) => [Number(r.event_id), r.score])));
+  const joined = (view: FeatureViewDefinition): Promise<Record<number, unknown>> => viewRowsByBothPlans(db.knex, store, view, (rows) => Object.fromEntries(rows.map((r) => [Number(r.event_id), r.score])));
 
   beforeAll(async () => {
     db = await createTestDb('knowledge');

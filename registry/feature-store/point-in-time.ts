@@ -21,6 +21,9 @@
  *    index probe per key instead of the whole history being scanned and sorted.
  *  - lateral: for each spine row, an index probe for the newest earlier row (one per
  *    branch of the snapshot, newest of the two). Fast for small spines.
+ *
+ * A third plan, for training datasets, runs the same join outside SQL from the
+ * relations built here (spineStreamSql, joinedStreamSql): pit-stream.ts.
  */
 import { PG_TYPE } from '../../features/schema.ts';
 import { col, id, ids, int, join, kw, sql, type Sql } from '../db/index.ts';
@@ -76,7 +79,7 @@ export interface PitQuery {
    * key hashes to `index`, and only the first joined group's rows that can match them.
    * Chunks are independent queries (run them side by side); together they give every row once.
    */
-  chunk?: { index: number; count: number };
+  chunk?: { index: number | number[]; count: number };
 }
 
 /** Which chunk a key falls in: the same expression over the spine's columns and over the joined group's. */
@@ -90,7 +93,11 @@ function chunkFilter(q: PitQuery, alias: string, side: 'spine' | 'join'): Sql | 
   if (!q.chunk || !first) return undefined;
   const keys = first.shape.entityKeys;
   const columns = keys.map((k) => col(alias, side === 'spine' ? (first.on[k] as string) : k));
-  return sql`${chunkOf(columns, q.chunk.count)} = ${int(q.chunk.index)}`;
+  const { index, count } = q.chunk;
+  if (typeof index === 'number') return sql`${chunkOf(columns, count)} = ${int(index)}`;
+  // Several chunks (the stream plan reads a group once for all it joins at a time); all of them: no condition.
+  if (new Set(index).size >= count) return undefined;
+  return sql`${chunkOf(columns, count)} in (${join(index.map(int), ', ')})`;
 }
 
 /** The spine rows: the given relation, or the spine group's rows in its snapshot. */
@@ -142,51 +149,21 @@ function windowPlan(q: PitQuery): Sql {
     // The carried array: event time first (it orders the running max), then the values.
     const element = (value: Sql, type: string): Sql =>
       numeric ? (type === 'bool' ? sql`(${value})::int::double precision` : sql`(${value})::double precision`) : sql`(${value})::text`;
-    const first = numeric ? sql`extract(epoch from g.${id(j.shape.eventTime)})::double precision` : sql`to_char(g.${id(j.shape.eventTime)} at time zone 'UTC', 'YYYYMMDDHH24MISSUS')`;
-    const values = sql`array[${join([first, ...j.features.map((f) => element(sql`g.${id(f.column)}`, typeOf(f.column)))], ', ')}]`;
+    const first = numeric ? sql`extract(epoch from r._te)::double precision` : sql`to_char(r._te at time zone 'UTC', 'YYYYMMDDHH24MISSUS')`;
+    const values = sql`array[${join([first, ...j.features.map((f, fi) => element(sql`r.${id(`_f${fi}`)}`, typeOf(f.column)))], ', ')}]`;
     const arrayType = numeric ? kw('double precision[]') : kw('text[]');
     const keyAliases = keys.map((_, ki) => `_j${ji}_k${ki}`);
-    const te = sql`g.${id(j.shape.eventTime)}`;
-    const known = q.pointInTime === 'available_at';
-    const bounds: Sql[] = q.end ? [sql`${te} < ${q.end}`, ...(known ? [sql`g._available_at < ${q.end}`] : [])] : [];
-    // A row older than the ttl before the first spine row joins nowhere: its event-time ranges are not read.
-    if (q.start && j.ttlMs !== undefined) bounds.push(sql`${te} >= ${new Date(q.start.getTime() - j.ttlMs)}`);
-    const chunk = ji === 0 ? chunkFilter(q, 'g', 'join') : undefined;
-    if (chunk) bounds.push(chunk);
-    // Rows before `settled` were all known before the first spine row: of those only each
-    // key's newest can matter (the seeds below), so they are not scanned and sorted.
-    const settled = q.start ? settledBefore(j, q.start, q.pointInTime) : undefined;
-    if (settled) bounds.push(sql`${te} >= ${settled}`);
-    const timeBound = bounds.length ? sql`where ${join(bounds, ' and ')}` : sql``;
-    // A row enters the stream when it becomes known: at its available-at time (before
-    // spine rows at that instant: known at or before t), or, known when it happened, at
-    // its event time (after spine rows at that instant: strictly before t).
-    const entersAt = known ? sql`greatest(${te}, g._available_at)` : te;
-    const order = known ? sql`case when g._available_at > ${te} then -1 else 1 end` : sql`1`;
     // UNION ALL matches columns by position: the feature rows list the carried
     // columns in the same order, as nulls except for this join's key.
     const featureRowColumns = carried.map((c) => {
       const ki = keyAliases.indexOf(c.name);
-      return ki >= 0 ? sql`g.${id(keys[ki] as string)}::text as ${id(c.name)}` : sql`null::${kw(c.pgType)} as ${id(c.name)}`;
+      return ki >= 0 ? sql`r.${id(`_k${ki}`)} as ${id(c.name)}` : sql`null::${kw(c.pgType)} as ${id(c.name)}`;
     });
-    // Each spine key's newest row before `settled`, by an index probe (known by then, so it enters before every spine row).
-    const seedColumns = carried.map((c) => {
-      const ki = keyAliases.indexOf(c.name);
-      return ki >= 0 ? sql`${col('k', j.on[keys[ki] as string] as string)}::text as ${id(c.name)}` : sql`null::${kw(c.pgType)} as ${id(c.name)}`;
-    });
-    const spineKeys = ids(keys.map((k) => j.on[k] as string));
-    const seeds = settled
-      ? sql`
-      union all
-      select ${join(seedColumns, ', ')}, ${te} as _t, 1 as _kind, ${values} as _v
-      from (select distinct ${spineKeys}, ${settled} as _settled from (${spineRows(q)}) s where ${spineFilter(q, 's')}) k
-      cross join lateral (${latestBefore({ ...j, ttlMs: undefined }, 'k', '_settled', 'event_time', q.start)}) g`
-      : sql``;
     const ordered = sql`
       select ${ids(carried.map((c) => c.name))}, ${id(et)} as _t, 0 as _kind, null::${arrayType} as _v from (${current}) spine_rows
       union all
-      select ${join(featureRowColumns, ', ')}, ${entersAt} as _t, ${order} as _kind, ${values} as _v
-      from (${snapshotSql(j.shape, j.visible)}) g ${timeBound}${seeds}`;
+      select ${join(featureRowColumns, ', ')}, greatest(r._te, r._known) as _t, case when r._known > r._te then -1 else 1 end as _kind, ${values} as _v
+      from (${joinedRowsSql(q, ji)}) r`;
     // The newest row that entered is the latest known one; the ttl drops it when too old.
     const fresh =
       j.ttlMs === undefined
@@ -207,6 +184,86 @@ function windowPlan(q: PitQuery): Sql {
   });
   const outputs = [...spine.map((c) => c.as), ...q.joins.flatMap((j) => j.features.map((f) => f.as))];
   return sql`select ${ids(outputs)} from (${current}) pit`;
+}
+
+/**
+ * The rows of join `ji`'s group that the running max reads, in no order (the window
+ * and stream plans both read them): its entity keys as text (`_k0`…), event time
+ * (`_te`), when it became known (`_known`: its available-at time, or its event time
+ * under the 'event_time' policy) and its features (`_f0`…). Rows that can join no
+ * spine row of the query are left out: those at or after its end, those older than
+ * the ttl before its start, those of other chunks, and those settled before its start
+ * but the newest of each key (seeds, by an index probe per key).
+ *
+ * A row enters the running max when it is known: at `_known` when that is after its
+ * event time (before spine rows at that instant: known at or before t), else at its
+ * event time (after spine rows at that instant: strictly before t).
+ */
+export function joinedRowsSql(q: PitQuery, ji: number): Sql {
+  const j = q.joins[ji] as PitJoin;
+  const keys = j.shape.entityKeys;
+  const te = sql`g.${id(j.shape.eventTime)}`;
+  const known = q.pointInTime === 'available_at';
+  const bounds: Sql[] = q.end ? [sql`${te} < ${q.end}`, ...(known ? [sql`g._available_at < ${q.end}`] : [])] : [];
+  // A row older than the ttl before the first spine row joins nowhere: its event-time ranges are not read.
+  if (q.start && j.ttlMs !== undefined) bounds.push(sql`${te} >= ${new Date(q.start.getTime() - j.ttlMs)}`);
+  const chunk = ji === 0 ? chunkFilter(q, 'g', 'join') : undefined;
+  if (chunk) bounds.push(chunk);
+  // Rows before `settled` were all known before the first spine row: of those only each
+  // key's newest can matter (the seeds below), so they are not scanned and sorted.
+  const settled = q.start ? settledBefore(j, q.start, q.pointInTime) : undefined;
+  if (settled) bounds.push(sql`${te} >= ${settled}`);
+  const timeBound = bounds.length ? sql`where ${join(bounds, ' and ')}` : sql``;
+  const features = j.features.map((f, fi) => sql`g.${id(f.column)} as ${id(`_f${fi}`)}`);
+  const rows = sql`select ${join([...keys.map((k, ki) => sql`g.${id(k)}::text as ${id(`_k${ki}`)}`), sql`${te} as _te`, sql`${known ? sql`g._available_at` : te} as _known`, ...features], ', ')}
+      from (${snapshotSql(j.shape, j.visible)}) g ${timeBound}`;
+  if (!settled) return rows;
+  // Each spine key's newest row before `settled`, by an index probe (known by then, so it enters before every spine row).
+  const spineKeys = ids(keys.map((k) => j.on[k] as string));
+  return sql`${rows}
+      union all
+      select ${join([...keys.map((k, ki) => sql`${col('k', j.on[k] as string)}::text as ${id(`_k${ki}`)}`), sql`${te} as _te`, sql`${te} as _known`, ...features], ', ')}
+      from (select distinct ${spineKeys}, ${settled} as _settled from (${spineRows(q)}) s where ${spineFilter(q, 's')}) k
+      cross join lateral (${latestBefore({ ...j, ttlMs: undefined }, 'k', '_settled', 'event_time', q.start)}) g`;
+}
+
+/** One text per key (of one column or several): the same on the spine's side and the group's. */
+function keyText(columns: Sql[]): Sql {
+  const texts = columns.map((c) => sql`(${c})::text`);
+  return texts.length === 1 ? (texts[0] as Sql) : sql`array[${join(texts, ', ')}]::text`;
+}
+
+/**
+ * The stream plan's spine (pit-stream.ts): the output columns of the spine, then
+ * `extra` (expressions over those columns), then per join the text of its key
+ * (`_jk0`…), then the spine row's time (`_st`); in `order`, if given.
+ */
+export function spineStreamSql(q: PitQuery, extra: Sql[], order?: Sql): Sql {
+  const spine = spineOutputs(q);
+  const keys = q.joins.map((j, ji) => sql`${keyText(j.shape.entityKeys.map((k) => col('s', j.on[k] as string)))} as ${id(`_jk${ji}`)}`);
+  const inner = sql`select ${join([...spine.map((c) => sql`${col('s', c.source)} as ${id(c.as)}`), ...keys, sql`${col('s', q.spine.shape.eventTime)} as _st`], ', ')}
+                    from (${spineRows(q)}) s where ${spineFilter(q, 's')}`;
+  const columns = [ids(spine.map((c) => c.as)), ...extra, ...q.joins.map((_, ji) => id(`_jk${ji}`)), sql`_st`];
+  return sql`select ${join(columns, ', ')} from (${inner}) o${order ? sql` order by ${order}` : sql``}`;
+}
+
+/**
+ * The stream plan's rows of join `ji`'s group: its key's text (`_key`), `_te`, `_known`
+ * and the features, in no order; with `part`, only the rows whose key hashes to
+ * `part.index` of `part.count` (reads of one group side by side).
+ */
+export function joinedStreamSql(q: PitQuery, ji: number, part?: { index: number; count: number }): Sql {
+  const j = q.joins[ji] as PitJoin;
+  const key = keyText(j.shape.entityKeys.map((_, ki) => col('r', `_k${ki}`)));
+  const where = part && part.count > 1 ? sql` where (hashtext(${key}) & 2147483647) % ${int(part.count)} = ${int(part.index)}` : sql``;
+  return sql`select ${join([sql`${key} as _key`, sql`r._te`, sql`r._known`, ...j.features.map((_, fi) => col('r', `_f${fi}`))], ', ')}
+             from (${joinedRowsSql(q, ji)}) r${where}`;
+}
+
+/** The output columns of a point-in-time query, in order, with their Postgres types. */
+export function pointInTimeColumns(q: PitQuery): Array<{ name: string; pgType: string }> {
+  const joined = q.joins.flatMap((j) => j.features.map((f) => ({ name: f.as, pgType: PG_TYPE[j.shape.columns.find((x) => x.name === f.column)?.type ?? 'string'] })));
+  return [...spineOutputs(q).map((c) => ({ name: c.as, pgType: c.pgType })), ...joined];
 }
 
 /**

@@ -2,8 +2,10 @@
  * Training datasets: a feature view's point-in-time join over a time window,
  * materialized as a table of its own (td_<id>) with time-based train / validation /
  * test splits, the commits it read, and the train split's statistics (which fit the
- * model's encoding). Set-based SQL end to end: rows never pass through Node to be
- * joined. The table's partitions (one per chunk of the join) are each stored in a
+ * model's encoding). The join runs by the stream plan (pit-stream.ts: the spine
+ * sorted in Postgres, each joined group read once and placed in Node, the rows
+ * written back by binary COPY) or, on request, one of the SQL plans; all give the
+ * same rows. The table's partitions (one per chunk of the join) are each stored in a
  * shuffled order (a hash of the spine keys and event time), and a split is read as
  * their merge by that key, so a sequential read of a split is already mixed.
  */
@@ -16,9 +18,12 @@ import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import type { FeatureStats } from '../../ml/stats.ts';
 import { cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, toNative, transaction } from '../db/index.ts';
-import { latestViewSnapshot, pointInTimeSql, viewQuery, type FeatureViewRecord, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
+import { latestViewSnapshot, pointInTimeSql, streamPointInTime, viewQuery, type StreamStep, type FeatureViewRecord, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 export type Split = 'train' | 'validation' | 'test';
+
+/** 'stream': the point-in-time join streamed through Node (pit-stream.ts); or a SQL plan (point-in-time.ts). */
+export type DatasetStrategy = PitStrategy | 'stream';
 
 export interface TrainingDataset {
   id: number;
@@ -64,7 +69,8 @@ export interface CreateTrainingDatasetOptions {
   /** Split boundaries; default: the last 20% of the window is split evenly into validation and test. */
   validationStart?: Date;
   testStart?: Date;
-  strategy?: PitStrategy;
+  /** How the join runs: streamed through Node (default), or one of the SQL plans. All give the same rows. */
+  strategy?: DatasetStrategy;
   /** Categories kept per one-hot feature at most (most frequent first). */
   maxCategories?: number;
   /**
@@ -73,6 +79,12 @@ export interface CreateTrainingDatasetOptions {
    * those it finished.
    */
   chunks?: number;
+  /**
+   * Without `chunks`: the spine rows a chunk holds at most (default 1.5M), so the chunk
+   * count grows with the spine. The stream plan holds a pass's chunks in memory (about
+   * 300 bytes a row for the flights view): this bounds the build's memory.
+   */
+  maxChunkRows?: number;
   /** Chunks joined at a time (one backend, so one core, each); default 2. */
   parallelism?: number;
   /** Cancels the build: its statements are cancelled in Postgres and its scratch table dropped. */
@@ -83,10 +95,15 @@ export interface CreateTrainingDatasetOptions {
   onStage?: (stage: DatasetStage, seconds: number) => void;
 }
 
-/** 'join': the join's chunks, each sorted into shuffled order; 'attach': the dataset's table from them; 'statistics': the train split's. */
-export type DatasetStage = 'join' | 'attach' | 'statistics';
+/**
+ * 'join': the join's chunks, each in shuffled order, of which (stream plan) 'spine':
+ * reading the spine, 'groups': reading the joined groups, 'write': writing the rows;
+ * 'attach': the dataset's table from the chunks; 'statistics': the train split's.
+ */
+export type DatasetStage = 'join' | StreamStep | 'attach' | 'statistics';
 
 const DATASET_CHUNKS = 2;
+const MAX_CHUNK_ROWS = 1_500_000;
 const DATASET_PARALLELISM = 2;
 
 /** Runs work(0 … count-1), at most `parallelism` at a time. */
@@ -127,19 +144,51 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   // A chunk's table is named after the build (its key) and what it read (snapshot,
   // window, chunking), so a retry of the same build keeps the chunks already committed,
   // and never those of another snapshot.
-  const chunks = options.chunks ?? DATASET_CHUNKS;
+  const chunks = options.chunks ?? Math.max(DATASET_CHUNKS, Math.ceil((await spineRowCount(knex, def, snapshot, start, end)) / (options.maxChunkRows ?? MAX_CHUNK_ROWS)));
   const hash = (x: string) => crypto.createHash('sha1').update(x).digest('hex').slice(0, 8);
   const build = `td_joining_${hash(options.idempotencyKey)}`;
-  const strategy = options.strategy ?? 'window';
+  const strategy = options.strategy ?? 'stream';
   const current = `${build}${hash(JSON.stringify({ view: view.id, commits: snapshot.commits, start, end, validationStart, testStart, chunks, strategy }))}`;
   const chunkTable = (index: number) => `${current}${index.toString(16).padStart(2, '0')}`;
-  const rows = (index: number) =>
-    sql`select q.*,
-          case when ${id(et)} < ${validationStart} then 'train' when ${id(et)} < ${testStart} then 'validation' else 'test' end as _split,
-          hashtext(${keyText}) as _shuffle,
-          ${int(index)}::smallint as _chunk
-        from (${pointInTimeSql({ ...viewQuery(def, snapshot, { start, end, withLabel: true, strategy }), chunk: { index, count: chunks } })}) q
-        order by _split, _shuffle, ${tiebreak}`;
+  const split = sql`case when ${id(et)} < ${validationStart} then 'train' when ${id(et)} < ${testStart} then 'validation' else 'test' end`;
+  const extra = (index: number) => [
+    { expr: split, as: '_split' },
+    { expr: sql`hashtext(${keyText})`, as: '_shuffle' },
+    { expr: sql`${int(index)}::smallint`, as: '_chunk' },
+  ];
+  // Stored by shuffle key alone, not split first: a split read filters its rows, which
+  // are then in shuffle order all the same, and Postgres sorts on one integer key many
+  // times faster than on a three-valued text key with the hash as its tie-break.
+  const order = sql`_shuffle, ${tiebreak}`;
+  const chunkQuery = (index: number, plan: PitStrategy) => ({ ...viewQuery(def, snapshot, { start, end, withLabel: true, strategy: plan }), chunk: { index, count: chunks } });
+  const rows = (index: number, plan: PitStrategy) =>
+    sql`select q.*, ${join(extra(index).map((e) => sql`${e.expr} as ${id(e.as)}`), ', ')}
+        from (${pointInTimeSql(chunkQuery(index, plan))}) q
+        order by ${order}`;
+  const CHUNK_SETTINGS = `select set_config('work_mem', '256MB', true), set_config('max_parallel_workers_per_gather', '0', true)`;
+  /** Chunks into their tables, each created and filled in its own transaction: streamed together (the joined groups read once for all), or a SQL plan each. */
+  const joinChunks = async (indices: number[]) => {
+    if (strategy !== 'stream') {
+      const [index] = indices;
+      await transaction(knex, (trx) =>
+        cancelledWith(knex, trx, options.signal, async () => {
+          await trx.raw(CHUNK_SETTINGS);
+          await raw(trx, sql`create table ${id(chunkTable(index as number))} as ${rows(index as number, strategy)}`);
+        }),
+      );
+      return;
+    }
+    const transactions = await Promise.all(indices.map(() => knex.transaction()));
+    try {
+      await Promise.all(indices.map((index, i) => raw(transactions[i] as Knex.Transaction, sql`create table ${id(chunkTable(index))} as ${rows(index, 'lateral')} with no data`)));
+      const targets = indices.map((index, i) => ({ index, writer: transactions[i] as Knex.Transaction, table: chunkTable(index), extra: extra(index) }));
+      await streamPointInTime(knex, viewQuery(def, snapshot, { start, end, withLabel: true, strategy: 'window' }), targets, { count: chunks, order, signal: options.signal, onStep: options.onStage });
+      for (const trx of transactions) await trx.commit();
+    } catch (err) {
+      await Promise.all(transactions.map((trx) => (trx.isCompleted() ? undefined : trx.rollback().catch(() => undefined))));
+      throw err;
+    }
+  };
   const { signal } = options;
   /** The chunk tables any attempt of this build left (of this snapshot or another). */
   const leftovers = async () =>
@@ -159,15 +208,14 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
       options.onStage?.(stage, (now - last) / 1000);
       last = now;
     };
-    await inParallel(todo.length, options.parallelism ?? DATASET_PARALLELISM, (k) =>
-      transaction(knex, (trx) =>
-        cancelledWith(knex, trx, signal, async () => {
-          const index = todo[k] as number;
-          await trx.raw(`select set_config('work_mem', '256MB', true), set_config('max_parallel_workers_per_gather', '0', true)`);
-          await raw(trx, sql`create table ${id(chunkTable(index))} as ${rows(index)}`);
-        }),
-      ),
-    );
+    // The stream plan joins `parallelism` chunks at a time (side by side in Postgres, one
+    // pass over each joined group); a SQL plan runs that many chunks side by side.
+    const parallelism = options.parallelism ?? DATASET_PARALLELISM;
+    if (strategy === 'stream') {
+      for (let i = 0; i < todo.length; i += parallelism) await joinChunks(todo.slice(i, i + parallelism));
+    } else {
+      await inParallel(todo.length, parallelism, (k) => joinChunks([todo[k] as number]));
+    }
     stageDone('join');
     return await transaction(knex, (trx) => cancelledWith(knex, trx, signal, async () => {
       const [row] = await trx<TrainingDatasetRow>('training_datasets')
@@ -213,6 +261,13 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
     if (signal?.aborted || err instanceof FtiError) await drop(await leftovers()).catch(() => undefined);
     throw err;
   }
+}
+
+/** The labelled spine rows in [start, end). */
+async function spineRowCount(knex: Knex, def: FeatureViewDefinition, snapshot: ViewSnapshot, start: Date, end: Date): Promise<number> {
+  const spine = pointInTimeSql({ ...viewQuery(def, snapshot, { start, end, withLabel: true, strategy: 'lateral' }), joins: [] });
+  const result = (await raw(knex, sql`select count(*)::bigint as n from (${spine}) s`)) as { rows: Array<{ n: string | number }> };
+  return Number(result.rows[0]?.n ?? 0);
 }
 
 /** The spine window [start, end) (as given, else the spine rows' own time range) and its split boundaries. */

@@ -1,0 +1,352 @@
+/**
+ * The point-in-time join streamed through Node (the 'stream' plan): the same rows as
+ * the window and lateral plans of point-in-time.ts, written into a table, for
+ * training datasets. The window plan sorts the spine and every joined row together
+ * (millions of wide rows, spilled to disk); this plan sorts only the spine and reads
+ * each joined group once, in no order:
+ *
+ *  1. The spine rows come out of Postgres by binary COPY, in the order the table wants
+ *     them stored; each keeps its output columns' bytes as Postgres sent them (never
+ *     decoded), its join keys and its time. Per join, its rows are indexed by key and
+ *     time.
+ *  2. Each row of a joined group is placed at the first spine row (of its key, by time)
+ *     it is visible to, and kept there if its event time is the newest placed there
+ *     so far. A row visible to a spine row is visible to every later one of its key,
+ *     so a running max along each key's spine rows then gives every spine row the
+ *     newest row it could know: the running max of the window plan, without sorting
+ *     the group's rows. Rows that can join nothing are never held: memory is the
+ *     spine's, not the group's.
+ *  3. The rows are written back by binary COPY, spine bytes and feature bytes copied
+ *     unchanged, so every type round-trips exactly.
+ *
+ * A group's rows are unique by key and event time in a snapshot (a correction
+ * supersedes the row it corrects); should two tie, the first read wins.
+ */
+import { performance } from 'node:perf_hooks';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Knex } from 'knex';
+import type pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { BinaryCopyWriter, cancelOnAbort, copyBytes, fieldEnd, fieldStart, id, ids, nullFields, readBinaryCopy, sql, textField, timestampField, toInlined, toText, type BinaryTuple, type Sql } from '../db/index.ts';
+import { joinedStreamSql, pointInTimeColumns, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
+
+/** One chunk of the join (PitQuery.chunk), written into a table of its own. */
+export interface StreamChunk {
+  index: number;
+  /** Writes the chunk's rows: a transaction, say, that created its table. */
+  writer: Knex;
+  /** An existing table with the query's columns (pointInTimeColumns), then the extra ones. */
+  table: string;
+  /** Columns computed per spine row over its output columns (e.g. a split), written after the features. */
+  extra: Array<{ expr: Sql; as: string }>;
+}
+
+export interface StreamOptions {
+  /** Chunks the query is cut into (PitQuery.chunk.count). */
+  count: number;
+  /** The order each chunk's rows are written in (over output and extra columns). */
+  order?: Sql;
+  signal?: AbortSignal;
+  /** Told how long each step took, in seconds: reading the spines, the joined groups, writing the rows. */
+  onStep?: (step: StreamStep, seconds: number) => void;
+}
+
+export type StreamStep = 'spine' | 'groups' | 'write';
+
+/** Bytes of the spine rows' output and extra columns, in 16 MiB blocks. */
+class Arena {
+  private readonly blocks: Buffer[] = [];
+  private block = Buffer.allocUnsafe(0);
+  private at = 0;
+  private readonly blockOf: number[] = [];
+  private readonly offset: number[] = [];
+  /** Per row, where its extra columns begin (bytes from its start) and where it ends. */
+  private readonly split: number[] = [];
+  private readonly length: number[] = [];
+
+  /** Row bytes `buf[start, end)`, its extra columns from `split` on. */
+  push(buf: Buffer, start: number, split: number, end: number): void {
+    const n = end - start;
+    if (this.at + n > this.block.length) {
+      this.block = Buffer.allocUnsafe(Math.max(16 << 20, n));
+      this.blocks.push(this.block);
+      this.at = 0;
+    }
+    copyBytes(buf, start, end, this.block, this.at);
+    this.blockOf.push(this.blocks.length - 1);
+    this.offset.push(this.at);
+    this.split.push(split - start);
+    this.length.push(n);
+    this.at += n;
+  }
+
+  /** Writes row `row`'s output columns, then `between`, then its extra columns. */
+  writeRow(out: BinaryCopyWriter, row: number, between: () => void): void {
+    const block = this.blocks[this.blockOf[row] as number] as Buffer;
+    const offset = this.offset[row] as number;
+    const split = offset + (this.split[row] as number);
+    out.writeRange(block, offset, split);
+    between();
+    out.writeRange(block, split, offset + (this.length[row] as number));
+  }
+}
+
+/** Bytes of a field of each Postgres type the feature store writes, or undefined when they vary (text). */
+const FIXED_WIDTH: Record<string, number | undefined> = { 'double precision': 8, bigint: 8, boolean: 1, timestamptz: 8 };
+
+/**
+ * What a join gives each spine row: per place (a spine row, in key-and-time order),
+ * the event time and feature bytes of the newest group row placed there. Features of
+ * fixed width live in one slab of equal slots; text ones in a buffer per place.
+ */
+class JoinResult {
+  /** Per spine row, its place (-1: its key is null). */
+  readonly placeOf: Int32Array;
+  readonly newest: Float64Array;
+  /** Bytes used in each slot; -1: empty. */
+  private readonly used: Int32Array;
+  private readonly slab: Buffer | undefined;
+  private readonly buffers: Array<Buffer | undefined> | undefined;
+
+  constructor(
+    rows: number,
+    places: number,
+    private readonly slot: number | undefined,
+  ) {
+    this.placeOf = new Int32Array(rows).fill(-1);
+    this.newest = new Float64Array(places).fill(-Infinity);
+    this.used = new Int32Array(places).fill(-1);
+    if (slot === undefined) this.buffers = new Array<Buffer | undefined>(places);
+    else this.slab = Buffer.allocUnsafe(places * slot);
+  }
+
+  /** Keeps `buf[start, end)` at `place` if `eventTime` is newer than what is there. */
+  offer(place: number, eventTime: number, buf: Buffer, start: number, end: number): void {
+    if (!(eventTime > (this.newest[place] as number))) return;
+    this.newest[place] = eventTime;
+    this.used[place] = end - start;
+    // A copy: the tuple's buffer is the COPY stream's.
+    if (this.slab) copyBytes(buf, start, end, this.slab, place * (this.slot as number));
+    else (this.buffers as Array<Buffer | undefined>)[place] = Buffer.from(buf.subarray(start, end));
+  }
+
+  /** Place `to` takes what `from` holds. */
+  carry(from: number, to: number): void {
+    this.newest[to] = this.newest[from] as number;
+    this.used[to] = this.used[from] as number;
+    const slot = this.slot as number;
+    if (this.slab) copyBytes(this.slab, from * slot, from * slot + (this.used[from] as number), this.slab, to * slot);
+    else (this.buffers as Array<Buffer | undefined>)[to] = (this.buffers as Array<Buffer | undefined>)[from];
+  }
+
+  clear(place: number): void {
+    this.used[place] = -1;
+    if (this.buffers) this.buffers[place] = undefined;
+  }
+
+  /** Writes row `row`'s features, or `nulls` when no group row joins it. */
+  write(out: BinaryCopyWriter, row: number, nulls: Buffer): void {
+    const place = this.placeOf[row] as number;
+    const used = place < 0 ? -1 : (this.used[place] as number);
+    if (used < 0) out.write(nulls);
+    else if (this.slab) out.writeRange(this.slab, place * (this.slot as number), place * (this.slot as number) + used);
+    else out.write((this.buffers as Array<Buffer | undefined>)[place] as Buffer);
+  }
+}
+
+/** One chunk's spine rows, as read. */
+interface ChunkSpine {
+  arena: Arena;
+  times: number[];
+  /** Per join, the id of each row's key (keyIndex; -1: null). */
+  keys: number[][];
+}
+
+/**
+ * Runs the point-in-time query `q` by the stream plan for `chunks` (of
+ * `options.count`): each chunk's spine is read on a connection of its own, side by
+ * side; each joined group is read once for all of them; each chunk is written by its
+ * own writer. Returns the rows written per chunk.
+ */
+export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamChunk[], options: StreamOptions): Promise<number[]> {
+  const outputs = pointInTimeColumns(q);
+  const spineOutputs = outputs.length - q.joins.reduce((n, j) => n + j.features.length, 0);
+  const { signal } = options;
+  let last = performance.now();
+  const stepDone = (step: StreamStep) => {
+    const now = performance.now();
+    options.onStep?.(step, (now - last) / 1000);
+    last = now;
+  };
+
+  // 1. Each chunk's spine: its bytes, and per join its keys (as ids, shared by the chunks) and its times.
+  const keyIndex = q.joins.map(() => new Map<string, number>());
+  const spines = await Promise.all(
+    chunks.map(async (c): Promise<ChunkSpine> => {
+      const passed = spineOutputs + c.extra.length;
+      const spine: ChunkSpine = { arena: new Arena(), times: [], keys: q.joins.map(() => []) };
+      const query = spineStreamSql({ ...q, chunk: { index: c.index, count: options.count } }, c.extra.map((e) => sql`${e.expr} as ${id(e.as)}`), options.order);
+      await copyOut(knex, query, signal, (t) => {
+        spine.arena.push(t.buf, fieldStart(t, 0), fieldStart(t, spineOutputs), fieldEnd(t, passed - 1));
+        for (let ji = 0; ji < q.joins.length; ji++) {
+          const key = textField(t, passed + ji);
+          const index = keyIndex[ji] as Map<string, number>;
+          let k = key === null ? -1 : index.get(key);
+          if (k === undefined) {
+            k = index.size;
+            index.set(key as string, k);
+          }
+          (spine.keys[ji] as number[]).push(k);
+        }
+        spine.times.push(timestampField(t, passed + q.joins.length) ?? -Infinity);
+      });
+      return spine;
+    }),
+  );
+  stepDone('spine');
+  // Rows are numbered across the chunks, in chunk order.
+  const times = spines.flatMap((s) => s.times);
+
+  // 2. Each join's features for every spine row, its group read once for all chunks.
+  const joined = { ...q, chunk: { index: chunks.map((c) => c.index), count: options.count } };
+  const results: JoinResult[] = [];
+  for (const [ji, j] of q.joins.entries()) {
+    const widths = j.features.map((f) => FIXED_WIDTH[outputs.find((c) => c.name === f.as)?.pgType ?? '']);
+    const slot = widths.every((w) => w !== undefined) ? widths.reduce((n: number, w) => n + 4 + (w as number), 0) : undefined;
+    const keys = spines.flatMap((s) => s.keys[ji] as number[]);
+    results.push(await joinGroup(knex, joined, ji, j, slot, keyIndex[ji] as Map<string, number>, keys, times, Math.max(1, chunks.length), signal));
+  }
+
+  stepDone('groups');
+  // 3. Each chunk's rows, in its spine's order: output columns, features, extra columns.
+  const nulls = q.joins.map((j) => nullFields(j.features.length));
+  const bases = spines.map((_, ci) => spines.slice(0, ci).reduce((n, s) => n + s.times.length, 0));
+  const written = await Promise.all(
+    chunks.map(async (c, ci) => {
+      const spine = spines[ci] as ChunkSpine;
+      const base = bases[ci] as number;
+      const fields = outputs.length + c.extra.length;
+      async function* rows(): AsyncGenerator<Buffer> {
+        const out = new BinaryCopyWriter();
+        for (let row = 0; row < spine.times.length; row++) {
+          out.tuple(fields);
+          spine.arena.writeRow(out, row, () => results.forEach((r, ji) => r.write(out, base + row, nulls[ji] as Buffer)));
+          if ((row & 4095) === 4095) yield* out.take();
+        }
+        yield* out.end();
+      }
+      const columns = [...outputs.map((o) => o.name), ...c.extra.map((e) => e.as)];
+      await copyIn(knex, c.writer, sql`copy ${id(c.table)} (${ids(columns)}) from stdin (format binary)`, rows(), signal);
+      return spine.times.length;
+    }),
+  );
+  stepDone('write');
+  return written;
+}
+
+/** COPYs `data` into a table on `writer`'s connection. */
+async function copyIn(knex: Knex, writer: Knex, statement: Sql, data: AsyncIterable<Buffer>, signal: AbortSignal | undefined): Promise<void> {
+  const client = (await writer.client.acquireConnection()) as pg.PoolClient & { processID: number };
+  const release = cancelOnAbort(knex, client.processID, signal);
+  try {
+    await pipeline(Readable.from(data), client.query(copyFrom(toText(knex, statement))), ...(signal ? [{ signal }] : []));
+  } finally {
+    release();
+    await writer.client.releaseConnection(client);
+  }
+}
+
+/** Join `ji`: places the group's rows at the spine rows they become visible to, then the running max per key. */
+async function joinGroup(
+  knex: Knex,
+  q: PitQuery,
+  ji: number,
+  j: PitJoin,
+  slot: number | undefined,
+  keyIndex: Map<string, number>,
+  keyIds: number[],
+  times: number[],
+  reads: number,
+  signal: AbortSignal | undefined,
+): Promise<JoinResult> {
+  const rows = keyIds.length;
+  // Places: the spine rows with a key, grouped by key (counting sort), by time within a key.
+  const keys = keyIndex.size;
+  const first = new Int32Array(keys + 1);
+  for (const k of keyIds) if (k >= 0) first[k + 1] = (first[k + 1] as number) + 1;
+  for (let k = 0; k < keys; k++) first[k + 1] = (first[k + 1] as number) + (first[k] as number);
+  const places = first[keys] as number;
+  const rowAt = new Int32Array(places);
+  const fill = first.slice(0, keys);
+  keyIds.forEach((k, row) => {
+    if (k < 0) return;
+    rowAt[fill[k] as number] = row;
+    fill[k] = (fill[k] as number) + 1;
+  });
+  for (let k = 0; k < keys; k++) rowAt.subarray(first[k], first[k + 1]).sort((a, b) => (times[a] as number) - (times[b] as number));
+  const timeAt = new Float64Array(places);
+  const result = new JoinResult(rows, places, slot);
+  rowAt.forEach((row, place) => {
+    timeAt[place] = times[row] as number;
+    result.placeOf[row] = place;
+  });
+
+  const features = j.features.length;
+  const onTuple = (t: BinaryTuple) => {
+    const key = textField(t, 0);
+    const k = key === null ? undefined : keyIndex.get(key);
+    if (k === undefined) return;
+    // Known after it happened: visible from when it was known (t >= known); else after it happened (t > event time).
+    const eventTime = timestampField(t, 1) as number;
+    const known = timestampField(t, 2) as number;
+    const inclusive = known > eventTime;
+    const enters = inclusive ? known : eventTime;
+    let lo = first[k] as number;
+    let hi = first[k + 1] as number;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const at = timeAt[mid] as number;
+      if (inclusive ? at < enters : at <= enters) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo < (first[k + 1] as number)) result.offer(lo, eventTime, t.buf, features ? fieldStart(t, 3) : 0, features ? fieldEnd(t, t.fields - 1) : 0);
+  };
+  // Read in `reads` parts side by side (one Postgres backend each), placed as they come.
+  await Promise.all(Array.from({ length: reads }, (_, index) => copyOut(knex, joinedStreamSql(q, ji, { index, count: reads }), signal, onTuple)));
+
+  // The running max along each key's places; then the ttl drops what is too old.
+  for (let k = 0; k < keys; k++) {
+    for (let place = (first[k] as number) + 1; place < (first[k + 1] as number); place++) {
+      if ((result.newest[place - 1] as number) > (result.newest[place] as number)) result.carry(place - 1, place);
+    }
+  }
+  if (j.ttlMs !== undefined) {
+    const ttlUs = j.ttlMs * 1000;
+    for (let place = 0; place < places; place++) {
+      if ((result.newest[place] as number) < (timeAt[place] as number) - ttlUs) result.clear(place);
+    }
+  }
+  return result;
+}
+
+/** Runs `query` as a binary COPY TO on a pooled connection, a tuple at a time. */
+async function copyOut(knex: Knex, query: Sql, signal: AbortSignal | undefined, onTuple: (t: BinaryTuple) => void): Promise<number> {
+  signal?.throwIfAborted();
+  const client = (await knex.client.acquireConnection()) as pg.PoolClient & { processID: number };
+  const release = cancelOnAbort(knex, client.processID, signal);
+  try {
+    // Sorts in memory, and one core a query: the caller runs several side by side.
+    await client.query(`begin read only; select set_config('work_mem', '256MB', true), set_config('max_parallel_workers_per_gather', '0', true)`);
+    const stream = client.query(copyTo(`copy (${toInlined(knex, query)}) to stdout (format binary)`));
+    const count = await readBinaryCopy(stream, onTuple);
+    await client.query('commit');
+    return count;
+  } catch (err) {
+    await client.query('rollback').catch(() => undefined);
+    throw err;
+  } finally {
+    release();
+    await knex.client.releaseConnection(client);
+  }
+}
