@@ -180,7 +180,13 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
     }
     const transactions = await Promise.all(indices.map(() => knex.transaction()));
     try {
-      await Promise.all(indices.map((index, i) => raw(transactions[i] as Knex.Transaction, sql`create table ${id(chunkTable(index))} as ${rows(index, 'lateral')} with no data`)));
+      // Creating a chunk's table plans the join, which waits for locks on the groups' tables: cancellable like every statement of the build.
+      await Promise.all(
+        indices.map((index, i) => {
+          const trx = transactions[i] as Knex.Transaction;
+          return cancelledWith(knex, trx, options.signal, () => raw(trx, sql`create table ${id(chunkTable(index))} as ${rows(index, 'lateral')} with no data`));
+        }),
+      );
       const targets = indices.map((index, i) => ({ index, writer: transactions[i] as Knex.Transaction, table: chunkTable(index), extra: extra(index) }));
       await streamPointInTime(knex, viewQuery(def, snapshot, { start, end, withLabel: true, strategy: 'window' }), targets, { count: chunks, order, signal: options.signal, onStep: options.onStage });
       for (const trx of transactions) await trx.commit();
