@@ -81,7 +81,6 @@ function thresholdsOf(view: FeatureViewDefinition, views: Catalog<FeatureViewDef
   return defined?.drift ?? view.drift ?? DEFAULT_DRIFT_THRESHOLDS;
 }
 
-
 export function createMonitoringActivities(deps: MonitoringDeps) {
   return withDomainFailures({
     /** Idempotent per workflow run: a retry returns the run its first attempt recorded. */

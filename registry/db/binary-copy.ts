@@ -11,9 +11,9 @@ import type { Readable } from 'node:stream';
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 /** Signature, int32 flags (0), int32 header extension length (0). */
-export const BINARY_COPY_HEADER = Buffer.concat([SIGNATURE, Buffer.alloc(8)]);
+const BINARY_COPY_HEADER = Buffer.concat([SIGNATURE, Buffer.alloc(8)]);
 /** The int16 -1 that ends the tuples. */
-export const BINARY_COPY_TRAILER = Buffer.from([0xff, 0xff]);
+const BINARY_COPY_TRAILER = Buffer.from([0xff, 0xff]);
 
 /** Microseconds between 1970-01-01 and Postgres' epoch, 2000-01-01 (timestamps count from it). */
 const PG_EPOCH_US = 946_684_800_000_000;

@@ -81,14 +81,13 @@ class Arena {
     this.at += n;
   }
 
-  /** Writes row `row`'s output columns, then `between`, then its extra columns. */
-  writeRow(out: BinaryCopyWriter, row: number, between: () => void): void {
+  /** Writes row `row`'s output columns (`part` 'outputs') or its extra columns ('extra'). */
+  write(out: BinaryCopyWriter, row: number, part: 'outputs' | 'extra'): void {
     const block = this.blocks[this.blockOf[row] as number] as Buffer;
     const offset = this.offset[row] as number;
     const split = offset + (this.split[row] as number);
-    out.writeRange(block, offset, split);
-    between();
-    out.writeRange(block, split, offset + (this.length[row] as number));
+    if (part === 'outputs') out.writeRange(block, offset, split);
+    else out.writeRange(block, split, offset + (this.length[row] as number));
   }
 }
 
@@ -221,7 +220,12 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
   stepDone('groups');
   // 3. Each chunk's rows, in its spine's order: output columns, features, extra columns.
   const nulls = q.joins.map((j) => nullFields(j.features.length));
-  const bases = spines.map((_, ci) => spines.slice(0, ci).reduce((n, s) => n + s.times.length, 0));
+  const bases: number[] = [];
+  let rowsBefore = 0;
+  for (const s of spines) {
+    bases.push(rowsBefore);
+    rowsBefore += s.times.length;
+  }
   const written = await Promise.all(
     chunks.map(async (c, ci) => {
       const spine = spines[ci] as ChunkSpine;
@@ -231,7 +235,9 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
         const out = new BinaryCopyWriter();
         for (let row = 0; row < spine.times.length; row++) {
           out.tuple(fields);
-          spine.arena.writeRow(out, row, () => results.forEach((r, ji) => r.write(out, base + row, nulls[ji] as Buffer)));
+          spine.arena.write(out, row, 'outputs');
+          for (let ji = 0; ji < results.length; ji++) (results[ji] as JoinResult).write(out, base + row, nulls[ji] as Buffer);
+          spine.arena.write(out, row, 'extra');
           if ((row & 4095) === 4095) yield* out.take();
         }
         yield* out.end();

@@ -78,6 +78,7 @@ export interface PitQuery {
    * One of `count` chunks, cut by a hash of the first join's key: the spine rows whose
    * key hashes to `index`, and only the first joined group's rows that can match them.
    * Chunks are independent queries (run them side by side); together they give every row once.
+   * Several indices: those chunks' rows at once (the stream plan reads a group once for them).
    */
   chunk?: { index: number | number[]; count: number };
 }
@@ -95,7 +96,7 @@ function chunkFilter(q: PitQuery, alias: string, side: 'spine' | 'join'): Sql | 
   const columns = keys.map((k) => col(alias, side === 'spine' ? (first.on[k] as string) : k));
   const { index, count } = q.chunk;
   if (typeof index === 'number') return sql`${chunkOf(columns, count)} = ${int(index)}`;
-  // Several chunks (the stream plan reads a group once for all it joins at a time); all of them: no condition.
+  // All the chunks: no condition.
   if (new Set(index).size >= count) return undefined;
   return sql`${chunkOf(columns, count)} in (${join(index.map(int), ', ')})`;
 }
@@ -255,7 +256,7 @@ export function spineStreamSql(q: PitQuery, extra: Sql[], order?: Sql): Sql {
 export function joinedStreamSql(q: PitQuery, ji: number, part?: { index: number; count: number }): Sql {
   const j = q.joins[ji] as PitJoin;
   const key = keyText(j.shape.entityKeys.map((_, ki) => col('r', `_k${ki}`)));
-  const where = part && part.count > 1 ? sql` where (hashtext(${key}) & 2147483647) % ${int(part.count)} = ${int(part.index)}` : sql``;
+  const where = part && part.count > 1 ? sql` where ${chunkOf(j.shape.entityKeys.map((_, ki) => col('r', `_k${ki}`)), part.count)} = ${int(part.index)}` : sql``;
   return sql`select ${join([sql`${key} as _key`, sql`r._te`, sql`r._known`, ...j.features.map((_, fi) => col('r', `_f${fi}`))], ', ')}
              from (${joinedRowsSql(q, ji)}) r${where}`;
 }

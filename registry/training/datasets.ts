@@ -17,7 +17,7 @@ import { mergeBy } from '../../core/streams.ts';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import type { FeatureStats } from '../../ml/stats.ts';
-import { cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, toNative, transaction } from '../db/index.ts';
+import { cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, toNative, transaction, type Sql } from '../db/index.ts';
 import { latestViewSnapshot, pointInTimeSql, streamPointInTime, viewQuery, type StreamStep, type FeatureViewRecord, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 export type Split = 'train' | 'validation' | 'test';
@@ -125,7 +125,7 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   const def = view.definition;
   const snapshot = await latestViewSnapshot(knex, def);
   const et = def.spine.eventTime;
-  const { start, end, validationStart, testStart } = await datasetWindow(knex, def, snapshot, options);
+  const { start, end, validationStart, testStart, spineRows } = await datasetWindow(knex, def, snapshot, options);
 
   // The shuffle key mixes the entity keys and the event time, so an entity's rows (a
   // user's, a card's) are spread over the table, not kept together.
@@ -144,7 +144,7 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   // A chunk's table is named after the build (its key) and what it read (snapshot,
   // window, chunking), so a retry of the same build keeps the chunks already committed,
   // and never those of another snapshot.
-  const chunks = options.chunks ?? Math.max(DATASET_CHUNKS, Math.ceil((await spineRowCount(knex, def, snapshot, start, end)) / (options.maxChunkRows ?? MAX_CHUNK_ROWS)));
+  const chunks = options.chunks ?? Math.max(DATASET_CHUNKS, Math.ceil((spineRows ?? (await spineRowCount(knex, def, snapshot, start, end))) / (options.maxChunkRows ?? MAX_CHUNK_ROWS)));
   const hash = (x: string) => crypto.createHash('sha1').update(x).digest('hex').slice(0, 8);
   const build = `td_joining_${hash(options.idempotencyKey)}`;
   const strategy = options.strategy ?? 'stream';
@@ -160,19 +160,19 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   // are then in shuffle order all the same, and Postgres sorts on one integer key many
   // times faster than on a three-valued text key with the hash as its tie-break.
   const order = sql`_shuffle, ${tiebreak}`;
-  const chunkQuery = (index: number, plan: PitStrategy) => ({ ...viewQuery(def, snapshot, { start, end, withLabel: true, strategy: plan }), chunk: { index, count: chunks } });
+  const joinQuery = (plan: PitStrategy) => viewQuery(def, snapshot, { start, end, withLabel: true, strategy: plan });
+  const chunkQuery = (index: number, plan: PitStrategy) => ({ ...joinQuery(plan), chunk: { index, count: chunks } });
   const rows = (index: number, plan: PitStrategy) =>
     sql`select q.*, ${join(extra(index).map((e) => sql`${e.expr} as ${id(e.as)}`), ', ')}
         from (${pointInTimeSql(chunkQuery(index, plan))}) q
         order by ${order}`;
-  const CHUNK_SETTINGS = `select set_config('work_mem', '256MB', true), set_config('max_parallel_workers_per_gather', '0', true)`;
   /** Chunks into their tables, each created and filled in its own transaction: streamed together (the joined groups read once for all), or a SQL plan each. */
   const joinChunks = async (indices: number[]) => {
     if (strategy !== 'stream') {
       const [index] = indices;
       await transaction(knex, (trx) =>
         cancelledWith(knex, trx, options.signal, async () => {
-          await trx.raw(CHUNK_SETTINGS);
+          await trx.raw(`select set_config('work_mem', '256MB', true), set_config('max_parallel_workers_per_gather', '0', true)`);
           await raw(trx, sql`create table ${id(chunkTable(index as number))} as ${rows(index as number, strategy)}`);
         }),
       );
@@ -188,7 +188,7 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
         }),
       );
       const targets = indices.map((index, i) => ({ index, writer: transactions[i] as Knex.Transaction, table: chunkTable(index), extra: extra(index) }));
-      await streamPointInTime(knex, viewQuery(def, snapshot, { start, end, withLabel: true, strategy: 'window' }), targets, { count: chunks, order, signal: options.signal, onStep: options.onStage });
+      await streamPointInTime(knex, joinQuery('window'), targets, { count: chunks, order, signal: options.signal, onStep: options.onStage });
       for (const trx of transactions) await trx.commit();
     } catch (err) {
       await Promise.all(transactions.map((trx) => (trx.isCompleted() ? undefined : trx.rollback().catch(() => undefined))));
@@ -269,22 +269,39 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   }
 }
 
+/** The view's labelled spine rows (in [start, end) if given), without its joins. */
+function labelledSpine(def: FeatureViewDefinition, snapshot: ViewSnapshot, window: { start?: Date; end?: Date } = {}): Sql {
+  return pointInTimeSql({ ...viewQuery(def, snapshot, { ...window, withLabel: true, strategy: 'lateral' }), joins: [] });
+}
+
 /** The labelled spine rows in [start, end). */
 async function spineRowCount(knex: Knex, def: FeatureViewDefinition, snapshot: ViewSnapshot, start: Date, end: Date): Promise<number> {
-  const spine = pointInTimeSql({ ...viewQuery(def, snapshot, { start, end, withLabel: true, strategy: 'lateral' }), joins: [] });
-  const result = (await raw(knex, sql`select count(*)::bigint as n from (${spine}) s`)) as { rows: Array<{ n: string | number }> };
+  const result = (await raw(knex, sql`select count(*)::bigint as n from (${labelledSpine(def, snapshot, { start, end })}) s`)) as { rows: Array<{ n: string | number }> };
   return Number(result.rows[0]?.n ?? 0);
 }
 
-/** The spine window [start, end) (as given, else the spine rows' own time range) and its split boundaries. */
-async function datasetWindow(knex: Knex, def: FeatureViewDefinition, snapshot: ViewSnapshot, options: CreateTrainingDatasetOptions): Promise<{ start: Date; end: Date; validationStart: Date; testStart: Date }> {
+/**
+ * The spine window [start, end) (as given, else the spine rows' own time range) and its
+ * split boundaries; when the window is the spine's whole range, its row count too (read
+ * in the same scan).
+ */
+async function datasetWindow(
+  knex: Knex,
+  def: FeatureViewDefinition,
+  snapshot: ViewSnapshot,
+  options: CreateTrainingDatasetOptions,
+): Promise<{ start: Date; end: Date; validationStart: Date; testStart: Date; spineRows?: number }> {
   let start = options.start;
   let end = options.end;
+  let spineRows: number | undefined;
   if (!start || !end) {
     const et = def.spine.eventTime;
-    const range = (await raw(knex, sql`select min(${id(et)}) as lo, max(${id(et)}) as hi from (${pointInTimeSql({ ...viewQuery(def, snapshot, { withLabel: true, strategy: 'lateral' }), joins: [] })}) s`)) as { rows: Array<{ lo: Date | null; hi: Date | null }> };
+    const range = (await raw(knex, sql`select min(${id(et)}) as lo, max(${id(et)}) as hi, count(*)::bigint as n from (${labelledSpine(def, snapshot)}) s`)) as {
+      rows: Array<{ lo: Date | null; hi: Date | null; n: string | number }>;
+    };
     const lo = range.rows[0]?.lo;
     const hi = range.rows[0]?.hi;
+    if (!start && !end) spineRows = Number(range.rows[0]?.n ?? 0);
     if (!lo || !hi) throw new FtiError(FailureType.InvalidInput, `feature view ${def.name} has no labelled spine rows${start || end ? ' in the window' : ''}`);
     start ??= lo;
     end ??= new Date(hi.getTime() + 1);
@@ -295,7 +312,7 @@ async function datasetWindow(knex: Knex, def: FeatureViewDefinition, snapshot: V
   if (!(start < validationStart && validationStart <= testStart && testStart < end)) {
     throw new FtiError(FailureType.InvalidInput, `splits must satisfy start < validationStart <= testStart < end (got ${start.toISOString()}, ${validationStart.toISOString()}, ${testStart.toISOString()}, ${end.toISOString()})`);
   }
-  return { start, end, validationStart, testStart };
+  return { start, end, validationStart, testStart, spineRows };
 }
 
 /** Train splits larger than this fit their bins' quantiles on a fixed eighth of their rows (by shuffle key): the same edges to a few parts per thousand, for an eighth of the sorting. */

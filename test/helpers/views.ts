@@ -2,6 +2,7 @@
 import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 import { expect } from 'vitest';
+import { id, raw, sql } from '../../registry/db/index.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import { pointInTimeSql, streamPointInTime, viewQuery, type FeatureRecord, type FeatureStore, type PitStrategy, type ViewSnapshot } from '../../registry/feature-store/index.ts';
 
@@ -15,7 +16,7 @@ export async function streamedViewRows(knex: Knex, view: FeatureViewDefinition, 
   const q = viewQuery(view, snapshot, { ...(start ? { start } : {}), withLabel: true, strategy: 'window' });
   const table = `pit_stream_${crypto.randomBytes(4).toString('hex')}`;
   return knex.transaction(async (trx) => {
-    await trx.raw(`create temporary table ?? on commit drop as ${pointInTimeSql(q).text} with no data`, [table, ...pointInTimeSql(q).bindings] as Knex.RawBinding[]);
+    await raw(trx, sql`create temporary table ${id(table)} on commit drop as ${pointInTimeSql(q)} with no data`);
     await streamPointInTime(knex, q, [{ index: 0, writer: trx, table, extra: [] }], { count: 1 });
     return (await trx.raw('select * from ??', [table])).rows as FeatureRecord[];
   });
