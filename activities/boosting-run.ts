@@ -1,6 +1,7 @@
 /**
  * One gradient-boosted tree run over a training dataset (the `gbdt` family): read the
- * train and validation splits into memory in the tree encodings, boost with early
+ * train and validation splits into memory in the tree encodings (each up to the
+ * params' maxRows, a uniform sample of a larger split), boost with early
  * stopping on validation, checkpoint the trees every few rounds. A retry continues
  * from the last checkpoint; boosting is deterministic, so it ends with the trees an
  * uninterrupted run would have.
@@ -33,10 +34,10 @@ export async function boostOnDataset(options: BoostOnDatasetOptions): Promise<Tr
   const { dataset, view } = await datasetAndView(stores, options.trainingDatasetId);
   const signature = resume?.signature ?? fitSignature(featureSpecs(view), dataset.statistics, { name: view.label.name, kind: view.outputKind }, 'gbdt');
   const encoder = createEncoder(signature);
-  const read = (split: Split) => readSplit(stores.training, dataset, view, split, encoder, (rows) => options.onProgress?.({ stage: 'read', split, rows }));
+  const read = (split: Split) => readSplit(stores.training, dataset, view, split, encoder, params.maxRows, (rows) => options.onProgress?.({ stage: 'read', split, rows }));
   const train = await read('train');
   const validation = dataset.rowCounts.validation > 0 ? await read('validation') : undefined;
-  options.log?.('boosting', { dataset: dataset.id, rows: dataset.rowCounts, width: encoder.width, resumedFromRound: resume?.checkpoint.epoch ?? 0 });
+  options.log?.('boosting', { dataset: dataset.id, rows: dataset.rowCounts, trainRows: train.rows, validationRows: validation?.rows ?? 0, width: encoder.width, resumedFromRound: resume?.checkpoint.epoch ?? 0 });
   const result = await boost({
     train,
     ...(validation ? { validation } : {}),
@@ -60,26 +61,31 @@ export async function boostOnDataset(options: BoostOnDatasetOptions): Promise<Tr
     resumedFromEpoch: resume?.checkpoint.epoch ?? 0,
     stoppedEarly: result.stoppedEarly,
     samplesPerSecond: result.samplesPerSecond,
+    trainingRows: train.rows,
     seconds: (Date.now() - started) / 1000,
     signature,
   };
 }
 
-/** A whole split, encoded, in memory (the dataset's stored order). */
-async function readSplit(training: TrainingStore, dataset: TrainingDataset, view: FeatureViewDefinition, split: Split, encoder: Encoder, onRows: (rows: number) => void): Promise<EncodedRows> {
-  const expected = dataset.rowCounts[split];
+/** A split's first `maxRows` rows in the dataset's stored order (the whole split when it is smaller), encoded, in memory. */
+async function readSplit(training: TrainingStore, dataset: TrainingDataset, view: FeatureViewDefinition, split: Split, encoder: Encoder, maxRows: number, onRows: (rows: number) => void): Promise<EncodedRows> {
+  const recorded = dataset.rowCounts[split];
+  const expected = Math.min(recorded, maxRows);
   const x = new Float32Array(expected * encoder.width);
   const y = new Float32Array(expected);
   let rows = 0;
   const columns = [...view.features.map((f) => f.name), view.label.name];
   for await (const batch of toBatches(training.streamSplit(dataset, split, columns, READ_BATCH), encoder, { label: view.label.name, batchSize: READ_BATCH })) {
-    if (rows + batch.size > expected) throw new Error(`the ${split} split of dataset ${dataset.id} has more rows than its recorded ${expected}`);
-    x.set(batch.x, rows * encoder.width);
-    y.set(batch.y, rows);
-    rows += batch.size;
+    if (rows + batch.size > recorded) throw new Error(`the ${split} split of dataset ${dataset.id} has more rows than its recorded ${recorded}`);
+    const taken = Math.min(batch.size, expected - rows);
+    x.set(taken === batch.size ? batch.x : batch.x.subarray(0, taken * encoder.width), rows * encoder.width);
+    y.set(taken === batch.size ? batch.y : batch.y.subarray(0, taken), rows);
+    rows += taken;
     onRows(rows);
+    // Leaving the loop closes the split's cursors.
+    if (rows === expected && expected < recorded) break;
   }
-  if (rows !== expected) throw new Error(`the ${split} split of dataset ${dataset.id} has ${rows} rows, not its recorded ${expected}`);
+  if (rows !== expected) throw new Error(`the ${split} split of dataset ${dataset.id} has ${rows} rows, not its recorded ${recorded}`);
   return { x, y, rows };
 }
 

@@ -47,6 +47,8 @@ export interface TrainOnDatasetResult {
   resumedFromEpoch: number;
   stoppedEarly: boolean;
   samplesPerSecond: number;
+  /** The train split's rows the model was fitted on (fewer than the split's when gbdt's maxRows sampled it). */
+  trainingRows: number;
   seconds: number;
   signature: ModelSignature;
 }
@@ -85,6 +87,7 @@ export async function trainOnDataset(options: TrainOnDatasetOptions): Promise<Tr
       resumedFromEpoch: initialEpoch,
       stoppedEarly: result.stoppedEarly,
       samplesPerSecond: result.samplesPerSecond,
+      trainingRows: dataset.rowCounts.train,
       seconds: (Date.now() - started) / 1000,
       signature,
     };

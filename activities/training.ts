@@ -47,6 +47,8 @@ export interface TrainResult {
   finalLoss: number;
   finalValLoss?: number;
   samplesPerSecond: number;
+  /** The train split's rows the model was fitted on: all of them, or gbdt's maxRows sample (absent in histories recorded before it was reported). */
+  trainingRows?: number;
   trainingSeconds: number;
   tfjsBackend: string;
   device: string;
@@ -357,6 +359,7 @@ export function createGpuTrainingActivities({ features, training, backend }: Tra
         finalLoss: last?.loss ?? Number.NaN,
         finalValLoss: last?.valLoss,
         samplesPerSecond: run.samplesPerSecond,
+        trainingRows: run.trainingRows,
         trainingSeconds: run.seconds,
         ...engine,
         ...(code ? { codeVersion: code } : {}),

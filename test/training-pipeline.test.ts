@@ -6,6 +6,9 @@ import { ModelRegistry } from '../registry/models/index.ts';
 import { batchInference, trainingPipeline } from '../workflows/index.ts';
 import { createEncoder } from '../ml/encoding.ts';
 import { ensembleFromArtifact, predictEnsemble } from '../ml/gbdt/ensemble.ts';
+import { boost, GbdtParamsSchema, type EncodedRows } from '../ml/gbdt/boost.ts';
+import { toBatches } from '../ml/batches.ts';
+import type { Split } from '../registry/training/index.ts';
 import { PredictionStore } from '../registry/predictions/index.ts';
 import { TrainingStore } from '../registry/training/index.ts';
 import { ingestFlights } from './helpers/flights.ts';
@@ -144,5 +147,43 @@ describe('training pipeline: dataset on the CPU pool, training on the GPU pool, 
     expect(byFlight.size).toBeGreaterThanOrEqual(rows.length); // flights without a label are scored too
     rows.forEach((row, k) => expect(byFlight.get(row.flight_id)).toBeCloseTo(expected[k] as number, 5));
     expect(new Set([...expected].map((v) => v.toFixed(3))).size).toBeGreaterThan(10);
+  });
+
+  it('fit gradient-boosted trees on a maxRows sample of a bigger split: its first rows in stored order, so memory is set by configuration', async () => {
+    const params = { family: 'gbdt', trees: 10, maxLeaves: 15, minLeafRows: 20, maxRows: 5_000 };
+    const sampled = await train({ featureView: 'flight_delays', model: 'flight_delay', params, trainingDatasetId: first.trainingDatasetId });
+    expect(first.rowCounts.train).toBeGreaterThan(5_000);
+    expect(sampled.training.trainingRows).toBe(5_000);
+    const version = await registry.getModelVersion('flight_delay', sampled.version);
+    expect(version.params).toMatchObject({ family: 'gbdt', maxRows: 5_000 });
+
+    // The same trees as boosting, here, the first 5,000 rows of each split as the dataset stores them.
+    const store = new TrainingStore({ knex: db.knex });
+    const dataset = await store.dataset(first.trainingDatasetId);
+    const encoder = createEncoder(version.signature);
+    const columns = [...version.signature.inputs.map((i) => i.name), 'delayed'];
+    const firstRows = async (split: Split): Promise<EncodedRows> => {
+      const x: number[] = [];
+      const y: number[] = [];
+      for await (const batch of toBatches(store.streamSplit(dataset, split, columns), encoder, { label: 'delayed', batchSize: 1000 })) {
+        x.push(...batch.x.subarray(0, batch.size * encoder.width));
+        y.push(...batch.y.subarray(0, batch.size));
+      }
+      const rows = Math.min(y.length, 5_000);
+      return { x: Float32Array.from(x.slice(0, rows * encoder.width)), y: Float32Array.from(y.slice(0, rows)), rows };
+    };
+    const trainRows = await firstRows('train');
+    const here = await boost({
+      train: trainRows,
+      validation: await firstRows('validation'),
+      width: encoder.width,
+      categories: version.signature.inputs.map((i) => (i.encoding.kind === 'category' ? i.encoding.categories.length : 0)),
+      outputKind: 'binary_classifier',
+      params: GbdtParamsSchema.parse(params),
+    });
+    const registered = ensembleFromArtifact(await registry.loadArtifact('flight_delay', sampled.version));
+    const probe = trainRows.x.subarray(0, 1000 * encoder.width);
+    expect([...predictEnsemble(registered, probe, 1000)]).toEqual([...predictEnsemble(here.ensemble, probe, 1000)]);
+    expect(new Set([...predictEnsemble(registered, probe, 1000)].map((v) => v.toFixed(3))).size).toBeGreaterThan(10);
   });
 });

@@ -42,6 +42,14 @@ export const GbdtParamsSchema = z.strictObject({
   subsample: z.number().gt(0).max(1).default(1),
   /** Stop after this many rounds without a lower validation loss (0: never stop early). */
   patience: z.number().int().min(0).max(10_000).default(20),
+  /**
+   * Rows of a split held in memory at most, which bounds the trainer's memory by
+   * configuration rather than by data (about maxRows × (5 × width + 25) bytes per split).
+   * A larger split is fitted on its first maxRows rows in the dataset's stored order:
+   * that order is a seeded hash of entity keys and event time, so they are a uniform
+   * sample of the split, and the same one on every rebuild.
+   */
+  maxRows: z.number().int().min(1_000).max(1_000_000_000).default(4_000_000),
 });
 export type GbdtParams = z.output<typeof GbdtParamsSchema>;
 
