@@ -31,6 +31,6 @@ export function scalingSpec(figures: readonly Figure[]): TopLevelSpec | undefine
   return {
     title: 'fti scaling: generated flights (npm run bench -- --only scaling)',
     data: { values: points },
-    hconcat: [panel('seconds', 'time per stage'), panel('peak RSS (MB)', 'CPU worker peak RSS per stage')],
+    hconcat: [panel('seconds', 'time per stage'), panel('peak RSS (MB)', 'peak RSS per stage (GPU worker for training, CPU worker otherwise)')],
   };
 }
