@@ -12,6 +12,14 @@ import type { ModelFamily } from './encoding.ts';
 import { ensembleFromArtifact, isEnsembleArtifact, predictEnsemble } from './gbdt/ensemble.ts';
 import { disposeModel, modelInputWidth } from './model.ts';
 import { predictBatch } from './predict.ts';
+import { denseForward } from './dense-forward.ts';
+
+/**
+ * Rows up to which an MLP scores in plain JavaScript (dense-forward.ts): on the WASM
+ * backend a TensorFlow.js call costs 100–200 µs for up to 16 rows, and the JavaScript
+ * pass of the 64-32 flights model about 15 µs a row, so they meet near 10 rows.
+ */
+const JS_FORWARD_ROWS = 8;
 
 export interface Predictor {
   readonly family: ModelFamily;
@@ -37,7 +45,15 @@ export async function loadPredictor(tfjs: Tf, artifact: ModelArtifact): Promise<
   }
   const model: tf.LayersModel = await modelFromArtifact(tfjs, artifact);
   try {
-    return { family: 'mlp', width: modelInputWidth(model), predict: (x, size) => predictBatch(tfjs, model, x, size), dispose: () => disposeModel(model) };
+    const width = modelInputWidth(model);
+    // A few rows (an online request's) go through the plain-JavaScript forward pass; more through TensorFlow.js.
+    const forward = denseForward(model);
+    const predict = async (x: Float32Array, size: number): Promise<Float32Array> => {
+      if (!forward || size > JS_FORWARD_ROWS) return predictBatch(tfjs, model, x, size);
+      if (!Number.isInteger(size) || size < 0 || x.length !== size * width) throw invalid(`predict: expected ${size}×${width} values, got ${x.length}`);
+      return forward(x, size);
+    };
+    return { family: 'mlp', width, predict, dispose: () => disposeModel(model) };
   } catch (err) {
     disposeModel(model);
     throw err;

@@ -8,6 +8,9 @@ import { createEncoder, fitSignature } from '../ml/encoding.ts';
 import { evaluateClassifier, evaluateRegressor } from '../ml/metrics.ts';
 import { buildModel, disposeModel, ModelSpecSchema, TrainParamsSchema, type ModelSpecInput } from '../ml/model.ts';
 import { collectPredictions, predictBatch, predictRows } from '../ml/predict.ts';
+import { denseForward } from '../ml/dense-forward.ts';
+import { loadPredictor } from '../ml/predictor.ts';
+import { artifactFromModel } from '../ml/artifact.ts';
 import { trainModel, type BatchProgress, type EpochProgress } from '../ml/train.ts';
 
 const WIDTH = 4;
@@ -284,6 +287,37 @@ describe('training on the WASM backend', () => {
     scores.forEach((s, i) => expect(s).toBeCloseTo(direct[i] as number, 6));
     await expect(predictRows(tfjs, model, createEncoder({ ...sig, inputs: sig.inputs.slice(1) }), rows)).rejects.toThrow(/different versions/);
     disposeModel(model);
+  });
+
+  it('scores a few rows in plain JavaScript as TensorFlow.js does, for every activation, with dropout, and through the predictor', async () => {
+    let seed = 12345;
+    const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) * 4 - 2;
+    for (const [activation, output] of [['relu', 'binary_classifier'], ['elu', 'regressor'], ['tanh', 'binary_classifier']] as const) {
+      const model = buildModel(tfjs, { hiddenUnits: [24, 12], activation, dropout: 0.2, seed: 3 }, WIDTH, output);
+      const forward = denseForward(model);
+      expect(forward).toBeDefined();
+      for (const size of [1, 7, 40]) {
+        // Random inputs, some exactly zero (one-hot columns).
+        const x = Float32Array.from({ length: size * WIDTH }, (_, i) => (i % 3 === 0 ? 0 : random()));
+        const js = forward?.(x, size) ?? new Float32Array();
+        const expected = await predictBatch(tfjs, model, x, size);
+        expect(js).toHaveLength(size);
+        js.forEach((v, i) => expect(v).toBeCloseTo(expected[i] as number, 5));
+        expect(new Set(js).size).toBe(size);
+      }
+      // The predictor takes the JavaScript pass for one row, TensorFlow.js for many: the same scores.
+      const predictor = await loadPredictor(tfjs, await artifactFromModel(tfjs, model));
+      const x = Float32Array.from({ length: 100 * WIDTH }, random);
+      const many = await predictor.predict(x, 100);
+      for (const r of [0, 42, 99]) expect((await predictor.predict(x.slice(r * WIDTH, (r + 1) * WIDTH), 1))[0]).toBeCloseTo(many[r] as number, 5);
+      await expect(predictor.predict(x.subarray(0, 3), 1)).rejects.toThrow(/expected 1×/);
+      predictor.dispose();
+      disposeModel(model);
+    }
+    // A topology buildModel never makes keeps TensorFlow.js.
+    const other = tfjs.sequential({ layers: [tfjs.layers.dense({ units: 4, inputShape: [WIDTH] }), tfjs.layers.batchNormalization(), tfjs.layers.dense({ units: 1 })] });
+    expect(denseForward(other)).toBeUndefined();
+    other.dispose();
   });
 });
 
