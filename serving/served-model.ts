@@ -47,7 +47,7 @@ export interface LookupCache {
 /** Entities per batched lookup or scoring call: well within one query's and one forward pass's reach. */
 const BATCH_ITEMS = 512;
 /** Lookups of one view in flight at once (database round trips overlap); scoring is CPU work, one at a time. */
-const LOOKUPS_IN_FLIGHT = 2;
+export const LOOKUPS_IN_FLIGHT = 2;
 
 /**
  * The online lookup of `view`, created once per view (name@version) and shared: a lookup

@@ -10,6 +10,7 @@ import { createKnex } from '../../registry/db/index.ts';
 import { DEFAULT_STATEMENT_TIMEOUT_MS, withStatementTimeout } from '../../serving/database.ts';
 import { buildServer, DEFAULT_BODY_LIMIT, DEFAULT_MAX_ENTITIES, DEFAULT_REQUEST_TIMEOUT_MS } from '../../serving/server.ts';
 import { DEFAULT_SKEW_LOG_RATE } from '../../serving/skew-log.ts';
+import { LOOKUPS_IN_FLIGHT } from '../../serving/served-model.ts';
 import { startPostgres } from '../services/postgres.ts';
 
 interface ServeOptions {
@@ -52,7 +53,8 @@ async function serve(opts: ServeOptions): Promise<void> {
   // The serving role: it reads models, definitions and online tables, and writes only the skew log.
   // Every statement of the server's pool is bounded: a blocked lookup is cancelled, not waited for.
   const statementTimeoutMs = opts.statementTimeout ?? config.servingStatementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
-  const knex = createKnex({ url: withStatementTimeout(postgres.urls.serving, statementTimeoutMs), schema: config.schema, applicationName: 'fti-serve' });
+  // Its lookups' connections (and one for the rest) stay open: no request waits for a reconnect after a quiet spell.
+  const knex = createKnex({ url: withStatementTimeout(postgres.urls.serving, statementTimeoutMs), schema: config.schema, applicationName: 'fti-serve', poolMin: LOOKUPS_IN_FLIGHT + 1 });
   try {
     const { app } = await buildServer({
       knex,
