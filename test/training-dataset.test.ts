@@ -5,7 +5,7 @@ import { defineFeatureView } from '../features/views.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { quantilesOf } from '../ml/stats.ts';
 import { createKnex } from '../registry/db/index.ts';
-import { TrainingStore } from '../registry/training/index.ts';
+import { packPasses, TrainingStore } from '../registry/training/index.ts';
 import { featurePipeline } from '../workflows/index.ts';
 import { scratchFiles } from './helpers/files.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
@@ -186,6 +186,25 @@ describe('training datasets: the point-in-time join', () => {
     expect(inTable.length).toBe(dataset.rowCounts.train);
     // No chunk table of the build is left behind.
     expect((await db.knex.raw(`select count(*)::int as n from pg_tables where schemaname = current_schema() and tablename like 'td\\_joining\\_%'`)).rows[0].n).toBe(0);
+  });
+
+  it('packs a stream build\'s passes by the chunks\' real sizes, and many small chunks give the same rows', async () => {
+    // First fit by decreasing size: at most 2 chunks and 6 rows a pass; a chunk bigger than that alone; an empty chunk anywhere.
+    expect(packPasses([0, 1, 2, 3, 4, 5], new Map([[0, 5], [1, 1], [2, 3], [3, 2], [4, 9]]), 2, 6)).toEqual([[4], [0, 1], [2, 3], [5]]);
+    const record = await new FeatureStore({ knex: db.knex }).registerView(view);
+    const training = new TrainingStore({ knex: db.knex });
+    const small = await training.createDataset(record, { idempotencyKey: uniqueId('small-chunks'), maxChunkRows: 3 });
+    const parts = (await db.knex.raw(`select count(*)::int as n from pg_inherits where inhparent = to_regclass(?)`, [small.tableName])).rows[0].n as number;
+    expect(parts).toBe(Math.ceil((small.rowCounts.train + small.rowCounts.validation + small.rowCounts.test) / 3));
+    const byWindow = await training.createDataset(record, { idempotencyKey: uniqueId('window'), strategy: 'window' });
+    const rowsOf = async (dataset: typeof small) => {
+      const rows: Array<Record<string, unknown>> = [];
+      for (const split of ['train', 'validation', 'test'] as const) for await (const batch of training.streamSplit(dataset, split, ['event_id', 'at', 'amount', 'score', 'fraud', '_split'])) rows.push(...batch);
+      return rows.sort((a, b) => Number(a.event_id) - Number(b.event_id));
+    };
+    const rows = await rowsOf(small);
+    expect(rows.length).toBeGreaterThan(6);
+    expect(rows).toEqual(await rowsOf(byWindow));
   });
 
   it('fits bins on the train split\'s quantiles in SQL, as the encoder\'s own statistics would', async () => {

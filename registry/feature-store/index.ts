@@ -197,7 +197,7 @@ export type { CommitRefusal, CommitStatus, FeatureCommit, FeatureGroupRecord, Fe
 export type { KeptCommit, ReapedCommit, StagingGcOptions, StagingGcResult };
 export type { CompactedPartition, CompactionOptions, CompactionResult } from './compaction.ts';
 // For the other stores: the SQL they build on (a training dataset's or a prediction run's read).
-export { pointInTimeSql, type PitQuery, type PitStrategy } from './point-in-time.ts';
+export { chunkSizesSql, pointInTimeSql, type PitQuery, type PitStrategy } from './point-in-time.ts';
 export { streamPointInTime, type StreamChunk, type StreamOptions, type StreamStep } from './pit-stream.ts';
 export { joinOnlineRow, scannedTables, snapshotSql } from './reads.ts';
 export { groupTables } from './tables.ts';

@@ -101,6 +101,19 @@ function chunkFilter(q: PitQuery, alias: string, side: 'spine' | 'join'): Sql | 
   return sql`${chunkOf(columns, count)} in (${join(index.map(int), ', ')})`;
 }
 
+/**
+ * Spine rows per chunk, for `count` chunks (rows `chunk`, `n`; chunks without rows left
+ * out): what each chunk of a stream-plan build will hold. Undefined for a query without
+ * joins, which is not cut by key.
+ */
+export function chunkSizesSql(q: PitQuery, count: number): Sql | undefined {
+  const first = q.joins[0];
+  if (!first) return undefined;
+  const columns = first.shape.entityKeys.map((k) => col('s', first.on[k] as string));
+  const { chunk: _chunk, ...whole } = q;
+  return sql`select ${chunkOf(columns, count)} as chunk, count(*)::bigint as n from (${spineRows(q)}) s where ${spineFilter(whole, 's')} group by 1`;
+}
+
 /** The spine rows: the given relation, or the spine group's rows in its snapshot. */
 function spineRows(q: PitQuery): Sql {
   return q.spine.rows ?? snapshotSql(q.spine.shape, q.spine.visible);

@@ -18,7 +18,7 @@ import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import type { FeatureStats } from '../../ml/stats.ts';
 import { cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, toNative, transaction, type Sql } from '../db/index.ts';
-import { latestViewSnapshot, pointInTimeSql, streamPointInTime, viewQuery, type StreamStep, type FeatureViewRecord, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
+import { chunkSizesSql, latestViewSnapshot, pointInTimeSql, streamPointInTime, viewQuery, type StreamStep, type FeatureViewRecord, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 export type Split = 'train' | 'validation' | 'test';
 
@@ -80,9 +80,12 @@ export interface CreateTrainingDatasetOptions {
    */
   chunks?: number;
   /**
-   * Without `chunks`: the spine rows a chunk holds at most (default 1.5M), so the chunk
-   * count grows with the spine. The stream plan holds a pass's chunks in memory (about
-   * 300 bytes a row for the flights view): this bounds the build's memory.
+   * Without `chunks`: the spine rows a chunk holds on average at most (default 1.5M), so
+   * the chunk count grows with the spine. The stream plan holds a pass's chunks in memory
+   * (about 300 bytes a row for the flights view), and packs its passes by the chunks'
+   * real sizes: a pass holds at most `parallelism` × maxChunkRows spine rows, unless one
+   * chunk alone is bigger (a chunk is cut by join key, so one key's rows share one), and
+   * then that chunk is a pass of its own. This bounds the build's memory.
    */
   maxChunkRows?: number;
   /** Chunks joined at a time (one backend, so one core, each); default 2. */
@@ -105,6 +108,24 @@ export type DatasetStage = 'join' | StreamStep | 'attach' | 'statistics';
 const DATASET_CHUNKS = 2;
 const MAX_CHUNK_ROWS = 1_500_000;
 const DATASET_PARALLELISM = 2;
+
+/**
+ * The stream plan's passes: chunks packed first-fit by decreasing size (spine rows),
+ * at most `perPass` chunks and `capacity` rows a pass; a chunk bigger than the capacity
+ * is a pass of its own. Chunks with no size given hold no rows.
+ */
+export function packPasses(chunks: readonly number[], sizes: ReadonlyMap<number, number>, perPass: number, capacity: number): number[][] {
+  const size = (c: number) => sizes.get(c) ?? 0;
+  const passes: Array<{ chunks: number[]; rows: number }> = [];
+  for (const chunk of [...chunks].sort((a, b) => size(b) - size(a) || a - b)) {
+    const pass = passes.find((p) => p.chunks.length < perPass && p.rows + size(chunk) <= capacity);
+    if (pass) {
+      pass.chunks.push(chunk);
+      pass.rows += size(chunk);
+    } else passes.push({ chunks: [chunk], rows: size(chunk) });
+  }
+  return passes.map((p) => p.chunks.sort((a, b) => a - b));
+}
 
 /** Runs work(0 … count-1), at most `parallelism` at a time. */
 async function inParallel(count: number, parallelism: number, work: (index: number) => Promise<void>): Promise<void> {
@@ -195,6 +216,15 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
       throw err;
     }
   };
+  /** Passes of `parallelism` chunks at most, packed by the chunks' spine rows so that a pass's memory is bounded (maxChunkRows). */
+  const streamPasses = async (todo: number[], parallelism: number): Promise<number[][]> => {
+    if (todo.length <= parallelism) return [todo];
+    const sizesSql = chunkSizesSql(joinQuery('window'), chunks);
+    if (!sizesSql) return Array.from({ length: Math.ceil(todo.length / parallelism) }, (_, i) => todo.slice(i * parallelism, (i + 1) * parallelism));
+    const counted = (await raw(knex, sizesSql)) as { rows: Array<{ chunk: number; n: number }> };
+    const sizes = new Map(counted.rows.map((r) => [Number(r.chunk), Number(r.n)]));
+    return packPasses(todo, sizes, parallelism, parallelism * (options.maxChunkRows ?? MAX_CHUNK_ROWS));
+  };
   const { signal } = options;
   /** The chunk tables any attempt of this build left (of this snapshot or another). */
   const leftovers = async () =>
@@ -218,7 +248,7 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
     // pass over each joined group); a SQL plan runs that many chunks side by side.
     const parallelism = options.parallelism ?? DATASET_PARALLELISM;
     if (strategy === 'stream') {
-      for (let i = 0; i < todo.length; i += parallelism) await joinChunks(todo.slice(i, i + parallelism));
+      for (const pass of await streamPasses(todo, parallelism)) await joinChunks(pass);
     } else {
       await inParallel(todo.length, parallelism, (k) => joinChunks([todo[k] as number]));
     }
