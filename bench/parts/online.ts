@@ -87,7 +87,13 @@ const onlinePart: BenchPart = async (ctx) => {
     const url = `${server.url}/v1/models/${BENCH_MODEL}/predict`;
     await load(url, ids, WARMUP_SECONDS);
     const before = await serverLatencyCounts(server.url, TARGET_P99_MS / 1000);
+    // CPU per request, of the server and of this process (the load generator): where the two cores go.
+    const cpuBefore = { server: server.cpuSeconds(), generator: process.cpuUsage() };
     const http = await load(url, ids, SECONDS);
+    const cpuPerRequestUs = {
+      server: round(((server.cpuSeconds() - cpuBefore.server) * 1e6) / Math.max(1, http.latencies.length), 1),
+      loadGenerator: round(cpuMicros(process.cpuUsage(cpuBefore.generator)) / Math.max(1, http.latencies.length), 1),
+    };
     const after = await serverLatencyCounts(server.url, TARGET_P99_MS / 1000);
     const serverSide = (after.under - before.under) / (after.all - before.all);
     const baseline = await rawSelects(ctx, ids, SECONDS);
@@ -101,6 +107,7 @@ const onlinePart: BenchPart = async (ctx) => {
       request: 'one flight id; online lookup of flights + airport_delays in one query; encode; predict',
       backend: server.backend,
       server: `fti serve (one process), peak RSS ${server.peakRssMb() ?? '?'} MB`,
+      cpuPerRequestUs,
       serverSideUnderTarget: `${round(serverSide * 100, 2)}% of the measured requests took under ${TARGET_P99_MS} ms inside the server (its own histogram)`,
     };
     const figure = (p: 50 | 99): Figure => {
@@ -261,10 +268,16 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 }
 
+function cpuMicros(usage: NodeJS.CpuUsage): number {
+  return usage.user + usage.system;
+}
+
 interface ServerProcess {
   url: string;
   backend: string | undefined;
   peakRssMb(): number | undefined;
+  /** User and system CPU time the server process has used so far (/proc/<pid>/stat). */
+  cpuSeconds(): number;
   stop(): Promise<void>;
 }
 
@@ -293,6 +306,11 @@ async function startServer(ctx: BenchContext): Promise<ServerProcess> {
   return {
     url: `http://127.0.0.1:${port}`,
     backend,
+    cpuSeconds: () => {
+      // Fields 14 and 15 of /proc/<pid>/stat (after the parenthesised name): utime and stime, in clock ticks (100 a second on Linux).
+      const fields = fs.readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      return (Number(fields[11]) + Number(fields[12])) / 100;
+    },
     peakRssMb: () => {
       try {
         const kb = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
