@@ -30,6 +30,10 @@ export interface DevServer {
 export async function startTemporalDevServer(options: DevServerOptions): Promise<DevServer> {
   const log = options.log ?? (() => {});
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(options.port), '--log-level', 'error'];
+  // Eager activity dispatch: an activity a workflow task schedules on the workflow's own
+  // queue comes back with that task's completion to the worker that has a free slot,
+  // instead of a round trip through matching. Every step of a pipeline starts sooner.
+  args.push('--dynamic-config-value', 'system.enableActivityEagerExecution=true');
   if (options.headless) args.push('--headless');
   else if (options.uiPort) args.push('--ui-port', String(options.uiPort));
   if (options.dbFile) {
