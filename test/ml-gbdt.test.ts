@@ -156,7 +156,7 @@ describe('tree encodings and params', () => {
 
   it('params pick the family: the MLP by default, gbdt with its own knobs only', () => {
     expect(TrainParamsSchema.parse({})).toMatchObject({ family: 'mlp', epochs: 10 });
-    expect(TrainParamsSchema.parse({ family: 'gbdt' })).toEqual({ family: 'gbdt', trees: 300, learningRate: 0.1, maxLeaves: 63, maxDepth: 0, minLeafRows: 100, l2: 1, maxBins: 255, subsample: 1, patience: 20 });
+    expect(TrainParamsSchema.parse({ family: 'gbdt' })).toEqual({ family: 'gbdt', trees: 300, learningRate: 0.1, maxLeaves: 63, maxDepth: 0, minLeafRows: 100, l2: 1, maxBins: 255, subsample: 1, patience: 20, maxRows: 4_000_000 });
     expect(TrainParamsSchema.safeParse({ family: 'gbdt', hiddenUnits: [8] }).success).toBe(false);
     expect(TrainParamsSchema.safeParse({ family: 'forest' }).success).toBe(false);
   });
