@@ -78,8 +78,8 @@ async function readSplit(training: TrainingStore, dataset: TrainingDataset, view
   for await (const batch of toBatches(training.streamSplit(dataset, split, columns, READ_BATCH), encoder, { label: view.label.name, batchSize: READ_BATCH })) {
     if (rows + batch.size > recorded) throw new Error(`the ${split} split of dataset ${dataset.id} has more rows than its recorded ${recorded}`);
     const taken = Math.min(batch.size, expected - rows);
-    x.set(taken === batch.size ? batch.x : batch.x.subarray(0, taken * encoder.width), rows * encoder.width);
-    y.set(taken === batch.size ? batch.y : batch.y.subarray(0, taken), rows);
+    x.set(batch.x.subarray(0, taken * encoder.width), rows * encoder.width);
+    y.set(batch.y.subarray(0, taken), rows);
     rows += taken;
     onRows(rows);
     // Leaving the loop closes the split's cursors.

@@ -88,12 +88,16 @@ function chunkOf(columns: Sql[], count: number): Sql {
   return sql`(hashtext(${join(columns.map((c) => sql`(${c})::text`), ` || '|' || `)}) & 2147483647) % ${int(count)}`;
 }
 
+/** The spine's columns a chunk is cut by: those the first join's keys are matched on. */
+function spineChunkColumns(first: PitJoin, alias: string): Sql[] {
+  return first.shape.entityKeys.map((k) => col(alias, first.on[k] as string));
+}
+
 /** The chunk condition on the spine (alias) or, for the first join, on its group's rows (alias); undefined without chunks. */
 function chunkFilter(q: PitQuery, alias: string, side: 'spine' | 'join'): Sql | undefined {
   const first = q.joins[0];
   if (!q.chunk || !first) return undefined;
-  const keys = first.shape.entityKeys;
-  const columns = keys.map((k) => col(alias, side === 'spine' ? (first.on[k] as string) : k));
+  const columns = side === 'spine' ? spineChunkColumns(first, alias) : first.shape.entityKeys.map((k) => col(alias, k));
   const { index, count } = q.chunk;
   if (typeof index === 'number') return sql`${chunkOf(columns, count)} = ${int(index)}`;
   // All the chunks: no condition.
@@ -109,9 +113,8 @@ function chunkFilter(q: PitQuery, alias: string, side: 'spine' | 'join'): Sql | 
 export function chunkSizesSql(q: PitQuery, count: number): Sql | undefined {
   const first = q.joins[0];
   if (!first) return undefined;
-  const columns = first.shape.entityKeys.map((k) => col('s', first.on[k] as string));
   const { chunk: _chunk, ...whole } = q;
-  return sql`select ${chunkOf(columns, count)} as chunk, count(*)::bigint as n from (${spineRows(q)}) s where ${spineFilter(whole, 's')} group by 1`;
+  return sql`select ${chunkOf(spineChunkColumns(first, 's'), count)} as chunk, count(*)::bigint as n from (${spineRows(q)}) s where ${spineFilter(whole, 's')} group by 1`;
 }
 
 /** The spine rows: the given relation, or the spine group's rows in its snapshot. */
