@@ -6,6 +6,7 @@
  * nulls or silently dropped), scores and COPYs its predictions in one transaction.
  * A retry or a re-run of the same run id never duplicates a prediction.
  */
+import { performance } from 'node:perf_hooks';
 import { activityInfo, Context } from '@temporalio/activity';
 import { FailureType, FtiError } from '../core/errors.ts';
 import { DEFAULT_ALIAS, MAX_PARTITIONS } from '../core/inference-inputs.ts';
@@ -14,7 +15,7 @@ import { loadBackend, type LoadedBackend, type Tf } from '../ml/backend.ts';
 import { readAhead } from '../core/streams.ts';
 import { LeaseCache } from '../ml/lease-cache.ts';
 import { assertSignatureFitsView, loadScoringModel, type ScoringModel, type ScoringReject } from '../ml/scoring.ts';
-import type { FeatureStore } from '../registry/feature-store/index.ts';
+import type { FeatureStore, PitPlan } from '../registry/feature-store/index.ts';
 import type { ModelRegistry } from '../registry/models/index.ts';
 import type { PredictionRun, PredictionStore, ScoredBatch } from '../registry/predictions/index.ts';
 import { withDomainFailures } from './failures.ts';
@@ -28,6 +29,16 @@ import { workingOn } from './observability.ts';
  * before it, each key's newest row, by index: point-in-time.ts, "settled").
  */
 export const LATERAL_MAX_ROWS = 50_000;
+/**
+ * Up to this many spine rows per partition (and above LATERAL_MAX_ROWS) the join
+ * runs by the stream plan (pit-stream.ts): the partition's spine and the joined
+ * groups' rows of its window are read once, unsorted, and joined in Node, about twice
+ * as fast as the window plan's sort of both together (a third of June: 1.6 s against
+ * 3.5 s). It holds the partition's spine in memory (about 300 bytes a row with the
+ * flights' features), so a bigger partition (one asked for by `partitions`) falls
+ * back to the window plan, whose memory is Postgres'.
+ */
+export const STREAM_MAX_ROWS = 1_000_000;
 /**
  * Spine rows per partition when the caller names no partition count. The set-based
  * join of a partition reads the joined groups' rows of its window plus how long they
@@ -64,11 +75,13 @@ export interface BatchInferenceResult {
   rows: number;
   rowsRejected: number;
   featureView: { name: string; version: number };
+  /** The partitions scored by this execution, their seconds summed by stage (absent when it scored none). */
+  stageSeconds?: PartitionSeconds;
 }
 
 export type BatchInferencePlan =
   | { kind: 'done'; result: BatchInferenceResult }
-  | { kind: 'score'; runId: string; model: string; version: number; featureView: { name: string; version: number }; strategy: 'window' | 'lateral'; partitions: PartitionRef[] };
+  | { kind: 'score'; runId: string; model: string; version: number; featureView: { name: string; version: number }; strategy: PitPlan; partitions: PartitionRef[] };
 
 export interface PartitionResult {
   partition: number;
@@ -76,6 +89,20 @@ export interface PartitionResult {
   rowsRejected: number;
   /** True when an earlier attempt (or an earlier run of the id) had already written it. */
   skipped: boolean;
+  /** Where its time went (absent when skipped); see PartitionSeconds. */
+  seconds?: PartitionSeconds;
+}
+
+/**
+ * Seconds of one partition's scoring by stage: `read` waiting for feature rows (the
+ * point-in-time join), `score` checking, encoding and the forward pass, `write` the
+ * rest (the predictions' COPY and the commit). Summed over a run's partitions, which
+ * overlap, they are busy time, not wall time.
+ */
+export interface PartitionSeconds {
+  read: number;
+  score: number;
+  write: number;
 }
 
 export interface InferenceActivityDeps {
@@ -86,9 +113,11 @@ export interface InferenceActivityDeps {
   backend: LoadedBackend | null;
   /** Model versions kept loaded in this worker. */
   modelCapacity?: number;
+  /** Where the plans change (spine rows of the largest partition): LATERAL_MAX_ROWS and STREAM_MAX_ROWS unless given. */
+  plans?: { lateralMaxRows?: number; streamMaxRows?: number };
 }
 
-export function createInferenceActivities({ features, predictions: store, registry, backend, modelCapacity = 4 }: InferenceActivityDeps) {
+export function createInferenceActivities({ features, predictions: store, registry, backend, modelCapacity = 4, plans = {} }: InferenceActivityDeps) {
   const tf = async (): Promise<Tf> => (backend ?? (await loadBackend('cpu'))).tf;
   // One load per model version per worker, shared by its concurrent partitions.
   const models = new LeaseCache<ScoringModel>(async (key) => {
@@ -129,7 +158,7 @@ export function createInferenceActivities({ features, predictions: store, regist
         featureView: viewRef,
         windowStart: start,
         windowEnd: end,
-        strategy: Math.max(...partitions.map((p) => p.spineRows)) > LATERAL_MAX_ROWS ? 'window' : 'lateral',
+        strategy: planFor(Math.max(...partitions.map((p) => p.spineRows)), plans),
         commits: snapshot.commits,
         ...workflow,
         partitions,
@@ -150,8 +179,9 @@ export function createInferenceActivities({ features, predictions: store, regist
       const view = (await features.view(run.featureView.name, run.featureView.version)).definition;
       const snapshot = await features.pinnedSnapshot(view, run.commits);
       const lease = await models.acquire(modelKey(run.model, run.version));
+      const started = performance.now();
       try {
-        const counters = { read: 0, rejected: 0 };
+        const counters = { read: 0, rejected: 0, readMs: 0, scoreMs: 0 };
         const kept: ScoringReject[] = [];
         const context = Context.current();
         const progress = () => ({ stage: 'predict', partition: partition.index, rows: counters.read, total: partition.spineRows });
@@ -163,7 +193,8 @@ export function createInferenceActivities({ features, predictions: store, regist
           store.writePartition({ run, partition, spine: spineOf(view), batches, rejects: () => ({ count: counters.rejected, kept }), signal: context.cancellationSignal }),
         );
         if (done.rowsRejected > 0) context.log.warn('rows failed the model signature', { runId: run.runId, partition: done.index, rejected: done.rowsRejected, first: kept[0]?.reasons });
-        return { partition: done.index, rows: done.rows, rowsRejected: done.rowsRejected, skipped: !written };
+        const seconds = { read: counters.readMs / 1000, score: counters.scoreMs / 1000, write: (performance.now() - started - counters.readMs - counters.scoreMs) / 1000 };
+        return { partition: done.index, rows: done.rows, rowsRejected: done.rowsRejected, skipped: !written, seconds };
       } finally {
         lease.release();
       }
@@ -219,20 +250,31 @@ export function createInferenceActivities({ features, predictions: store, regist
 async function* scoreBatches(
   source: AsyncIterable<Array<Record<string, unknown>>>,
   model: ScoringModel,
-  counters: { read: number; rejected: number },
+  counters: { read: number; rejected: number; readMs: number; scoreMs: number },
   kept: ScoringReject[],
   onBatch: () => void,
   signal: AbortSignal,
 ): AsyncGenerator<ScoredBatch> {
+  let waited = performance.now();
   for await (const rows of source) {
+    const received = performance.now();
+    counters.readMs += received - waited;
     signal.throwIfAborted();
     const scored = await model.scoreRows(rows);
+    counters.scoreMs += performance.now() - received;
     counters.read += rows.length;
     counters.rejected += scored.rejected.length;
     for (const r of scored.rejected) if (kept.length < KEPT_REJECTS) kept.push(r);
     onBatch();
     yield { rows: scored.rows, scores: scored.scores };
+    waited = performance.now();
   }
+}
+
+/** The plan every partition of a run reads by, from its largest partition's spine rows. */
+export function planFor(spineRows: number, plans: NonNullable<InferenceActivityDeps['plans']> = {}): PitPlan {
+  if (spineRows <= (plans.lateralMaxRows ?? LATERAL_MAX_ROWS)) return 'lateral';
+  return spineRows <= (plans.streamMaxRows ?? STREAM_MAX_ROWS) ? 'stream' : 'window';
 }
 
 /** [start, end) cut into `n` equal time slices: n + 1 boundaries. */

@@ -6,7 +6,7 @@
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createInferenceActivities, LATERAL_MAX_ROWS, type PartitionResult } from '../activities/inference.ts';
+import { createInferenceActivities, LATERAL_MAX_ROWS, planFor, STREAM_MAX_ROWS, type BatchInferencePlan, type PartitionResult, type PlanBatchInferenceInput } from '../activities/inference.ts';
 import { FailureType } from '../core/errors.ts';
 import project, { flightDelays } from '../examples/flights/definitions.ts';
 import { modelFromArtifact } from '../ml/artifact.ts';
@@ -72,11 +72,13 @@ describe('batch inference: a day of flights through the batchInference workflow'
     expect(firstRun).toMatchObject({ model: 'flight_delay', version: 1, rowsRejected: 0, featureView: { name: 'flight_delays', version: 3 } });
     expect(firstRun.rows).toBe(flightsOfTheDay);
     expect(firstRun.runId).toMatch(/^batch_/); // the workflow id, by default
+    // Where the partitions' time went, by stage.
+    for (const stage of ['read', 'score', 'write'] as const) expect(firstRun.stageSeconds?.[stage], stage).toBeGreaterThan(0);
 
     expect(await predictions.countPredictions(firstRun.runId)).toEqual([{ version: 1, rows: flightsOfTheDay, entities: flightsOfTheDay }]);
     const stored = await predictions.run(firstRun.runId);
     expect(stored).toMatchObject({ status: 'completed', version: 1, requestedRef: 'champion', rows: flightsOfTheDay, spineRows: flightsOfTheDay });
-    expect(stored.strategy).toBe(Math.max(...(await predictions.partitions(firstRun.runId)).map((p) => p.spineRows)) > LATERAL_MAX_ROWS ? 'window' : 'lateral');
+    expect(stored.strategy).toBe(planFor(Math.max(...(await predictions.partitions(firstRun.runId)).map((p) => p.spineRows))));
     // The run records the commits it read: the latest of both groups.
     const store = new FeatureStore({ knex: db.knex });
     for (const { group: name, version } of [flightDelays.spine, ...flightDelays.joins]) {
@@ -115,10 +117,39 @@ describe('batch inference: a day of flights through the batchInference workflow'
     expect(new Set([...expected].map((s) => s.toFixed(3))).size).toBeGreaterThan(10);
   });
 
+  it('every plan of the join scores the same rows the same: per row, set-based, and streamed through Node', async () => {
+    expect([LATERAL_MAX_ROWS, LATERAL_MAX_ROWS + 1, STREAM_MAX_ROWS, STREAM_MAX_ROWS + 1].map((n) => planFor(n))).toEqual(['lateral', 'stream', 'stream', 'window']);
+    const scored = async (runId: string) => new Map((await predictions.predictions(runId)).map((p) => [p.entityKey.flight_id, { at: p.eventTime.getTime(), score: p.score }]));
+    const expected = await scored(firstRun.runId);
+    expect(firstRun.rows).toBe(expected.size);
+    for (const [plan, plans] of [
+      ['stream', { lateralMaxRows: 0 }],
+      ['window', { lateralMaxRows: 0, streamMaxRows: 0 }],
+    ] as const) {
+      const activities = createInferenceActivities({ features: new FeatureStore({ knex: db.knex }), predictions, registry, backend, plans });
+      const env = new MockActivityEnvironment();
+      const runId = uniqueId(plan);
+      const planned = await env.run<[PlanBatchInferenceInput], BatchInferencePlan, typeof activities.planBatchInference>(activities.planBatchInference, { runId, model: 'flight_delay', ...day, partitions: 2 });
+      if (planned.kind !== 'score') throw new Error(`expected a plan to score, got ${planned.kind}`);
+      expect(planned.strategy).toBe(plan);
+      for (const p of planned.partitions) await env.run(activities.predictPartition, { runId, partition: p.index });
+      expect(await env.run(activities.finishBatchInference, { runId })).toMatchObject({ rows: flightsOfTheDay, rowsRejected: 0 });
+      const got = await scored(runId);
+      expect([...got.keys()].sort(), plan).toEqual([...expected.keys()].sort());
+      for (const [flight, { at, score }] of got) {
+        expect(at, `${plan}: event time of flight ${String(flight)}`).toBe(expected.get(flight)?.at);
+        expect(score, `${plan}: score of flight ${String(flight)}`).toBeCloseTo(expected.get(flight)?.score as number, 6);
+      }
+    }
+  });
+
   it('a re-run of the same run id adds nothing; the same id for another window is refused', async () => {
     const runId = firstRun.runId;
     const again = await run({ model: 'flight_delay', ...day, partitions: 4, runId });
-    expect(again).toEqual(firstRun);
+    // The same totals; it scored nothing, so it reports no stage seconds.
+    const { stageSeconds, ...totals } = firstRun;
+    expect(stageSeconds).toBeDefined();
+    expect(again).toEqual(totals);
     expect(await predictions.countPredictions(runId)).toEqual([{ version: 1, rows: flightsOfTheDay, entities: flightsOfTheDay }]);
 
     const failure = await failureOf(run({ model: 'flight_delay', start: day.start, end: '2001-01-03T12:00:00.000Z', runId }));

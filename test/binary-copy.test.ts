@@ -2,14 +2,14 @@
  * Binary COPY, read and written without decoding values (registry/db/binary-copy.ts):
  * tuples split anywhere between chunks, nulls, a field bigger than the reader's
  * look-ahead, and a round trip through a real Postgres table of every type the
- * feature store writes.
+ * feature store writes, decoded by type as node-postgres reads their text.
  */
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BinaryCopyWriter, fieldEnd, fieldStart, int4Field, readBinaryCopy, textField, timestampField, type BinaryTuple } from '../registry/db/index.ts';
+import { BinaryCopyWriter, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, readBinaryCopy, textField, timestampField, timestampText, type BinaryTuple } from '../registry/db/index.ts';
 import { createTestDb, type TestDb } from './helpers/services.ts';
 
 /** A field's bytes as COPY sends them: int32 length, then the value (or -1 and nothing: null). */
@@ -107,9 +107,35 @@ describe('binary COPY', () => {
         const same = await db.knex.raw(`select count(*)::int as n from (select * from copy_types except all select * from copy_types_again) d`);
         const again = await db.knex.raw(`select count(*)::int as n from copy_types_again`);
         expect([same.rows[0].n, again.rows[0].n]).toEqual([0, 3]);
+
+        // Decoded by type: what node-postgres gives for the text of the same rows, and
+        // timestamps as text keep their microseconds.
+        const types = ['text', 'double precision', 'bigint', 'boolean', 'timestamptz'];
+        const names = ['s', 'f', 'i', 'b', 't'];
+        const asDates = types.map((t) => fieldDecoder(t));
+        const asText = types.map((t) => fieldDecoder(t, { timestamps: 'text' }));
+        const byDate: Array<Record<string, unknown>> = [];
+        const byText: unknown[] = [];
+        for (const bytes of tuples) {
+          const row: Record<string, unknown> = {};
+          expect(decodeFields(bytes, 0, bytes.length, asDates, names, row, 0)).toBe(5);
+          byDate.push(row);
+          const text: Record<string, unknown> = {};
+          decodeFields(bytes, 0, bytes.length, asText, names, text, 0);
+          byText.push(text.t);
+        }
+        expect(byDate).toEqual((await db.knex.raw('select * from copy_types order by t nulls last')).rows);
+        expect(byText).toEqual(['1999-12-31T23:59:59.999999Z', '2001-03-04T05:06:07.891234Z', null]);
+        expect(() => fieldDecoder('jsonb')).toThrow(/no binary decoder/);
       } finally {
         await db.knex.client.releaseConnection(client);
       }
+    });
+
+    it('prints timestamps to the microsecond, whole milliseconds as Date does', () => {
+      expect(timestampText(Date.parse('2001-03-04T05:06:07.891Z') * 1000 + 4)).toBe('2001-03-04T05:06:07.891004Z');
+      expect(timestampText(Date.parse('2001-03-04T05:06:07Z') * 1000)).toBe('2001-03-04T05:06:07.000Z');
+      expect(timestampText(-1)).toBe('1969-12-31T23:59:59.999999Z');
     });
   });
 });

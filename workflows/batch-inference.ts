@@ -1,5 +1,5 @@
 import { CancellationScope, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
-import type { BatchInferencePlan, BatchInferenceResult, createInferenceActivities } from '../activities/inference.ts';
+import type { BatchInferencePlan, BatchInferenceResult, createInferenceActivities, PartitionSeconds } from '../activities/inference.ts';
 import { BatchInferenceInputSchema, type BatchInferenceInput } from '../core/inference-inputs.ts';
 import { progressQuery, type PipelineProgress } from '../core/progress.ts';
 import { DEFAULT_PARALLELISM, fanOut } from './fan-out.ts';
@@ -60,15 +60,22 @@ export async function batchInference(input: BatchInferenceInput): Promise<BatchI
 
   const details = { runId, model: plan.model, version: plan.version, strategy: plan.strategy, rows: 0, rowsRejected: 0 };
   Object.assign(progress, { stage: 'predict', done: 0, total: plan.partitions.length, details });
+  let stageSeconds: PartitionSeconds | undefined;
   try {
     await fanOut(plan.partitions, args.parallelism ?? DEFAULT_PARALLELISM, async (partition) => {
       const result = await long.predictPartition({ runId, partition: partition.index });
       details.rows += result.rows;
       details.rowsRejected += result.rowsRejected;
+      if (result.seconds) {
+        const sum = (stageSeconds ??= { read: 0, score: 0, write: 0 });
+        sum.read += result.seconds.read;
+        sum.score += result.seconds.score;
+        sum.write += result.seconds.write;
+      }
       progress.done++;
     });
     Object.assign(progress, { stage: 'finish', done: 0, total: 1 });
-    const result = await short.finishBatchInference({ runId });
+    const result = { ...(await short.finishBatchInference({ runId })), ...(stageSeconds ? { stageSeconds } : {}) };
     Object.assign(progress, { stage: 'done', done: 1, total: 1, details: { ...result } });
     log.info('prediction run completed', { ...result });
     return result;

@@ -23,6 +23,7 @@ import { PredictionStore } from '../../registry/predictions/index.ts';
 import { flightDelays } from '../../examples/flights/definitions.ts';
 import { loadBackend } from '../../ml/backend.ts';
 import { registerModelVersion } from '../../test/helpers/models.ts';
+import type { PartitionSeconds } from '../../activities/inference.ts';
 import { batchInference, featurePipeline } from '../../workflows/index.ts';
 import { median, round, secondsFigure, type BenchContext, type BenchPart } from '../harness.ts';
 
@@ -35,7 +36,7 @@ const inferencePart: BenchPart = async (ctx) => {
   await prepareFlightsMonth(ctx);
   const cluster = await startCluster(ctx, 'inference', ['cpu']);
   const store = new PredictionStore({ knex: ctx.knex });
-  const runs: Array<{ seconds: number; rows: number; runId: string }> = [];
+  const runs: Array<{ seconds: number; rows: number; runId: string; stageSeconds?: PartitionSeconds }> = [];
   const backend = cluster.backend;
   try {
     // The first run pays for the worker's first model load and JIT: a warm-up.
@@ -44,8 +45,8 @@ const inferencePart: BenchPart = async (ctx) => {
       const t0 = performance.now();
       const result = await cluster.client.workflow.execute(batchInference, { taskQueue: cluster.queue, workflowId: runId, args: [{ model: BENCH_MODEL, ...MONTH }] });
       const seconds = (performance.now() - t0) / 1000;
-      if (i > 0) runs.push({ seconds, rows: result.rows, runId });
-      ctx.log(`inference run ${i}/${RUNS}${i === 0 ? ' (warm-up)' : ''}`, { seconds: round(seconds, 2), rows: result.rows, rejected: result.rowsRejected, version: result.version });
+      if (i > 0) runs.push({ seconds, rows: result.rows, runId, stageSeconds: result.stageSeconds });
+      ctx.log(`inference run ${i}/${RUNS}${i === 0 ? ' (warm-up)' : ''}`, { seconds: round(seconds, 2), rows: result.rows, rejected: result.rowsRejected, version: result.version, stageSeconds: result.stageSeconds });
     }
   } finally {
     await cluster.close();
@@ -67,6 +68,8 @@ const inferencePart: BenchPart = async (ctx) => {
         rowsPerSecond: Math.round(rows / seconds),
         partitions: partitions.length,
         strategy: run.strategy,
+        // Per stage, the partitions' seconds summed (they overlap: busy time, not wall time); medians over the runs.
+        stageSeconds: Object.fromEntries((['read', 'score', 'write'] as const).map((stage) => [stage, round(median(runs.map((r) => r.stageSeconds?.[stage] ?? 0)), 2)])),
         backend,
         worker: 'one CPU worker process (4 activity slots)',
       },

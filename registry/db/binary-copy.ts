@@ -45,9 +45,7 @@ export function int4Field(t: BinaryTuple, i: number): number | null {
  * 2255), or null; ±infinity come out as huge values of the same sign.
  */
 export function timestampField(t: BinaryTuple, i: number): number | null {
-  if ((t.length[i] as number) < 0) return null;
-  const at = t.start[i] as number;
-  return t.buf.readInt32BE(at) * 4_294_967_296 + t.buf.readUInt32BE(at + 4) + PG_EPOCH_US;
+  return (t.length[i] as number) < 0 ? null : microseconds(t.buf, t.start[i] as number);
 }
 
 /**
@@ -225,4 +223,83 @@ export class BinaryCopyWriter {
 /** The bytes of `count` null fields. */
 export function nullFields(count: number): Buffer {
   return Buffer.alloc(4 * count, 0xff);
+}
+
+/** A field's value from its bytes `buf[at, at + length)` (never called for a null). */
+export type FieldDecoder = (buf: Buffer, at: number, length: number) => unknown;
+
+/**
+ * The decoder of a binary field of one of the types the feature store writes, giving
+ * what the row readers give for its text (registry/db: bigint as a number, timestamps
+ * as Dates, or with `timestamps: 'text'` as ISO 8601 text to the microsecond, for rows
+ * whose times only travel on to a COPY).
+ */
+export function fieldDecoder(pgType: string, options: { timestamps?: 'date' | 'text' } = {}): FieldDecoder {
+  switch (pgType) {
+    case 'double precision':
+      return (buf, at) => buf.readDoubleBE(at);
+    case 'bigint':
+      // Exact below 2^53, as the text parser's Number.parseInt.
+      return (buf, at) => buf.readInt32BE(at) * 4_294_967_296 + buf.readUInt32BE(at + 4);
+    case 'boolean':
+      return (buf, at) => buf[at] !== 0;
+    case 'text':
+      return (buf, at, length) => buf.toString('utf8', at, at + length);
+    case 'timestamptz':
+      return options.timestamps === 'text' ? (buf, at) => timestampText(microseconds(buf, at)) : (buf, at) => new Date(Math.floor(microseconds(buf, at) / 1000));
+    default:
+      throw new Error(`no binary decoder for Postgres type ${pgType}`);
+  }
+}
+
+/**
+ * Decodes the consecutive fields in `buf[start, end)` (each an int32 length, -1 for
+ * null, then its bytes) into `row[names[first + i]]` with `decoders[first + i]`;
+ * returns the index after the last one.
+ */
+export function decodeFields(buf: Buffer, start: number, end: number, decoders: readonly FieldDecoder[], names: readonly string[], row: Record<string, unknown>, first: number): number {
+  let i = first;
+  for (let at = start; at < end; i++) {
+    const n = int32(buf, at);
+    at += 4;
+    row[names[i] as string] = n < 0 ? null : (decoders[i] as FieldDecoder)(buf, at, n);
+    if (n > 0) at += n;
+  }
+  return i;
+}
+
+/** A timestamptz's bytes at `at` as microseconds since 1970. */
+function microseconds(buf: Buffer, at: number): number {
+  return buf.readInt32BE(at) * 4_294_967_296 + buf.readUInt32BE(at + 4) + PG_EPOCH_US;
+}
+
+const DAY_MS = 86_400_000;
+const DIGITS2 = Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0'));
+const DIGITS3 = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'));
+/** The last day printed, and its 'YYYY-MM-DDT': rows come mostly in time order. */
+let lastDay = Number.NaN;
+let lastDayText = '';
+
+/**
+ * Microseconds since 1970 as ISO 8601 UTC text, every digit kept ('…T10:00:00.000123Z';
+ * whole milliseconds as Date.toISOString prints them). Built from digit tables, with the
+ * date part reused from the last call of the same day: a batch of rows prints millions.
+ */
+export function timestampText(us: number): string {
+  const ms = Math.floor(us / 1000);
+  const day = Math.floor(ms / DAY_MS);
+  if (day !== lastDay) {
+    const iso = new Date(day * DAY_MS).toISOString();
+    lastDayText = iso.slice(0, iso.indexOf('T') + 1);
+    lastDay = day;
+  }
+  let rest = ms - day * DAY_MS;
+  const h = Math.floor(rest / 3_600_000);
+  rest -= h * 3_600_000;
+  const m = Math.floor(rest / 60_000);
+  rest -= m * 60_000;
+  const s = Math.floor(rest / 1000);
+  const micro = us - ms * 1000;
+  const fraction = micro === 0 ? DIGITS3[rest - s * 1000] : `${DIGITS3[rest - s * 1000]}${DIGITS3[micro]}`;
+  return `${lastDayText}${DIGITS2[h]}:${DIGITS2[m]}:${DIGITS2[s]}.${fraction}Z`;
 }

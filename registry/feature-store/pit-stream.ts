@@ -28,7 +28,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { BinaryCopyWriter, cancelOnAbort, copyBytes, fieldEnd, fieldStart, id, ids, nullFields, readBinaryCopy, sql, textField, timestampField, toInlined, toText, type BinaryTuple, type Sql } from '../db/index.ts';
+import { BinaryCopyWriter, cancelOnAbort, copyBytes, decodeFields, fieldDecoder, fieldEnd, fieldStart, id, ids, nullFields, readBinaryCopy, sql, textField, timestampField, toInlined, toText, type BinaryTuple, type FieldDecoder, type Sql } from '../db/index.ts';
 import { joinedStreamSql, pointInTimeColumns, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 
 /** One chunk of the join (PitQuery.chunk), written into a table of its own. */
@@ -79,6 +79,13 @@ class Arena {
     this.split.push(split - start);
     this.length.push(n);
     this.at += n;
+  }
+
+  /** Decodes row `row`'s output columns into `out` (see decodeFields); returns the next column's index. */
+  decode(row: number, decoders: readonly FieldDecoder[], names: readonly string[], out: Record<string, unknown>): number {
+    const block = this.blocks[this.blockOf[row] as number] as Buffer;
+    const offset = this.offset[row] as number;
+    return decodeFields(block, offset, offset + (this.split[row] as number), decoders, names, out, 0);
   }
 
   /** Writes row `row`'s output columns (`part` 'outputs') or its extra columns ('extra'). */
@@ -144,6 +151,19 @@ class JoinResult {
     if (this.buffers) this.buffers[place] = undefined;
   }
 
+  /** Decodes row `row`'s `features` features into `out` from column `first` on (nulls when no group row joins it); returns the next column's index. */
+  decode(row: number, features: number, decoders: readonly FieldDecoder[], names: readonly string[], out: Record<string, unknown>, first: number): number {
+    const place = this.placeOf[row] as number;
+    const used = place < 0 ? -1 : (this.used[place] as number);
+    if (used < 0) {
+      for (let i = first; i < first + features; i++) out[names[i] as string] = null;
+      return first + features;
+    }
+    if (this.slab) return decodeFields(this.slab, place * (this.slot as number), place * (this.slot as number) + used, decoders, names, out, first);
+    const buf = (this.buffers as Array<Buffer | undefined>)[place] as Buffer;
+    return decodeFields(buf, 0, buf.length, decoders, names, out, first);
+  }
+
   /** Writes row `row`'s features, or `nulls` when no group row joins it. */
   write(out: BinaryCopyWriter, row: number, nulls: Buffer): void {
     const place = this.placeOf[row] as number;
@@ -162,22 +182,22 @@ interface ChunkSpine {
   keys: number[][];
 }
 
+/** The join done in memory: each chunk's spine rows and, per join, what each row gets. */
+interface Joined {
+  spines: ChunkSpine[];
+  /** Per chunk, how many rows come before its first (rows are numbered across the chunks, in chunk order). */
+  bases: number[];
+  results: JoinResult[];
+}
+
 /**
- * Runs the point-in-time query `q` by the stream plan for `chunks` (of
- * `options.count`): each chunk's spine is read on a connection of its own, side by
- * side; each joined group is read once for all of them; each chunk is written by its
- * own writer. Returns the rows written per chunk.
+ * Reads each chunk's spine (on a connection of its own, side by side) and each joined
+ * group once for all of them (in as many parts as there are chunks), and joins them.
  */
-export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamChunk[], options: StreamOptions): Promise<number[]> {
+async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamChunk, 'index' | 'extra'>>, options: StreamOptions, stepDone: (step: StreamStep) => void): Promise<Joined> {
   const outputs = pointInTimeColumns(q);
   const spineOutputs = outputs.length - q.joins.reduce((n, j) => n + j.features.length, 0);
   const { signal } = options;
-  let last = performance.now();
-  const stepDone = (step: StreamStep) => {
-    const now = performance.now();
-    options.onStep?.(step, (now - last) / 1000);
-    last = now;
-  };
 
   // 1. Each chunk's spine: its bytes, and per join its keys (as ids, shared by the chunks) and its times.
   const keyIndex = q.joins.map(() => new Map<string, number>());
@@ -204,7 +224,6 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
     }),
   );
   stepDone('spine');
-  // Rows are numbered across the chunks, in chunk order.
   const times = spines.flatMap((s) => s.times);
 
   // 2. Each join's features for every spine row, its group read once for all chunks.
@@ -216,16 +235,40 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
     const keys = spines.flatMap((s) => s.keys[ji] as number[]);
     results.push(await joinGroup(knex, joined, ji, j, slot, keyIndex[ji] as Map<string, number>, keys, times, Math.max(1, chunks.length), signal));
   }
-
   stepDone('groups');
-  // 3. Each chunk's rows, in its spine's order: output columns, features, extra columns.
-  const nulls = q.joins.map((j) => nullFields(j.features.length));
+
   const bases: number[] = [];
   let rowsBefore = 0;
   for (const s of spines) {
     bases.push(rowsBefore);
     rowsBefore += s.times.length;
   }
+  return { spines, bases, results };
+}
+
+/** Tells `onStep` how long each step took since the last one. */
+function stepTimer(options: StreamOptions): (step: StreamStep) => void {
+  let last = performance.now();
+  return (step) => {
+    const now = performance.now();
+    options.onStep?.(step, (now - last) / 1000);
+    last = now;
+  };
+}
+
+/**
+ * Runs the point-in-time query `q` by the stream plan for `chunks` (of
+ * `options.count`): each chunk's spine is read on a connection of its own, side by
+ * side; each joined group is read once for all of them; each chunk is written by its
+ * own writer. Returns the rows written per chunk.
+ */
+export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamChunk[], options: StreamOptions): Promise<number[]> {
+  const outputs = pointInTimeColumns(q);
+  const stepDone = stepTimer(options);
+  const { spines, bases, results } = await joinInMemory(knex, q, chunks, options, stepDone);
+
+  // 3. Each chunk's rows, in its spine's order: output columns, features, extra columns.
+  const nulls = q.joins.map((j) => nullFields(j.features.length));
   const written = await Promise.all(
     chunks.map(async (c, ci) => {
       const spine = spines[ci] as ChunkSpine;
@@ -243,12 +286,45 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
         yield* out.end();
       }
       const columns = [...outputs.map((o) => o.name), ...c.extra.map((e) => e.as)];
-      await copyIn(knex, c.writer, sql`copy ${id(c.table)} (${ids(columns)}) from stdin (format binary)`, rows(), signal);
+      await copyIn(knex, c.writer, sql`copy ${id(c.table)} (${ids(columns)}) from stdin (format binary)`, rows(), options.signal);
       return spine.times.length;
     }),
   );
   stepDone('write');
   return written;
+}
+
+/**
+ * The rows of `q` by the stream plan, decoded (fieldDecoder: numbers, booleans, text,
+ * timestamps as Dates or as text), in batches of `batchSize`, in the order Postgres
+ * reads the spine: for batch inference, which scores rows and needs no table. The
+ * whole spine of `q` is held while its rows are handed out (about 100 bytes a row plus
+ * the features), so the caller bounds it: a prediction partition's window.
+ */
+export async function* pointInTimeRows(
+  knex: Knex,
+  q: PitQuery,
+  options: Pick<StreamOptions, 'signal' | 'onStep'> & { batchSize?: number; timestamps?: 'date' | 'text' } = {},
+): AsyncGenerator<Array<Record<string, unknown>>> {
+  const outputs = pointInTimeColumns(q);
+  const names = outputs.map((o) => o.name);
+  const decoders = outputs.map((o) => fieldDecoder(o.pgType, { timestamps: options.timestamps }));
+  const batchSize = options.batchSize ?? 5_000;
+  const streamOptions: StreamOptions = { count: 1, signal: options.signal, onStep: options.onStep };
+  const { spines, results } = await joinInMemory(knex, q, [{ index: 0, extra: [] }], streamOptions, stepTimer(streamOptions));
+  const spine = spines[0] as ChunkSpine;
+  let batch: Array<Record<string, unknown>> = [];
+  for (let row = 0; row < spine.times.length; row++) {
+    const out: Record<string, unknown> = {};
+    let next = spine.arena.decode(row, decoders, names, out);
+    for (let ji = 0; ji < results.length; ji++) next = (results[ji] as JoinResult).decode(row, (q.joins[ji] as PitJoin).features.length, decoders, names, out, next);
+    batch.push(out);
+    if (batch.length === batchSize) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch;
 }
 
 /** COPYs `data` into a table on `writer`'s connection. */

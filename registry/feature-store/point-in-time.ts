@@ -52,6 +52,11 @@ export type PointInTimePolicy = 'available_at' | 'event_time';
 
 /** 'window': one set-based pass (large spines); 'lateral': an index probe per spine row (small ones). */
 export type PitStrategy = 'window' | 'lateral';
+/**
+ * How a reader runs the join: one of the SQL plans, or 'stream' (pit-stream.ts): the
+ * spine and each joined group read once, unsorted, and joined in Node.
+ */
+export type PitPlan = PitStrategy | 'stream';
 
 export interface PitQuery {
   spine: {
@@ -96,7 +101,8 @@ function spineChunkColumns(first: PitJoin, alias: string): Sql[] {
 /** The chunk condition on the spine (alias) or, for the first join, on its group's rows (alias); undefined without chunks. */
 function chunkFilter(q: PitQuery, alias: string, side: 'spine' | 'join'): Sql | undefined {
   const first = q.joins[0];
-  if (!q.chunk || !first) return undefined;
+  // One chunk is all of it: no condition.
+  if (!q.chunk || !first || q.chunk.count <= 1) return undefined;
   const columns = side === 'spine' ? spineChunkColumns(first, alias) : first.shape.entityKeys.map((k) => col(alias, k));
   const { index, count } = q.chunk;
   if (typeof index === 'number') return sql`${chunkOf(columns, count)} = ${int(index)}`;

@@ -8,7 +8,7 @@
 import type { Knex } from 'knex';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
-import type { PitStrategy, ViewSnapshot } from '../feature-store/index.ts';
+import type { PitPlan, ViewSnapshot } from '../feature-store/index.ts';
 import { countPredictions, countSpineRowsByPartition, listPredictions, listRejects, streamViewRows, type StoredPrediction, type StoredReject } from './reads.ts';
 import {
   completePredictionRun,
@@ -70,7 +70,7 @@ export class PredictionStore {
     return countSpineRowsByPartition(this.knex, view, snapshot, boundaries);
   }
 
-  featureRows(view: FeatureViewDefinition, snapshot: ViewSnapshot, options: { start: Date; end: Date; strategy: PitStrategy; batchSize?: number; signal?: AbortSignal }): AsyncGenerator<Array<Record<string, unknown>>> {
+  featureRows(view: FeatureViewDefinition, snapshot: ViewSnapshot, options: { start: Date; end: Date; strategy: PitPlan; batchSize?: number; signal?: AbortSignal }): AsyncGenerator<Array<Record<string, unknown>>> {
     return streamViewRows(this.knex, view, snapshot, options);
   }
 

@@ -7,7 +7,7 @@ import type { Knex } from 'knex';
 import { FailureType, FtiError } from '../../core/errors.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import { col, raw, sql, streamQuery, toNative } from '../db/index.ts';
-import { pointInTimeSql, snapshotSql, viewQuery, type PitQuery, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
+import { pointInTimeRows, pointInTimeSql, snapshotSql, viewQuery, type PitPlan, type PitQuery, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 /**
  * Spine rows in each partition [boundaries[i], boundaries[i+1]) in one scan.
@@ -38,19 +38,24 @@ export function partitionQuery(view: FeatureViewDefinition, snapshot: ViewSnapsh
 }
 
 /**
- * Rows of the join in batches through a cursor: spine keys, event time and every
- * view feature under its view name (the columns a training dataset has).
+ * Rows of the join in batches: spine keys, event time and every view feature under
+ * its view name (the columns a training dataset has). The SQL plans stream through a
+ * cursor; the stream plan holds the window's spine and hands its rows out decoded.
  */
 export function streamViewRows(
   knex: Knex,
   view: FeatureViewDefinition,
   snapshot: ViewSnapshot,
-  options: { start: Date; end: Date; strategy: PitStrategy; batchSize?: number; signal?: AbortSignal },
+  options: { start: Date; end: Date; strategy: PitPlan; batchSize?: number; signal?: AbortSignal },
 ): AsyncGenerator<Array<Record<string, unknown>>> {
-  const native = toNative(knex, pointInTimeSql(partitionQuery(view, snapshot, options)));
+  const batchSize = options.batchSize ?? 5_000;
   // Timestamps stay text: views have no timestamp features, and the event time only
   // travels on to a COPY, so parsing and printing it again would be wasted work.
-  return streamQuery(knex, native.sql, native.bindings, options.batchSize ?? 5_000, { timestampsAsText: true, signal: options.signal });
+  if (options.strategy === 'stream') {
+    return pointInTimeRows(knex, partitionQuery(view, snapshot, { ...options, strategy: 'window' }), { batchSize, timestamps: 'text', signal: options.signal });
+  }
+  const native = toNative(knex, pointInTimeSql(partitionQuery(view, snapshot, { ...options, strategy: options.strategy })));
+  return streamQuery(knex, native.sql, native.bindings, batchSize, { timestampsAsText: true, signal: options.signal });
 }
 
 /** One stored prediction of a run. */

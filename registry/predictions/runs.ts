@@ -7,7 +7,7 @@ import type { Knex } from 'knex';
 import { FailureType, FtiError } from '../../core/errors.ts';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import { transaction } from '../db/index.ts';
-import type { PitStrategy } from '../feature-store/index.ts';
+import type { PitPlan } from '../feature-store/index.ts';
 
 export type PredictionRunStatus = 'running' | 'completed' | 'failed';
 
@@ -21,7 +21,7 @@ export interface PredictionRun {
   featureView: { name: string; version: number };
   windowStart: Date;
   windowEnd: Date;
-  strategy: PitStrategy;
+  strategy: PitPlan;
   status: PredictionRunStatus;
   spineRows: number;
   rows: number;
@@ -63,7 +63,7 @@ interface PredictionRunRow {
   feature_view_version: number;
   window_start: Date;
   window_end: Date;
-  strategy: PitStrategy;
+  strategy: PitPlan;
   status: PredictionRunStatus;
   spine_rows: number;
   rows: number;

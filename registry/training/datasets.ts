@@ -18,12 +18,12 @@ import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import type { FeatureStats } from '../../ml/stats.ts';
 import { cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, toNative, transaction, type Sql } from '../db/index.ts';
-import { chunkSizesSql, latestViewSnapshot, pointInTimeSql, streamPointInTime, viewQuery, type StreamStep, type FeatureViewRecord, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
+import { chunkSizesSql, latestViewSnapshot, pointInTimeSql, streamPointInTime, viewQuery, type StreamStep, type FeatureViewRecord, type PitPlan, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 export type Split = 'train' | 'validation' | 'test';
 
 /** 'stream': the point-in-time join streamed through Node (pit-stream.ts); or a SQL plan (point-in-time.ts). */
-export type DatasetStrategy = PitStrategy | 'stream';
+export type DatasetStrategy = PitPlan;
 
 export interface TrainingDataset {
   id: number;

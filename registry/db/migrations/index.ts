@@ -17,6 +17,7 @@ import * as monitoring from './20261209000000_monitoring.ts';
 import * as skewLog from './20261210000000_skew_log.ts';
 import * as modelReports from './20261211000000_model_reports.ts';
 import * as commitKnownLag from './20261212000000_commit_known_lag.ts';
+import * as predictionStreamPlan from './20261213000000_prediction_stream_plan.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -37,6 +38,7 @@ const migrations: Array<[string, Migration]> = [
   ['20261210000000_skew_log', skewLog],
   ['20261211000000_model_reports', modelReports],
   ['20261212000000_commit_known_lag', commitKnownLag],
+  ['20261213000000_prediction_stream_plan', predictionStreamPlan],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
