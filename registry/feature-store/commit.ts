@@ -314,7 +314,8 @@ async function supersede(trx: Knex.Transaction, group: GroupShape & { id: number
 async function maxKnownLagMs(trx: Knex.Transaction, group: GroupShape, stage: string): Promise<number> {
   const result = (await raw(
     trx,
-    sql`select coalesce(ceil(max(extract(epoch from s._available_at - ${col('s', group.eventTime)})) * 1000), 0)::bigint as ms from ${id(stage)} s`,
+    // The longest interval, then its seconds: one numeric extract instead of one a row.
+    sql`select coalesce(ceil(extract(epoch from max(s._available_at - ${col('s', group.eventTime)})) * 1000), 0)::bigint as ms from ${id(stage)} s`,
   )) as { rows: Array<{ ms: string | number }> };
   return Math.max(0, Number(result.rows[0]?.ms ?? 0));
 }

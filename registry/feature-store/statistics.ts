@@ -5,7 +5,7 @@
  */
 import type { Knex } from 'knex';
 import type { FeatureType } from '../../features/schema.ts';
-import { id, join, raw, sql, type Sql } from '../db/index.ts';
+import { id, int, join, raw, sql, type Sql } from '../db/index.ts';
 
 export interface FeatureStatistics {
   feature: string;
@@ -22,11 +22,21 @@ export interface FeatureStatistics {
 }
 
 const BINS = 10;
+/** Histogram bucket numbers packed per key: BINS buckets, width_bucket's 0 and BINS + 1 folded in, and null. */
+const BASE = 12;
+const NULL_BUCKET = BASE - 1;
+/** Columns per packed key: at most 12^5 (249k) groups a key. */
+const PACK = 5;
 
-/** A numeric view of a column: numbers as is, booleans as 0/1, times as epoch seconds. */
+/**
+ * A numeric view of a column: numbers as is, booleans as 0/1, times as epoch seconds.
+ * Times go through date_part, which gives a double (the same value as extract's
+ * numeric cast to one, to the microsecond): extract gives numeric, and averages and
+ * buckets of millions of numerics took longer than all the other columns together.
+ */
 function numeric(column: string, type: FeatureType): Sql {
   if (type === 'bool') return sql`(${id(column)})::int`;
-  if (type === 'timestamp') return sql`extract(epoch from ${id(column)})`;
+  if (type === 'timestamp') return sql`date_part('epoch', ${id(column)})`;
   return sql`(${id(column)})::double precision`;
 }
 
@@ -52,27 +62,37 @@ export async function computeStatistics(knex: Knex, table: string, columns: Arra
     const summary = ((await raw(knex, sql`select count(*)::bigint as _total, ${join(parts, ', ')} from ${id(table)}`)) as { rows: Array<Record<string, number | null>> }).rows[0] ?? {};
     total = Number(summary._total ?? 0);
     const ranges = numericColumns.map((c, i) => ({ column: c, lo: summary[`l${i}`] ?? null, hi: summary[`h${i}`] ?? null }));
-    // All histograms in one scan: one grouping set per column over its bucket number
-    // (GROUPING() tells which set a result row belongs to). width_bucket puts the
-    // maximum in bucket BINS + 1, folded into the last one.
+    // All histograms in one statement: the columns' bucket numbers, PACK at a time, packed
+    // into one key (base 12: width_bucket's 0–11 folded to 1–10, 11 for null),
+    // one plain GROUP BY per pack, side by side in a UNION ALL. Plain aggregates run in
+    // parallel where grouping sets cannot, a key has at most 12^PACK values, and hashing
+    // a row once per pack instead of once per column took the 8.5M rows of a
+    // 13-column commit from 19 s to 8 s (2 cores).
     const binned = ranges.map((r, i) => ({ ...r, i })).filter((r) => r.lo !== null && r.hi !== null);
     const histograms = new Map<number, number[]>();
-    if (binned.length) {
-      const buckets = binned.map((r) => sql`least(width_bucket(${numeric(r.column.name, r.column.type)}, ${r.lo}::double precision, ${(r.hi as number) > (r.lo as number) ? r.hi : (r.lo as number) + 1}::double precision, ${BINS}), ${BINS}) as ${id(`b${r.i}`)}`);
-      const result = (await raw(
-        knex,
-        sql`select ${join(binned.map((r) => sql`${id(`b${r.i}`)}, grouping(${id(`b${r.i}`)}) as ${id(`g${r.i}`)}`), ', ')}, count(*)::bigint as n
-            from (select ${join(buckets, ', ')} from ${id(table)}) x
-            group by grouping sets (${join(binned.map((r) => sql`(${id(`b${r.i}`)})`), ', ')})`,
-      )) as { rows: Array<Record<string, number | null>> };
+    const packs = Array.from({ length: Math.ceil(binned.length / PACK) }, (_, p) => binned.slice(p * PACK, (p + 1) * PACK));
+    if (packs.length) {
+      // A case, not coalesce: least() skips nulls, which put every null in the last bin until 2026-12-01.
+      const bucket = (r: (typeof binned)[number]) => {
+        const x = numeric(r.column.name, r.column.type);
+        return sql`case when ${x} is null then ${int(NULL_BUCKET)} else least(width_bucket(${x}, ${r.lo}::double precision, ${(r.hi as number) > (r.lo as number) ? r.hi : (r.lo as number) + 1}::double precision, ${BINS}), ${BINS}) end`;
+      };
+      const branches = packs.map(
+        (pack, p) => sql`select ${int(p)} as pack, k, count(*)::bigint as n
+                         from (select ${join(pack.map((r, m) => sql`${int(BASE ** m)} * ${bucket(r)}`), ' + ')} as k from ${id(table)}) x group by k`,
+      );
+      const result = (await raw(knex, join(branches, ' union all '))) as { rows: Array<{ pack: number; k: number; n: number }> };
       for (const row of result.rows) {
-        const r = binned.find((x) => row[`g${x.i}`] === 0);
-        const bucket = r ? row[`b${r.i}`] : null;
-        if (!r || bucket === null || bucket === undefined) continue; // the nulls' group
-        const counts = histograms.get(r.i) ?? new Array<number>(BINS).fill(0);
-        const at = Math.max(1, bucket) - 1;
-        counts[at] = (counts[at] ?? 0) + Number(row.n);
-        histograms.set(r.i, counts);
+        let key = row.k;
+        for (const r of packs[row.pack] ?? []) {
+          const b = key % BASE;
+          key = (key - b) / BASE;
+          if (b === NULL_BUCKET) continue;
+          const counts = histograms.get(r.i) ?? new Array<number>(BINS).fill(0);
+          const at = Math.max(1, b) - 1;
+          counts[at] = (counts[at] ?? 0) + Number(row.n);
+          histograms.set(r.i, counts);
+        }
       }
     }
     ranges.forEach(({ column, lo, hi }, i) => {
