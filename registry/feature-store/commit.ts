@@ -396,8 +396,9 @@ async function upsertOnline(trx: Knex.Transaction, group: GroupShape, stage: str
 async function setAsideFuture(trx: Knex.Transaction, group: GroupShape, stage: string, commitId: number, end: Date): Promise<string> {
   const future = `fti_future_c${commitId}`;
   const et = id(group.eventTime);
-  await raw(trx, sql`create temp table ${id(future)} on commit drop as select * from ${id(stage)} where ${et} >= ${end}`);
-  await raw(trx, sql`delete from ${id(stage)} where ${et} >= ${end}`);
+  await raw(trx, sql`create temp table ${id(future)} (like ${id(stage)}) on commit drop`);
+  // Moved in one scan of the staged rows.
+  await raw(trx, sql`with moved as (delete from ${id(stage)} where ${et} >= ${end} returning *) insert into ${id(future)} select * from moved`);
   return future;
 }
 
@@ -420,13 +421,22 @@ async function updateWindowedOnline(trx: Knex.Transaction, group: GroupShape & {
   const et = id(group.eventTime);
   const now = ((await trx.raw('select clock_timestamp() as t')) as { rows: Array<{ t: Date }> }).rows[0]?.t as Date;
   const sameEntity = (a: string, b: string) => join(keys.map((k) => sql`${col(a, k)} = ${col(b, k)}`), ' and ');
-  const points = sql`select ${ids(columns)} from ${id(stage)}${future ? sql` union all select ${ids(columns)} from ${id(future)}` : sql``}`;
+  const tables = [stage, ...(future ? [future] : [])];
   const kept = `fti_online_c${group.id}`;
+  // Per entity, the point in force now (its latest before now) over the staged and the
+  // future points, from their keys and times only; then each table's points from it on.
+  // (Not one union of whole rows referenced twice: Postgres materialised all of it.)
+  const cur = sql`select ${ids(keys)}, max(${et}) as _cur
+                  from (${join(tables.map((table) => sql`select ${ids(keys)}, ${et} from ${id(table)} where ${et} < ${now}`), ' union all ')}) x
+                  group by ${ids(keys)}`;
   await raw(
     trx,
     sql`create temp table ${id(kept)} on commit drop as
-        with p as (${points}), cur as (select ${ids(keys)}, max(${et}) as _cur from p where ${et} < ${now} group by ${ids(keys)})
-        select p.* from p left join cur c on ${sameEntity('p', 'c')} where c._cur is null or ${col('p', group.eventTime)} >= c._cur`,
+        with cur as (${cur})
+        ${join(
+          tables.map((table) => sql`select ${cols('p', columns)} from ${id(table)} p left join cur c on ${sameEntity('p', 'c')} where c._cur is null or ${col('p', group.eventTime)} >= c._cur`),
+          ' union all ',
+        )}`,
   );
   await raw(
     trx,
