@@ -1,7 +1,7 @@
 /**
  * The point-in-time join streamed through Node (the 'stream' plan): the same rows as
- * the window and lateral plans of point-in-time.ts, written into a table, for
- * training datasets. The window plan sorts the spine and every joined row together
+ * the window and lateral plans of point-in-time.ts, written into a table (training
+ * datasets, streamPointInTime) or handed out decoded (batch inference, pointInTimeRows). The window plan sorts the spine and every joined row together
  * (millions of wide rows, spilled to disk); this plan sorts only the spine and reads
  * each joined group once, in no order:
  *
@@ -17,7 +17,7 @@
  *     the group's rows. Rows that can join nothing are never held: memory is the
  *     spine's, not the group's.
  *  3. The rows are written back by binary COPY, spine bytes and feature bytes copied
- *     unchanged, so every type round-trips exactly.
+ *     unchanged, so every type round-trips exactly; or decoded into row objects.
  *
  * A group's rows are unique by key and event time in a snapshot (a correction
  * supersedes the row it corrects); should two tie, the first read wins.
