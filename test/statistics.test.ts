@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FeatureType } from '../features/schema.ts';
-import { computeStatistics, type FeatureStatistics } from '../registry/feature-store/statistics.ts';
+import { computeStatistics, type FeatureStatistics } from '../registry/feature-store/index.ts';
 import { createTestDb, type TestDb } from './helpers/services.ts';
 
 const ROWS = 1000;

@@ -200,6 +200,7 @@ export type { CompactedPartition, CompactionOptions, CompactionResult } from './
 export { chunkSizesSql, pointInTimeSql, type PitPlan, type PitQuery, type PitStrategy } from './point-in-time.ts';
 export { pointInTimeRows, streamPointInTime, type StreamChunk, type StreamOptions, type StreamStep } from './pit-stream.ts';
 export { joinOnlineRow, scannedTables, snapshotSql } from './reads.ts';
+export { computeStatistics } from './statistics.ts';
 export { groupTables } from './tables.ts';
 export { UNCHANGED_SINCE_COMPACTION } from './compaction.ts';
 export { latestViewSnapshot, viewQuery } from './view-snapshot.ts';
