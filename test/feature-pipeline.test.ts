@@ -6,7 +6,7 @@ import { defineFeatureGroup } from '../features/definitions.ts';
 import { defineProject } from '../features/project.ts';
 import { FLIGHTS_3M_PARQUET } from '../examples/flights/data.ts';
 import { airportDelays, flights } from '../examples/flights/definitions.ts';
-import { FeatureStore } from '../registry/feature-store/index.ts';
+import { FeatureStore, groupTables } from '../registry/feature-store/index.ts';
 import { featurePipeline } from '../workflows/index.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
 import { scratchFiles } from './helpers/files.ts';
@@ -71,7 +71,27 @@ const departureStats = defineFeatureGroup({
   online: true,
 });
 
-const project = defineProject({ featureGroups: [flights, airportDelays, readingsStrict, readingsQuarantine, prices, departures, departureStats] });
+// Departures whose delays are known later, and their windows: change points at sub-millisecond instants.
+const knownDepartures = defineFeatureGroup({
+  name: 'known_departures',
+  version: 1,
+  entityKeys: ['flight'],
+  eventTime: 'at',
+  features: { flight: 'int', at: 'timestamp', origin: 'string', delay: 'float', known_at: 'timestamp' },
+  availability: { column: 'known_at' },
+  source: { kind: 'ndjson', path: '/dev/null' },
+});
+const knownStats = defineFeatureGroup({
+  name: 'known_stats',
+  version: 1,
+  entityKeys: ['airport'],
+  eventTime: 'at',
+  source: { kind: 'feature_group', name: 'known_departures', version: 1 },
+  aggregation: { groupBy: { airport: 'origin' }, windows: ['1d'], metrics: [{ name: 'delay_mean', fn: 'avg', column: 'delay' }] },
+  online: true,
+});
+
+const project = defineProject({ featureGroups: [flights, airportDelays, readingsStrict, readingsQuarantine, prices, departures, departureStats, knownDepartures, knownStats] });
 
 
 describe('feature pipeline and feature store (real Temporal + Postgres)', () => {
@@ -240,6 +260,24 @@ describe('feature pipeline and feature store (real Temporal + Postgres)', () => 
       // Offline keeps every event, the late one included.
       expect(await store.read(group).count()).toBe(5);
     });
+
+    it('a re-run whose rows are mostly stored already commits only what changed', async () => {
+      const group = await store.group('prices', 1);
+      const before = (await store.latestCommit(group))?.id as number;
+      // Two of three rows as stored, one corrected: only the correction is committed.
+      const again = ndjson('prices-again.ndjson', [
+        { item: 'apple', at: t9, price: 0.5 },
+        { item: 'plum', at: '2024-03-01T12:00:00.000Z', price: 3.5 },
+        { item: 'pear', at: t10, price: 2.5 },
+      ]);
+      const result = await run({ featureGroup: 'prices', source: { kind: 'ndjson', path: again } });
+      expect(result).toMatchObject({ rowsIn: 3, rowsInserted: 0, rowsUpdated: 1, rowsUnchanged: 2 });
+      const price = async (asOfCommit?: number) =>
+        Object.fromEntries((await store.read(group, asOfCommit === undefined ? {} : { asOfCommit }).toArray()).map((r) => [`${String(r.item)}@${(r.at as Date).toISOString()}`, r.price]));
+      expect(await price()).toEqual({ ...(await price(before)), [`pear@${t10}`]: 2.5 });
+      expect((await price(before))[`pear@${t10}`]).toBe(2.0);
+      expect(await store.read(group).count()).toBe(5);
+    });
   });
 
   it('rolling aggregates are exact at any time and use only events strictly before it (hand-computed)', async () => {
@@ -275,6 +313,25 @@ describe('feature pipeline and feature store (real Temporal + Postgres)', () => 
     // X changes at 08:00, 08:30, 09:00 (flight 4 in, flight 1 out), 09:30, 09:45, 10:00 and 10:45; Y at 08:15 and 09:15.
     expect(rows.map((r) => (r.at as Date).toISOString().slice(11, 16))).toEqual(['08:00', '08:30', '09:00', '09:30', '09:45', '10:00', '10:45']);
     expect(result.rowsCommitted).toBe(9);
+  });
+
+  it('a re-run of a window stores nothing new, its last change point a microsecond before a whole millisecond', async () => {
+    // Delays known half an hour after departure: each enters the window a microsecond before
+    // it is known (finer than a Date), and the run's last stored point is such an entry.
+    const events = [
+      { flight: 1, at: '2024-06-01T08:00:00Z', origin: 'Z', delay: 10, known_at: '2024-06-01T08:30:00Z' },
+      { flight: 2, at: '2024-06-01T09:00:00Z', origin: 'Z', delay: 40, known_at: '2024-06-01T09:30:00Z' },
+    ];
+    await run({ featureGroup: 'known_departures', source: { kind: 'ndjson', path: ndjson('known-departures.ndjson', events) } });
+    const window = { start: '2024-06-01T00:00:00.000Z', end: '2024-06-01T12:00:00.000Z' };
+    const first = await run({ featureGroup: 'known_stats', ...window });
+    const group = await store.group('known_stats', 1);
+    const last = (await db.knex.raw(`select to_char(max(at) at time zone 'UTC', 'HH24:MI:SS.US') as t from ${groupTables('known_stats', 1).offline}`)).rows[0]?.t;
+    expect(last).toBe('09:29:59.999999');
+    expect(first.rowsCommitted).toBeGreaterThan(0);
+    const again = await run({ featureGroup: 'known_stats', ...window });
+    expect(again).toMatchObject({ rowsCommitted: first.rowsCommitted, rowsUnchanged: first.rowsCommitted, rowsInserted: 0, rowsUpdated: 0 });
+    expect(await store.read(group).count()).toBe(first.rowsCommitted);
   });
 
   it('registering a different schema under an existing name and version is refused', async () => {

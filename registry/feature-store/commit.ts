@@ -141,7 +141,12 @@ export async function commitStaged(knex: Knex, group: GroupShape & { id: number 
     const statistics = await step('statistics', () => computeStatistics(trx, stage, group.columns));
     await storeStatistics(trx, commitId, statistics);
     const times = statistics.find((x) => x.feature === group.eventTime);
-    const range = { lo: times?.min == null ? null : new Date(times.min * 1000), hi: times?.max == null ? null : new Date(times.max * 1000) };
+    // To the millisecond, widened outward: event times keep microseconds (a window's
+    // change point can be at its end less 1 µs) and a Date does not. Cut inward, the last
+    // row's own stored copy fell outside the range a re-run compares in, and was inserted
+    // a second time (a unique violation on the re-run of a stored window).
+    const ms = (epochSeconds: number, round: (x: number) => number) => new Date(round(Math.round(epochSeconds * 1e6) / 1000));
+    const range = { lo: times?.min == null ? null : ms(times.min, Math.floor), hi: times?.max == null ? null : ms(times.max, Math.ceil) };
 
     // 4. overlap with what is already visible
     const { unchanged, updated } = range.lo && range.hi ? await step('overlap', () => supersede(trx, group, stage, commitId, range.lo as Date, range.hi as Date)) : { unchanged: 0, updated: 0 };
@@ -296,10 +301,20 @@ async function supersede(trx: Knex.Transaction, group: GroupShape & { id: number
   // The commit's time range bounds the offline rows it can meet: only its ranges' partitions are read.
   const et = col('o', group.eventTime);
   const inRange = sql`${et} >= ${lo} and ${et} <= ${hi}`;
-  const unchanged = (await raw(
+  // The staged rows not already stored as they are move into a new table that takes the
+  // staging table's place (without its index and not-null marks, which nothing after this
+  // needs), rather than the stored ones being deleted: a re-run of a window stores most of
+  // its rows already, and deleting 8.5M airport rows one by one, each written to the WAL,
+  // took 55 s, against 8.5 s for this (a parallel plan; an INSERT into a new table took 19 s).
+  const staged = ((await raw(trx, sql`select count(*)::bigint as n from ${id(stage)}`)) as { rows: Array<{ n: number }> }).rows[0]?.n ?? 0;
+  const kept = `${stage}__kept`;
+  const { rowCount: changed } = (await raw(
     trx,
-    sql`with gone as (delete from ${id(stage)} s using ${id(t.offline)} o where ${match} and ${same} and ${inRange} returning 1) select count(*)::bigint as n from gone`,
-  )) as { rows: Array<{ n: number }> };
+    sql`create table ${id(kept)} as select * from ${id(stage)} s where not exists (select 1 from ${id(t.offline)} o where ${match} and ${same} and ${inRange})`,
+  )) as unknown as { rowCount: number };
+  await raw(trx, sql`drop table ${id(stage)}`);
+  await raw(trx, sql`alter table ${id(kept)} rename to ${id(stage)}`);
+  const unchanged = staged - changed;
   const all = [...featureColumns(group), '_commit_id', '_row_number', '_available_at'];
   const updated = (await raw(
     trx,
@@ -307,7 +322,7 @@ async function supersede(trx: Knex.Transaction, group: GroupShape & { id: number
         , kept as (insert into ${id(t.history)} (${ids(all)}, _superseded_by) select ${ids(all)}, ${commitId} from moved returning 1)
         select count(*)::bigint as n from kept`,
   )) as { rows: Array<{ n: number }> };
-  return { unchanged: unchanged.rows[0]?.n ?? 0, updated: updated.rows[0]?.n ?? 0 };
+  return { unchanged, updated: updated.rows[0]?.n ?? 0 };
 }
 
 /** The longest any staged row took to become known, in whole milliseconds (rounded up), 0 for none. */
