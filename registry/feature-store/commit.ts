@@ -141,8 +141,8 @@ export async function commitStaged(knex: Knex, group: GroupShape & { id: number 
     const statistics = await step('statistics', () => computeStatistics(trx, stage, group.columns));
     await storeStatistics(trx, commitId, statistics);
     const times = statistics.find((x) => x.feature === group.eventTime);
-    // To the millisecond, widened outward: event times keep microseconds (a window's
-    // change point can be at its end less 1 µs) and a Date does not. Cut inward, the last
+    // To the millisecond, widened outward: event times keep microseconds (an aggregate's
+    // row is stored 1 µs before the instant it takes effect) and a Date does not. Cut inward, the last
     // row's own stored copy fell outside the range a re-run compares in, and was inserted
     // a second time (a unique violation on the re-run of a stored window).
     const ms = (epochSeconds: number, round: (x: number) => number) => new Date(round(Math.round(epochSeconds * 1e6) / 1000));
