@@ -239,8 +239,7 @@ export function fieldDecoder(pgType: string, options: { timestamps?: 'date' | 't
     case 'double precision':
       return (buf, at) => buf.readDoubleBE(at);
     case 'bigint':
-      // Exact below 2^53, as the text parser's Number.parseInt.
-      return (buf, at) => buf.readInt32BE(at) * 4_294_967_296 + buf.readUInt32BE(at + 4);
+      return int64;
     case 'boolean':
       return (buf, at) => buf[at] !== 0;
     case 'text':
@@ -268,9 +267,14 @@ export function decodeFields(buf: Buffer, start: number, end: number, decoders: 
   return i;
 }
 
+/** A big-endian int64 at `at` as a number: exact below 2^53, as the text parser's Number.parseInt. */
+function int64(buf: Buffer, at: number): number {
+  return buf.readInt32BE(at) * 4_294_967_296 + buf.readUInt32BE(at + 4);
+}
+
 /** A timestamptz's bytes at `at` as microseconds since 1970. */
 function microseconds(buf: Buffer, at: number): number {
-  return buf.readInt32BE(at) * 4_294_967_296 + buf.readUInt32BE(at + 4) + PG_EPOCH_US;
+  return int64(buf, at) + PG_EPOCH_US;
 }
 
 const DAY_MS = 86_400_000;

@@ -22,9 +22,6 @@ import { chunkSizesSql, latestViewSnapshot, pointInTimeSql, streamPointInTime, v
 
 export type Split = 'train' | 'validation' | 'test';
 
-/** 'stream': the point-in-time join streamed through Node (pit-stream.ts); or a SQL plan (point-in-time.ts). */
-export type DatasetStrategy = PitPlan;
-
 export interface TrainingDataset {
   id: number;
   featureViewId: number;
@@ -70,7 +67,7 @@ export interface CreateTrainingDatasetOptions {
   validationStart?: Date;
   testStart?: Date;
   /** How the join runs: streamed through Node (default), or one of the SQL plans. All give the same rows. */
-  strategy?: DatasetStrategy;
+  strategy?: PitPlan;
   /** Categories kept per one-hot feature at most (most frequent first). */
   maxCategories?: number;
   /**

@@ -4,7 +4,7 @@ import type { Knex } from 'knex';
 import { expect } from 'vitest';
 import { id, raw, sql } from '../../registry/db/index.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
-import { pointInTimeRows, pointInTimeSql, streamPointInTime, viewQuery, type FeatureRecord, type FeatureStore, type PitStrategy, type ViewSnapshot } from '../../registry/feature-store/index.ts';
+import { pointInTimeRows, pointInTimeSql, streamPointInTime, viewQuery, type FeatureRecord, type FeatureStore, type PitPlan, type PitStrategy, type ViewSnapshot } from '../../registry/feature-store/index.ts';
 
 const PLANS: PitStrategy[] = ['window', 'lateral'];
 
@@ -31,7 +31,7 @@ export async function streamedRowsDecoded(knex: Knex, view: FeatureViewDefinitio
   return rows;
 }
 
-type Plan = PitStrategy | 'stream' | 'stream rows';
+type Plan = PitPlan | 'stream rows';
 
 /**
  * The view's rows (latest snapshot) by each point-in-time plan, as `pick` shapes them;
