@@ -5,12 +5,13 @@
  */
 import { activityInfo, Context } from '@temporalio/activity';
 import { FtiError, FailureType, invalid, parseOrThrow } from '../core/errors.ts';
+import { durationMs } from '../core/duration.ts';
 import { SourceOverrideSchema, type FileSourceSpec } from '../core/inputs.ts';
 import type { FeatureGroupCommitRef } from '../core/refs.ts';
 import type { Catalog } from '../features/catalog.ts';
 import { sourceColumnsRead, type FeatureGroupDefinition } from '../features/definitions.ts';
 import { encodeRows, type IngestCounters } from '../features/ingest.ts';
-import { isFileSource, openSource, resolveSourceFile, short, type DataRootPolicy, type Source, type SourcePartition, type TimeWindow, DEFAULT_PARTITION_SIZING } from '../features/sources/index.ts';
+import { isFileSource, openSource, resolveSourceFile, short, type DataRootPolicy, type Source, type SourcePartition, type TimeSpan, type TimeWindow, DEFAULT_PARTITION_SIZING } from '../features/sources/index.ts';
 import { parseTimestamp } from '../features/timestamps.ts';
 import type { FeatureStore, ValidationReport } from '../registry/feature-store/index.ts';
 import { codeVersion } from './code-version.ts';
@@ -108,12 +109,14 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
       const def = catalog.get(input.featureGroup, input.version);
       const window = toWindow(input);
       let partitions: SourcePartition[] | undefined;
+      let expectedSpan: TimeSpan | undefined;
       if (def.source.kind !== 'feature_group' || input.source !== undefined) {
         const { source, checkColumns } = await sourceOf(def, input.source);
         // The header (schema, first object) before any row: a file that does not fit fails here.
         const columns = checkColumns ? await source.columns() : undefined;
         if (columns) checkColumns?.(columns);
         partitions = await source.partitions(window, { ...DEFAULT_PARTITION_SIZING, ...(input.partitionRows ? { rows: input.partitionRows } : {}) });
+        expectedSpan = await source.timeSpan?.(window);
       }
       const group = await store.register(def);
       const info = activityInfo();
@@ -132,12 +135,16 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
         if (!sourceCommit) {
           throw new FtiError(FailureType.NotFound, `${def.name} aggregates ${sourceGroup.name} v${sourceGroup.version}, which has no commit yet: run its feature pipeline first`);
         }
-        const commit = await store.beginCommit(group, { ...base, sourceCommits: [{ featureGroup: sourceGroup.name, version: sourceGroup.version, commitId: sourceCommit.id }] });
+        // Change points run from the source's first event to its last one's exit from the longest window.
+        const sourceSpan = await store.committedSpan(sourceGroup);
+        const longest = Math.max(0, ...(def.aggregation?.windows ?? []).map(durationMs));
+        const aggregateSpan = sourceSpan && clip({ start: sourceSpan.start, end: new Date(sourceSpan.end.getTime() + longest) }, window);
+        const commit = await store.beginCommit(group, { ...base, expectedSpan: aggregateSpan, sourceCommits: [{ featureGroup: sourceGroup.name, version: sourceGroup.version, commitId: sourceCommit.id }] });
         const ref = { featureGroup: def.name, version: def.version, commitId: commit.id };
         if (commit.status === 'committed') return { ...ref, kind: 'done', result: resultOf(ref, commit) };
         return { ...ref, kind: 'aggregate', partitions: aggregatePartitions, sourceCommitId: sourceCommit.id };
       }
-      const commit = await store.beginCommit(group, base);
+      const commit = await store.beginCommit(group, { ...base, expectedSpan });
       const ref = { featureGroup: def.name, version: def.version, commitId: commit.id };
       if (commit.status === 'committed') return { ...ref, kind: 'done', result: resultOf(ref, commit) };
       return { ...ref, kind: 'source', partitions: partitions ?? [] };
@@ -274,6 +281,13 @@ function refusedCommit(def: FeatureGroupDefinition, commitId: number, report: Va
 
 function percent(ratio: number): string {
   return `${Number((ratio * 100).toFixed(1))}%`;
+}
+
+/** A span cut to a window's bounds (either may be open); undefined when nothing is left. */
+function clip(span: TimeSpan, window: TimeWindow): TimeSpan | undefined {
+  const start = window.start && window.start > span.start ? window.start : span.start;
+  const end = window.end && window.end < span.end ? window.end : span.end;
+  return start < end ? { start, end } : undefined;
 }
 
 function toWindow(input: { start?: string; end?: string }): TimeWindow {

@@ -1,5 +1,6 @@
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
+import { parquetSource } from '../features/sources/parquet.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FailureType } from '../core/errors.ts';
 import { defineFeatureGroup } from '../features/definitions.ts';
@@ -120,12 +121,23 @@ describe('feature pipeline and feature store (real Temporal + Postgres)', () => 
   describe('the flights example on one day of flights-3m.parquet', () => {
     const window = { start: '2001-01-03T00:00:00.000Z', end: '2001-01-04T00:00:00.000Z' };
     let expected: number;
+    let dates: Date[];
 
     beforeAll(async () => {
       // Counted independently of the pipeline: every source row whose date falls in the window.
       const rows = (await parquetReadObjects({ file: await asyncBufferFromFile(FLIGHTS_3M_PARQUET), columns: ['date'], compressors, rowEnd: 300_000 })) as Array<{ date: Date }>;
-      expected = rows.filter((r) => r.date >= new Date(window.start) && r.date < new Date(window.end)).length;
+      dates = rows.map((r) => r.date);
+      expected = dates.filter((d) => d >= new Date(window.start) && d < new Date(window.end)).length;
       expect(expected).toBeGreaterThan(10_000);
+    });
+
+    it("the file's statistics give the span a run's staging table is laid out by, cut to the window", async () => {
+      const source = parquetSource(FLIGHTS_3M_PARQUET, 'date');
+      const whole = await source.timeSpan?.({});
+      if (!whole) throw new Error('no span from the statistics');
+      expect(dates.every((d) => d >= whole.start && d < whole.end)).toBe(true);
+      expect(whole.end.getTime() - whole.start.getTime()).toBeGreaterThan(170 * 86_400_000);
+      expect(await source.timeSpan?.({ start: new Date(window.start), end: new Date(window.end) })).toEqual({ start: new Date(window.start), end: new Date(window.end) });
     });
 
     it('commits exactly the rows of the window, and rows in = committed + rejected', async () => {

@@ -33,6 +33,15 @@ const bills = defineFeatureGroup({
   source: { kind: 'ndjson', path: '/dev/null' },
   label: 'paid',
 });
+const gauges = defineFeatureGroup({
+  name: 'gauges',
+  version: 1,
+  entityKeys: ['gauge'],
+  eventTime: 'at',
+  features: { gauge: 'string', at: 'timestamp', value: 'float' },
+  source: { kind: 'ndjson', path: '/dev/null' },
+  partitionBy: 'month',
+});
 const view = defineFeatureView({ name: 'bill_view', version: 1, spine: bills, label: 'paid', joins: [{ group: meters, on: { meter: 'meter' }, ttl: '7d' }], features: ['meters.value'] });
 
 const day = (month: number, d: number, h = 0) => new Date(Date.UTC(2024, month - 1, d, h));
@@ -179,5 +188,56 @@ describe('event-time partitions', () => {
     expect(again.compacted.map((p) => p.partition)).toEqual([part('20240201'), part('20240401')]);
     expect(await physical(part('20240201'))).toEqual([`a@${day(2, 3).toISOString()}`, `a@${day(2, 10).toISOString()}`, `b@${day(2, 11).toISOString()}`]);
     expect(await snapshotAsOf(store, commits.at(-1) as number)).toContain(`a@${day(2, 3).toISOString()}=5`);
+  });
+
+  it("a run's commit stages into its window's ranges, and a range the store lacks is handed over whole, not copied", async () => {
+    const group = await store.register(gauges);
+    // March exists before the run.
+    await commitRows(group, gauges, [{ gauge: 'a', at: day(3, 5), value: 1 }]);
+    const attempt = { idempotencyKey: uniqueId('attempt'), windowStart: day(3, 1), windowEnd: day(6, 1) };
+    const commit = await store.beginCommit(group, attempt);
+    // A retry of the attempt finds the same table and partitions.
+    expect((await store.beginCommit(group, attempt)).id).toBe(commit.id);
+    const stage = `fg_gauges_v1__c${commit.id}`;
+    const oids = async (parent: string) =>
+      Object.fromEntries(
+        ((await db.knex.raw(`select c.relname as name, c.oid::bigint as oid from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = ?::regclass order by 1`, [parent])) as { rows: Array<{ name: string; oid: string }> }).rows.map((r) => [r.name, r.oid]),
+      );
+    const staged = await oids(stage);
+    expect(Object.keys(staged)).toEqual([`${stage}_p20240301`, `${stage}_p20240401`, `${stage}_p20240501`, `${stage}_rest`]);
+
+    // March (a range the store has), April twice, May, and June (outside the window: the default partition).
+    const rows: Row[] = [
+      { gauge: 'b', at: day(3, 20), value: 2 },
+      { gauge: 'a', at: day(4, 2), value: 3 },
+      { gauge: 'b', at: day(4, 9), value: 4 },
+      { gauge: 'a', at: day(5, 31, 23), value: 5 },
+      { gauge: 'a', at: day(6, 3), value: 6 },
+    ];
+    const lines = rows.map((row, i) => stagedRowLine(gauges.columns.map((c) => row[c.name] ?? null), i, row.at as Date));
+    await store.copyRows(group, commit.id, (async function* () {
+      yield lines.join('');
+    })());
+    const outcome = await store.commit(group, { expectations: [], validation: 'strict' }, commit.id);
+    expect(outcome.ok, JSON.stringify(outcome)).toBe(true);
+
+    const offline = await oids('fg_gauges_v1');
+    expect(Object.keys(offline)).toEqual(['fg_gauges_v1__p20240301', 'fg_gauges_v1__p20240401', 'fg_gauges_v1__p20240501', 'fg_gauges_v1__p20240601']);
+    // April and May are the very tables the rows were staged in; March and June got theirs by copy.
+    expect(offline['fg_gauges_v1__p20240401']).toBe(staged[`${stage}_p20240401`]);
+    expect(offline['fg_gauges_v1__p20240501']).toBe(staged[`${stage}_p20240501`]);
+    expect(offline['fg_gauges_v1__p20240301']).not.toBe(staged[`${stage}_p20240301`]);
+    expect((await tablesOf(stage)).length).toBe(0);
+    // A handed-over range looks like any other: its range checked, its keys unique.
+    for (const month of ['20240401', '20240501', '20240601']) {
+      const table = `fg_gauges_v1__p${month}`;
+      const constraints = (await db.knex.raw(`select conname from pg_constraint where conrelid = ?::regclass and contype = 'c' and conname = ?`, [table, `${table}_range`])) as { rows: unknown[] };
+      expect(constraints.rows, table).toHaveLength(1);
+      const index = (await db.knex.raw(`select c.relname as name, i.indisunique as unique from pg_index i join pg_class c on c.oid = i.indexrelid where i.indrelid = ?::regclass`, [table])) as { rows: Array<{ name: string; unique: boolean }> };
+      expect(index.rows, table).toEqual([{ name: `${table}_key`, unique: true }]);
+    }
+    const read = (await store.read(group).toArray()).map((r) => `${r.gauge}@${(r.at as Date).toISOString()}=${r.value}`);
+    expect(read.sort()).toEqual([{ gauge: 'a', at: day(3, 5), value: 1 }, ...rows].map((r) => `${r.gauge}@${(r.at as Date).toISOString()}=${r.value}`).sort());
+    expect(await store.read(group, { start: day(4, 1), end: day(5, 1) }).scans()).toEqual(['fg_gauges_v1__p20240401']);
   });
 });

@@ -33,6 +33,17 @@ export interface Source {
   /** The partitions to read (one for sources that stream sequentially). */
   partitions(window: TimeWindow, sizing?: PartitionSizing): Promise<SourcePartition[]>;
   read(partition: SourcePartition, window: TimeWindow): AsyncIterable<RawBatch>;
+  /**
+   * The span [start, end) of the time column within the window, where the source knows it
+   * without reading a row (Parquet's statistics). A hint (the staging table is laid out by
+   * it), not a bound: rows may fall outside it.
+   */
+  timeSpan?(window: TimeWindow): Promise<TimeSpan | undefined>;
+}
+
+export interface TimeSpan {
+  start: Date;
+  end: Date;
 }
 
 export const BATCH_ROWS = 20_000;

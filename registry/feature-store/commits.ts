@@ -126,6 +126,12 @@ export interface BeginCommitInput {
   windowEnd?: Date;
   sourceCommits?: FeatureGroupCommitRef[];
   codeVersion?: string;
+  /**
+   * Where the rows' event times are expected, when the run has no whole window to say it
+   * (a Parquet file's statistics, an aggregate's source span): the staging table is
+   * partitioned by it. A hint: rows outside it are staged all the same.
+   */
+  expectedSpan?: { start: Date; end: Date };
 }
 
 /**
@@ -149,8 +155,19 @@ export async function beginCommit(knex: Knex, group: GroupShape & { id: number }
     .merge(['idempotency_key'])
     .returning('*');
   if (!row) throw new Error('insert into feature_commits returned no row');
-  if (row.status === 'staging') await createCommitTable(knex, group, row.id);
+  const span = row.window_start && row.window_end ? { start: row.window_start, end: row.window_end } : input.expectedSpan;
+  if (row.status === 'staging') await createCommitTable(knex, group, row.id, span);
   return toFeatureCommit(row);
+}
+
+/** The event-time span [start, end) of a group's committed rows, or undefined before its first commit. */
+export async function committedSpan(knex: Knex, featureGroupId: number): Promise<{ start: Date; end: Date } | undefined> {
+  const row = (await knex('feature_commits')
+    .where({ feature_group_id: featureGroupId, status: 'committed' })
+    .min({ start: 'min_event_time' })
+    .max({ end: 'max_event_time' })
+    .first()) as { start: Date | null; end: Date | null } | undefined;
+  return row?.start && row.end ? { start: row.start, end: new Date(row.end.getTime() + 1) } : undefined;
 }
 
 export async function getCommit(knex: Knex, commitId: number): Promise<FeatureCommit> {

@@ -17,7 +17,7 @@ import type { Sql } from '../db/index.ts';
 import { computeAggregates, partitionRowRange, type AggregateRun } from './aggregates.ts';
 import { compactGroup, type CompactionOptions, type CompactionResult } from './compaction.ts';
 import { abortCommit, commitStaged, type CommitOutcome, type CommitRules } from './commit.ts';
-import { beginCommit, getCommit, latestCommit, listCommits, type BeginCommitInput, type CommitRefusal, type CommitStatus, type FeatureCommit, type ValidationReport } from './commits.ts';
+import { beginCommit, committedSpan, getCommit, latestCommit, listCommits, type BeginCommitInput, type CommitRefusal, type CommitStatus, type FeatureCommit, type ValidationReport } from './commits.ts';
 import { entityRowsQuery } from './entity-rows.ts';
 import { reapStagingCommits, type KeptCommit, type ReapedCommit, type StagingGcOptions, type StagingGcResult } from './gc.ts';
 import { getFeatureGroup, listFeatureGroups, registerFeatureGroup, type FeatureGroupRecord } from './groups.ts';
@@ -114,6 +114,11 @@ export class FeatureStore {
 
   latestCommit(group: FeatureGroupRecord): Promise<FeatureCommit | undefined> {
     return latestCommit(this.knex, group.id);
+  }
+
+  /** The event-time span [start, end) of the group's committed rows; undefined before its first commit. */
+  committedSpan(group: FeatureGroupRecord): Promise<{ start: Date; end: Date } | undefined> {
+    return committedSpan(this.knex, group.id);
   }
 
   read(group: FeatureGroupRecord, options?: ReadOptions): RetrievalJob {

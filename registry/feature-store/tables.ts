@@ -37,7 +37,7 @@ export function groupTables(name: string, version: number): GroupTables {
     history: `${base}__hist`,
     online: `${base}__online`,
     commit: (commitId) => `${base}__c${commitId}`,
-    range: (start) => `${base}__p${start.toISOString().slice(0, 10).replaceAll('-', '')}`,
+    range: (start) => `${base}__p${dayStamp(start)}`,
   };
 }
 
@@ -159,13 +159,65 @@ async function ensureAvailableAt(knex: Knex, shape: GroupShape): Promise<void> {
 /**
  * A commit's staging table: the offline table's columns, `_commit_id` defaulting to
  * the commit. Not a partition: committing moves its rows into their range partitions.
+ *
+ * Given the span the rows' event times are expected in (the run's window, or a hint such
+ * as a Parquet file's statistics; at most MAX_STAGED_RANGES ranges), the table is
+ * partitioned like the offline table: one partition per range of the span and a
+ * default one for any row outside them. A range the offline table does not have yet
+ * is then handed over whole at commit (detached here, attached there, with the index
+ * the commit built on it): a backfill's rows are written once, not copied again.
  */
-export async function createCommitTable(knex: Knex, shape: GroupShape, commitId: number): Promise<string> {
+export async function createCommitTable(knex: Knex, shape: GroupShape, commitId: number, span?: { start: Date; end: Date }): Promise<string> {
   const t = groupTables(shape.name, shape.version);
   const table = t.commit(commitId);
-  await raw(knex, sql`create table if not exists ${id(table)} (like ${id(t.offline)})`);
+  const ranges = span ? rangesOf(span.start, span.end, shape.partitionBy) : [];
+  const kind = ((await knex.raw(`select c.relkind as kind from pg_class c where c.oid = to_regclass(?)`, [table])) as { rows: Array<{ kind: string }> }).rows[0]?.kind;
+  // An attempt's retry keeps the table its first try made (plain, or partitioned: then its partitions are made sure of).
+  const partitioned = kind === undefined ? ranges.length > 0 && ranges.length <= MAX_STAGED_RANGES : kind === 'p';
+  if (!partitioned) {
+    await raw(knex, sql`create table if not exists ${id(table)} (like ${id(t.offline)})`);
+    await raw(knex, sql`alter table ${id(table)} alter column _commit_id set default ${int(commitId)}`);
+    return table;
+  }
+  await raw(knex, sql`create table if not exists ${id(table)} (like ${id(t.offline)}) partition by range (${id(shape.eventTime)})`);
+  // Set before the partitions exist, which take it from the table they are made of.
   await raw(knex, sql`alter table ${id(table)} alter column _commit_id set default ${int(commitId)}`);
+  for (const lo of ranges) {
+    const range = sql`for values from (${timestampLiteral(lo)}) to (${timestampLiteral(rangeEnd(lo, shape.partitionBy))})`;
+    await raw(knex, sql`create table if not exists ${id(`${table}_p${dayStamp(lo)}`)} partition of ${id(table)} ${range}`);
+  }
+  await raw(knex, sql`create table if not exists ${id(`${table}_rest`)} partition of ${id(table)} default`);
   return table;
+}
+
+/** A span of more ranges than this (more than a year of days) stages into one plain table. */
+const MAX_STAGED_RANGES = 400;
+
+/** The starts of the ranges that [start, end) touches, in order. */
+function rangesOf(start: Date, end: Date, unit: PartitionRange): Date[] {
+  const out: Date[] = [];
+  for (let lo = rangeStart(start, unit); lo < end && out.length <= MAX_STAGED_RANGES; lo = rangeEnd(lo, unit)) out.push(lo);
+  return out;
+}
+
+/** The start of the range `t` falls in (Postgres' date_trunc in UTC: a week starts on Monday). */
+function rangeStart(t: Date, unit: PartitionRange): Date {
+  const [y, m, d] = [t.getUTCFullYear(), t.getUTCMonth(), t.getUTCDate()];
+  switch (unit) {
+    case 'day':
+      return new Date(Date.UTC(y, m, d));
+    case 'week':
+      return new Date(Date.UTC(y, m, d - ((t.getUTCDay() + 6) % 7)));
+    case 'month':
+      return new Date(Date.UTC(y, m, 1));
+    case 'year':
+      return new Date(Date.UTC(y, 0, 1));
+  }
+}
+
+/** `YYYYMMDD` of a UTC day, as range partitions are named. */
+function dayStamp(t: Date): string {
+  return t.toISOString().slice(0, 10).replaceAll('-', '');
 }
 
 export async function dropCommitTable(knex: Knex, shape: GroupShape, commitId: number): Promise<void> {
@@ -194,18 +246,23 @@ function timestampLiteral(t: Date): Sql {
 
 /**
  * Moves the rows of `from` (a commit's staging table, or an old-layout offline table)
- * into the offline table's range partitions, inside the caller's transaction, in one
- * scan of `from`: a range without a partition gets one first, created with its range
- * checked and attached while empty (so attaching scans nothing; created in this
- * transaction, it skips the WAL on a wal_level=minimal server), then one INSERT into
- * the offline table routes every row to its range, and the new partitions get their
- * key index built once they are full (an index built at the end, not row by row).
- * One scan instead of one per range took a 6-month backfill's 8.5M rows from 19 s to
- * 15.5 s.
+ * into the offline table's range partitions, inside the caller's transaction.
+ *
+ * First, a staging table partitioned by range (createCommitTable) hands over each of
+ * its ranges the offline table does not have yet, whole (adoptStagedRanges): no row
+ * is copied. Then the rows left (ranges the offline table has, rows outside the
+ * window, or a plain staging table's) move in one scan of `from`: a range without a
+ * partition gets one first, created with its range checked and attached while empty
+ * (so attaching scans nothing; created in this transaction, it skips the WAL on a
+ * wal_level=minimal server), then one INSERT into the offline table routes every row
+ * to its range, and the new partitions get their key index built once they are full
+ * (an index built at the end, not row by row). One scan instead of one per range took
+ * a 6-month backfill's 8.5M rows from 19 s to 15.5 s.
  */
 export async function storeInRanges(trx: Knex.Transaction, shape: GroupShape, from: string): Promise<void> {
   const t = groupTables(shape.name, shape.version);
   const et = id(shape.eventTime);
+  await adoptStagedRanges(trx, shape, from);
   const starts = (await raw(
     trx,
     sql`select distinct to_char(date_trunc(${shape.partitionBy}, ${et} at time zone 'UTC'), 'YYYY-MM-DD') as lo from ${id(from)} order by 1`,
@@ -225,6 +282,43 @@ export async function storeInRanges(trx: Knex.Transaction, shape: GroupShape, fr
   const columns = ids([...featureColumns(shape), ...OFFLINE_EXTRA_COLUMNS]);
   await raw(trx, sql`insert into ${id(t.offline)} (${columns}) select ${columns} from ${id(from)}`);
   for (const table of created) await raw(trx, sql`create unique index ${id(`${table}_key`)} on ${id(table)} (${ids([...shape.entityKeys, shape.eventTime])})`);
+}
+
+/**
+ * The range partitions of a staging table whose ranges the offline table lacks become
+ * the offline table's: each is detached, given its range as a CHECK constraint (one
+ * read of its rows, which lets the attach skip its own check), renamed, and attached
+ * with the unique (keys, event time) index the commit built on it. Empty ones stay
+ * (dropped with the staging table).
+ */
+async function adoptStagedRanges(trx: Knex.Transaction, shape: GroupShape, from: string): Promise<void> {
+  const t = groupTables(shape.name, shape.version);
+  const et = id(shape.eventTime);
+  // Only a table partitioned by range of the event time (a staging table, not an old-layout offline table).
+  const byEventTime = ((await trx.raw(`select coalesce(pg_get_partkeydef(to_regclass(?)) = 'RANGE (' || quote_ident(?) || ')', false) as ok`, [from, shape.eventTime])) as { rows: Array<{ ok: boolean }> }).rows[0]?.ok;
+  if (!byEventTime) return;
+  // Each partition's lower bound, read back from its bound's text (which carries its UTC offset): null for the default partition.
+  const staged = (await trx.raw(
+    `select c.relname as name, (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \\(''([^'']+)''\\)'))[1]::timestamptz as lo
+     from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = to_regclass(?) order by 2`,
+    [from],
+  )) as { rows: Array<{ name: string; lo: Date | null }> };
+  for (const { name, lo } of staged.rows) {
+    if (!lo) continue;
+    const hi = rangeEnd(lo, shape.partitionBy);
+    const table = t.range(lo);
+    const taken = ((await trx.raw('select to_regclass(?) is not null as e', [table])) as { rows: Array<{ e: boolean }> }).rows[0]?.e;
+    if (taken) continue;
+    const empty = ((await raw(trx, sql`select not exists (select 1 from ${id(name)}) as empty`)) as { rows: Array<{ empty: boolean }> }).rows[0]?.empty;
+    if (empty) continue;
+    await raw(trx, sql`alter table ${id(from)} detach partition ${id(name)}`);
+    await raw(trx, sql`alter table ${id(name)} add constraint ${id(`${table}_range`)} check (${et} >= ${timestampLiteral(lo)} and ${et} < ${timestampLiteral(hi)})`);
+    const index = ((await trx.raw(`select c.relname as name from pg_index i join pg_class c on c.oid = i.indexrelid where i.indrelid = to_regclass(?) and i.indisunique`, [name])) as { rows: Array<{ name: string }> }).rows[0]?.name;
+    await raw(trx, sql`alter table ${id(name)} rename to ${id(table)}`);
+    await raw(trx, sql`alter table ${id(t.offline)} attach partition ${id(table)} for values from (${timestampLiteral(lo)}) to (${timestampLiteral(hi)})`);
+    if (index) await raw(trx, sql`alter index ${id(index)} rename to ${id(`${table}_key`)}`);
+    else await raw(trx, sql`create unique index ${id(`${table}_key`)} on ${id(table)} (${ids([...shape.entityKeys, shape.eventTime])})`);
+  }
 }
 
 /**
