@@ -14,6 +14,12 @@
  *
  * Then a rate sweep (BENCH_ONLINE_SWEEP) gives online_max_rps: the highest rate whose
  * p99 stays within 5 ms, beside the same sweep of raw SELECTs.
+ *
+ * The physical floor of an HTTP exchange on this machine: a do-nothing node:http server
+ * (its own process, like fti serve) answering the same requests with a reply of the same
+ * size, loaded the same way, at the fixed rate and through the sweep (`httpFloor` in the
+ * details). On a 2-core VM the kernel's loopback TCP and the load generator take a large
+ * share of each request; this shows how much, beside the server's own cost.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -79,7 +85,29 @@ type Autocannon = (
 // autocannon ships no types; the few parts used are typed above.
 const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 
+interface SweepStep {
+  rate: number;
+  achieved: number;
+  p99: number;
+}
+
 const onlinePart: BenchPart = async (ctx) => {
+  // The rate sweep: the highest rate whose p99 stays within the target (served requests,
+  // the HTTP floor, raw SELECTs), stopping at the first rate that misses it.
+  const sweep = async (measure: (rate: number, seconds: number) => Promise<{ latencies: number[]; failed: number }>) => {
+    const steps: SweepStep[] = [];
+    let best = 0;
+    for (const rate of SWEEP_RATES) {
+      await measure(rate, SWEEP_WARMUP_SECONDS);
+      const m = await measure(rate, SWEEP_SECONDS);
+      const step = { rate, achieved: round(m.latencies.length / SWEEP_SECONDS, 1), p99: round(percentile(m.latencies, 99), 3) };
+      steps.push(step);
+      ctx.log('online: sweep', step);
+      if (m.failed > 0 || step.achieved < rate * 0.95 || step.p99 > TARGET_P99_MS) break;
+      best = rate;
+    }
+    return { best, steps };
+  };
   await prepareFlightsMonth(ctx);
   const ids = await flightIds(ctx);
   const server = await startServer(ctx);
@@ -96,6 +124,27 @@ const onlinePart: BenchPart = async (ctx) => {
     };
     const after = await serverLatencyCounts(server.url, TARGET_P99_MS / 1000);
     const serverSide = (after.under - before.under) / (after.all - before.all);
+    const replyBytes = Buffer.byteLength(await (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"keys":{"flight_id":${ids[0]}}}` })).text());
+    const floor = await startHttpFloor(replyBytes);
+    let httpFloor: { p50: number; p99: number; cpuPerRequestUs: { server: number; loadGenerator: number }; sweep: SweepStep[] };
+    try {
+      await load(floor.url, ids, WARMUP_SECONDS / 2);
+      const cpu = { server: floor.cpuSeconds(), generator: process.cpuUsage() };
+      const m = await load(floor.url, ids, SECONDS);
+      const n = Math.max(1, m.latencies.length);
+      httpFloor = {
+        p50: round(percentile(m.latencies, 50), 3),
+        p99: round(percentile(m.latencies, 99), 3),
+        cpuPerRequestUs: { server: round(((floor.cpuSeconds() - cpu.server) * 1e6) / n, 1), loadGenerator: round(cpuMicros(process.cpuUsage(cpu.generator)) / n, 1) },
+        sweep: (await sweep(async (rate, seconds) => {
+          const r = await load(floor.url, ids, seconds, rate);
+          return { latencies: r.latencies, failed: r.result.non2xx + r.result.errors };
+        })).steps,
+      };
+    } finally {
+      await floor.stop();
+    }
+    ctx.log('online: HTTP floor', httpFloor);
     const baseline = await rawSelects(ctx, ids, SECONDS);
     ctx.log('online', { requests: http.latencies.length, non2xx: http.result.non2xx, errors: http.result.errors, baselineQueries: baseline.length });
     if (http.result.non2xx > 0 || http.result.errors > 0) throw new Error(`online bench: ${http.result.non2xx} non-2xx responses and ${http.result.errors} errors`);
@@ -109,6 +158,7 @@ const onlinePart: BenchPart = async (ctx) => {
       server: `fti serve (one process), peak RSS ${server.peakRssMb() ?? '?'} MB`,
       cpuPerRequestUs,
       serverSideUnderTarget: `${round(serverSide * 100, 2)}% of the measured requests took under ${TARGET_P99_MS} ms inside the server (its own histogram)`,
+      httpFloor: { of: `a do-nothing node:http server (own process) answering the same requests with ${replyBytes} bytes, same load`, p50: httpFloor.p50, p99: httpFloor.p99, cpuPerRequestUs: httpFloor.cpuPerRequestUs },
     };
     const figure = (p: 50 | 99): Figure => {
       const value = round(percentile(http.latencies, p), 3);
@@ -124,22 +174,6 @@ const onlinePart: BenchPart = async (ctx) => {
         details: p === 99 ? { ...details, targetMet: value < TARGET_P99_MS } : details,
       };
     };
-    // The rate sweep: the highest rate whose p99 stays within the target, for the server
-    // and (the baseline) for raw SELECTs at the same pacing.
-    const sweep = async (measure: (rate: number, seconds: number) => Promise<{ latencies: number[]; failed: number }>) => {
-      const steps: Array<{ rate: number; achieved: number; p99: number }> = [];
-      let best = 0;
-      for (const rate of SWEEP_RATES) {
-        await measure(rate, SWEEP_WARMUP_SECONDS);
-        const m = await measure(rate, SWEEP_SECONDS);
-        const step = { rate, achieved: round(m.latencies.length / SWEEP_SECONDS, 1), p99: round(percentile(m.latencies, 99), 3) };
-        steps.push(step);
-        ctx.log('online: sweep', step);
-        if (m.failed > 0 || step.achieved < rate * 0.95 || step.p99 > TARGET_P99_MS) break;
-        best = rate;
-      }
-      return { best, steps };
-    };
     const served = await sweep(async (rate, seconds) => {
       const m = await load(url, ids, seconds, rate);
       return { latencies: m.latencies, failed: m.result.non2xx + m.result.errors };
@@ -153,7 +187,7 @@ const onlinePart: BenchPart = async (ctx) => {
       baseline: 'the same sweep of raw single-row SELECTs of the flights online table',
       baseline_value: raw.best,
       ratio: served.best > 0 ? round(raw.best / served.best, 3) : 0,
-      details: { rates: SWEEP_RATES, secondsPerRate: SWEEP_SECONDS, target: `p99 ≤ ${TARGET_P99_MS} ms and ≥ 95% of the rate achieved`, served: served.steps, rawSelects: raw.steps, batches },
+      details: { rates: SWEEP_RATES, secondsPerRate: SWEEP_SECONDS, target: `p99 ≤ ${TARGET_P99_MS} ms and ≥ 95% of the rate achieved`, served: served.steps, httpFloor: httpFloor.sweep, rawSelects: raw.steps, batches },
     };
     return [figure(50), figure(99), maxRps];
   } finally {
@@ -272,6 +306,38 @@ function cpuMicros(usage: NodeJS.CpuUsage): number {
   return usage.user + usage.system;
 }
 
+/** The HTTP floor: a node:http server in its own process that reads each request and answers `replyBytes` bytes of JSON. */
+async function startHttpFloor(replyBytes: number): Promise<{ url: string; cpuSeconds(): number; stop(): Promise<void> }> {
+  const port = await freePort();
+  const source = `
+    const reply = JSON.stringify({ pad: 'x'.repeat(Math.max(0, ${replyBytes} - 10)) });
+    require('node:http').createServer((req, res) => {
+      req.on('data', () => {});
+      req.on('end', () => { res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(reply) }); res.end(reply); });
+    }).listen(${port}, '127.0.0.1', () => console.log('listening'));`;
+  const child = spawn(process.execPath, ['-e', source], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`the HTTP floor server exited (${code})`)));
+  });
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    cpuSeconds: () => processCpuSeconds(child.pid),
+    stop: async () => {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/** User and system CPU time a process has used so far (/proc/<pid>/stat). */
+function processCpuSeconds(pid: number | undefined): number {
+  // Fields 14 and 15 of /proc/<pid>/stat (after the parenthesised name): utime and stime, in clock ticks (100 a second on Linux).
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 interface ServerProcess {
   url: string;
   backend: string | undefined;
@@ -306,11 +372,7 @@ async function startServer(ctx: BenchContext): Promise<ServerProcess> {
   return {
     url: `http://127.0.0.1:${port}`,
     backend,
-    cpuSeconds: () => {
-      // Fields 14 and 15 of /proc/<pid>/stat (after the parenthesised name): utime and stime, in clock ticks (100 a second on Linux).
-      const fields = fs.readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-      return (Number(fields[11]) + Number(fields[12])) / 100;
-    },
+    cpuSeconds: () => processCpuSeconds(child.pid),
     peakRssMb: () => {
       try {
         const kb = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
