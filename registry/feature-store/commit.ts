@@ -36,7 +36,7 @@ import { toFeatureCommit, type CommitRefusal, type FeatureCommit, type FeatureCo
 import { reasonsExpression } from './expectations.ts';
 import { endCommitAttempts, endPartitionAttempts, fenceCommitAttempt, toFeatureReject } from './staging.ts';
 import { computeStatistics, storeStatistics } from './statistics.ts';
-import { dropCommitTable, featureColumns, groupTables, storeInRanges, valueColumns, type GroupShape } from './tables.ts';
+import { dropCommitTable, featureColumns, groupTables, onlineKey, storeInRanges, valueColumns, type GroupShape } from './tables.ts';
 
 export interface CommitRules {
   expectations: Expectation[];
@@ -367,27 +367,25 @@ async function upsertOnline(trx: Knex.Transaction, group: GroupShape, stage: str
   const columns = [...featureColumns(group), '_commit_id'];
   const keys = group.entityKeys;
   const et = group.eventTime;
-  const empty = ((await raw(trx, sql`select not exists (select 1 from ${id(t.online)}) as empty`)) as { rows: Array<{ empty: boolean }> }).rows[0]?.empty;
   // The commit table is unique on (keys, event time), so each entity's row at its
   // latest event time is its one latest row.
   const latest = sql`select ${cols('s', columns)} from ${id(stage)} s
     join (select ${ids(keys)}, max(${id(et)}) as _t from ${id(stage)} group by ${ids(keys)}) m
       on ${join(keys.map((k) => sql`${col('s', k)} = ${col('m', k)}`), ' and ')} and ${col('s', et)} = m._t`;
 
-  if (empty) {
-    const pk = ((await trx.raw(`select conname from pg_constraint where conrelid = ?::regclass and contype = 'p'`, [t.online])) as { rows: Array<{ conname: string }> }).rows[0]?.conname;
-    if (pk) await raw(trx, sql`alter table ${id(t.online)} drop constraint ${id(pk)}`);
+  const bulk = await startBulkOnlineLoad(trx, group);
+  if (bulk) {
     // Entities that appear once in this commit (every flight is its own entity) need
     // no "latest" step at all; try that first when the statistics suggest it.
     if (await looksUnique(trx, stage, keys[0] as string)) {
       const loaded = await unlessUniqueViolation(trx, async (savepoint) => {
         await raw(savepoint, sql`insert into ${id(t.online)} (${ids(columns)}) select ${ids(columns)} from ${id(stage)}`);
-        await raw(savepoint, sql`alter table ${id(t.online)} add primary key (${ids(keys)})`);
+        await bulk.finish(savepoint);
       });
       if (loaded) return;
     }
     await raw(trx, sql`insert into ${id(t.online)} (${ids(columns)}) ${latest}`);
-    await raw(trx, sql`alter table ${id(t.online)} add primary key (${ids(keys)})`);
+    await bulk.finish(trx);
     return;
   }
   const updates = join(
@@ -453,6 +451,14 @@ async function updateWindowedOnline(trx: Knex.Transaction, group: GroupShape & {
           ' union all ',
         )}`,
   );
+  const bulk = await startBulkOnlineLoad(trx, group);
+  if (bulk) {
+    // A first load: nothing to replace or prune (every kept point is in force now or later).
+    await raw(trx, sql`insert into ${id(t.online)} (${ids(columns)}) select ${ids(columns)} from ${id(kept)}`);
+    await bulk.finish(trx);
+    await raw(trx, sql`drop table ${id(kept)}`);
+    return;
+  }
   await raw(
     trx,
     sql`delete from ${id(t.online)} o using (select ${ids(keys)}, min(${et}) as _lo from ${id(kept)} group by ${ids(keys)}) k
@@ -469,6 +475,24 @@ async function updateWindowedOnline(trx: Knex.Transaction, group: GroupShape & {
         where ${sameEntity('o', 'c')} and ${col('o', group.eventTime)} < c._cur`,
   );
   await raw(trx, sql`drop table ${id(kept)}`);
+}
+
+/**
+ * A first load of an empty online table, in bulk: the table is truncated (a new, empty
+ * file of this transaction: on a wal_level=minimal server the load then skips the WAL)
+ * and its primary key dropped, to be built once the rows are in (`finish`), which is
+ * several times faster than maintaining it row by row. The 3M flights' first load went
+ * from 4.1–4.8 s to 3.3 s with the truncate. Undefined when the table holds rows.
+ * (Both take the table's exclusive lock, which readers of the empty table wait on.)
+ */
+async function startBulkOnlineLoad(trx: Knex.Transaction, group: GroupShape): Promise<{ finish(db: Knex.Transaction): Promise<void> } | undefined> {
+  const t = groupTables(group.name, group.version);
+  const empty = ((await raw(trx, sql`select not exists (select 1 from ${id(t.online)}) as empty`)) as { rows: Array<{ empty: boolean }> }).rows[0]?.empty;
+  if (!empty) return undefined;
+  await raw(trx, sql`truncate ${id(t.online)}`);
+  const pk = ((await trx.raw(`select conname from pg_constraint where conrelid = ?::regclass and contype = 'p'`, [t.online])) as { rows: Array<{ conname: string }> }).rows[0]?.conname;
+  if (pk) await raw(trx, sql`alter table ${id(t.online)} drop constraint ${id(pk)}`);
+  return { finish: (db) => raw(db, sql`alter table ${id(t.online)} add primary key (${ids(onlineKey(group))})`).then(() => undefined) };
 }
 
 /** Whether ANALYZE's sample of the commit table saw every value of `column` once. */

@@ -4,6 +4,7 @@ import { FtiError, FailureType } from '../../core/errors.ts';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureReject } from '../../features/ingest.ts';
 import { createCommitTable, type GroupShape } from './tables.ts';
+import type { TimeSpan } from '../../features/sources/types.ts';
 
 export type CommitStatus = 'staging' | 'committed' | 'failed';
 
@@ -131,7 +132,7 @@ export interface BeginCommitInput {
    * (a Parquet file's statistics, an aggregate's source span): the staging table is
    * partitioned by it. A hint: rows outside it are staged all the same.
    */
-  expectedSpan?: { start: Date; end: Date };
+  expectedSpan?: TimeSpan;
 }
 
 /**
@@ -161,7 +162,7 @@ export async function beginCommit(knex: Knex, group: GroupShape & { id: number }
 }
 
 /** The event-time span [start, end) of a group's committed rows, or undefined before its first commit. */
-export async function committedSpan(knex: Knex, featureGroupId: number): Promise<{ start: Date; end: Date } | undefined> {
+export async function committedSpan(knex: Knex, featureGroupId: number): Promise<TimeSpan | undefined> {
   const row = (await knex('feature_commits')
     .where({ feature_group_id: featureGroupId, status: 'committed' })
     .min({ start: 'min_event_time' })

@@ -29,6 +29,7 @@ import { getStatistics, type FeatureStatistics } from './statistics.ts';
 import { upgradeGroupTables, type GroupShape } from './tables.ts';
 import { latestViewSnapshot, pinnedViewSnapshot, viewQuery, type ViewSnapshot } from './view-snapshot.ts';
 import { getFeatureView, getFeatureViewById, listViewVersions, registerFeatureView, type FeatureViewRecord } from './views.ts';
+import type { TimeSpan } from '../../features/sources/types.ts';
 
 export class FeatureStore {
   private readonly knex: Knex;
@@ -117,7 +118,7 @@ export class FeatureStore {
   }
 
   /** The event-time span [start, end) of the group's committed rows; undefined before its first commit. */
-  committedSpan(group: FeatureGroupRecord): Promise<{ start: Date; end: Date } | undefined> {
+  committedSpan(group: FeatureGroupRecord): Promise<TimeSpan | undefined> {
     return committedSpan(this.knex, group.id);
   }
 

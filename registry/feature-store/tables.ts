@@ -20,6 +20,7 @@ import type { Knex } from 'knex';
 import type { FeatureGroupDefinition, PartitionRange } from '../../features/definitions.ts';
 import { PG_TYPE } from '../../features/schema.ts';
 import { grantServingRead, id, ids, int, join, kw, raw, sql, transaction, type Sql } from '../db/index.ts';
+import type { TimeSpan } from '../../features/sources/types.ts';
 
 export interface GroupTables {
   offline: string;
@@ -167,7 +168,7 @@ async function ensureAvailableAt(knex: Knex, shape: GroupShape): Promise<void> {
  * is then handed over whole at commit (detached here, attached there, with the index
  * the commit built on it): a backfill's rows are written once, not copied again.
  */
-export async function createCommitTable(knex: Knex, shape: GroupShape, commitId: number, span?: { start: Date; end: Date }): Promise<string> {
+export async function createCommitTable(knex: Knex, shape: GroupShape, commitId: number, span?: TimeSpan): Promise<string> {
   const t = groupTables(shape.name, shape.version);
   const table = t.commit(commitId);
   const ranges = span ? rangesOf(span.start, span.end, shape.partitionBy) : [];
