@@ -204,7 +204,9 @@ describe('event-time partitions', () => {
         ((await db.knex.raw(`select c.relname as name, c.oid::bigint as oid from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = ?::regclass order by 1`, [parent])) as { rows: Array<{ name: string; oid: string }> }).rows.map((r) => [r.name, r.oid]),
       );
     const staged = await oids(stage);
-    expect(Object.keys(staged)).toEqual([`${stage}_p20240301`, `${stage}_p20240401`, `${stage}_p20240501`, `${stage}_rest`]);
+    // March has its partition already: its rows go to the default partition, to be copied.
+    expect(Object.keys(staged)).toEqual([`${stage}_p20240401`, `${stage}_p20240501`, `${stage}_rest`]);
+    const march = (await oids('fg_gauges_v1'))['fg_gauges_v1__p20240301'];
 
     // March (a range the store has), April twice, May, and June (outside the window: the default partition).
     const rows: Row[] = [
@@ -223,10 +225,11 @@ describe('event-time partitions', () => {
 
     const offline = await oids('fg_gauges_v1');
     expect(Object.keys(offline)).toEqual(['fg_gauges_v1__p20240301', 'fg_gauges_v1__p20240401', 'fg_gauges_v1__p20240501', 'fg_gauges_v1__p20240601']);
-    // April and May are the very tables the rows were staged in; March and June got theirs by copy.
+    // April and May are the very tables the rows were staged in; March kept its table, and its row and June's were copied.
     expect(offline['fg_gauges_v1__p20240401']).toBe(staged[`${stage}_p20240401`]);
     expect(offline['fg_gauges_v1__p20240501']).toBe(staged[`${stage}_p20240501`]);
-    expect(offline['fg_gauges_v1__p20240301']).not.toBe(staged[`${stage}_p20240301`]);
+    expect(offline['fg_gauges_v1__p20240301']).toBe(march);
+    expect(Object.values(staged)).not.toContain(offline['fg_gauges_v1__p20240601']);
     expect((await tablesOf(stage)).length).toBe(0);
     // A handed-over range looks like any other: its range checked, its keys unique.
     for (const month of ['20240401', '20240501', '20240601']) {
@@ -239,5 +242,10 @@ describe('event-time partitions', () => {
     const read = (await store.read(group).toArray()).map((r) => `${r.gauge}@${(r.at as Date).toISOString()}=${r.value}`);
     expect(read.sort()).toEqual([{ gauge: 'a', at: day(3, 5), value: 1 }, ...rows].map((r) => `${r.gauge}@${(r.at as Date).toISOString()}=${r.value}`).sort());
     expect(await store.read(group, { start: day(4, 1), end: day(5, 1) }).scans()).toEqual(['fg_gauges_v1__p20240401']);
+
+    // A run whose window opens no range (an hourly run into its month) stages into a plain table.
+    const hourly = await store.beginCommit(group, { idempotencyKey: uniqueId('attempt'), windowStart: day(5, 2, 10), windowEnd: day(5, 2, 11) });
+    const kind = (await db.knex.raw(`select relkind as kind from pg_class where oid = ?::regclass`, [`fg_gauges_v1__c${hourly.id}`])) as { rows: Array<{ kind: string }> };
+    expect(kind.rows).toEqual([{ kind: 'r' }]);
   });
 });

@@ -162,19 +162,24 @@ async function ensureAvailableAt(knex: Knex, shape: GroupShape): Promise<void> {
  * the commit. Not a partition: committing moves its rows into their range partitions.
  *
  * Given the span the rows' event times are expected in (the run's window, or a hint such
- * as a Parquet file's statistics; at most MAX_STAGED_RANGES ranges), the table is
- * partitioned like the offline table: one partition per range of the span and a
- * default one for any row outside them. A range the offline table does not have yet
- * is then handed over whole at commit (detached here, attached there, with the index
- * the commit built on it): a backfill's rows are written once, not copied again.
+ * as a Parquet file's statistics; at most MAX_STAGED_RANGES ranges), and when some range
+ * of it has no offline partition yet, the table is partitioned like the offline table:
+ * one partition per such range and a default one for every other row. At commit each of
+ * those ranges is handed over whole (detached here, attached there, with the index the
+ * commit built on it): a backfill's rows are written once, not copied again.
  */
 export async function createCommitTable(knex: Knex, shape: GroupShape, commitId: number, span?: TimeSpan): Promise<string> {
   const t = groupTables(shape.name, shape.version);
   const table = t.commit(commitId);
-  const ranges = span ? rangesOf(span.start, span.end, shape.partitionBy) : [];
+  const spanned = span ? rangesOf(span.start, span.end, shape.partitionBy) : [];
+  // Only ranges the offline table lacks get a partition: rows of a stored range are
+  // copied into it anyway, and a run that opens no range (an hourly run into its
+  // month) stages into a plain table, with no partitions to create and drop.
+  const missing = spanned.length === 0 || spanned.length > MAX_STAGED_RANGES ? [] : await missingRanges(knex, spanned.map((lo) => t.range(lo)));
+  const ranges = spanned.filter((lo) => missing.includes(t.range(lo)));
   const kind = ((await knex.raw(`select c.relkind as kind from pg_class c where c.oid = to_regclass(?)`, [table])) as { rows: Array<{ kind: string }> }).rows[0]?.kind;
   // An attempt's retry keeps the table its first try made (plain, or partitioned: then its partitions are made sure of).
-  const partitioned = kind === undefined ? ranges.length > 0 && ranges.length <= MAX_STAGED_RANGES : kind === 'p';
+  const partitioned = kind === undefined ? ranges.length > 0 : kind === 'p';
   if (!partitioned) {
     await raw(knex, sql`create table if not exists ${id(table)} (like ${id(t.offline)})`);
     await raw(knex, sql`alter table ${id(table)} alter column _commit_id set default ${int(commitId)}`);
@@ -189,6 +194,12 @@ export async function createCommitTable(knex: Knex, shape: GroupShape, commitId:
   }
   await raw(knex, sql`create table if not exists ${id(`${table}_rest`)} partition of ${id(table)} default`);
   return table;
+}
+
+/** The tables of `names` that do not exist. */
+async function missingRanges(knex: Knex, names: string[]): Promise<string[]> {
+  const result = (await knex.raw(`select n as name from unnest(?::text[]) n where to_regclass(n) is null`, [names])) as { rows: Array<{ name: string }> };
+  return result.rows.map((r) => r.name);
 }
 
 /** A span of more ranges than this (more than a year of days) stages into one plain table. */
