@@ -185,6 +185,9 @@ describe('cancelling each pipeline mid-run (real Temporal + Postgres)', () => {
       ],
     });
     const commitId = await until(async () => (await store.commits(group)).find((c) => !before.has(c.id) && c.status === 'staging')?.id, (id) => id !== undefined, 60_000);
+    // Mid-features: the child is ingesting (past its plan, whose commit row comes before its table is ready).
+    const child = temporal.client.workflow.getHandle(`${handle.workflowId}/features:flights`);
+    await until(() => progressOf(child), (p) => p?.stage === 'ingest', 60_000);
 
     const took = await cancelled(handle, CHAIN_CANCELLED_WITHIN_MS);
     console.log(`chain cancelled in ${took} ms`);
