@@ -5,13 +5,12 @@
  */
 import { activityInfo, Context } from '@temporalio/activity';
 import { FtiError, FailureType, invalid, parseOrThrow } from '../core/errors.ts';
-import { durationMs } from '../core/duration.ts';
 import { SourceOverrideSchema, type FileSourceSpec } from '../core/inputs.ts';
 import type { FeatureGroupCommitRef } from '../core/refs.ts';
 import type { Catalog } from '../features/catalog.ts';
-import { sourceColumnsRead, type FeatureGroupDefinition } from '../features/definitions.ts';
+import { longestWindowMs, sourceColumnsRead, type FeatureGroupDefinition } from '../features/definitions.ts';
 import { encodeRows, type IngestCounters } from '../features/ingest.ts';
-import { isFileSource, openSource, resolveSourceFile, short, type DataRootPolicy, type Source, type SourcePartition, type TimeSpan, type TimeWindow, DEFAULT_PARTITION_SIZING } from '../features/sources/index.ts';
+import { isFileSource, openSource, resolveSourceFile, short, clipSpan, type DataRootPolicy, type Source, type SourcePartition, type TimeSpan, type TimeWindow, DEFAULT_PARTITION_SIZING } from '../features/sources/index.ts';
 import { parseTimestamp } from '../features/timestamps.ts';
 import type { FeatureStore, ValidationReport } from '../registry/feature-store/index.ts';
 import { codeVersion } from './code-version.ts';
@@ -137,8 +136,8 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
         }
         // Change points run from the source's first event to its last one's exit from the longest window.
         const sourceSpan = await store.committedSpan(sourceGroup);
-        const longest = Math.max(0, ...(def.aggregation?.windows ?? []).map(durationMs));
-        const aggregateSpan = sourceSpan && clip({ start: sourceSpan.start, end: new Date(sourceSpan.end.getTime() + longest) }, window);
+        const longest = def.aggregation ? longestWindowMs(def.aggregation) : 0;
+        const aggregateSpan = sourceSpan && clipSpan({ start: sourceSpan.start, end: new Date(sourceSpan.end.getTime() + longest) }, window);
         const commit = await store.beginCommit(group, { ...base, expectedSpan: aggregateSpan, sourceCommits: [{ featureGroup: sourceGroup.name, version: sourceGroup.version, commitId: sourceCommit.id }] });
         const ref = { featureGroup: def.name, version: def.version, commitId: commit.id };
         if (commit.status === 'committed') return { ...ref, kind: 'done', result: resultOf(ref, commit) };
@@ -281,13 +280,6 @@ function refusedCommit(def: FeatureGroupDefinition, commitId: number, report: Va
 
 function percent(ratio: number): string {
   return `${Number((ratio * 100).toFixed(1))}%`;
-}
-
-/** A span cut to a window's bounds (either may be open); undefined when nothing is left. */
-function clip(span: TimeSpan, window: TimeWindow): TimeSpan | undefined {
-  const start = window.start && window.start > span.start ? window.start : span.start;
-  const end = window.end && window.end < span.end ? window.end : span.end;
-  return start < end ? { start, end } : undefined;
 }
 
 function toWindow(input: { start?: string; end?: string }): TimeWindow {

@@ -20,7 +20,7 @@ import { z } from 'zod';
 import { formatIssues } from '../core/errors.ts';
 import { SourceSpecSchema, type FileSourceSpec, type SourceSpec } from '../core/inputs.ts';
 import { IDENTIFIER } from '../core/names.ts';
-import { isDuration, type Duration } from '../core/duration.ts';
+import { durationMs, isDuration, type Duration } from '../core/duration.ts';
 import { FEATURE_TYPES, type FeatureRow, type FeatureType } from './schema.ts';
 import { isTimeZone, UTC } from './timestamps.ts';
 
@@ -41,6 +41,11 @@ export interface Aggregation {
   /** Window lengths; a feature `<metric>_<window>` is made for each metric and window. */
   windows: Duration[];
   metrics: Array<{ name: string; fn: AggregateFn; /** source column; omitted for a row count */ column?: string }>;
+}
+
+/** The longest of an aggregation's windows, in ms: how far back its rows reach, and how long after its last event they keep changing. */
+export function longestWindowMs(aggregation: Aggregation): number {
+  return Math.max(...aggregation.windows.map(durationMs));
 }
 
 export type ValidationPolicy = 'strict' | 'quarantine';

@@ -12,7 +12,7 @@ import { asyncBufferFromFile, parquetMetadataAsync, parquetRead, type FileMetaDa
 import { compressors } from 'hyparquet-compressors';
 import { UTC, wallClockToInstant } from '../timestamps.ts';
 import { sourceFileError } from './files.ts';
-import { BATCH_ROWS, type RawBatch, type Source, type PartitionSizing, type SourceOptions, type SourcePartition, type TimeSpan, type TimeWindow, DEFAULT_PARTITION_SIZING } from './types.ts';
+import { BATCH_ROWS, clipSpan, type RawBatch, type Source, type PartitionSizing, type SourceOptions, type SourcePartition, type TimeSpan, type TimeWindow, DEFAULT_PARTITION_SIZING } from './types.ts';
 
 interface RowGroupInfo {
   index: number;
@@ -83,8 +83,7 @@ export function parquetSource(path: string, timeColumn?: string, options: Partia
         if (g.minTime === undefined || g.maxTime === undefined) return undefined;
         [min, max] = [Math.min(min, g.minTime), Math.max(max, g.maxTime)];
       }
-      if (min > max) return undefined;
-      return { start: new Date(Math.max(min, window.start?.getTime() ?? min)), end: new Date(Math.min(max + 1, window.end?.getTime() ?? max + 1)) };
+      return min > max ? undefined : clipSpan({ start: new Date(min), end: new Date(max + 1) }, window);
     },
 
     async *read(partition: SourcePartition, window: TimeWindow): AsyncIterable<RawBatch> {

@@ -46,6 +46,13 @@ export interface TimeSpan {
   end: Date;
 }
 
+/** A span cut to a window's bounds (either may be open); undefined when nothing is left. */
+export function clipSpan(span: TimeSpan, window: TimeWindow): TimeSpan | undefined {
+  const start = window.start && window.start > span.start ? window.start : span.start;
+  const end = window.end && window.end < span.end ? window.end : span.end;
+  return start < end ? { start, end } : undefined;
+}
+
 export const BATCH_ROWS = 20_000;
 
 /**

@@ -27,8 +27,8 @@
  * with its own events).
  */
 import type { Knex } from 'knex';
-import { aggregateFeatureName, type Aggregation } from '../../features/definitions.ts';
-import { durationInterval, durationMs } from '../../core/duration.ts';
+import { aggregateFeatureName, longestWindowMs, type Aggregation } from '../../features/definitions.ts';
+import { durationInterval } from '../../core/duration.ts';
 import { id, ids, int, join, kw, raw, sql, type Sql } from '../db/index.ts';
 import { snapshotPin } from './commits.ts';
 import { snapshotSql } from './reads.ts';
@@ -61,7 +61,7 @@ export async function computeAggregates(knex: Knex, run: AggregateRun): Promise<
   const sourceTime = source.eventTime;
   const keyPairs = Object.entries(aggregation.groupBy); // [targetKey, sourceColumn]
   const sourceTypes = Object.fromEntries(source.columns.map((c) => [c.name, c.type]));
-  const longest = Math.max(...aggregation.windows.map(durationMs));
+  const longest = longestWindowMs(aggregation);
   const targetKeys = keyPairs.map(([k]) => k);
   const t = id(target.eventTime);
   await upgradeGroupTables(knex, source);

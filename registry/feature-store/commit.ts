@@ -451,29 +451,28 @@ async function updateWindowedOnline(trx: Knex.Transaction, group: GroupShape & {
           ' union all ',
         )}`,
   );
+  // A first load (bulk) has nothing to replace or prune: every kept point is in force now or later.
   const bulk = await startBulkOnlineLoad(trx, group);
-  if (bulk) {
-    // A first load: nothing to replace or prune (every kept point is in force now or later).
-    await raw(trx, sql`insert into ${id(t.online)} (${ids(columns)}) select ${ids(columns)} from ${id(kept)}`);
-    await bulk.finish(trx);
-    await raw(trx, sql`drop table ${id(kept)}`);
-    return;
+  if (!bulk) {
+    await raw(
+      trx,
+      sql`delete from ${id(t.online)} o using (select ${ids(keys)}, min(${et}) as _lo from ${id(kept)} group by ${ids(keys)}) k
+          where ${sameEntity('o', 'k')} and ${col('o', group.eventTime)} >= k._lo`,
+    );
   }
-  await raw(
-    trx,
-    sql`delete from ${id(t.online)} o using (select ${ids(keys)}, min(${et}) as _lo from ${id(kept)} group by ${ids(keys)}) k
-        where ${sameEntity('o', 'k')} and ${col('o', group.eventTime)} >= k._lo`,
-  );
   await raw(trx, sql`insert into ${id(t.online)} (${ids(columns)}) select ${ids(columns)} from ${id(kept)}`);
-  await raw(
-    trx,
-    sql`delete from ${id(t.online)} o using (
-          select ${cols('i', keys)}, max(${col('i', group.eventTime)}) as _cur from ${id(t.online)} i
-          where ${col('i', group.eventTime)} < ${now} and (${cols('i', keys)}) in (select ${ids(keys)} from ${id(kept)})
-          group by ${cols('i', keys)}
-        ) c
-        where ${sameEntity('o', 'c')} and ${col('o', group.eventTime)} < c._cur`,
-  );
+  if (bulk) await bulk.finish(trx);
+  else {
+    await raw(
+      trx,
+      sql`delete from ${id(t.online)} o using (
+            select ${cols('i', keys)}, max(${col('i', group.eventTime)}) as _cur from ${id(t.online)} i
+            where ${col('i', group.eventTime)} < ${now} and (${cols('i', keys)}) in (select ${ids(keys)} from ${id(kept)})
+            group by ${cols('i', keys)}
+          ) c
+          where ${sameEntity('o', 'c')} and ${col('o', group.eventTime)} < c._cur`,
+    );
+  }
   await raw(trx, sql`drop table ${id(kept)}`);
 }
 

@@ -22,7 +22,7 @@ import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
 import { id, isLockNotAvailable, raw, sql, transaction } from '../db/index.ts';
 import { lockGroupCommits } from './commit.ts';
-import { groupTables, rangeEnd, upgradeGroupTables, type GroupShape } from './tables.ts';
+import { rangePartitions, upgradeGroupTables, type GroupShape } from './tables.ts';
 
 /** The reason a partition nothing wrote to since its last compaction is skipped. */
 export const UNCHANGED_SINCE_COMPACTION = 'no commit wrote to it since its last compaction';
@@ -52,21 +52,6 @@ export interface CompactionResult {
   compacted: CompactedPartition[];
   /** Partitions left as they were, and why. */
   skipped: Array<{ partition: string; reason: string }>;
-}
-
-/** The offline partitions of a group, oldest range first, with their ranges. */
-async function rangePartitions(knex: Knex, group: GroupShape): Promise<Array<{ partition: string; start: Date; end: Date }>> {
-  const t = groupTables(group.name, group.version);
-  const rows = (await raw(
-    knex,
-    sql`select c.relname as name from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = to_regclass(${t.offline}) order by 1`,
-  )) as { rows: Array<{ name: string }> };
-  return rows.rows.flatMap(({ name }) => {
-    const day = /__p(\d{4})(\d{2})(\d{2})$/.exec(name);
-    if (!day) return [];
-    const start = new Date(Date.UTC(Number(day[1]), Number(day[2]) - 1, Number(day[3])));
-    return [{ partition: name, start, end: rangeEnd(start, group.partitionBy) }];
-  });
 }
 
 export async function compactGroup(knex: Knex, group: GroupShape & { id: number }, options: CompactionOptions = {}): Promise<CompactionResult> {

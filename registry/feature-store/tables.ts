@@ -175,8 +175,8 @@ export async function createCommitTable(knex: Knex, shape: GroupShape, commitId:
   // Only ranges the offline table lacks get a partition: rows of a stored range are
   // copied into it anyway, and a run that opens no range (an hourly run into its
   // month) stages into a plain table, with no partitions to create and drop.
-  const missing = spanned.length === 0 || spanned.length > MAX_STAGED_RANGES ? [] : await missingRanges(knex, spanned.map((lo) => t.range(lo)));
-  const ranges = spanned.filter((lo) => missing.includes(t.range(lo)));
+  const stored = spanned.length === 0 || spanned.length > MAX_STAGED_RANGES ? undefined : await storedRanges(knex, shape);
+  const ranges = stored ? spanned.filter((lo) => !stored.has(t.range(lo))) : [];
   const kind = ((await knex.raw(`select c.relkind as kind from pg_class c where c.oid = to_regclass(?)`, [table])) as { rows: Array<{ kind: string }> }).rows[0]?.kind;
   // An attempt's retry keeps the table its first try made (plain, or partitioned: then its partitions are made sure of).
   const partitioned = kind === undefined ? ranges.length > 0 : kind === 'p';
@@ -189,17 +189,46 @@ export async function createCommitTable(knex: Knex, shape: GroupShape, commitId:
   // Set before the partitions exist, which take it from the table they are made of.
   await raw(knex, sql`alter table ${id(table)} alter column _commit_id set default ${int(commitId)}`);
   for (const lo of ranges) {
-    const range = sql`for values from (${timestampLiteral(lo)}) to (${timestampLiteral(rangeEnd(lo, shape.partitionBy))})`;
-    await raw(knex, sql`create table if not exists ${id(`${table}_p${dayStamp(lo)}`)} partition of ${id(table)} ${range}`);
+    await raw(knex, sql`create table if not exists ${id(`${table}_p${dayStamp(lo)}`)} partition of ${id(table)} ${rangeBounds(lo, shape.partitionBy)}`);
   }
   await raw(knex, sql`create table if not exists ${id(`${table}_rest`)} partition of ${id(table)} default`);
   return table;
 }
 
-/** The tables of `names` that do not exist. */
-async function missingRanges(knex: Knex, names: string[]): Promise<string[]> {
-  const result = (await knex.raw(`select n as name from unnest(?::text[]) n where to_regclass(n) is null`, [names])) as { rows: Array<{ name: string }> };
-  return result.rows.map((r) => r.name);
+/** The offline partitions of a group, oldest range first, with their ranges. */
+export async function rangePartitions(knex: Knex, group: GroupShape): Promise<Array<{ partition: string; start: Date; end: Date }>> {
+  const t = groupTables(group.name, group.version);
+  const rows = (await raw(
+    knex,
+    sql`select c.relname as name from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = to_regclass(${t.offline}) order by 1`,
+  )) as { rows: Array<{ name: string }> };
+  return rows.rows.flatMap(({ name }) => {
+    const day = /__p(\d{4})(\d{2})(\d{2})$/.exec(name);
+    if (!day) return [];
+    const start = new Date(Date.UTC(Number(day[1]), Number(day[2]) - 1, Number(day[3])));
+    return [{ partition: name, start, end: rangeEnd(start, group.partitionBy) }];
+  });
+}
+
+/** The names of the group's offline range partitions. */
+async function storedRanges(knex: Knex, group: GroupShape): Promise<Set<string>> {
+  return new Set((await rangePartitions(knex, group)).map((p) => p.partition));
+}
+
+/** A range partition's bounds: `for values from (lo) to (the end of its range)`. */
+function rangeBounds(lo: Date, unit: PartitionRange): Sql {
+  return sql`for values from (${timestampLiteral(lo)}) to (${timestampLiteral(rangeEnd(lo, unit))})`;
+}
+
+/** Gives `table` its range as a CHECK constraint, so attaching it for that range scans nothing more. */
+function rangeCheck(shape: GroupShape, table: string, lo: Date): Sql {
+  const et = id(shape.eventTime);
+  return sql`alter table ${id(table)} add constraint ${id(`${table}_range`)} check (${et} >= ${timestampLiteral(lo)} and ${et} < ${timestampLiteral(rangeEnd(lo, shape.partitionBy))})`;
+}
+
+/** A range partition's unique (entity keys, event time) index. */
+function keyIndex(shape: GroupShape, table: string): Sql {
+  return sql`create unique index ${id(`${table}_key`)} on ${id(table)} (${ids([...shape.entityKeys, shape.eventTime])})`;
 }
 
 /** A span of more ranges than this (more than a year of days) stages into one plain table. */
@@ -274,7 +303,8 @@ function timestampLiteral(t: Date): Sql {
 export async function storeInRanges(trx: Knex.Transaction, shape: GroupShape, from: string): Promise<void> {
   const t = groupTables(shape.name, shape.version);
   const et = id(shape.eventTime);
-  await adoptStagedRanges(trx, shape, from);
+  const stored = await storedRanges(trx, shape);
+  await adoptStagedRanges(trx, shape, from, stored);
   const starts = (await raw(
     trx,
     sql`select distinct to_char(date_trunc(${shape.partitionBy}, ${et} at time zone 'UTC'), 'YYYY-MM-DD') as lo from ${id(from)} order by 1`,
@@ -282,18 +312,16 @@ export async function storeInRanges(trx: Knex.Transaction, shape: GroupShape, fr
   const created: string[] = [];
   for (const { lo: day } of starts.rows) {
     const lo = new Date(`${day}T00:00:00Z`);
-    const hi = rangeEnd(lo, shape.partitionBy);
     const table = t.range(lo);
-    const exists = ((await trx.raw('select to_regclass(?) is not null as e', [table])) as { rows: Array<{ e: boolean }> }).rows[0]?.e;
-    if (exists) continue;
+    if (stored.has(table)) continue;
     await raw(trx, sql`create table ${id(table)} (like ${id(t.offline)} including defaults)`);
-    await raw(trx, sql`alter table ${id(table)} add constraint ${id(`${table}_range`)} check (${et} >= ${timestampLiteral(lo)} and ${et} < ${timestampLiteral(hi)})`);
-    await raw(trx, sql`alter table ${id(t.offline)} attach partition ${id(table)} for values from (${timestampLiteral(lo)}) to (${timestampLiteral(hi)})`);
+    await raw(trx, rangeCheck(shape, table, lo));
+    await raw(trx, sql`alter table ${id(t.offline)} attach partition ${id(table)} ${rangeBounds(lo, shape.partitionBy)}`);
     created.push(table);
   }
   const columns = ids([...featureColumns(shape), ...OFFLINE_EXTRA_COLUMNS]);
   await raw(trx, sql`insert into ${id(t.offline)} (${columns}) select ${columns} from ${id(from)}`);
-  for (const table of created) await raw(trx, sql`create unique index ${id(`${table}_key`)} on ${id(table)} (${ids([...shape.entityKeys, shape.eventTime])})`);
+  for (const table of created) await raw(trx, keyIndex(shape, table));
 }
 
 /**
@@ -303,9 +331,8 @@ export async function storeInRanges(trx: Knex.Transaction, shape: GroupShape, fr
  * with the unique (keys, event time) index the commit built on it. Empty ones stay
  * (dropped with the staging table).
  */
-async function adoptStagedRanges(trx: Knex.Transaction, shape: GroupShape, from: string): Promise<void> {
+async function adoptStagedRanges(trx: Knex.Transaction, shape: GroupShape, from: string, stored: Set<string>): Promise<void> {
   const t = groupTables(shape.name, shape.version);
-  const et = id(shape.eventTime);
   // Only a table partitioned by range of the event time (a staging table, not an old-layout offline table).
   const byEventTime = ((await trx.raw(`select coalesce(pg_get_partkeydef(to_regclass(?)) = 'RANGE (' || quote_ident(?) || ')', false) as ok`, [from, shape.eventTime])) as { rows: Array<{ ok: boolean }> }).rows[0]?.ok;
   if (!byEventTime) return;
@@ -317,19 +344,19 @@ async function adoptStagedRanges(trx: Knex.Transaction, shape: GroupShape, from:
   )) as { rows: Array<{ name: string; lo: Date | null }> };
   for (const { name, lo } of staged.rows) {
     if (!lo) continue;
-    const hi = rangeEnd(lo, shape.partitionBy);
     const table = t.range(lo);
-    const taken = ((await trx.raw('select to_regclass(?) is not null as e', [table])) as { rows: Array<{ e: boolean }> }).rows[0]?.e;
-    if (taken) continue;
+    if (stored.has(table)) continue;
     const empty = ((await raw(trx, sql`select not exists (select 1 from ${id(name)}) as empty`)) as { rows: Array<{ empty: boolean }> }).rows[0]?.empty;
     if (empty) continue;
     await raw(trx, sql`alter table ${id(from)} detach partition ${id(name)}`);
-    await raw(trx, sql`alter table ${id(name)} add constraint ${id(`${table}_range`)} check (${et} >= ${timestampLiteral(lo)} and ${et} < ${timestampLiteral(hi)})`);
     const index = ((await trx.raw(`select c.relname as name from pg_index i join pg_class c on c.oid = i.indexrelid where i.indrelid = to_regclass(?) and i.indisunique`, [name])) as { rows: Array<{ name: string }> }).rows[0]?.name;
     await raw(trx, sql`alter table ${id(name)} rename to ${id(table)}`);
-    await raw(trx, sql`alter table ${id(t.offline)} attach partition ${id(table)} for values from (${timestampLiteral(lo)}) to (${timestampLiteral(hi)})`);
+    await raw(trx, rangeCheck(shape, table, lo));
+    await raw(trx, sql`alter table ${id(t.offline)} attach partition ${id(table)} ${rangeBounds(lo, shape.partitionBy)}`);
+    // The commit builds the staging table's unique index before it stores: kept, renamed.
     if (index) await raw(trx, sql`alter index ${id(index)} rename to ${id(`${table}_key`)}`);
-    else await raw(trx, sql`create unique index ${id(`${table}_key`)} on ${id(table)} (${ids([...shape.entityKeys, shape.eventTime])})`);
+    else await raw(trx, keyIndex(shape, table));
+    stored.add(table);
   }
 }
 
