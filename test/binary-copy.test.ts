@@ -2,14 +2,16 @@
  * Binary COPY, read and written without decoding values (registry/db/binary-copy.ts):
  * tuples split anywhere between chunks, nulls, a field bigger than the reader's
  * look-ahead, and a round trip through a real Postgres table of every type the
- * feature store writes, decoded by type as node-postgres reads their text.
+ * feature store writes, decoded by type as node-postgres reads their text; and tables
+ * read whole in their stored order, a range of pages per COPY (registry/db/copy-reads.ts).
  */
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BinaryCopyWriter, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, readBinaryCopy, textField, timestampField, timestampText, type BinaryTuple } from '../registry/db/index.ts';
+import { mergeBy } from '../core/streams.ts';
+import { BinaryCopyWriter, createKnex, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, readBinaryCopy, sql, streamQueries, streamTablesInStoredOrder, textField, timestampField, timestampText, type BinaryTuple } from '../registry/db/index.ts';
 import { createTestDb, type TestDb } from './helpers/services.ts';
 
 /** A field's bytes as COPY sends them: int32 length, then the value (or -1 and nothing: null). */
@@ -130,6 +132,54 @@ describe('binary COPY', () => {
       } finally {
         await db.knex.client.releaseConnection(client);
       }
+    });
+
+    it('reads tables in their stored order, a range of pages per COPY, the rows a cursor gives, on one connection', async () => {
+      // Two tables written in an order that is not their rows' (as a dataset's partitions are, by shuffle key),
+      // over many pages, by CREATE TABLE AS as a dataset's are (rows appended in order, no free-space map).
+      const columns = ['k', 'f', 'i', 'n', 's', 'b', 't', 'part'];
+      for (const [part, table] of ['stored_a', 'stored_b'].entries()) {
+        await db.knex.raw(
+          `create table ${table} as
+           select (g * 7919 + ${part}) % 5003 as k, case when g % 11 = 0 then null else g / 3.0 end::double precision as f,
+                  g::bigint * 4294967311 as i, (g % 300)::smallint as n, case when g % 13 = 0 then null else repeat('ü', g % 40) end as s,
+                  g % 2 = 0 as b, timestamptz '2001-01-01' + g * interval '1.000001 second' as t,
+                  case when g % 4 = 0 then 'held out' else 'kept' end as part
+           from generate_series(1, 3000) g order by (g * 7919 + ${part}) % 5003`,
+        );
+      }
+      const pages = (await db.knex.raw(`select pg_relation_size('stored_a') / 8192 as n`)).rows[0].n;
+      expect(Number(pages)).toBeGreaterThan(4);
+      const where = sql`part = ${'kept'}`;
+      const single = createKnex({ url: db.url, schema: db.schema, poolMax: 1, applicationName: 'fti-test-stored-order' });
+      try {
+        const reads = ['stored_a', 'stored_b'].map((table) => ({ table, columns, where }));
+        const byCopy = await streamTablesInStoredOrder(single, reads, { batchSize: 100, pagesPerCopy: 2 });
+        expect(byCopy).toHaveLength(2);
+        const copied: Array<Record<string, unknown>> = [];
+        for await (const batch of mergeBy(byCopy ?? [], (r) => r.k as number, 100)) copied.push(...batch);
+        const byCursor = streamQueries<Record<string, unknown>>(
+          single,
+          reads.map((r) => ({ sql: `select ${columns.join(', ')} from ${r.table} where part = 'kept'` })),
+          100,
+        );
+        const fetched: Array<Record<string, unknown>> = [];
+        for await (const batch of mergeBy(byCursor, (r) => r.k as number, 100)) fetched.push(...batch);
+        // 4,500 rows of both, the same values (nulls, bigints, text, timestamps) in the same order: the merge of two tables read in stored order.
+        expect(copied).toHaveLength(4500);
+        expect(copied).toEqual(fetched);
+        expect(copied.map((r) => r.k)).toEqual(fetched.map((r) => r.k).sort((a, b) => (a as number) - (b as number)));
+        // One table alone: the order it is stored in, page by page.
+        const [alone] = (await streamTablesInStoredOrder(single, [{ table: 'stored_a', columns: ['k'] }], { batchSize: 1000, pagesPerCopy: 3 })) ?? [];
+        const keys: unknown[] = [];
+        for await (const batch of alone ?? []) keys.push(...batch.map((r) => r.k));
+        expect(keys).toEqual((await db.knex.raw('select k from stored_a order by ctid')).rows.map((r: { k: number }) => r.k));
+      } finally {
+        await single.destroy();
+      }
+      // A column of a type without a binary decoder: the caller reads by cursor instead.
+      await db.knex.raw('create table stored_numeric (x numeric)');
+      expect(await streamTablesInStoredOrder(db.knex, [{ table: 'stored_numeric', columns: ['x'] }], { batchSize: 10 })).toBeUndefined();
     });
 
     it('prints timestamps to the microsecond, whole milliseconds as Date does', () => {

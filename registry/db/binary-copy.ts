@@ -240,6 +240,10 @@ export function fieldDecoder(pgType: string, options: { timestamps?: 'date' | 't
       return (buf, at) => buf.readDoubleBE(at);
     case 'bigint':
       return int64;
+    case 'integer':
+      return (buf, at) => buf.readInt32BE(at);
+    case 'smallint':
+      return (buf, at) => buf.readInt16BE(at);
     case 'boolean':
       return (buf, at) => buf[at] !== 0;
     case 'text':

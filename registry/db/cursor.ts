@@ -63,28 +63,66 @@ export async function* streamQuery<Row>(knex: Knex, sql: string, params: unknown
  * before closing any: a generator closed before it started never runs its cleanup.
  */
 export function streamQueries<Row>(knex: Knex, queries: Array<{ sql: string; params?: unknown[] }>, batchSize = 10_000, options: StreamOptions = {}): Array<AsyncGenerator<Row[]>> {
-  const extended = (text: string, values: unknown[] = []): pg.QueryConfig => {
-    // `queryMode` is node-postgres' (≥ 8.11); @types/pg does not list it yet.
-    const config: pg.QueryConfig & { queryMode: 'extended' } = { text, values, queryMode: 'extended' };
-    return config;
-  };
   const types = options.timestampsAsText ? TIMESTAMPS_AS_TEXT : options.zonelessTimestamp ? zonelessTypes(options.zonelessTimestamp) : undefined;
+  return sharedReadSession(
+    knex,
+    queries.length,
+    options.signal,
+    async (client) => {
+      // Every caller reads the whole result: plan the cursor for all of it.
+      await client.query(extended(`select set_config('cursor_tuple_fraction', '1.0', true), set_config('datestyle', 'ISO, MDY', true)`));
+      for (const [i, q] of queries.entries()) await client.query(extended(`declare fti_cursor_${i} no scroll cursor for ${q.sql}`, q.params ?? []));
+    },
+    async function* (client, i): AsyncGenerator<Row[]> {
+      const fetch = extended(`fetch forward ${Math.floor(batchSize)} from fti_cursor_${i}`);
+      for (;;) {
+        const result = await client.query<Row & pg.QueryResultRow>(types ? { ...fetch, types } : fetch);
+        if (result.rows.length === 0) break;
+        yield result.rows;
+        if (result.rows.length < batchSize) break;
+      }
+    },
+  );
+}
+
+/** A statement over the extended protocol, even without parameters (see the file's comment). */
+function extended(text: string, values: unknown[] = []): pg.QueryConfig {
+  // `queryMode` is node-postgres' (≥ 8.11); @types/pg does not list it yet.
+  const config: pg.QueryConfig & { queryMode: 'extended' } = { text, values, queryMode: 'extended' };
+  return config;
+}
+
+/**
+ * `count` streams that read in one read-only transaction on one pooled connection (one
+ * snapshot, one connection however many streams): the first to start begins it and runs
+ * `prepare`; the connection's queue makes their statements take turns. The transaction
+ * ends and the connection goes back once every stream has finished or been closed (an
+ * error in one ends the others). Start every stream (call next() once) before closing
+ * any: a generator closed before it started never runs its cleanup.
+ */
+export function sharedReadSession<Row>(
+  knex: Knex,
+  count: number,
+  signal: AbortSignal | undefined,
+  prepare: (client: pg.PoolClient) => Promise<void>,
+  read: (client: pg.PoolClient, index: number) => AsyncGenerator<Row[]>,
+): Array<AsyncGenerator<Row[]>> {
   let session: Promise<pg.PoolClient> | undefined;
   let open = false;
   let release = () => {};
-  let active = queries.length;
+  let active = count;
 
   const begin = async (): Promise<pg.PoolClient> => {
-    options.signal?.throwIfAborted();
+    signal?.throwIfAborted();
     const client = (await knex.client.acquireConnection()) as pg.PoolClient;
     try {
-      release = cancelOnAbort(knex, (client as pg.PoolClient & { processID: number }).processID, options.signal);
+      release = cancelOnAbort(knex, (client as pg.PoolClient & { processID: number }).processID, signal);
       await client.query('begin read only');
       open = true;
       // A sequential scan reads from the table's first page, not from where another scan of it is
       // (synchronize_seqscans): a table stored in an order (a training dataset's) is read in it.
-      await client.query(extended(`select set_config('cursor_tuple_fraction', '1.0', true), set_config('datestyle', 'ISO, MDY', true), set_config('synchronize_seqscans', 'off', true)`));
-      for (const [i, q] of queries.entries()) await client.query(extended(`declare fti_cursor_${i} no scroll cursor for ${q.sql}`, q.params ?? []));
+      await client.query(extended(`select set_config('synchronize_seqscans', 'off', true)`));
+      await prepare(client);
       return client;
     } catch (err) {
       release();
@@ -110,19 +148,13 @@ export function streamQueries<Row>(knex: Knex, queries: Array<{ sql: string; par
     await knex.client.releaseConnection(client);
   };
 
-  return queries.map(async function* (_query, i): AsyncGenerator<Row[]> {
+  return Array.from({ length: count }, async function* (_, i): AsyncGenerator<Row[]> {
     let client: pg.PoolClient | undefined;
     let ok = false;
     try {
       session ??= begin();
       client = await session;
-      const fetch = extended(`fetch forward ${Math.floor(batchSize)} from fti_cursor_${i}`);
-      for (;;) {
-        const result = await client.query<Row & pg.QueryResultRow>(types ? { ...fetch, types } : fetch);
-        if (result.rows.length === 0) break;
-        yield result.rows;
-        if (result.rows.length < batchSize) break;
-      }
+      yield* read(client, i);
       ok = true;
     } finally {
       // An abandoned iteration (break, error) lands here with the transaction still open. A

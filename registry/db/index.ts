@@ -7,6 +7,7 @@
  */
 export { BinaryCopyWriter, copyBytes, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, nullFields, readBinaryCopy, textField, timestampField, timestampText, type BinaryTuple, type FieldDecoder } from './binary-copy.ts';
 export { createKnex, type DbOptions } from './connection.ts';
+export { streamTablesInStoredOrder, type TableRead } from './copy-reads.ts';
 export { streamQueries, streamQuery, type StreamOptions } from './cursor.ts';
 export { databaseReachable } from './health.ts';
 export { migrate, rollbackAll } from './migrate.ts';

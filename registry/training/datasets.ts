@@ -17,7 +17,7 @@ import { mergeBy } from '../../core/streams.ts';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import type { FeatureStats } from '../../ml/stats.ts';
-import { cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, toNative, transaction, type Sql } from '../db/index.ts';
+import { cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, streamTablesInStoredOrder, toNative, transaction, type Sql } from '../db/index.ts';
 import { chunkSizesSql, latestViewSnapshot, pointInTimeSql, streamPointInTime, viewQuery, type StreamStep, type FeatureViewRecord, type PitPlan, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 export type Split = 'train' | 'validation' | 'test';
@@ -425,23 +425,28 @@ export async function getTrainingDataset(knex: Knex, datasetId: number): Promise
  * built before its table was partitioned is read as stored.
  */
 export async function* streamSplit(knex: Knex, dataset: TrainingDataset, split: Split, columns: string[], batchSize = 4096): AsyncGenerator<Array<Record<string, unknown>>> {
-  const query = (table: string, selected: string[]) => toNative(knex, sql`select ${ids(selected)} from ${id(table)} where _split = ${split}`);
   const parts = await partitionsOf(knex, dataset.tableName);
-  if (parts.length === 0) {
-    const native = query(dataset.tableName, columns);
-    yield* streamQuery<Record<string, unknown>>(knex, native.sql, native.bindings, batchSize);
-    return;
-  }
-  const selected = columns.includes('_shuffle') ? columns : [...columns, '_shuffle'];
-  const streams = streamQueries<Record<string, unknown>>(
-    knex,
-    parts.map((p) => {
-      const native = query(p, selected);
-      return { sql: native.sql, params: native.bindings };
-    }),
-    batchSize,
-  );
-  yield* mergeBy(streams, (row) => row._shuffle as number, batchSize);
+  const tables = parts.length === 0 ? [dataset.tableName] : parts;
+  // Merged by shuffle key when there are partitions: each is stored in that order.
+  const selected = parts.length === 0 || columns.includes('_shuffle') ? columns : [...columns, '_shuffle'];
+  const where = sql`_split = ${split}`;
+  // By binary COPY where every column's type decodes (every column a dataset stores), else by cursor.
+  const streams =
+    (await streamTablesInStoredOrder(
+      knex,
+      tables.map((table) => ({ table, columns: selected, where })),
+      { batchSize },
+    )) ??
+    streamQueries<Record<string, unknown>>(
+      knex,
+      tables.map((table) => {
+        const native = toNative(knex, sql`select ${ids(selected)} from ${id(table)} where ${where}`);
+        return { sql: native.sql, params: native.bindings };
+      }),
+      batchSize,
+    );
+  if (streams.length === 1) yield* streams[0] as AsyncGenerator<Array<Record<string, unknown>>>;
+  else yield* mergeBy(streams, (row) => row._shuffle as number, batchSize);
 }
 
 /** The partitions of a table, by name (none for a table that is not partitioned). */
