@@ -19,6 +19,7 @@ import { loadBackend, type LoadedBackend } from '../ml/backend.ts';
 import { classifierCurves } from '../ml/evaluation-curves.ts';
 import { createKnex } from '../registry/db/index.ts';
 import { ModelRegistry } from '../registry/models/index.ts';
+import { TrainingStore } from '../registry/training/index.ts';
 import type { ModelReportData } from '../reports/model-report.ts';
 import { PLOT_SECTIONS } from '../reports/model-report.ts';
 import { buildServer, type PredictionServer } from '../serving/server.ts';
@@ -144,6 +145,24 @@ describe('model reports: stored at registration, written by the CLI, served, and
     for (const d of distributions) {
       expect(d.rows).toEqual({ train: trained.rowCounts.train, test: trained.rowCounts.test });
       expect(d.bins.reduce((n, b) => n + b.test, 0) + d.missing.test).toBe(trained.rowCounts.test);
+    }
+    // Bin by bin (all features are counted in one pass): the test split's rows, counted here, land in the same bins.
+    const dataset = await new TrainingStore({ knex: db.knex }).dataset(trained.trainingDatasetId);
+    const testRows: Array<Record<string, unknown>> = [];
+    for await (const batch of new TrainingStore({ knex: db.knex }).streamSplit(dataset, 'test', ['hour', 'origin'])) testRows.push(...batch);
+    const hour = distributions.find((d) => d.feature === 'hour');
+    expect(hour?.bins.length).toBeGreaterThan(1);
+    const last = hour?.bins.at(-1);
+    for (const b of hour?.bins ?? []) {
+      const inBin = (v: number) => v >= (b.lo as number) && (v < (b.hi as number) || (b === last && v === b.hi));
+      expect(b.test, `hour ${b.label}`).toBe(testRows.filter((r) => r.hour !== null && inBin(r.hour as number)).length);
+    }
+    const origin = distributions.find((d) => d.feature === 'origin');
+    const named = new Set(origin?.bins.map((b) => b.label));
+    expect(named.has('(other)')).toBe(true);
+    for (const b of origin?.bins ?? []) {
+      const expected = b.label === '(other)' ? testRows.filter((r) => r.origin !== null && !named.has(r.origin as string)).length : testRows.filter((r) => r.origin === b.label).length;
+      expect(b.test, `origin ${b.label}`).toBe(expected);
     }
     expect(data.lineage).toMatchObject({ trainingDatasetId: trained.trainingDatasetId, workflowId: expect.stringMatching(/^train_report_/), codeVersion: expect.any(String) });
     expect(data.lineage.temporalUiUrl).toBe(`${uiUrl}/namespaces/default/workflows/${encodeURIComponent(data.lineage.workflowId ?? '')}/${data.lineage.runId}/history`);

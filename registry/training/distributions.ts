@@ -3,12 +3,12 @@
  * shared bins, for the model report: numbers over 20 equal-width bins of their
  * range across both splits (integers of a narrower range: one bin per value), text and booleans over the train split's 12 most
  * frequent values (the rest together), missing values counted apart. Counted in
- * Postgres, where the rows are; a train split above TRAIN_SAMPLE_ABOVE rows is
+ * Postgres, where the rows are, in three scans however many features; a train split above TRAIN_SAMPLE_ABOVE rows is
  * sampled by its shuffle key (an eighth), as its statistics are at build time.
  */
 import type { Knex } from 'knex';
 import type { FeatureViewDefinition, ViewFeature } from '../../features/views.ts';
-import { id, raw, sql, type Sql } from '../db/index.ts';
+import { id, join, raw, sql, transaction, type Sql } from '../db/index.ts';
 import type { TrainingDataset } from './datasets.ts';
 
 export interface DistributionBin {
@@ -40,13 +40,51 @@ const OTHER = '(other)';
 export async function splitDistributions(knex: Knex, dataset: TrainingDataset, view: FeatureViewDefinition): Promise<FeatureDistribution[]> {
   const trainSampled = dataset.rowCounts.train > TRAIN_SAMPLE_ABOVE;
   const rowsOf = sql`select * from ${id(dataset.tableName)} where (_split = 'test' or (_split = 'train'${trainSampled ? sql` and (_shuffle & 7) = 0` : sql``}))`;
-  const out: FeatureDistribution[] = [];
-  for (const f of view.features) {
-    const numeric = f.type !== 'string' && f.type !== 'bool';
-    const counted = numeric ? await numericCounts(knex, rowsOf, f) : await categoryCounts(knex, rowsOf, f);
-    out.push({ feature: f.name, kind: numeric ? 'numeric' : 'categorical', trainSampled, ...counted });
-  }
-  return out;
+  // Three scans of the rows however many features: the numbers' ranges, the categories'
+  // most frequent values, then every feature's counts at once.
+  const features = view.features.map((f) => ({ feature: f, numeric: f.type !== 'string' && f.type !== 'bool' }));
+  if (features.length === 0) return [];
+  const ranges = await numericRanges(knex, rowsOf, features.filter((f) => f.numeric).map((f) => f.feature));
+  const tops = await topValues(knex, rowsOf, features.filter((f) => !f.numeric).map((f) => f.feature));
+  // Each feature's bin as an integer (hashed far faster than text): a number's bucket, a
+  // category's place among the most frequent (0: the rest); -1 for a missing value.
+  const binOf = features.map(({ feature, numeric }) => {
+    if (!numeric) {
+      const v = sql`(${id(feature.name)})::text`;
+      return sql`case when ${v} is null then -1 else coalesce(array_position(${tops.get(feature.name) ?? []}::text[], ${v}), 0) end`;
+    }
+    const v = sql`(${id(feature.name)})::double precision`;
+    const r = ranges.get(feature.name);
+    // No range: the feature has no value at all.
+    if (!r) return sql`-1`;
+    return sql`case when ${v} is null then -1 else least(width_bucket(${v}, ${r.lo}::double precision, ${r.hi}::double precision, ${r.n}::int), ${r.n}::int) end`;
+  });
+  const bin = (i: number) => id(`b${i}`);
+  // A grouping set per feature, all counted in one pass: a row of the result holds one set's bin, the others null.
+  // The sets are hashed side by side when work_mem holds the planner's estimate of their groups; below it, all but
+  // one are sorted and spilled to disk (9 s for the 16 features of the flights view, against 3 s).
+  const { rows: grouped } = (await transaction(knex, async (trx) => {
+    await trx.raw(`select set_config('work_mem', '64MB', true)`);
+    return raw(
+      trx,
+      sql`select _split as split, ${join(binOf.map((_, i) => bin(i)), ', ')}, count(*)::bigint as n
+          from (select _split, ${join(binOf.map((b, i) => sql`${b} as ${bin(i)}`), ', ')} from (${rowsOf}) d) b
+          group by grouping sets (${join(binOf.map((_, i) => sql`(_split, ${bin(i)})`), ', ')})`,
+    );
+  })) as { rows: Array<Record<string, number | string | null> & { split: 'train' | 'test'; n: string }> };
+  const rows = grouped.map((r) => {
+    const feature = binOf.findIndex((_, i) => r[`b${i}`] !== null);
+    const b = r[`b${feature}`] as number;
+    return { split: r.split, feature, bin: b < 0 ? null : b, n: r.n };
+  });
+  return features.map(({ feature, numeric }, i) => {
+    const own = rows.filter((r) => r.feature === i);
+    const top = tops.get(feature.name) ?? [];
+    const counted = numeric
+      ? numericCounts(own, ranges.get(feature.name))
+      : categoryCounts(own.map((r) => ({ ...r, bin: r.bin === null ? null : r.bin === 0 ? OTHER : (top[r.bin - 1] as string) })));
+    return { feature: feature.name, kind: numeric ? 'numeric' : 'categorical', trainSampled, ...counted };
+  });
 }
 
 interface Counted {
@@ -55,66 +93,81 @@ interface Counted {
   missing: { train: number; test: number };
 }
 
-type CountRow = { split: 'train' | 'test'; bin: string | null; n: string; lo?: number | null; hi?: number | null };
-type RangeRow = { split: 'train' | 'test'; bin: string | null; n_rows: string; lo: number | null; hi: number | null; n: number };
+type CountRow<Bin = string> = { split: 'train' | 'test'; bin: Bin | null; n: string };
 
-async function numericCounts(knex: Knex, rowsOf: Sql, f: ViewFeature): Promise<Counted> {
-  const v = sql`(${id(f.name)})::double precision`;
-  // Integers of a narrow range (an hour, a weekday) get one bin per value: [k, k + 1).
-  const perValue = f.type === 'int' ? sql`(r.hi - r.lo < ${NUMERIC_BINS}::int)` : sql`false`;
-  const result = (await raw(
+/** A numeric feature's bins: [lo, hi) cut into n (hi is the last bin's upper edge, included). */
+interface NumericRange {
+  lo: number;
+  hi: number;
+  n: number;
+}
+
+/** Each numeric feature's range over both splits, and its bins; none for a feature with no value. */
+async function numericRanges(knex: Knex, rowsOf: Sql, features: readonly ViewFeature[]): Promise<Map<string, NumericRange>> {
+  const out = new Map<string, NumericRange>();
+  if (features.length === 0) return out;
+  const { rows } = (await raw(
     knex,
-    sql`with s as (select _split, ${v} as v from (${rowsOf}) d),
-             r0 as (select min(v) as lo, max(v) as hi from s),
-             r as (select lo, case when ${perValue} then hi + 1 when hi > lo then hi else lo + 1 end as hi,
-                          case when ${perValue} then (hi - lo + 1)::int else ${NUMERIC_BINS}::int end as n from r0 r)
-        select _split as split, r.lo, r.hi, r.n,
-               case when v is null then null else least(width_bucket(v, r.lo, r.hi, r.n), r.n)::text end as bin,
-               count(*)::bigint as n_rows
-        from s, r group by 1, 2, 3, 4, 5`,
-  )) as { rows: RangeRow[] };
-  const first = result.rows[0];
-  const lo = first?.lo ?? null;
-  const hi = first?.hi ?? null;
-  const count = first?.n ?? 0;
+    sql`select ${join(
+      features.map((f, i) => sql`min((${id(f.name)})::double precision) as ${id(`lo${i}`)}, max((${id(f.name)})::double precision) as ${id(`hi${i}`)}`),
+      ', ',
+    )} from (${rowsOf}) d`,
+  )) as { rows: Array<Record<string, number | null>> };
+  features.forEach((f, i) => {
+    const lo = rows[0]?.[`lo${i}`] ?? null;
+    const hi = rows[0]?.[`hi${i}`] ?? null;
+    if (lo === null || hi === null) return;
+    // Integers of a narrow range (an hour, a weekday) get one bin per value: [k, k + 1).
+    if (f.type === 'int' && hi - lo < NUMERIC_BINS) out.set(f.name, { lo, hi: hi + 1, n: hi - lo + 1 });
+    else out.set(f.name, { lo, hi: hi > lo ? hi : lo + 1, n: NUMERIC_BINS });
+  });
+  return out;
+}
+
+/** Each categorical feature's TOP_VALUES most frequent values in the train split (ties by value). */
+async function topValues(knex: Knex, rowsOf: Sql, features: readonly ViewFeature[]): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>(features.map((f) => [f.name, []]));
+  if (features.length === 0) return out;
+  const { rows } = (await raw(
+    knex,
+    sql`select feature, v from (
+          select u.feature, u.v, row_number() over (partition by u.feature order by count(*) desc, u.v) as rank
+          from (${rowsOf}) d, lateral (values ${join(features.map((f, i) => sql`(${i}::int, (${id(f.name)})::text)`), ', ')}) u(feature, v)
+          where d._split = 'train' and u.v is not null group by 1, 2) t
+        where rank <= ${TOP_VALUES}::int`,
+  )) as { rows: Array<{ feature: number; v: string }> };
+  for (const r of rows) out.get((features[r.feature] as ViewFeature).name)?.push(r.v);
+  return out;
+}
+
+function numericCounts(rows: ReadonlyArray<CountRow<number>>, range: NumericRange | undefined): Counted {
   const bins: DistributionBin[] = [];
-  if (lo !== null && hi !== null) {
-    const width = (hi - lo) / count;
-    for (let k = 0; k < count; k++) {
+  if (range) {
+    const { lo, hi, n } = range;
+    const width = (hi - lo) / n;
+    for (let k = 0; k < n; k++) {
       const a = lo + k * width;
       const b = lo + (k + 1) * width;
       bins.push({ label: width === 1 && Number.isInteger(a) ? String(a) : `${formatEdge(a)} – ${formatEdge(b)}`, lo: a, hi: b, train: 0, test: 0 });
     }
   }
-  return tally(
-    result.rows.map((r) => ({ ...r, n: r.n_rows })),
-    (bin) => bins[Number(bin) - 1],
-    bins,
-  );
+  return tally(rows, (bin) => bins[bin - 1], bins);
 }
 
-async function categoryCounts(knex: Knex, rowsOf: Sql, f: ViewFeature): Promise<Counted> {
-  const c = sql`(${id(f.name)})::text`;
-  const result = (await raw(
-    knex,
-    sql`with s as (select _split, ${c} as v from (${rowsOf}) d),
-             top as (select v from s where _split = 'train' and v is not null group by v order by count(*) desc, v limit ${TOP_VALUES}::int)
-        select _split as split, case when v is null then null when v in (select v from top) then v else ${OTHER} end as bin, count(*)::bigint as n
-        from s group by 1, 2 order by 2`,
-  )) as { rows: CountRow[] };
+function categoryCounts(rows: readonly CountRow[]): Counted {
   const bins = new Map<string, DistributionBin>();
   const order = (label: string) => {
     let bin = bins.get(label);
     if (!bin) bins.set(label, (bin = { label, train: 0, test: 0 }));
     return bin;
   };
-  const counted = tally(result.rows, order, []);
+  const counted = tally(rows, order, []);
   // Most frequent in train first, the rest together last.
   const sorted = [...bins.values()].sort((a, b) => (a.label === OTHER ? 1 : b.label === OTHER ? -1 : b.train - a.train || a.label.localeCompare(b.label)));
   return { ...counted, bins: sorted };
 }
 
-function tally(rows: readonly CountRow[], binOf: (bin: string) => DistributionBin | undefined, bins: DistributionBin[]): Counted {
+function tally<Bin>(rows: ReadonlyArray<CountRow<Bin>>, binOf: (bin: Bin) => DistributionBin | undefined, bins: DistributionBin[]): Counted {
   const total = { train: 0, test: 0 };
   const missing = { train: 0, test: 0 };
   for (const row of rows) {
