@@ -9,9 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DriftReport } from '../activities/monitoring.ts';
 import { defineFeatureGroup } from '../features/definitions.ts';
 import { defineProject } from '../features/project.ts';
-import { defineFeatureView } from '../features/views.ts';
+import { defineFeatureView, type FeatureViewDefinition } from '../features/views.ts';
 import { loadBackend } from '../ml/backend.ts';
-import { populationStability } from '../registry/monitoring/index.ts';
+import { id, raw, sql } from '../registry/db/index.ts';
+import { measureDrift, populationStability } from '../registry/monitoring/index.ts';
 import { featurePipeline, monitoringPipeline } from '../workflows/index.ts';
 import { runFti, runFtiJson } from './helpers/cli.ts';
 import { scratchFiles } from './helpers/files.ts';
@@ -124,6 +125,55 @@ describe('drift monitoring', () => {
       [monthStart(3), ['amount']],
       [monthStart(2), []],
     ]);
+  });
+
+  it('numbers are binned on the train deciles and compared by KS exactly as the SQL definitions give them: ties, nulls, NaN, -0, booleans, large integers', async () => {
+    // Only the features' names and types are read.
+    const features = [
+      { name: 'x', type: 'float' },
+      { name: 'n', type: 'int' },
+      { name: 'b', type: 'bool' },
+    ] as const;
+    const exactView = { features } as unknown as FeatureViewDefinition;
+    await db.knex.raw(`create table drift_exact as
+      select case when g % 17 = 0 then null when g % 29 = 0 then 'NaN' when g % 31 = 0 then '-0' else (g % 7) * 1.5 end::double precision as x,
+             (g % 5)::bigint * 9007199254740 as n, case when g % 11 = 0 then null else g % 3 = 0 end as b, 'train' as _split, g as _shuffle
+      from generate_series(1, 2000) g`);
+    const window = sql`select case when g % 13 = 0 then null when g % 23 = 0 then 'NaN' else (g % 9) * 1.5 end::double precision as x,
+                              (g % 4)::bigint * 9007199254740 as n, g % 2 = 0 as b from generate_series(1, 700) g`;
+    const measured = await db.knex.transaction((trx) => measureDrift(trx, { view: exactView, datasetTable: 'drift_exact', trainRows: 2000, window, thresholds: { psi: 0.2, ks: 0.1 } }));
+    // The reference: each statistic as one SQL statement over the same rows.
+    await db.knex.transaction(async (trx) => {
+      await raw(trx, sql`create temp table ref_train on commit drop as select x, n, b from drift_exact`);
+      await raw(trx, sql`create temp table ref_window on commit drop as ${window}`);
+      for (const f of features) {
+        const v = f.type === 'bool' ? sql`(${id(f.name)})::int::double precision` : sql`(${id(f.name)})::double precision`;
+        const bins = (await raw(
+          trx,
+          sql`with edges as (select coalesce(array(select distinct x from unnest(percentile_disc(${[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]}::double precision[]) within group (order by ${v})) x where x is not null order by 1), '{}') as e from ref_train),
+                  tagged as (select 'train' as side, ${v} as v from ref_train union all select 'window', ${v} from ref_window)
+              select side, case when v is null then null else width_bucket(v, edges.e)::text end as bin, count(*)::int as n from tagged, edges group by 1, 2`,
+        )) as { rows: Array<{ side: 'train' | 'window'; bin: string | null; n: number }> };
+        const byBin = new Map<string | null, { bin: string | null; train: number; window: number }>();
+        for (const r of bins.rows) {
+          const b = byBin.get(r.bin) ?? { bin: r.bin, train: 0, window: 0 };
+          b[r.side] += r.n;
+          byBin.set(r.bin, b);
+        }
+        const ks = (await raw(
+          trx,
+          sql`with tagged as (select ${v} as v, 1 as t, 0 as w from ref_train where ${id(f.name)} is not null union all select ${v}, 0, 1 from ref_window where ${id(f.name)} is not null),
+                   totals as (select sum(t)::double precision as nt, sum(w)::double precision as nw from tagged)
+              select max(abs(ct / totals.nt - cw / totals.nw)) as d
+              from (select sum(t) over o as ct, sum(w) over o as cw from tagged window o as (order by v range between unbounded preceding and current row)) c, totals`,
+        )) as { rows: Array<{ d: number }> };
+        const got = measured.features.find((m) => m.feature === f.name);
+        expect(byBin.size, f.name).toBeGreaterThan(2);
+        expect(got?.psi, f.name).toBeCloseTo(populationStability([...byBin.values()]), 12);
+        expect(got?.ks, f.name).toBe(ks.rows[0]?.d);
+        expect(got?.ks, f.name).toBeGreaterThan(0);
+      }
+    });
   });
 
   it('PSI is zero for equal shares and grows with the shift', () => {

@@ -8,13 +8,18 @@
  *   - KS for numbers: the two-sample Kolmogorov–Smirnov statistic, the largest gap
  *     between the two empirical distribution functions (missing values left out).
  *
- * Both are computed in Postgres, where the rows are: a statistics library would need
- * every row shipped to Node first. A train split above TRAIN_SAMPLE_ABOVE rows is
+ * The bins of text are counted in Postgres, where the rows are. The numbers' deciles and
+ * KS need each feature's values sorted, which took Postgres 1.7 s a feature (a sort and a
+ * window function over both tables): their values are read once by binary COPY and
+ * sorted here instead, giving what the SQL gave (percentile_disc, width_bucket, the RANGE
+ * frame's steps), at about 0.1 s a feature. A train split above TRAIN_SAMPLE_ABOVE rows is
  * sampled by its shuffle key (an eighth), as its quantiles are at build time.
  */
 import type { Knex } from 'knex';
 import type { DriftThresholds, FeatureViewDefinition, ViewFeature } from '../../features/views.ts';
-import { id, ids, raw, sql, type Sql } from '../db/index.ts';
+import type pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+import { id, ids, join, raw, readBinaryCopy, sql, toInlined, type Sql } from '../db/index.ts';
 
 export interface FeatureDrift {
   feature: string;
@@ -53,14 +58,27 @@ export async function measureDrift(
   const count = async (table: string) => Number(((await raw(trx, sql`select count(*)::bigint as n from ${id(table)}`)) as { rows: Array<{ n: string }> }).rows[0]?.n ?? 0);
   const trainRows = await count(TRAIN);
   const windowRows = await count(WINDOW);
+  // The numbers' deciles and KS need each feature sorted: done here on both tables' values, read once
+  // (about 0.1 s a feature for 770k values, against 1.7 s a feature in SQL).
+  const numbers = input.view.features.filter((f) => f.type !== 'string');
+  const trainColumns = await numericColumns(trx, TRAIN, numbers, trainRows);
+  const windowColumns = await numericColumns(trx, WINDOW, numbers, windowRows);
   const features: FeatureDrift[] = [];
   for (const f of input.view.features) {
     const own = input.thresholds.features?.[f.name];
     const psiThreshold = own?.psi ?? input.thresholds.psi;
-    const numeric = f.type !== 'string';
+    const at = numbers.indexOf(f);
+    const numeric = at >= 0;
     const ksThreshold = numeric ? (own?.ks ?? input.thresholds.ks) : null;
-    const bins = numeric ? await numericBins(trx, f) : await categoryBins(trx, f);
-    const ks = numeric && trainRows > 0 && windowRows > 0 ? await ksStatistic(trx, f) : null;
+    let bins: Bin[];
+    let ks: number | null = null;
+    if (numeric) {
+      const train = trainColumns[at] as NumericColumn;
+      const window = windowColumns[at] as NumericColumn;
+      const trainSorted = sortedPresent(train);
+      bins = numericBins(train, window, trainSorted);
+      ks = ksStatistic(trainSorted, sortedPresent(window));
+    } else bins = await categoryBins(trx, f);
     const psi = populationStability(bins);
     const nullShare = (side: 'train' | 'window', total: number) => (total === 0 ? 0 : (bins.find((b) => b.bin === null)?.[side] ?? 0) / total);
     features.push({
@@ -104,26 +122,6 @@ export function populationStability(bins: readonly Bin[]): number {
 
 const value = (f: ViewFeature): Sql => (f.type === 'bool' ? sql`(${id(f.name)})::int::double precision` : sql`(${id(f.name)})::double precision`);
 
-/** Counts per bin of the train split's deciles (distinct edges: a discrete feature has fewer bins). */
-async function numericBins(trx: Knex.Transaction, f: ViewFeature): Promise<Bin[]> {
-  const v = value(f);
-  const fractions = Array.from({ length: 9 }, (_, i) => (i + 1) / 10);
-  const result = (await raw(
-    trx,
-    sql`with edges as (
-          select coalesce(array(select distinct x from unnest(percentile_disc(${fractions}::double precision[]) within group (order by ${v})) x where x is not null order by 1), '{}') as e
-          from ${id(TRAIN)}
-        ), tagged as (
-          select 'train' as side, ${v} as v from ${id(TRAIN)}
-          union all
-          select 'window', ${v} from ${id(WINDOW)}
-        )
-        select side, case when v is null then null else width_bucket(v, edges.e)::text end as bin, count(*)::bigint as n
-        from tagged, edges group by 1, 2`,
-  )) as { rows: Array<{ side: 'train' | 'window'; bin: string | null; n: string }> };
-  return collect(result.rows);
-}
-
 /** Counts per value among the train split's most frequent ones; the rest in one bin. */
 async function categoryBins(trx: Knex.Transaction, f: ViewFeature): Promise<Bin[]> {
   const c = id(f.name);
@@ -147,20 +145,110 @@ function collect(rows: Array<{ side: 'train' | 'window'; bin: string | null; n: 
   return [...bins.values()];
 }
 
-/** The largest gap between the two empirical distribution functions (ties step together: RANGE frame). */
-async function ksStatistic(trx: Knex.Transaction, f: ViewFeature): Promise<number | null> {
-  const v = value(f);
-  const result = (await raw(
-    trx,
-    sql`with tagged as (
-          select ${v} as v, 1 as t, 0 as w from ${id(TRAIN)} where ${id(f.name)} is not null
-          union all
-          select ${v}, 0, 1 from ${id(WINDOW)} where ${id(f.name)} is not null
-        ), totals as (select sum(t)::double precision as nt, sum(w)::double precision as nw from tagged)
-        select max(abs(ct / totals.nt - cw / totals.nw)) as d
-        from (select sum(t) over o as ct, sum(w) over o as cw from tagged window o as (order by v range between unbounded preceding and current row)) c, totals
-        where totals.nt > 0 and totals.nw > 0`,
-  )) as { rows: Array<{ d: number | null }> };
-  const d = result.rows[0]?.d;
-  return d === null || d === undefined ? null : Number(d);
+/** A numeric feature's values in one table, as doubles (NaN kept), its missing values marked. */
+interface NumericColumn {
+  values: Float64Array;
+  missing: Uint8Array;
+}
+
+/**
+ * The numeric features' values of a temp table, read by binary COPY on the transaction's
+ * own connection (a temp table lives in its session), as doubles (booleans as 0 and 1).
+ */
+async function numericColumns(trx: Knex.Transaction, table: string, features: readonly ViewFeature[], rows: number): Promise<NumericColumn[]> {
+  const columns = features.map(() => ({ values: new Float64Array(rows), missing: new Uint8Array(rows) }));
+  if (features.length === 0 || rows === 0) return columns;
+  const client = (await trx.client.acquireConnection()) as pg.PoolClient;
+  try {
+    let row = 0;
+    const statement = toInlined(trx, sql`copy (select ${join(features.map(value), ', ')} from ${id(table)}) to stdout (format binary)`);
+    await readBinaryCopy(client.query(copyTo(statement)), (t) => {
+      if (row >= rows) throw new Error(`${table} has more rows than the ${rows} counted`);
+      for (let i = 0; i < features.length; i++) {
+        const c = columns[i] as NumericColumn;
+        if ((t.length[i] as number) < 0) c.missing[row] = 1;
+        else c.values[row] = t.buf.readDoubleBE(t.start[i] as number);
+      }
+      row++;
+    });
+    if (row !== rows) throw new Error(`${table} has ${row} rows, not the ${rows} counted`);
+  } finally {
+    await trx.client.releaseConnection(client);
+  }
+  return columns;
+}
+
+/** The present values, sorted as Postgres sorts doubles (NaN last, above every number; -0 beside 0). */
+function sortedPresent(c: NumericColumn): Float64Array {
+  let n = 0;
+  for (let i = 0; i < c.missing.length; i++) if (c.missing[i] === 0) n++;
+  const out = new Float64Array(n);
+  let at = 0;
+  for (let i = 0; i < c.missing.length; i++) if (c.missing[i] === 0) out[at++] = c.values[i] as number;
+  return out.sort();
+}
+
+/** a = b as Postgres compares doubles (NaN equals NaN). */
+const same = (a: number, b: number) => a === b || (Number.isNaN(a) && Number.isNaN(b));
+/** a ≤ b as Postgres compares doubles (NaN above every number). */
+const atMost = (a: number, b: number) => Number.isNaN(b) || (!Number.isNaN(a) && a <= b);
+
+/**
+ * Counts per bin of the train split's deciles (distinct edges: a discrete feature has
+ * fewer bins), as SQL's percentile_disc and width_bucket(v, edges) give them: the decile
+ * f is the ⌈f·n⌉-th smallest value, and a value's bin the number of edges at or below it.
+ */
+function numericBins(train: NumericColumn, window: NumericColumn, trainSorted: Float64Array): Bin[] {
+  const edges: number[] = [];
+  const n = trainSorted.length;
+  if (n > 0) {
+    for (let i = 1; i <= 9; i++) {
+      const x = trainSorted[Math.ceil((i / 10) * n) - 1] as number;
+      if (edges.length === 0 || !same(edges.at(-1) as number, x)) edges.push(x);
+    }
+  }
+  const bucket = (v: number) => {
+    let lo = 0;
+    let hi = edges.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (atMost(edges[mid] as number, v)) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  const counts = Array.from({ length: edges.length + 1 }, () => ({ train: 0, window: 0 }));
+  const missing = { train: 0, window: 0 };
+  for (const [side, c] of [['train', train], ['window', window]] as const) {
+    for (let r = 0; r < c.missing.length; r++) {
+      if (c.missing[r] === 1) missing[side]++;
+      else (counts[bucket(c.values[r] as number)] as { train: number; window: number })[side]++;
+    }
+  }
+  const bins: Bin[] = [];
+  counts.forEach((k, b) => {
+    if (k.train + k.window > 0) bins.push({ bin: String(b), ...k });
+  });
+  if (missing.train + missing.window > 0) bins.push({ bin: null, ...missing });
+  return bins;
+}
+
+/**
+ * The largest gap between the two empirical distribution functions, missing values left
+ * out; ties step together (SQL's RANGE frame). Null when either side has no value.
+ */
+function ksStatistic(train: Float64Array, window: Float64Array): number | null {
+  const nt = train.length;
+  const nw = window.length;
+  if (nt === 0 || nw === 0) return null;
+  let i = 0;
+  let j = 0;
+  let d = 0;
+  while (i < nt || j < nw) {
+    const v = i < nt && (j >= nw || atMost(train[i] as number, window[j] as number)) ? (train[i] as number) : (window[j] as number);
+    while (i < nt && same(train[i] as number, v)) i++;
+    while (j < nw && same(window[j] as number, v)) j++;
+    d = Math.max(d, Math.abs(i / nt - j / nw));
+  }
+  return d;
 }

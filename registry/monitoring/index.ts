@@ -19,7 +19,7 @@ import { measureDrift, type FeatureDrift } from './drift.ts';
 import { insertServed, measureSkew, servedEntities, type FeatureSkew, type ServedRow } from './skew.ts';
 
 export type { FeatureDrift } from './drift.ts';
-export { populationStability } from './drift.ts';
+export { measureDrift, populationStability } from './drift.ts';
 export type { FeatureSkew, ServedRow } from './skew.ts';
 export { RELATIVE_TOLERANCE } from './skew.ts';
 
