@@ -40,6 +40,8 @@ export interface FeatureDrift {
 const TRAIN_SAMPLE_ABOVE = 400_000;
 const TOP_CATEGORIES = 20;
 const MIN_SHARE = 1e-4;
+/** Numeric values held at once while measuring (a double and a missing mark each: about 72 MB). */
+const VALUES_PER_READ = 8_000_000;
 /** The bin of the values outside the train split's most frequent ones. */
 const OTHER = '(other)';
 
@@ -58,27 +60,31 @@ export async function measureDrift(
   const count = async (table: string) => Number(((await raw(trx, sql`select count(*)::bigint as n from ${id(table)}`)) as { rows: Array<{ n: string }> }).rows[0]?.n ?? 0);
   const trainRows = await count(TRAIN);
   const windowRows = await count(WINDOW);
-  // The numbers' deciles and KS need each feature sorted: done here on both tables' values, read once
-  // (about 0.1 s a feature for 770k values, against 1.7 s a feature in SQL).
+  // The numbers' deciles and KS need each feature sorted: done here on both tables' values (about
+  // 0.1 s a feature for 770k values, against 1.7 s a feature in SQL), read as many features at a
+  // time as VALUES_PER_READ holds (one at a time when a window holds more): memory is set by it, not by the window.
   const numbers = input.view.features.filter((f) => f.type !== 'string');
-  const trainColumns = await numericColumns(trx, TRAIN, numbers, trainRows);
-  const windowColumns = await numericColumns(trx, WINDOW, numbers, windowRows);
+  const measuredNumbers = new Map<string, { bins: Bin[]; ks: number | null }>();
+  const perRead = Math.max(1, Math.floor(VALUES_PER_READ / Math.max(1, trainRows + windowRows)));
+  for (let first = 0; first < numbers.length; first += perRead) {
+    const group = numbers.slice(first, first + perRead);
+    const trainColumns = await numericColumns(trx, TRAIN, group, trainRows);
+    const windowColumns = await numericColumns(trx, WINDOW, group, windowRows);
+    group.forEach((f, i) => {
+      const train = trainColumns[i] as NumericColumn;
+      const trainSorted = sortedPresent(train);
+      measuredNumbers.set(f.name, { bins: numericBins(train, windowColumns[i] as NumericColumn, trainSorted), ks: ksStatistic(trainSorted, sortedPresent(windowColumns[i] as NumericColumn)) });
+    });
+  }
   const features: FeatureDrift[] = [];
   for (const f of input.view.features) {
     const own = input.thresholds.features?.[f.name];
     const psiThreshold = own?.psi ?? input.thresholds.psi;
-    const at = numbers.indexOf(f);
-    const numeric = at >= 0;
+    const measured = measuredNumbers.get(f.name);
+    const numeric = measured !== undefined;
     const ksThreshold = numeric ? (own?.ks ?? input.thresholds.ks) : null;
-    let bins: Bin[];
-    let ks: number | null = null;
-    if (numeric) {
-      const train = trainColumns[at] as NumericColumn;
-      const window = windowColumns[at] as NumericColumn;
-      const trainSorted = sortedPresent(train);
-      bins = numericBins(train, window, trainSorted);
-      ks = ksStatistic(trainSorted, sortedPresent(window));
-    } else bins = await categoryBins(trx, f);
+    const bins = measured?.bins ?? (await categoryBins(trx, f));
+    const ks = measured?.ks ?? null;
     const psi = populationStability(bins);
     const nullShare = (side: 'train' | 'window', total: number) => (total === 0 ? 0 : (bins.find((b) => b.bin === null)?.[side] ?? 0) / total);
     features.push({
