@@ -56,11 +56,9 @@ export async function* streamQuery<Row>(knex: Knex, sql: string, params: unknown
 
 /**
  * Several queries' rows, each through its own cursor, all in one read-only transaction
- * on one connection (so one snapshot, and one connection however many queries): one
- * stream per query, each pulled on its own; their FETCHes take turns on the connection.
- * The transaction ends and the connection goes back once every stream has finished or
- * been closed (an error in one ends the others). Start every stream (call next() once)
- * before closing any: a generator closed before it started never runs its cleanup.
+ * on one connection (sharedReadSession: one snapshot, one connection however many
+ * queries): one stream per query, each pulled on its own; their FETCHes take turns on
+ * the connection.
  */
 export function streamQueries<Row>(knex: Knex, queries: Array<{ sql: string; params?: unknown[] }>, batchSize = 10_000, options: StreamOptions = {}): Array<AsyncGenerator<Row[]>> {
   const types = options.timestampsAsText ? TIMESTAMPS_AS_TEXT : options.zonelessTimestamp ? zonelessTypes(options.zonelessTimestamp) : undefined;
