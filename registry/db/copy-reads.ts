@@ -14,7 +14,7 @@
  */
 import type { Knex } from 'knex';
 import { to as copyTo } from 'pg-copy-streams';
-import { decodeFields, fieldDecoder, fieldEnd, fieldStart, readBinaryCopy, type FieldDecoder } from './binary-copy.ts';
+import { decodeFields, fieldDecoder, fieldEnd, fieldStart, readBinaryCopy, rowTemplate, type FieldDecoder } from './binary-copy.ts';
 import { sharedReadSession } from './cursor.ts';
 import { id, ids, raw, sql, toInlined, type Sql } from './sql.ts';
 
@@ -80,13 +80,14 @@ export async function streamTablesInStoredOrder(knex: Knex, reads: readonly Tabl
       const r = reads[i] as TableRead;
       const names = [...r.columns];
       const own = decoders[i] as FieldDecoder[];
+      const template = rowTemplate(names);
       for (let page = 0; page < (pages[i] as number); page += step) {
         const range = sql`ctid >= ${`(${page},0)`}::tid and ctid < ${`(${page + step},0)`}::tid`;
         const where = r.where ? sql`${range} and (${r.where})` : range;
         const statement = toInlined(knex, sql`copy (select ${ids(names)} from ${id(r.table)} where ${where}) to stdout (format binary)`);
         const rows: Array<Record<string, unknown>> = [];
         await readBinaryCopy(client.query(copyTo(statement)), (t) => {
-          const row: Record<string, unknown> = {};
+          const row: Record<string, unknown> = { ...template };
           decodeFields(t.buf, fieldStart(t, 0), fieldEnd(t, t.fields - 1), own, names, row, 0);
           rows.push(row);
         });

@@ -28,7 +28,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { BinaryCopyWriter, cancelOnAbort, copyBytes, decodeFields, fieldDecoder, fieldEnd, fieldStart, id, ids, nullFields, readBinaryCopy, sql, textField, timestampField, toInlined, toText, type BinaryTuple, type FieldDecoder, type Sql } from '../db/index.ts';
+import { BinaryCopyWriter, cancelOnAbort, copyBytes, decodeFields, fieldDecoder, fieldEnd, fieldStart, id, ids, nullFields, readBinaryCopy, rowTemplate, sql, textField, timestampField, toInlined, toText, type BinaryTuple, type FieldDecoder, type Sql } from '../db/index.ts';
 import { joinedStreamSql, pointInTimeColumns, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 
 /** One chunk of the join (PitQuery.chunk), written into a table of its own. */
@@ -313,9 +313,10 @@ export async function* pointInTimeRows(
   const streamOptions: StreamOptions = { count: 1, signal: options.signal, onStep: options.onStep };
   const { spines, results } = await joinInMemory(knex, q, [{ index: 0, extra: [] }], streamOptions, stepTimer(streamOptions));
   const spine = spines[0] as ChunkSpine;
+  const template = rowTemplate(names);
   let batch: Array<Record<string, unknown>> = [];
   for (let row = 0; row < spine.times.length; row++) {
-    const out: Record<string, unknown> = {};
+    const out: Record<string, unknown> = { ...template };
     let next = spine.arena.decode(row, decoders, names, out);
     for (let ji = 0; ji < results.length; ji++) next = (results[ji] as JoinResult).decode(row, (q.joins[ji] as PitJoin).features.length, decoders, names, out, next);
     batch.push(out);
