@@ -235,6 +235,13 @@ export type FieldDecoder = (buf: Buffer, at: number, length: number) => unknown;
  * whose times only travel on to a COPY).
  */
 export function fieldDecoder(pgType: string, options: { timestamps?: 'date' | 'text' } = {}): FieldDecoder {
+  const decoder = binaryDecoder(pgType, options);
+  if (!decoder) throw new Error(`no binary decoder for Postgres type ${pgType}`);
+  return decoder;
+}
+
+/** fieldDecoder's decoder, or undefined for a type it has none for (the type as format_type prints it, or timestamptz). */
+export function binaryDecoder(pgType: string, options: { timestamps?: 'date' | 'text' } = {}): FieldDecoder | undefined {
   switch (pgType) {
     case 'double precision':
       return (buf, at) => buf.readDoubleBE(at);
@@ -249,9 +256,10 @@ export function fieldDecoder(pgType: string, options: { timestamps?: 'date' | 't
     case 'text':
       return (buf, at, length) => buf.toString('utf8', at, at + length);
     case 'timestamptz':
+    case 'timestamp with time zone':
       return options.timestamps === 'text' ? (buf, at) => timestampText(microseconds(buf, at)) : (buf, at) => new Date(Math.floor(microseconds(buf, at) / 1000));
     default:
-      throw new Error(`no binary decoder for Postgres type ${pgType}`);
+      return undefined;
   }
 }
 

@@ -14,7 +14,7 @@
  */
 import type { Knex } from 'knex';
 import { to as copyTo } from 'pg-copy-streams';
-import { decodeFields, fieldDecoder, fieldEnd, fieldStart, readBinaryCopy, rowTemplate, type FieldDecoder } from './binary-copy.ts';
+import { binaryDecoder, decodeFields, fieldEnd, fieldStart, readBinaryCopy, rowTemplate, type FieldDecoder } from './binary-copy.ts';
 import { sharedReadSession } from './cursor.ts';
 import { id, ids, raw, sql, toInlined, type Sql } from './sql.ts';
 
@@ -35,31 +35,20 @@ export interface TableReadOptions {
 /** About 45k rows of a training dataset (about 180 bytes a row): tens of MB decoded. */
 const PAGES_PER_COPY = 1024;
 
-/** Postgres types (format_type) and the binary decoder's name for them. */
-const DECODED: Record<string, string> = {
-  'double precision': 'double precision',
-  bigint: 'bigint',
-  integer: 'integer',
-  smallint: 'smallint',
-  boolean: 'boolean',
-  text: 'text',
-  'timestamp with time zone': 'timestamptz',
-};
-
 /**
  * One stream of row batches per table, each in its stored order; undefined when a
  * column is of a type without a binary decoder here (the caller reads by cursor then).
  * Values are what the row readers give for the same columns (registry/db).
  */
 export async function streamTablesInStoredOrder(knex: Knex, reads: readonly TableRead[], options: TableReadOptions): Promise<Array<AsyncGenerator<Array<Record<string, unknown>>>> | undefined> {
+  const types = await columnTypes(knex, reads.map((r) => r.table));
   const decoders: FieldDecoder[][] = [];
   for (const r of reads) {
-    const types = await columnTypes(knex, r.table);
     const own: FieldDecoder[] = [];
     for (const c of r.columns) {
-      const decoded = DECODED[types.get(c) ?? ''];
-      if (decoded === undefined) return undefined;
-      own.push(fieldDecoder(decoded));
+      const decoder = binaryDecoder(types.get(r.table)?.get(c) ?? '');
+      if (!decoder) return undefined;
+      own.push(decoder);
     }
     decoders.push(own);
   }
@@ -71,10 +60,11 @@ export async function streamTablesInStoredOrder(knex: Knex, reads: readonly Tabl
     undefined,
     async (client) => {
       // In the transaction: the pages of what this snapshot reads.
-      for (const r of reads) {
-        const { rows } = await client.query<{ pages: string }>(toInlined(knex, sql`select pg_relation_size(to_regclass(${r.table})) / current_setting('block_size')::bigint as pages`));
-        pages.push(Number(rows[0]?.pages ?? 0));
-      }
+      const { rows } = await client.query<{ pages: string }>(
+        `select pg_relation_size(to_regclass(t.name)) / current_setting('block_size')::bigint as pages from unnest($1::text[]) with ordinality t(name, i) order by t.i`,
+        [reads.map((r) => r.table)],
+      );
+      pages.push(...rows.map((r) => Number(r.pages)));
     },
     async function* (client, i) {
       const r = reads[i] as TableRead;
@@ -97,12 +87,19 @@ export async function streamTablesInStoredOrder(knex: Knex, reads: readonly Tabl
   );
 }
 
-/** Each column's type, as format_type prints it. */
-async function columnTypes(knex: Knex, table: string): Promise<Map<string, string>> {
+/** Each table's columns and their types, as format_type prints them (one catalog read for all). */
+async function columnTypes(knex: Knex, tables: readonly string[]): Promise<Map<string, Map<string, string>>> {
   const { rows } = (await raw(
     knex,
-    sql`select attname as name, format_type(atttypid, atttypmod) as type from pg_attribute
-        where attrelid = to_regclass(${table}) and attnum > 0 and not attisdropped`,
-  )) as { rows: Array<{ name: string; type: string }> };
-  return new Map(rows.map((c) => [c.name, c.type]));
+    sql`select t.name as table, a.attname as name, format_type(a.atttypid, a.atttypmod) as type
+        from unnest(${[...tables]}::text[]) t(name) join pg_attribute a on a.attrelid = to_regclass(t.name)
+        where a.attnum > 0 and not a.attisdropped`,
+  )) as { rows: Array<{ table: string; name: string; type: string }> };
+  const out = new Map<string, Map<string, string>>();
+  for (const c of rows) {
+    const own = out.get(c.table) ?? new Map<string, string>();
+    own.set(c.name, c.type);
+    out.set(c.table, own);
+  }
+  return out;
 }

@@ -421,9 +421,9 @@ export async function getTrainingDataset(knex: Knex, datasetId: number): Promise
  * A split's rows in batches, in shuffled order: each partition of the dataset's table
  * read in its stored order (that order) by binary COPY of page ranges, all in one
  * transaction on one connection (registry/db/copy-reads.ts), merged by the shuffle key
- * (ties by partition). Rows carry that key too,
- * as `_shuffle` (dropping it from every row would cost more than the merge). A dataset
- * built before its table was partitioned is read as stored.
+ * (ties by partition). Rows carry that key too, as `_shuffle` (dropping it from every
+ * row would cost more than the merge). A dataset built before its table was
+ * partitioned is read as stored.
  */
 export async function* streamSplit(knex: Knex, dataset: TrainingDataset, split: Split, columns: string[], batchSize = 4096): AsyncGenerator<Array<Record<string, unknown>>> {
   const parts = await partitionsOf(knex, dataset.tableName);

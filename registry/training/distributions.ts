@@ -1,10 +1,11 @@
 /**
  * Each feature's distribution in a training dataset's train and test splits, on
- * shared bins, for the model report: numbers over 20 equal-width bins of their
- * range across both splits (integers of a narrower range: one bin per value), text and booleans over the train split's 12 most
- * frequent values (the rest together), missing values counted apart. Counted in
- * Postgres, where the rows are, in three scans however many features; a train split above TRAIN_SAMPLE_ABOVE rows is
- * sampled by its shuffle key (an eighth), as its statistics are at build time.
+ * shared bins, for the model report: numbers over 20 equal-width bins of their range
+ * across both splits (integers of a narrower range: one bin per value), text and
+ * booleans over the train split's 12 most frequent values (the rest together), missing
+ * values counted apart. Counted in Postgres, where the rows are, in three scans however
+ * many features; a train split above TRAIN_SAMPLE_ABOVE rows is sampled by its shuffle
+ * key (an eighth), as its statistics are at build time.
  */
 import type { Knex } from 'knex';
 import type { FeatureViewDefinition, ViewFeature } from '../../features/views.ts';
