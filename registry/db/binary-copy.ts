@@ -40,6 +40,11 @@ export function int4Field(t: BinaryTuple, i: number): number | null {
   return (t.length[i] as number) < 0 ? null : t.buf.readInt32BE(t.start[i] as number);
 }
 
+/** Field i, a double precision, or null. */
+export function float8Field(t: BinaryTuple, i: number): number | null {
+  return (t.length[i] as number) < 0 ? null : t.buf.readDoubleBE(t.start[i] as number);
+}
+
 /**
  * Field i, a timestamptz, as microseconds since 1970 (exact below 2^53 µs: until year
  * 2255), or null; ±infinity come out as huge values of the same sign.
@@ -161,18 +166,21 @@ export async function readBinaryCopy(stream: Readable, onTuple: (t: BinaryTuple)
 /** Bytes for a binary COPY FROM, gathered into large chunks: header first, then tuples, then the trailer. */
 export class BinaryCopyWriter {
   private chunk: Buffer;
+  /** The chunk's bytes for the typed fields' writes (a DataView's are inlined; Buffer's write methods are calls). */
+  private view: DataView;
   private at = 0;
   private readonly full: Buffer[] = [];
 
   constructor(private readonly chunkSize = 1 << 20) {
     this.chunk = Buffer.allocUnsafe(chunkSize);
+    this.view = new DataView(this.chunk.buffer, this.chunk.byteOffset, this.chunk.length);
     this.write(BINARY_COPY_HEADER);
   }
 
   /** Starts a tuple of `fields` fields; its fields follow as `write`s of their bytes (length included). */
   tuple(fields: number): void {
     this.reserve(2);
-    this.chunk.writeInt16BE(fields, this.at);
+    this.view.setInt16(this.at, fields);
     this.at += 2;
   }
 
@@ -183,6 +191,44 @@ export class BinaryCopyWriter {
     this.reserve(n);
     copyBytes(buf, start, end, this.chunk, this.at);
     this.at += n;
+  }
+
+  /** A null field. */
+  nullField(): void {
+    this.reserve(4);
+    this.view.setInt32(this.at, -1);
+    this.at += 4;
+  }
+
+  /** A field of these bytes (a text's UTF-8, say). */
+  bytesField(bytes: Buffer): void {
+    this.reserve(4 + bytes.length);
+    this.view.setInt32(this.at, bytes.length);
+    this.at += 4;
+    this.writeRange(bytes, 0, bytes.length);
+  }
+
+  /** A double precision field. */
+  float8(value: number): void {
+    this.reserve(12);
+    this.view.setInt32(this.at, 8);
+    this.view.setFloat64(this.at + 4, value);
+    this.at += 12;
+  }
+
+  /** A bigint field (an integer below 2^53 in magnitude). */
+  int8(value: number): void {
+    this.reserve(12);
+    const high = Math.floor(value / 4_294_967_296);
+    this.view.setInt32(this.at, 8);
+    this.view.setInt32(this.at + 4, high);
+    this.view.setUint32(this.at + 8, value - high * 4_294_967_296);
+    this.at += 12;
+  }
+
+  /** A timestamptz field, from microseconds since 1970. */
+  timestamptz(us: number): void {
+    this.int8(us - PG_EPOCH_US);
   }
 
   write(bytes: Buffer): void {
@@ -216,6 +262,7 @@ export class BinaryCopyWriter {
     if (this.at === 0) return;
     this.full.push(this.chunk.subarray(0, this.at));
     this.chunk = Buffer.allocUnsafe(this.chunkSize);
+    this.view = new DataView(this.chunk.buffer, this.chunk.byteOffset, this.chunk.length);
     this.at = 0;
   }
 }

@@ -78,7 +78,7 @@ export class FeatureStore {
 
   /** Computes one entity-hash partition of an aggregate group into its commit (a fenced, cancellable attempt: see stagePartition). */
   aggregate(run: AggregateRun, signal?: AbortSignal): Promise<number> {
-    return this.stagePartition(run.target, run.commitId, { index: run.partition, range: partitionRowRange(run.partition) }, signal, (stage) => computeAggregates(stage.knex, run));
+    return this.stagePartition(run.target, run.commitId, { index: run.partition, range: partitionRowRange(run.partition) }, signal, (stage) => computeAggregates(stage.knex, run, signal));
   }
 
   async commit(group: FeatureGroupRecord, rules: CommitRules, commitId: number): Promise<CommitOutcome> {
