@@ -59,7 +59,7 @@ export interface FeaturePipelineResult extends FeatureRunRef {
 export interface FeatureActivityDeps {
   store: FeatureStore;
   catalog: Catalog<FeatureGroupDefinition>;
-  /** Entity-hash partitions for aggregate groups (parallel SQL); default 2. */
+  /** Entity-hash partitions for aggregate groups (computed side by side); default 2. */
   aggregatePartitions?: number;
   /**
    * FTI_DATA_ROOTS: directories a workflow input's source file must resolve into (symlinks
@@ -171,7 +171,7 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
       return { partition: partition.index, rowsIn: counters.rowsIn, rowsStaged: counters.rowsStaged, rowsRejected: counters.rowsRejected };
     },
 
-    /** Computes one entity-hash partition of an aggregate group, in SQL. */
+    /** Computes one entity-hash partition of an aggregate group (registry/feature-store/aggregates.ts). */
     async aggregatePartition(input: FeatureRunRef & { partition: number; partitions: number; sourceCommitId: number; start?: string; end?: string }): Promise<PartitionResult> {
       const def = catalog.get(input.featureGroup, input.version);
       if (def.source.kind !== 'feature_group' || !def.aggregation) throw new FtiError(FailureType.InvalidInput, `${def.name} is not an aggregate feature group`);
@@ -189,7 +189,7 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
         partition: input.partition,
         partitions: input.partitions,
       };
-      // One SQL statement: the heartbeat says the worker is alive while Postgres works; a cancel cancels the statement.
+      // The heartbeat says the worker is alive while the partition is read, computed and written; a cancel cancels its statements.
       const context = Context.current();
       const rows = await heartbeatWhile(() => ({ stage: 'aggregate', partition: input.partition, total: input.partitions }), store.aggregate(run, context.cancellationSignal));
       return { partition: input.partition, rowsIn: rows, rowsStaged: rows, rowsRejected: 0 };

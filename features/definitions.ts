@@ -11,7 +11,7 @@
  *     expectations: [notNull('origin'), range('distance', { min: 0 })],
  *   });
  *
- * A derived group computes windowed aggregates of another group in SQL instead of
+ * A derived group computes windowed aggregates of another group instead of
  * reading a source (see `aggregation`). Definitions are code; registering one
  * stores its schema (and a fingerprint of it) in the registry.
  */

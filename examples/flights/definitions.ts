@@ -9,7 +9,7 @@
  *   airport_delays  per origin airport, at any time t: mean delay, share of delayed
  *                   flights and number of flights over the past 1 h, 2 h, 24 h and
  *                   7 d, counting only flights scheduled in [t - window, t) that had
- *                   left by t (computed in SQL, exact at any t: its rows are the
+ *                   left by t (exact at any t: its rows are the
  *                   instants the windows change)
  *
  * Version 2: version 1 counted a flight's delay from its scheduled time, although

@@ -8,11 +8,13 @@
  * instant at which an event enters (whether or not any window takes it) or leaves is a
  * change point; the state just after it is that of the events entered and not left.
  *
- * Sums are kept as Postgres' `sum(sum(x)) over (order by instant)` keeps them: the
- * deltas of one instant summed first, then added to the running sum, each sum starting
- * from its first term. For values whose sums are exact (whole minutes, 0/1 flags, counts)
- * any order gives the same bits; for others, Postgres' own order within an instant was
- * that of its hash table, no more defined than this one.
+ * Sums are kept as Postgres' `sum(sum(x)) over (order by instant)` kept them (the SQL
+ * statement this replaced): the deltas of one instant summed first, then added to the
+ * running sum. For values whose sums are exact (whole minutes, 0/1 flags, counts) any
+ * order gives the same bits; for others, Postgres' own order within an instant was that
+ * of its hash table, no more defined than this one. One difference, a fix: NaN and
+ * infinities are counted apart from the finite sum (INPUT_STATE), so a sum is a number
+ * again once they have left the window; the running sum in SQL stayed NaN for good.
  */
 
 /** How each output column is computed, over window `window` (an index into the windows): a count of events, or of an input's present values. */
@@ -47,8 +49,9 @@ export function entityChangePoints(events: EntityEvents, plan: WindowPlan, from:
   const n = eventTime.length;
   const W = plan.windows.length;
   const I = plan.inputs;
-  // Per window: the row count, and per input the sum and the count of present values.
-  const stride = 1 + 2 * I;
+  // Per window: the row count, and per input the sum of its finite values, the count of
+  // its present values, and how many are NaN, +Infinity and -Infinity (INPUT_STATE).
+  const stride = 1 + INPUT_STATE * I;
   const running = new Float64Array(W * stride).fill(-0);
   const delta = new Float64Array(W * stride);
   const values = new Float64Array(plan.outputs.length);
@@ -119,29 +122,55 @@ export function entityChangePoints(events: EntityEvents, plan: WindowPlan, from:
       const o = plan.outputs[oi] as WindowOutput;
       const base = o.window * stride;
       nulls[oi] = 0;
-      if (o.fn === 'count') values[oi] = running[o.input === undefined ? base : base + 2 + 2 * o.input] as number;
+      const state = base + 1 + INPUT_STATE * (o.input ?? 0);
+      if (o.fn === 'count') values[oi] = running[o.input === undefined ? base : state + 1] as number;
       else if (o.fn === 'min' || o.fn === 'max') {
         const top = (extremes[oi] as Extreme).top(alive[o.window] as Uint8Array);
         if (top === null) nulls[oi] = 1;
         else values[oi] = top;
       } else {
-        const sum = running[base + 1 + 2 * o.input] as number;
-        const count = running[base + 2 + 2 * o.input] as number;
+        const count = running[state + 1] as number;
         if (count === 0) nulls[oi] = 1;
-        else values[oi] = o.fn === 'avg' ? sum / count : sum;
+        else {
+          const sum = sumOf(running, state);
+          values[oi] = o.fn === 'avg' ? sum / count : sum;
+        }
       }
     }
     emit(at, values, nulls);
   }
 }
 
-/** Adds `sign` times event e's row count, sums and counts of present values to `delta` from `at` (SQL's coalesce(x, 0) and `x is not null`). */
+/**
+ * Per input, the running state: the sum of its finite values, the count of its present
+ * values, and the counts of its NaNs, +Infinities and -Infinities. Those are kept
+ * apart so that the sum is right again once they leave: in a plain running sum
+ * (Postgres' sum over a window frame) a NaN or infinity poisons every later sum of the
+ * entity, as NaN - NaN and ∞ - ∞ are NaN.
+ */
+const INPUT_STATE = 5;
+
+/** The sum of the values in the window, from an input's state at `at`. */
+function sumOf(state: Float64Array, at: number): number {
+  const nan = state[at + 2] as number;
+  const positive = state[at + 3] as number;
+  const negative = state[at + 4] as number;
+  if (nan > 0 || (positive > 0 && negative > 0)) return Number.NaN;
+  if (positive > 0) return Number.POSITIVE_INFINITY;
+  if (negative > 0) return Number.NEGATIVE_INFINITY;
+  return state[at] as number;
+}
+
+/** Adds `sign` times event e's row count and its inputs' state (present values only: SQL's `x is not null`) to `delta` from `at`. */
 function add(delta: Float64Array, at: number, e: number, sign: 1 | -1, events: EntityEvents, count: number): void {
   delta[at] = (delta[at] as number) + sign;
   for (let i = 0; i < count; i++) {
     if ((events.present[i] as number[])[e] === 0) continue;
-    delta[at + 1 + 2 * i] = (delta[at + 1 + 2 * i] as number) + sign * ((events.inputs[i] as number[])[e] as number);
-    delta[at + 2 + 2 * i] = (delta[at + 2 + 2 * i] as number) + sign;
+    const x = (events.inputs[i] as number[])[e] as number;
+    const state = at + 1 + INPUT_STATE * i;
+    const slot = Number.isFinite(x) ? state : Number.isNaN(x) ? state + 2 : x > 0 ? state + 3 : state + 4;
+    delta[slot] = (delta[slot] as number) + (slot === state ? sign * x : sign);
+    delta[state + 1] = (delta[state + 1] as number) + sign;
   }
 }
 
