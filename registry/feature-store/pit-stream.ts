@@ -376,27 +376,68 @@ async function joinGroup(
   });
 
   const features = j.features.length;
-  const onTuple = (t: BinaryTuple) => {
-    const key = textField(t, 0);
-    const k = key === null ? undefined : keyIndex.get(key);
-    if (k === undefined) return;
-    // Known after it happened: visible from when it was known (t >= known); else after it happened (t > event time).
-    const eventTime = timestampField(t, 1) as number;
-    const known = timestampField(t, 2) as number;
-    const inclusive = known > eventTime;
-    const enters = inclusive ? known : eventTime;
-    let lo = first[k] as number;
-    let hi = first[k + 1] as number;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const at = timeAt[mid] as number;
-      if (inclusive ? at < enters : at <= enters) lo = mid + 1;
-      else hi = mid;
-    }
-    if (lo < (first[k + 1] as number)) result.offer(lo, eventTime, t.buf, features ? fieldStart(t, 3) : 0, features ? fieldEnd(t, t.fields - 1) : 0);
+  /**
+   * A read's tuple handler. A group's rows mostly come in key and time order (as its
+   * partitions were written), so a key's id is looked up again only when the key's
+   * bytes change, and of consecutive rows placed at one place only the newest is
+   * copied: the copy of the row waits (a reference to the stream's chunk, which stays
+   * valid) until a row goes elsewhere, or the read ends (`flush`).
+   */
+  const reader = () => {
+    let lastKey: Buffer | undefined;
+    let lastK: number | undefined;
+    let pending = -1;
+    let pendingTime = 0;
+    let pendingBuf: Buffer = Buffer.alloc(0);
+    let pendingStart = 0;
+    let pendingEnd = 0;
+    const flush = () => {
+      if (pending >= 0) result.offer(pending, pendingTime, pendingBuf, pendingStart, pendingEnd);
+      pending = -1;
+    };
+    const onTuple = (t: BinaryTuple) => {
+      const keyLength = t.length[0] as number;
+      if (keyLength < 0) return;
+      const keyStart = t.start[0] as number;
+      if (!sameBytes(t.buf, keyStart, keyLength, lastKey)) {
+        lastKey = Buffer.from(t.buf.subarray(keyStart, keyStart + keyLength));
+        lastK = keyIndex.get(lastKey.toString('utf8'));
+      }
+      const k = lastK;
+      if (k === undefined) return;
+      // Known after it happened: visible from when it was known (t >= known); else after it happened (t > event time).
+      const eventTime = timestampField(t, 1) as number;
+      const known = timestampField(t, 2) as number;
+      const inclusive = known > eventTime;
+      const enters = inclusive ? known : eventTime;
+      let lo = first[k] as number;
+      let hi = first[k + 1] as number;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        const at = timeAt[mid] as number;
+        if (inclusive ? at < enters : at <= enters) lo = mid + 1;
+        else hi = mid;
+      }
+      if (lo >= (first[k + 1] as number)) return;
+      if (lo === pending) {
+        if (!(eventTime > pendingTime)) return;
+      } else flush();
+      pending = lo;
+      pendingTime = eventTime;
+      pendingBuf = t.buf;
+      pendingStart = features ? fieldStart(t, 3) : 0;
+      pendingEnd = features ? fieldEnd(t, t.fields - 1) : 0;
+    };
+    return { onTuple, flush };
   };
   // Read in `reads` parts side by side (one Postgres backend each), placed as they come.
-  await Promise.all(Array.from({ length: reads }, (_, index) => copyOut(knex, joinedStreamSql(q, ji, { index, count: reads }), signal, onTuple)));
+  await Promise.all(
+    Array.from({ length: reads }, async (_, index) => {
+      const { onTuple, flush } = reader();
+      await copyOut(knex, joinedStreamSql(q, ji, { index, count: reads }), signal, onTuple);
+      flush();
+    }),
+  );
 
   // The running max along each key's places; then the ttl drops what is too old.
   for (let k = 0; k < keys; k++) {
@@ -411,6 +452,13 @@ async function joinGroup(
     }
   }
   return result;
+}
+
+/** Whether `buf[start, start + length)` holds the bytes of `other`. */
+function sameBytes(buf: Buffer, start: number, length: number, other: Buffer | undefined): boolean {
+  if (other === undefined || length !== other.length) return false;
+  for (let i = 0; i < length; i++) if (buf[start + i] !== other[i]) return false;
+  return true;
 }
 
 /** Runs `query` as a binary COPY TO on a pooled connection, a tuple at a time. */

@@ -222,7 +222,7 @@ function windowPlan(q: PitQuery): Sql {
  * event time (before spine rows at that instant: known at or before t), else at its
  * event time (after spine rows at that instant: strictly before t).
  */
-export function joinedRowsSql(q: PitQuery, ji: number): Sql {
+export function joinedRowsSql(q: PitQuery, ji: number, slice?: TimeSlice): Sql {
   const j = q.joins[ji] as PitJoin;
   const keys = j.shape.entityKeys;
   const te = sql`g.${id(j.shape.eventTime)}`;
@@ -236,11 +236,15 @@ export function joinedRowsSql(q: PitQuery, ji: number): Sql {
   // key's newest can matter (the seeds below), so they are not scanned and sorted.
   const settled = q.start ? settledBefore(j, q.start, q.pointInTime) : undefined;
   if (settled) bounds.push(sql`${te} >= ${settled}`);
+  if (slice) {
+    if (slice.from) bounds.push(sql`${te} >= ${slice.from}`);
+    if (slice.to) bounds.push(sql`${te} < ${slice.to}`);
+  }
   const timeBound = bounds.length ? sql`where ${join(bounds, ' and ')}` : sql``;
   const features = j.features.map((f, fi) => sql`g.${id(f.column)} as ${id(`_f${fi}`)}`);
   const rows = sql`select ${join([...keys.map((k, ki) => sql`g.${id(k)}::text as ${id(`_k${ki}`)}`), sql`${te} as _te`, sql`${known ? sql`g._available_at` : te} as _known`, ...features], ', ')}
       from (${snapshotSql(j.shape, j.visible)}) g ${timeBound}`;
-  if (!settled) return rows;
+  if (!settled || (slice && slice.from)) return rows;
   // Each spine key's newest row before `settled`, by an index probe (known by then, so it enters before every spine row).
   const spineKeys = ids(keys.map((k) => j.on[k] as string));
   return sql`${rows}
@@ -270,17 +274,33 @@ export function spineStreamSql(q: PitQuery, extra: Sql[], order?: Sql): Sql {
   return sql`select ${join(columns, ', ')} from (${inner}) o${order ? sql` order by ${order}` : sql``}`;
 }
 
+/** Rows of a joined group by event time: from `from` (else the earliest) to before `to` (else the latest). */
+interface TimeSlice {
+  from?: Date;
+  to?: Date;
+}
+
 /**
  * The stream plan's rows of join `ji`'s group: its key's text (`_key`), `_te`, `_known`
- * and the features, in no order; with `part`, only the rows whose key hashes to
- * `part.index` of `part.count` (reads of one group side by side).
+ * and the features, in no order; with `part`, part `part.index` of `part.count` (reads
+ * of one group side by side). A query with a start and an end is cut by event time,
+ * into equal spans of [start, end) (the first part also takes the rows before start,
+ * the seeds among them), so that each read scans only its own range partitions; one
+ * without is cut by a hash of the key, and each read scans every row.
  */
 export function joinedStreamSql(q: PitQuery, ji: number, part?: { index: number; count: number }): Sql {
   const j = q.joins[ji] as PitJoin;
   const key = keyText(j.shape.entityKeys.map((_, ki) => col('r', `_k${ki}`)));
-  const where = part && part.count > 1 ? sql` where ${chunkOf(j.shape.entityKeys.map((_, ki) => col('r', `_k${ki}`)), part.count)} = ${int(part.index)}` : sql``;
-  return sql`select ${join([sql`${key} as _key`, sql`r._te`, sql`r._known`, ...j.features.map((_, fi) => col('r', `_f${fi}`))], ', ')}
-             from (${joinedRowsSql(q, ji)}) r${where}`;
+  const columns = join([sql`${key} as _key`, sql`r._te`, sql`r._known`, ...j.features.map((_, fi) => col('r', `_f${fi}`))], ', ');
+  if (!part || part.count <= 1) return sql`select ${columns} from (${joinedRowsSql(q, ji)}) r`;
+  if (q.start && q.end) {
+    const start = q.start.getTime();
+    const span = q.end.getTime() - start;
+    const at = (i: number) => new Date(start + Math.floor((span * i) / part.count));
+    const slice = { from: part.index > 0 ? at(part.index) : undefined, to: part.index < part.count - 1 ? at(part.index + 1) : undefined };
+    return sql`select ${columns} from (${joinedRowsSql(q, ji, slice)}) r`;
+  }
+  return sql`select ${columns} from (${joinedRowsSql(q, ji)}) r where ${chunkOf(j.shape.entityKeys.map((_, ki) => col('r', `_k${ki}`)), part.count)} = ${int(part.index)}`;
 }
 
 /** The output columns of a point-in-time query, in order, with their Postgres types. */
