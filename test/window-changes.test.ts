@@ -8,7 +8,7 @@
  * (test/exact-windows.test.ts runs the same code through the pipeline and the joins.)
  */
 import { describe, expect, it } from 'vitest';
-import { entityChangePoints, type EntityEvents, type WindowOutput, type WindowPlan } from '../registry/feature-store/window-changes.ts';
+import { entityChangePoints, type EntityEvents, type WindowOutput, type WindowPlan } from '../registry/feature-store/index.ts';
 
 const S = 1_000_000;
 const WINDOWS = [10 * S, 60 * S];

@@ -211,4 +211,5 @@ export { groupTables } from './tables.ts';
 export { UNCHANGED_SINCE_COMPACTION } from './compaction.ts';
 export { latestViewSnapshot, viewQuery } from './view-snapshot.ts';
 export { ENTITY_ROW_ID } from './entity-rows.ts';
+export { entityChangePoints, type EntityEvents, type WindowOutput, type WindowPlan } from './window-changes.ts';
 export { getFeatureGroup } from './groups.ts';
