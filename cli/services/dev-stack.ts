@@ -56,16 +56,26 @@ export async function startDevStack(config: FtiConfig, log: Logger, options: Dev
     };
     if (options.workers !== false) {
       const workerLog = options.workerLog ?? log;
-      for (const [i, pool] of (['cpu', 'gpu'] as const).entries()) {
-        // Each worker serves its own /metrics: FTI_WORKER_METRICS_PORT for the CPU worker and the next port for the GPU worker, else free ports.
-        const metricsPort = config.workerMetricsPort ? config.workerMetricsPort + i : 0;
-        const worker = await startWorkerProcess(pool, { env: { ...env, FTI_WORKER_METRICS_PORT: String(metricsPort) }, detached: true, onLine: (line) => workerLog(`${pool} | ${line}`) });
+      const pools = ['cpu', 'gpu'] as const;
+      // Both start side by side (the CPU worker bundles the workflows while the GPU worker probes its backends): seconds off every start.
+      const started = await Promise.allSettled(
+        pools.map((pool, i) => {
+          // Each worker serves its own /metrics: FTI_WORKER_METRICS_PORT for the CPU worker and the next port for the GPU worker, else free ports.
+          const metricsPort = config.workerMetricsPort ? config.workerMetricsPort + i : 0;
+          return startWorkerProcess(pool, { env: { ...env, FTI_WORKER_METRICS_PORT: String(metricsPort) }, detached: true, onLine: (line) => workerLog(`${pool} | ${line}`) });
+        }),
+      );
+      for (const [i, result] of started.entries()) {
+        if (result.status === 'rejected') continue;
+        const worker = result.value;
         stops.push(async () => {
           await worker.stop();
         });
         const metricsUrl = worker.metricsUrl();
-        if (metricsUrl) log(`${pool} worker metrics: ${metricsUrl}`);
+        if (metricsUrl) log(`${pools[i]} worker metrics: ${metricsUrl}`);
       }
+      const failed = started.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
     }
     return { databaseUrl: postgres.urls.worker, temporalAddress: address, uiUrl, env, stop };
   } catch (err) {
