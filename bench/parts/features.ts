@@ -59,7 +59,7 @@ const featuresPart: BenchPart = async (ctx) => {
         stages: {
           'flights: ingest partitions (parse, transform, COPY; parallel)': stage('ingest'),
           'flights: commit (expectations, index, statistics, attach, online)': stage('commit'),
-          'airport_delays: aggregate partitions (SQL; parallel)': stage('aggregate'),
+          'airport_delays: aggregate partitions (read, computed in the worker, written back; parallel)': stage('aggregate'),
           'airport_delays: commit': stage('aggregateCommit'),
         },
         commitStepsMs: pipelines.at(-1)?.commitStepsMs,

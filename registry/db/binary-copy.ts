@@ -2,7 +2,8 @@
  * Postgres' binary COPY format, read and written a tuple at a time without decoding
  * values: a field is its bytes as Postgres sent them, so a value read from one COPY
  * can be written into another unchanged, whatever its type. Only the fields a caller
- * needs to look at are decoded (text, int4, timestamptz). The format: a signature,
+ * needs to look at are decoded (text, int4, float8, timestamptz), and a writer encodes
+ * the values it computes (text, float8, int8, timestamptz). The format: a signature,
  * flags and a header extension, then per tuple an int16 field count and per field an
  * int32 length (-1: null) and that many bytes; an int16 -1 ends it.
  * https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4

@@ -221,6 +221,9 @@ function windowPlan(q: PitQuery): Sql {
  * A row enters the running max when it is known: at `_known` when that is after its
  * event time (before spine rows at that instant: known at or before t), else at its
  * event time (after spine rows at that instant: strictly before t).
+ *
+ * With `slice`, only the rows of its event times (the seeds, all older than the query's
+ * start, only in a slice without a `from`): reads of one group side by side.
  */
 export function joinedRowsSql(q: PitQuery, ji: number, slice?: TimeSlice): Sql {
   const j = q.joins[ji] as PitJoin;
