@@ -168,7 +168,7 @@ describe('feature pipeline and feature store (real Temporal + Postgres)', () => 
       expect(await store.read(group).count()).toBe(commits[0]?.rowsCommitted);
     });
 
-    it('computes the airport rolling delays from the committed flights, in SQL', async () => {
+    it('computes the airport rolling delays from the committed flights', async () => {
       const result = await run({ featureGroup: 'airport_delays', ...window });
       expect(result.rowsCommitted).toBeGreaterThan(1000);
       expect(result.sourceCommits).toEqual([{ featureGroup: 'flights', version: 2, commitId: expect.any(Number) }]);
