@@ -3,6 +3,7 @@
  * producer (a Postgres cursor, a file, a test generator) never touches tensors, and
  * the consumer holds only a batch or two at a time, whatever the dataset's size.
  */
+import { mulberry32 } from '../core/random.ts';
 import type { Encoder } from './encoding.ts';
 import { invalid } from '../core/errors.ts';
 import type { FeatureRow } from './values.ts';
@@ -107,16 +108,4 @@ async function* shuffled<T>(chunks: AsyncIterable<readonly T[]>, bufferSize: num
     [buffer[i], buffer[j]] = [buffer[j] as T, buffer[i] as T];
   }
   yield buffer;
-}
-
-/** A small seeded PRNG (mulberry32): deterministic shuffles without Math.random. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -5,6 +5,7 @@
  * trees; early stopping keeps the best validation round.
  */
 import { describe, expect, it } from 'vitest';
+import { mulberry32 } from '../core/random.ts';
 import { artifactSha256 } from '../ml/artifact.ts';
 import { createEncoder, fitSignature } from '../ml/encoding.ts';
 import { boost, GbdtParamsSchema, type EncodedRows } from '../ml/gbdt/boost.ts';
@@ -15,19 +16,9 @@ import type { EpochProgress } from '../ml/train.ts';
 
 const WIDTH = 4; // x0 numeric, x1 numeric with missing values, x2 category index (0…9, 10 = other), x3 noise
 
-function random(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Positives when x0 > 5, when x1 is missing, and in categories 3 and 7. */
 function rows(n: number, seed: number, kind: 'classifier' | 'regressor' = 'classifier'): EncodedRows & { truth: Float32Array } {
-  const rnd = random(seed);
+  const rnd = mulberry32(seed);
   const x = new Float32Array(n * WIDTH);
   const y = new Float32Array(n);
   const truth = new Float32Array(n);

@@ -8,6 +8,7 @@
  * (test/exact-windows.test.ts runs the same code through the pipeline and the joins.)
  */
 import { describe, expect, it } from 'vitest';
+import { mulberry32 } from '../core/random.ts';
 import { entityChangePoints, type EntityEvents, type WindowOutput, type WindowPlan } from '../registry/feature-store/index.ts';
 
 const S = 1_000_000;
@@ -22,19 +23,8 @@ const OUTPUTS: WindowOutput[] = WINDOWS.flatMap((_, window) => [
   { fn: 'max', window, input: 1 },
 ]);
 
-/** A seeded generator (mulberry32), so that a failure reproduces. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function makeEvents(seed: number, n: number): EntityEvents {
-  const next = random(seed);
+  const next = mulberry32(seed);
   const events: EntityEvents = { eventTime: [], knownAt: [], inputs: [[], []], present: [[], []] };
   const times = Array.from({ length: n }, () => 1_000 * S + Math.floor(next() * 150) * S).sort((a, b) => a - b);
   for (const te of times) {

@@ -41,6 +41,25 @@ export function int4Field(t: BinaryTuple, i: number): number | null {
   return (t.length[i] as number) < 0 ? null : t.buf.readInt32BE(t.start[i] as number);
 }
 
+/** Field i's bytes, copied (they outlive the tuple), or null. */
+export function fieldBytes(t: BinaryTuple, i: number): Buffer | null {
+  const n = t.length[i] as number;
+  return n < 0 ? null : Buffer.from(t.buf.subarray(t.start[i] as number, (t.start[i] as number) + n));
+}
+
+/**
+ * Whether field i holds `bytes` (null: is null; undefined: never), compared byte by
+ * byte: rows in key order repeat a key, and this spares decoding it on every row.
+ */
+export function fieldEquals(t: BinaryTuple, i: number, bytes: Buffer | null | undefined): boolean {
+  const n = t.length[i] as number;
+  if (n < 0 || bytes === null || bytes === undefined) return n < 0 && bytes === null;
+  if (bytes.length !== n) return false;
+  const start = t.start[i] as number;
+  for (let k = 0; k < n; k++) if (t.buf[start + k] !== bytes[k]) return false;
+  return true;
+}
+
 /** Field i, a double precision, or null. */
 export function float8Field(t: BinaryTuple, i: number): number | null {
   return (t.length[i] as number) < 0 ? null : t.buf.readDoubleBE(t.start[i] as number);

@@ -5,7 +5,7 @@
  * cursors, binary COPY, health, and the least-privilege roles (owner, worker, serving). It knows no store's tables except system_checks; it never
  * imports a store.
  */
-export { BinaryCopyWriter, copyBytes, decodeFields, fieldDecoder, fieldEnd, fieldStart, float8Field, int4Field, nullFields, readBinaryCopy, rowTemplate, textField, timestampField, timestampText, type BinaryTuple, type FieldDecoder } from './binary-copy.ts';
+export { BinaryCopyWriter, copyBytes, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, float8Field, int4Field, nullFields, readBinaryCopy, rowTemplate, textField, timestampField, timestampText, type BinaryTuple, type FieldDecoder } from './binary-copy.ts';
 export { createKnex, type DbOptions } from './connection.ts';
 export { streamTablesInStoredOrder, type TableRead } from './copy-reads.ts';
 export { streamQueries, streamQuery, type StreamOptions } from './cursor.ts';

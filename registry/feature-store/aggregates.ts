@@ -40,7 +40,7 @@ import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { aggregateFeatureName, longestWindowMs, type Aggregation } from '../../features/definitions.ts';
 import { durationMs } from '../../core/duration.ts';
-import { BinaryCopyWriter, float8Field, id, ids, int, join, readBinaryCopy, sql, textField, timestampField, toInlined, toText, type Sql } from '../db/index.ts';
+import { BinaryCopyWriter, fieldBytes, fieldEquals, float8Field, id, ids, int, join, readBinaryCopy, sql, timestampField, toInlined, toText, type Sql } from '../db/index.ts';
 import { entityChangePoints, type EntityEvents, type WindowOutput, type WindowPlan } from './window-changes.ts';
 import { snapshotPin } from './commits.ts';
 import { snapshotSql } from './reads.ts';
@@ -153,13 +153,11 @@ interface Entity {
 async function readEntities(client: pg.PoolClient, query: string, keyCount: number, inputCount: number): Promise<Entity[]> {
   const entities: Entity[] = [];
   let current: Entity | undefined;
-  let texts: Array<string | null> = [];
   await readBinaryCopy(client.query(copyTo(`copy (${query}) to stdout (format binary)`)), (t) => {
     let same = current !== undefined;
-    for (let k = 0; k < keyCount && same; k++) same = textField(t, k) === texts[k];
+    for (let k = 0; k < keyCount && same; k++) same = fieldEquals(t, k, current?.keys[k]);
     if (!same) {
-      texts = Array.from({ length: keyCount }, (_, k) => textField(t, k));
-      current = { keys: texts.map((k) => (k === null ? null : Buffer.from(k, 'utf8'))), events: { eventTime: [], knownAt: [], inputs: Array.from({ length: inputCount }, () => []), present: Array.from({ length: inputCount }, () => []) } };
+      current = { keys: Array.from({ length: keyCount }, (_, k) => fieldBytes(t, k)), events: { eventTime: [], knownAt: [], inputs: Array.from({ length: inputCount }, () => []), present: Array.from({ length: inputCount }, () => []) } };
       entities.push(current);
     }
     const { events } = current as Entity;

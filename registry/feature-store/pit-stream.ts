@@ -28,7 +28,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { BinaryCopyWriter, cancelOnAbort, copyBytes, decodeFields, fieldDecoder, fieldEnd, fieldStart, id, ids, nullFields, readBinaryCopy, rowTemplate, sql, textField, timestampField, toInlined, toText, type BinaryTuple, type FieldDecoder, type Sql } from '../db/index.ts';
+import { BinaryCopyWriter, cancelOnAbort, copyBytes, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, nullFields, readBinaryCopy, rowTemplate, sql, textField, timestampField, toInlined, toText, type BinaryTuple, type FieldDecoder, type Sql } from '../db/index.ts';
 import { joinedStreamSql, pointInTimeColumns, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 
 /** One chunk of the join (PitQuery.chunk), written into a table of its own. */
@@ -396,11 +396,9 @@ async function joinGroup(
       pending = -1;
     };
     const onTuple = (t: BinaryTuple) => {
-      const keyLength = t.length[0] as number;
-      if (keyLength < 0) return;
-      const keyStart = t.start[0] as number;
-      if (!sameBytes(t.buf, keyStart, keyLength, lastKey)) {
-        lastKey = Buffer.from(t.buf.subarray(keyStart, keyStart + keyLength));
+      if ((t.length[0] as number) < 0) return;
+      if (!fieldEquals(t, 0, lastKey)) {
+        lastKey = fieldBytes(t, 0) as Buffer;
         lastK = keyIndex.get(lastKey.toString('utf8'));
       }
       const k = lastK;
@@ -452,13 +450,6 @@ async function joinGroup(
     }
   }
   return result;
-}
-
-/** Whether `buf[start, start + length)` holds the bytes of `other`. */
-function sameBytes(buf: Buffer, start: number, length: number, other: Buffer | undefined): boolean {
-  if (other === undefined || length !== other.length) return false;
-  for (let i = 0; i < length; i++) if (buf[start + i] !== other[i]) return false;
-  return true;
 }
 
 /** Runs `query` as a binary COPY TO on a pooled connection, a tuple at a time. */
