@@ -71,12 +71,18 @@ describe('gradient-boosted trees', () => {
     expect(artifactSha256(ensembleArtifact(full.ensemble))).not.toBe(artifactSha256(ensembleArtifact(a.ensemble)));
   });
 
-  it('build the same trees with histograms on two threads as on one', async () => {
-    const big = rows(60_000, 7);
-    const run = (threads: number) => boost({ train: big, validation, width: WIDTH, categories, outputKind: 'binary_classifier', params: params({ trees: 10, maxLeaves: 16, subsample: 0.8 }), threads });
-    const [one, two] = [await run(1), await run(2)];
-    expect(one.rounds).toBe(10);
-    expect(artifactSha256(ensembleArtifact(two.ensemble))).toBe(artifactSha256(ensembleArtifact(one.ensemble)));
+  it('build the same trees, with the same logged losses, on two threads as on one', async () => {
+    // The helper thread builds half of each histogram's columns and takes half of the rows'
+    // gradients and out-of-bag scores; neither may change a tree or a loss.
+    for (const outputKind of ['binary_classifier', 'regressor'] as const) {
+      const kind = outputKind === 'regressor' ? 'regressor' : 'classifier';
+      const [big, held] = [rows(60_000, 7, kind), rows(4_000, 8, kind)];
+      const run = (threads: number) => boost({ train: big, validation: held, width: WIDTH, categories, outputKind, params: params({ trees: 10, maxLeaves: 16, subsample: 0.8 }), threads });
+      const [one, two] = [await run(1), await run(2)];
+      expect(one.rounds).toBe(10);
+      expect(artifactSha256(ensembleArtifact(two.ensemble))).toBe(artifactSha256(ensembleArtifact(one.ensemble)));
+      expect(two.history.map((p) => [p.loss, p.valLoss])).toEqual(one.history.map((p) => [p.loss, p.valLoss]));
+    }
   });
 
   it('resumed from a checkpoint, end with the trees of an uninterrupted run', async () => {

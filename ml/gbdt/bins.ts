@@ -75,27 +75,40 @@ export function categoryBin(v: number, values: number): number {
   return i >= 0 && i < values ? i : values - 1;
 }
 
-/** The value bin of a numeric input: the first threshold it does not exceed, else the last bin. */
-export function numericBin(v: number, thresholds: Float32Array): number {
-  let lo = 0;
-  let hi = thresholds.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (v <= (thresholds[mid] as number)) hi = mid;
-    else lo = mid + 1;
-  }
-  return lo;
-}
-
 /** Every row's bin per column, row-major (rows × width) like `x`; on a SharedArrayBuffer when `shared`. */
 export function binRows(x: Float32Array, rows: number, width: number, columns: readonly ColumnBins[], shared = false): Uint8Array {
   if (columns.length !== width || x.length !== rows * width) throw invalid(`binRows: expected ${rows}×${width} values and ${width} column bins, got ${x.length} and ${columns.length}`);
   const out = new Uint8Array(shared ? new SharedArrayBuffer(rows * width) : new ArrayBuffer(rows * width));
+  const padded = new Float32Array(PADDED);
   columns.forEach((c, f) => {
+    if (c.categorical) {
+      for (let r = 0, at = f; r < rows; r++, at += width) {
+        const v = x[at] as number;
+        out[at] = Number.isNaN(v) ? c.values : categoryBin(v, c.values);
+      }
+      return;
+    }
+    padded.fill(Number.POSITIVE_INFINITY);
+    padded.set(c.thresholds);
     for (let r = 0, at = f; r < rows; r++, at += width) {
       const v = x[at] as number;
-      out[at] = Number.isNaN(v) ? c.values : c.categorical ? categoryBin(v, c.values) : numericBin(v, c.thresholds);
+      out[at] = Number.isNaN(v) ? c.values : numericBin(v, padded);
     }
   });
   return out;
+}
+
+/** Thresholds padded with +∞ to this many (a power of two above MAX_BINS' thresholds), for numericBin. */
+const PADDED = 256;
+
+/**
+ * The value bin of a numeric input (not NaN): how many thresholds lie below it, that is
+ * the first threshold it does not exceed, else the last bin. `padded` is the thresholds
+ * padded with +∞ to PADDED values. The search has no branch to mispredict: on rows in
+ * shuffled order a branchy binary search took twice as long.
+ */
+function numericBin(v: number, padded: Float32Array): number {
+  let lo = 0;
+  for (let half = PADDED >> 1; half >= 1; half >>= 1) lo += half & -Number((padded[lo + half - 1] as number) < v);
+  return lo;
 }

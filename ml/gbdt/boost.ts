@@ -15,9 +15,9 @@ import { invalid } from '../../core/errors.ts';
 import type { OutputKind } from '../model.ts';
 import type { EpochProgress } from '../train.ts';
 import { binRows, categoricalBins, fitNumericBins, MAX_BINS, type ColumnBins } from './bins.ts';
-import { EnsembleBuilder, rawScores, sigmoid, type Ensemble } from './ensemble.ts';
-import { TreeGrower, type GrownSplit, type GrownTree } from './grow.ts';
-import { HistogramHelper } from './histogram.ts';
+import { EnsembleBuilder, rawScores, type Ensemble } from './ensemble.ts';
+import { loadTree, sharedTreeArrays, TreeGrower } from './grow.ts';
+import { RoundThreads, scoreRange } from './round-threads.ts';
 import { mix32 } from '../../core/hash.ts';
 import { availableParallelism } from 'node:os';
 
@@ -98,31 +98,36 @@ export async function boost(options: BoostOptions): Promise<BoostResult> {
   if (n < 1 || train.x.length !== n * width || train.y.length !== n) throw invalid(`boost: expected ${n}×${width} training values and ${n} labels, got ${train.x.length} and ${train.y.length}`);
   if (options.categories.length !== width) throw invalid(`boost: ${options.categories.length} column kinds for ${width} columns`);
   const columns: ColumnBins[] = options.categories.map((k, f) => (k > 0 ? categoricalBins(k) : fitNumericBins(train.x, n, width, f, params.maxBins)));
-  // Shared memory: the histogram helper thread reads the bins, the row order and the gradients.
+  // Shared memory: RoundThreads' helper reads the bins, the row order, the labels and
+  // the tree, and writes gradients, histograms and scores.
   const binned = { bins: binRows(train.x, n, width, columns, true), rows: n, width, columns };
-  const grad = new Float32Array(new SharedArrayBuffer(n * 4));
-  const hess = new Float32Array(new SharedArrayBuffer(n * 4));
+  const builder = options.resume ? EnsembleBuilder.from(options.resume.ensemble, columns) : new EnsembleBuilder(outputKind, columns, baseScore(train.y, outputKind));
+  if (options.resume && options.resume.history.length !== builder.trees) throw invalid(`a checkpoint of ${builder.trees} trees with ${options.resume.history.length} rounds of history`);
+  // Raw scores of the model so far; a resume recomputes them from its trees.
+  const score = new Float64Array(new SharedArrayBuffer(n * 8));
+  if (options.resume) score.set(rawScores(options.resume.ensemble, train.x, n));
+  else score.fill(builder.baseScore);
+  const y = new Float32Array(new SharedArrayBuffer(n * 4));
+  y.set(train.y);
+  const inBag = new Uint8Array(new SharedArrayBuffer(n));
+  const gradHess = new Float32Array(new SharedArrayBuffer(n * 8));
   const order = new Uint32Array(new SharedArrayBuffer(n * 4));
-  const grower = new TreeGrower(binned, params, { order, grad, hess });
-  const helper = await HistogramHelper.start({ bins: binned.bins, width, offsets: grower.offsets, order, grad, hess }, options.threads ?? availableParallelism());
-  grower.useHelper(helper);
+  const tree = sharedTreeArrays(params.maxLeaves);
+  const grower = new TreeGrower(binned, params, { order, gradHess });
+  const threads = await RoundThreads.start({ bins: binned.bins, width, offsets: grower.offsets, order, gradHess, score, y, inBag, tree }, options.threads ?? availableParallelism());
+  grower.useThreads(threads);
   try {
     return await boostRounds();
   } finally {
-    await helper?.close();
+    await threads.close();
   }
 
   async function boostRounds(): Promise<BoostResult> {
     const history = [...(options.resume?.history ?? [])];
-    const builder = options.resume ? EnsembleBuilder.from(options.resume.ensemble, columns) : new EnsembleBuilder(outputKind, columns, baseScore(train.y, outputKind));
-    if (options.resume && options.resume.history.length !== builder.trees) throw invalid(`a checkpoint of ${builder.trees} trees with ${options.resume.history.length} rounds of history`);
-    // Raw scores of the model so far; a resume recomputes them from its trees.
-    const score = options.resume ? rawScores(options.resume.ensemble, train.x, n) : new Float64Array(n).fill(builder.baseScore);
     const validationScore = validation && (options.resume ? rawScores(options.resume.ensemble, validation.x, validation.rows) : new Float64Array(validation.rows).fill(builder.baseScore));
     // Validation rows in the same bins: a new tree scores them in bin space, as it was grown.
     const validationBins = validation && binRows(validation.x, validation.rows, width, columns);
 
-    const inBag = new Uint8Array(n);
     const every = options.checkpointEvery ?? 25;
     let best = bestOf(history);
     let stoppedEarly = false;
@@ -138,25 +143,27 @@ export async function boost(options: BoostOptions): Promise<BoostResult> {
         break;
       }
       const started = performance.now();
-      const loss = gradients(outputKind, score, train.y, grad, hess);
+      const loss = threads.gradients(outputKind === 'binary_classifier') / n;
       const bagged = sample(order, inBag, round, params.subsample);
-      const tree = grower.grow(bagged);
-      const values = builder.add(tree, params.learningRate);
-      tree.leaves.forEach((leaf, i) => {
-        const v = values[i] as number;
-        for (let k = leaf.start; k < leaf.end; k++) {
-          const r = order[k] as number;
-          score[r] = (score[r] as number) + v;
-        }
-      });
-      if (bagged < n) {
-        for (let r = 0; r < n; r++) if (inBag[r] === 0) score[r] = (score[r] as number) + (values[binnedLeaf(tree, binned.bins, r * width, columns)] as number);
-      }
+      const grown = grower.grow(bagged);
+      const values = builder.add(grown, params.learningRate);
+      loadTree(tree, grown, columns, values);
+      // The bag's rows by the leaves that hold them; the others (the helper takes half) by walking the tree.
+      const addBagged = () =>
+        grown.leaves.forEach((leaf, i) => {
+          const v = values[i] as number;
+          for (let k = leaf.start; k < leaf.end; k++) {
+            const r = order[k] as number;
+            score[r] = (score[r] as number) + v;
+          }
+        });
+      if (bagged < n) threads.scoreOutOfBag(addBagged);
+      else addBagged();
       const seconds = (performance.now() - started) / 1000;
       trainSeconds += seconds;
       let valLoss: number | undefined;
       if (validation && validationScore && validationBins) {
-        for (let r = 0; r < validation.rows; r++) validationScore[r] = (validationScore[r] as number) + (values[binnedLeaf(tree, validationBins, r * width, columns)] as number);
+        scoreRange(tree.splits[0] as number, tree.column, tree.child, tree.goesLeft, tree.values, validationBins, width, validationScore, null, 0, validation.rows);
         valLoss = meanLoss(outputKind, validationScore, validation.y);
       }
       const progress: EpochProgress = {
@@ -202,19 +209,6 @@ function sample(order: Uint32Array, inBag: Uint8Array, round: number, share: num
   return count;
 }
 
-/** The leaf (index) a binned row falls in. */
-function binnedLeaf(tree: GrownTree, bins: Uint8Array, at: number, columns: readonly ColumnBins[]): number {
-  if (tree.splits.length === 0) return 0;
-  let n = 0;
-  while (n >= 0) {
-    const s = tree.splits[n] as GrownSplit;
-    const b = bins[at + s.column] as number;
-    const left = s.leftBins ? s.leftBins[b] === 1 : b === (columns[s.column] as ColumnBins).values ? s.missingLeft : b <= s.bin;
-    n = left ? s.left : s.right;
-  }
-  return ~n;
-}
-
 function bestOf(history: readonly EpochProgress[]): EpochProgress | undefined {
   let best: EpochProgress | undefined;
   for (const p of history) if (p.valLoss !== undefined && (!best || p.valLoss < (best.valLoss ?? Number.POSITIVE_INFINITY))) best = p;
@@ -228,28 +222,6 @@ function baseScore(y: Float32Array, outputKind: OutputKind): number {
   if (outputKind === 'regressor') return mean;
   const p = Math.min(Math.max(mean, 1e-6), 1 - 1e-6);
   return Math.log(p / (1 - p));
-}
-
-/** First and second derivatives of the loss at the current raw scores; returns the mean loss there. */
-function gradients(outputKind: OutputKind, score: Float64Array, y: Float32Array, grad: Float32Array, hess: Float32Array): number {
-  let sum = 0;
-  if (outputKind === 'regressor') {
-    for (let i = 0; i < score.length; i++) {
-      const d = (score[i] as number) - (y[i] as number);
-      grad[i] = d;
-      hess[i] = 1;
-      sum += d * d;
-    }
-    return sum / Math.max(score.length, 1);
-  }
-  for (let i = 0; i < score.length; i++) {
-    const p = sigmoid(score[i] as number);
-    const label = y[i] as number;
-    grad[i] = p - label;
-    hess[i] = Math.max(p * (1 - p), 1e-16);
-    sum -= Math.log(Math.max(label > 0.5 ? p : 1 - p, 1e-15));
-  }
-  return sum / Math.max(score.length, 1);
 }
 
 /** Mean log loss (classifier) or mean squared error (regressor) of raw scores. */

@@ -11,7 +11,7 @@
  * the inputs.
  */
 import type { ColumnBins } from './bins.ts';
-import { accumulate, type HistogramHelper } from './histogram.ts';
+import { accumulate, type RoundThreads, type SharedTreeArrays } from './round-threads.ts';
 
 export interface GrowOptions {
   maxLeaves: number;
@@ -94,12 +94,12 @@ interface Leaf {
   side: 'left' | 'right';
 }
 
-/** The per-row arrays a grower works on, on SharedArrayBuffers (the histogram helper thread reads them). */
+/** The per-row arrays a grower works on, on SharedArrayBuffers (RoundThreads' helper reads them). */
 export interface GrowerRows {
   /** A tree's rows are order[0, count); growing reorders them leaf by leaf. */
   order: Uint32Array;
-  grad: Float32Array;
-  hess: Float32Array;
+  /** Row r's gradient at 2r, its hessian at 2r + 1. */
+  gradHess: Float32Array;
 }
 
 /** Reusable buffers for growing trees on one binned matrix. */
@@ -107,11 +107,13 @@ export class TreeGrower {
   readonly offsets: Int32Array;
   private readonly totalBins: number;
   private readonly scratch: Uint32Array;
+  /** The bins again, column by column (column f at f × rows), for partitioning. */
+  private readonly byColumn: Uint8Array;
   private readonly goesLeft = new Uint8Array(256);
   /** Histogram buffers by slot, and the slots free for a new leaf. */
   private readonly hists: Float64Array[] = [];
   private readonly free: number[] = [];
-  private helper: HistogramHelper | null = null;
+  private threads: RoundThreads | null = null;
 
   constructor(
     private readonly data: BinnedRows,
@@ -121,11 +123,12 @@ export class TreeGrower {
     this.offsets = histogramOffsets(data.columns);
     this.totalBins = this.offsets[data.width] as number;
     this.scratch = new Uint32Array(data.rows);
+    this.byColumn = columnMajor(data);
   }
 
-  /** Builds histograms on two threads from now on (null: on this one). */
-  useHelper(helper: HistogramHelper | null): void {
-    this.helper = helper;
+  /** Builds histograms through these threads from now on (null: on this one). */
+  useThreads(threads: RoundThreads | null): void {
+    this.threads = threads;
   }
 
   /** Grows one tree on rows order[0, count) with these gradients and hessians; reorders `order` leaf by leaf. */
@@ -185,15 +188,15 @@ export class TreeGrower {
       slot = this.hists.length;
       const hist = new Float64Array(new SharedArrayBuffer(this.totalBins * 3 * 8));
       this.hists.push(hist);
-      this.helper?.register(slot, hist);
+      this.threads?.register(slot, hist);
     }
     return { start, end, depth, hist: this.hists[slot] as Float64Array, slot, g: 0, h: 0, best: null, parent, side };
   }
 
   private buildHistogram(leaf: Leaf, start: number, end: number): void {
-    const { order, grad, hess } = this.rows;
-    if (this.helper) this.helper.build(leaf.slot, leaf.hist, start, end);
-    else accumulate(leaf.hist, this.data.bins, this.data.width, this.offsets, order, start, end, grad, hess, 0, this.data.width);
+    const { order, gradHess } = this.rows;
+    if (this.threads) this.threads.build(leaf.slot, leaf.hist, start, end);
+    else accumulate(leaf.hist, this.data.bins, this.data.width, this.offsets, order, start, end, gradHess, 0, this.data.width);
   }
 
   /** The leaf's totals and its best split (null when it may not or cannot split). */
@@ -273,18 +276,19 @@ export class TreeGrower {
 
   /** Stable partition of the leaf's rows: those going left first. Returns where the right ones start. */
   private partition(order: Uint32Array, leaf: Leaf, split: Candidate): number {
-    const { bins, width, columns } = this.data;
     const f = split.column;
-    const missing = (columns[f] as ColumnBins).values;
+    // The split column's bins alone: a leaf's rows are sparse in the matrix, and one column
+    // (rows bytes) stays in cache where the row-major matrix (rows × width) does not.
+    const bins = this.byColumn.subarray(f * this.data.rows, (f + 1) * this.data.rows);
     // Where each bin goes, as a table: the loop below then has no branch to mispredict.
     const goesLeft = this.goesLeft;
-    for (let b = 0; b <= missing; b++) goesLeft[b] = split.leftBins ? (split.leftBins[b] as number) : b === missing ? (split.missingLeft ? 1 : 0) : b <= split.bin ? 1 : 0;
+    fillGoesLeft(goesLeft, 0, split, (this.data.columns[f] as ColumnBins).values);
     const scratch = this.scratch;
     let l = leaf.start;
     let r = 0;
     for (let k = leaf.start; k < leaf.end; k++) {
       const row = order[k] as number;
-      const left = goesLeft[bins[row * width + f] as number] as number;
+      const left = goesLeft[bins[row] as number] as number;
       order[l] = row;
       scratch[r] = row;
       l += left;
@@ -293,4 +297,51 @@ export class TreeGrower {
     order.set(scratch.subarray(0, r), l);
     return l;
   }
+}
+
+/** The bins column by column: column f's rows at [f × rows, (f + 1) × rows). */
+function columnMajor({ bins, rows, width }: BinnedRows): Uint8Array {
+  const out = new Uint8Array(rows * width);
+  for (let f = 0; f < width; f++) {
+    const base = f * rows;
+    for (let r = 0, at = f; r < rows; r++, at += width) out[base + r] = bins[at] as number;
+  }
+  return out;
+}
+
+/** How a split sends a bin: the fields of a split that decide it. */
+type SplitRule = Pick<GrownSplit, 'bin' | 'leftBins' | 'missingLeft'>;
+
+/**
+ * Where each bin of a split's column goes, as out[at + b] = 1 (left) or 0 (right) for
+ * b in 0…missing (`missing` is the column's missing bin): categorical splits by their
+ * left set, numeric ones by `b ≤ bin`, the missing bin by missingLeft. The one rule for
+ * growing (partition) and for scoring binned rows (loadTree).
+ */
+export function fillGoesLeft(out: Uint8Array, at: number, split: SplitRule, missing: number): void {
+  for (let b = 0; b <= missing; b++) out[at + b] = split.leftBins ? (split.leftBins[b] as number) : b === missing ? (split.missingLeft ? 1 : 0) : b <= split.bin ? 1 : 0;
+}
+
+/** Room on SharedArrayBuffers for a tree of at most `maxLeaves` leaves (RoundThreads' layout). */
+export function sharedTreeArrays(maxLeaves: number): SharedTreeArrays {
+  const splits = Math.max(maxLeaves - 1, 1);
+  return {
+    splits: new Int32Array(new SharedArrayBuffer(4)),
+    column: new Int32Array(new SharedArrayBuffer(splits * 4)),
+    child: new Int32Array(new SharedArrayBuffer(splits * 2 * 4)),
+    goesLeft: new Uint8Array(new SharedArrayBuffer(splits * 256)),
+    values: new Float32Array(new SharedArrayBuffer(maxLeaves * 4)),
+  };
+}
+
+/** Writes a grown tree and its (shrunk) leaf values into shared arrays, to score binned rows (scoreRange). */
+export function loadTree(out: SharedTreeArrays, tree: GrownTree, columns: readonly ColumnBins[], values: Float32Array): void {
+  out.splits[0] = tree.splits.length;
+  tree.splits.forEach((s, i) => {
+    out.column[i] = s.column;
+    out.child[2 * i] = s.left;
+    out.child[2 * i + 1] = s.right;
+    fillGoesLeft(out.goesLeft, i * 256, s, (columns[s.column] as ColumnBins).values);
+  });
+  out.values.set(values);
 }
