@@ -44,8 +44,9 @@ export function createModelReportActivities({ features, training, registry, back
           source: 'training',
           ...(checkpoint ? { history: checkpoint.history } : {}),
           ...(temporalUi ? { temporalUi } : {}),
+          // The slow steps run side by side: the heartbeat names both once both have started.
           onStage: (s) => {
-            stage = s;
+            stage = stage === 'start' ? s : `${stage} and ${s}`;
           },
         }),
       );

@@ -32,7 +32,7 @@ export interface CollectOptions {
   history?: readonly EpochProgress[];
   /** The Temporal Web UI's base URL and namespace: the run's link in the lineage. */
   temporalUi?: { url: string; namespace: string };
-  /** Called between the slow steps (an activity heartbeats here). */
+  /** Called as each slow step starts (an activity heartbeats here); the two run side by side. */
   onStage?: (stage: 'score' | 'distributions') => void;
 }
 
@@ -41,8 +41,14 @@ const SCORE_BATCH = 4096;
 export async function collectReportData(stores: ReportStores, version: ModelVersion, options: CollectOptions = {}): Promise<ModelReportData> {
   const family = version.params['family'] === 'gbdt' ? 'gbdt' : 'mlp';
   const source = await datasetOf(stores, version);
-  const evaluation = 'missing' in source ? source : await part(() => (options.onStage?.('score'), scoreTestSplit(stores, version, source.value.dataset, source.value.view)));
-  const distributions = 'missing' in source ? source : await part(() => (options.onStage?.('distributions'), stores.training.splitDistributions(source.value.dataset, source.value.view)));
+  // Side by side: scoring is mostly the worker's CPU, the distributions are Postgres'.
+  const [evaluation, distributions] =
+    'missing' in source
+      ? [source, source]
+      : await Promise.all([
+          part(() => (options.onStage?.('score'), scoreTestSplit(stores, version, source.value.dataset, source.value.view))),
+          part(() => (options.onStage?.('distributions'), stores.training.splitDistributions(source.value.dataset, source.value.view))),
+        ]);
   const { lineage } = version;
   const ui = options.temporalUi;
   return {

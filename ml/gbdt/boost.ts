@@ -44,7 +44,7 @@ export const GbdtParamsSchema = z.strictObject({
   patience: z.number().int().min(0).max(10_000).default(20),
   /**
    * Rows of a split held in memory at most, which bounds the trainer's memory by
-   * configuration rather than by data (about maxRows × (5 × width + 25) bytes per split).
+   * configuration rather than by data (about maxRows × (6 × width + 33) bytes per split).
    * A larger split is fitted on its first maxRows rows in the dataset's stored order:
    * that order is a seeded hash of entity keys and event time, so they are a uniform
    * sample of the split, and the same one on every rebuild.
