@@ -14,13 +14,3 @@ export function copyValue(value: FeatureValue): string {
 function escape(s: string): string {
   return s.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r');
 }
-
-/**
- * One staged row as the commit path's COPY expects it (`FeatureStore.copyRows`): the
- * group's columns in definition order, the source row number, and when the row became known.
- */
-export function stagedRowLine(values: readonly FeatureValue[], rowNumber: number, availableAt: Date): string {
-  let line = '';
-  for (const value of values) line += `${copyValue(value)}\t`;
-  return `${line}${rowNumber}\t${availableAt.toISOString()}\n`;
-}

@@ -1,15 +1,15 @@
 /**
  * The per-row work of ingestion, between a source and COPY: type the raw columns the
  * definition declares (`sourceColumns`), transform, type every feature, keep rows inside
- * the time window, and encode them as COPY text. Timestamps without a zone are read in the
+ * the time window, and encode them as binary COPY data (staged-rows.ts). Timestamps without a zone are read in the
  * definition's `timeZone`. A row that cannot be parsed, typed or transformed is rejected
  * with its reasons; it is never dropped silently.
  */
 import { durationMs } from '../core/duration.ts';
-import { stagedRowLine } from './copy-text.ts';
 import type { FeatureGroupDefinition } from './definitions.ts';
 import { coerce, type FeatureValue } from './schema.ts';
 import { PARSE_ERROR, type RawBatch, type TimeWindow } from './sources/types.ts';
+import { StagedRowWriter } from './staged-rows.ts';
 
 /** A source row that was not staged, with why (kept in feature_rejects). */
 export interface FeatureReject {
@@ -27,10 +27,8 @@ export interface IngestCounters {
   rowsOutsideWindow: number;
 }
 
-const CHUNK_CHARS = 1 << 18;
-
 /**
- * Yields COPY text chunks (feature columns in definition order, then _row_number and
+ * Yields binary COPY chunks of the staged rows (feature columns in definition order, then _row_number and
  * _available_at: when the row became known, by the definition's availability);
  * rejects are handed to `onRejects` batch by batch, awaited before reading on.
  */
@@ -41,7 +39,7 @@ export async function* encodeRows(
   counters: IngestCounters,
   onRejects: (rejects: FeatureReject[]) => Promise<void>,
   onBatch: () => void = () => {},
-): AsyncGenerator<string> {
+): AsyncGenerator<Buffer> {
   const columns = def.columns;
   const zone = def.timeZone;
   // The raw columns typed before the transform sees them, whatever the file format.
@@ -55,7 +53,7 @@ export async function* encodeRows(
   const startMs = window.start?.getTime() ?? -Infinity;
   const endMs = window.end?.getTime() ?? Infinity;
   const values: FeatureValue[] = new Array(columns.length);
-  let chunk = '';
+  const writer = new StagedRowWriter(columns);
 
   for await (const batch of batches) {
     const rejects: FeatureReject[] = [];
@@ -120,20 +118,17 @@ export async function* encodeRows(
         rejects.push({ rowNumber, reasons: reasons ?? ['row: no event time'], row: jsonSafe(row) });
         continue;
       }
-      chunk += stagedRowLine(values as FeatureValue[], rowNumber, availableAt);
+      writer.row(values, rowNumber, availableAt);
       counters.rowsStaged++;
-      if (chunk.length >= CHUNK_CHARS) {
-        yield chunk;
-        chunk = '';
-      }
     }
     if (rejects.length) {
       counters.rowsRejected += rejects.length;
       await onRejects(rejects);
     }
     onBatch();
+    yield* writer.take();
   }
-  if (chunk) yield chunk;
+  yield* writer.end();
 }
 
 /** A row as JSON can keep it (bigints as strings, dates as ISO text). */

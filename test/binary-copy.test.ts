@@ -135,27 +135,29 @@ describe('binary COPY', () => {
       }
     });
 
-    it('writes computed values by type (text, double, bigint, timestamptz, null) as Postgres reads them', async () => {
-      await db.knex.raw(`create table copy_written (s text, f double precision, i bigint, t timestamptz)`);
-      const rows: Array<[string | null, number | null, number | null, number | null]> = [
-        ['AKN', 1.5, 9007199254740991, Date.parse('2001-03-04T05:06:07.891Z') * 1000 + 234],
-        ['ünï', Number.NaN, -9007199254740991, Date.parse('1999-12-31T23:59:59.999Z') * 1000 + 999],
-        ['', -0, -1, Date.parse('1969-07-20T20:17:40Z') * 1000],
-        [null, Number.NEGATIVE_INFINITY, 4294967296, null],
-        ['x'.repeat(300), null, null, 0],
+    it('writes computed values by type (text, double, bigint, timestamptz, boolean, null) as Postgres reads them', async () => {
+      await db.knex.raw(`create table copy_written (s text, f double precision, i bigint, t timestamptz, b boolean)`);
+      const rows: Array<[string | null, number | null, number | null, number | null, boolean | null]> = [
+        ['AKN', 1.5, 9007199254740991, Date.parse('2001-03-04T05:06:07.891Z') * 1000 + 234, true],
+        ['ünï€😀', Number.NaN, -9007199254740991, Date.parse('1999-12-31T23:59:59.999Z') * 1000 + 999, false],
+        ['', -0, -1, Date.parse('1969-07-20T20:17:40Z') * 1000, null],
+        [null, Number.NEGATIVE_INFINITY, 4294967296, null, true],
+        ['x'.repeat(300), null, null, 0, false],
       ];
-      // A small chunk: fields and tuples cross its end.
+      // A small chunk: fields and tuples cross its end (a text longer than a chunk takes the bytes path).
       const out = new BinaryCopyWriter(64);
-      for (const [s, f, i, t] of rows) {
-        out.tuple(4);
+      for (const [s, f, i, t, b] of rows) {
+        out.tuple(5);
         if (s === null) out.nullField();
-        else out.bytesField(Buffer.from(s, 'utf8'));
+        else out.text(s);
         if (f === null) out.nullField();
         else out.float8(f);
         if (i === null) out.nullField();
         else out.int8(i);
         if (t === null) out.nullField();
         else out.timestamptz(t);
+        if (b === null) out.nullField();
+        else out.bool(b);
       }
       const client = (await db.knex.client.acquireConnection()) as pg.PoolClient;
       try {
@@ -163,13 +165,13 @@ describe('binary COPY', () => {
       } finally {
         await db.knex.client.releaseConnection(client);
       }
-      const back = await db.knex.raw(`select s, f::text as f, i::text as i, to_char(t at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') as t from copy_written`);
+      const back = await db.knex.raw(`select s, f::text as f, i::text as i, to_char(t at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') as t, b from copy_written`);
       expect(back.rows).toEqual([
-        { s: 'AKN', f: '1.5', i: '9007199254740991', t: '2001-03-04T05:06:07.891234' },
-        { s: 'ünï', f: 'NaN', i: '-9007199254740991', t: '1999-12-31T23:59:59.999999' },
-        { s: '', f: '-0', i: '-1', t: '1969-07-20T20:17:40.000000' },
-        { s: null, f: '-Infinity', i: '4294967296', t: null },
-        { s: 'x'.repeat(300), f: null, i: null, t: '1970-01-01T00:00:00.000000' },
+        { s: 'AKN', f: '1.5', i: '9007199254740991', t: '2001-03-04T05:06:07.891234', b: true },
+        { s: 'ünï€😀', f: 'NaN', i: '-9007199254740991', t: '1999-12-31T23:59:59.999999', b: false },
+        { s: '', f: '-0', i: '-1', t: '1969-07-20T20:17:40.000000', b: null },
+        { s: null, f: '-Infinity', i: '4294967296', t: null, b: true },
+        { s: 'x'.repeat(300), f: null, i: null, t: '1970-01-01T00:00:00.000000', b: false },
       ]);
     });
 

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineFeatureGroup, type FeatureGroupDefinition } from '../features/definitions.ts';
-import { stagedRowLine } from '../features/copy-text.ts';
+import { stagedCopy } from '../features/staged-rows.ts';
 import type { FeatureValue } from '../features/schema.ts';
 import { defineFeatureView } from '../features/views.ts';
 import { FeatureStore, type FeatureGroupRecord } from '../registry/feature-store/index.ts';
@@ -45,11 +45,8 @@ describe('snapshots follow visibility order', () => {
   /** Opens a commit attempt of `def` and stages `rows` in it (not visible yet). */
   async function stage(group: FeatureGroupRecord, def: FeatureGroupDefinition, rows: Row[]): Promise<number> {
     const commit = await store.beginCommit(group, { idempotencyKey: uniqueId('attempt') });
-    // COPY text as ingest writes it: the features, the row number, and when the row became known (here: its event time).
-    const lines = rows.map((row, i) => stagedRowLine(def.columns.map((c) => row[c.name] ?? null), i, row[def.eventTime] as Date));
-    await store.copyRows(group, commit.id, (async function* () {
-      yield lines.join('');
-    })());
+    // The COPY as ingest writes it: the features, the row number, and when the row became known (here: its event time).
+    await store.copyRows(group, commit.id, stagedCopy(def.columns, rows.map((row, i) => ({ values: def.columns.map((c) => row[c.name] ?? null), rowNumber: i, availableAt: row[def.eventTime] as Date }))));
     return commit.id;
   }
   async function commit(group: FeatureGroupRecord, commitId: number): Promise<void> {

@@ -7,7 +7,7 @@
  * unchanged.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stagedRowLine } from '../features/copy-text.ts';
+import { stagedCopy } from '../features/staged-rows.ts';
 import { defineFeatureGroup, type FeatureGroupDefinition } from '../features/definitions.ts';
 import type { FeatureValue } from '../features/schema.ts';
 import { defineFeatureView } from '../features/views.ts';
@@ -56,10 +56,7 @@ describe('event-time partitions', () => {
 
   async function commitRows(group: FeatureGroupRecord, def: FeatureGroupDefinition, rows: Row[]): Promise<number> {
     const commit = await store.beginCommit(group, { idempotencyKey: uniqueId('attempt') });
-    const lines = rows.map((row, i) => stagedRowLine(def.columns.map((c) => row[c.name] ?? null), i, row[def.eventTime] as Date));
-    await store.copyRows(group, commit.id, (async function* () {
-      yield lines.join('');
-    })());
+    await store.copyRows(group, commit.id, stagedCopy(def.columns, rows.map((row, i) => ({ values: def.columns.map((c) => row[c.name] ?? null), rowNumber: i, availableAt: row[def.eventTime] as Date }))));
     const outcome = await store.commit(group, { expectations: [], validation: 'strict' }, commit.id);
     expect(outcome.ok, JSON.stringify(outcome)).toBe(true);
     return commit.id;
@@ -216,10 +213,7 @@ describe('event-time partitions', () => {
       { gauge: 'a', at: day(5, 31, 23), value: 5 },
       { gauge: 'a', at: day(6, 3), value: 6 },
     ];
-    const lines = rows.map((row, i) => stagedRowLine(gauges.columns.map((c) => row[c.name] ?? null), i, row.at as Date));
-    await store.copyRows(group, commit.id, (async function* () {
-      yield lines.join('');
-    })());
+    await store.copyRows(group, commit.id, stagedCopy(gauges.columns, rows.map((row, i) => ({ values: gauges.columns.map((c) => row[c.name] ?? null), rowNumber: i, availableAt: row.at as Date }))));
     const outcome = await store.commit(group, { expectations: [], validation: 'strict' }, commit.id);
     expect(outcome.ok, JSON.stringify(outcome)).toBe(true);
 

@@ -17,7 +17,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
-import { stagedRowLine } from '../../features/copy-text.ts';
+import { stagedCopy } from '../../features/staged-rows.ts';
 import { defineFeatureGroup, type FeatureGroupDefinition } from '../../features/definitions.ts';
 import type { FeatureValue } from '../../features/schema.ts';
 import { defineFeatureView } from '../../features/views.ts';
@@ -91,10 +91,7 @@ async function run(log: (msg: string, fields?: Record<string, unknown>) => void,
 
   const commit = async (group: FeatureGroupRecord, def: FeatureGroupDefinition, rows: Row[], windowStart: Date, windowEnd: Date, availableAt: (row: Row) => Date): Promise<number> => {
     const attempt = await store.beginCommit(group, { idempotencyKey: `hourly-${def.name}-${windowStart.toISOString()}`, windowStart, windowEnd });
-    const lines = rows.map((row, i) => stagedRowLine(def.columns.map((c) => row[c.name] ?? null), i, availableAt(row))).join('');
-    await store.copyRows(group, attempt.id, (async function* () {
-      yield lines;
-    })());
+    await store.copyRows(group, attempt.id, stagedCopy(def.columns, rows.map((row, i) => ({ values: def.columns.map((c) => row[c.name] ?? null), rowNumber: i, availableAt: availableAt(row) }))));
     const outcome = await store.commit(group, { expectations: [], validation: 'strict' }, attempt.id);
     if (!outcome.ok) throw new Error(`commit ${attempt.id} of ${def.name} failed: ${JSON.stringify(outcome.report)}`);
     return attempt.id;

@@ -246,6 +246,25 @@ export class BinaryCopyWriter {
     this.at += 12;
   }
 
+  /** A boolean field. */
+  bool(value: boolean): void {
+    this.reserve(5);
+    this.view.setInt32(this.at, 1);
+    this.chunk[this.at + 4] = value ? 1 : 0;
+    this.at += 5;
+  }
+
+  /** A text field: the string's UTF-8, written straight into the chunk. */
+  text(value: string): void {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit.
+    const most = 4 + 3 * value.length;
+    if (most > this.chunkSize) return this.bytesField(Buffer.from(value, 'utf8'));
+    this.reserve(most);
+    const length = this.chunk.write(value, this.at + 4, 'utf8');
+    this.view.setInt32(this.at, length);
+    this.at += 4 + length;
+  }
+
   /** A timestamptz field, from microseconds since 1970. */
   timestamptz(us: number): void {
     this.int8(us - PG_EPOCH_US);
@@ -265,6 +284,12 @@ export class BinaryCopyWriter {
   /** The chunks completed so far (taken: the writer forgets them). */
   take(): Buffer[] {
     return this.full.splice(0);
+  }
+
+  /** Every byte written so far, the unfinished chunk's too, without the trailer (the COPY goes on). */
+  takeAll(): Buffer[] {
+    this.flush();
+    return this.take();
   }
 
   /** Ends the COPY: the trailer, and every remaining chunk. */

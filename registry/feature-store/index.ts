@@ -54,7 +54,7 @@ export class FeatureStore {
     return beginCommit(this.knex, group, input);
   }
 
-  copyRows(group: FeatureGroupRecord, commitId: number, chunks: AsyncIterable<string>, signal?: AbortSignal): Promise<void> {
+  copyRows(group: FeatureGroupRecord, commitId: number, chunks: AsyncIterable<Buffer> | Iterable<Buffer>, signal?: AbortSignal): Promise<void> {
     return copyIntoCommit(this.knex, group, commitId, chunks, signal);
   }
 

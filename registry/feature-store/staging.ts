@@ -13,13 +13,13 @@ import { FailureType, FtiError } from '../../core/errors.ts';
 import { cancelledWith, id, ids, raw, sql, toText, transaction } from '../db/index.ts';
 import { groupTables, type GroupShape } from './tables.ts';
 
-/** COPYs text-format lines (columns: the group's features, then _row_number and _available_at) into the commit's table. */
-export async function copyIntoCommit(knex: Knex, shape: GroupShape, commitId: number, chunks: AsyncIterable<string>, signal?: AbortSignal): Promise<void> {
+/** COPYs binary COPY data (columns: the group's features, then _row_number and _available_at; features/staged-rows.ts writes it) into the commit's table. */
+export async function copyIntoCommit(knex: Knex, shape: GroupShape, commitId: number, chunks: AsyncIterable<Buffer> | Iterable<Buffer>, signal?: AbortSignal): Promise<void> {
   const table = groupTables(shape.name, shape.version).commit(commitId);
   const columns = [...shape.columns.map((c) => c.name), '_row_number', '_available_at'];
   const client = (await knex.client.acquireConnection()) as pg.PoolClient;
   try {
-    const copy = client.query(copyFrom(toText(knex, sql`copy ${id(table)} (${ids(columns)}) from stdin`)));
+    const copy = client.query(copyFrom(toText(knex, sql`copy ${id(table)} (${ids(columns)}) from stdin (format binary)`)));
     // Aborting ends the COPY from this side too (CopyFail), for a COPY waiting on its source.
     await pipeline(Readable.from(chunks), copy, ...(signal ? [{ signal }] : []));
   } finally {

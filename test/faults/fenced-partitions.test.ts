@@ -8,9 +8,9 @@
  * attempt stalled on its source, which never hears a cancel, is ended by the abort.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { copyValue } from '../../features/copy-text.ts';
 import { defineFeatureGroup } from '../../features/definitions.ts';
 import type { FeatureValue } from '../../features/schema.ts';
+import { StagedRowWriter } from '../../features/staged-rows.ts';
 import { FeatureStore, type FeatureGroupRecord } from '../../registry/feature-store/index.ts';
 import { until } from '../helpers/serving.ts';
 import { createTestDb, uniqueId, type TestDb } from '../helpers/services.ts';
@@ -25,14 +25,19 @@ const readings = defineFeatureGroup({
 });
 const RANGE = { rowStart: 0, rowEnd: 1000 };
 
-/** COPY text of rows `from`..`to`-1, as ingest writes it (features, row number, available-at). */
-function lines(from: number, to: number, value: (i: number) => number): string {
-  let text = '';
+/** Writes rows `from`..`to`-1 as ingest writes them (features, row number, available-at). */
+function writeRows(writer: StagedRowWriter, from: number, to: number, value: (i: number) => number): void {
   for (let i = from; i < to; i++) {
     const row: Record<string, FeatureValue> = { sensor: `s${i}`, at: new Date(Date.UTC(2024, 0, 1, 0, i)), value: value(i) };
-    text += `${[...readings.columns.map((c) => copyValue(row[c.name] ?? null)), String(i), copyValue(row.at ?? null)].join('\t')}\n`;
+    writer.row(readings.columns.map((c) => row[c.name] ?? null), i, row.at as Date);
   }
-  return text;
+}
+
+/** The whole COPY of rows `from`..`to`-1. */
+function lines(from: number, to: number, value: (i: number) => number): Buffer[] {
+  const writer = new StagedRowWriter(readings.columns);
+  writeRows(writer, from, to, value);
+  return writer.end();
 }
 
 /** A source that yields its first rows, then stalls until released: an attempt stopped mid-COPY. */
@@ -42,10 +47,13 @@ function stalledSource(value: (i: number) => number) {
   const released = new Promise<void>((resolve) => (release = resolve));
   const reachedStall = new Promise<void>((resolve) => (stalled = resolve));
   async function* chunks() {
-    yield lines(0, 5, value);
+    const writer = new StagedRowWriter(readings.columns);
+    writeRows(writer, 0, 5, value);
+    yield* writer.takeAll();
     stalled();
     await released;
-    yield lines(5, 10, value);
+    writeRows(writer, 5, 10, value);
+    yield* writer.end();
   }
   return { chunks: chunks(), reachedStall, release };
 }
@@ -85,7 +93,7 @@ describe('fenced partition attempts (real sessions)', () => {
     // The retry: the same partition, other values, while the zombie's COPY is open.
     await store.stagePartition(group, commit.id, { index: 0, range: RANGE }, undefined, (stage) =>
       stage.copyRows(group, commit.id, (async function* () {
-        yield lines(0, 10, (i) => 100 + i);
+        yield* lines(0, 10, (i) => 100 + i);
       })()),
     );
     zombie.release();
@@ -99,7 +107,7 @@ describe('fenced partition attempts (real sessions)', () => {
     // A zombie that wakes after the commit finds it committed and writes nothing.
     const late = store.stagePartition(group, commit.id, { index: 0, range: RANGE }, undefined, (stage) =>
       stage.copyRows(group, commit.id, (async function* () {
-        yield lines(0, 10, () => -1);
+        yield* lines(0, 10, () => -1);
       })()),
     );
     await expect(late).rejects.toThrow(/is committed: partition 0 of it is no longer written/);
@@ -115,7 +123,7 @@ describe('fenced partition attempts (real sessions)', () => {
     const cancel = new AbortController();
     const attempt = store.stagePartition(group, commit.id, { index: 0, range: RANGE }, cancel.signal, (stage) =>
       stage.copyRows(group, commit.id, (async function* () {
-        yield lines(0, 10, (i) => i);
+        yield* lines(0, 10, (i) => i);
       })(), cancel.signal),
     );
     const outcome = outcomeOf(attempt);
