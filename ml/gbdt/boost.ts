@@ -16,7 +16,7 @@ import type { OutputKind } from '../model.ts';
 import type { EpochProgress } from '../train.ts';
 import { binRows, categoricalBins, fitNumericBins, MAX_BINS, type ColumnBins } from './bins.ts';
 import { EnsembleBuilder, rawScores, type Ensemble } from './ensemble.ts';
-import { loadTree, sharedTreeArrays, TreeGrower } from './grow.ts';
+import { histogramOffsets, loadTree, sharedTreeArrays, TreeGrower } from './grow.ts';
 import { RoundThreads, scoreRange } from './round-threads.ts';
 import { mix32 } from '../../core/hash.ts';
 import { availableParallelism } from 'node:os';
@@ -113,9 +113,8 @@ export async function boost(options: BoostOptions): Promise<BoostResult> {
   const gradHess = new Float32Array(new SharedArrayBuffer(n * 8));
   const order = new Uint32Array(new SharedArrayBuffer(n * 4));
   const tree = sharedTreeArrays(params.maxLeaves);
-  const grower = new TreeGrower(binned, params, { order, gradHess });
-  const threads = await RoundThreads.start({ bins: binned.bins, width, offsets: grower.offsets, order, gradHess, score, y, inBag, tree }, options.threads ?? availableParallelism());
-  grower.useThreads(threads);
+  const threads = await RoundThreads.start({ bins: binned.bins, width, offsets: histogramOffsets(columns), order, gradHess, score, y, inBag, tree }, options.threads ?? availableParallelism());
+  const grower = new TreeGrower(binned, params, order, threads);
   try {
     return await boostRounds();
   } finally {

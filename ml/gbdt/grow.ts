@@ -11,7 +11,7 @@
  * the inputs.
  */
 import type { ColumnBins } from './bins.ts';
-import { accumulate, type RoundThreads, type SharedTreeArrays } from './round-threads.ts';
+import type { RoundThreads, SharedTreeArrays } from './round-threads.ts';
 
 export interface GrowOptions {
   maxLeaves: number;
@@ -94,17 +94,9 @@ interface Leaf {
   side: 'left' | 'right';
 }
 
-/** The per-row arrays a grower works on, on SharedArrayBuffers (RoundThreads' helper reads them). */
-export interface GrowerRows {
-  /** A tree's rows are order[0, count); growing reorders them leaf by leaf. */
-  order: Uint32Array;
-  /** Row r's gradient at 2r, its hessian at 2r + 1. */
-  gradHess: Float32Array;
-}
-
 /** Reusable buffers for growing trees on one binned matrix. */
 export class TreeGrower {
-  readonly offsets: Int32Array;
+  private readonly offsets: Int32Array;
   private readonly totalBins: number;
   private readonly scratch: Uint32Array;
   /** The bins again, column by column (column f at f × rows), for partitioning. */
@@ -113,12 +105,16 @@ export class TreeGrower {
   /** Histogram buffers by slot, and the slots free for a new leaf. */
   private readonly hists: Float64Array[] = [];
   private readonly free: number[] = [];
-  private threads: RoundThreads | null = null;
 
+  /**
+   * `order` holds a tree's rows in order[0, count) and is reordered leaf by leaf as it
+   * grows; `threads` builds the histograms (over `order`, with the round's gradients).
+   */
   constructor(
     private readonly data: BinnedRows,
     private readonly options: GrowOptions,
-    private readonly rows: GrowerRows,
+    private readonly order: Uint32Array,
+    private readonly threads: RoundThreads,
   ) {
     this.offsets = histogramOffsets(data.columns);
     this.totalBins = this.offsets[data.width] as number;
@@ -126,14 +122,9 @@ export class TreeGrower {
     this.byColumn = columnMajor(data);
   }
 
-  /** Builds histograms through these threads from now on (null: on this one). */
-  useThreads(threads: RoundThreads | null): void {
-    this.threads = threads;
-  }
-
   /** Grows one tree on rows order[0, count) with these gradients and hessians; reorders `order` leaf by leaf. */
   grow(count: number): GrownTree {
-    const order = this.rows.order;
+    const order = this.order;
     const root = this.leaf(0, count, 0, -1, 'left');
     this.buildHistogram(root, 0, count);
     this.finish(root);
@@ -188,15 +179,13 @@ export class TreeGrower {
       slot = this.hists.length;
       const hist = new Float64Array(new SharedArrayBuffer(this.totalBins * 3 * 8));
       this.hists.push(hist);
-      this.threads?.register(slot, hist);
+      this.threads.register(slot, hist);
     }
     return { start, end, depth, hist: this.hists[slot] as Float64Array, slot, g: 0, h: 0, best: null, parent, side };
   }
 
   private buildHistogram(leaf: Leaf, start: number, end: number): void {
-    const { order, gradHess } = this.rows;
-    if (this.threads) this.threads.build(leaf.slot, leaf.hist, start, end);
-    else accumulate(leaf.hist, this.data.bins, this.data.width, this.offsets, order, start, end, gradHess, 0, this.data.width);
+    this.threads.build(leaf.slot, leaf.hist, start, end);
   }
 
   /** The leaf's totals and its best split (null when it may not or cannot split). */
