@@ -1,9 +1,9 @@
 /**
  * The per-row work of ingestion, between a source and COPY: type the raw columns the
  * definition declares (`sourceColumns`), transform, type every feature, keep rows inside
- * the time window, and encode them as binary COPY data (staged-rows.ts). Timestamps without a zone are read in the
- * definition's `timeZone`. A row that cannot be parsed, typed or transformed is rejected
- * with its reasons; it is never dropped silently.
+ * the time window, and encode them as binary COPY data (staged-rows.ts). Timestamps
+ * without a zone are read in the definition's `timeZone`. A row that cannot be parsed,
+ * typed or transformed is rejected with its reasons; it is never dropped silently.
  */
 import { durationMs } from '../core/duration.ts';
 import type { FeatureGroupDefinition } from './definitions.ts';
@@ -28,9 +28,10 @@ export interface IngestCounters {
 }
 
 /**
- * Yields binary COPY chunks of the staged rows (feature columns in definition order, then _row_number and
- * _available_at: when the row became known, by the definition's availability);
- * rejects are handed to `onRejects` batch by batch, awaited before reading on.
+ * Yields binary COPY chunks of the staged rows (feature columns in definition order,
+ * then _row_number and _available_at: when the row became known, by the definition's
+ * availability); rejects are handed to `onRejects` batch by batch, awaited before
+ * reading on.
  */
 export async function* encodeRows(
   def: FeatureGroupDefinition,
