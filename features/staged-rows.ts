@@ -56,11 +56,6 @@ export class StagedRowWriter {
     return this.out.take();
   }
 
-  /** Everything written so far, without the COPY's end: a COPY sent in pieces. */
-  takeAll(): Buffer[] {
-    return this.out.takeAll();
-  }
-
   /** The rest and the COPY's end. */
   end(): Buffer[] {
     return this.out.end();

@@ -16,8 +16,8 @@ import type { OutputKind } from '../model.ts';
 import type { EpochProgress } from '../train.ts';
 import { binRows, categoricalBins, fitNumericBins, MAX_BINS, type ColumnBins } from './bins.ts';
 import { EnsembleBuilder, rawScores, type Ensemble } from './ensemble.ts';
-import { histogramOffsets, loadTree, sharedTreeArrays, TreeGrower } from './grow.ts';
-import { RoundThreads, scoreRange } from './round-threads.ts';
+import { histogramOffsets, loadTree, TreeGrower } from './grow.ts';
+import { RoundThreads, scoreRange, sharedTreeArrays } from './round-threads.ts';
 import { mix32 } from '../../core/hash.ts';
 import { availableParallelism } from 'node:os';
 
@@ -162,7 +162,7 @@ export async function boost(options: BoostOptions): Promise<BoostResult> {
       trainSeconds += seconds;
       let valLoss: number | undefined;
       if (validation && validationScore && validationBins) {
-        scoreRange(tree.splits[0] as number, tree.column, tree.child, tree.goesLeft, tree.values, validationBins, width, validationScore, null, 0, validation.rows);
+        scoreRange(tree, validationBins, width, validationScore, null, 0, validation.rows);
         valLoss = meanLoss(outputKind, validationScore, validation.y);
       }
       const progress: EpochProgress = {

@@ -311,18 +311,6 @@ export function fillGoesLeft(out: Uint8Array, at: number, split: SplitRule, miss
   for (let b = 0; b <= missing; b++) out[at + b] = split.leftBins ? (split.leftBins[b] as number) : b === missing ? (split.missingLeft ? 1 : 0) : b <= split.bin ? 1 : 0;
 }
 
-/** Room on SharedArrayBuffers for a tree of at most `maxLeaves` leaves (RoundThreads' layout). */
-export function sharedTreeArrays(maxLeaves: number): SharedTreeArrays {
-  const splits = Math.max(maxLeaves - 1, 1);
-  return {
-    splits: new Int32Array(new SharedArrayBuffer(4)),
-    column: new Int32Array(new SharedArrayBuffer(splits * 4)),
-    child: new Int32Array(new SharedArrayBuffer(splits * 2 * 4)),
-    goesLeft: new Uint8Array(new SharedArrayBuffer(splits * 256)),
-    values: new Float32Array(new SharedArrayBuffer(maxLeaves * 4)),
-  };
-}
-
 /** Writes a grown tree and its (shrunk) leaf values into shared arrays, to score binned rows (scoreRange). */
 export function loadTree(out: SharedTreeArrays, tree: GrownTree, columns: readonly ColumnBins[], values: Float32Array): void {
   out.splits[0] = tree.splits.length;

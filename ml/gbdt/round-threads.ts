@@ -72,13 +72,15 @@ export function gradientRange(classifier: number, score: Float64Array, y: Float3
 }
 
 /**
- * Adds values[leaf] to score[r] for the rows r in [from, to) of `bins` (row-major,
+ * Adds tree.values[leaf] to score[r] for the rows r in [from, to) of `bins` (row-major,
  * `width` a row) whose skip[r] is 0 (every row when skip is null). The leaf is found
- * by walking a SharedTree's arrays: split n reads column[n], sends bin b left when
+ * by walking the tree's arrays: split n reads column[n], sends bin b left when
  * goesLeft[n · 256 + b] is 1, and goes on at child[2n] (left) or child[2n + 1]; a child
  * below 0 is leaf ~child. With no splits every row is in leaf 0.
  */
-export function scoreRange(splits: number, column: Int32Array, child: Int32Array, goesLeft: Uint8Array, values: Float32Array, bins: Uint8Array, width: number, score: Float64Array, skip: Uint8Array | null, from: number, to: number): void {
+export function scoreRange(tree: SharedTreeArrays, bins: Uint8Array, width: number, score: Float64Array, skip: Uint8Array | null, from: number, to: number): void {
+  const { column, child, goesLeft, values } = tree;
+  const splits = tree.splits[0] as number;
   for (let r = from, at = from * width; r < to; r++, at += width) {
     if (skip !== null && skip[r] !== 0) continue;
     let n = splits === 0 ? -1 : 0;
@@ -96,6 +98,18 @@ export interface SharedTreeArrays {
   goesLeft: Uint8Array;
   /** Leaf values (shrunk). */
   values: Float32Array;
+}
+
+/** Room on SharedArrayBuffers for a tree of at most `maxLeaves` leaves (grow.ts' loadTree fills it each round). */
+export function sharedTreeArrays(maxLeaves: number): SharedTreeArrays {
+  const splits = Math.max(maxLeaves - 1, 1);
+  return {
+    splits: new Int32Array(new SharedArrayBuffer(4)),
+    column: new Int32Array(new SharedArrayBuffer(splits * 4)),
+    child: new Int32Array(new SharedArrayBuffer(splits * 2 * 4)),
+    goesLeft: new Uint8Array(new SharedArrayBuffer(splits * 256)),
+    values: new Float32Array(new SharedArrayBuffer(maxLeaves * 4)),
+  };
 }
 
 /** The arrays both threads share, each on a SharedArrayBuffer. */
@@ -139,7 +153,7 @@ for (;;) {
   } else if (task === 1) {
     result[0] = gradientRange(control[2], score, y, gradHess, control[3], control[4]);
   } else {
-    scoreRange(tree.splits[0], tree.column, tree.child, tree.goesLeft, tree.values, bins, width, score, inBag, control[2], control[3]);
+    scoreRange(tree, bins, width, score, inBag, control[2], control[3]);
   }
   Atomics.store(control, 0, 2);
   Atomics.notify(control, 0);
@@ -246,15 +260,14 @@ export class RoundThreads {
   scoreOutOfBag(meanwhile: () => void): void {
     const { tree, bins, width, score, inBag } = this.rows;
     const n = score.length;
-    const run = (from: number, to: number) => scoreRange(tree.splits[0] as number, tree.column, tree.child, tree.goesLeft, tree.values, bins, width, score, inBag, from, to);
     if (!this.helper) {
       meanwhile();
-      run(0, n);
+      scoreRange(tree, bins, width, score, inBag, 0, n);
       return;
     }
     this.helper.post(2, this.middle, n);
     meanwhile();
-    run(0, this.middle);
+    scoreRange(tree, bins, width, score, inBag, 0, this.middle);
     this.helper.wait();
   }
 

@@ -286,12 +286,6 @@ export class BinaryCopyWriter {
     return this.full.splice(0);
   }
 
-  /** Every byte written so far, the unfinished chunk's too, without the trailer (the COPY goes on). */
-  takeAll(): Buffer[] {
-    this.flush();
-    return this.take();
-  }
-
   /** Ends the COPY: the trailer, and every remaining chunk. */
   end(): Buffer[] {
     this.write(BINARY_COPY_TRAILER);

@@ -25,35 +25,29 @@ const readings = defineFeatureGroup({
 });
 const RANGE = { rowStart: 0, rowEnd: 1000 };
 
-/** Writes rows `from`..`to`-1 as ingest writes them (features, row number, available-at). */
-function writeRows(writer: StagedRowWriter, from: number, to: number, value: (i: number) => number): void {
+/** The COPY of rows `from`..`to`-1 as ingest writes it (features, row number, available-at). */
+function lines(from: number, to: number, value: (i: number) => number): Buffer[] {
+  const writer = new StagedRowWriter(readings.columns);
   for (let i = from; i < to; i++) {
     const row: Record<string, FeatureValue> = { sensor: `s${i}`, at: new Date(Date.UTC(2024, 0, 1, 0, i)), value: value(i) };
     writer.row(readings.columns.map((c) => row[c.name] ?? null), i, row.at as Date);
   }
-}
-
-/** The whole COPY of rows `from`..`to`-1. */
-function lines(from: number, to: number, value: (i: number) => number): Buffer[] {
-  const writer = new StagedRowWriter(readings.columns);
-  writeRows(writer, from, to, value);
   return writer.end();
 }
 
-/** A source that yields its first rows, then stalls until released: an attempt stopped mid-COPY. */
+/** A source that yields the first half of its COPY's bytes, then stalls until released: an attempt stopped mid-COPY. */
 function stalledSource(value: (i: number) => number) {
   let release!: () => void;
   let stalled!: () => void;
   const released = new Promise<void>((resolve) => (release = resolve));
   const reachedStall = new Promise<void>((resolve) => (stalled = resolve));
   async function* chunks() {
-    const writer = new StagedRowWriter(readings.columns);
-    writeRows(writer, 0, 5, value);
-    yield* writer.takeAll();
+    const bytes = Buffer.concat(lines(0, 10, value));
+    const cut = Math.floor(bytes.length / 2);
+    yield bytes.subarray(0, cut);
     stalled();
     await released;
-    writeRows(writer, 5, 10, value);
-    yield* writer.end();
+    yield bytes.subarray(cut);
   }
   return { chunks: chunks(), reachedStall, release };
 }
