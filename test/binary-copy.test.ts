@@ -1,18 +1,19 @@
 /**
  * Binary COPY, read and written without decoding values (registry/db/binary-copy.ts):
  * tuples split anywhere between chunks, nulls, a field bigger than the reader's
- * look-ahead, and a round trip through a real Postgres table of every type the
- * feature store writes, decoded by type as node-postgres reads their text; and tables
+ * look-ahead; a COPY read off a real Postgres connection's socket (registry/db/copy-out.ts),
+ * its rows across the socket's chunks, failing or cancelled midway; a round trip
+ * through a real Postgres table of every type the feature store writes, decoded by type as node-postgres reads their text; and tables
  * read whole in their stored order, a range of pages per COPY (registry/db/copy-reads.ts);
  * values a writer computes, written by type.
  */
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { from as copyFrom } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mergeBy } from '../core/streams.ts';
-import { BinaryCopyWriter, createKnex, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, readBinaryCopy, sql, streamQueries, streamTablesInStoredOrder, textField, timestampField, timestampText, type BinaryTuple } from '../registry/db/index.ts';
+import { binaryCopyOut, BinaryCopyReader, BinaryCopyWriter, createKnex, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, sql, streamQueries, streamTablesInStoredOrder, textField, timestampField, timestampText, type BinaryTuple } from '../registry/db/index.ts';
 import { createTestDb, type TestDb } from './helpers/services.ts';
 
 /** A field's bytes as COPY sends them: int32 length, then the value (or -1 and nothing: null). */
@@ -28,16 +29,18 @@ const int4 = (n: number) => {
   return b;
 };
 
-/** Every tuple of `bytes`, read from chunks of the given sizes (cycled), as [text, int4] pairs. */
-async function readAll(bytes: Buffer, sizes: number[]): Promise<Array<[string | null, number | null]>> {
-  const chunks: Buffer[] = [];
+/** Every tuple of `bytes`, fed to a reader in pieces of the given sizes (cycled), as [text, int4] pairs. */
+function readAll(bytes: Buffer, sizes: number[]): Array<[string | null, number | null]> {
+  const rows: Array<[string | null, number | null]> = [];
+  const reader = new BinaryCopyReader((t: BinaryTuple) => rows.push([textField(t, 0), int4Field(t, 1)]));
   for (let at = 0, i = 0; at < bytes.length; i++) {
     const n = sizes[i % sizes.length] as number;
-    chunks.push(bytes.subarray(at, at + n));
+    // Each piece at an offset of a bigger buffer, as a message's payload sits in a socket's chunk.
+    const piece = Buffer.concat([Buffer.from('junk'), bytes.subarray(at, at + n), Buffer.from('junk')]);
+    reader.feed(piece, 4, piece.length - 4);
     at += n;
   }
-  const rows: Array<[string | null, number | null]> = [];
-  await readBinaryCopy(Readable.from(chunks), (t: BinaryTuple) => rows.push([textField(t, 0), int4Field(t, 1)]));
+  reader.end();
   return rows;
 }
 
@@ -62,13 +65,13 @@ describe('binary COPY', () => {
 
   it('reads every tuple whatever the chunks: split in the header, in a length, in a value, and past the look-ahead', async () => {
     for (const sizes of [[encoded.length], [1], [3, 7, 2], [13], [8191, 5], [100_000]]) {
-      expect(await readAll(encoded, sizes), `chunks of ${sizes.join(', ')}`).toEqual(expected);
+      expect(readAll(encoded, sizes), `chunks of ${sizes.join(', ')}`).toEqual(expected);
     }
   });
 
-  it('refuses a stream that is not binary COPY, or ends before its trailer', async () => {
-    await expect(readAll(Buffer.from('not a copy stream at all'), [64])).rejects.toThrow(/not a binary COPY stream/);
-    await expect(readAll(encoded.subarray(0, encoded.length - 2), [64])).rejects.toThrow(/ended early/);
+  it('refuses a stream that is not binary COPY, or ends before its trailer', () => {
+    expect(() => readAll(Buffer.from('not a copy stream at all'), [64])).toThrow(/not a binary COPY stream/);
+    expect(() => readAll(encoded.subarray(0, encoded.length - 2), [64])).toThrow(/ended early/);
   });
 
   describe('through Postgres', () => {
@@ -90,7 +93,7 @@ describe('binary COPY', () => {
       try {
         const tuples: Buffer[] = [];
         const decoded: Array<[string | null, number | null]> = [];
-        await readBinaryCopy(client.query(copyTo('copy (select * from copy_types order by t nulls last) to stdout (format binary)')), (t) => {
+        await binaryCopyOut(client, 'copy (select * from copy_types order by t nulls last) to stdout (format binary)', (t) => {
           tuples.push(Buffer.from(t.buf.subarray(fieldStart(t, 0), fieldEnd(t, t.fields - 1))));
           decoded.push([textField(t, 0), timestampField(t, 4)]);
         });
@@ -130,6 +133,58 @@ describe('binary COPY', () => {
         expect(byDate).toEqual((await db.knex.raw('select * from copy_types order by t nulls last')).rows);
         expect(byText).toEqual(['1999-12-31T23:59:59.999999Z', '2001-03-04T05:06:07.891234Z', null]);
         expect(() => fieldDecoder('jsonb')).toThrow(/no binary decoder/);
+      } finally {
+        await db.knex.client.releaseConnection(client);
+      }
+    });
+
+    it('reads a COPY off the socket whatever its chunks: 50,000 rows, one of them longer than a socket read, notices between them', async () => {
+      const client = (await db.knex.client.acquireConnection()) as pg.PoolClient;
+      try {
+        await client.query(`create function pg_temp.noisy(i int) returns int language plpgsql as $$ begin if i % 5000 = 0 then raise notice 'row %', i; end if; return i; end $$`);
+        const seen: number[] = [];
+        const wrong: string[] = [];
+        const rows = await binaryCopyOut(
+          client,
+          `copy (select pg_temp.noisy(i), repeat(chr(97 + i % 26), i % 300), case when i = 25000 then repeat('y', 1000000) end from generate_series(1, 50000) i) to stdout (format binary)`,
+          (t) => {
+            const i = int4Field(t, 0) as number;
+            seen.push(i);
+            const text = textField(t, 1);
+            if (text !== String.fromCharCode(97 + (i % 26)).repeat(i % 300)) wrong.push(`text of ${i}`);
+            const big = textField(t, 2);
+            if (i === 25000 ? big?.length !== 1_000_000 || big !== 'y'.repeat(1_000_000) : big !== null) wrong.push(`big of ${i}`);
+          },
+        );
+        expect(rows).toBe(50_000);
+        expect(seen).toEqual(Array.from({ length: 50_000 }, (_, k) => k + 1));
+        expect(wrong).toEqual([]);
+        // The connection is pg's again.
+        expect((await client.query('select 41 + 1 as n')).rows).toEqual([{ n: 42 }]);
+      } finally {
+        await db.knex.client.releaseConnection(client);
+      }
+    });
+
+    it("fails with Postgres' error when the COPY fails or is cancelled midway, and the connection serves the next query", async () => {
+      const client = (await db.knex.client.acquireConnection()) as pg.PoolClient & { processID: number };
+      try {
+        let before = 0;
+        await expect(binaryCopyOut(client, 'copy (select 1 / (i - 30000) from generate_series(1, 50000) i) to stdout (format binary)', () => before++)).rejects.toThrow(/division by zero/);
+        expect(before).toBeGreaterThan(0);
+        expect((await client.query('select 1 as n')).rows).toEqual([{ n: 1 }]);
+
+        let cancel: Promise<unknown> | undefined;
+        let read = 0;
+        const copy = binaryCopyOut(client, 'copy (select i from generate_series(1, 100000000) i) to stdout (format binary)', () => {
+          // A knex query runs once it is awaited or then'd: now.
+          if (++read === 1000) cancel = db.knex.raw('select pg_cancel_backend(?)', [client.processID]).then(() => undefined);
+        });
+        await expect(copy).rejects.toThrow(/canceling statement/);
+        await cancel;
+        expect(read).toBeGreaterThanOrEqual(1000);
+        expect(read).toBeLessThan(100_000_000);
+        expect((await client.query('select 2 as n')).rows).toEqual([{ n: 2 }]);
       } finally {
         await db.knex.client.releaseConnection(client);
       }

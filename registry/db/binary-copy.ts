@@ -8,8 +8,6 @@
  * int32 length (-1: null) and that many bytes; an int16 -1 ends it.
  * https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4
  */
-import type { Readable } from 'node:stream';
-
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 /** Signature, int32 flags (0), int32 header extension length (0). */
 const BINARY_COPY_HEADER = Buffer.concat([SIGNATURE, Buffer.alloc(8)]);
@@ -105,22 +103,65 @@ function int32(buf: Buffer, at: number): number {
 }
 
 /**
- * Calls `onTuple` for each tuple of a binary COPY TO stream (pg-copy-streams' `to`),
- * in order; `onTuple` must copy what it keeps. A tuple split between two chunks is
- * completed from the start of the next one (only as many bytes as it needs are copied).
+ * Parses the bytes of a binary COPY, fed in pieces of any size, into tuples, in order:
+ * a tuple that lies within one piece is handed out in place (`onTuple` must copy what
+ * it keeps); one split between two pieces is completed from the start of the next
+ * (only as many bytes as it needs are copied).
  */
-export async function readBinaryCopy(stream: Readable, onTuple: (t: BinaryTuple) => void): Promise<number> {
-  const tuple: BinaryTuple = { buf: Buffer.alloc(0), fields: 0, start: new Int32Array(64), length: new Int32Array(64) };
-  let count = 0;
-  let done = false;
+export class BinaryCopyReader {
+  /** Tuples handed out so far. */
+  count = 0;
+  private done = false;
+  private headerRead = false;
+  private pending: Buffer | undefined;
+  private readonly tuple: BinaryTuple = { buf: Buffer.alloc(0), fields: 0, start: new Int32Array(64), length: new Int32Array(64) };
 
-  /** Parses the complete tuples of `buf` from `at`; returns where the first incomplete one starts. */
-  const parse = (buf: Buffer, at: number): number => {
+  constructor(private readonly onTuple: (t: BinaryTuple) => void) {}
+
+  /** Parses `buf[start, end)`, the next bytes of the COPY. */
+  feed(buf: Buffer, start: number, end: number): void {
+    let at = start;
+    if (this.pending) {
+      const pending = this.pending;
+      // Complete the split tuple from this piece's first bytes (a few KiB, unless it is bigger).
+      const take = Math.min(end - at, 8192);
+      const head = Buffer.concat([pending, buf.subarray(at, at + take)]);
+      const stop = this.parse(head, 0, head.length);
+      if (stop < pending.length) {
+        // Longer than that: keep all of it for the next piece (rare: a tuple of many KiB).
+        this.pending = Buffer.concat([head.subarray(stop), buf.subarray(at + take, end)]);
+        return;
+      }
+      at += stop - pending.length;
+      this.pending = undefined;
+    }
+    const stop = this.parse(buf, at, end);
+    if (stop < end) this.pending = Buffer.from(buf.subarray(stop, end));
+  }
+
+  /** The number of tuples, once the trailer has been read; throws if it has not. */
+  end(): number {
+    if (!this.done) throw new Error('binary COPY stream ended early');
+    return this.count;
+  }
+
+  /** Parses the complete tuples of `buf[at, end)`; returns where the first incomplete one starts. */
+  private parse(buf: Buffer, at: number, end: number): number {
+    if (!this.headerRead) {
+      const fixed = SIGNATURE.length + 8;
+      if (end - at < fixed) return at;
+      if (!buf.subarray(at, at + SIGNATURE.length).equals(SIGNATURE)) throw new Error('not a binary COPY stream');
+      const header = fixed + buf.readInt32BE(at + SIGNATURE.length + 4);
+      if (end - at < header) return at;
+      at += header;
+      this.headerRead = true;
+    }
+    const tuple = this.tuple;
     tuple.buf = buf;
-    while (!done && at + 2 <= buf.length) {
+    while (!this.done && at + 2 <= end) {
       const fields = ((buf[at] as number) << 8) | (buf[at + 1] as number);
       if (fields === 0xffff) {
-        done = true;
+        this.done = true;
         return at + 2;
       }
       if (fields > tuple.start.length) {
@@ -130,57 +171,22 @@ export async function readBinaryCopy(stream: Readable, onTuple: (t: BinaryTuple)
       let p = at + 2;
       let i = 0;
       for (; i < fields; i++) {
-        if (p + 4 > buf.length) break;
+        if (p + 4 > end) break;
         const n = int32(buf, p);
         p += 4;
         tuple.start[i] = p;
         tuple.length[i] = n;
         if (n > 0) p += n;
-        if (p > buf.length) break;
+        if (p > end) break;
       }
       if (i < fields) return at;
       tuple.fields = fields;
-      onTuple(tuple);
-      count++;
+      this.onTuple(tuple);
+      this.count++;
       at = p;
     }
     return at;
-  };
-
-  let pending: Buffer | undefined;
-  let headerRead = false;
-  for await (const data of stream as AsyncIterable<Buffer>) {
-    let chunk = data;
-    if (!headerRead) {
-      chunk = pending ? Buffer.concat([pending, chunk]) : chunk;
-      pending = undefined;
-      if (chunk.length < SIGNATURE.length + 8) {
-        pending = chunk;
-        continue;
-      }
-      if (!chunk.subarray(0, SIGNATURE.length).equals(SIGNATURE)) throw new Error('not a binary COPY stream');
-      chunk = chunk.subarray(SIGNATURE.length + 8 + chunk.readInt32BE(SIGNATURE.length + 4));
-      headerRead = true;
-    }
-    let at = 0;
-    if (pending) {
-      // Complete the split tuple from this chunk's first bytes (a few KiB, unless it is bigger).
-      const take = Math.min(chunk.length, 8192);
-      const head = Buffer.concat([pending, chunk.subarray(0, take)]);
-      const stop = parse(head, 0);
-      if (stop < pending.length) {
-        // Longer than that: keep all of it for the next chunk (rare: a tuple of many KiB).
-        pending = Buffer.concat([head.subarray(stop), chunk.subarray(take)]);
-        continue;
-      }
-      at = stop - pending.length;
-      pending = undefined;
-    }
-    const stop = parse(chunk, at);
-    pending = stop < chunk.length ? Buffer.from(chunk.subarray(stop)) : undefined;
   }
-  if (!headerRead || !done) throw new Error('binary COPY stream ended early');
-  return count;
 }
 
 /** Bytes for a binary COPY FROM, gathered into large chunks: header first, then tuples, then the trailer. */

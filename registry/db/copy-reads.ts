@@ -13,8 +13,8 @@
  * rows per table, however large the table.
  */
 import type { Knex } from 'knex';
-import { to as copyTo } from 'pg-copy-streams';
-import { binaryDecoder, decodeFields, fieldEnd, fieldStart, readBinaryCopy, rowTemplate, type FieldDecoder } from './binary-copy.ts';
+import { binaryDecoder, decodeFields, fieldEnd, fieldStart, rowTemplate, type FieldDecoder } from './binary-copy.ts';
+import { binaryCopyOut } from './copy-out.ts';
 import { sharedReadSession } from './cursor.ts';
 import { id, ids, raw, sql, toInlined, type Sql } from './sql.ts';
 
@@ -76,7 +76,7 @@ export async function streamTablesInStoredOrder(knex: Knex, reads: readonly Tabl
         const where = r.where ? sql`${range} and (${r.where})` : range;
         const statement = toInlined(knex, sql`copy (select ${ids(names)} from ${id(r.table)} where ${where}) to stdout (format binary)`);
         const rows: Array<Record<string, unknown>> = [];
-        await readBinaryCopy(client.query(copyTo(statement)), (t) => {
+        await binaryCopyOut(client, statement, (t) => {
           const row: Record<string, unknown> = { ...template };
           decodeFields(t.buf, fieldStart(t, 0), fieldEnd(t, t.fields - 1), own, names, row, 0);
           rows.push(row);

@@ -5,8 +5,9 @@
  * cursors, binary COPY, health, and the least-privilege roles (owner, worker, serving). It knows no store's tables except system_checks; it never
  * imports a store.
  */
-export { BinaryCopyWriter, copyBytes, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, float8Field, int4Field, nullFields, readBinaryCopy, rowTemplate, textField, timestampField, timestampText, type BinaryTuple, type FieldDecoder } from './binary-copy.ts';
+export { BinaryCopyReader, BinaryCopyWriter, copyBytes, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, float8Field, int4Field, nullFields, rowTemplate, textField, timestampField, timestampText, type BinaryTuple, type FieldDecoder } from './binary-copy.ts';
 export { createKnex, type DbOptions } from './connection.ts';
+export { binaryCopyOut } from './copy-out.ts';
 export { streamTablesInStoredOrder, type TableRead } from './copy-reads.ts';
 export { streamQueries, streamQuery, type StreamOptions } from './cursor.ts';
 export { databaseReachable } from './health.ts';

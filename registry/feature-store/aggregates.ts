@@ -37,10 +37,10 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { from as copyFrom } from 'pg-copy-streams';
 import { aggregateFeatureName, longestWindowMs, type Aggregation } from '../../features/definitions.ts';
 import { durationMs } from '../../core/duration.ts';
-import { BinaryCopyWriter, fieldBytes, fieldEquals, float8Field, id, ids, int, join, readBinaryCopy, sql, timestampField, toInlined, toText, type Sql } from '../db/index.ts';
+import { BinaryCopyWriter, binaryCopyOut, fieldBytes, fieldEquals, float8Field, id, ids, int, join, sql, timestampField, toInlined, toText, type Sql } from '../db/index.ts';
 import { entityChangePoints, type EntityEvents, type WindowOutput, type WindowPlan } from './window-changes.ts';
 import { snapshotPin } from './commits.ts';
 import { snapshotSql } from './reads.ts';
@@ -153,7 +153,7 @@ interface Entity {
 async function readEntities(client: pg.PoolClient, query: string, keyCount: number, inputCount: number): Promise<Entity[]> {
   const entities: Entity[] = [];
   let current: Entity | undefined;
-  await readBinaryCopy(client.query(copyTo(`copy (${query}) to stdout (format binary)`)), (t) => {
+  await binaryCopyOut(client, `copy (${query}) to stdout (format binary)`, (t) => {
     let same = current !== undefined;
     for (let k = 0; k < keyCount && same; k++) same = fieldEquals(t, k, current?.keys[k]);
     if (!same) {

@@ -27,8 +27,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { BinaryCopyWriter, cancelOnAbort, copyBytes, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, nullFields, readBinaryCopy, rowTemplate, sql, textField, timestampField, toInlined, toText, type BinaryTuple, type FieldDecoder, type Sql } from '../db/index.ts';
+import { from as copyFrom } from 'pg-copy-streams';
+import { BinaryCopyWriter, binaryCopyOut, cancelOnAbort, copyBytes, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, nullFields, rowTemplate, sql, textField, timestampField, toInlined, toText, type BinaryTuple, type FieldDecoder, type Sql } from '../db/index.ts';
 import { joinedStreamSql, pointInTimeColumns, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 
 /** One chunk of the join (PitQuery.chunk), written into a table of its own. */
@@ -460,8 +460,7 @@ async function copyOut(knex: Knex, query: Sql, signal: AbortSignal | undefined, 
   try {
     // Sorts in memory, and one core a query: the caller runs several side by side.
     await client.query(`begin read only; select set_config('work_mem', '256MB', true), set_config('max_parallel_workers_per_gather', '0', true)`);
-    const stream = client.query(copyTo(`copy (${toInlined(knex, query)}) to stdout (format binary)`));
-    const count = await readBinaryCopy(stream, onTuple);
+    const count = await binaryCopyOut(client, `copy (${toInlined(knex, query)}) to stdout (format binary)`, onTuple);
     await client.query('commit');
     return count;
   } catch (err) {

@@ -18,8 +18,7 @@
 import type { Knex } from 'knex';
 import type { DriftThresholds, FeatureViewDefinition, ViewFeature } from '../../features/views.ts';
 import type pg from 'pg';
-import { to as copyTo } from 'pg-copy-streams';
-import { id, ids, join, raw, readBinaryCopy, sql, toInlined, type Sql } from '../db/index.ts';
+import { binaryCopyOut, id, ids, join, raw, sql, toInlined, type Sql } from '../db/index.ts';
 
 export interface FeatureDrift {
   feature: string;
@@ -168,7 +167,7 @@ async function numericColumns(trx: Knex.Transaction, table: string, features: re
   try {
     let row = 0;
     const statement = toInlined(trx, sql`copy (select ${join(features.map(value), ', ')} from ${id(table)}) to stdout (format binary)`);
-    await readBinaryCopy(client.query(copyTo(statement)), (t) => {
+    await binaryCopyOut(client, statement, (t) => {
       if (row >= rows) throw new Error(`${table} has more rows than the ${rows} counted`);
       for (let i = 0; i < features.length; i++) {
         const c = columns[i] as NumericColumn;
