@@ -198,6 +198,13 @@ export async function latestCommit(knex: Knex, featureGroupId: number): Promise<
 export interface SnapshotPin {
   featureGroupId: number;
   visibleSeq: number;
+  /**
+   * The longest any of the snapshot's commits' rows took to become known (their
+   * max_known_lag_ms); null when one of them predates that record, so nothing is
+   * bounded by it. Read with the pin, so that queries carry it as a constant: as a
+   * subquery, the planner could not estimate the time ranges it bounds.
+   */
+  maxKnownLagMs: number | null;
 }
 
 /** The snapshot pinned by `commitId` (a committed commit). */
@@ -206,5 +213,11 @@ export async function snapshotPin(knex: Knex, commitId: number): Promise<Snapsho
     | Pick<FeatureCommitRow, 'feature_group_id' | 'visible_seq'>
     | undefined;
   if (!row || row.visible_seq === null) throw new FtiError(FailureType.NotFound, `feature commit ${commitId} is not a committed commit: there is no snapshot as of it`);
-  return { featureGroupId: Number(row.feature_group_id), visibleSeq: Number(row.visible_seq) };
+  const featureGroupId = Number(row.feature_group_id);
+  const visibleSeq = Number(row.visible_seq);
+  const lag = (await knex('feature_commits')
+    .where({ feature_group_id: featureGroupId, status: 'committed' })
+    .andWhere('visible_seq', '<=', visibleSeq)
+    .first(knex.raw('case when count(*) = count(max_known_lag_ms) then coalesce(max(max_known_lag_ms), 0) end as lag'))) as { lag: number | string | null } | undefined;
+  return { featureGroupId, visibleSeq, maxKnownLagMs: lag?.lag == null ? null : Number(lag.lag) };
 }

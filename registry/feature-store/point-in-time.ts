@@ -253,7 +253,7 @@ export function joinedRowsSql(q: PitQuery, ji: number, slice?: TimeSlice): Sql {
   return sql`${rows}
       union all
       select ${join([...keys.map((k, ki) => sql`${col('k', j.on[k] as string)}::text as ${id(`_k${ki}`)}`), sql`${te} as _te`, sql`${te} as _known`, ...features], ', ')}
-      from (select distinct ${spineKeys}, ${settled} as _settled from (${spineRows(q)}) s where ${spineFilter(q, 's')}) k
+      from (select distinct ${spineKeys}, ${settled}::timestamptz as _settled from (${spineRows(q)}) s where ${spineFilter(q, 's')}) k
       cross join lateral (${latestBefore({ ...j, ttlMs: undefined }, 'k', '_settled', 'event_time', q.start)}) g`;
 }
 
@@ -315,15 +315,13 @@ export function pointInTimeColumns(q: PitQuery): Array<{ name: string; pgType: s
 /**
  * The instant before which every row of the joined group's snapshot was known by
  * `start`: start minus the longest any of its commits' rows took to become known
- * (feature_commits.max_known_lag_ms; start itself under 'event_time'). -infinity when a
+ * (SnapshotPin.maxKnownLagMs; start itself under 'event_time'). Undefined when a
  * commit predates that record: then nothing is bounded.
  */
-function settledBefore(j: PitJoin, start: Date, policy: PointInTimePolicy): Sql {
-  if (policy === 'event_time') return sql`${start}::timestamptz`;
-  const lag = sql`(select case when count(*) = count(c.max_known_lag_ms) then coalesce(max(c.max_known_lag_ms), 0) end
-                   from feature_commits c
-                   where c.feature_group_id = ${j.visible.featureGroupId} and c.status = 'committed' and c.visible_seq <= ${j.visible.visibleSeq})`;
-  return sql`coalesce(${start}::timestamptz - ${lag} * interval '1 millisecond', '-infinity'::timestamptz)`;
+function settledBefore(j: PitJoin, start: Date, policy: PointInTimePolicy): Date | undefined {
+  if (policy === 'event_time') return start;
+  const lag = j.visible.maxKnownLagMs;
+  return lag === null ? undefined : new Date(start.getTime() - lag);
 }
 
 /** The newest row of a group before the spine row (and known by then): one index probe per snapshot branch. */
