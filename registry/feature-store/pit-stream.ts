@@ -340,6 +340,9 @@ async function copyIn(knex: Knex, writer: Knex, statement: Sql, data: AsyncItera
   }
 }
 
+/** The most distinct spine keys sent to Postgres with a group's read (as one JSON literal: a few MB at most). */
+const MAX_SPINE_KEYS_SENT = 100_000;
+
 /** Join `ji`: places the group's rows at the spine rows they become visible to, then the running max per key. */
 async function joinGroup(
   knex: Knex,
@@ -376,6 +379,9 @@ async function joinGroup(
   });
 
   const features = j.features.length;
+  // The seeds' probes take the spine's keys from here rather than from a second scan of
+  // the spine, unless there are too many to send as one literal.
+  const spineKeys = keyIndex.size <= MAX_SPINE_KEYS_SENT ? [...keyIndex.keys()] : undefined;
   /**
    * A read's tuple handler. A group's rows mostly come in key and time order (as its
    * partitions were written), so a key's id is looked up again only when the key's
@@ -432,7 +438,7 @@ async function joinGroup(
   await Promise.all(
     Array.from({ length: reads }, async (_, index) => {
       const { onTuple, flush } = reader();
-      await copyOut(knex, joinedStreamSql(q, ji, { index, count: reads }), signal, onTuple);
+      await copyOut(knex, joinedStreamSql(q, ji, { index, count: reads }, spineKeys), signal, onTuple);
       flush();
     }),
   );

@@ -224,8 +224,12 @@ function windowPlan(q: PitQuery): Sql {
  *
  * With `slice`, only the rows of its event times (the seeds, all older than the query's
  * start, only in a slice without a `from`): reads of one group side by side.
+ *
+ * The seeds are probed for each key the spine has. With `spineKeys` (the texts of its
+ * distinct keys, known to a caller that has read the spine: the stream plan) a join on
+ * one key column probes those; else the keys are found by scanning the spine again.
  */
-export function joinedRowsSql(q: PitQuery, ji: number, slice?: TimeSlice): Sql {
+export function joinedRowsSql(q: PitQuery, ji: number, slice?: TimeSlice, spineKeys?: readonly string[]): Sql {
   const j = q.joins[ji] as PitJoin;
   const keys = j.shape.entityKeys;
   const te = sql`g.${id(j.shape.eventTime)}`;
@@ -249,11 +253,17 @@ export function joinedRowsSql(q: PitQuery, ji: number, slice?: TimeSlice): Sql {
       from (${snapshotSql(j.shape, j.visible)}) g ${timeBound}`;
   if (!settled || (slice && slice.from)) return rows;
   // Each spine key's newest row before `settled`, by an index probe (known by then, so it enters before every spine row).
-  const spineKeys = ids(keys.map((k) => j.on[k] as string));
+  const [only] = keys;
+  const keyType = only === undefined || keys.length > 1 ? undefined : j.shape.columns.find((c) => c.name === only)?.type;
+  const probes =
+    spineKeys && only !== undefined && keyType !== undefined
+      ? sql`select (u.k)::${kw(PG_TYPE[keyType])} as ${id(j.on[only] as string)}, ${settled}::timestamptz as _settled
+            from jsonb_array_elements_text(${JSON.stringify(spineKeys)}::jsonb) u(k)`
+      : sql`select distinct ${ids(keys.map((k) => j.on[k] as string))}, ${settled}::timestamptz as _settled from (${spineRows(q)}) s where ${spineFilter(q, 's')}`;
   return sql`${rows}
       union all
       select ${join([...keys.map((k, ki) => sql`${col('k', j.on[k] as string)}::text as ${id(`_k${ki}`)}`), sql`${te} as _te`, sql`${te} as _known`, ...features], ', ')}
-      from (select distinct ${spineKeys}, ${settled}::timestamptz as _settled from (${spineRows(q)}) s where ${spineFilter(q, 's')}) k
+      from (${probes}) k
       cross join lateral (${latestBefore({ ...j, ttlMs: undefined }, 'k', '_settled', 'event_time', q.start)}) g`;
 }
 
@@ -289,21 +299,22 @@ interface TimeSlice {
  * of one group side by side). A query with a start and an end is cut by event time,
  * into equal spans of [start, end) (the first part also takes the rows before start,
  * the seeds among them), so that each read scans only its own range partitions; one
- * without is cut by a hash of the key, and each read scans every row.
+ * without is cut by a hash of the key, and each read scans every row. `spineKeys`: see
+ * joinedRowsSql.
  */
-export function joinedStreamSql(q: PitQuery, ji: number, part?: { index: number; count: number }): Sql {
+export function joinedStreamSql(q: PitQuery, ji: number, part?: { index: number; count: number }, spineKeys?: readonly string[]): Sql {
   const j = q.joins[ji] as PitJoin;
   const key = keyText(j.shape.entityKeys.map((_, ki) => col('r', `_k${ki}`)));
   const columns = join([sql`${key} as _key`, sql`r._te`, sql`r._known`, ...j.features.map((_, fi) => col('r', `_f${fi}`))], ', ');
-  if (!part || part.count <= 1) return sql`select ${columns} from (${joinedRowsSql(q, ji)}) r`;
+  if (!part || part.count <= 1) return sql`select ${columns} from (${joinedRowsSql(q, ji, undefined, spineKeys)}) r`;
   if (q.start && q.end) {
     const start = q.start.getTime();
     const span = q.end.getTime() - start;
     const at = (i: number) => new Date(start + Math.floor((span * i) / part.count));
     const slice = { from: part.index > 0 ? at(part.index) : undefined, to: part.index < part.count - 1 ? at(part.index + 1) : undefined };
-    return sql`select ${columns} from (${joinedRowsSql(q, ji, slice)}) r`;
+    return sql`select ${columns} from (${joinedRowsSql(q, ji, slice, spineKeys)}) r`;
   }
-  return sql`select ${columns} from (${joinedRowsSql(q, ji)}) r where ${chunkOf(j.shape.entityKeys.map((_, ki) => col('r', `_k${ki}`)), part.count)} = ${int(part.index)}`;
+  return sql`select ${columns} from (${joinedRowsSql(q, ji, undefined, spineKeys)}) r where ${chunkOf(j.shape.entityKeys.map((_, ki) => col('r', `_k${ki}`)), part.count)} = ${int(part.index)}`;
 }
 
 /** The output columns of a point-in-time query, in order, with their Postgres types. */
