@@ -166,13 +166,29 @@ describe('binary COPY', () => {
       }
     });
 
-    it("fails with Postgres' error when the COPY fails or is cancelled midway, and the connection serves the next query", async () => {
+    it("fails with Postgres' error when the COPY fails or is cancelled midway, or with the reader's when it throws, and the connection serves the next query", async () => {
       const client = (await db.knex.client.acquireConnection()) as pg.PoolClient & { processID: number };
       try {
         let before = 0;
         await expect(binaryCopyOut(client, 'copy (select 1 / (i - 30000) from generate_series(1, 50000) i) to stdout (format binary)', () => before++)).rejects.toThrow(/division by zero/);
         expect(before).toBeGreaterThan(0);
         expect((await client.query('select 1 as n')).rows).toEqual([{ n: 1 }]);
+
+        // The reader's own error: the COPY is read to its end, unseen, and fails with it.
+        let calls = 0;
+        await expect(
+          binaryCopyOut(client, 'copy (select i from generate_series(1, 50000) i) to stdout (format binary)', () => {
+            if (++calls === 10) throw new Error('the tenth row is refused');
+          }),
+        ).rejects.toThrow(/the tenth row is refused/);
+        expect(calls).toBe(10);
+        expect((await client.query('select 3 as n')).rows).toEqual([{ n: 3 }]);
+
+        // Statements that are not a COPY TO are refused, and leave the connection usable.
+        await expect(binaryCopyOut(client, 'select 1', () => undefined)).rejects.toThrow(/returns rows/);
+        await client.query('create temp table copy_in_target (n int)');
+        await expect(binaryCopyOut(client, 'copy copy_in_target from stdin', () => undefined)).rejects.toThrow(/not a COPY FROM/);
+        expect((await client.query('select count(*)::int as n from copy_in_target')).rows).toEqual([{ n: 0 }]);
 
         let cancel: Promise<unknown> | undefined;
         let read = 0;

@@ -29,6 +29,8 @@ class BinaryCopyOut implements pg.Submittable {
   private resolve!: (rows: number) => void;
   private reject!: (err: unknown) => void;
   private readonly reader: BinaryCopyReader;
+  /** What went wrong on this side: onTuple threw (the COPY is read to its end, unseen), or the stream was malformed. */
+  private failure: unknown;
   private stream: pg.Connection['stream'] | undefined;
   private pgOnData: OnData | undefined;
   /** A message's type and length when a chunk ends inside them: the first `headLength` of their 5 bytes. */
@@ -42,31 +44,42 @@ class BinaryCopyOut implements pg.Submittable {
     private readonly text: string,
     onTuple: (t: BinaryTuple) => void,
   ) {
-    this.reader = new BinaryCopyReader(onTuple);
+    this.reader = new BinaryCopyReader((t) => {
+      if (this.failure !== undefined) return;
+      try {
+        onTuple(t);
+      } catch (err) {
+        this.failure = err;
+      }
+    });
     this.done = new Promise<number>((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
     });
   }
 
-  submit(connection: pg.Connection): void {
+  /** Returns an error for pg to fail the query with, as pg's submittables do. */
+  submit(connection: pg.Connection): Error | undefined {
     const stream = connection.stream;
     const listeners = stream.listeners('data') as OnData[];
-    if (listeners.length !== 1) throw new Error(`a COPY TO expects pg's one data listener on its socket, found ${listeners.length}`);
+    if (listeners.length !== 1) return new Error(`a COPY TO expects pg's one data listener on its socket, found ${listeners.length}`);
     this.stream = stream;
     this.pgOnData = listeners[0] as OnData;
     stream.removeListener('data', this.pgOnData);
     stream.on('data', this.onData);
     connection.query(this.text);
+    return undefined;
   }
 
   private readonly onData = (chunk: Buffer): void => {
     try {
       this.consume(chunk);
     } catch (err) {
-      // A malformed stream (or onTuple throwing): the connection cannot be trusted.
+      // A malformed stream: the connection cannot be trusted.
+      this.failure ??= err;
+      const stream = this.stream;
       this.giveBack(Buffer.alloc(0));
-      this.stream?.destroy(err as Error);
+      stream?.destroy(err as Error);
     }
   };
 
@@ -127,7 +140,24 @@ class BinaryCopyOut implements pg.Submittable {
 
   handleCommandComplete(): void {}
 
+  // A statement that is not a COPY TO: refused when it ends.
+  handleRowDescription(): void {
+    this.failure ??= new Error('binaryCopyOut runs a COPY TO statement; this one returns rows');
+  }
+
+  handleDataRow(): void {}
+
+  handleEmptyQuery(): void {
+    this.failure ??= new Error('binaryCopyOut was given an empty statement');
+  }
+
+  handleCopyInResponse(connection: pg.Connection & { sendCopyFail(message: string): void }): void {
+    this.failure ??= new Error('binaryCopyOut runs a COPY TO statement, not a COPY FROM');
+    connection.sendCopyFail('binaryCopyOut reads, it does not write');
+  }
+
   handleReadyForQuery(): void {
+    if (this.failure !== undefined) return this.reject(this.failure);
     try {
       this.resolve(this.reader.end());
     } catch (err) {
@@ -137,14 +167,15 @@ class BinaryCopyOut implements pg.Submittable {
 
   handleError(err: Error): void {
     this.giveBack(Buffer.alloc(0));
-    this.reject(err);
+    this.reject(this.failure ?? err);
   }
 }
 
 /**
  * Runs `statement`, a `copy … to stdout (format binary)`, on `client` and calls
  * `onTuple` for each tuple, in order (valid only during the call: copy what you keep);
- * returns their number. Fails with Postgres' error when the statement does.
+ * returns their number. Fails with Postgres' error when the statement does, or with
+ * onTuple's first error once the COPY has ended (the connection stays usable).
  */
 export function binaryCopyOut(client: pg.ClientBase, statement: string, onTuple: (t: BinaryTuple) => void): Promise<number> {
   return client.query(new BinaryCopyOut(statement, onTuple)).done;
