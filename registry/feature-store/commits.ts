@@ -207,17 +207,17 @@ export interface SnapshotPin {
   maxKnownLagMs: number | null;
 }
 
-/** The snapshot pinned by `commitId` (a committed commit). */
+/** The snapshot pinned by `commitId` (a committed commit), with its commits' longest known lag: one query. */
 export async function snapshotPin(knex: Knex, commitId: number): Promise<SnapshotPin> {
-  const row = (await knex<FeatureCommitRow>('feature_commits').where({ id: commitId, status: 'committed' }).first('feature_group_id', 'visible_seq')) as
-    | Pick<FeatureCommitRow, 'feature_group_id' | 'visible_seq'>
-    | undefined;
+  const result = (await knex.raw(
+    `select p.feature_group_id, p.visible_seq,
+            (select case when count(*) = count(c.max_known_lag_ms) then coalesce(max(c.max_known_lag_ms), 0) end
+             from feature_commits c
+             where c.feature_group_id = p.feature_group_id and c.status = 'committed' and c.visible_seq <= p.visible_seq) as lag
+     from feature_commits p where p.id = ? and p.status = 'committed'`,
+    [commitId],
+  )) as { rows: Array<{ feature_group_id: number | string; visible_seq: number | string | null; lag: number | string | null }> };
+  const row = result.rows[0];
   if (!row || row.visible_seq === null) throw new FtiError(FailureType.NotFound, `feature commit ${commitId} is not a committed commit: there is no snapshot as of it`);
-  const featureGroupId = Number(row.feature_group_id);
-  const visibleSeq = Number(row.visible_seq);
-  const lag = (await knex('feature_commits')
-    .where({ feature_group_id: featureGroupId, status: 'committed' })
-    .andWhere('visible_seq', '<=', visibleSeq)
-    .first(knex.raw('case when count(*) = count(max_known_lag_ms) then coalesce(max(max_known_lag_ms), 0) end as lag'))) as { lag: number | string | null } | undefined;
-  return { featureGroupId, visibleSeq, maxKnownLagMs: lag?.lag == null ? null : Number(lag.lag) };
+  return { featureGroupId: Number(row.feature_group_id), visibleSeq: Number(row.visible_seq), maxKnownLagMs: row.lag === null ? null : Number(row.lag) };
 }

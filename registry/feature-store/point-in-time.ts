@@ -229,7 +229,7 @@ function windowPlan(q: PitQuery): Sql {
  * distinct keys, known to a caller that has read the spine: the stream plan) a join on
  * one key column probes those; else the keys are found by scanning the spine again.
  */
-export function joinedRowsSql(q: PitQuery, ji: number, slice?: TimeSlice, spineKeys?: readonly string[]): Sql {
+export function joinedRowsSql(q: PitQuery, ji: number, { slice, spineKeys }: { slice?: TimeSlice; spineKeys?: readonly string[] } = {}): Sql {
   const j = q.joins[ji] as PitJoin;
   const keys = j.shape.entityKeys;
   const te = sql`g.${id(j.shape.eventTime)}`;
@@ -253,11 +253,10 @@ export function joinedRowsSql(q: PitQuery, ji: number, slice?: TimeSlice, spineK
       from (${snapshotSql(j.shape, j.visible)}) g ${timeBound}`;
   if (!settled || (slice && slice.from)) return rows;
   // Each spine key's newest row before `settled`, by an index probe (known by then, so it enters before every spine row).
-  const [only] = keys;
-  const keyType = only === undefined || keys.length > 1 ? undefined : j.shape.columns.find((c) => c.name === only)?.type;
+  const keyColumn = keys.length === 1 ? j.shape.columns.find((c) => c.name === keys[0]) : undefined;
   const probes =
-    spineKeys && only !== undefined && keyType !== undefined
-      ? sql`select (u.k)::${kw(PG_TYPE[keyType])} as ${id(j.on[only] as string)}, ${settled}::timestamptz as _settled
+    spineKeys && keyColumn
+      ? sql`select (u.k)::${kw(PG_TYPE[keyColumn.type])} as ${id(j.on[keyColumn.name] as string)}, ${settled}::timestamptz as _settled
             from jsonb_array_elements_text(${JSON.stringify(spineKeys)}::jsonb) u(k)`
       : sql`select distinct ${ids(keys.map((k) => j.on[k] as string))}, ${settled}::timestamptz as _settled from (${spineRows(q)}) s where ${spineFilter(q, 's')}`;
   return sql`${rows}
@@ -306,15 +305,15 @@ export function joinedStreamSql(q: PitQuery, ji: number, part?: { index: number;
   const j = q.joins[ji] as PitJoin;
   const key = keyText(j.shape.entityKeys.map((_, ki) => col('r', `_k${ki}`)));
   const columns = join([sql`${key} as _key`, sql`r._te`, sql`r._known`, ...j.features.map((_, fi) => col('r', `_f${fi}`))], ', ');
-  if (!part || part.count <= 1) return sql`select ${columns} from (${joinedRowsSql(q, ji, undefined, spineKeys)}) r`;
+  if (!part || part.count <= 1) return sql`select ${columns} from (${joinedRowsSql(q, ji, { spineKeys })}) r`;
   if (q.start && q.end) {
     const start = q.start.getTime();
     const span = q.end.getTime() - start;
     const at = (i: number) => new Date(start + Math.floor((span * i) / part.count));
     const slice = { from: part.index > 0 ? at(part.index) : undefined, to: part.index < part.count - 1 ? at(part.index + 1) : undefined };
-    return sql`select ${columns} from (${joinedRowsSql(q, ji, slice, spineKeys)}) r`;
+    return sql`select ${columns} from (${joinedRowsSql(q, ji, { slice, spineKeys })}) r`;
   }
-  return sql`select ${columns} from (${joinedRowsSql(q, ji, undefined, spineKeys)}) r where ${chunkOf(j.shape.entityKeys.map((_, ki) => col('r', `_k${ki}`)), part.count)} = ${int(part.index)}`;
+  return sql`select ${columns} from (${joinedRowsSql(q, ji, { spineKeys })}) r where ${chunkOf(j.shape.entityKeys.map((_, ki) => col('r', `_k${ki}`)), part.count)} = ${int(part.index)}`;
 }
 
 /** The output columns of a point-in-time query, in order, with their Postgres types. */
