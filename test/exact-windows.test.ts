@@ -10,6 +10,7 @@ import { defineFeatureGroup } from '../features/definitions.ts';
 import { defineProject } from '../features/project.ts';
 import { defineFeatureView } from '../features/views.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
+import { createKnex } from '../registry/db/index.ts';
 import { PredictionStore } from '../registry/predictions/index.ts';
 import { featurePipeline } from '../workflows/index.ts';
 import { scratchFiles } from './helpers/files.ts';
@@ -160,6 +161,24 @@ describe('exact windows', () => {
     }
     expect(online.map((w) => w.n)).toEqual([3, 2, 2, 1, 1, 0, 0]);
     expect(online[1]).toEqual({ mean: 20, n: 2, max: 25 });
+
+    // The server's pool plans the lookup once per connection (generic plan), not per
+    // call: the answers are the same, and Postgres says it never made a custom plan.
+    const generic = createKnex({ url: db.url, schema: db.schema, poolMax: 1, genericPlans: true, applicationName: 'fti-test-generic-plans' });
+    try {
+      const genericLookup = await new PredictionStore({ knex: generic }).onlineLookup(view);
+      for (const [i, t] of samples.entries()) {
+        const [row] = await genericLookup.lookup([{ check_id: 200 }], new Date(t));
+        expect({ mean: row?.minutes_mean_1h, n: row?.trips_1h === null ? null : Number(row?.trips_1h), max: row?.minutes_max_1h }).toEqual(online[i]);
+      }
+      // pg_prepared_statements is per session: poolMax 1 makes this the lookup's own connection.
+      const { rows } = (await generic.raw(`select generic_plans::int as generic, custom_plans::int as custom from pg_prepared_statements where name like 'fti_online_%'`)) as {
+        rows: Array<{ generic: number; custom: number }>;
+      };
+      expect(rows).toEqual([{ generic: samples.length, custom: 0 }]);
+    } finally {
+      await generic.destroy();
+    }
 
     // The next window's run computes the same instants for the history; spine rows at
     // the sampled times join exactly what was served.

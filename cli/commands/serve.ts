@@ -54,7 +54,14 @@ async function serve(opts: ServeOptions): Promise<void> {
   // Every statement of the server's pool is bounded: a blocked lookup is cancelled, not waited for.
   const statementTimeoutMs = opts.statementTimeout ?? config.servingStatementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
   // Its lookups' connections (and one for the rest) stay open: no request waits for a reconnect after a quiet spell.
-  const knex = createKnex({ url: withStatementTimeout(postgres.urls.serving, statementTimeoutMs), schema: config.schema, applicationName: 'fti-serve', poolMin: LOOKUPS_IN_FLIGHT + 1 });
+  // Its statements are key lookups: each is planned once per connection, not once per request.
+  const knex = createKnex({
+    url: withStatementTimeout(postgres.urls.serving, statementTimeoutMs),
+    schema: config.schema,
+    applicationName: 'fti-serve',
+    poolMin: LOOKUPS_IN_FLIGHT + 1,
+    genericPlans: true,
+  });
   try {
     const { app } = await buildServer({
       knex,

@@ -2,8 +2,9 @@
  * Online features of a feature view, for the prediction server: given spine entity
  * keys, the spine group's online row and each joined group's online row (by the join
  * keys taken from the spine row), in one round trip. The statement is built once per
- * view and sent as a named prepared statement, so Postgres plans it once per
- * connection. Columns come back under the view's feature names: the same names a
+ * view and sent as a named prepared statement: Postgres parses it once per connection,
+ * and plans it once too where the pool asks for generic plans (`genericPlans` of
+ * createKnex, as the server's does); otherwise it plans it again for every call. Columns come back under the view's feature names: the same names a
  * training dataset and batch inference give them, so the one encoder reads all three.
  *
  * Semantics match the point-in-time join's "latest row before the event": the online
