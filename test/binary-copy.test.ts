@@ -5,7 +5,8 @@
  * its rows across the socket's chunks, failing or cancelled midway; a round trip
  * through a real Postgres table of every type the feature store writes, decoded by type as node-postgres reads their text; and tables
  * read whole in their stored order, a range of pages per COPY (registry/db/copy-reads.ts);
- * values a writer computes, written by type.
+ * values a writer computes, written by type; a prepared statement's rows in binary,
+ * read off the socket the same way (registry/db/binary-rows.ts).
  */
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -13,7 +14,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mergeBy } from '../core/streams.ts';
-import { binaryCopyOut, BinaryCopyReader, BinaryCopyWriter, createKnex, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, sql, streamQueries, streamTablesInStoredOrder, textField, timestampField, timestampText, type BinaryTuple } from '../registry/db/index.ts';
+import { arrayLiteral, binaryCopyOut, BinaryCopyReader, binaryRows, describeColumns, BinaryCopyWriter, createKnex, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, sql, streamQueries, streamTablesInStoredOrder, textField, timestampField, timestampText, type BinaryTuple } from '../registry/db/index.ts';
 import { createTestDb, type TestDb } from './helpers/services.ts';
 
 /** A field's bytes as COPY sends them: int32 length, then the value (or -1 and nothing: null). */
@@ -201,6 +202,61 @@ describe('binary COPY', () => {
         expect(read).toBeGreaterThanOrEqual(1000);
         expect(read).toBeLessThan(100_000_000);
         expect((await client.query('select 2 as n')).rows).toEqual([{ n: 2 }]);
+      } finally {
+        await db.knex.client.releaseConnection(client);
+      }
+    });
+
+    it('runs a prepared statement with binary rows: decoded as node-postgres reads their text, parsed once per connection, its array parameters quoted', async () => {
+      await db.knex.raw(`create table row_types (k text primary key, f double precision, i bigint, b boolean, t timestamptz, n int)`);
+      const keys = ['plain', 'with "quotes"', 'back\\slash', 'comma, {brace}', 'NULL', 'ünï'];
+      for (const [i, k] of keys.entries()) {
+        await db.knex.raw('insert into row_types values (?, ?, ?, ?, ?, ?)', [k, i + 0.5, 2 ** 53 - 1 - i, i % 2 === 0, new Date(Date.UTC(2026, 0, 1 + i)), i === 3 ? null : -i]);
+      }
+      const statement = { name: 'fti_test_binary_rows', text: 'select q.ord, r.* from unnest($1::text[]) with ordinality as q(k, ord) join row_types r using (k) order by q.ord' };
+      const client = (await db.knex.client.acquireConnection()) as pg.PoolClient;
+      try {
+        const asked = [...keys].reverse();
+        const columns = await describeColumns(client, statement.text, [arrayLiteral([])]);
+        expect(columns.map((c) => c.name)).toEqual(['ord', 'k', 'f', 'i', 'b', 't', 'n']);
+        const read = async () => {
+          const rows: Array<Record<string, unknown>> = [];
+          const n = await binaryRows(client, statement, [arrayLiteral(asked)], (t) => {
+            const row: Record<string, unknown> = {};
+            for (let i = 0; i < t.fields; i++) row[columns[i]?.name as string] = t.length[i] === -1 ? null : columns[i]?.decode(t.buf, t.start[i] as number, t.length[i] as number);
+            rows.push(row);
+          });
+          expect(n).toBe(rows.length);
+          return rows;
+        };
+        const first = await read();
+        // Every key found, whatever its quoting; values as pg's text parsers give them.
+        expect(first.map((r) => r.k)).toEqual(asked);
+        const { rows: expected } = await client.query({ text: statement.text, values: [asked] });
+        expect(first).toEqual(expected);
+        expect(await read()).toEqual(first);
+        // Parsed once on this connection (and known to pg's own queries as parsed).
+        expect((await client.query(`select count(*)::int as n from pg_prepared_statements where name = '${statement.name}'`)).rows).toEqual([{ n: 1 }]);
+        await expect(binaryRows(client, { name: statement.name, text: 'select 1' }, [], () => undefined)).rejects.toThrow(/another statement/);
+
+        // Rows across the socket's chunks, one of them longer than a read.
+        let count = 0;
+        let big = 0;
+        await binaryRows(client, { name: 'fti_test_binary_rows_many', text: "select i, case when i = 777 then repeat('z', 1000000) end from generate_series(1, 20000) i" }, [], (t) => {
+          if (t.buf.readInt32BE(t.start[0] as number) === ++count && t.length[1] === 1_000_000) big = count;
+        });
+        expect([count, big]).toEqual([20_000, 777]);
+
+        // Postgres' error, and the reader's, fail the call; the connection serves the next one.
+        await expect(binaryRows(client, { name: 'fti_test_binary_rows_fails', text: 'select 1 / (i - 3) from generate_series(1, 5) i' }, [], () => undefined)).rejects.toThrow(/division by zero/);
+        await expect(
+          binaryRows(client, statement, [arrayLiteral(asked)], () => {
+            throw new Error('refused');
+          }),
+        ).rejects.toThrow(/refused/);
+        expect(await read()).toEqual(first);
+        await expect(describeColumns(client, 'select 1::numeric as x', [])).rejects.toThrow(/column x has type OID 1700/);
+        expect(() => arrayLiteral([{}])).toThrow(/must be a number, boolean, string or null/);
       } finally {
         await db.knex.client.releaseConnection(client);
       }

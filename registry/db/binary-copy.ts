@@ -116,7 +116,16 @@ export class BinaryCopyReader {
   private pending: Buffer | undefined;
   private readonly tuple: BinaryTuple = { buf: Buffer.alloc(0), fields: 0, start: new Int32Array(64), length: new Int32Array(64) };
 
-  constructor(private readonly onTuple: (t: BinaryTuple) => void) {}
+  /**
+   * `bare`: tuples only, with no header or trailer, as the DataRow messages of a
+   * statement's binary results carry them (binary-rows.ts): each payload is one tuple.
+   */
+  constructor(
+    private readonly onTuple: (t: BinaryTuple) => void,
+    private readonly options: { bare?: boolean } = {},
+  ) {
+    this.headerRead = options.bare === true;
+  }
 
   /** Parses `buf[start, end)`, the next bytes of the COPY. */
   feed(buf: Buffer, start: number, end: number): void {
@@ -139,9 +148,9 @@ export class BinaryCopyReader {
     if (stop < end) this.pending = Buffer.from(buf.subarray(stop, end));
   }
 
-  /** The number of tuples, once the trailer has been read; throws if it has not. */
+  /** The number of tuples, once the trailer has been read (bare: once no tuple is left incomplete); throws if it has not. */
   end(): number {
-    if (!this.done) throw new Error('binary COPY stream ended early');
+    if (this.options.bare ? this.pending !== undefined : !this.done) throw new Error('binary COPY stream ended early');
     return this.count;
   }
 

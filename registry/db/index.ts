@@ -8,6 +8,7 @@
 export { BinaryCopyReader, BinaryCopyWriter, copyBytes, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, float8Field, int4Field, nullFields, rowTemplate, textField, timestampField, timestampText, type BinaryTuple, type FieldDecoder } from './binary-copy.ts';
 export { createKnex, type DbOptions } from './connection.ts';
 export { binaryCopyOut } from './copy-out.ts';
+export { arrayLiteral, binaryRows, describeColumns, type NamedStatement } from './binary-rows.ts';
 export { streamTablesInStoredOrder, type TableRead } from './copy-reads.ts';
 export { streamQueries, streamQuery, type StreamOptions } from './cursor.ts';
 export { databaseReachable } from './health.ts';

@@ -20,7 +20,7 @@ import type pg from 'pg';
 import { FailureType, FtiError } from '../../core/errors.ts';
 import { PG_TYPE, type FeatureType } from '../../features/schema.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
-import { col, id, ids, join, kw, sql, toNative, type Sql } from '../db/index.ts';
+import { arrayLiteral, binaryRows, col, describeColumns, id, ids, join, kw, rowTemplate, sql, toNative, type FieldDecoder, type Sql } from '../db/index.ts';
 import { getFeatureGroup, groupTables, joinOnlineRow, type FeatureGroupRecord } from '../feature-store/index.ts';
 
 export interface OnlineKey {
@@ -82,22 +82,41 @@ export async function createOnlineLookup(knex: Knex, view: FeatureViewDefinition
   const native = toNative(knex, statement);
   // One binding per windowed join, after the key arrays.
   const timeBindings = native.bindings.length - keys.length;
-  const name = `fti_online_${crypto.createHash('sha1').update(native.sql).digest('hex').slice(0, 24)}`;
+  const prepared = { name: `fti_online_${crypto.createHash('sha1').update(native.sql).digest('hex').slice(0, 24)}`, text: native.sql };
+  const parameters = (entities: ReadonlyArray<Readonly<Record<string, unknown>>>, at: Date) => [
+    ...keys.map((k) => arrayLiteral(entities.map((e) => e[k.name]))),
+    ...Array.from({ length: timeBindings }, () => at.toISOString()),
+  ];
+  const withConnection = async <T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> => {
+    const client = (await knex.client.acquireConnection()) as pg.PoolClient;
+    try {
+      return await work(client);
+    } finally {
+      await knex.client.releaseConnection(client);
+    }
+  };
+  // The result's columns (q.ord, then the features) and their decoders, from a run with no keys.
+  const [ord, ...columns] = await withConnection((client) => describeColumns(client, prepared.text, parameters([], new Date(0))));
+  if (!ord) throw new Error(`${where}: the lookup returns no columns`);
+  const names = columns.map((c) => c.name);
+  const decoders = columns.map((c) => c.decode);
+  const template = rowTemplate(names);
 
   return {
     view: { name: view.name, version: view.version },
     keys,
     async lookup(entities, at = new Date()) {
-      const values = [...keys.map((k) => entities.map((e) => e[k.name])), ...Array.from({ length: timeBindings }, () => at)];
-      const client = (await knex.client.acquireConnection()) as pg.PoolClient;
-      let result: pg.QueryResult<Record<string, unknown> & { ord: number }>;
-      try {
-        result = await client.query({ name, text: native.sql, values });
-      } finally {
-        await knex.client.releaseConnection(client);
-      }
       const out: Array<Record<string, unknown> | undefined> = new Array(entities.length).fill(undefined);
-      for (const { ord, ...row } of result.rows) out[Number(ord) - 1] = row;
+      await withConnection((client) =>
+        binaryRows(client, prepared, parameters(entities, at), (t) => {
+          const row: Record<string, unknown> = { ...template };
+          for (let i = 1; i < t.fields; i++) {
+            const n = t.length[i] as number;
+            row[names[i - 1] as string] = n < 0 ? null : (decoders[i - 1] as FieldDecoder)(t.buf, t.start[i] as number, n);
+          }
+          out[(ord.decode(t.buf, t.start[0] as number, 8) as number) - 1] = row;
+        }),
+      );
       return out;
     },
   };
