@@ -164,7 +164,7 @@ describe('exact windows', () => {
 
     // The server's pool plans the lookup once per connection (generic plan), not per
     // call: the answers are the same, and Postgres says it never made a custom plan.
-    const generic = createKnex({ url: db.url, schema: db.schema, poolMax: 1, genericPlans: true, applicationName: 'fti-test-generic-plans' });
+    const generic = createKnex({ url: db.url, schema: db.schema, poolMax: 1, pointLookups: true, applicationName: 'fti-test-point-lookups' });
     try {
       const genericLookup = await new PredictionStore({ knex: generic }).onlineLookup(view);
       for (const [i, t] of samples.entries()) {

@@ -54,13 +54,13 @@ async function serve(opts: ServeOptions): Promise<void> {
   // Every statement of the server's pool is bounded: a blocked lookup is cancelled, not waited for.
   const statementTimeoutMs = opts.statementTimeout ?? config.servingStatementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
   // Its lookups' connections (and one for the rest) stay open: no request waits for a reconnect after a quiet spell.
-  // Its statements are key lookups: each is planned once per connection, not once per request.
+  // Its statements are key lookups: each is planned once per connection, not once per request, and probes its index.
   const knex = createKnex({
     url: withStatementTimeout(postgres.urls.serving, statementTimeoutMs),
     schema: config.schema,
     applicationName: 'fti-serve',
     poolMin: LOOKUPS_IN_FLIGHT + 1,
-    genericPlans: true,
+    pointLookups: true,
   });
   try {
     const { app } = await buildServer({

@@ -3,8 +3,8 @@
  * keys, the spine group's online row and each joined group's online row (by the join
  * keys taken from the spine row), in one round trip. The statement is built once per
  * view and sent as a named prepared statement: Postgres parses it once per connection,
- * and plans it once too where the pool asks for generic plans (`genericPlans` of
- * createKnex, as the server's does); otherwise it plans it again for every call. Columns come back under the view's feature names: the same names a
+ * and plans it once too where the pool is made for point lookups (`pointLookups` of
+ * createKnex, as the server's is); otherwise it plans it again for every call. Columns come back under the view's feature names: the same names a
  * training dataset and batch inference give them, so the one encoder reads all three.
  *
  * Semantics match the point-in-time join's "latest row before the event": the online
