@@ -43,9 +43,13 @@ const TARGET_P99_MS = 5;
 /**
  * The rates of the online_max_rps sweep (requests/s, multiples of CLIENTS: each client
  * sends a whole number per second), each for SWEEP_SECONDS after a 2 s warm-up at that
- * rate; the sweep stops at the first rate that misses the target.
+ * rate. online_max_rps is the highest rate that meets the target. The sweep goes on past
+ * a rate that misses it (on this VM the lowest rates can miss on wake-up latency alone,
+ * while higher ones pass) and stops at the second miss in a row, or at once when
+ * requests fail or the rate is not achieved (saturation). Every step is in the details.
  */
 const SWEEP_RATES = (process.env.BENCH_ONLINE_SWEEP ?? '300,500,700,1000,1500,2000,3000,4000,6000').split(',').map(Number);
+const MISSES_TO_STOP = 2;
 const SWEEP_SECONDS = Number(process.env.BENCH_ONLINE_SWEEP_SECONDS ?? 5);
 const SWEEP_WARMUP_SECONDS = 2;
 
@@ -93,17 +97,23 @@ interface SweepStep {
 
 const onlinePart: BenchPart = async (ctx) => {
   // The rate sweep: the highest rate whose p99 stays within the target (served requests,
-  // the HTTP floor, raw SELECTs), stopping at the first rate that misses it.
+  // the HTTP floor, raw SELECTs); see MISSES_TO_STOP for where it stops.
   const sweep = async (measure: (rate: number, seconds: number) => Promise<{ latencies: number[]; failed: number }>) => {
     const steps: SweepStep[] = [];
     let best = 0;
+    let misses = 0;
     for (const rate of SWEEP_RATES) {
       await measure(rate, SWEEP_WARMUP_SECONDS);
       const m = await measure(rate, SWEEP_SECONDS);
       const step = { rate, achieved: round(m.latencies.length / SWEEP_SECONDS, 1), p99: round(percentile(m.latencies, 99), 3) };
       steps.push(step);
       ctx.log('online: sweep', step);
-      if (m.failed > 0 || step.achieved < rate * 0.95 || step.p99 > TARGET_P99_MS) break;
+      if (m.failed > 0 || step.achieved < rate * 0.95) break;
+      if (step.p99 > TARGET_P99_MS) {
+        if (++misses >= MISSES_TO_STOP) break;
+        continue;
+      }
+      misses = 0;
       best = rate;
     }
     return { best, steps };
@@ -187,7 +197,7 @@ const onlinePart: BenchPart = async (ctx) => {
       baseline: 'the same sweep of raw single-row SELECTs of the flights online table',
       baseline_value: raw.best,
       ratio: served.best > 0 ? round(raw.best / served.best, 3) : 0,
-      details: { rates: SWEEP_RATES, secondsPerRate: SWEEP_SECONDS, target: `p99 ≤ ${TARGET_P99_MS} ms and ≥ 95% of the rate achieved`, served: served.steps, httpFloor: httpFloor.sweep, rawSelects: raw.steps, batches },
+      details: { rates: SWEEP_RATES, secondsPerRate: SWEEP_SECONDS, target: `p99 ≤ ${TARGET_P99_MS} ms and ≥ 95% of the rate achieved; the sweep stops at ${MISSES_TO_STOP} misses in a row or a rate not achieved`, served: served.steps, httpFloor: httpFloor.sweep, rawSelects: raw.steps, batches },
     };
     return [figure(50), figure(99), maxRps];
   } finally {
