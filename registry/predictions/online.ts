@@ -4,8 +4,11 @@
  * keys taken from the spine row), in one round trip. The statement is built once per
  * view and sent as a named prepared statement: Postgres parses it once per connection,
  * and plans it once too where the pool is made for point lookups (`pointLookups` of
- * createKnex, as the server's is); otherwise it plans it again for every call. Columns come back under the view's feature names: the same names a
- * training dataset and batch inference give them, so the one encoder reads all three.
+ * createKnex, as the server's is); otherwise it plans it again for every call. Its
+ * rows come back in binary, decoded straight off the socket (binary-rows.ts), with the
+ * column types read once when the lookup is made. Columns come back under the view's
+ * feature names: the same names a training dataset and batch inference give them, so
+ * the one encoder reads all three.
  *
  * Semantics match the point-in-time join's "latest row before the event": the online
  * table holds each entity's latest row. A windowed group (rolling aggregates) holds
