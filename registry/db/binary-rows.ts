@@ -13,8 +13,8 @@
  */
 import type { Duplex } from 'node:stream';
 import pg from 'pg';
-import { BinaryCopyReader, binaryDecoder, type BinaryTuple, type FieldDecoder } from './binary-copy.ts';
-import { INTERSPERSED, WireTap } from './wire-tap.ts';
+import { binaryDecoder, type BinaryTuple, type FieldDecoder } from './binary-copy.ts';
+import { TupleQuery } from './wire-tap.ts';
 
 const PARSE_COMPLETE = 0x31; // '1'
 const BIND_COMPLETE = 0x32; // '2'
@@ -37,48 +37,16 @@ interface ExtendedProtocol {
   sync(): void;
 }
 
-class BinaryRows implements pg.Submittable {
-  readonly done: Promise<number>;
-  private resolve!: (rows: number) => void;
-  private reject!: (err: unknown) => void;
-  private readonly reader: BinaryCopyReader;
-  private failure: unknown;
+// Rows (and the parse and bind acknowledgements before them) are read here; CommandComplete, ReadyForQuery or an error are pg's.
+class BinaryRows extends TupleQuery {
   private connection: ExtendedProtocol | undefined;
-  // Rows (and the parse and bind acknowledgements before them) are read here; CommandComplete, ReadyForQuery or an error are pg's.
-  private readonly tap = new WireTap({
-    claims: (type) => type === DATA_ROW || type === BIND_COMPLETE || type === PARSE_COMPLETE || INTERSPERSED.has(type),
-    payload: (type, buf, start, end) => {
-      if (type === DATA_ROW) this.reader.feed(buf, start, end);
-    },
-    ended: (type) => {
-      if (type === PARSE_COMPLETE && this.connection) this.connection.parsedStatements[this.statement.name] = this.statement.text;
-      return false;
-    },
-    broken: (err) => {
-      this.failure ??= err;
-    },
-  });
 
   constructor(
     private readonly statement: NamedStatement,
     private readonly values: Array<string | null>,
     onTuple: (t: BinaryTuple) => void,
   ) {
-    this.reader = new BinaryCopyReader(
-      (t) => {
-        if (this.failure !== undefined) return;
-        try {
-          onTuple(t);
-        } catch (err) {
-          this.failure = err;
-        }
-      },
-      { bare: true },
-    );
-    this.done = new Promise<number>((resolve, reject) => {
-      this.resolve = resolve;
-      this.reject = reject;
-    });
+    super('binaryRows', DATA_ROW, onTuple, { bare: true });
   }
 
   submit(pgConnection: pg.Connection): Error | undefined {
@@ -103,38 +71,23 @@ class BinaryRows implements pg.Submittable {
     return undefined;
   }
 
-  handleCommandComplete(): void {}
+  protected claims(type: number): boolean {
+    return type === BIND_COMPLETE || type === PARSE_COMPLETE;
+  }
+
+  protected ended(type: number): boolean {
+    // Recorded where pg records it, since its own handler never sees the message.
+    if (type === PARSE_COMPLETE && this.connection) this.connection.parsedStatements[this.statement.name] = this.statement.text;
+    return false;
+  }
 
   // Never asked for (no Describe is sent); a row handed to pg would be a row lost.
   handleRowDescription(): void {
-    this.failure ??= new Error('binaryRows: unexpected RowDescription');
+    this.refuse(new Error('binaryRows: unexpected RowDescription'));
   }
 
   handleDataRow(): void {
-    this.failure ??= new Error('binaryRows: a row reached pg, not the reader');
-  }
-
-  handleEmptyQuery(): void {
-    this.failure ??= new Error(`binaryRows: statement ${this.statement.name} is empty`);
-  }
-
-  handleCopyInResponse(connection: pg.Connection & { sendCopyFail(message: string): void }): void {
-    this.failure ??= new Error('binaryRows runs a query, not a COPY FROM');
-    connection.sendCopyFail('binaryRows reads, it does not write');
-  }
-
-  handleReadyForQuery(): void {
-    if (this.failure !== undefined) return this.reject(this.failure);
-    try {
-      this.resolve(this.reader.end());
-    } catch (err) {
-      this.reject(err);
-    }
-  }
-
-  handleError(err: Error): void {
-    this.tap.giveBack();
-    this.reject(this.failure ?? err);
+    this.refuse(new Error('binaryRows: a row reached pg, not the reader'));
   }
 }
 

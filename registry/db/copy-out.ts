@@ -13,52 +13,23 @@
  * https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-COPY
  */
 import type pg from 'pg';
-import { BinaryCopyReader, type BinaryTuple } from './binary-copy.ts';
-import { INTERSPERSED, WireTap } from './wire-tap.ts';
+import type { BinaryTuple } from './binary-copy.ts';
+import { TupleQuery } from './wire-tap.ts';
 
 /** Backend message types met during a COPY TO (https://www.postgresql.org/docs/current/protocol-message-formats.html). */
 const COPY_OUT_RESPONSE = 0x48; // 'H'
 const COPY_DATA = 0x64; // 'd'
 const COPY_DONE = 0x63; // 'c'
 
-class BinaryCopyOut implements pg.Submittable {
-  readonly done: Promise<number>;
-  private resolve!: (rows: number) => void;
-  private reject!: (err: unknown) => void;
-  private readonly reader: BinaryCopyReader;
-  /** What went wrong on this side: onTuple threw (the COPY is read to its end, unseen), or the stream was malformed. */
-  private failure: unknown;
-  // The COPY's messages are read here until CopyDone; CommandComplete, ReadyForQuery or an ErrorResponse are pg's.
-  private readonly tap = new WireTap({
-    claims: (type) => type === COPY_DATA || type === COPY_OUT_RESPONSE || type === COPY_DONE || INTERSPERSED.has(type),
-    payload: (type, buf, start, end) => {
-      if (type === COPY_DATA) this.reader.feed(buf, start, end);
-    },
-    ended: (type) => type === COPY_DONE,
-    broken: (err) => {
-      this.failure ??= err;
-    },
-  });
-
+// The COPY's messages are read here until CopyDone; CommandComplete, ReadyForQuery or an ErrorResponse are pg's.
+class BinaryCopyOut extends TupleQuery {
   constructor(
     private readonly text: string,
     onTuple: (t: BinaryTuple) => void,
   ) {
-    this.reader = new BinaryCopyReader((t) => {
-      if (this.failure !== undefined) return;
-      try {
-        onTuple(t);
-      } catch (err) {
-        this.failure = err;
-      }
-    });
-    this.done = new Promise<number>((resolve, reject) => {
-      this.resolve = resolve;
-      this.reject = reject;
-    });
+    super('binaryCopyOut', COPY_DATA, onTuple);
   }
 
-  /** Returns an error for pg to fail the query with, as pg's submittables do. */
   submit(connection: pg.Connection): Error | undefined {
     const refused = this.tap.take(connection);
     if (refused) return refused;
@@ -66,37 +37,20 @@ class BinaryCopyOut implements pg.Submittable {
     return undefined;
   }
 
-  handleCommandComplete(): void {}
+  protected claims(type: number): boolean {
+    return type === COPY_OUT_RESPONSE || type === COPY_DONE;
+  }
+
+  protected ended(type: number): boolean {
+    return type === COPY_DONE;
+  }
 
   // A statement that is not a COPY TO: refused when it ends.
   handleRowDescription(): void {
-    this.failure ??= new Error('binaryCopyOut runs a COPY TO statement; this one returns rows');
+    this.refuse(new Error('binaryCopyOut runs a COPY TO statement; this one returns rows'));
   }
 
   handleDataRow(): void {}
-
-  handleEmptyQuery(): void {
-    this.failure ??= new Error('binaryCopyOut was given an empty statement');
-  }
-
-  handleCopyInResponse(connection: pg.Connection & { sendCopyFail(message: string): void }): void {
-    this.failure ??= new Error('binaryCopyOut runs a COPY TO statement, not a COPY FROM');
-    connection.sendCopyFail('binaryCopyOut reads, it does not write');
-  }
-
-  handleReadyForQuery(): void {
-    if (this.failure !== undefined) return this.reject(this.failure);
-    try {
-      this.resolve(this.reader.end());
-    } catch (err) {
-      this.reject(err);
-    }
-  }
-
-  handleError(err: Error): void {
-    this.tap.giveBack();
-    this.reject(this.failure ?? err);
-  }
 }
 
 /**

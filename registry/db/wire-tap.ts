@@ -6,13 +6,14 @@
  * bytes arrive (a message split between chunks arrives in pieces), and gives the
  * socket back to pg's own parser at the first message it does not claim (the query's
  * end, an error), that message included. pg then completes or fails the query the
- * usual way.
+ * usual way. TupleQuery is what the two readers share as pg queries.
  * https://www.postgresql.org/docs/current/protocol-message-formats.html
  */
 import type pg from 'pg';
+import { BinaryCopyReader, type BinaryTuple } from './binary-copy.ts';
 
 /** May come between any two messages: NoticeResponse, ParameterStatus, NotificationResponse. A tap claims and drops them. */
-export const INTERSPERSED = new Set([0x4e /* 'N' */, 0x53 /* 'S' */, 0x41 /* 'A' */]);
+const INTERSPERSED = new Set([0x4e /* 'N' */, 0x53 /* 'S' */, 0x41 /* 'A' */]);
 
 type OnData = (chunk: Buffer) => void;
 
@@ -115,5 +116,91 @@ export class WireTap {
         }
       }
     }
+  }
+}
+
+/**
+ * A pg query whose rows arrive as binary tuples in messages of one type (`tuples`),
+ * read off the socket by a WireTap: `done` gives their number once the query ends.
+ * onTuple's first error, a malformed stream or a refused statement fail it only then,
+ * once the rest has been read unseen, so the connection stays usable. Subclasses send
+ * the query (`submit`), say which other messages they read and drop (`claims`) and
+ * after which one the socket goes back to pg (`ended`).
+ */
+export abstract class TupleQuery implements pg.Submittable {
+  readonly done: Promise<number>;
+  protected readonly tap: WireTap;
+  private resolve!: (rows: number) => void;
+  private reject!: (err: unknown) => void;
+  private readonly reader: BinaryCopyReader;
+  /** Why the query fails once it ends (the first reason wins). */
+  private failure: unknown;
+
+  /** `name` names the reader in its errors; `bare`: the tuples have no COPY header or trailer. */
+  constructor(
+    protected readonly name: string,
+    tuples: number,
+    onTuple: (t: BinaryTuple) => void,
+    options: { bare?: boolean } = {},
+  ) {
+    this.reader = new BinaryCopyReader((t) => {
+      if (this.failure !== undefined) return;
+      try {
+        onTuple(t);
+      } catch (err) {
+        this.failure = err;
+      }
+    }, options);
+    this.tap = new WireTap({
+      claims: (type) => type === tuples || INTERSPERSED.has(type) || this.claims(type),
+      payload: (type, buf, start, end) => {
+        if (type === tuples) this.reader.feed(buf, start, end);
+      },
+      ended: (type) => this.ended(type),
+      broken: (err) => this.refuse(err),
+    });
+    this.done = new Promise<number>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  /** Sends the query; an Error for pg to fail it with, as pg's submittables do. */
+  abstract submit(connection: pg.Connection): Error | undefined;
+
+  /** Messages besides the tuples (and interspersed ones) that are read here and dropped. */
+  protected abstract claims(type: number): boolean;
+
+  /** A claimed message has ended: true gives the socket back to pg after it. */
+  protected abstract ended(type: number): boolean;
+
+  /** Fails the query with `err` once it ends. */
+  protected refuse(err: unknown): void {
+    this.failure ??= err;
+  }
+
+  handleCommandComplete(): void {}
+
+  handleEmptyQuery(): void {
+    this.refuse(new Error(`${this.name} was given an empty statement`));
+  }
+
+  handleCopyInResponse(connection: pg.Connection & { sendCopyFail(message: string): void }): void {
+    this.refuse(new Error(`${this.name} reads rows, not a COPY FROM`));
+    connection.sendCopyFail(`${this.name} reads, it does not write`);
+  }
+
+  handleReadyForQuery(): void {
+    if (this.failure !== undefined) return this.reject(this.failure);
+    try {
+      this.resolve(this.reader.end());
+    } catch (err) {
+      this.reject(err);
+    }
+  }
+
+  handleError(err: Error): void {
+    this.tap.giveBack();
+    this.reject(this.failure ?? err);
   }
 }
