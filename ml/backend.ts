@@ -16,6 +16,7 @@
  */
 import type * as tfTypes from '@tensorflow/tfjs';
 import type { Pool } from '../core/task-queues.ts';
+import { installUntransposedProducts } from './wasm-kernels.ts';
 
 export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export type Tf = typeof tfTypes;
@@ -96,6 +97,7 @@ async function tryBackend(name: BackendName, nativePackage: 'tfjs-node-gpu' | 't
       await import('@tensorflow/tfjs-backend-wasm');
       if (!(await tf.setBackend('wasm'))) throw new Error('tf.setBackend("wasm") failed');
       await tf.ready();
+      installUntransposedProducts(tf);
       return { name, package: '@tensorflow/tfjs-backend-wasm', device: 'CPU (WebAssembly)', tf };
     }
     case 'cpu': {

@@ -237,6 +237,46 @@ describe('training on the WASM backend', () => {
     expect(tfjs.memory().numTensors).toBeLessThan(withModel);
   });
 
+  it('computes transposed matrix products as the plain product of the transposes, and frees what it made (wasm-kernels.ts)', async () => {
+    // Written out in plain JavaScript: c[i][j] = Σk A[i][k]·B[k][j], A and B as the math says after transposing.
+    const product = (a: number[][], b: number[][]) => a.map((row) => (b[0] as number[]).map((_, j) => row.reduce((s, v, k) => s + v * ((b[k] as number[])[j] as number), 0)));
+    const transposed = (m: number[][]) => (m[0] as number[]).map((_, j) => m.map((row) => row[j] as number));
+    const values = (rows: number, cols: number, seed: number) => Array.from({ length: rows }, (_, i) => Array.from({ length: cols }, (_, j) => ((i * 7 + j * 3 + seed) % 11) / 4 - 1));
+    const a = values(5, 3, 1);
+    const b = values(5, 4, 2);
+    const c = values(3, 4, 3);
+    const backend = tfjs.engine().backend;
+    const dataIds = backend.numDataIds();
+    // Each product in a tidy, so its inputs go with it and only the result is left.
+    const cases: Array<[tf.Tensor, number[][]]> = [
+      // aᵀ·b (a dense layer's kernel gradient), b·cᵀ (its input gradient), and both flags at once.
+      [tfjs.tidy(() => tfjs.matMul(tfjs.tensor2d(a), tfjs.tensor2d(b), true, false)), product(transposed(a), b)],
+      [tfjs.tidy(() => tfjs.matMul(tfjs.tensor2d(b), tfjs.tensor2d(c), false, true)), product(b, transposed(c))],
+      [tfjs.tidy(() => tfjs.matMul(tfjs.tensor2d(a), tfjs.tensor2d(transposed(b)), true, true)), product(transposed(a), b)],
+      // A batch of two (rank 3): only the last two axes swap.
+      [tfjs.tidy(() => tfjs.matMul(tfjs.tensor3d([a, a]), tfjs.tensor3d([b, b]), true, false).slice([1, 0, 0], [1, 3, 4]).squeeze([0])), product(transposed(a), b)],
+      // The fused form (bias and relu after the product).
+      [
+        tfjs.tidy(() => tfjs.fused.matMul({ a: tfjs.tensor2d(b), b: tfjs.tensor2d(c), transposeB: true, bias: tfjs.tensor1d([0.5, -0.5, 0]), activation: 'relu' })),
+        product(b, transposed(c)).map((row) => row.map((v, j) => Math.max(0, v + ([0.5, -0.5, 0][j] as number)))),
+      ],
+    ];
+    for (const [actual, expected] of cases) {
+      const got = (await actual.array()) as number[][];
+      expect(got.length).toBe(expected.length);
+      got.forEach((row, i) => row.forEach((v, j) => expect(v).toBeCloseTo((expected[i] as number[])[j] as number, 5)));
+    }
+    expect(backend.numDataIds()).toBe(dataIds + cases.length);
+    tfjs.dispose(cases.map(([t]) => t));
+    // Nothing made for the transposes is left behind in the WASM heap.
+    expect(backend.numDataIds()).toBe(dataIds);
+    // The installed kernels are this project's, and a second install wraps nothing twice.
+    const kernel = tfjs.getKernel('BatchMatMul', 'wasm')?.kernelFunc;
+    const { installUntransposedProducts } = await import('../ml/wasm-kernels.ts');
+    installUntransposedProducts(tfjs);
+    expect(tfjs.getKernel('BatchMatMul', 'wasm')?.kernelFunc).toBe(kernel);
+  });
+
   it('closes the source and rejects when a batch is malformed mid-epoch', async () => {
     const model = buildModel(tfjs, spec, WIDTH, 'binary_classifier');
     const closed: string[] = [];
