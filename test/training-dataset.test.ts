@@ -7,6 +7,14 @@ import { quantilesOf } from '../ml/stats.ts';
 import { createKnex } from '../registry/db/index.ts';
 import { packPasses, TrainingStore } from '../registry/training/index.ts';
 import { featurePipeline } from '../workflows/index.ts';
+import { SplitReader } from '../activities/split-reader.ts';
+import { featureSpecs, splitBatches, trainOnDataset } from '../activities/training-run.ts';
+import { loadBackend } from '../ml/backend.ts';
+import { MlpParamsSchema } from '../ml/model.ts';
+import { FailureType } from '../core/errors.ts';
+import type { Batch } from '../ml/batches.ts';
+import { createEncoder, fitSignature } from '../ml/encoding.ts';
+import type { Split } from '../registry/training/index.ts';
 import { scratchFiles } from './helpers/files.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
 
@@ -228,5 +236,53 @@ describe('training datasets: the point-in-time join', () => {
     const scoresCommit = await store.latestCommit(await store.group('scores', 1));
     expect(first.commits).toContainEqual({ featureGroup: 'scores', version: 1, commitId: scoresCommit?.id });
     expect(await new TrainingStore({ knex: db.knex }).datasetsUsingCommit({ featureGroup: 'scores', version: 1, commitId: scoresCommit?.id ?? -1 })).toContain(first.id);
+  });
+
+  it('reads a split on a thread of its own (split-reader.ts): the same batches in the same order, an abandoned pass cancelled, errors with their type', async () => {
+    const record = await new FeatureStore({ knex: db.knex }).registerView(view);
+    const training = new TrainingStore({ knex: db.knex });
+    const dataset = await training.createDataset(record, { idempotencyKey: uniqueId('reader') });
+    const signature = fitSignature(featureSpecs(view), dataset.statistics, { name: view.label.name, kind: view.outputKind });
+    const collect = async (batches: AsyncIterable<Batch>) => {
+      const out: Array<{ x: number[]; y: number[]; size: number }> = [];
+      for await (const b of batches) out.push({ x: [...b.x], y: [...b.y], size: b.size });
+      return out;
+    };
+    const onMainThread = (split: Split, epoch: number, shuffle: boolean) => collect(splitBatches(training, dataset, view, split, createEncoder(signature), 2, shuffle)(epoch));
+    const threadConnections = async () => Number((await db.knex.raw("select count(*) as n from pg_stat_activity where application_name = 'fti-split-reader'")).rows[0].n);
+    const reader = new SplitReader({ ...training.database(), trainingDatasetId: dataset.id, signature, batchSize: 2 });
+    try {
+      const first = await collect(reader.batches('train', 1, true));
+      expect(first.reduce((n, b) => n + b.size, 0)).toBe(dataset.rowCounts.train);
+      expect(first).toEqual(await onMainThread('train', 1, true));
+      // Another epoch is another shuffle, the same on both sides.
+      const second = await collect(reader.batches('train', 2, true));
+      expect(second).not.toEqual(first);
+      expect(second).toEqual(await onMainThread('train', 2, true));
+      expect(await collect(reader.batches('validation', 1, false))).toEqual(await onMainThread('validation', 1, false));
+      // A pass left after two batches (a stop mid-epoch) is cancelled; the next one reads whole.
+      let taken = 0;
+      for await (const _ of reader.batches('train', 3, true)) if (++taken === 2) break;
+      expect(await collect(reader.batches('train', 3, true))).toEqual(await onMainThread('train', 3, true));
+      expect(await threadConnections()).toBeGreaterThan(0);
+    } finally {
+      await reader.close();
+    }
+    // Closing ends the thread after it closed its pool.
+    await expect.poll(threadConnections, { timeout: 5000 }).toBe(0);
+    // A training run reads the same batches either way, so it trains the same model.
+    const backend = await loadBackend('cpu', 'wasm');
+    const params = MlpParamsSchema.parse({ family: 'mlp', epochs: 2, batchSize: 2, hiddenUnits: [4], seed: 3 });
+    const train = (readOnThread: boolean) => trainOnDataset({ stores: { features: new FeatureStore({ knex: db.knex }), training }, backend, trainingDatasetId: dataset.id, params, readOnThread });
+    const [threaded, inline] = [await train(true), await train(false)];
+    expect(threaded.history.map((h) => [h.loss, h.valLoss, h.samples])).toEqual(inline.history.map((h) => [h.loss, h.valLoss, h.samples]));
+    expect(threaded.history).toHaveLength(2);
+    // An error in the thread fails the pass with its message and failure type.
+    const missing = new SplitReader({ ...training.database(), trainingDatasetId: 987654, signature, batchSize: 2 });
+    try {
+      await expect(collect(missing.batches('train', 1, true))).rejects.toMatchObject({ type: FailureType.NotFound, message: 'training dataset 987654 does not exist' });
+    } finally {
+      await missing.close();
+    }
   });
 });

@@ -57,3 +57,15 @@ export function createKnex({ url, schema, poolMax = 10, poolMin = 0, application
     pool: { min: poolMin, max: poolMax },
   });
 }
+
+/**
+ * The database and schema a createKnex instance opened, for a thread that opens a
+ * pool of its own on them (with the same role: the URL carries its credentials).
+ */
+export function databaseOf(knex: Knex): { url: string; schema: string } {
+  const config = knex.client.config as { connection?: { connectionString?: unknown }; searchPath?: unknown };
+  const url = config.connection?.connectionString;
+  const schema = Array.isArray(config.searchPath) ? config.searchPath[0] : undefined;
+  if (typeof url !== 'string' || typeof schema !== 'string') throw new Error('databaseOf: this knex instance was not made by createKnex');
+  return { url, schema };
+}

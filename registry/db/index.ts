@@ -6,7 +6,7 @@
  * imports a store.
  */
 export { BinaryCopyReader, BinaryCopyWriter, copyBytes, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, float8Field, int4Field, nullFields, rowTemplate, textField, timestampField, timestampText, type BinaryTuple, type FieldDecoder } from './binary-copy.ts';
-export { createKnex, type DbOptions } from './connection.ts';
+export { createKnex, databaseOf, type DbOptions } from './connection.ts';
 export { binaryCopyOut } from './copy-out.ts';
 export { arrayLiteral, binaryRows, describeColumns, type NamedStatement } from './binary-rows.ts';
 export { streamTablesInStoredOrder, type TableRead } from './copy-reads.ts';

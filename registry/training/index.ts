@@ -10,6 +10,7 @@ import type { Knex } from 'knex';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import type { FeatureViewRecord } from '../feature-store/index.ts';
+import { databaseOf } from '../db/index.ts';
 import { deleteCheckpoint, loadCheckpoint, saveCheckpoint, type StoredCheckpoint } from './checkpoints.ts';
 import {
   createTrainingDataset,
@@ -31,6 +32,11 @@ export class TrainingStore {
 
   constructor({ knex }: { knex: Knex }) {
     this.knex = knex;
+  }
+
+  /** The database and schema this store reads, for a thread that reads them over a pool of its own. */
+  database(): { url: string; schema: string } {
+    return databaseOf(this.knex);
   }
 
   /** Materializes the view's point-in-time join over its latest commits (idempotent per key). */
