@@ -6,7 +6,8 @@
  *   CPU pool: tfjs-node (libtensorflow) -> WASM -> plain JS
  *
  * A software Vulkan device (Mesa's lavapipe on a machine without a GPU) runs the
- * WebGPU code path correctly but ~3x slower than WASM (measured: 23k vs 67k samples/s), so the GPU pool only uses it
+ * WebGPU code path correctly but 3-8x slower than WASM (measured: 23k vs 67k samples/s, and 7k vs
+ * 53k once WASM's transposed products went to XNNPACK, wasm-kernels.ts), so the GPU pool only uses it
  * when forced (FTI_TFJS_BACKEND=webgpu, as the tests that prove the GPU path do).
  *
  * tfjs-node(-gpu) need libtensorflow downloaded at install time, which fails on a
