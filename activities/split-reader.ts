@@ -53,8 +53,8 @@ export interface SerializedError {
   details?: Record<string, unknown>;
 }
 
-/** Batches requested ahead of the trainer: enough to cover a slow read, few enough to stay small in memory. */
-const BATCHES_AHEAD = 4;
+/** Batches requested ahead of the trainer: enough to ride out a slow stretch of reading (a COPY chunk, a merge of partitions), few enough to stay small in memory (~2 MB at the flights width and batch 512). */
+const BATCHES_AHEAD = 16;
 /** How long close() lets the thread close its pool before terminating it. */
 const CLOSE_WAIT_MS = 5000;
 

@@ -2,7 +2,7 @@
  * Child process of the training benchmark: one TensorFlow.js backend per process
  * (tfjs has one global engine), forced with FTI_TFJS_BACKEND. Trains on a training
  * dataset through the same code path as the GPU pool's train activity and prints
- * one JSON line: { backend, device, samplesPerSecond, epochs }.
+ * one JSON line: { backend, device, samplesPerSecond, waitShare, epochs }.
  */
 import { loadConfig } from '../core/config.ts';
 import { loadBackend } from '../ml/backend.ts';
@@ -25,10 +25,18 @@ async function main(): Promise<void> {
       params: MlpParamsSchema.parse({ family: 'mlp', epochs: Number(process.env.BENCH_EPOCHS ?? 2), batchSize: 512, hiddenUnits: [64, 32], seed: 1 }),
     });
     // The first epoch warms up (shader compilation, JIT): report the median of the rest when there are any.
-    const rates = run.history.map((h) => h.samplesPerSecond);
-    const steady = rates.length > 1 ? rates.slice(1) : rates;
-    const sorted = [...steady].sort((a, b) => a - b);
-    console.log(JSON.stringify({ backend: backend.name, device: backend.device, samplesPerSecond: Math.round(sorted[Math.floor(sorted.length / 2)] ?? 0), epochs: run.lastEpoch }));
+    const steady = run.history.length > 1 ? run.history.slice(1) : run.history;
+    const middle = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+    console.log(
+      JSON.stringify({
+        backend: backend.name,
+        device: backend.device,
+        samplesPerSecond: Math.round(middle(steady.map((h) => h.samplesPerSecond))),
+        // Where an epoch's time went: waiting for batches (reading training did not hide), the rest training.
+        waitShare: Math.round(1000 * middle(steady.map((h) => h.waitSeconds / Math.max(h.seconds, 1e-9)))) / 1000,
+        epochs: run.lastEpoch,
+      }),
+    );
   } finally {
     await knex.destroy();
   }

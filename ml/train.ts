@@ -27,6 +27,8 @@ export interface EpochProgress {
   samples: number;
   /** Wall time of the epoch's training pass (reading batches included, validation not). */
   seconds: number;
+  /** Of `seconds`, the time the trainer sat waiting for its next batch: reading that training did not hide. */
+  waitSeconds: number;
   samplesPerSecond: number;
 }
 
@@ -101,19 +103,32 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
   let samples = 0;
   let batches = 0;
   let started = 0;
+  let waited = 0;
 
   // Generator bodies run on the first next(), not when created: fitDataset creates one
   // iterator it never reads, and that must not open a cursor.
   async function* trainTensors(): AsyncGenerator<TensorBatch, void, undefined> {
     if (stopNow()) return;
-    for await (const batch of readAhead(options.trainBatches(epochIndex + 1))) {
-      if (stopNow()) return; // ends the epoch early; onEpochEnd below skips it
-      if (batch.size === 0) continue;
-      checkBatch(batch, width, 'training');
-      samples += batch.size;
-      batches += 1;
-      options.onBatch?.({ epoch: epochIndex + 1, batches, samples });
-      yield toTensors(tfjs, batch, width);
+    const source = readAhead(options.trainBatches(epochIndex + 1));
+    try {
+      for (;;) {
+        // Resumed when fitDataset wants the next batch: until it is here, training waits.
+        const asked = performance.now();
+        const next = await source.next();
+        waited += performance.now() - asked;
+        if (next.done) return;
+        const batch = next.value;
+        if (stopNow()) return; // ends the epoch early; onEpochEnd below skips it
+        if (batch.size === 0) continue;
+        checkBatch(batch, width, 'training');
+        samples += batch.size;
+        batches += 1;
+        options.onBatch?.({ epoch: epochIndex + 1, batches, samples });
+        yield toTensors(tfjs, batch, width);
+      }
+    } finally {
+      // As a for-await would: closing readAhead closes the caller's source (a no-op once it ended or threw).
+      await source.return();
     }
   }
   async function* validationTensors(read: (epoch: number) => AsyncIterable<Batch>): AsyncGenerator<TensorBatch, void, undefined> {
@@ -150,6 +165,7 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
           epochIndex = epoch;
           samples = 0;
           batches = 0;
+          waited = 0;
           started = performance.now();
         },
         onEpochEnd: async (epoch, logs) => {
@@ -168,6 +184,7 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
             ...(valLoss === undefined ? {} : { valLoss }),
             samples,
             seconds,
+            waitSeconds: waited / 1000,
             samplesPerSecond: samples / Math.max(seconds, 1e-9),
           };
           history.push(progress);

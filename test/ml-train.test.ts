@@ -172,6 +172,26 @@ describe('training on the WASM backend', () => {
     [small, other].forEach(disposeModel);
   });
 
+  it('reports how long each epoch waited for its batches', async () => {
+    const model = buildModel(tfjs, spec, WIDTH, 'binary_classifier');
+    const slow = async function* (): AsyncGenerator<Batch> {
+      for (let k = 0; k < 4; k++) {
+        await new Promise((resolve) => setTimeout(resolve, 150)); // a read far slower than a step on 128 rows
+        yield { x: train.x.slice(k * BATCH * WIDTH, (k + 1) * BATCH * WIDTH), y: train.y.slice(k * BATCH, (k + 1) * BATCH), size: BATCH };
+      }
+    };
+    const fast = source(train);
+    const [waited, quick] = [await trainModel({ tf: tfjs, model, epochs: 1, trainBatches: slow }), await trainModel({ tf: tfjs, model, epochs: 1, trainBatches: fast.batches })];
+    const epoch = waited.history[0] as EpochProgress;
+    // Reads of 150 ms that a step (tens of ms at most) cannot hide: most of the epoch was waiting, however far
+    // ahead the trainer reads.
+    expect(epoch.seconds).toBeGreaterThan(0.2);
+    expect(epoch.waitSeconds).toBeGreaterThan(0.5 * epoch.seconds);
+    expect(epoch.waitSeconds).toBeLessThanOrEqual(epoch.seconds);
+    expect((quick.history[0] as EpochProgress).waitSeconds).toBeLessThan(epoch.waitSeconds);
+    disposeModel(model);
+  });
+
   it('stops within a batch when shouldStop turns true mid-epoch, leaves that epoch unreported and closes the source', async () => {
     const model = buildModel(tfjs, spec, WIDTH, 'binary_classifier');
     const data = source(train);

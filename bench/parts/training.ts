@@ -38,14 +38,21 @@ const trainingPart: BenchPart = async (ctx) => {
         timeout: 20 * 60_000,
         maxBuffer: 16 * 1024 * 1024,
       });
-      const result = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { backend: string; device: string; samplesPerSecond: number };
+      const result = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { backend: string; device: string; samplesPerSecond: number; waitShare: number };
       ctx.log(`training throughput on ${backend}`, result);
       figures.push({
         name: `training_samples_per_s_${backend}`,
         value: result.samplesPerSecond,
         unit: 'samples/s',
         rows: week.rowCounts.train,
-        details: { backend: result.backend, device: result.device, model: '64-32 MLP, batch 512, streamed from Postgres', epochs: 'median of epochs after the first' },
+        details: {
+          backend: result.backend,
+          device: result.device,
+          model: '64-32 MLP, batch 512, streamed from Postgres',
+          epochs: 'median of epochs after the first',
+          // The per-stage breakdown: the share of an epoch spent waiting for batches; the rest is training.
+          waitingForBatchesShare: result.waitShare,
+        },
       });
     } catch (err) {
       ctx.log(`training throughput: backend ${backend} unavailable here`, { error: String(err).split('\n')[0] });

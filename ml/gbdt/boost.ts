@@ -173,6 +173,8 @@ export async function boost(options: BoostOptions): Promise<BoostResult> {
         ...(valLoss === undefined ? {} : { valLoss }),
         samples: n,
         seconds,
+        // The splits were read before the first round: a round never waits for rows.
+        waitSeconds: 0,
         samplesPerSecond: n / Math.max(seconds, 1e-9),
       };
       history.push(progress);
