@@ -338,16 +338,27 @@ export function createGpuTrainingActivities({ features, training, backend }: Tra
       } else {
         if (!backend) throw new Error('this worker has no TensorFlow.js backend loaded');
         engine = { tfjsBackend: backend.name, device: backend.device };
-        run = await trainOnDataset({
-          ...common,
-          backend,
-          params,
-          // Heartbeats while anything moves — training and validation batches, the checkpoint
-          // save — so the GPU queue's short heartbeat timeout holds however big the data.
-          onBatch: (p, history) => context.heartbeat({ epoch: p.epoch, batches: p.batches, samples: p.samples, lastEpoch: history.at(-1) }),
-          onValidationBatch: (p) => context.heartbeat({ stage: 'validation', epoch: p.epoch, batches: p.batches }),
-          onEpochEnd: saveCheckpoint,
-        });
+        // Heartbeats while anything moves — training and validation batches, the checkpoint
+        // save — so the GPU queue's short heartbeat timeout holds however big the data; and
+        // every 2 s in between, repeating the latest, while a pass waits for its first batch
+        // (the split reader's thread starting, a COPY opening on a busy server).
+        let latest: Record<string, unknown> = { stage: 'train' };
+        const beat = (details: Record<string, unknown>) => {
+          latest = details;
+          context.heartbeat(details);
+        };
+        run = await heartbeatWhile(
+          () => latest,
+          trainOnDataset({
+            ...common,
+            backend,
+            params,
+            onBatch: (p, history) => beat({ epoch: p.epoch, batches: p.batches, samples: p.samples, lastEpoch: history.at(-1) }),
+            onValidationBatch: (p) => beat({ stage: 'validation', epoch: p.epoch, batches: p.batches }),
+            onEpochEnd: saveCheckpoint,
+          }),
+          2_000,
+        );
       }
       if (run.stoppedEarly) throw new CancelledFailure('training was cancelled');
       const last = run.history.at(-1);
