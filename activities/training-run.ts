@@ -74,8 +74,9 @@ export async function trainOnDataset(options: TrainOnDatasetOptions): Promise<Tr
   const model = resume ? await restoreCheckpoint(tf, resume.checkpoint, spec, view.outputKind) : buildModel(tf, spec, encoder.width, view.outputKind);
   const initialEpoch = resume?.checkpoint.epoch ?? 0;
   const history = [...(resume?.history ?? [])];
-  const reader = (options.readOnThread ?? dataset.rowCounts.train >= READER_THREAD_ROWS) ? new SplitReader({ ...stores.training.database(), trainingDatasetId: dataset.id, signature, batchSize: params.batchSize }) : undefined;
-  options.log?.('training', { dataset: dataset.id, rows: dataset.rowCounts, width: encoder.width, backend: backend.name, resumedFromEpoch: initialEpoch, readerThread: reader !== undefined });
+  const onThread = options.readOnThread ?? dataset.rowCounts.train >= READER_THREAD_ROWS;
+  options.log?.('training', { dataset: dataset.id, rows: dataset.rowCounts, width: encoder.width, backend: backend.name, resumedFromEpoch: initialEpoch, readerThread: onThread });
+  const reader = onThread ? new SplitReader({ ...stores.training.database(), trainingDatasetId: dataset.id, signature, batchSize: params.batchSize }) : undefined;
   const passes = (split: Split, shuffle: boolean) => (reader ? (epoch: number) => reader.batches(split, epoch, shuffle) : splitBatches(stores.training, dataset, view, split, encoder, params.batchSize, shuffle));
   try {
     const result = await trainModel({

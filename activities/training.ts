@@ -303,6 +303,9 @@ export function createTrainingActivities({ features, training, registry, views, 
   });
 }
 
+/** How long after its last batch the GPU train activity keeps heartbeating: then a hung read lets the heartbeat time out. */
+const BATCH_STALL_MS = 60_000;
+
 /** GPU pool: the training loop itself, resumable from the run's last checkpoint. */
 export function createGpuTrainingActivities({ features, training, backend }: TrainingRunStores & { backend: LoadedBackend | null }) {
   return withDomainFailures({
@@ -339,26 +342,33 @@ export function createGpuTrainingActivities({ features, training, backend }: Tra
         if (!backend) throw new Error('this worker has no TensorFlow.js backend loaded');
         engine = { tfjsBackend: backend.name, device: backend.device };
         // Heartbeats while anything moves — training and validation batches, the checkpoint
-        // save — so the GPU queue's short heartbeat timeout holds however big the data; and
-        // every 2 s in between, repeating the latest, while a pass waits for its first batch
-        // (the split reader's thread starting, a COPY opening on a busy server).
+        // save — so the GPU queue's short heartbeat timeout holds however big the data. In
+        // between, the latest details again every 2 s for up to a minute after the last
+        // batch: a pass waiting for its first batch (the split reader's thread starting, a
+        // COPY opening on a busy server) no longer outlasts the timeout, and a read that
+        // hangs still stops the heartbeats.
         let latest: Record<string, unknown> = { stage: 'train' };
+        let movedAt = Date.now();
         const beat = (details: Record<string, unknown>) => {
           latest = details;
+          movedAt = Date.now();
           context.heartbeat(details);
         };
-        run = await heartbeatWhile(
-          () => latest,
-          trainOnDataset({
+        const between = setInterval(() => {
+          if (Date.now() - movedAt < BATCH_STALL_MS) context.heartbeat(latest);
+        }, 2_000);
+        try {
+          run = await trainOnDataset({
             ...common,
             backend,
             params,
             onBatch: (p, history) => beat({ epoch: p.epoch, batches: p.batches, samples: p.samples, lastEpoch: history.at(-1) }),
             onValidationBatch: (p) => beat({ stage: 'validation', epoch: p.epoch, batches: p.batches }),
             onEpochEnd: saveCheckpoint,
-          }),
-          2_000,
-        );
+          });
+        } finally {
+          clearInterval(between);
+        }
       }
       if (run.stoppedEarly) throw new CancelledFailure('training was cancelled');
       const last = run.history.at(-1);
