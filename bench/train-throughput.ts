@@ -2,15 +2,20 @@
  * Child process of the training benchmark: one TensorFlow.js backend per process
  * (tfjs has one global engine), forced with FTI_TFJS_BACKEND. Trains on a training
  * dataset through the same code path as the GPU pool's train activity and prints
- * one JSON line: { backend, device, samplesPerSecond, waitShare, epochs }.
+ * one JSON line: { backend, device, samplesPerSecond, waitShare, inMemorySamplesPerSecond, epochs };
+ * inMemorySamplesPerSecond is the same model trained on the same batches held in memory (the baseline).
  */
 import { loadConfig } from '../core/config.ts';
-import { loadBackend } from '../ml/backend.ts';
-import { MlpParamsSchema } from '../ml/model.ts';
+import { loadBackend, type LoadedBackend } from '../ml/backend.ts';
+import type { Batch } from '../ml/batches.ts';
+import { createEncoder } from '../ml/encoding.ts';
+import { buildModel, disposeModel, MlpParamsSchema, type MlpParams } from '../ml/model.ts';
+import type { ModelSignature } from '../ml/signature.ts';
+import { trainModel, type EpochProgress } from '../ml/train.ts';
 import { createKnex } from '../registry/db/index.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { TrainingStore } from '../registry/training/index.ts';
-import { trainOnDataset } from '../activities/training-run.ts';
+import { datasetAndView, splitBatches, trainOnDataset, type TrainingRunStores } from '../activities/training-run.ts';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -18,27 +23,49 @@ async function main(): Promise<void> {
   const backend = await loadBackend('gpu', config.tfjsBackend);
   const knex = createKnex({ url: process.env.DATABASE_URL ?? '', schema: config.schema });
   try {
-    const run = await trainOnDataset({
-      stores: { features: new FeatureStore({ knex }), training: new TrainingStore({ knex }) },
-      backend,
-      trainingDatasetId: datasetId,
-      params: MlpParamsSchema.parse({ family: 'mlp', epochs: Number(process.env.BENCH_EPOCHS ?? 2), batchSize: 512, hiddenUnits: [64, 32], seed: 1 }),
-    });
+    const stores = { features: new FeatureStore({ knex }), training: new TrainingStore({ knex }) };
+    const params = MlpParamsSchema.parse({ family: 'mlp', epochs: Number(process.env.BENCH_EPOCHS ?? 2), batchSize: 512, hiddenUnits: [64, 32], seed: 1 });
+    const run = await trainOnDataset({ stores, backend, trainingDatasetId: datasetId, params });
+    const floor = await inMemoryRun(stores, backend, datasetId, params, run.signature);
     // The first epoch warms up (shader compilation, JIT): report the median of the rest when there are any.
-    const steady = run.history.length > 1 ? run.history.slice(1) : run.history;
+    const steady = (history: EpochProgress[]) => (history.length > 1 ? history.slice(1) : history);
     const middle = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
     console.log(
       JSON.stringify({
         backend: backend.name,
         device: backend.device,
-        samplesPerSecond: Math.round(middle(steady.map((h) => h.samplesPerSecond))),
+        samplesPerSecond: Math.round(middle(steady(run.history).map((h) => h.samplesPerSecond))),
         // Where an epoch's time went: waiting for batches (reading training did not hide), the rest training.
-        waitShare: Math.round(1000 * middle(steady.map((h) => h.waitSeconds / Math.max(h.seconds, 1e-9)))) / 1000,
+        waitShare: Math.round(1000 * middle(steady(run.history).map((h) => h.waitSeconds / Math.max(h.seconds, 1e-9)))) / 1000,
+        inMemorySamplesPerSecond: Math.round(middle(steady(floor).map((h) => h.samplesPerSecond))),
         epochs: run.lastEpoch,
       }),
     );
   } finally {
     await knex.destroy();
+  }
+}
+
+/**
+ * The baseline: the same model trained on the same train split's batches held in memory,
+ * read once beforehand: training with no reading at all, the floor that reading on a
+ * thread can approach.
+ */
+async function inMemoryRun(stores: TrainingRunStores, backend: LoadedBackend, datasetId: number, params: MlpParams, signature: ModelSignature): Promise<EpochProgress[]> {
+  const { dataset, view } = await datasetAndView(stores, datasetId);
+  const encoder = createEncoder(signature);
+  const held: Batch[] = [];
+  for await (const batch of splitBatches(stores.training, dataset, view, 'train', encoder, params.batchSize, true)(1)) held.push(batch);
+  const { epochs, batchSize: _batchSize, family: _family, ...spec } = params;
+  const model = buildModel(backend.tf, spec, encoder.width, view.outputKind);
+  try {
+    // A batch belongs to the trainer once yielded (the CPU backend wraps its arrays): each epoch gets copies.
+    const batches = async function* (): AsyncGenerator<Batch> {
+      for (const b of held) yield { x: b.x.slice(), y: b.y.slice(), size: b.size };
+    };
+    return (await trainModel({ tf: backend.tf, model, epochs, trainBatches: batches })).history;
+  } finally {
+    disposeModel(model);
   }
 }
 

@@ -38,13 +38,16 @@ const trainingPart: BenchPart = async (ctx) => {
         timeout: 20 * 60_000,
         maxBuffer: 16 * 1024 * 1024,
       });
-      const result = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { backend: string; device: string; samplesPerSecond: number; waitShare: number };
+      const result = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { backend: string; device: string; samplesPerSecond: number; waitShare: number; inMemorySamplesPerSecond: number };
       ctx.log(`training throughput on ${backend}`, result);
       figures.push({
         name: `training_samples_per_s_${backend}`,
         value: result.samplesPerSecond,
         unit: 'samples/s',
         rows: week.rowCounts.train,
+        baseline: 'the same model trained on the same batches held in memory (no reading: the training floor)',
+        baseline_value: result.inMemorySamplesPerSecond,
+        ratio: round(result.inMemorySamplesPerSecond / Math.max(result.samplesPerSecond, 1), 3),
         details: {
           backend: result.backend,
           device: result.device,
