@@ -61,7 +61,7 @@ const CLOSE_WAIT_MS = 5000;
 export class SplitReader {
   private readonly worker: Worker;
   private passes = 0;
-  /** Replies of the pass being read, and the trainer's wait for the next one. */
+  /** Replies of the pass being read (the latest), and the trainer's wait for the next one. */
   private queue: ReaderReply[] = [];
   private waiting: { resolve: () => void } | undefined;
   private failure: Error | undefined;
@@ -85,7 +85,7 @@ export class SplitReader {
     let finished = false;
     try {
       for (;;) {
-        const reply = await this.next(pass);
+        const reply = await this.next();
         if (reply.type === 'end') {
           finished = true;
           return;
@@ -116,10 +116,11 @@ export class SplitReader {
     if (!this.closed) this.worker.postMessage(request);
   }
 
-  private async next(pass: number): Promise<ReaderReply> {
+  /** The current pass's next reply (push() keeps no other pass's). */
+  private async next(): Promise<ReaderReply> {
     for (;;) {
-      const index = this.queue.findIndex((r) => r.pass === pass);
-      if (index >= 0) return this.queue.splice(index, 1)[0] as ReaderReply;
+      const reply = this.queue.shift();
+      if (reply) return reply;
       if (this.failure) throw this.failure;
       await new Promise<void>((resolve) => (this.waiting = { resolve }));
     }

@@ -28,7 +28,7 @@ import type { Split, SplitRowThroughView, StoredCheckpoint, TrainingDataset } fr
 import { boostOnDataset } from './boosting-run.ts';
 import { codeVersion as detectCodeVersion, requireCodeVersion } from './code-version.ts';
 import { withDomainFailures } from './failures.ts';
-import { heartbeatWhile } from './heartbeat.ts';
+import { heartbeatProgress, heartbeatWhile } from './heartbeat.ts';
 import { observeEpoch } from './observability.ts';
 import { datasetAndView, splitBatches, trainOnDataset, type TrainingRunStores, type TrainOnDatasetResult } from './training-run.ts';
 
@@ -342,33 +342,21 @@ export function createGpuTrainingActivities({ features, training, backend }: Tra
         if (!backend) throw new Error('this worker has no TensorFlow.js backend loaded');
         engine = { tfjsBackend: backend.name, device: backend.device };
         // Heartbeats while anything moves — training and validation batches, the checkpoint
-        // save — so the GPU queue's short heartbeat timeout holds however big the data. In
-        // between, the latest details again every 2 s for up to a minute after the last
-        // batch: a pass waiting for its first batch (the split reader's thread starting, a
-        // COPY opening on a busy server) no longer outlasts the timeout, and a read that
-        // hangs still stops the heartbeats.
-        let latest: Record<string, unknown> = { stage: 'train' };
-        let movedAt = Date.now();
-        const beat = (details: Record<string, unknown>) => {
-          latest = details;
-          movedAt = Date.now();
-          context.heartbeat(details);
-        };
-        const between = setInterval(() => {
-          if (Date.now() - movedAt < BATCH_STALL_MS) context.heartbeat(latest);
-        }, 2_000);
-        try {
-          run = await trainOnDataset({
-            ...common,
-            backend,
-            params,
-            onBatch: (p, history) => beat({ epoch: p.epoch, batches: p.batches, samples: p.samples, lastEpoch: history.at(-1) }),
-            onValidationBatch: (p) => beat({ stage: 'validation', epoch: p.epoch, batches: p.batches }),
-            onEpochEnd: saveCheckpoint,
-          });
-        } finally {
-          clearInterval(between);
-        }
+        // save — so the GPU queue's short heartbeat timeout holds however big the data; and
+        // between batches for up to a minute, so a pass waiting for its first batch (the
+        // split reader's thread starting) does not outlast it.
+        run = await heartbeatProgress(
+          (beat) =>
+            trainOnDataset({
+              ...common,
+              backend,
+              params,
+              onBatch: (p, history) => beat({ epoch: p.epoch, batches: p.batches, samples: p.samples, lastEpoch: history.at(-1) }),
+              onValidationBatch: (p) => beat({ stage: 'validation', epoch: p.epoch, batches: p.batches }),
+              onEpochEnd: saveCheckpoint,
+            }),
+          { stallMs: BATCH_STALL_MS, initial: { stage: 'train' } },
+        );
       }
       if (run.stoppedEarly) throw new CancelledFailure('training was cancelled');
       const last = run.history.at(-1);
