@@ -9,8 +9,12 @@
  * batches run, new items wait and join the next one, so the batches grow with the load
  * instead of the number of calls.
  */
+import { performance } from 'node:perf_hooks';
+
 interface Waiting<T, R> {
   items: readonly T[];
+  /** performance.now() at submit. */
+  since: number;
   resolve(results: R[]): void;
   reject(err: unknown): void;
 }
@@ -22,6 +26,15 @@ export interface DynamicBatcherOptions {
   maxInFlight?: number;
   /** Called with each batch's size as it starts (for metrics). */
   onBatch?: (items: number, calls: number) => void;
+  /** Called as each batch settles (for metrics): how long its oldest call waited for it to start, and how long it ran. */
+  onSettled?: (timing: BatchTiming) => void;
+}
+
+export interface BatchTiming {
+  /** From the oldest call's submit to the batch's start: the wait for the batch to close or for a batch in flight. */
+  waitSeconds: number;
+  /** The batched call itself. */
+  runSeconds: number;
 }
 
 export class DynamicBatcher<T, R> {
@@ -41,7 +54,7 @@ export class DynamicBatcher<T, R> {
     if (items.length === 0) return Promise.resolve([]);
     return new Promise<R[]>((resolve, reject) => {
       if (this.waitingItems + items.length > this.options.maxItems) this.start();
-      this.waiting.push({ items, resolve, reject });
+      this.waiting.push({ items, since: performance.now(), resolve, reject });
       this.waitingItems += items.length;
       if (this.waitingItems >= this.options.maxItems) this.start();
       else this.schedule();
@@ -66,8 +79,11 @@ export class DynamicBatcher<T, R> {
     const items = batch.length === 1 ? [...(batch[0] as Waiting<T, R>).items] : batch.flatMap((w) => w.items);
     this.options.onBatch?.(items.length, batch.length);
     this.inFlight++;
+    const started = performance.now();
+    const waitSeconds = (started - (batch[0] as Waiting<T, R>).since) / 1000;
     const settle = () => {
       this.inFlight--;
+      this.options.onSettled?.({ waitSeconds, runSeconds: (performance.now() - started) / 1000 });
       if (this.waiting.length) this.schedule();
     };
     this.run(items).then(

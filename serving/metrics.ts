@@ -42,6 +42,10 @@ export interface ServingMetrics {
   batchEntities: Histogram<'stage'>;
   /** Requests per dynamic batch, by stage: above 1, concurrent requests shared one query or one model call. */
   batchRequests: Histogram<'stage'>;
+  /** How long each batch's oldest request waited for the batch to start, by stage: the batching window, or a batch in flight. */
+  batchWait: Histogram<'stage'>;
+  /** Wall time of each batch's call, by stage (lookup: the online query; score: the model call). */
+  batchDuration: Histogram<'stage'>;
   /** Served rows sampled for the skew log and waiting to be written (serving/skew-log.ts). */
   skewLogQueueDepth: Gauge;
   /** Rows written to the skew log. */
@@ -54,6 +58,9 @@ export interface ServingMetrics {
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+
+/** A stage of a request (a lookup, a model call, a wait for one) takes from tens of microseconds up. */
+const STAGE_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 
 export function createServingMetrics(): ServingMetrics {
   const registry = new Registry();
@@ -94,6 +101,8 @@ export function createServingMetrics(): ServingMetrics {
     aliasListenerReconnects: new Counter({ name: 'fti_alias_listener_reconnects_total', help: 'Reconnects of the alias listener after it lost its connection', registers: [registry] }),
     batchEntities: new Histogram({ name: 'fti_serve_batch_entities', help: 'Entities per dynamic batch, by stage (lookup: one online query; score: one model call)', labelNames: ['stage'], buckets: BATCH_BUCKETS, registers: [registry] }),
     batchRequests: new Histogram({ name: 'fti_serve_batch_requests', help: 'Requests per dynamic batch, by stage (lookup, score)', labelNames: ['stage'], buckets: BATCH_BUCKETS, registers: [registry] }),
+    batchWait: new Histogram({ name: 'fti_serve_batch_wait_seconds', help: "How long a dynamic batch's oldest request waited for it to start, by stage (lookup, score)", labelNames: ['stage'], buckets: STAGE_BUCKETS, registers: [registry] }),
+    batchDuration: new Histogram({ name: 'fti_serve_batch_duration_seconds', help: "Wall time of a dynamic batch's call, by stage (lookup: the online query; score: the model call)", labelNames: ['stage'], buckets: STAGE_BUCKETS, registers: [registry] }),
     skewLogQueueDepth: new Gauge({ name: 'fti_serve_skew_log_queue_depth', help: 'Served rows sampled for the skew log, waiting to be written', registers: [registry] }),
     skewLogRows: new Counter({ name: 'fti_serve_skew_log_rows_total', help: 'Served rows written to the skew log', registers: [registry] }),
     skewLogDropped: new Counter({

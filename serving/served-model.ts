@@ -11,7 +11,7 @@ import { formatIssues } from '../core/errors.ts';
 import type { FeatureRow } from '../ml/values.ts';
 import { loadScoringModel, type ScoringDeps, type ScoringModel } from '../ml/scoring.ts';
 import type { OnlineKey, OnlineViewLookup, PredictionStore } from '../registry/predictions/index.ts';
-import { DynamicBatcher } from './dynamic-batch.ts';
+import { DynamicBatcher, type BatchTiming, type DynamicBatcherOptions } from './dynamic-batch.ts';
 import { HttpError } from './http-errors.ts';
 
 export type EntityKeys = Record<string, string | number | boolean>;
@@ -35,8 +35,18 @@ export interface ServedModel {
   dispose(): void;
 }
 
-/** Told each batch's size as it starts: which stage, its entities, and the requests in it. */
-export type BatchObserver = (stage: 'lookup' | 'score', items: number, calls: number) => void;
+export type BatchStage = 'lookup' | 'score';
+
+/** Told each batch's size as it starts (its entities, the requests in it) and its timing as it settles, by stage. */
+export interface BatchObserver {
+  started(stage: BatchStage, items: number, calls: number): void;
+  settled(stage: BatchStage, timing: BatchTiming): void;
+}
+
+/** The batcher's options that report to `observer` under `stage`. */
+function observed(stage: BatchStage, observer: BatchObserver | undefined): Pick<DynamicBatcherOptions, 'onBatch' | 'onSettled'> {
+  return observer ? { onBatch: (items, calls) => observer.started(stage, items, calls), onSettled: (timing) => observer.settled(stage, timing) } : {};
+}
 
 /** Online lookups are per feature view, shared by every version trained on it and by the feature route. */
 export interface LookupCache {
@@ -77,7 +87,7 @@ function batchedLookup(lookup: OnlineViewLookup, onBatch?: BatchObserver): Timed
     {
       maxItems: BATCH_ITEMS,
       maxInFlight: LOOKUPS_IN_FLIGHT,
-      onBatch: (items, calls) => onBatch?.('lookup', items, calls),
+      ...observed('lookup', onBatch),
     },
   );
   const timed = async (entities: ReadonlyArray<Readonly<Record<string, unknown>>>) => {
@@ -104,7 +114,7 @@ function batchedScoring(scoring: ScoringModel, onBatch?: BatchObserver): (rows: 
         return score === undefined ? { problems: problems.get(row) ?? [] } : { score };
       });
     },
-    { maxItems: BATCH_ITEMS, onBatch: (items, calls) => onBatch?.('score', items, calls) },
+    { maxItems: BATCH_ITEMS, ...observed('score', onBatch) },
   );
   return (rows) => batcher.submit(rows);
 }

@@ -137,9 +137,15 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
   const metrics = createServingMetrics();
   const lookups: LookupCache = {
     views: new Map(),
-    onBatch: (stage, items, calls) => {
-      metrics.batchEntities.observe({ stage }, items);
-      metrics.batchRequests.observe({ stage }, calls);
+    onBatch: {
+      started: (stage, items, calls) => {
+        metrics.batchEntities.observe({ stage }, items);
+        metrics.batchRequests.observe({ stage }, calls);
+      },
+      settled: (stage, { waitSeconds, runSeconds }) => {
+        metrics.batchWait.observe({ stage }, waitSeconds);
+        metrics.batchDuration.observe({ stage }, runSeconds);
+      },
     },
   };
   const resolver = new ModelResolver({

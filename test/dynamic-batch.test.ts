@@ -1,9 +1,9 @@
 /** The dynamic batcher the prediction server puts in front of its lookups and model calls. */
 import { describe, expect, it } from 'vitest';
-import { DynamicBatcher } from '../serving/dynamic-batch.ts';
+import { DynamicBatcher, type BatchTiming } from '../serving/dynamic-batch.ts';
 
 /** A batched "double each item" that records every batch it ran, and can be held open. */
-function doubler(options: { maxItems: number; maxInFlight?: number }) {
+function doubler(options: { maxItems: number; maxInFlight?: number; onSettled?: (timing: BatchTiming) => void }) {
   const batches: number[][] = [];
   let release: (() => void) | undefined;
   let hold = false;
@@ -51,6 +51,25 @@ describe('DynamicBatcher', () => {
     d.release();
     expect(await Promise.all([first, ...later])).toEqual([[2], [4], [6]]);
     expect(d.batches).toEqual([[1], [2, 3]]);
+  });
+
+  it('each settled batch reports how long its oldest call waited to start and how long it ran', async () => {
+    const timings: BatchTiming[] = [];
+    const d = doubler({ maxItems: 100, maxInFlight: 1, onSettled: (t) => timings.push(t) });
+    d.hold();
+    const first = d.batcher.submit([1]);
+    await new Promise((r) => setImmediate(r));
+    const later = d.batcher.submit([2]);
+    await new Promise((r) => setTimeout(r, 60));
+    d.release();
+    await Promise.all([first, later]);
+    expect(timings).toHaveLength(2);
+    const [a, b] = timings as [BatchTiming, BatchTiming];
+    // The first ran while held (60 ms); the second waited that long for it, then ran at once.
+    expect(a.runSeconds).toBeGreaterThanOrEqual(0.05);
+    expect(a.waitSeconds).toBeLessThan(0.05);
+    expect(b.waitSeconds).toBeGreaterThanOrEqual(0.05);
+    expect(b.runSeconds).toBeLessThan(0.05);
   });
 
   it('a failed batch fails every call in it, and the next batch runs', async () => {

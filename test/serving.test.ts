@@ -138,8 +138,13 @@ describe('online prediction server over HTTP', () => {
   it('concurrent single-entity requests share lookups and model calls (dynamic batching), each with its own score', async () => {
     const sample = tomorrowFlights.filter((_, i) => i % 97 === 0).slice(0, 40);
     const expected = await independentScores('flight_delay', 1, sample);
-    const batchCount = async () => Number(/^fti_serve_batch_requests_count\{stage="score"\} (\d+)$/m.exec(await (await fetch(`${base}/metrics`)).text())?.[1] ?? 0);
+    const metric = async (line: string) => Number(new RegExp(`^${line.replace(/[{}.]/g, '\\$&')} (\\S+)$`, 'm').exec(await (await fetch(`${base}/metrics`)).text())?.[1] ?? 0);
+    const batchCount = () => metric('fti_serve_batch_requests_count{stage="score"}');
+    // Lookup batches that ran, or waited to start, longer than a quarter second.
+    const slowLookups = async (name: 'duration' | 'wait') =>
+      (await metric(`fti_serve_batch_${name}_seconds_count{stage="lookup"}`)) - (await metric(`fti_serve_batch_${name}_seconds_bucket{le="0.25",stage="lookup"}`));
     const before = await batchCount();
+    const slowBefore = { duration: await slowLookups('duration'), wait: await slowLookups('wait') };
     // The online table is held by a lock until every request has reached the server, so
     // all forty wait at once, as on a busy server (on an idle one they may not overlap).
     const hold = await db.knex.transaction();
@@ -164,6 +169,10 @@ describe('online prediction server over HTTP', () => {
     const calls = (await batchCount()) - before;
     expect(calls).toBeGreaterThan(0);
     expect(calls).toBeLessThanOrEqual(4);
+    // The stage timings say where the time went: the lookups in flight ran as long as
+    // the lock was held, and the requests that came after them waited for them to end.
+    expect((await slowLookups('duration')) - slowBefore.duration).toBeGreaterThanOrEqual(1);
+    expect((await slowLookups('wait')) - slowBefore.wait).toBeGreaterThanOrEqual(1);
   });
 
   it('follows fti models promote within a second, without failing a request', async () => {

@@ -124,7 +124,7 @@ const onlinePart: BenchPart = async (ctx) => {
   try {
     const url = `${server.url}/v1/models/${BENCH_MODEL}/predict`;
     await load(url, ids, WARMUP_SECONDS);
-    const before = await serverLatencyCounts(server.url, TARGET_P99_MS / 1000);
+    const metricsBefore = await metricsText(server.url);
     // CPU per request, of the server and of this process (the load generator): where the two cores go.
     const cpuBefore = { server: server.cpuSeconds(), generator: process.cpuUsage() };
     const http = await load(url, ids, SECONDS);
@@ -132,8 +132,10 @@ const onlinePart: BenchPart = async (ctx) => {
       server: round(((server.cpuSeconds() - cpuBefore.server) * 1e6) / Math.max(1, http.latencies.length), 1),
       loadGenerator: round(cpuMicros(process.cpuUsage(cpuBefore.generator)) / Math.max(1, http.latencies.length), 1),
     };
-    const after = await serverLatencyCounts(server.url, TARGET_P99_MS / 1000);
+    const metricsAfter = await metricsText(server.url);
+    const [before, after] = [metricsBefore, metricsAfter].map((text) => serverLatencyCounts(text, TARGET_P99_MS / 1000)) as [LatencyCounts, LatencyCounts];
     const serverSide = (after.under - before.under) / (after.all - before.all);
+    const stages = stageTimings(metricsBefore, metricsAfter);
     const replyBytes = Buffer.byteLength(await (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"keys":{"flight_id":${ids[0]}}}` })).text());
     const floor = await startHttpFloor(replyBytes);
     let httpFloor: { p50: number; p99: number; cpuPerRequestUs: { server: number; loadGenerator: number }; sweep: SweepStep[] };
@@ -168,6 +170,7 @@ const onlinePart: BenchPart = async (ctx) => {
       server: `fti serve (one process), peak RSS ${server.peakRssMb() ?? '?'} MB`,
       cpuPerRequestUs,
       serverSideUnderTarget: `${round(serverSide * 100, 2)}% of the measured requests took under ${TARGET_P99_MS} ms inside the server (its own histogram)`,
+      stages,
       httpFloor: { of: `a do-nothing node:http server (own process) answering the same requests with ${replyBytes} bytes, same load`, p50: httpFloor.p50, p99: httpFloor.p99, cpuPerRequestUs: httpFloor.cpuPerRequestUs },
     };
     const figure = (p: 50 | 99): Figure => {
@@ -216,22 +219,58 @@ async function flightIds(ctx: BenchContext): Promise<number[]> {
 
 /** Requests per dynamic batch so far, by stage: the mean, from the server's histogram. */
 async function batchSizes(base: string): Promise<Record<string, number>> {
-  const text = await (await fetch(`${base}/metrics`)).text();
+  const text = await metricsText(base);
   const out: Record<string, number> = {};
   for (const stage of ['lookup', 'score']) {
-    const sum = Number(new RegExp(`^fti_serve_batch_requests_sum\\{stage="${stage}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
-    const count = Number(new RegExp(`^fti_serve_batch_requests_count\\{stage="${stage}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
-    out[`${stage}RequestsPerBatch`] = round(sum / count, 2);
+    out[`${stage}RequestsPerBatch`] = round(metricValue(text, `fti_serve_batch_requests_sum{stage="${stage}"} `) / metricValue(text, `fti_serve_batch_requests_count{stage="${stage}"} `), 2);
   }
   return out;
 }
 
+async function metricsText(base: string): Promise<string> {
+  return (await fetch(`${base}/metrics`)).text();
+}
+
+/** The value of the first line of a Prometheus text exposition that starts with `prefix`. */
+function metricValue(text: string, prefix: string): number {
+  return Number(text.split('\n').find((l) => l.startsWith(prefix))?.slice(prefix.length) ?? Number.NaN);
+}
+
+interface LatencyCounts {
+  under: number;
+  all: number;
+}
+
 /** Successful predictions so far, and those the server itself timed under `seconds` (fti_predict_request_duration_seconds). */
-async function serverLatencyCounts(base: string, seconds: number): Promise<{ under: number; all: number }> {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  const value = (prefix: string) => Number(text.split('\n').find((l) => l.startsWith(prefix))?.slice(prefix.length) ?? Number.NaN);
+function serverLatencyCounts(text: string, seconds: number): LatencyCounts {
   const labels = `model="${BENCH_MODEL}",outcome="ok"}`;
-  return { under: value(`fti_predict_request_duration_seconds_bucket{le="${seconds}",${labels} `), all: value(`fti_predict_request_duration_seconds_count{${labels} `) };
+  return { under: metricValue(text, `fti_predict_request_duration_seconds_bucket{le="${seconds}",${labels} `), all: metricValue(text, `fti_predict_request_duration_seconds_count{${labels} `) };
+}
+
+/**
+ * Where a request's time inside the server goes, between two snapshots of its metrics:
+ * per stage (lookup, score), the batches' wait to start and their call's wall time,
+ * each as a mean and the bucket bound under which 99% of the batches fell.
+ */
+interface StageTiming {
+  batches: number;
+  meanMs: number;
+  /** null: over the last bucket. */
+  p99UnderMs: number | null;
+}
+
+function stageTimings(before: string, after: string): Record<string, StageTiming> {
+  const out: Record<string, StageTiming> = {};
+  for (const stage of ['lookup', 'score']) {
+    for (const [kind, metric] of [['wait', 'fti_serve_batch_wait_seconds'], ['run', 'fti_serve_batch_duration_seconds']] as const) {
+      const delta = (prefix: string) => metricValue(after, prefix) - metricValue(before, prefix);
+      const count = delta(`${metric}_count{stage="${stage}"} `);
+      const bounds = [...after.matchAll(new RegExp(`^${metric}_bucket\\{le="([^"]+)",stage="${stage}"\\} `, 'gm'))].map((m) => m[1] as string);
+      const p99 = bounds.find((le) => delta(`${metric}_bucket{le="${le}",stage="${stage}"} `) >= 0.99 * count) ?? '+Inf';
+      out[`${stage}.${kind}`] = { batches: count, meanMs: round((delta(`${metric}_sum{stage="${stage}"} `) / Math.max(1, count)) * 1000, 3), p99UnderMs: p99 === '+Inf' ? null : Number(p99) * 1000 };
+    }
+  }
+  return out;
 }
 
 /** CLIENTS autocannon clients, started 1/CLIENTS s apart, together `rate` requests/s for `seconds`. */
