@@ -123,7 +123,7 @@ const onlinePart: BenchPart = async (ctx) => {
   const server = await startServer(ctx);
   try {
     const url = `${server.url}/v1/models/${BENCH_MODEL}/predict`;
-    await load(url, ids, WARMUP_SECONDS);
+    const warmUp = await load(url, ids, WARMUP_SECONDS);
     const metricsBefore = await metricsText(server.url);
     // CPU per request, of the server and of this process (the load generator): where the two cores go.
     const cpuBefore = { server: server.cpuSeconds(), generator: process.cpuUsage() };
@@ -171,6 +171,7 @@ const onlinePart: BenchPart = async (ctx) => {
       cpuPerRequestUs,
       serverSideUnderTarget: `${round(serverSide * 100, 2)}% of the measured requests took under ${TARGET_P99_MS} ms inside the server (its own histogram)`,
       stages,
+      warmUp: { seconds: WARMUP_SECONDS, p50: round(percentile(warmUp.latencies, 50), 3), p99: round(percentile(warmUp.latencies, 99), 3) },
       httpFloor: { of: `a do-nothing node:http server (own process) answering the same requests with ${replyBytes} bytes, same load`, p50: httpFloor.p50, p99: httpFloor.p99, cpuPerRequestUs: httpFloor.cpuPerRequestUs },
     };
     const figure = (p: 50 | 99): Figure => {
