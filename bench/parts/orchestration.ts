@@ -17,6 +17,7 @@ const orchestrationPart: BenchPart = async (ctx) => {
   const shares: number[] = [];
   const walls: number[] = [];
   const gaps: Gap[][] = [];
+  const idles: IdleBreakdown[] = [];
   for (let i = -1; i < RUNS; i++) {
     const workflowId = `bench-orchestration-${Date.now()}-${i}`;
     const t0 = performance.now();
@@ -34,16 +35,20 @@ const orchestrationPart: BenchPart = async (ctx) => {
     const wall = performance.now() - t0;
     const handles: WorkflowHandle[] = [fixture.client.workflow.getHandle(workflowId)];
     for await (const child of fixture.client.workflow.list({ query: `WorkflowId STARTS_WITH "${workflowId}/"` })) handles.push(fixture.client.workflow.getHandle(child.workflowId));
-    const intervals = (await Promise.all(handles.map(activityIntervals))).flat();
+    const timelines = await Promise.all(handles.map(timeline));
+    const intervals = timelines.flatMap((t) => t.activities);
+    const workflowTasks = timelines.flatMap((t) => t.workflowTasks);
     const busy = unionLength(intervals);
     const span = Math.max(...intervals.map((a) => a.end)) - Math.min(...intervals.map((a) => a.start));
     const share = 100 * (1 - busy / Math.max(span, busy));
     const runGaps = idleGaps(intervals);
-    ctx.log(`orchestration run ${i + 1}/${RUNS}${i < 0 ? ' (warm-up)' : ''}`, { wallMs: Math.round(wall), activityMs: Math.round(busy), overheadPercent: round(share, 1), gaps: runGaps.length });
+    const idle = idleBreakdown(runGaps, workflowTasks);
+    ctx.log(`orchestration run ${i + 1}/${RUNS}${i < 0 ? ' (warm-up)' : ''}`, { wallMs: Math.round(wall), activityMs: Math.round(busy), overheadPercent: round(share, 1), gaps: runGaps.length, idle });
     if (i >= 0) {
       shares.push(share);
       walls.push(wall / 1000);
       gaps.push(runGaps);
+      idles.push(idle);
     }
   }
   return [
@@ -56,7 +61,9 @@ const orchestrationPart: BenchPart = async (ctx) => {
         wallSeconds: walls.map((w) => round(w, 1)),
         runs: shares.map((s) => round(s, 1)),
         // Where the idle time goes: every gap of the median run, between which activities.
-        gapsMs: (gaps[shares.indexOf(median(shares))] ?? []).map((g) => `${round(g.ms, 1)} ms: ${g.after} -> ${g.before}`),
+        gapsMs: (gaps[shares.indexOf(median(shares))] ?? []).map((g) => `${round(g.ms, 1)} ms (${g.split ? `task queued ${round(g.split.workflowTaskQueued, 1)}, running ${round(g.split.workflowTaskRunning, 1)}, other ${round(g.split.other, 1)}` : ''}): ${g.after} -> ${g.before}`),
+        // The same run's idle time split by what Temporal was doing (summed over its gaps).
+        idleMs: idles[shares.indexOf(median(shares))],
       },
     },
   ];
@@ -69,10 +76,32 @@ interface ActivityInterval {
   label: string;
 }
 
+/** A workflow task: scheduled (queued on the server), started (a worker polled it), completed (the worker answered). */
+interface WorkflowTaskSpan {
+  scheduled: number;
+  started: number;
+  completed: number;
+}
+
+/**
+ * Idle time (no activity running) by what filled it: a workflow task waiting for a
+ * worker's poll, a workflow task the worker was running (from poll to answer, so its
+ * two RPCs too), and the rest (the server between events: activity dispatch, child
+ * starts and completions). Overlaps across workflows count once, in that order.
+ */
+interface IdleBreakdown {
+  workflowTaskQueued: number;
+  workflowTaskRunning: number;
+  other: number;
+}
+
 interface Gap {
+  from: number;
+  to: number;
   ms: number;
   after: string;
   before: string;
+  split?: IdleBreakdown;
 }
 
 /** Every span of the run with no activity running: how long, after which activity ended and before which started. */
@@ -82,21 +111,49 @@ function idleGaps(intervals: ActivityInterval[]): Gap[] {
   let last = sorted[0];
   for (const next of sorted.slice(1)) {
     if (!last) break;
-    if (next.start > last.end) out.push({ ms: next.start - last.end, after: last.label, before: next.label });
+    if (next.start > last.end) out.push({ from: last.end, to: next.start, ms: next.start - last.end, after: last.label, before: next.label });
     if (next.end > last.end) last = next;
   }
   return out;
 }
 
-/** [started, completed] of every activity attempt that completed, in ms since the epoch. */
-async function activityIntervals(handle: WorkflowHandle): Promise<ActivityInterval[]> {
+function idleBreakdown(gaps: Gap[], tasks: WorkflowTaskSpan[]): IdleBreakdown {
+  const overlap = (from: number, to: number, spans: Array<[number, number]>) => {
+    const clipped = spans.map(([a, b]): [number, number] => [Math.max(a, from), Math.min(b, to)]).filter(([a, b]) => b > a);
+    return unionLength(clipped.map(([start, end]) => ({ start, end, label: '' })));
+  };
+  const out: IdleBreakdown = { workflowTaskQueued: 0, workflowTaskRunning: 0, other: 0 };
+  for (const gap of gaps) {
+    const running = overlap(gap.from, gap.to, tasks.map((t) => [t.started, t.completed]));
+    const either = overlap(gap.from, gap.to, tasks.flatMap((t): Array<[number, number]> => [[t.scheduled, t.started], [t.started, t.completed]]));
+    gap.split = { workflowTaskQueued: either - running, workflowTaskRunning: running, other: gap.ms - either };
+    out.workflowTaskRunning += running;
+    out.workflowTaskQueued += either - running;
+    out.other += gap.ms - either;
+  }
+  return { workflowTaskQueued: round(out.workflowTaskQueued, 1), workflowTaskRunning: round(out.workflowTaskRunning, 1), other: round(out.other, 1) };
+}
+
+/** Every activity attempt that completed ([started, completed], in ms since the epoch) and every workflow task that completed. */
+async function timeline(handle: WorkflowHandle): Promise<{ activities: ActivityInterval[]; workflowTasks: WorkflowTaskSpan[] }> {
   const history = await handle.fetchHistory();
   const ms = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) => Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
   const workflow = handle.workflowId.includes('/') ? handle.workflowId.slice(handle.workflowId.indexOf('/') + 1) : 'fti';
   const types = new Map<string, string>();
   const started = new Map<string, number>();
   const out: ActivityInterval[] = [];
+  const taskScheduled = new Map<string, number>();
+  const taskStarted = new Map<string, number>();
+  const workflowTasks: WorkflowTaskSpan[] = [];
   for (const e of history.events ?? []) {
+    if (e.workflowTaskScheduledEventAttributes) taskScheduled.set(String(e.eventId), ms(e.eventTime));
+    if (e.workflowTaskStartedEventAttributes) taskStarted.set(String(e.eventId), ms(e.eventTime));
+    const answered = e.workflowTaskCompletedEventAttributes;
+    if (answered) {
+      const queuedAt = taskScheduled.get(String(answered.scheduledEventId));
+      const polledAt = taskStarted.get(String(answered.startedEventId));
+      if (queuedAt !== undefined && polledAt !== undefined) workflowTasks.push({ scheduled: queuedAt, started: polledAt, completed: ms(e.eventTime) });
+    }
     const scheduled = e.activityTaskScheduledEventAttributes;
     if (scheduled) types.set(String(e.eventId), scheduled.activityType?.name ?? '?');
     if (e.activityTaskStartedEventAttributes) started.set(String(e.activityTaskStartedEventAttributes.scheduledEventId), ms(e.eventTime));
@@ -106,7 +163,7 @@ async function activityIntervals(handle: WorkflowHandle): Promise<ActivityInterv
       if (from !== undefined) out.push({ start: from, end: ms(e.eventTime), label: `${workflow}/${types.get(String(done.scheduledEventId)) ?? '?'}` });
     }
   }
-  return out;
+  return { activities: out, workflowTasks };
 }
 
 function unionLength(intervals: ActivityInterval[]): number {
