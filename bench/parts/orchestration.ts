@@ -16,8 +16,7 @@ const orchestrationPart: BenchPart = async (ctx) => {
   const fixture = await flightsFixture(ctx);
   const shares: number[] = [];
   const walls: number[] = [];
-  const gaps: Gap[][] = [];
-  const idles: IdleBreakdown[] = [];
+  const gaps: SplitGap[][] = [];
   for (let i = -1; i < RUNS; i++) {
     const workflowId = `bench-orchestration-${Date.now()}-${i}`;
     const t0 = performance.now();
@@ -41,16 +40,16 @@ const orchestrationPart: BenchPart = async (ctx) => {
     const busy = unionLength(intervals);
     const span = Math.max(...intervals.map((a) => a.end)) - Math.min(...intervals.map((a) => a.start));
     const share = 100 * (1 - busy / Math.max(span, busy));
-    const runGaps = idleGaps(intervals);
-    const idle = idleBreakdown(runGaps, workflowTasks);
+    const runGaps = idleGaps(intervals).map((gap) => ({ ...gap, split: splitGap(gap, workflowTasks) }));
+    const idle = sumSplits(runGaps);
     ctx.log(`orchestration run ${i + 1}/${RUNS}${i < 0 ? ' (warm-up)' : ''}`, { wallMs: Math.round(wall), activityMs: Math.round(busy), overheadPercent: round(share, 1), gaps: runGaps.length, idle });
     if (i >= 0) {
       shares.push(share);
       walls.push(wall / 1000);
       gaps.push(runGaps);
-      idles.push(idle);
     }
   }
+  const medianGaps = gaps[shares.indexOf(median(shares))] ?? [];
   return [
     {
       name: 'orchestration_overhead',
@@ -61,17 +60,20 @@ const orchestrationPart: BenchPart = async (ctx) => {
         wallSeconds: walls.map((w) => round(w, 1)),
         runs: shares.map((s) => round(s, 1)),
         // Where the idle time goes: every gap of the median run, between which activities.
-        gapsMs: (gaps[shares.indexOf(median(shares))] ?? []).map((g) => `${round(g.ms, 1)} ms (${g.split ? `task queued ${round(g.split.workflowTaskQueued, 1)}, running ${round(g.split.workflowTaskRunning, 1)}, other ${round(g.split.other, 1)}` : ''}): ${g.after} -> ${g.before}`),
+        gapsMs: medianGaps.map(({ from, to, split, after, before }) => `${round(to - from, 1)} ms (task queued ${round(split.workflowTaskQueued, 1)}, running ${round(split.workflowTaskRunning, 1)}, other ${round(split.other, 1)}): ${after} -> ${before}`),
         // The same run's idle time split by what Temporal was doing (summed over its gaps).
-        idleMs: idles[shares.indexOf(median(shares))],
+        idleMs: sumSplits(medianGaps),
       },
     },
   ];
 };
 
-interface ActivityInterval {
+interface Span {
   start: number;
   end: number;
+}
+
+interface ActivityInterval extends Span {
   /** `<workflow id after the run's>/<activity type>`. */
   label: string;
 }
@@ -98,10 +100,12 @@ interface IdleBreakdown {
 interface Gap {
   from: number;
   to: number;
-  ms: number;
   after: string;
   before: string;
-  split?: IdleBreakdown;
+}
+
+interface SplitGap extends Gap {
+  split: IdleBreakdown;
 }
 
 /** Every span of the run with no activity running: how long, after which activity ended and before which started. */
@@ -111,27 +115,23 @@ function idleGaps(intervals: ActivityInterval[]): Gap[] {
   let last = sorted[0];
   for (const next of sorted.slice(1)) {
     if (!last) break;
-    if (next.start > last.end) out.push({ from: last.end, to: next.start, ms: next.start - last.end, after: last.label, before: next.label });
+    if (next.start > last.end) out.push({ from: last.end, to: next.start, after: last.label, before: next.label });
     if (next.end > last.end) last = next;
   }
   return out;
 }
 
-function idleBreakdown(gaps: Gap[], tasks: WorkflowTaskSpan[]): IdleBreakdown {
-  const overlap = (from: number, to: number, spans: Array<[number, number]>) => {
-    const clipped = spans.map(([a, b]): [number, number] => [Math.max(a, from), Math.min(b, to)]).filter(([a, b]) => b > a);
-    return unionLength(clipped.map(([start, end]) => ({ start, end, label: '' })));
-  };
-  const out: IdleBreakdown = { workflowTaskQueued: 0, workflowTaskRunning: 0, other: 0 };
-  for (const gap of gaps) {
-    const running = overlap(gap.from, gap.to, tasks.map((t) => [t.started, t.completed]));
-    const either = overlap(gap.from, gap.to, tasks.flatMap((t): Array<[number, number]> => [[t.scheduled, t.started], [t.started, t.completed]]));
-    gap.split = { workflowTaskQueued: either - running, workflowTaskRunning: running, other: gap.ms - either };
-    out.workflowTaskRunning += running;
-    out.workflowTaskQueued += either - running;
-    out.other += gap.ms - either;
-  }
-  return { workflowTaskQueued: round(out.workflowTaskQueued, 1), workflowTaskRunning: round(out.workflowTaskRunning, 1), other: round(out.other, 1) };
+/** One gap's idle time by what filled it (see IdleBreakdown), in ms. */
+function splitGap({ from, to }: Gap, tasks: WorkflowTaskSpan[]): IdleBreakdown {
+  const within = (spans: Span[]) => unionLength(spans.map((t) => ({ start: Math.max(t.start, from), end: Math.min(t.end, to) })).filter((t) => t.end > t.start));
+  const running = within(tasks.map((t) => ({ start: t.started, end: t.completed })));
+  const queuedOrRunning = within(tasks.map((t) => ({ start: t.scheduled, end: t.completed })));
+  return { workflowTaskQueued: queuedOrRunning - running, workflowTaskRunning: running, other: to - from - queuedOrRunning };
+}
+
+function sumSplits(gaps: SplitGap[]): IdleBreakdown {
+  const sum = (key: keyof IdleBreakdown) => round(gaps.reduce((total, gap) => total + gap.split[key], 0), 1);
+  return { workflowTaskQueued: sum('workflowTaskQueued'), workflowTaskRunning: sum('workflowTaskRunning'), other: sum('other') };
 }
 
 /** Every activity attempt that completed ([started, completed], in ms since the epoch) and every workflow task that completed. */
@@ -166,7 +166,7 @@ async function timeline(handle: WorkflowHandle): Promise<{ activities: ActivityI
   return { activities: out, workflowTasks };
 }
 
-function unionLength(intervals: ActivityInterval[]): number {
+function unionLength(intervals: Span[]): number {
   const sorted = [...intervals].sort((a, b) => a.start - b.start);
   let total = 0;
   let from = sorted[0]?.start ?? 0;
