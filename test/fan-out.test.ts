@@ -109,11 +109,14 @@ describe('bounded fan-out (real Temporal + Postgres)', () => {
   });
 
   it('a partition that fails cancels its siblings: none is retried, nothing becomes visible, nothing is left staged', async () => {
-    // Corrupt one column chunk in the fourth partition (a page that does not decompress).
+    // Corrupt one column chunk in the fourth partition (a page that does not decompress): its
+    // first row group, so it fails on its first page while its siblings are still reading or
+    // waiting for one of the worker's 4 activity slots (with the page mid-partition, a loaded
+    // machine let every sibling finish first, leaving nothing to cancel).
     const corrupt = path.join(root.dir, 'corrupt.parquet');
     const bytes = fs.readFileSync(readingsFile);
     const metadata = await parquetMetadataAsync(await asyncBufferFromFile(readingsFile));
-    const page = Number(metadata.row_groups[3500]?.columns[2]?.meta_data?.data_page_offset);
+    const page = Number(metadata.row_groups[3000]?.columns[2]?.meta_data?.data_page_offset);
     for (let i = 0; i < 24; i++) bytes[page + 8 + i] = (i * 131 + 7) & 0xff;
     fs.writeFileSync(corrupt, bytes);
     const group = await store.group('fan_readings', 1);
