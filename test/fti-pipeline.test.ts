@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { recordHistories } from './helpers/histories.ts';
+import { recordHistories, stepsOf } from './helpers/histories.ts';
 import { FtiClient } from '../client/fti-client.ts';
 import project from '../examples/flights/definitions.ts';
 import { loadBackend } from '../ml/backend.ts';
@@ -69,8 +69,18 @@ describe('ftiPipeline: features -> training -> batch inference, linked by versio
     expect(result.predictions.rows).toBeGreaterThan(10_000);
     expect(result.seconds.total).toBeGreaterThan(0);
 
-    // FTI_RECORD_HISTORIES=1 refreshes the histories the replay test checks workflow code against.
-    if (process.env.FTI_RECORD_HISTORIES === '1') await recordHistories(temporal, run.workflowId);
+    // The short steps ran as local activities (workflows/local-steps.ts), each once; the long ones as activities.
+    const steps = async (child: string) => {
+      const { activities, localActivities } = stepsOf(await temporal.client.workflow.getHandle(`${run.workflowId}/${child}`).fetchHistory());
+      return { activities: [...new Set(activities)], localActivities };
+    };
+    expect(await steps('features:flights')).toEqual({ activities: ['ingestPartition', 'commitFeatures'], localActivities: ['planFeatureRun'] });
+    expect(await steps('train:chain_model')).toEqual({ activities: ['createTrainingDataset', 'trainModel', 'evaluateModel', 'writeModelReport'], localActivities: ['registerModel', 'cleanupTraining'] });
+    expect(await steps('infer:chain_model')).toEqual({ activities: ['predictPartition'], localActivities: ['planBatchInference', 'finishBatchInference'] });
+
+    // FTI_RECORD_HISTORIES=<folder> records the histories the replay test checks workflow code against (test/helpers/histories.ts).
+    const recordInto = process.env.FTI_RECORD_HISTORIES;
+    if (recordInto) await recordHistories(temporal, run.workflowId, recordInto);
 
     // A second start of the same chain attaches to it instead of running it twice.
     const again = await client.start('all', input);

@@ -1,4 +1,4 @@
-import { ActivityCancellationType, CancellationScope, log, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ActivityCancellationType, CancellationScope, log, patched, proxyActivities, proxyLocalActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { createModelReportActivities, ModelReportRef } from '../activities/model-report.ts';
 import type { createGpuTrainingActivities, createTrainingActivities, DatasetRef, EvaluationMetrics, PromotionDecision, TrainResult } from '../activities/training.ts';
 import { TrainingPipelineInputSchema, type TrainingPipelineInput } from '../core/inputs.ts';
@@ -8,6 +8,7 @@ import { runWindow } from './schedule-window.ts';
 import { poolQueues } from './queues.ts';
 import { parseInput } from './validate.ts';
 import { ACTIVITY_RETRY } from './retry.ts';
+import { shortStepsRunLocally } from './local-steps.ts';
 
 type CpuActivities = ReturnType<typeof createTrainingActivities>;
 type GpuActivities = ReturnType<typeof createGpuTrainingActivities>;
@@ -49,6 +50,8 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
   });
 
   const cpu = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '5m', retry: ACTIVITY_RETRY });
+  // Describe, register, and the clean-up after a success: local activities on this (CPU) worker, or activities on the CPU queue in runs recorded before (local-steps.ts).
+  const short = shortStepsRunLocally() ? proxyLocalActivities<CpuActivities>({ startToCloseTimeout: '5m', retry: ACTIVITY_RETRY }) : cpu;
   const cpuLong = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '60m', heartbeatTimeout: '30s', retry: ACTIVITY_RETRY });
   const reports = proxyActivities<ReportActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '30m', heartbeatTimeout: '30s', retry: ACTIVITY_RETRY });
   // Heartbeats come every batch, so a dead GPU worker is noticed within the heartbeat
@@ -69,8 +72,9 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
 
   const window = runWindow(args);
   const runKey = `${workflowInfo().workflowId}/${workflowInfo().runId}`;
+  let succeeded = false;
   const dataset = args.trainingDatasetId
-    ? await cpu.describeTrainingDataset({ trainingDatasetId: args.trainingDatasetId })
+    ? await short.describeTrainingDataset({ trainingDatasetId: args.trainingDatasetId })
     : await cpuLong.createTrainingDataset({
         featureView: args.featureView,
         version: args.version,
@@ -90,7 +94,7 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
     Object.assign(progress, { stage: 'evaluate', done: 2 });
     const metrics = await cpuLong.evaluateModel({ runKey, trainingDatasetId: dataset.trainingDatasetId });
     Object.assign(progress, { stage: 'register', done: 3, details: { ...progress.details, metrics } });
-    const registered = await cpu.registerModel({ runKey, model: args.model, trainingDatasetId: dataset.trainingDatasetId, params: args.params, metrics, training: trained });
+    const registered = await short.registerModel({ runKey, model: args.model, trainingDatasetId: dataset.trainingDatasetId, params: args.params, metrics, training: trained });
     // The report reads the loss history from the run's checkpoint, so it comes before the cleanup below.
     // (patched: histories recorded before reports replay without this step.)
     let report: ModelReportRef | undefined;
@@ -118,9 +122,11 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
     };
     Object.assign(progress, { stage: 'done', done: 5, details: { ...progress.details, version: registered.version } });
     log.info('registered', { model: args.model, version: registered.version, metrics, promoted: promotion?.promoted });
+    succeeded = true;
     return result;
   } finally {
     // The checkpoint held the model until registration; drop it (also after a failure or a cancel).
-    await CancellationScope.nonCancellable(() => cpu.cleanupTraining({ runKey }));
+    // After a failure or a cancel it is an activity, as every abort step is (local-steps.ts).
+    await CancellationScope.nonCancellable(() => (succeeded ? short : cpu).cleanupTraining({ runKey }));
   }
 }

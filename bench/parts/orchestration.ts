@@ -1,8 +1,9 @@
 /**
  * Orchestration overhead: the share of a full ftiPipeline run's wall time during
  * which no activity of the chain (features, training, inference, in the parent and
- * every child workflow) was running: scheduling, dispatch, workflow tasks, child
- * starts. Measured on three days of flights, from the workflow histories.
+ * every child workflow; local activities included, from their markers) was running:
+ * scheduling, dispatch, workflow tasks, child starts. Measured on three days of
+ * flights, from the workflow histories.
  */
 import { performance } from 'node:perf_hooks';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -40,7 +41,7 @@ const orchestrationPart: BenchPart = async (ctx) => {
     const busy = unionLength(intervals);
     const span = Math.max(...intervals.map((a) => a.end)) - Math.min(...intervals.map((a) => a.start));
     const share = 100 * (1 - busy / Math.max(span, busy));
-    const runGaps = idleGaps(intervals).map((gap) => ({ ...gap, split: splitGap(gap, workflowTasks) }));
+    const runGaps = idleGaps(intervals).map((gap) => ({ ...gap, split: splitGap(gap, workflowTasks), tasks: tasksIn(gap, workflowTasks) }));
     const idle = sumSplits(runGaps);
     ctx.log(`orchestration run ${i + 1}/${RUNS}${i < 0 ? ' (warm-up)' : ''}`, { wallMs: Math.round(wall), activityMs: Math.round(busy), overheadPercent: round(share, 1), gaps: runGaps.length, idle });
     if (i >= 0) {
@@ -56,11 +57,11 @@ const orchestrationPart: BenchPart = async (ctx) => {
       value: round(median(shares), 1),
       unit: '%',
       details: {
-        of: 'ftiPipeline on 3 days of flights: time between the first activity start and the last activity end with no activity running',
+        of: 'ftiPipeline on 3 days of flights: time between the first activity start and the last activity end with no activity (local or not) running',
         wallSeconds: walls.map((w) => round(w, 1)),
         runs: shares.map((s) => round(s, 1)),
         // Where the idle time goes: every gap of the median run, between which activities.
-        gapsMs: medianGaps.map(({ from, to, split, after, before }) => `${round(to - from, 1)} ms (task queued ${round(split.workflowTaskQueued, 1)}, running ${round(split.workflowTaskRunning, 1)}, other ${round(split.other, 1)}): ${after} -> ${before}`),
+        gapsMs: medianGaps.map(({ from, to, split, after, before, tasks }) => `${round(to - from, 1)} ms (task queued ${round(split.workflowTaskQueued, 1)}, running ${round(split.workflowTaskRunning, 1)}, other ${round(split.other, 1)}): ${after} -> ${before}; tasks: ${tasks.join(', ')}`),
         // The same run's idle time split by what Temporal was doing (summed over its gaps).
         idleMs: sumSplits(medianGaps),
       },
@@ -80,6 +81,8 @@ interface ActivityInterval extends Span {
 
 /** A workflow task: scheduled (queued on the server), started (a worker polled it), completed (the worker answered). */
 interface WorkflowTaskSpan {
+  /** The workflow it belongs to (`fti` for the parent, else the child's id after the run's). */
+  workflow: string;
   scheduled: number;
   started: number;
   completed: number;
@@ -106,6 +109,8 @@ interface Gap {
 
 interface SplitGap extends Gap {
   split: IdleBreakdown;
+  /** The workflow tasks that overlap the gap, in order: whose, and how long each was queued and running (ms). */
+  tasks: string[];
 }
 
 /** Every span of the run with no activity running: how long, after which activity ended and before which started. */
@@ -129,15 +134,26 @@ function splitGap({ from, to }: Gap, tasks: WorkflowTaskSpan[]): IdleBreakdown {
   return { workflowTaskQueued: queuedOrRunning - running, workflowTaskRunning: running, other: to - from - queuedOrRunning };
 }
 
+/** Each workflow task that overlaps a gap: `<workflow> <queued>+<running> ms`, in the order they were queued. */
+function tasksIn({ from, to }: Gap, tasks: WorkflowTaskSpan[]): string[] {
+  return tasks
+    .filter((t) => t.completed > from && t.scheduled < to)
+    .sort((a, b) => a.scheduled - b.scheduled)
+    .map((t) => `${t.workflow} ${round(t.started - t.scheduled, 1)}+${round(t.completed - t.started, 1)} ms`);
+}
+
 function sumSplits(gaps: SplitGap[]): IdleBreakdown {
   const sum = (key: keyof IdleBreakdown) => round(gaps.reduce((total, gap) => total + gap.split[key], 0), 1);
   return { workflowTaskQueued: sum('workflowTaskQueued'), workflowTaskRunning: sum('workflowTaskRunning'), other: sum('other') };
 }
 
-/** Every activity attempt that completed ([started, completed], in ms since the epoch) and every workflow task that completed. */
+/**
+ * Every activity attempt that completed ([started, completed], in ms since the epoch),
+ * every local activity that completed (from its marker, see localActivity) and every
+ * workflow task that completed.
+ */
 async function timeline(handle: WorkflowHandle): Promise<{ activities: ActivityInterval[]; workflowTasks: WorkflowTaskSpan[] }> {
   const history = await handle.fetchHistory();
-  const ms = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) => Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
   const workflow = handle.workflowId.includes('/') ? handle.workflowId.slice(handle.workflowId.indexOf('/') + 1) : 'fti';
   const types = new Map<string, string>();
   const started = new Map<string, number>();
@@ -152,7 +168,7 @@ async function timeline(handle: WorkflowHandle): Promise<{ activities: ActivityI
     if (answered) {
       const queuedAt = taskScheduled.get(String(answered.scheduledEventId));
       const polledAt = taskStarted.get(String(answered.startedEventId));
-      if (queuedAt !== undefined && polledAt !== undefined) workflowTasks.push({ scheduled: queuedAt, started: polledAt, completed: ms(e.eventTime) });
+      if (queuedAt !== undefined && polledAt !== undefined) workflowTasks.push({ workflow, scheduled: queuedAt, started: polledAt, completed: ms(e.eventTime) });
     }
     const scheduled = e.activityTaskScheduledEventAttributes;
     if (scheduled) types.set(String(e.eventId), scheduled.activityType?.name ?? '?');
@@ -162,8 +178,46 @@ async function timeline(handle: WorkflowHandle): Promise<{ activities: ActivityI
       const from = started.get(String(done.scheduledEventId));
       if (from !== undefined) out.push({ start: from, end: ms(e.eventTime), label: `${workflow}/${types.get(String(done.scheduledEventId)) ?? '?'}` });
     }
+    const local = e.markerRecordedEventAttributes && localActivity(e.markerRecordedEventAttributes, [...taskStarted.values()]);
+    if (local) out.push({ ...local, label: `${workflow}/${local.type} (local)` });
   }
   return { activities: out, workflowTasks };
+}
+
+type Timestamp = { seconds?: unknown; nanos?: number | null } | null | undefined;
+const ms = (t: Timestamp) => Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
+
+/** The part of a local activity marker's `data` the bench reads (the SDK core's LocalActivityMarkerData, as JSON). */
+interface LocalActivityMarkerData {
+  activity_type?: string;
+  complete_time?: Timestamp;
+  original_schedule_time?: Timestamp;
+  backoff?: unknown;
+}
+
+type MarkerAttributes = NonNullable<Awaited<ReturnType<WorkflowHandle['fetchHistory']>>['events']>[number]['markerRecordedEventAttributes'];
+
+/**
+ * A local activity that completed, as its marker records it: when its workflow task
+ * scheduled it (the worker's clock) and how long it ran. The marker's completion time
+ * is the workflow's time when it was scheduled (the start of that workflow task) plus
+ * the run time, so the run time is that difference and the span is
+ * [scheduled, scheduled + run time]. It starts a little early (the worker's hand-off
+ * to its local activity slot, well under a millisecond) and ends as early, so the
+ * idle time summed over a run is exact; only its split between the gaps before and
+ * after shifts by that much. A failed attempt (a failure, or a backoff to retry) counts
+ * as idle, like a failed activity attempt.
+ */
+function localActivity(marker: NonNullable<MarkerAttributes>, workflowTasksStarted: number[]): { start: number; end: number; type: string } | undefined {
+  if (marker.markerName !== 'core_local_activity' || marker.failure) return undefined;
+  const bytes = marker.details?.data?.payloads?.[0]?.data;
+  if (!bytes) return undefined;
+  const data = JSON.parse(Buffer.from(bytes).toString('utf8')) as LocalActivityMarkerData;
+  if (data.backoff || !data.complete_time || !data.original_schedule_time) return undefined;
+  const scheduled = ms(data.original_schedule_time);
+  const workflowTime = Math.max(...workflowTasksStarted.filter((t) => t <= scheduled));
+  if (!Number.isFinite(workflowTime)) return undefined;
+  return { start: scheduled, end: scheduled + (ms(data.complete_time) - workflowTime), type: data.activity_type ?? '?' };
 }
 
 function unionLength(intervals: Span[]): number {

@@ -1,13 +1,16 @@
 /**
  * Workflow histories for replay tests (test/replay.test.ts): the histories of a
  * chain run and its children, exported as JSON by the Temporal CLI
- * (`temporal workflow show --output json`) under test/histories/. Committed, so a
- * change to workflow code that would break running workflows fails CI.
+ * (`temporal workflow show --output json`) into a folder of test/histories/ with a
+ * workflow-ids.txt. Committed, so a change to workflow code that would break running
+ * workflows fails CI. A workflow change behind patched() records a new folder (named
+ * after its patch) and keeps the older ones: runs started before it must still replay.
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { WorkflowHandle } from '@temporalio/client';
 import { inject } from 'vitest';
 import { resolveTemporalCli } from '../../cli/services/temporal-cli.ts';
 import { loadConfig } from '../../core/config.ts';
@@ -16,8 +19,18 @@ import { REPO_ROOT } from './processes.ts';
 
 export const HISTORIES_DIR = path.join(REPO_ROOT, 'test', 'histories');
 
-export async function recordHistories(temporal: TestTemporal, parentWorkflowId: string): Promise<void> {
-  fs.mkdirSync(HISTORIES_DIR, { recursive: true });
+/** Every folder of recorded histories: one per recording (see above), each with its workflow-ids.txt. */
+export function historyFolders(): string[] {
+  return fs
+    .readdirSync(HISTORIES_DIR, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory())
+    .map((entry) => path.join(HISTORIES_DIR, entry.name))
+    .sort();
+}
+
+export async function recordHistories(temporal: TestTemporal, parentWorkflowId: string, folder: string): Promise<void> {
+  const dir = path.join(HISTORIES_DIR, folder);
+  fs.mkdirSync(dir, { recursive: true });
   const cli = await resolveTemporalCli(loadConfig(), { allowBuild: false });
   const ids = [parentWorkflowId];
   for await (const execution of temporal.client.workflow.list({ query: `WorkflowId STARTS_WITH "${parentWorkflowId}/"` })) ids.push(execution.workflowId);
@@ -27,11 +40,11 @@ export async function recordHistories(temporal: TestTemporal, parentWorkflowId: 
     const { stdout } = await promisify(execFile)(cli, ['workflow', 'show', '--workflow-id', workflowId, '--address', inject('temporalAddress'), '--output', 'json'], { maxBuffer: 64 << 20 });
     const label = workflowId.includes('/') ? (workflowId.split('/').pop() ?? 'child').replace(/[^a-z0-9_-]+/gi, '-') : 'chain';
     const file = `${type}-${label}.json`;
-    fs.writeFileSync(path.join(HISTORIES_DIR, file), stdout);
+    fs.writeFileSync(path.join(dir, file), stdout);
     index[file] = workflowId;
   }
   // Replay needs each history's workflow id (child ids are part of the history).
-  fs.writeFileSync(path.join(HISTORIES_DIR, 'workflow-ids.txt'), `${Object.entries(index).map(([f, id]) => `${f} ${id}`).join('\n')}\n`);
+  fs.writeFileSync(path.join(dir, 'workflow-ids.txt'), `${Object.entries(index).map(([f, id]) => `${f} ${id}`).join('\n')}\n`);
 }
 
 /**
@@ -56,4 +69,29 @@ export function largestPayload(history: unknown): number {
   };
   visit(history);
   return largest;
+}
+
+type History = Awaited<ReturnType<WorkflowHandle['fetchHistory']>>;
+type HistoryEvent = NonNullable<History['events']>[number];
+
+/** A local activity's marker, as the SDK core writes its own record (LocalActivityMarkerData, JSON): its type and attempt. */
+export function localActivityOf(event: HistoryEvent): { type: string; attempt: number } | undefined {
+  const marker = event.markerRecordedEventAttributes;
+  const data = marker?.markerName === 'core_local_activity' ? marker.details?.data?.payloads?.[0]?.data : undefined;
+  if (!data) return undefined;
+  const parsed = JSON.parse(Buffer.from(data).toString('utf8')) as { activity_type?: string; attempt?: number };
+  return { type: parsed.activity_type ?? '?', attempt: parsed.attempt ?? 1 };
+}
+
+/** The steps a history ran, by type: as activities (scheduled) and as local activities (their markers). */
+export function stepsOf(history: History): { activities: string[]; localActivities: string[] } {
+  const activities: string[] = [];
+  const localActivities: string[] = [];
+  for (const e of history.events ?? []) {
+    const scheduled = e.activityTaskScheduledEventAttributes;
+    if (scheduled) activities.push(scheduled.activityType?.name ?? '?');
+    const local = localActivityOf(e);
+    if (local) localActivities.push(local.type);
+  }
+  return { activities, localActivities };
 }

@@ -3,6 +3,7 @@ import type { Client } from '@temporalio/client';
 import type { Knex } from 'knex';
 import { expect } from 'vitest';
 import { uniqueId } from '../helpers/services.ts';
+import { localActivityOf } from '../helpers/histories.ts';
 import { failureOf } from '../helpers/workflows.ts';
 
 export interface StoreState {
@@ -61,10 +62,10 @@ export async function historyText(client: Client, workflowId: string): Promise<s
   return text;
 }
 
-/** The highest attempt any activity of the run reached (1: nothing was retried). */
+/** The highest attempt any activity of the run reached, local activities included (1: nothing was retried). */
 export async function maxActivityAttempt(client: Client, workflowId: string): Promise<number> {
   const history = await client.workflow.getHandle(workflowId).fetchHistory();
   let max = 0;
-  for (const event of history.events ?? []) max = Math.max(max, event.activityTaskStartedEventAttributes?.attempt ?? 0);
+  for (const event of history.events ?? []) max = Math.max(max, event.activityTaskStartedEventAttributes?.attempt ?? 0, localActivityOf(event)?.attempt ?? 0);
   return max;
 }
