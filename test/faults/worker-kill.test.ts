@@ -10,7 +10,10 @@
  *      the zombie is woken (SIGCONT) while the retry is still running;
  *   4. its worker is SIGSTOPped while `commitFeatures` holds the commit transaction (a zombie
  *      commit, idle in its transaction with the group's commit lock): the retry ends the
- *      zombie's session (the commit's lease) and commits while the zombie is still stopped.
+ *      zombie's session (the commit's lease) and commits while the zombie is still stopped;
+ *   5. its worker is SIGKILLed while the run's plan, a local activity (workflows/local-steps.ts),
+ *      waits inside the first workflow task: that task times out and a new worker runs the
+ *      plan again (the commit attempt the dead one may have inserted is found by its key).
  *
  * Each time a new worker process finishes the run, and the committed group holds exactly
  * the source's rows of the window (counted here, independently, from the file), once each;
@@ -35,6 +38,7 @@ import { defineFeatureGroup } from '../../features/definitions.ts';
 import { FeatureStore } from '../../registry/feature-store/index.ts';
 import { featurePipeline } from '../../workflows/index.ts';
 import { scratchFiles } from '../helpers/files.ts';
+import { stepsOf } from '../helpers/histories.ts';
 import { REPO_ROOT, spawnWorker, type WorkerProcess } from '../helpers/processes.ts';
 import { createTestDb, createTestTemporal, uniqueId, type TestDb, type TestTemporal } from '../helpers/services.ts';
 
@@ -44,7 +48,7 @@ const WINDOW = { start: '2001-01-18T00:00:00.000Z', end: '2001-03-08T00:00:00.00
 const BAD_EVERY = 1000;
 const BAD_AT = 7;
 const BAD_REASON = 'delay: expected a finite number, got "not-a-number"';
-const GROUPS = ['kill_copy', 'kill_commit', 'zombie_copy', 'zombie_commit'] as const;
+const GROUPS = ['kill_copy', 'kill_commit', 'zombie_copy', 'zombie_commit', 'kill_plan'] as const;
 type GroupName = (typeof GROUPS)[number];
 const SCENARIO_TIMEOUT_MS = 360_000;
 
@@ -492,6 +496,41 @@ describe('feature runs survive killed and stalled CPU worker processes (real pro
     console.log(`[zombie_commit] the woken zombie: ${zombieFailure.split('\n').at(-1)?.trim()}`);
     await expectExact('zombie_commit', result);
     expect(await Promise.all([zombie.stop(), second.stop()])).toEqual([0, 0]);
+  }, SCENARIO_TIMEOUT_MS);
+
+  it('a worker SIGKILLed in its local plan step: the workflow task times out, a new worker plans again; one commit attempt, every row once', async () => {
+    const started = Date.now();
+    const first = await startCpu();
+    // Hold the plan at its insert of the commit attempt: SHARE blocks inserts, not reads.
+    const held = await db.knex.transaction();
+    await held.raw('lock table feature_commits in share mode');
+    const handle = await startRun('kill_plan');
+    // Evidence: a worker session waits for feature_commits, and the run has recorded no step yet.
+    const waiting = await until('the plan to wait for the commit attempt’s insert', async () => {
+      const [session] = await rows<{ pid: number }>(
+        `select l.pid from pg_locks l join pg_stat_activity a on a.pid = l.pid
+         where not l.granted and a.usename = current_user and l.relation = 'feature_commits'::regclass`,
+      );
+      return session;
+    });
+    const before = stepsOf(await handle.fetchHistory());
+    expect(before).toEqual({ activities: [], localActivities: [] });
+    await first.kill();
+    console.log(`[kill_plan] SIGKILL at ${Date.now() - started} ms, the plan's session ${waiting.pid} waiting on feature_commits`);
+    const second = await startCpu();
+    await held.commit();
+    const result = await handle.result();
+
+    const history = await handle.fetchHistory();
+    const timedOut = (history.events ?? []).filter((e) => e.workflowTaskTimedOutEventAttributes).length;
+    const steps = stepsOf(history);
+    console.log(`[kill_plan] completed in ${Date.now() - started} ms; workflow tasks timed out: ${timedOut}; steps ${JSON.stringify(steps)}`);
+    // The first workflow task died with its worker; the plan ran to a result once, on the second.
+    expect(timedOut).toBeGreaterThanOrEqual(1);
+    expect(steps.localActivities).toEqual(['planFeatureRun']);
+    expect(new Set(steps.activities)).toEqual(new Set(['ingestPartition', 'commitFeatures']));
+    await expectExact('kill_plan', result);
+    expect(await second.stop()).toBe(0);
   }, SCENARIO_TIMEOUT_MS);
 
   it('two deployments in one database (schemas, roles) never take each other’s partition leases', async () => {
