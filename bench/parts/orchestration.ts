@@ -17,6 +17,7 @@ const orchestrationPart: BenchPart = async (ctx) => {
   const fixture = await flightsFixture(ctx);
   const shares: number[] = [];
   const walls: number[] = [];
+  const idles: number[] = [];
   const gaps: SplitGap[][] = [];
   for (let i = -1; i < RUNS; i++) {
     const workflowId = `bench-orchestration-${Date.now()}-${i}`;
@@ -47,6 +48,7 @@ const orchestrationPart: BenchPart = async (ctx) => {
     if (i >= 0) {
       shares.push(share);
       walls.push(wall / 1000);
+      idles.push(Math.max(0, span - busy));
       gaps.push(runGaps);
     }
   }
@@ -65,6 +67,14 @@ const orchestrationPart: BenchPart = async (ctx) => {
         // The same run's idle time split by what Temporal was doing (summed over its gaps).
         idleMs: sumSplits(medianGaps),
       },
+    },
+    {
+      // The numerator alone: it does not move when the activities run faster or slower,
+      // so it compares two versions of the orchestration better than the share does.
+      name: 'orchestration_idle',
+      value: round(median(idles), 0),
+      unit: 'ms',
+      details: { of: 'the same runs: milliseconds between the first activity start and the last activity end with no activity (local or not) running', runs: idles.map((ms) => round(ms, 0)) },
     },
   ];
 };
