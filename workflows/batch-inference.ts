@@ -1,4 +1,4 @@
-import { CancellationScope, log, proxyActivities, proxyLocalActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { CancellationScope, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { BatchInferencePlan, BatchInferenceResult, createInferenceActivities, PartitionSeconds } from '../activities/inference.ts';
 import { BatchInferenceInputSchema, type BatchInferenceInput } from '../core/inference-inputs.ts';
 import { progressQuery, type PipelineProgress } from '../core/progress.ts';
@@ -7,15 +7,14 @@ import { runWindow } from './schedule-window.ts';
 import { failureMessage } from './failure-message.ts';
 import { parseInput } from './validate.ts';
 import { ACTIVITY_RETRY } from './retry.ts';
-import { shortStepsRunLocally } from './local-steps.ts';
+import { shortSteps } from './local-steps.ts';
 
 type InferenceActivities = ReturnType<typeof createInferenceActivities>;
 
 // Planning counts the window's spine rows: one scan, seconds on big spines.
 const shortOptions = { startToCloseTimeout: '5m', retry: ACTIVITY_RETRY } as const;
-// The plan and the finish: local activities, or activities in runs recorded before local steps (local-steps.ts). The abort: always an activity.
-const shortRemote = proxyActivities<InferenceActivities>(shortOptions);
-const shortLocal = proxyLocalActivities<InferenceActivities>(shortOptions);
+// The abort: always an activity (the plan and the finish are short steps, local-steps.ts).
+const abortStep = proxyActivities<InferenceActivities>(shortOptions);
 
 // A partition reads, scores and COPYs its rows; it heartbeats per batch.
 const long = proxyActivities<InferenceActivities>({
@@ -41,7 +40,7 @@ export async function batchInference(input: BatchInferenceInput): Promise<BatchI
   const progress: PipelineProgress = { stage: 'plan', done: 0, total: 1 };
   setHandler(progressQuery, () => progress);
 
-  const short = shortStepsRunLocally() ? shortLocal : shortRemote;
+  const short = shortSteps<InferenceActivities>(shortOptions);
   const window = runWindow(args);
   const runId = args.runId ?? workflowInfo().workflowId;
   const plan: BatchInferencePlan = await short.planBatchInference({
@@ -82,7 +81,7 @@ export async function batchInference(input: BatchInferenceInput): Promise<BatchI
     log.info('prediction run completed', { ...result });
     return result;
   } catch (err) {
-    await CancellationScope.nonCancellable(() => shortRemote.abortBatchInference({ runId, error: failureMessage(err) }));
+    await CancellationScope.nonCancellable(() => abortStep.abortBatchInference({ runId, error: failureMessage(err) }));
     throw err;
   }
 }

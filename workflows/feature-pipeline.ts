@@ -1,4 +1,4 @@
-import { CancellationScope, log, proxyActivities, proxyLocalActivities, setHandler, ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
+import { CancellationScope, log, proxyActivities, setHandler, ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
 import type { createFeatureActivities, FeaturePipelineResult, FeatureRunPlan } from '../activities/feature.ts';
 import { FailureType } from '../core/errors.ts';
 import { FeaturePipelineInputSchema, type FeaturePipelineInput } from '../core/inputs.ts';
@@ -8,14 +8,13 @@ import { runWindow } from './schedule-window.ts';
 import { failureMessage } from './failure-message.ts';
 import { parseInput } from './validate.ts';
 import { ACTIVITY_RETRY } from './retry.ts';
-import { shortStepsRunLocally } from './local-steps.ts';
+import { shortSteps } from './local-steps.ts';
 
 type FeatureActivities = ReturnType<typeof createFeatureActivities>;
 
 const shortOptions = { startToCloseTimeout: '2m', retry: ACTIVITY_RETRY } as const;
-// The plan: a local activity, or an activity in runs recorded before local steps (local-steps.ts). The abort: always an activity.
-const shortRemote = proxyActivities<FeatureActivities>(shortOptions);
-const shortLocal = proxyLocalActivities<FeatureActivities>(shortOptions);
+// The abort: always an activity (the plan is a short step, local-steps.ts).
+const abortStep = proxyActivities<FeatureActivities>(shortOptions);
 
 // Partitions and the commit can take minutes on big inputs; they heartbeat.
 const long = proxyActivities<FeatureActivities>({
@@ -39,7 +38,7 @@ export async function featurePipeline(input: FeaturePipelineInput): Promise<Feat
   setHandler(progressQuery, () => progress);
 
   const window = runWindow(args);
-  const plan: FeatureRunPlan = await (shortStepsRunLocally() ? shortLocal : shortRemote).planFeatureRun({ featureGroup: args.featureGroup, version: args.version, source: args.source, partitionRows: args.partitionRows, ...window });
+  const plan: FeatureRunPlan = await shortSteps<FeatureActivities>(shortOptions).planFeatureRun({ featureGroup: args.featureGroup, version: args.version, source: args.source, partitionRows: args.partitionRows, ...window });
   if (plan.kind === 'done') {
     log.info('commit already made by an earlier attempt', { commitId: plan.commitId });
     return plan.result;
@@ -69,7 +68,7 @@ export async function featurePipeline(input: FeaturePipelineInput): Promise<Feat
   } catch (err) {
     // A strict validation failure has already been recorded with its report.
     if (!isValidationFailure(err)) {
-      await CancellationScope.nonCancellable(() => shortRemote.abortFeatureRun({ ...ref, error: failureMessage(err) }));
+      await CancellationScope.nonCancellable(() => abortStep.abortFeatureRun({ ...ref, error: failureMessage(err) }));
     }
     throw err;
   }

@@ -1,4 +1,5 @@
-import { patched } from '@temporalio/workflow';
+import type { Duration, RetryPolicy } from '@temporalio/common';
+import { patched, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 
 /**
  * Whether this run takes its short steps on the way to a result (plans, describing a
@@ -24,6 +25,15 @@ import { patched } from '@temporalio/workflow';
  *
  * patched: histories recorded before ran these steps as activities and replay that way.
  */
-export function shortStepsRunLocally(): boolean {
+function shortStepsRunLocally(): boolean {
   return patched('local-short-steps');
+}
+
+/**
+ * The proxy of a run's short steps, made once per run inside the workflow function:
+ * local activities, or in runs recorded before them activities (on `taskQueue`, if given).
+ */
+export function shortSteps<A>(options: { startToCloseTimeout: Duration; retry: RetryPolicy; taskQueue?: string }) {
+  const { taskQueue: _remoteOnly, ...local } = options;
+  return shortStepsRunLocally() ? proxyLocalActivities<A>(local) : proxyActivities<A>(options);
 }

@@ -1,4 +1,4 @@
-import { ActivityCancellationType, CancellationScope, log, patched, proxyActivities, proxyLocalActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ActivityCancellationType, CancellationScope, log, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { createModelReportActivities, ModelReportRef } from '../activities/model-report.ts';
 import type { createGpuTrainingActivities, createTrainingActivities, DatasetRef, EvaluationMetrics, PromotionDecision, TrainResult } from '../activities/training.ts';
 import { TrainingPipelineInputSchema, type TrainingPipelineInput } from '../core/inputs.ts';
@@ -8,7 +8,7 @@ import { runWindow } from './schedule-window.ts';
 import { poolQueues } from './queues.ts';
 import { parseInput } from './validate.ts';
 import { ACTIVITY_RETRY } from './retry.ts';
-import { shortStepsRunLocally } from './local-steps.ts';
+import { shortSteps } from './local-steps.ts';
 
 type CpuActivities = ReturnType<typeof createTrainingActivities>;
 type GpuActivities = ReturnType<typeof createGpuTrainingActivities>;
@@ -51,7 +51,7 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
 
   const cpu = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '5m', retry: ACTIVITY_RETRY });
   // Describe, register, and the clean-up after a success: local activities on this (CPU) worker, or activities on the CPU queue in runs recorded before (local-steps.ts).
-  const short = shortStepsRunLocally() ? proxyLocalActivities<CpuActivities>({ startToCloseTimeout: '5m', retry: ACTIVITY_RETRY }) : cpu;
+  const short = shortSteps<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '5m', retry: ACTIVITY_RETRY });
   const cpuLong = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '60m', heartbeatTimeout: '30s', retry: ACTIVITY_RETRY });
   const reports = proxyActivities<ReportActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '30m', heartbeatTimeout: '30s', retry: ACTIVITY_RETRY });
   // Heartbeats come every batch, so a dead GPU worker is noticed within the heartbeat

@@ -41,14 +41,15 @@ const orchestrationPart: BenchPart = async (ctx) => {
     const workflowTasks = timelines.flatMap((t) => t.workflowTasks);
     const busy = unionLength(intervals);
     const span = Math.max(...intervals.map((a) => a.end)) - Math.min(...intervals.map((a) => a.start));
-    const share = 100 * (1 - busy / Math.max(span, busy));
+    const idleMs = Math.max(0, span - busy);
+    const share = (100 * idleMs) / Math.max(span, busy);
     const runGaps = idleGaps(intervals).map((gap) => ({ ...gap, split: splitGap(gap, workflowTasks), tasks: tasksIn(gap, workflowTasks) }));
     const idle = sumSplits(runGaps);
     ctx.log(`orchestration run ${i + 1}/${RUNS}${i < 0 ? ' (warm-up)' : ''}`, { wallMs: Math.round(wall), activityMs: Math.round(busy), overheadPercent: round(share, 1), gaps: runGaps.length, idle });
     if (i >= 0) {
       shares.push(share);
       walls.push(wall / 1000);
-      idles.push(Math.max(0, span - busy));
+      idles.push(idleMs);
       gaps.push(runGaps);
     }
   }
