@@ -1,8 +1,8 @@
 /**
  * Writing one partition of a prediction run, exactly once: in one transaction on
  * one connection, under a lock on (run, partition), whatever the partition's time
- * range already holds is deleted (nothing, unless the partition was reset to be
- * scored again), the new predictions are COPYed in, rejected rows are recorded, and
+ * range already holds is deleted (only a partition that was finished once and reset to
+ * be scored again can hold any), the new predictions are COPYed in, rejected rows are recorded, and
  * the partition is marked done. A failed attempt leaves nothing behind, so a retry
  * either finds the partition done or starts it over: it never adds a second row.
  */
@@ -48,7 +48,7 @@ export async function writePartition(knex: Knex, w: PartitionWrite): Promise<{ p
     await client.query('begin');
     open = true;
     await client.query('select pg_advisory_xact_lock(hashtext($1))', [`fti.prediction_partition:${run.runId}:${partition.index}`]);
-    const current = await client.query<{ status: string }>('select status from prediction_run_partitions where run_id = $1 and partition = $2', [run.runId, partition.index]);
+    const current = await client.query<{ status: string; finished_at: Date | null }>('select status, finished_at from prediction_run_partitions where run_id = $1 and partition = $2', [run.runId, partition.index]);
     const status = current.rows[0]?.status;
     if (status === undefined) throw new FtiError(FailureType.NotFound, `prediction run ${run.runId} has no partition ${partition.index}`);
     if (status === 'done') {
@@ -57,9 +57,14 @@ export async function writePartition(knex: Knex, w: PartitionWrite): Promise<{ p
       return { partition: await readPartition(client, run.runId, partition.index), written: false };
     }
 
-    const range = [run.runId, partition.start, partition.end];
-    await client.query('delete from predictions where run_id = $1 and event_time >= $2 and event_time < $3', range);
-    await client.query('delete from prediction_rejects where run_id = $1 and event_time >= $2 and event_time < $3', range);
+    // Rows are committed only together with 'done' (and its finished_at), so a partition
+    // never finished has none to delete. Skipping the delete matters: predictions has no
+    // btree, and the delete scans the whole table (every run ever scored), once per partition.
+    if (current.rows[0]?.finished_at != null) {
+      const range = [run.runId, partition.start, partition.end];
+      await client.query('delete from predictions where run_id = $1 and event_time >= $2 and event_time < $3', range);
+      await client.query('delete from prediction_rejects where run_id = $1 and event_time >= $2 and event_time < $3', range);
+    }
 
     const counter = { rows: 0 };
     await pipeline(Readable.from(copyLines(w, counter)), client.query(copyFrom(COPY_PREDICTIONS)));
