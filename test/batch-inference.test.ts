@@ -232,6 +232,9 @@ describe('batch inference: a day of flights through the batchInference workflow'
       const rejects = await predictions.rejects(result.runId);
       expect(rejects).toHaveLength(1);
       expect(rejects[0]).toMatchObject({ entityKey: { flight_id: flightId }, reasons: [expect.stringMatching(/^distance: /)] });
+      // Kept with its time and its features as read, the time as ISO text (as the victim's prediction had it).
+      expect(rejects[0]?.eventTime.getTime()).toBe(victim?.eventTime.getTime());
+      expect(rejects[0]?.features).toMatchObject({ flight_id: flightId, event_time: victim?.eventTime.toISOString(), distance: null });
       const scored = await predictions.predictions(result.runId);
       expect(scored.some((p) => p.entityKey.flight_id === flightId)).toBe(false);
     } finally {

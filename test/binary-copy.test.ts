@@ -14,7 +14,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mergeBy } from '../core/streams.ts';
-import { arrayLiteral, binaryCopyOut, BinaryCopyReader, binaryRows, describeColumns, BinaryCopyWriter, createKnex, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, sql, streamQueries, streamTablesInStoredOrder, textField, timestampField, timestampText, type BinaryTuple } from '../registry/db/index.ts';
+import { arrayLiteral, binaryCopyOut, BinaryCopyReader, binaryRows, describeColumns, BinaryCopyWriter, createKnex, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, sql, streamQueries, streamTablesInStoredOrder, textField, timestampField, timestampText, timestamptzMicros, type BinaryTuple } from '../registry/db/index.ts';
 import { createTestDb, type TestDb } from './helpers/services.ts';
 
 /** A field's bytes as COPY sends them: int32 length, then the value (or -1 and nothing: null). */
@@ -116,23 +116,24 @@ describe('binary COPY', () => {
         expect([same.rows[0].n, again.rows[0].n]).toEqual([0, 3]);
 
         // Decoded by type: what node-postgres gives for the text of the same rows, and
-        // timestamps as text keep their microseconds.
+        // timestamps as microseconds keep every digit.
         const types = ['text', 'double precision', 'bigint', 'boolean', 'timestamptz'];
         const names = ['s', 'f', 'i', 'b', 't'];
         const asDates = types.map((t) => fieldDecoder(t));
-        const asText = types.map((t) => fieldDecoder(t, { timestamps: 'text' }));
+        const asMicros = types.map((t) => fieldDecoder(t, { timestamps: 'micros' }));
         const byDate: Array<Record<string, unknown>> = [];
-        const byText: unknown[] = [];
+        const byMicros: unknown[] = [];
         for (const bytes of tuples) {
           const row: Record<string, unknown> = {};
           expect(decodeFields(bytes, 0, bytes.length, asDates, names, row, 0)).toBe(5);
           byDate.push(row);
-          const text: Record<string, unknown> = {};
-          decodeFields(bytes, 0, bytes.length, asText, names, text, 0);
-          byText.push(text.t);
+          const micros: Record<string, unknown> = {};
+          decodeFields(bytes, 0, bytes.length, asMicros, names, micros, 0);
+          byMicros.push(micros.t);
         }
         expect(byDate).toEqual((await db.knex.raw('select * from copy_types order by t nulls last')).rows);
-        expect(byText).toEqual(['1999-12-31T23:59:59.999999Z', '2001-03-04T05:06:07.891234Z', null]);
+        expect(byMicros).toEqual([946_684_799_999_999, Date.parse('2001-03-04T05:06:07.891Z') * 1000 + 234, null]);
+        expect(byMicros.slice(0, 2).map((us) => timestampText(us as number))).toEqual(['1999-12-31T23:59:59.999999Z', '2001-03-04T05:06:07.891234Z']);
         expect(() => fieldDecoder('jsonb')).toThrow(/no binary decoder/);
       } finally {
         await db.knex.client.releaseConnection(client);
@@ -300,6 +301,54 @@ describe('binary COPY', () => {
         { s: null, f: '-Infinity', i: '4294967296', t: null, b: true },
         { s: 'x'.repeat(300), f: null, i: null, t: '1970-01-01T00:00:00.000000', b: false },
       ]);
+    });
+
+    it('writes integers and jsonb (from JSON text, any size) as Postgres reads them', async () => {
+      await db.knex.raw(`create table copy_written_json (n integer, j jsonb)`);
+      const rows: Array<[number, string]> = [
+        [2_147_483_647, '{"flight_id":123}'],
+        [-2_147_483_648, '{"airport":"ünï€😀","n":null}'],
+        [0, `{"long":${JSON.stringify('x'.repeat(300))}}`],
+      ];
+      const out = new BinaryCopyWriter(64);
+      for (const [n, j] of rows) {
+        out.tuple(2);
+        out.int4(n);
+        out.jsonb(j);
+      }
+      const client = (await db.knex.client.acquireConnection()) as pg.PoolClient;
+      try {
+        await pipeline(Readable.from(out.end()), client.query(copyFrom('copy copy_written_json from stdin (format binary)')));
+      } finally {
+        await db.knex.client.releaseConnection(client);
+      }
+      const back = await db.knex.raw(`select n, j from copy_written_json`);
+      expect(back.rows).toEqual(rows.map(([n, j]) => ({ n, j: JSON.parse(j) as unknown })));
+    });
+
+    it('reads timestamps as microseconds from the text Postgres prints, in any time zone, every digit kept', async () => {
+      const client = (await db.knex.client.acquireConnection()) as pg.PoolClient;
+      try {
+        const values = ['2001-03-04 05:06:07.891234+00', '1999-12-31 23:59:59.999999+00', '2001-01-01 00:00:00+00', '0099-06-30 12:00:00.5+00', '1969-07-20 20:17:40+00'];
+        // Offsets of whole hours, half hours and (before 1900) seconds.
+        for (const zone of ['UTC', 'Asia/Kolkata', 'America/St_Johns', 'Europe/Amsterdam']) {
+          await client.query(`set timezone = '${zone}'`);
+          const result = await client.query<{ text: string; us: string }>(
+            `select t::text as text, (extract(epoch from t) * 1000000)::bigint::text as us from unnest($1::timestamptz[]) t`,
+            [values],
+          );
+          for (const r of result.rows) expect(timestamptzMicros(r.text), `${zone}: ${r.text}`).toBe(Number(r.us));
+        }
+      } finally {
+        await client.query('reset timezone');
+        await db.knex.client.releaseConnection(client);
+      }
+      const [stream] = streamQueries<{ t: unknown }>(db.knex, [{ sql: `select timestamptz '2001-03-04 05:06:07.891234+00' as t` }], 10, { timestampsAsMicros: true });
+      const read: unknown[] = [];
+      for await (const batch of stream ?? []) read.push(...batch.map((r) => r.t));
+      expect(read).toEqual([Date.parse('2001-03-04T05:06:07.891Z') * 1000 + 234]);
+      expect(() => timestamptzMicros('infinity')).toThrow(/not a timestamp/);
+      expect(() => timestamptzMicros('2001-01-01 00:00:00+00 BC')).toThrow(/not a timestamp/);
     });
 
     it('reads tables in their stored order, a range of pages per COPY, the rows a cursor gives, on one connection', async () => {

@@ -13,6 +13,8 @@ const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 const BINARY_COPY_HEADER = Buffer.concat([SIGNATURE, Buffer.alloc(8)]);
 /** The int16 -1 that ends the tuples. */
 const BINARY_COPY_TRAILER = Buffer.from([0xff, 0xff]);
+/** jsonb's binary form begins with its version, 1. */
+const JSONB_VERSION = Buffer.from([1]);
 
 /** Microseconds between 1970-01-01 and Postgres' epoch, 2000-01-01 (timestamps count from it). */
 const PG_EPOCH_US = 946_684_800_000_000;
@@ -261,6 +263,25 @@ export class BinaryCopyWriter {
     this.at += 12;
   }
 
+  /** An integer field (int4). */
+  int4(value: number): void {
+    this.reserve(8);
+    this.view.setInt32(this.at, 4);
+    this.view.setInt32(this.at + 4, value);
+    this.at += 8;
+  }
+
+  /** A jsonb field from JSON text (jsonb's binary form: a version byte, 1, then the text). */
+  jsonb(json: string): void {
+    const most = 5 + 3 * json.length;
+    if (most > this.chunkSize) return this.bytesField(Buffer.concat([JSONB_VERSION, Buffer.from(json, 'utf8')]));
+    this.reserve(most);
+    this.chunk[this.at + 4] = 1;
+    const length = this.chunk.write(json, this.at + 5, 'utf8');
+    this.view.setInt32(this.at, length + 1);
+    this.at += 5 + length;
+  }
+
   /** A boolean field. */
   bool(value: boolean): void {
     this.reserve(5);
@@ -326,23 +347,28 @@ export function nullFields(count: number): Buffer {
   return Buffer.alloc(4 * count, 0xff);
 }
 
+/** How decoders give timestamps: as Dates (to the millisecond), or as microseconds since 1970. */
+export interface DecoderOptions {
+  timestamps?: 'date' | 'micros';
+}
+
 /** A field's value from its bytes `buf[at, at + length)` (never called for a null). */
 export type FieldDecoder = (buf: Buffer, at: number, length: number) => unknown;
 
 /**
  * The decoder of a binary field of one of the types the feature store writes, giving
  * what the row readers give for its text (registry/db: bigint as a number, timestamps
- * as Dates, or with `timestamps: 'text'` as ISO 8601 text to the microsecond, for rows
- * whose times only travel on to a COPY).
+ * as Dates, or with `timestamps: 'micros'` as microseconds since 1970, exact, for rows
+ * whose times only travel on to a binary COPY).
  */
-export function fieldDecoder(pgType: string, options: { timestamps?: 'date' | 'text' } = {}): FieldDecoder {
+export function fieldDecoder(pgType: string, options: DecoderOptions = {}): FieldDecoder {
   const decoder = binaryDecoder(pgType, options);
   if (!decoder) throw new Error(`no binary decoder for Postgres type ${pgType}`);
   return decoder;
 }
 
 /** fieldDecoder's decoder, or undefined for a type it has none for (the type as format_type prints it, or timestamptz). */
-export function binaryDecoder(pgType: string, options: { timestamps?: 'date' | 'text' } = {}): FieldDecoder | undefined {
+export function binaryDecoder(pgType: string, options: DecoderOptions = {}): FieldDecoder | undefined {
   switch (pgType) {
     case 'double precision':
       return (buf, at) => buf.readDoubleBE(at);
@@ -358,7 +384,7 @@ export function binaryDecoder(pgType: string, options: { timestamps?: 'date' | '
       return (buf, at, length) => buf.toString('utf8', at, at + length);
     case 'timestamptz':
     case 'timestamp with time zone':
-      return options.timestamps === 'text' ? (buf, at) => timestampText(microseconds(buf, at)) : (buf, at) => new Date(Math.floor(microseconds(buf, at) / 1000));
+      return options.timestamps === 'micros' ? microseconds : (buf, at) => new Date(Math.floor(microseconds(buf, at) / 1000));
     default:
       return undefined;
   }

@@ -22,10 +22,11 @@ import { cancelOnAbort } from './transaction.ts';
 
 export interface StreamOptions {
   /**
-   * Leave timestamps as Postgres prints them (ISO 8601 text) instead of parsing them
-   * into Dates: for rows whose times only travel on to a COPY.
+   * Timestamps as microseconds since 1970 (exact, parsed from the ISO text Postgres
+   * prints) instead of Dates, which keep milliseconds: for rows whose times only travel
+   * on to a binary COPY.
    */
-  timestampsAsText?: boolean;
+  timestampsAsMicros?: boolean;
   /**
    * Parses `timestamp without time zone` and `date` values (their text, as Postgres prints
    * them in ISO style) instead of node-postgres' default, which reads them in the process's
@@ -37,10 +38,26 @@ export interface StreamOptions {
 }
 
 const pgTypes = pg.types;
-const TIMESTAMPS_AS_TEXT: pg.CustomTypesConfig = {
+const TIMESTAMPS_AS_MICROS: pg.CustomTypesConfig = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === pgTypes.builtins.TIMESTAMPTZ || oid === pgTypes.builtins.TIMESTAMP ? (value: string) => value : pgTypes.getTypeParser(oid, format)) as pg.CustomTypesConfig['getTypeParser'],
+    oid === pgTypes.builtins.TIMESTAMPTZ ? timestamptzMicros : pgTypes.getTypeParser(oid, format)) as pg.CustomTypesConfig['getTypeParser'],
 };
+
+/** Postgres' ISO output of a timestamptz (DateStyle ISO, any TimeZone): date, time, optional fraction, UTC offset. */
+const TIMESTAMPTZ_TEXT = /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?$/;
+/** Milliseconds in 400 Gregorian years (146,097 days): Date.UTC reads years 0–99 as 1900–1999. */
+const FOUR_CENTURIES_MS = 146_097 * 86_400_000;
+
+/** A timestamptz's ISO text as microseconds since 1970, every digit kept; anything else (BC, infinity) is refused. */
+export function timestamptzMicros(text: string): number {
+  const m = TIMESTAMPTZ_TEXT.exec(text);
+  if (!m) throw new Error(`not a timestamp with time zone in ISO style that microseconds can hold: ${text}`);
+  const [, y, mo, d, h, mi, s, fraction = '', sign, oh, om = '0', os = '0'] = m;
+  const year = Number(y);
+  const ms = Date.UTC(year < 100 ? year + 400 : year, Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s)) - (year < 100 ? FOUR_CENTURIES_MS : 0);
+  const offsetSeconds = (sign === '-' ? -1 : 1) * (Number(oh) * 3600 + Number(om) * 60 + Number(os));
+  return (ms - offsetSeconds * 1000) * 1000 + Number(fraction.padEnd(6, '0'));
+}
 
 function zonelessTypes(parse: (text: string) => unknown): pg.CustomTypesConfig {
   const zoneless = new Set<number>([pgTypes.builtins.TIMESTAMP, pgTypes.builtins.DATE]);
@@ -61,7 +78,7 @@ export async function* streamQuery<Row>(knex: Knex, sql: string, params: unknown
  * the connection.
  */
 export function streamQueries<Row>(knex: Knex, queries: Array<{ sql: string; params?: unknown[] }>, batchSize = 10_000, options: StreamOptions = {}): Array<AsyncGenerator<Row[]>> {
-  const types = options.timestampsAsText ? TIMESTAMPS_AS_TEXT : options.zonelessTimestamp ? zonelessTypes(options.zonelessTimestamp) : undefined;
+  const types = options.timestampsAsMicros ? TIMESTAMPS_AS_MICROS : options.zonelessTimestamp ? zonelessTypes(options.zonelessTimestamp) : undefined;
   return sharedReadSession(
     knex,
     queries.length,

@@ -28,7 +28,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { BinaryCopyWriter, binaryCopyOut, cancelOnAbort, copyBytes, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, nullFields, rowTemplate, sql, textField, timestampField, toInlined, toText, type BinaryTuple, type FieldDecoder, type Sql } from '../db/index.ts';
+import { BinaryCopyWriter, binaryCopyOut, cancelOnAbort, copyBytes, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, nullFields, rowTemplate, sql, textField, timestampField, toInlined, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
 import { joinedStreamSql, pointInTimeColumns, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 
 /** One chunk of the join (PitQuery.chunk), written into a table of its own. */
@@ -296,7 +296,7 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
 
 /**
  * The rows of `q` by the stream plan, decoded (fieldDecoder: numbers, booleans, text,
- * timestamps as Dates or as text), in batches of `batchSize`, in the order Postgres
+ * timestamps as Dates or as microseconds), in batches of `batchSize`, in the order Postgres
  * reads the spine: for batch inference, which scores rows and needs no table. The
  * whole spine of `q` is held while its rows are handed out (about 100 bytes a row plus
  * the features), so the caller bounds it: a prediction partition's window.
@@ -304,7 +304,7 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
 export async function* pointInTimeRows(
   knex: Knex,
   q: PitQuery,
-  options: Pick<StreamOptions, 'signal' | 'onStep'> & { batchSize?: number; timestamps?: 'date' | 'text' } = {},
+  options: Pick<StreamOptions, 'signal' | 'onStep'> & DecoderOptions & { batchSize?: number } = {},
 ): AsyncGenerator<Array<Record<string, unknown>>> {
   const outputs = pointInTimeColumns(q);
   const names = outputs.map((o) => o.name);

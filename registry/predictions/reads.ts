@@ -38,8 +38,8 @@ export function partitionQuery(view: FeatureViewDefinition, snapshot: ViewSnapsh
 }
 
 /**
- * Rows of the join in batches: spine keys, event time and every view feature under
- * its view name (the columns a training dataset has). The SQL plans stream through a
+ * Rows of the join in batches: spine keys, event time (microseconds since 1970) and
+ * every view feature under its view name (the columns a training dataset has). The SQL plans stream through a
  * cursor; the stream plan holds the window's spine and hands its rows out decoded.
  */
 export function streamViewRows(
@@ -49,13 +49,13 @@ export function streamViewRows(
   options: { start: Date; end: Date; strategy: PitPlan; batchSize?: number; signal?: AbortSignal },
 ): AsyncGenerator<Array<Record<string, unknown>>> {
   const batchSize = options.batchSize ?? 5_000;
-  // Timestamps stay text: views have no timestamp features, and the event time only
-  // travels on to a COPY, so parsing and printing it again would be wasted work.
+  // Timestamps come as microseconds since 1970: views have no timestamp features, and
+  // the event time only travels on to the predictions' binary COPY, exact.
   if (options.strategy === 'stream') {
-    return pointInTimeRows(knex, partitionQuery(view, snapshot, { ...options, strategy: 'window' }), { batchSize, timestamps: 'text', signal: options.signal });
+    return pointInTimeRows(knex, partitionQuery(view, snapshot, { ...options, strategy: 'window' }), { batchSize, timestamps: 'micros', signal: options.signal });
   }
   const native = toNative(knex, pointInTimeSql(partitionQuery(view, snapshot, { ...options, strategy: options.strategy })));
-  return streamQuery(knex, native.sql, native.bindings, batchSize, { timestampsAsText: true, signal: options.signal });
+  return streamQuery(knex, native.sql, native.bindings, batchSize, { timestampsAsMicros: true, signal: options.signal });
 }
 
 /** One stored prediction of a run. */

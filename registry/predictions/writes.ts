@@ -12,8 +12,7 @@ import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { FailureType, FtiError } from '../../core/errors.ts';
-import { cancelOnAbort } from '../db/index.ts';
-import { copyValue } from '../../features/copy-text.ts';
+import { BinaryCopyWriter, cancelOnAbort, timestampText } from '../db/index.ts';
 import type { ScoringReject } from '../../ml/scoring.ts';
 import { toPartition, type PartitionRow, type PredictionPartition, type PredictionRun } from './runs.ts';
 
@@ -35,7 +34,7 @@ export interface PartitionWrite {
   signal?: AbortSignal;
 }
 
-const COPY_PREDICTIONS = 'copy predictions (run_id, model, model_version, entity_key, event_time, score) from stdin';
+const COPY_PREDICTIONS = 'copy predictions (run_id, model, model_version, entity_key, event_time, score) from stdin (format binary)';
 
 /** Returns the partition as done; `written: false` when an earlier attempt had already finished it. */
 export async function writePartition(knex: Knex, w: PartitionWrite): Promise<{ partition: PredictionPartition; written: boolean }> {
@@ -67,7 +66,7 @@ export async function writePartition(knex: Knex, w: PartitionWrite): Promise<{ p
     }
 
     const counter = { rows: 0 };
-    await pipeline(Readable.from(copyLines(w, counter)), client.query(copyFrom(COPY_PREDICTIONS)));
+    await pipeline(Readable.from(copyTuples(w, counter)), client.query(copyFrom(COPY_PREDICTIONS)));
 
     const rejects = w.rejects();
     if (rejects.kept.length) await insertRejects(client, run.runId, w.spine, rejects.kept);
@@ -85,21 +84,33 @@ export async function writePartition(knex: Knex, w: PartitionWrite): Promise<{ p
   }
 }
 
-/** COPY text lines, one chunk per scored batch. */
-async function* copyLines(w: PartitionWrite, counter: { rows: number }): AsyncGenerator<string> {
+/**
+ * Binary COPY tuples, a chunk per scored batch: scores as float8 and event times as
+ * microseconds go in as they are, with no text to print or for Postgres to parse.
+ */
+async function* copyTuples(w: PartitionWrite, counter: { rows: number }): AsyncGenerator<Buffer> {
   const { run, spine } = w;
-  const prefix = `${copyValue(run.runId)}\t${copyValue(run.model)}\t${run.version}\t`;
+  const runId = Buffer.from(run.runId, 'utf8');
+  const model = Buffer.from(run.model, 'utf8');
+  const keyJson = entityKeyWriter(spine.entityKeys);
+  const out = new BinaryCopyWriter();
   for await (const batch of w.batches) {
     const { rows, scores } = batch;
     if (rows.length !== scores.length) throw new Error(`a scored batch has ${rows.length} rows but ${scores.length} scores`);
-    let text = '';
     for (let i = 0; i < rows.length; i++) {
       const row = rows[i] as Readonly<Record<string, unknown>>;
-      text += `${prefix}${copyValue(entityKeyJson(row, spine.entityKeys))}\t${eventTimeText(row, spine.eventTime)}\t${scoreText(scores[i] as number)}\n`;
+      out.tuple(6);
+      out.bytesField(runId);
+      out.bytesField(model);
+      out.int4(run.version);
+      out.jsonb(keyJson(row));
+      out.timestamptz(eventTimeMicros(row, spine.eventTime));
+      out.float8(scores[i] as number);
     }
     counter.rows += rows.length;
-    yield text;
+    yield* out.take();
   }
+  yield* out.end();
 }
 
 /** The spine row's entity keys as a JSON object, keys in definition order. */
@@ -113,18 +124,35 @@ function entityKeyJson(row: Readonly<Record<string, unknown>>, entityKeys: reado
   return JSON.stringify(entityKeyOf(row, entityKeys));
 }
 
-/** The spine row's event time as COPY text: a Date, or the text Postgres printed (reads.ts). */
-function eventTimeText(row: Readonly<Record<string, unknown>>, column: string): string {
+/**
+ * entityKeyJson's text, built from each key's prefix (`{"flight_id":`) and the value's
+ * JSON, without an object per row; a key whose value is absent takes the object's path
+ * (JSON.stringify leaves such a key out).
+ */
+function entityKeyWriter(entityKeys: readonly string[]): (row: Readonly<Record<string, unknown>>) => string {
+  const prefixes = entityKeys.map((k, i) => `${i === 0 ? '{' : ','}${JSON.stringify(k)}:`);
+  return (row) => {
+    let json = '';
+    for (let i = 0; i < entityKeys.length; i++) {
+      const value = row[entityKeys[i] as string];
+      if (value === undefined) return entityKeyJson(row, entityKeys);
+      json += `${prefixes[i] as string}${JSON.stringify(value)}`;
+    }
+    return `${json}}`;
+  };
+}
+
+/** The spine row's event time in microseconds since 1970: as the reads give it (reads.ts), or a Date. */
+function eventTimeMicros(row: Readonly<Record<string, unknown>>, column: string): number {
   const t = row[column];
-  if (t instanceof Date) return t.toISOString();
-  if (typeof t === 'string' && t.length > 0) return copyValue(t);
+  if (typeof t === 'number' && Number.isFinite(t)) return t;
+  if (t instanceof Date && !Number.isNaN(t.getTime())) return t.getTime() * 1000;
   throw new Error(`spine row has no event time in ${column}`);
 }
 
-/** Postgres float8 text: NaN and ±Infinity are spelled its way. */
-function scoreText(x: number): string {
-  if (Number.isFinite(x)) return String(x);
-  return Number.isNaN(x) ? 'NaN' : x > 0 ? 'Infinity' : '-Infinity';
+/** The same, as ISO 8601 text, for the rejects' JSON. */
+function eventTimeText(row: Readonly<Record<string, unknown>>, column: string): string {
+  return timestampText(eventTimeMicros(row, column));
 }
 
 async function insertRejects(client: pg.PoolClient, runId: string, spine: PartitionWrite['spine'], kept: ScoringReject[]): Promise<void> {
@@ -141,7 +169,8 @@ async function insertRejects(client: pg.PoolClient, runId: string, spine: Partit
         chunk.map((r) => entityKeyJson(r.row, spine.entityKeys)),
         chunk.map((r) => eventTimeText(r.row, spine.eventTime)),
         chunk.map((r) => JSON.stringify(r.reasons)),
-        chunk.map((r) => JSON.stringify(r.row)),
+        // The stored features read as the row did before reads gave times in microseconds.
+        chunk.map((r) => JSON.stringify({ ...r.row, [spine.eventTime]: eventTimeText(r.row, spine.eventTime) })),
       ],
     );
   }
