@@ -5,7 +5,7 @@ import { defineFeatureView } from '../features/views.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { quantilesOf } from '../ml/stats.ts';
 import { createKnex } from '../registry/db/index.ts';
-import { packPasses, TrainingStore } from '../registry/training/index.ts';
+import { packPasses, trainMoments, TrainingStore } from '../registry/training/index.ts';
 import { featurePipeline } from '../workflows/index.ts';
 import { SplitReader } from '../activities/split-reader.ts';
 import { featureSpecs, splitBatches, trainOnDataset } from '../activities/training-run.ts';
@@ -224,6 +224,34 @@ describe('training datasets: the point-in-time join', () => {
     expect(amounts.length).toBe(dataset.rowCounts.train);
     expect(dataset.statistics.amount).toEqual({ count: amounts.length, quantiles: quantilesOf(amounts.sort((a, b) => a - b), 4) });
     expect(dataset.statistics.score).toMatchObject({ count: expect.any(Number), mean: expect.any(Number) });
+  });
+
+  it('standardizes on moments that come out the same every time, even where Postgres would aggregate in parallel', async () => {
+    // A train split big enough to share out: 400k rows whose sums are not exact in floats.
+    const table = uniqueId('moments_probe');
+    await db.knex.raw(`create table ?? as select case when g % 3 = 0 then 'train' else 'test' end as _split, (g % 997) / 7.0 + sin(g) as x, g % 2 = 0 as flag from generate_series(1, 1200000) g`, [table]);
+    await db.knex.raw('analyze ??', [table]);
+    const features = [{ name: 'x', type: 'float' }, { name: 'flag', type: 'bool' }];
+    const runs = new Set<string>();
+    try {
+      for (let i = 0; i < 4; i++) {
+        await db.knex.transaction(async (trx) => {
+          // Every plan parallel if it can be: what a big table gets from Postgres by itself.
+          await trx.raw(`select set_config('parallel_setup_cost', '0', true), set_config('parallel_tuple_cost', '0', true), set_config('min_parallel_table_scan_size', '0', true), set_config('max_parallel_workers_per_gather', '2', true)`);
+          const plan = ((await trx.raw(`explain select avg(x) from ?? where _split = 'train'`, [table])) as { rows: Array<{ 'QUERY PLAN': string }> }).rows.map((r) => r['QUERY PLAN']).join('\n');
+          expect(plan).toMatch(/Parallel Seq Scan/);
+          runs.add(JSON.stringify(await trainMoments(trx, table, features)));
+          // The transaction's own settings are back as they were.
+          expect(((await trx.raw(`select current_setting('max_parallel_workers_per_gather') as n`)) as { rows: Array<{ n: string }> }).rows[0]?.n).toBe('2');
+        });
+      }
+      expect(runs.size).toBe(1);
+      const moments = JSON.parse([...runs][0] as string) as Record<string, { count: number; mean: number; std: number }>;
+      expect(moments.x?.count).toBe(400_000);
+      expect(moments.flag).toEqual({ count: 400_000, mean: 0.5, std: 0.5 });
+    } finally {
+      await db.knex.raw('drop table if exists ??', [table]);
+    }
   });
 
   it('records the commits it read, and is idempotent per key', async () => {

@@ -16,7 +16,7 @@ import { FtiError, FailureType } from '../../core/errors.ts';
 import { mergeBy } from '../../core/streams.ts';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
-import type { FeatureStats } from '../../ml/stats.ts';
+import type { FeatureStats, NumericStats } from '../../ml/stats.ts';
 import { cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, streamTablesInStoredOrder, toNative, transaction, type Sql } from '../db/index.ts';
 import { chunkSizesSql, latestViewSnapshot, pointInTimeSql, streamPointInTime, viewQuery, type StreamStep, type FeatureViewRecord, type PitPlan, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
@@ -363,16 +363,7 @@ async function trainStatistics(knex: Knex, table: string, def: FeatureViewDefini
     });
   }
   const numeric = def.features.filter((f) => f.encoding.encoding !== 'one_hot' && f.encoding.encoding !== 'bins');
-  if (numeric.length) {
-    const parts = numeric.flatMap((f, i) => {
-      const x = f.type === 'bool' ? sql`(${id(f.name)})::int` : sql`(${id(f.name)})::double precision`;
-      return [sql`count(${x})::bigint as ${id(`c${i}`)}`, sql`avg(${x})::double precision as ${id(`m${i}`)}`, sql`stddev_pop(${x})::double precision as ${id(`s${i}`)}`];
-    });
-    const row = ((await raw(knex, sql`select ${join(parts, ', ')} from ${id(table)} where _split = 'train'`)) as { rows: Array<Record<string, number | null>> }).rows[0] ?? {};
-    numeric.forEach((f, i) => {
-      stats[f.name] = { count: Number(row[`c${i}`] ?? 0), mean: row[`m${i}`] ?? 0, std: row[`s${i}`] ?? 0 };
-    });
-  }
+  Object.assign(stats, await trainMoments(knex, table, numeric));
   for (const f of def.features.filter((x) => x.encoding.encoding === 'one_hot')) {
     const limit = f.encoding.encoding === 'one_hot' ? Math.min(f.encoding.maxCategories ?? maxCategories, maxCategories) : maxCategories;
     const result = (await raw(
@@ -382,6 +373,29 @@ async function trainStatistics(knex: Knex, table: string, def: FeatureViewDefini
     stats[f.name] = { categories: result.rows.map((r) => r.value) };
   }
   return stats;
+}
+
+/**
+ * Count, mean and population standard deviation of each feature over the train split,
+ * in `trx` (a transaction): what standardize encodes with, so they must come out the
+ * same, bit for bit, every time the same rows are read. A parallel aggregate does not:
+ * its workers take blocks as they come, and their float sums, added in another order,
+ * differ in the last digits from run to run (six runs of 3M rows, six different means).
+ * So this one statement runs in one process, reading the table from its first block
+ * (no synchronized scan starting where another scan is), and the settings are put back.
+ */
+export async function trainMoments(trx: Knex, table: string, features: ReadonlyArray<{ name: string; type: string }>): Promise<Record<string, NumericStats>> {
+  if (features.length === 0) return {};
+  const parts = features.flatMap((f, i) => {
+    const x = f.type === 'bool' ? sql`(${id(f.name)})::int` : sql`(${id(f.name)})::double precision`;
+    return [sql`count(${x})::bigint as ${id(`c${i}`)}`, sql`avg(${x})::double precision as ${id(`m${i}`)}`, sql`stddev_pop(${x})::double precision as ${id(`s${i}`)}`];
+  });
+  const settings = ['max_parallel_workers_per_gather', 'synchronize_seqscans'];
+  const before = ((await trx.raw(`select ${settings.map((name) => `current_setting('${name}') as ${name}`).join(', ')}`)) as { rows: Array<Record<string, string>> }).rows[0] ?? {};
+  await trx.raw(`select set_config('max_parallel_workers_per_gather', '0', true), set_config('synchronize_seqscans', 'off', true)`);
+  const row = ((await raw(trx, sql`select ${join(parts, ', ')} from ${id(table)} where _split = 'train'`)) as { rows: Array<Record<string, number | null>> }).rows[0] ?? {};
+  await trx.raw(`select ${settings.map(() => 'set_config(?, ?, true)').join(', ')}`, settings.flatMap((name) => [name, before[name] ?? '']));
+  return Object.fromEntries(features.map((f, i) => [f.name, { count: Number(row[`c${i}`] ?? 0), mean: row[`m${i}`] ?? 0, std: row[`s${i}`] ?? 0 }]));
 }
 
 async function toTrainingDataset(knex: Knex, row: TrainingDatasetRow): Promise<TrainingDataset> {
