@@ -192,8 +192,9 @@ describe('runs in flight survive real restarts of Temporal and of Postgres', () 
 
   /**
    * Holds every feature ingest and prediction write: a SHARE lock on feature_rejects (an
-   * ingest attempt first clears its partition's rejects) and on predictions (a partition
-   * first clears its range), until the transaction ends.
+   * ingest attempt first clears its partition's rejects) and on predictions (a partition's
+   * COPY, or first the delete of its range when it was finished once), until the
+   * transaction ends.
    */
   async function holdWrites(): Promise<Knex.Transaction> {
     const hold = await db().transaction();
@@ -208,7 +209,7 @@ describe('runs in flight survive real restarts of Temporal and of Postgres', () 
     const { rows } = (await db().raw(`select query from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database() and pid <> pg_backend_pid()`)) as { rows: Array<{ query: string }> };
     return {
       ingest: rows.filter((r) => /^delete from "feature_rejects"/i.test(r.query)).length,
-      predict: rows.filter((r) => /^delete from predictions /i.test(r.query)).length,
+      predict: rows.filter((r) => /^(delete from predictions |copy predictions )/i.test(r.query)).length,
     };
   }
 
