@@ -386,6 +386,8 @@ async function trainStatistics(knex: Knex, table: string, def: FeatureViewDefini
  */
 export async function trainMoments(trx: Knex, table: string, features: ReadonlyArray<{ name: string; type: string }>): Promise<Record<string, NumericStats>> {
   if (features.length === 0) return {};
+  // The settings are the transaction's own (set_config local): outside one they would end with their statement.
+  if (!trx.isTransaction) throw new Error('trainMoments runs in a transaction');
   const parts = features.flatMap((f, i) => {
     const x = f.type === 'bool' ? sql`(${id(f.name)})::int` : sql`(${id(f.name)})::double precision`;
     return [sql`count(${x})::bigint as ${id(`c${i}`)}`, sql`avg(${x})::double precision as ${id(`m${i}`)}`, sql`stddev_pop(${x})::double precision as ${id(`s${i}`)}`];
