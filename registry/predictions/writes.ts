@@ -18,6 +18,7 @@ import { toPartition, type PartitionRow, type PredictionPartition, type Predicti
 
 /** Rows that passed the signature check, and one score each. */
 export interface ScoredBatch {
+  /** As the reads give them (reads.ts): entity keys, and the event time in microseconds since 1970. */
   rows: ReadonlyArray<Readonly<Record<string, unknown>>>;
   scores: Float32Array;
 }
@@ -142,12 +143,11 @@ function entityKeyWriter(entityKeys: readonly string[]): (row: Readonly<Record<s
   };
 }
 
-/** The spine row's event time in microseconds since 1970: as the reads give it (reads.ts), or a Date. */
+/** The spine row's event time in microseconds since 1970, as the reads give it (reads.ts). */
 function eventTimeMicros(row: Readonly<Record<string, unknown>>, column: string): number {
   const t = row[column];
   if (typeof t === 'number' && Number.isFinite(t)) return t;
-  if (t instanceof Date && !Number.isNaN(t.getTime())) return t.getTime() * 1000;
-  throw new Error(`spine row has no event time in ${column}`);
+  throw new Error(`spine row has no event time in microseconds in ${column}`);
 }
 
 /** The same, as ISO 8601 text, for the rejects' JSON. */
