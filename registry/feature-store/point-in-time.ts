@@ -275,15 +275,15 @@ function keyText(columns: Sql[]): Sql {
 /**
  * The stream plan's spine (pit-stream.ts): the output columns of the spine, then
  * `extra` (expressions over those columns), then per join the text of its key
- * (`_jk0`…), then the spine row's time (`_st`); in `order`, if given.
+ * (`_jk0`…), then the spine row's time (`_st`), in no order (the stream plan sorts).
  */
-export function spineStreamSql(q: PitQuery, extra: Sql[], order?: Sql): Sql {
+export function spineStreamSql(q: PitQuery, extra: Sql[]): Sql {
   const spine = spineOutputs(q);
   const keys = q.joins.map((j, ji) => sql`${keyText(j.shape.entityKeys.map((k) => col('s', j.on[k] as string)))} as ${id(`_jk${ji}`)}`);
   const inner = sql`select ${join([...spine.map((c) => sql`${col('s', c.source)} as ${id(c.as)}`), ...keys, sql`${col('s', q.spine.shape.eventTime)} as _st`], ', ')}
                     from (${spineRows(q)}) s where ${spineFilter(q, 's')}`;
   const columns = [ids(spine.map((c) => c.as)), ...extra, ...q.joins.map((_, ji) => id(`_jk${ji}`)), sql`_st`];
-  return sql`select ${join(columns, ', ')} from (${inner}) o${order ? sql` order by ${order}` : sql``}`;
+  return sql`select ${join(columns, ', ')} from (${inner}) o`;
 }
 
 /** Rows of a joined group by event time: from `from` (else the earliest) to before `to` (else the latest). */

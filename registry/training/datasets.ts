@@ -206,7 +206,7 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
         }),
       );
       const targets = indices.map((index, i) => ({ index, writer: transactions[i] as Knex.Transaction, table: chunkTable(index), extra: extra(index) }));
-      await streamPointInTime(knex, joinQuery('window'), targets, { count: chunks, order, signal: options.signal, onStep: options.onStage });
+      await streamPointInTime(knex, joinQuery('window'), targets, { count: chunks, order: { key: '_shuffle', then: [...def.spine.entityKeys, et] }, signal: options.signal, onStep: options.onStage });
       for (const trx of transactions) await trx.commit();
     } catch (err) {
       await Promise.all(transactions.map((trx) => (trx.isCompleted() ? undefined : trx.rollback().catch(() => undefined))));
