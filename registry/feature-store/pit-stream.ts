@@ -37,7 +37,11 @@ export interface StreamChunk {
   index: number;
   /** Writes the chunk's rows: a transaction, say, that created its table. */
   writer: Knex;
-  /** An existing table with the query's columns (pointInTimeColumns), then the extra ones. */
+  /**
+   * A table with the query's columns (pointInTimeColumns), then the extra ones, created
+   * in `writer`'s transaction: its rows go in frozen (COPY FREEZE), so that no reader
+   * has to set their hint bits (and write every page again) on its first read.
+   */
   table: string;
   /** Columns computed per spine row over its output columns (e.g. a split), written after the features. */
   extra: Array<{ expr: Sql; as: string }>;
@@ -387,7 +391,7 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
         yield* out.end();
       }
       const columns = [...outputs.map((o) => o.name), ...c.extra.map((e) => e.as)];
-      await copyIn(knex, c.writer, sql`copy ${id(c.table)} (${ids(columns)}) from stdin (format binary)`, rows(), options.signal);
+      await copyIn(knex, c.writer, sql`copy ${id(c.table)} (${ids(columns)}) from stdin (format binary, freeze)`, rows(), options.signal);
       return spine.times.length;
     }),
   );
