@@ -69,46 +69,96 @@ export interface SpineOrder {
   then: readonly string[];
 }
 
-/** Bytes of the spine rows' output and extra columns, in 16 MiB blocks. */
+/** Bytes before a record's row bytes in an Arena: the row's number in its chunk, its sort key, the length of its bytes, where its extra columns begin. */
+const RECORD_HEADER = 16;
+
+/**
+ * A chunk's spine rows as records (RECORD_HEADER, then the row's output and extra
+ * columns' bytes as Postgres sent them), appended to one of `buckets` streams. With
+ * an order, a row goes to the bucket of its sort key's top byte: sorting a bucket
+ * and writing its rows then touches only its own bytes (a few hundred KiB), where
+ * visiting a whole chunk's rows in shuffled order missed the cache at every row.
+ */
 class Arena {
-  private readonly blocks: Buffer[] = [];
-  private block = Buffer.allocUnsafe(0);
-  private at = 0;
-  private readonly blockOf: number[] = [];
-  private readonly offset: number[] = [];
-  /** Per row, where its extra columns begin (bytes from its start) and where it ends. */
-  private readonly split: number[] = [];
-  private readonly length: number[] = [];
+  private readonly blocks: Buffer[][];
+  /** Per bucket, the bytes used in each of its blocks. */
+  private readonly used: number[][];
+  /** Records per bucket. */
+  readonly counts: number[];
 
-  /** Row bytes `buf[start, end)`, its extra columns from `split` on. */
-  push(buf: Buffer, start: number, split: number, end: number): void {
-    const n = end - start;
-    if (this.at + n > this.block.length) {
-      this.block = Buffer.allocUnsafe(Math.max(16 << 20, n));
-      this.blocks.push(this.block);
-      this.at = 0;
+  constructor(
+    readonly buckets: number,
+    private readonly blockSize: number,
+  ) {
+    this.blocks = Array.from({ length: buckets }, () => []);
+    this.used = Array.from({ length: buckets }, () => []);
+    this.counts = new Array<number>(buckets).fill(0);
+  }
+
+  /** Row `row`'s bytes `buf[start, end)`, its extra columns from `split` on, with its sort key, into `bucket`. */
+  push(bucket: number, row: number, key: number, buf: Buffer, start: number, split: number, end: number): void {
+    const blocks = this.blocks[bucket] as Buffer[];
+    const used = this.used[bucket] as number[];
+    const need = RECORD_HEADER + end - start;
+    let last = blocks.length - 1;
+    if (last < 0 || (used[last] as number) + need > (blocks[last] as Buffer).length) {
+      blocks.push(Buffer.allocUnsafe(Math.max(this.blockSize, need)));
+      used.push(0);
+      last++;
     }
-    copyBytes(buf, start, end, this.block, this.at);
-    this.blockOf.push(this.blocks.length - 1);
-    this.offset.push(this.at);
-    this.split.push(split - start);
-    this.length.push(n);
-    this.at += n;
+    const block = blocks[last] as Buffer;
+    const at = used[last] as number;
+    block.writeInt32LE(row, at);
+    block.writeUInt32LE(key, at + 4);
+    block.writeInt32LE(end - start, at + 8);
+    block.writeInt32LE(split - start, at + 12);
+    copyBytes(buf, start, end, block, at + RECORD_HEADER);
+    used[last] = at + need;
+    this.counts[bucket] = (this.counts[bucket] as number) + 1;
   }
 
-  /** Decodes row `row`'s output columns into `out` (see decodeFields); returns the next column's index. */
-  decode(row: number, decoders: readonly FieldDecoder[], names: readonly string[], out: Record<string, unknown>): number {
-    const block = this.blocks[this.blockOf[row] as number] as Buffer;
-    const offset = this.offset[row] as number;
-    return decodeFields(block, offset, offset + (this.split[row] as number), decoders, names, out, 0);
+  /** Where `bucket`'s records are, in the order pushed. */
+  records(bucket: number): BucketRecords {
+    const blocks = this.blocks[bucket] as Buffer[];
+    const used = this.used[bucket] as number[];
+    const n = this.counts[bucket] as number;
+    const records: BucketRecords = { blocks, count: n, block: new Uint32Array(n), at: new Uint32Array(n), key: new Float64Array(n) };
+    let i = 0;
+    blocks.forEach((block, b) => {
+      for (let at = 0; at < (used[b] as number); at += RECORD_HEADER + block.readInt32LE(at + 8), i++) {
+        records.block[i] = b;
+        records.at[i] = at;
+        records.key[i] = block.readUInt32LE(at + 4);
+      }
+    });
+    return records;
   }
+}
 
-  /** Writes row `row`'s bytes: its output columns, then its extra ones. */
-  write(out: BinaryCopyWriter, row: number): void {
-    const block = this.blocks[this.blockOf[row] as number] as Buffer;
-    const offset = this.offset[row] as number;
-    out.writeRange(block, offset, offset + (this.length[row] as number));
-  }
+/** A bucket's records (Arena.records): record i is at `at[i]` of `blocks[block[i]]`. */
+interface BucketRecords {
+  blocks: Buffer[];
+  count: number;
+  block: Uint32Array;
+  at: Uint32Array;
+  key: Float64Array;
+}
+
+/** Record i's row number in its chunk. */
+const recordRow = (r: BucketRecords, i: number) => (r.blocks[r.block[i] as number] as Buffer).readInt32LE(r.at[i] as number);
+
+/** Decodes record i's output columns into `out` (see decodeFields); returns the next column's index. */
+function decodeRecord(r: BucketRecords, i: number, decoders: readonly FieldDecoder[], names: readonly string[], out: Record<string, unknown>): number {
+  const block = r.blocks[r.block[i] as number] as Buffer;
+  const at = r.at[i] as number;
+  return decodeFields(block, at + RECORD_HEADER, at + RECORD_HEADER + block.readInt32LE(at + 12), decoders, names, out, 0);
+}
+
+/** Writes record i's bytes: the row's output columns, then its extra ones. */
+function writeRecord(out: BinaryCopyWriter, r: BucketRecords, i: number): void {
+  const block = r.blocks[r.block[i] as number] as Buffer;
+  const at = r.at[i] as number;
+  out.writeRange(block, at + RECORD_HEADER, at + RECORD_HEADER + block.readInt32LE(at + 8));
 }
 
 /** Bytes of a field of each Postgres type the feature store writes, or undefined when they vary (text). */
@@ -193,8 +243,8 @@ interface ChunkSpine {
   times: number[];
   /** Per join, the id of each row's key (keyIndex; -1: null). */
   keys: number[][];
-  /** With an order (StreamOptions.order): each row's key as an unsigned number in the same order (null: 2^32 - 1), and the rows whose key is null. */
-  sortKeys?: { value: number[]; nulls: Set<number> };
+  /** With an order: the rows whose sort key is null. */
+  nullKeys: Set<number>;
 }
 
 /** Where a chunk's spine tuples carry the order's key (an extra column), if there is an order. */
@@ -205,56 +255,56 @@ function sortKeyField(order: SpineOrder | undefined, chunk: Pick<StreamChunk, 'e
   return spineOutputs + at;
 }
 
-/** An int4 as an unsigned number in the same order. */
-const unsignedOrder = (v: number) => (v ^ 0x80000000) >>> 0;
+/** An int4 as an unsigned number in the same order (null last: 2^32 - 1, ties broken by nullKeys). */
+const unsignedOrder = (v: number | null) => (v === null ? 0xffffffff : (v ^ 0x80000000) >>> 0);
 
-/** The permutation that sorts `keys` (stable: equal keys keep their order), by two passes of a 16-bit radix sort. */
-export function radixOrder(keys: ArrayLike<number>): Uint32Array {
-  const n = keys.length;
-  let order = new Uint32Array(n);
-  let next = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  for (const shift of [0, 16]) {
-    const ends = new Uint32Array(65537);
-    for (let i = 0; i < n; i++) {
-      const digit = (((keys[i] as number) >>> shift) & 0xffff) + 1;
-      ends[digit] = (ends[digit] as number) + 1;
-    }
-    for (let d = 0; d < 65536; d++) ends[d + 1] = (ends[d + 1] as number) + (ends[d] as number);
-    for (let i = 0; i < n; i++) {
-      const row = order[i] as number;
-      const digit = ((keys[row] as number) >>> shift) & 0xffff;
-      next[ends[digit] as number] = row;
-      ends[digit] = (ends[digit] as number) + 1;
-    }
-    [order, next] = [next, order];
-  }
-  return order;
-}
+/** Records in a bucket below this many sort as one array of numbers (key × 2^21 + record), natively; more by a comparison. */
+const COMPOSITE_SORT_BELOW = 2 ** 21;
 
 /**
- * The order a chunk's rows are written in (StreamOptions.order): by key, then the
- * rows whose keys tie (a 32-bit hash repeats: about 700 pairs among 3M flights) by
- * the `then` columns, decoded from the spine's bytes.
+ * The order of a bucket's records (StreamOptions.order): by key, then the records
+ * whose keys tie (a 32-bit hash repeats: about 700 pairs among 3M flights) by the
+ * `then` columns, decoded from the spine's bytes.
  */
-function spineOrder(spine: ChunkSpine, order: SpineOrder, outputs: ReadonlyArray<{ name: string; pgType: string }>, spineOutputs: number): Uint32Array {
-  const { value, nulls } = spine.sortKeys as NonNullable<ChunkSpine['sortKeys']>;
-  const rows = radixOrder(value);
+function bucketOrder(r: BucketRecords, tie: (r: BucketRecords, a: number, b: number) => number): Uint32Array {
+  const n = r.count;
+  const records = new Uint32Array(n);
+  if (n < COMPOSITE_SORT_BELOW) {
+    const composite = new Float64Array(n);
+    for (let i = 0; i < n; i++) composite[i] = (r.key[i] as number) * COMPOSITE_SORT_BELOW + i;
+    composite.sort();
+    for (let i = 0; i < n; i++) records[i] = (composite[i] as number) % COMPOSITE_SORT_BELOW;
+  } else {
+    for (let i = 0; i < n; i++) records[i] = i;
+    records.sort((a, b) => (r.key[a] as number) - (r.key[b] as number) || a - b);
+  }
+  for (let i = 0; i < n; ) {
+    const k = r.key[records[i] as number];
+    let j = i + 1;
+    while (j < n && r.key[records[j] as number] === k) j++;
+    if (j - i > 1) records.subarray(i, j).sort((a, b) => tie(r, a, b));
+    i = j;
+  }
+  return records;
+}
+
+/** Compares two records of a chunk whose sort keys are equal: a null key last, then by the order's `then` columns. */
+function tieBreaker(spine: ChunkSpine, order: SpineOrder, outputs: ReadonlyArray<{ name: string; pgType: string }>, spineOutputs: number): (r: BucketRecords, a: number, b: number) => number {
   const names = outputs.slice(0, spineOutputs).map((o) => o.name);
   const decoders = outputs.slice(0, spineOutputs).map((o) => fieldDecoder(o.pgType, { timestamps: 'micros' }));
   const missing = order.then.filter((c) => !names.includes(c));
   if (missing.length) throw new Error(`the stream plan's order names ${missing.join(', ')}, not among the spine's output columns`);
   const template = rowTemplate(names);
-  const decode = (row: number) => {
+  const decode = (r: BucketRecords, i: number) => {
     const out: Record<string, unknown> = { ...template };
-    spine.arena.decode(row, decoders, names, out);
+    decodeRecord(r, i, decoders, names, out);
     return order.then.map((c) => out[c] as number | string | boolean | null);
   };
-  const compare = (a: number, b: number) => {
-    const lastNull = Number(nulls.has(a)) - Number(nulls.has(b));
+  return (r, a, b) => {
+    const lastNull = Number(spine.nullKeys.has(recordRow(r, a))) - Number(spine.nullKeys.has(recordRow(r, b)));
     if (lastNull !== 0) return lastNull;
-    const x = decode(a);
-    const y = decode(b);
+    const x = decode(r, a);
+    const y = decode(r, b);
     for (let i = 0; i < x.length; i++) {
       const [u, v] = [x[i], y[i]];
       if (u === v) continue;
@@ -264,14 +314,6 @@ function spineOrder(spine: ChunkSpine, order: SpineOrder, outputs: ReadonlyArray
     }
     return 0;
   };
-  for (let i = 0; i < rows.length; ) {
-    const k = value[rows[i] as number];
-    let j = i + 1;
-    while (j < rows.length && value[rows[j] as number] === k) j++;
-    if (j - i > 1) rows.subarray(i, j).sort(compare);
-    i = j;
-  }
-  return rows;
 }
 
 /** The join done in memory: each chunk's spine rows and, per join, what each row gets. */
@@ -296,18 +338,20 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
   const spines = await Promise.all(
     chunks.map(async (c): Promise<ChunkSpine> => {
       const passed = spineOutputs + c.extra.length;
-      const spine: ChunkSpine = { arena: new Arena(), times: [], keys: q.joins.map(() => []) };
+      // 256 buckets of 256 KiB blocks to sort into; else one of 16 MiB blocks, in the order read.
+      const arena = options.order ? new Arena(256, 256 << 10) : new Arena(1, 16 << 20);
+      const spine: ChunkSpine = { arena, times: [], keys: q.joins.map(() => []), nullKeys: new Set() };
       const query = spineStreamSql({ ...q, chunk: { index: c.index, count: options.count } }, c.extra.map((e) => sql`${e.expr} as ${id(e.as)}`));
       const sortField = sortKeyField(options.order, c, spineOutputs);
-      const sortKeys: ChunkSpine['sortKeys'] = sortField === undefined ? undefined : { value: [], nulls: new Set() };
-      spine.sortKeys = sortKeys;
       await copyOut(knex, query, signal, (t) => {
-        spine.arena.push(t.buf, fieldStart(t, 0), fieldStart(t, spineOutputs), fieldEnd(t, passed - 1));
-        if (sortKeys) {
-          const v = int4Field(t, sortField as number);
-          if (v === null) sortKeys.nulls.add(sortKeys.value.length);
-          sortKeys.value.push(v === null ? 0xffffffff : unsignedOrder(v));
+        const row = spine.times.length;
+        let key = 0;
+        if (sortField !== undefined) {
+          const v = int4Field(t, sortField);
+          if (v === null) spine.nullKeys.add(row);
+          key = unsignedOrder(v);
         }
+        spine.arena.push(key >>> 24, row, key, t.buf, fieldStart(t, 0), fieldStart(t, spineOutputs), fieldEnd(t, passed - 1));
         for (let ji = 0; ji < q.joins.length; ji++) {
           const key = textField(t, passed + ji);
           const index = keyIndex[ji] as Map<string, number>;
@@ -375,15 +419,22 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
       const spine = spines[ci] as ChunkSpine;
       const base = bases[ci] as number;
       const fields = outputs.length + c.extra.length;
-      const order = options.order ? spineOrder(spine, options.order, outputs, spineOutputs) : undefined;
+      const tie = options.order ? tieBreaker(spine, options.order, outputs, spineOutputs) : undefined;
       async function* rows(): AsyncGenerator<Buffer> {
         const out = new BinaryCopyWriter();
-        for (let i = 0; i < spine.times.length; i++) {
-          const row = order ? (order[i] as number) : i;
-          out.tuple(fields);
-          spine.arena.write(out, row);
-          for (let ji = 0; ji < results.length; ji++) (results[ji] as JoinResult).write(out, base + row, nulls[ji] as Buffer);
-          if ((i & 4095) === 4095) yield* out.take();
+        let written = 0;
+        // Bucket by bucket (in key order when there is an order: a bucket holds a range of keys), each sorted.
+        for (let bucket = 0; bucket < spine.arena.buckets; bucket++) {
+          const records = spine.arena.records(bucket);
+          const order = tie ? bucketOrder(records, tie) : undefined;
+          for (let k = 0; k < records.count; k++) {
+            const i = order ? (order[k] as number) : k;
+            out.tuple(fields);
+            writeRecord(out, records, i);
+            const row = base + recordRow(records, i);
+            for (let ji = 0; ji < results.length; ji++) (results[ji] as JoinResult).write(out, row, nulls[ji] as Buffer);
+            if ((++written & 4095) === 0) yield* out.take();
+          }
         }
         yield* out.end();
       }
@@ -416,11 +467,13 @@ export async function* pointInTimeRows(
   const streamOptions: StreamOptions = { count: 1, signal: options.signal, onStep: options.onStep };
   const { spines, results } = await joinInMemory(knex, q, [{ index: 0, extra: [] }], streamOptions, stepTimer(streamOptions));
   const spine = spines[0] as ChunkSpine;
+  // No order: one bucket, its records in the order read.
+  const records = spine.arena.records(0);
   const template = rowTemplate(names);
   let batch: Array<Record<string, unknown>> = [];
-  for (let row = 0; row < spine.times.length; row++) {
+  for (let row = 0; row < records.count; row++) {
     const out: Record<string, unknown> = { ...template };
-    let next = spine.arena.decode(row, decoders, names, out);
+    let next = decodeRecord(records, row, decoders, names, out);
     for (let ji = 0; ji < results.length; ji++) next = (results[ji] as JoinResult).decode(row, (q.joins[ji] as PitJoin).features.length, decoders, names, out, next);
     batch.push(out);
     if (batch.length === batchSize) {
