@@ -5,7 +5,8 @@ import { defineFeatureView } from '../features/views.ts';
 import { FeatureStore, latestViewSnapshot, pointInTimeSql, streamPointInTime, viewQuery } from '../registry/feature-store/index.ts';
 import { quantilesOf } from '../ml/stats.ts';
 import { createKnex, id, raw, sql } from '../registry/db/index.ts';
-import { packPasses, trainMoments, TrainingStore } from '../registry/training/index.ts';
+import { combineMoments, packPasses, trainMoments, TrainingStore } from '../registry/training/index.ts';
+import type { NumericStats } from '../ml/stats.ts';
 import { featurePipeline } from '../workflows/index.ts';
 import { SplitReader } from '../activities/split-reader.ts';
 import { featureSpecs, splitBatches, trainOnDataset } from '../activities/training-run.ts';
@@ -278,6 +279,23 @@ describe('training datasets: the point-in-time join', () => {
     } finally {
       await db.knex.raw('drop table if exists ??', [table]);
     }
+  });
+
+  it('combines the moments of a dataset\'s chunks into those of the whole, in a fixed order', () => {
+    const xs = Array.from({ length: 3001 }, (_, i) => (i % 997) / 7 + Math.sin(i) * 1e3);
+    const exact = (v: number[]) => {
+      const mean = v.reduce((a, b) => a + b, 0) / v.length;
+      return { count: v.length, mean, std: Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / v.length) };
+    };
+    const whole = exact(xs);
+    const parts = [xs.slice(0, 1000), xs.slice(1000, 1001), [], xs.slice(1001)].map((v) => (v.length ? exact(v) : { count: 0, mean: 0, std: 0 }));
+    const combined = combineMoments(parts);
+    expect(combined.count).toBe(whole.count);
+    expect(combined.mean).toBeCloseTo(whole.mean, 9);
+    expect(combined.std).toBeCloseTo(whole.std, 9);
+    expect(combineMoments(parts)).toEqual(combined);
+    // One part with rows: its own figures, bit for bit.
+    expect(combineMoments([{ count: 0, mean: 0, std: 0 }, parts[0] as NumericStats])).toBe(parts[0]);
   });
 
   it('records the commits it read, and is idempotent per key', async () => {

@@ -98,7 +98,8 @@ export interface CreateTrainingDatasetOptions {
 /**
  * 'join': the join's chunks, each in shuffled order, of which (stream plan) 'spine':
  * reading the spine, 'groups': reading the joined groups, 'write': writing the rows;
- * 'attach': the dataset's table from the chunks; 'statistics': the train split's.
+ * 'statistics': the split counts and the train split's statistics, from the chunks'
+ * tables side by side; 'attach': the dataset's table from the chunks.
  */
 export type DatasetStage = 'join' | StreamStep | 'attach' | 'statistics';
 
@@ -250,6 +251,12 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
       await inParallel(todo.length, parallelism, (k) => joinChunks([todo[k] as number]));
     }
     stageDone('join');
+    // The split counts and the train split's statistics, from the chunks' tables side by side (one connection each), before they become the dataset's.
+    const tables = all.map(chunkTable);
+    const rowCounts = await splitCounts(knex, tables, signal);
+    if (rowCounts.train === 0) throw new FtiError(FailureType.InvalidInput, `the train split of ${def.name} between ${start.toISOString()} and ${validationStart.toISOString()} is empty`);
+    const statistics = await trainStatistics(knex, tables, def, options.maxCategories ?? 1000, rowCounts.train, signal);
+    stageDone('statistics');
     return await transaction(knex, (trx) => cancelledWith(knex, trx, signal, async () => {
       const [row] = await trx<TrainingDatasetRow>('training_datasets')
         .insert({ feature_view_id: view.id, idempotency_key: options.idempotencyKey, status: 'creating', workflow_id: options.workflowId ?? null })
@@ -263,14 +270,7 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
         await raw(trx, sql`alter table ${id(chunkTable(index))} rename to ${id(part)}`);
         await raw(trx, sql`alter table ${id(table)} attach partition ${id(part)} for values in (${int(index)})`);
       }
-      const counts = (await raw(trx, sql`select _split, count(*)::bigint as n from ${id(table)} group by 1`)) as { rows: Array<{ _split: Split; n: number }> };
-      const rowCounts: Record<Split, number> = { train: 0, validation: 0, test: 0 };
-      for (const c of counts.rows) rowCounts[c._split] = c.n;
-      if (rowCounts.train === 0) throw new FtiError(FailureType.InvalidInput, `the train split of ${def.name} between ${start.toISOString()} and ${validationStart.toISOString()} is empty`);
       stageDone('attach');
-
-      const statistics = await trainStatistics(trx, table, def, options.maxCategories ?? 1000, rowCounts.train);
-      stageDone('statistics');
       await trx('training_dataset_commits').insert(snapshot.commits.map((c) => ({ training_dataset_id: row.id, feature_group: c.featureGroup, feature_group_version: c.version, commit_id: c.commitId })));
       const [ready] = await trx<TrainingDatasetRow>('training_datasets')
         .where({ id: row.id })
@@ -346,33 +346,77 @@ async function datasetWindow(
 const QUANTILE_SAMPLE_ABOVE = 200_000;
 
 /** Statistics of each feature over the train split: the input of fitSignature. */
-async function trainStatistics(knex: Knex, table: string, def: FeatureViewDefinition, maxCategories: number, trainRows: number): Promise<Record<string, FeatureStats>> {
+async function trainStatistics(knex: Knex, tables: readonly string[], def: FeatureViewDefinition, maxCategories: number, trainRows: number, signal: AbortSignal | undefined): Promise<Record<string, FeatureStats>> {
   const stats: Record<string, FeatureStats> = {};
   const binned = def.features.flatMap((f) => (f.encoding.encoding === 'bins' ? [{ name: f.name, type: f.type, bins: f.encoding.bins ?? 16 }] : []));
-  if (binned.length) {
+  const numeric = def.features.filter((f) => f.encoding.encoding !== 'one_hot' && f.encoding.encoding !== 'bins');
+  const oneHot = def.features.filter((x) => x.encoding.encoding === 'one_hot');
+  /** The train rows of every table, as one relation. */
+  const train = (columns: Sql, where: Sql = sql``) => join(tables.map((t) => sql`select ${columns} from ${id(t)} where _split = 'train'${where}`), ' union all ');
+  const quantiles = async () => {
+    if (!binned.length) return;
     const value = (f: { name: string; type: string }) => (f.type === 'bool' ? sql`(${id(f.name)})::int::double precision` : sql`(${id(f.name)})::double precision`);
     const parts = binned.flatMap((f, i) => {
       const fractions = Array.from({ length: f.bins + 1 }, (_, k) => k / f.bins);
-      return [sql`count(${value(f)})::bigint as ${id(`c${i}`)}`, sql`percentile_disc(${fractions}::double precision[]) within group (order by ${value(f)}) as ${id(`q${i}`)}`];
+      return [sql`count(${id(`v${i}`)})::bigint as ${id(`c${i}`)}`, sql`percentile_disc(${fractions}::double precision[]) within group (order by ${id(`v${i}`)}) as ${id(`q${i}`)}`];
     });
     const sample = trainRows > QUANTILE_SAMPLE_ABOVE ? sql` and (_shuffle & 7) = 0` : sql``;
-    const row = ((await raw(knex, sql`select ${join(parts, ', ')} from ${id(table)} where _split = 'train'${sample}`)) as { rows: Array<Record<string, unknown>> }).rows[0] ?? {};
+    const values = join(binned.map((f, i) => sql`${value(f)} as ${id(`v${i}`)}`), ', ');
+    const row = ((await raw(knex, sql`select ${join(parts, ', ')} from (${train(values, sample)}) t`)) as { rows: Array<Record<string, unknown>> }).rows[0] ?? {};
     binned.forEach((f, i) => {
-      const quantiles = (row[`q${i}`] as Array<number | null> | null) ?? [];
-      stats[f.name] = { count: Number(row[`c${i}`] ?? 0), quantiles: quantiles.filter((q): q is number => q !== null) };
+      const q = (row[`q${i}`] as Array<number | null> | null) ?? [];
+      stats[f.name] = { count: Number(row[`c${i}`] ?? 0), quantiles: q.filter((x): x is number => x !== null) };
     });
+  };
+  const moments = async () => {
+    // Each table's on its own connection, then combined in the tables' order: the same numbers every time.
+    const partial = await Promise.all(tables.map((t) => transaction(knex, (trx) => cancelledWith(knex, trx, signal, () => trainMoments(trx, t, numeric)))));
+    for (const f of numeric) stats[f.name] = combineMoments(partial.map((p) => p[f.name] as NumericStats));
+  };
+  const categories = () =>
+    Promise.all(
+      oneHot.map(async (f) => {
+        const limit = f.encoding.encoding === 'one_hot' ? Math.min(f.encoding.maxCategories ?? maxCategories, maxCategories) : maxCategories;
+        const result = (await raw(
+          knex,
+          sql`select value, count(*) as n from (${train(sql`${id(f.name)}::text as value`, sql` and ${id(f.name)} is not null`)}) t group by 1 order by 2 desc, 1 limit ${limit}`,
+        )) as { rows: Array<{ value: string }> };
+        stats[f.name] = { categories: result.rows.map((r) => r.value) };
+      }),
+    );
+  await Promise.all([quantiles(), moments(), categories()]);
+  // Binned features first, then numeric, then one-hot: the order they came in when computed one after another.
+  return Object.fromEntries([...binned, ...numeric, ...oneHot].flatMap((f) => (stats[f.name] ? [[f.name, stats[f.name] as FeatureStats]] : [])));
+}
+
+/** The rows of each split in `tables`, counted side by side (a connection each). */
+async function splitCounts(knex: Knex, tables: readonly string[], signal: AbortSignal | undefined): Promise<Record<Split, number>> {
+  signal?.throwIfAborted();
+  const counts: Record<Split, number> = { train: 0, validation: 0, test: 0 };
+  const each = await Promise.all(tables.map((t) => raw(knex, sql`select _split, count(*)::bigint as n from ${id(t)} group by 1`) as Promise<{ rows: Array<{ _split: Split; n: string | number }> }>));
+  for (const r of each.flatMap((e) => e.rows)) counts[r._split] += Number(r.n);
+  return counts;
+}
+
+/**
+ * Count, mean and population standard deviation of the union of parts, from each
+ * part's (Chan, Golub and LeVeque's pairwise update), folded in the parts' order.
+ */
+export function combineMoments(parts: readonly NumericStats[]): NumericStats {
+  const nonEmpty = parts.filter((p) => p.count > 0);
+  // One part: its own figures, exactly (std² × n, then its square root again, may not be).
+  if (nonEmpty.length <= 1) return nonEmpty[0] ?? { count: 0, mean: 0, std: 0 };
+  let count = 0;
+  let mean = 0;
+  let m2 = 0;
+  for (const p of nonEmpty) {
+    const n = count + p.count;
+    const delta = p.mean - mean;
+    mean += (delta * p.count) / n;
+    m2 += p.std * p.std * p.count + (delta * delta * count * p.count) / n;
+    count = n;
   }
-  const numeric = def.features.filter((f) => f.encoding.encoding !== 'one_hot' && f.encoding.encoding !== 'bins');
-  Object.assign(stats, await trainMoments(knex, table, numeric));
-  for (const f of def.features.filter((x) => x.encoding.encoding === 'one_hot')) {
-    const limit = f.encoding.encoding === 'one_hot' ? Math.min(f.encoding.maxCategories ?? maxCategories, maxCategories) : maxCategories;
-    const result = (await raw(
-      knex,
-      sql`select ${id(f.name)}::text as value, count(*) as n from ${id(table)} where _split = 'train' and ${id(f.name)} is not null group by 1 order by 2 desc, 1 limit ${limit}`,
-    )) as { rows: Array<{ value: string }> };
-    stats[f.name] = { categories: result.rows.map((r) => r.value) };
-  }
-  return stats;
+  return { count, mean, std: count === 0 ? 0 : Math.sqrt(m2 / count) };
 }
 
 /**
