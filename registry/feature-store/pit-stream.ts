@@ -8,8 +8,8 @@
  *  1. The spine rows come out of Postgres by binary COPY, unsorted; each keeps its
  *     output columns' bytes as Postgres sent them (never decoded), its join keys and
  *     its time. Per join, its rows are indexed by key and time. The order the table
- *     wants them stored in (StreamOptions.order) is sorted here, by a radix sort of an
- *     integer key.
+ *     wants them stored in (StreamOptions.order) is sorted here: the rows are kept in
+ *     buckets by their key's top byte, and each bucket is sorted when it is written.
  *  2. Each row of a joined group is placed at the first spine row (of its key, by time)
  *     it is visible to, and kept there if its event time is the newest placed there
  *     so far. A row visible to a spine row is visible to every later one of its key,
@@ -29,7 +29,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { BinaryCopyWriter, binaryCopyOut, int4Field, cancelOnAbort, copyBytes, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, nullFields, rowTemplate, sql, textField, timestampField, toInlined, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
+import { BinaryCopyWriter, binaryCopyOut, cancelOnAbort, copyBytes, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, textField, timestampField, toInlined, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
 import { joinedStreamSql, pointInTimeColumns, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 
 /** One chunk of the join (PitQuery.chunk), written into a table of its own. */
@@ -43,7 +43,7 @@ export interface StreamChunk {
    * has to set their hint bits (and write every page again) on its first read.
    */
   table: string;
-  /** Columns computed per spine row over its output columns (e.g. a split), written after the features. */
+  /** Columns computed per spine row over its output columns (e.g. a split): the table's last columns. */
   extra: Array<{ expr: Sql; as: string }>;
 }
 
@@ -53,8 +53,8 @@ export interface StreamOptions {
   /**
    * The order each chunk's rows are written in: by `key`, an int4 extra column,
    * ascending (nulls last), ties by the output columns `then`, ascending (text by code
-   * unit: a C collation's order). Sorted here, in linear time: Postgres sends the spine
-   * unsorted (a sort of each chunk there took 40% of reading it).
+   * unit: a C collation's order). Sorted here: Postgres sends the spine unsorted (a
+   * sort of each chunk there took 40% of reading it).
    */
   order?: SpineOrder;
   signal?: AbortSignal;
