@@ -253,9 +253,9 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
     stageDone('join');
     // The split counts and the train split's statistics, from the chunks' tables side by side (one connection each), before they become the dataset's.
     const tables = all.map(chunkTable);
-    const rowCounts = await splitCounts(knex, tables, signal);
+    const counting = splitCounts(knex, tables, signal);
+    const [rowCounts, statistics] = await Promise.all([counting, trainStatistics(knex, tables, def, options.maxCategories ?? 1000, async () => (await counting).train, signal)]);
     if (rowCounts.train === 0) throw new FtiError(FailureType.InvalidInput, `the train split of ${def.name} between ${start.toISOString()} and ${validationStart.toISOString()} is empty`);
-    const statistics = await trainStatistics(knex, tables, def, options.maxCategories ?? 1000, rowCounts.train, signal);
     stageDone('statistics');
     return await transaction(knex, (trx) => cancelledWith(knex, trx, signal, async () => {
       const [row] = await trx<TrainingDatasetRow>('training_datasets')
@@ -346,8 +346,9 @@ async function datasetWindow(
 const QUANTILE_SAMPLE_ABOVE = 200_000;
 
 /** Statistics of each feature over the train split: the input of fitSignature. */
-async function trainStatistics(knex: Knex, tables: readonly string[], def: FeatureViewDefinition, maxCategories: number, trainRows: number, signal: AbortSignal | undefined): Promise<Record<string, FeatureStats>> {
+async function trainStatistics(knex: Knex, tables: readonly string[], def: FeatureViewDefinition, maxCategories: number, trainRows: () => Promise<number>, signal: AbortSignal | undefined): Promise<Record<string, FeatureStats>> {
   const stats: Record<string, FeatureStats> = {};
+  const query = <T>(work: (trx: Knex.Transaction) => Promise<T>) => cancellable(knex, signal, work);
   const binned = def.features.flatMap((f) => (f.encoding.encoding === 'bins' ? [{ name: f.name, type: f.type, bins: f.encoding.bins ?? 16 }] : []));
   const numeric = def.features.filter((f) => f.encoding.encoding !== 'one_hot' && f.encoding.encoding !== 'bins');
   const oneHot = def.features.filter((x) => x.encoding.encoding === 'one_hot');
@@ -360,9 +361,10 @@ async function trainStatistics(knex: Knex, tables: readonly string[], def: Featu
       const fractions = Array.from({ length: f.bins + 1 }, (_, k) => k / f.bins);
       return [sql`count(${id(`v${i}`)})::bigint as ${id(`c${i}`)}`, sql`percentile_disc(${fractions}::double precision[]) within group (order by ${id(`v${i}`)}) as ${id(`q${i}`)}`];
     });
-    const sample = trainRows > QUANTILE_SAMPLE_ABOVE ? sql` and (_shuffle & 7) = 0` : sql``;
+    // Whether to sample waits for the split counts, which run beside the other statistics.
+    const sample = (await trainRows()) > QUANTILE_SAMPLE_ABOVE ? sql` and (_shuffle & 7) = 0` : sql``;
     const values = join(binned.map((f, i) => sql`${value(f)} as ${id(`v${i}`)}`), ', ');
-    const row = ((await raw(knex, sql`select ${join(parts, ', ')} from (${train(values, sample)}) t`)) as { rows: Array<Record<string, unknown>> }).rows[0] ?? {};
+    const row = ((await query((trx) => raw(trx, sql`select ${join(parts, ', ')} from (${train(values, sample)}) t`))) as { rows: Array<Record<string, unknown>> }).rows[0] ?? {};
     binned.forEach((f, i) => {
       const q = (row[`q${i}`] as Array<number | null> | null) ?? [];
       stats[f.name] = { count: Number(row[`c${i}`] ?? 0), quantiles: q.filter((x): x is number => x !== null) };
@@ -370,16 +372,15 @@ async function trainStatistics(knex: Knex, tables: readonly string[], def: Featu
   };
   const moments = async () => {
     // Each table's on its own connection, then combined in the tables' order: the same numbers every time.
-    const partial = await Promise.all(tables.map((t) => transaction(knex, (trx) => cancelledWith(knex, trx, signal, () => trainMoments(trx, t, numeric)))));
+    const partial = await Promise.all(tables.map((t) => query((trx) => trainMoments(trx, t, numeric))));
     for (const f of numeric) stats[f.name] = combineMoments(partial.map((p) => p[f.name] as NumericStats));
   };
   const categories = () =>
     Promise.all(
       oneHot.map(async (f) => {
         const limit = f.encoding.encoding === 'one_hot' ? Math.min(f.encoding.maxCategories ?? maxCategories, maxCategories) : maxCategories;
-        const result = (await raw(
-          knex,
-          sql`select value, count(*) as n from (${train(sql`${id(f.name)}::text as value`, sql` and ${id(f.name)} is not null`)}) t group by 1 order by 2 desc, 1 limit ${limit}`,
+        const result = (await query((trx) =>
+          raw(trx, sql`select value, count(*) as n from (${train(sql`${id(f.name)}::text as value`, sql` and ${id(f.name)} is not null`)}) t group by 1 order by 2 desc, 1 limit ${limit}`),
         )) as { rows: Array<{ value: string }> };
         stats[f.name] = { categories: result.rows.map((r) => r.value) };
       }),
@@ -389,11 +390,15 @@ async function trainStatistics(knex: Knex, tables: readonly string[], def: Featu
   return Object.fromEntries([...binned, ...numeric, ...oneHot].flatMap((f) => (stats[f.name] ? [[f.name, stats[f.name] as FeatureStats]] : [])));
 }
 
+/** `work` in a transaction of its own (a connection of its own), cancelled with `signal`. */
+function cancellable<T>(knex: Knex, signal: AbortSignal | undefined, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+  return transaction(knex, (trx) => cancelledWith(knex, trx, signal, () => work(trx)));
+}
+
 /** The rows of each split in `tables`, counted side by side (a connection each). */
 async function splitCounts(knex: Knex, tables: readonly string[], signal: AbortSignal | undefined): Promise<Record<Split, number>> {
-  signal?.throwIfAborted();
   const counts: Record<Split, number> = { train: 0, validation: 0, test: 0 };
-  const each = await Promise.all(tables.map((t) => raw(knex, sql`select _split, count(*)::bigint as n from ${id(t)} group by 1`) as Promise<{ rows: Array<{ _split: Split; n: string | number }> }>));
+  const each = await Promise.all(tables.map((t) => cancellable(knex, signal, (trx) => raw(trx, sql`select _split, count(*)::bigint as n from ${id(t)} group by 1`) as Promise<{ rows: Array<{ _split: Split; n: string | number }> }>)));
   for (const r of each.flatMap((e) => e.rows)) counts[r._split] += Number(r.n);
   return counts;
 }
