@@ -548,6 +548,8 @@ async function joinGroup(
   const reader = () => {
     let lastKey: Buffer | undefined;
     let lastK: number | undefined;
+    /** Where the last row of this key was placed: the next one, mostly later, is searched for from there. */
+    let hint = 0;
     let pending = -1;
     let pendingTime = 0;
     let pendingBuf: Buffer = Buffer.alloc(0);
@@ -562,6 +564,7 @@ async function joinGroup(
       if (!fieldEquals(t, 0, lastKey)) {
         lastKey = fieldBytes(t, 0) as Buffer;
         lastK = keyIndex.get(lastKey.toString('utf8'));
+        if (lastK !== undefined) hint = first[lastK] as number;
       }
       const k = lastK;
       if (k === undefined) return;
@@ -570,15 +573,29 @@ async function joinGroup(
       const known = timestampField(t, 2) as number;
       const inclusive = known > eventTime;
       const enters = inclusive ? known : eventTime;
-      let lo = first[k] as number;
-      let hi = first[k + 1] as number;
+      // The first place at or after the time it enters, searched for outwards from the hint
+      // (a few steps for rows in time order, where a search of the whole key took about 14).
+      const end = first[k + 1] as number;
+      let lo: number;
+      let hi: number;
+      if (hint > (first[k] as number) && !before(timeAt[hint - 1] as number, enters, inclusive)) {
+        lo = first[k] as number;
+        hi = hint - 1;
+      } else {
+        lo = hint;
+        hi = hint;
+        for (let step = 1; hi < end && before(timeAt[hi] as number, enters, inclusive); step *= 2) {
+          lo = hi + 1;
+          hi = Math.min(end, hi + step);
+        }
+      }
       while (lo < hi) {
         const mid = (lo + hi) >>> 1;
-        const at = timeAt[mid] as number;
-        if (inclusive ? at < enters : at <= enters) lo = mid + 1;
+        if (before(timeAt[mid] as number, enters, inclusive)) lo = mid + 1;
         else hi = mid;
       }
-      if (lo >= (first[k + 1] as number)) return;
+      hint = lo;
+      if (lo >= end) return;
       if (lo === pending) {
         if (!(eventTime > pendingTime)) return;
       } else flush();
@@ -612,6 +629,11 @@ async function joinGroup(
     }
   }
   return result;
+}
+
+/** Whether a spine row at `at` comes before a joined row that enters at `enters` (so cannot see it): at or after it when `inclusive`, after it when not. */
+function before(at: number, enters: number, inclusive: boolean): boolean {
+  return inclusive ? at < enters : at <= enters;
 }
 
 /** Runs `query` as a binary COPY TO on a pooled connection, a tuple at a time. */
