@@ -88,3 +88,24 @@ export function computeStats(rows: Iterable<FeatureRow>, inputs: readonly Featur
   for (const row of rows) acc.add(row);
   return acc.result();
 }
+
+/**
+ * Count, mean and population standard deviation of the union of parts, from each
+ * part's (Chan, Golub and LeVeque's pairwise update), folded in the parts' order.
+ */
+export function combineMoments(parts: readonly NumericStats[]): NumericStats {
+  const nonEmpty = parts.filter((p) => p.count > 0);
+  // One part: its own figures, exactly (std² × n, then its square root again, may not be).
+  if (nonEmpty.length <= 1) return nonEmpty[0] ?? { count: 0, mean: 0, std: 0 };
+  let count = 0;
+  let mean = 0;
+  let m2 = 0;
+  for (const p of nonEmpty) {
+    const n = count + p.count;
+    const delta = p.mean - mean;
+    mean += (delta * p.count) / n;
+    m2 += p.std * p.std * p.count + (delta * delta * count * p.count) / n;
+    count = n;
+  }
+  return { count, mean, std: count === 0 ? 0 : Math.sqrt(m2 / count) };
+}

@@ -16,4 +16,4 @@ export { migrate, rollbackAll } from './migrate.ts';
 export { col, cols, id, ids, int, join, kw, raw, sql, Sql, toInlined, toNative, toText } from './sql.ts';
 export { dropSchemaAndRoles, grantServingRead, provisionRoles } from './roles.ts';
 export { SystemCheckStore, type SystemCheck } from './system-checks.ts';
-export { cancelOnAbort, cancelledWith, inTransaction, isLockNotAvailable, pgErrorCode, transaction, translatePgError, unlessUniqueViolation } from './transaction.ts';
+export { cancelOnAbort, cancellableTransaction, cancelledWith, inTransaction, isLockNotAvailable, pgErrorCode, transaction, translatePgError, unlessUniqueViolation } from './transaction.ts';

@@ -46,6 +46,11 @@ export async function cancelledWith<T>(knex: Knex, trx: Knex.Transaction, signal
   }
 }
 
+/** Runs `work` in a transaction (a connection of its own, unless `knex` already is one), its statements cancelled when `signal` aborts. */
+export function cancellableTransaction<T>(knex: Knex, signal: AbortSignal | undefined, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+  return transaction(knex, (trx) => cancelledWith(knex, trx, signal, () => work(trx)));
+}
+
 /**
  * Runs `fn` in a transaction, retrying serialization failures and deadlocks with a
  * short jittered backoff, and translates Postgres errors (see translatePgError).

@@ -84,7 +84,7 @@ class Arena {
   /** Per bucket, the bytes used in each of its blocks. */
   private readonly used: number[][];
   /** Records per bucket. */
-  readonly counts: number[];
+  private readonly counts: number[];
 
   constructor(
     readonly buckets: number,
@@ -159,6 +159,11 @@ function writeRecord(out: BinaryCopyWriter, r: BucketRecords, i: number): void {
   const block = r.blocks[r.block[i] as number] as Buffer;
   const at = r.at[i] as number;
   out.writeRange(block, at + RECORD_HEADER, at + RECORD_HEADER + block.readInt32LE(at + 8));
+}
+
+/** How many of the query's output columns (pointInTimeColumns) are the spine's: the joined features follow them. */
+function spineColumnCount(q: PitQuery): number {
+  return pointInTimeColumns(q).length - q.joins.reduce((n, j) => n + j.features.length, 0);
 }
 
 /** Bytes of a field of each Postgres type the feature store writes, or undefined when they vary (text). */
@@ -330,7 +335,7 @@ interface Joined {
  */
 async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamChunk, 'index' | 'extra'>>, options: StreamOptions, stepDone: (step: StreamStep) => void): Promise<Joined> {
   const outputs = pointInTimeColumns(q);
-  const spineOutputs = outputs.length - q.joins.reduce((n, j) => n + j.features.length, 0);
+  const spineOutputs = spineColumnCount(q);
   const { signal } = options;
 
   // 1. Each chunk's spine: its bytes, and per join its keys (as ids, shared by the chunks) and its times.
@@ -408,7 +413,7 @@ function stepTimer(options: StreamOptions): (step: StreamStep) => void {
  */
 export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamChunk[], options: StreamOptions): Promise<number[]> {
   const outputs = pointInTimeColumns(q);
-  const spineOutputs = outputs.length - q.joins.reduce((n, j) => n + j.features.length, 0);
+  const spineOutputs = spineColumnCount(q);
   const stepDone = stepTimer(options);
   const { spines, bases, results } = await joinInMemory(knex, q, chunks, options, stepDone);
 

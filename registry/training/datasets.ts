@@ -16,8 +16,8 @@ import { FtiError, FailureType } from '../../core/errors.ts';
 import { mergeBy } from '../../core/streams.ts';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
-import type { FeatureStats, NumericStats } from '../../ml/stats.ts';
-import { cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, streamTablesInStoredOrder, toNative, transaction, type Sql } from '../db/index.ts';
+import { combineMoments, type FeatureStats, type NumericStats } from '../../ml/stats.ts';
+import { cancellableTransaction, cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, streamTablesInStoredOrder, toNative, type Sql } from '../db/index.ts';
 import { chunkSizesSql, latestViewSnapshot, pointInTimeSql, streamPointInTime, viewQuery, type StreamStep, type FeatureViewRecord, type PitPlan, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 export type Split = 'train' | 'validation' | 'test';
@@ -189,12 +189,10 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   const joinChunks = async (indices: number[]) => {
     if (strategy !== 'stream') {
       const [index] = indices;
-      await transaction(knex, (trx) =>
-        cancelledWith(knex, trx, options.signal, async () => {
-          await trx.raw(`select set_config('work_mem', '256MB', true), set_config('max_parallel_workers_per_gather', '0', true)`);
-          await raw(trx, sql`create table ${id(chunkTable(index as number))} as ${rows(index as number, strategy)}`);
-        }),
-      );
+      await cancellableTransaction(knex, options.signal, async (trx) => {
+        await trx.raw(`select set_config('work_mem', '256MB', true), set_config('max_parallel_workers_per_gather', '0', true)`);
+        await raw(trx, sql`create table ${id(chunkTable(index as number))} as ${rows(index as number, strategy)}`);
+      });
       return;
     }
     const transactions = await Promise.all(indices.map(() => knex.transaction()));
@@ -257,7 +255,7 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
     const [rowCounts, statistics] = await Promise.all([counting, trainStatistics(knex, tables, def, options.maxCategories ?? 1000, async () => (await counting).train, signal)]);
     if (rowCounts.train === 0) throw new FtiError(FailureType.InvalidInput, `the train split of ${def.name} between ${start.toISOString()} and ${validationStart.toISOString()} is empty`);
     stageDone('statistics');
-    return await transaction(knex, (trx) => cancelledWith(knex, trx, signal, async () => {
+    return await cancellableTransaction(knex, signal, async (trx) => {
       const [row] = await trx<TrainingDatasetRow>('training_datasets')
         .insert({ feature_view_id: view.id, idempotency_key: options.idempotencyKey, status: 'creating', workflow_id: options.workflowId ?? null })
         .returning('*');
@@ -287,7 +285,7 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
         })
         .returning('*');
       return toTrainingDataset(trx, ready as TrainingDatasetRow);
-    }));
+    });
   } catch (err) {
     // Chunks are kept for a retry; not when none will come (cancelled, or a failure retrying cannot fix).
     // (Postgres may be what failed: then fti gc reaps them later.)
@@ -348,7 +346,7 @@ const QUANTILE_SAMPLE_ABOVE = 200_000;
 /** Statistics of each feature over the train split: the input of fitSignature. */
 async function trainStatistics(knex: Knex, tables: readonly string[], def: FeatureViewDefinition, maxCategories: number, trainRows: () => Promise<number>, signal: AbortSignal | undefined): Promise<Record<string, FeatureStats>> {
   const stats: Record<string, FeatureStats> = {};
-  const query = <T>(work: (trx: Knex.Transaction) => Promise<T>) => cancellable(knex, signal, work);
+  const query = <T>(work: (trx: Knex.Transaction) => Promise<T>) => cancellableTransaction(knex, signal, work);
   const binned = def.features.flatMap((f) => (f.encoding.encoding === 'bins' ? [{ name: f.name, type: f.type, bins: f.encoding.bins ?? 16 }] : []));
   const numeric = def.features.filter((f) => f.encoding.encoding !== 'one_hot' && f.encoding.encoding !== 'bins');
   const oneHot = def.features.filter((x) => x.encoding.encoding === 'one_hot');
@@ -390,38 +388,12 @@ async function trainStatistics(knex: Knex, tables: readonly string[], def: Featu
   return Object.fromEntries([...binned, ...numeric, ...oneHot].flatMap((f) => (stats[f.name] ? [[f.name, stats[f.name] as FeatureStats]] : [])));
 }
 
-/** `work` in a transaction of its own (a connection of its own), cancelled with `signal`. */
-function cancellable<T>(knex: Knex, signal: AbortSignal | undefined, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
-  return transaction(knex, (trx) => cancelledWith(knex, trx, signal, () => work(trx)));
-}
-
 /** The rows of each split in `tables`, counted side by side (a connection each). */
 async function splitCounts(knex: Knex, tables: readonly string[], signal: AbortSignal | undefined): Promise<Record<Split, number>> {
   const counts: Record<Split, number> = { train: 0, validation: 0, test: 0 };
-  const each = await Promise.all(tables.map((t) => cancellable(knex, signal, (trx) => raw(trx, sql`select _split, count(*)::bigint as n from ${id(t)} group by 1`) as Promise<{ rows: Array<{ _split: Split; n: string | number }> }>)));
+  const each = await Promise.all(tables.map((t) => cancellableTransaction(knex, signal, (trx) => raw(trx, sql`select _split, count(*)::bigint as n from ${id(t)} group by 1`) as Promise<{ rows: Array<{ _split: Split; n: string | number }> }>)));
   for (const r of each.flatMap((e) => e.rows)) counts[r._split] += Number(r.n);
   return counts;
-}
-
-/**
- * Count, mean and population standard deviation of the union of parts, from each
- * part's (Chan, Golub and LeVeque's pairwise update), folded in the parts' order.
- */
-export function combineMoments(parts: readonly NumericStats[]): NumericStats {
-  const nonEmpty = parts.filter((p) => p.count > 0);
-  // One part: its own figures, exactly (std² × n, then its square root again, may not be).
-  if (nonEmpty.length <= 1) return nonEmpty[0] ?? { count: 0, mean: 0, std: 0 };
-  let count = 0;
-  let mean = 0;
-  let m2 = 0;
-  for (const p of nonEmpty) {
-    const n = count + p.count;
-    const delta = p.mean - mean;
-    mean += (delta * p.count) / n;
-    m2 += p.std * p.std * p.count + (delta * delta * count * p.count) / n;
-    count = n;
-  }
-  return { count, mean, std: count === 0 ? 0 : Math.sqrt(m2 / count) };
 }
 
 /**

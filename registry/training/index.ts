@@ -99,4 +99,4 @@ export class TrainingStore {
 export type { CreateTrainingDatasetOptions, Split, SplitRowThroughView, StoredCheckpoint, ThroughView, TrainingDataset };
 export type { DistributionBin, FeatureDistribution };
 export type { DatasetGcOptions, DatasetGcResult, KeptDataset, ReapedDataset };
-export { combineMoments, packPasses, trainMoments } from './datasets.ts';
+export { packPasses, trainMoments } from './datasets.ts';
