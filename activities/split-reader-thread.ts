@@ -5,9 +5,10 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { createEncoder } from '../ml/encoding.ts';
+import { EpochCache } from '../ml/epoch-cache.ts';
 import { createKnex } from '../registry/db/index.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
-import { TrainingStore } from '../registry/training/index.ts';
+import { TrainingStore, type Split } from '../registry/training/index.ts';
 import { serializeError, type ReaderReply, type ReaderRequest, type SplitReaderSource } from './split-reader.ts';
 import { datasetAndView, splitBatches } from './training-run.ts';
 
@@ -20,6 +21,8 @@ const loaded = datasetAndView({ features: new FeatureStore({ knex }), training }
 // Awaited by each pass; a failure (no such dataset) is reported there, not as an unhandled rejection.
 loaded.catch(() => undefined);
 const encoder = createEncoder(source.signature);
+// The run's kept splits live as long as the thread: one run, its epochs one after another.
+const cache = new EpochCache<Split>(source.epochCacheBytes);
 
 /** A pass: its credit (batches the main thread will take) and whether it was cancelled. */
 interface PassState {
@@ -38,7 +41,7 @@ async function read(request: Extract<ReaderRequest, { type: 'pass' }>, state: Pa
   try {
     const { dataset, view } = await loaded;
     if (state.cancelled) return;
-    const pass = splitBatches(training, dataset, view, request.split, encoder, source.batchSize, request.shuffle)(request.epoch);
+    const pass = splitBatches(training, dataset, view, request.split, encoder, source.batchSize, request.shuffle, cache)(request.epoch);
     for await (const batch of pass) {
       while (state.credit === 0 && !state.cancelled) await new Promise<void>((resolve) => (state.wake = resolve));
       // Leaving the loop returns the generator, which closes the split's cursors.

@@ -29,6 +29,8 @@ export interface SplitReaderSource {
   /** Encodes rows into batches (createEncoder). */
   signature: ModelSignature;
   batchSize: number;
+  /** Bytes of encoded rows the thread may keep for the epochs after the first (EpochCache); 0: none. */
+  epochCacheBytes: number;
 }
 
 /** Main thread → reader thread. */

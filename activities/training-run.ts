@@ -8,6 +8,7 @@ import { FtiError, FailureType } from '../core/errors.ts';
 import type { FeatureViewDefinition } from '../features/views.ts';
 import type { LoadedBackend } from '../ml/backend.ts';
 import { toBatches } from '../ml/batches.ts';
+import { EpochCache, encodedBytes } from '../ml/epoch-cache.ts';
 import { checkpointOf, restoreCheckpoint } from '../ml/checkpoint.ts';
 import { createEncoder, fitSignature, type Encoder } from '../ml/encoding.ts';
 import type { FeatureSpec } from '../ml/feature-spec.ts';
@@ -46,6 +47,12 @@ export interface TrainOnDatasetOptions {
    * or more (below that the thread's start costs more than it saves).
    */
   readOnThread?: boolean;
+  /**
+   * Bytes of encoded rows the run may keep in memory so that epochs after the first
+   * replay the train and validation splits instead of reading them again (epoch-cache.ts;
+   * FTI_EPOCH_CACHE_MB). 0: read every epoch. Default: none kept.
+   */
+  epochCacheBytes?: number;
 }
 
 /** Train-split rows from which a run reads on a thread by default (~0.4 s of reading an epoch; the thread starts in ~0.5 s). */
@@ -75,9 +82,11 @@ export async function trainOnDataset(options: TrainOnDatasetOptions): Promise<Tr
   const initialEpoch = resume?.checkpoint.epoch ?? 0;
   const history = [...(resume?.history ?? [])];
   const onThread = options.readOnThread ?? dataset.rowCounts.train >= READER_THREAD_ROWS;
-  options.log?.('training', { dataset: dataset.id, rows: dataset.rowCounts, width: encoder.width, backend: backend.name, resumedFromEpoch: initialEpoch, readerThread: onThread });
-  const reader = onThread ? new SplitReader({ ...stores.training.database(), trainingDatasetId: dataset.id, signature, batchSize: params.batchSize }) : undefined;
-  const passes = (split: Split, shuffle: boolean) => (reader ? (epoch: number) => reader.batches(split, epoch, shuffle) : splitBatches(stores.training, dataset, view, split, encoder, params.batchSize, shuffle));
+  const epochCacheBytes = options.epochCacheBytes ?? 0;
+  options.log?.('training', { dataset: dataset.id, rows: dataset.rowCounts, width: encoder.width, backend: backend.name, resumedFromEpoch: initialEpoch, readerThread: onThread, keptAfterFirstEpoch: keptSplits(dataset.rowCounts, encoder.width, epochCacheBytes) });
+  const reader = onThread ? new SplitReader({ ...stores.training.database(), trainingDatasetId: dataset.id, signature, batchSize: params.batchSize, epochCacheBytes }) : undefined;
+  const cache = reader ? undefined : new EpochCache<Split>(epochCacheBytes);
+  const passes = (split: Split, shuffle: boolean) => (reader ? (epoch: number) => reader.batches(split, epoch, shuffle) : splitBatches(stores.training, dataset, view, split, encoder, params.batchSize, shuffle, cache));
   try {
     const result = await trainModel({
       tf,
@@ -110,21 +119,39 @@ export async function trainOnDataset(options: TrainOnDatasetOptions): Promise<Tr
   }
 }
 
+/** The splits a run's epoch cache will hold, in the order their first passes come (train, then validation). */
+function keptSplits(rows: Record<Split, number>, width: number, budgetBytes: number): Split[] {
+  const kept: Split[] = [];
+  let left = budgetBytes;
+  for (const split of ['train', 'validation'] as const) {
+    const bytes = encodedBytes(rows[split], width);
+    if (rows[split] > 0 && bytes <= left) {
+      kept.push(split);
+      left -= bytes;
+    }
+  }
+  return kept;
+}
+
 export async function datasetAndView(stores: TrainingRunStores, trainingDatasetId: number): Promise<{ dataset: TrainingDataset; view: FeatureViewDefinition }> {
   const dataset = await stores.training.dataset(trainingDatasetId);
   const view = (await stores.features.viewById(dataset.featureViewId)).definition;
   return { dataset, view };
 }
 
-/** A fresh pass over one split as encoded batches (shuffled through a buffer, seeded by the epoch, for training). */
-export function splitBatches(training: TrainingStore, dataset: TrainingDataset, view: FeatureViewDefinition, split: Split, encoder: Encoder, batchSize: number, shuffle: boolean) {
+/**
+ * A pass over one split as encoded batches (shuffled through a buffer, seeded by the
+ * epoch, for training): read from Postgres, and kept in `cache` when it fits, so the next
+ * pass replays it (the same batches either way).
+ */
+export function splitBatches(training: TrainingStore, dataset: TrainingDataset, view: FeatureViewDefinition, split: Split, encoder: Encoder, batchSize: number, shuffle: boolean, cache?: EpochCache<Split>) {
   const columns = [...view.features.map((f) => f.name), view.label.name];
-  return (epoch: number) =>
-    toBatches(training.streamSplit(dataset, split, columns, batchSize * 4), encoder, {
-      label: view.label.name,
-      batchSize,
-      ...(shuffle ? { shuffleBuffer: SHUFFLE_BUFFER, seed: epoch } : {}),
-    });
+  const label = view.label.name;
+  return (epoch: number) => {
+    const order = shuffle ? { shuffleBuffer: SHUFFLE_BUFFER, seed: epoch } : {};
+    const read = () => training.streamSplit(dataset, split, columns, batchSize * 4);
+    return cache?.pass(split, { rows: dataset.rowCounts[split], read }, encoder, label, { batchSize, ...order }) ?? toBatches(read(), encoder, { label, batchSize, ...order });
+  };
 }
 
 /** What the model is trained on: one spec per feature of the view, in the view's order. */

@@ -307,7 +307,7 @@ export function createTrainingActivities({ features, training, registry, views, 
 const BATCH_STALL_MS = 60_000;
 
 /** GPU pool: the training loop itself, resumable from the run's last checkpoint. */
-export function createGpuTrainingActivities({ features, training, backend }: TrainingRunStores & { backend: LoadedBackend | null }) {
+export function createGpuTrainingActivities({ features, training, backend, epochCacheBytes }: TrainingRunStores & { backend: LoadedBackend | null; epochCacheBytes: number }) {
   return withDomainFailures({
     // `model` names the series of the worker's training metrics (absent in histories recorded before it was passed).
     async trainModel(input: { runKey: string; trainingDatasetId: number; params?: Record<string, unknown>; model?: string }): Promise<TrainResult> {
@@ -351,6 +351,7 @@ export function createGpuTrainingActivities({ features, training, backend }: Tra
               ...common,
               backend,
               params,
+              epochCacheBytes,
               onBatch: (p, history) => beat({ epoch: p.epoch, batches: p.batches, samples: p.samples, lastEpoch: history.at(-1) }),
               onValidationBatch: (p) => beat({ stage: 'validation', epoch: p.epoch, batches: p.batches }),
               onEpochEnd: saveCheckpoint,

@@ -25,7 +25,7 @@ async function main(): Promise<void> {
   try {
     const stores = { features: new FeatureStore({ knex }), training: new TrainingStore({ knex }) };
     const params = MlpParamsSchema.parse({ family: 'mlp', epochs: Number(process.env.BENCH_EPOCHS ?? 2), batchSize: 512, hiddenUnits: [64, 32], seed: 1 });
-    const run = await trainOnDataset({ stores, backend, trainingDatasetId: datasetId, params });
+    const run = await trainOnDataset({ stores, backend, trainingDatasetId: datasetId, params, epochCacheBytes: config.epochCacheMb * 2 ** 20 });
     const floor = await inMemoryRun(stores, backend, datasetId, params, run.signature);
     // The first epoch warms up (shader compilation, JIT): report the median of the rest when there are any.
     const steady = (history: EpochProgress[]) => (history.length > 1 ? history.slice(1) : history);

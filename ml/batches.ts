@@ -71,8 +71,8 @@ export async function* toBatches(rows: RowSource, encoder: Encoder, options: ToB
   if (size > 0) yield { x: x.slice(0, size * width), y: y.slice(0, size), size };
 }
 
-
-function labelValue(value: unknown, label: string, rowIndex: number): number {
+/** A row's label as a number (booleans as 0/1); throws, naming the row, for anything else. */
+export function labelValue(value: unknown, label: string, rowIndex: number): number {
   if (typeof value === 'boolean') return value ? 1 : 0;
   if (typeof value === 'number' && Number.isFinite(value)) return value;
   throw invalid(`row ${rowIndex}: label ${label} must be a boolean or a finite number, got ${value === undefined ? 'nothing' : JSON.stringify(value)}`, { label });
@@ -86,8 +86,12 @@ function isChunk(item: FeatureRow | readonly FeatureRow[]): item is readonly Fea
   return Array.isArray(item);
 }
 
-/** Chunks in, chunks out (no async step per row): each incoming row swaps with a random buffered one. */
-async function* shuffled<T>(chunks: AsyncIterable<readonly T[]>, bufferSize: number, seed: number): AsyncGenerator<readonly T[], void, undefined> {
+/**
+ * Chunks in, chunks out (no async step per row): each incoming row swaps with a random
+ * buffered one. The order out depends only on the rows' order in and the seed, not on
+ * how they are chunked (the epoch cache replays a split's row numbers through it).
+ */
+export async function* shuffled<T>(chunks: AsyncIterable<readonly T[]>, bufferSize: number, seed: number): AsyncGenerator<readonly T[], void, undefined> {
   const random = mulberry32(seed);
   const buffer: T[] = [];
   for await (const chunk of chunks) {

@@ -13,6 +13,7 @@ import { loadBackend } from '../ml/backend.ts';
 import { MlpParamsSchema } from '../ml/model.ts';
 import { FailureType } from '../core/errors.ts';
 import type { Batch } from '../ml/batches.ts';
+import { EpochCache } from '../ml/epoch-cache.ts';
 import { createEncoder, fitSignature } from '../ml/encoding.ts';
 import type { Split } from '../registry/training/index.ts';
 import { scratchFiles } from './helpers/files.ts';
@@ -321,12 +322,13 @@ describe('training datasets: the point-in-time join', () => {
     };
     const onMainThread = (split: Split, epoch: number, shuffle: boolean) => collect(splitBatches(training, dataset, view, split, createEncoder(signature), 2, shuffle)(epoch));
     const threadConnections = async () => Number((await db.knex.raw("select count(*) as n from pg_stat_activity where application_name = 'fti-split-reader'")).rows[0].n);
-    const reader = new SplitReader({ ...training.database(), trainingDatasetId: dataset.id, signature, batchSize: 2 });
+    // The thread keeps each split after its first pass (epoch-cache.ts): later passes replay it.
+    const reader = new SplitReader({ ...training.database(), trainingDatasetId: dataset.id, signature, batchSize: 2, epochCacheBytes: 64 << 20 });
     try {
       const first = await collect(reader.batches('train', 1, true));
       expect(first.reduce((n, b) => n + b.size, 0)).toBe(dataset.rowCounts.train);
       expect(first).toEqual(await onMainThread('train', 1, true));
-      // Another epoch is another shuffle, the same on both sides.
+      // Another epoch is another shuffle, the same on both sides (replayed on the thread, read here).
       const second = await collect(reader.batches('train', 2, true));
       expect(second).not.toEqual(first);
       expect(second).toEqual(await onMainThread('train', 2, true));
@@ -344,16 +346,56 @@ describe('training datasets: the point-in-time join', () => {
     // A training run reads the same batches either way, so it trains the same model.
     const backend = await loadBackend('cpu', 'wasm');
     const params = MlpParamsSchema.parse({ family: 'mlp', epochs: 2, batchSize: 2, hiddenUnits: [4], seed: 3 });
-    const train = (readOnThread: boolean) => trainOnDataset({ stores: { features: new FeatureStore({ knex: db.knex }), training }, backend, trainingDatasetId: dataset.id, params, readOnThread });
+    const train = (readOnThread: boolean) => trainOnDataset({ stores: { features: new FeatureStore({ knex: db.knex }), training }, backend, trainingDatasetId: dataset.id, params, readOnThread, ...(readOnThread ? { epochCacheBytes: 64 << 20 } : {}) });
     const [threaded, inline] = [await train(true), await train(false)];
     expect(threaded.history.map((h) => [h.loss, h.valLoss, h.samples])).toEqual(inline.history.map((h) => [h.loss, h.valLoss, h.samples]));
     expect(threaded.history).toHaveLength(2);
     // An error in the thread fails the pass with its message and failure type.
-    const missing = new SplitReader({ ...training.database(), trainingDatasetId: 987654, signature, batchSize: 2 });
+    const missing = new SplitReader({ ...training.database(), trainingDatasetId: 987654, signature, batchSize: 2, epochCacheBytes: 0 });
     try {
       await expect(collect(missing.batches('train', 1, true))).rejects.toMatchObject({ type: FailureType.NotFound, message: 'training dataset 987654 does not exist' });
     } finally {
       await missing.close();
+    }
+  });
+  it('keeps a split after its first whole pass and replays it in later epochs: the same batches, without reading Postgres; a pass left early or a split over budget is not kept', async () => {
+    const record = await new FeatureStore({ knex: db.knex }).registerView(view);
+    const training = new TrainingStore({ knex: db.knex });
+    const dataset = await training.createDataset(record, { idempotencyKey: uniqueId('epoch-cache') });
+    const encoder = createEncoder(fitSignature(featureSpecs(view), dataset.statistics, { name: view.label.name, kind: view.outputKind }));
+    const collect = async (batches: AsyncIterable<Batch>) => {
+      const out: Array<{ x: number[]; y: number[]; size: number }> = [];
+      for await (const b of batches) out.push({ x: [...b.x], y: [...b.y], size: b.size });
+      return out;
+    };
+    const pass = (split: Split, epoch: number, shuffle: boolean, cache?: EpochCache<Split>) => splitBatches(training, dataset, view, split, encoder, 3, shuffle, cache)(epoch);
+    const fresh = { train1: await collect(pass('train', 1, true)), train2: await collect(pass('train', 2, true)), train3: await collect(pass('train', 3, true)), validation: await collect(pass('validation', 1, false)) };
+    expect(fresh.train2).not.toEqual(fresh.train1);
+
+    const cache = new EpochCache<Split>(64 << 20);
+    // A first pass left after its first batch (a stop mid-epoch) keeps nothing.
+    expect(dataset.rowCounts.train).toBeGreaterThan(3);
+    for await (const _ of pass('train', 1, true, cache)) break;
+    expect(cache.get('train')).toBeUndefined();
+    expect(await collect(pass('train', 1, true, cache))).toEqual(fresh.train1);
+    expect(cache.get('train')?.rows).toBe(dataset.rowCounts.train);
+    expect(await collect(pass('validation', 1, false, cache))).toEqual(fresh.validation);
+    expect(cache.get('validation')?.rows).toBe(dataset.rowCounts.validation);
+    // A budget smaller than a split keeps nothing of it.
+    const small = new EpochCache<Split>(1000);
+    expect(await collect(pass('train', 1, true, small))).toEqual(fresh.train1);
+    expect(small.get('train')).toBeUndefined();
+
+    // With the dataset's table out of reach, the kept splits still give the batches a read gave.
+    const hidden = `${dataset.tableName}_hidden`;
+    await db.knex.raw('alter table ?? rename to ??', [dataset.tableName, hidden]);
+    try {
+      expect(await collect(pass('train', 2, true, cache))).toEqual(fresh.train2);
+      expect(await collect(pass('train', 3, true, cache))).toEqual(fresh.train3);
+      expect(await collect(pass('validation', 2, false, cache))).toEqual(fresh.validation);
+      await expect(collect(pass('train', 2, true, small))).rejects.toThrow(/does not exist/);
+    } finally {
+      await db.knex.raw('alter table ?? rename to ??', [hidden, dataset.tableName]);
     }
   });
 });

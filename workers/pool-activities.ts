@@ -36,6 +36,8 @@ export interface PoolDeps {
   dataRoots?: string[];
   /** How old a leftover must be before the gc workflow reaps it; default: FTI_GC_RETENTION. */
   gcRetention?: Retention;
+  /** Memory (MB) a training run may keep its splits in between epochs; default: FTI_EPOCH_CACHE_MB. */
+  epochCacheMb?: number;
 }
 
 export function cpuActivities(deps: PoolDeps) {
@@ -61,7 +63,7 @@ export function gpuActivities(deps: PoolDeps) {
   const { knex, backend } = deps;
   return {
     ...createWorkerInfoActivities({ pool: 'gpu', tfjsBackend: deps.tfjsBackend }),
-    ...createGpuTrainingActivities({ features: new FeatureStore({ knex }), training: new TrainingStore({ knex }), backend }),
+    ...createGpuTrainingActivities({ features: new FeatureStore({ knex }), training: new TrainingStore({ knex }), backend, epochCacheBytes: (deps.epochCacheMb ?? loadConfig().epochCacheMb) * 2 ** 20 }),
   };
 }
 
