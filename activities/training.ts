@@ -47,6 +47,12 @@ export interface TrainResult {
   finalLoss: number;
   finalValLoss?: number;
   samplesPerSecond: number;
+  /**
+   * An MLP's samples/s epoch by epoch, resumed epochs included (absent for trees, and in
+   * histories recorded before it was reported): the first reads its splits from Postgres,
+   * later ones replay them when the run kept them (FTI_EPOCH_CACHE_MB).
+   */
+  epochSamplesPerSecond?: number[];
   /** The train split's rows the model was fitted on: all of them, or gbdt's maxRows sample (absent in histories recorded before it was reported). */
   trainingRows?: number;
   trainingSeconds: number;
@@ -369,6 +375,7 @@ export function createGpuTrainingActivities({ features, training, backend, epoch
         finalLoss: last?.loss ?? Number.NaN,
         finalValLoss: last?.valLoss,
         samplesPerSecond: run.samplesPerSecond,
+        ...(params.family === 'mlp' ? { epochSamplesPerSecond: run.history.map((h) => Math.round(h.samplesPerSecond)) } : {}),
         trainingRows: run.trainingRows,
         trainingSeconds: run.seconds,
         ...engine,

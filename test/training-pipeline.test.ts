@@ -55,6 +55,9 @@ describe('training pipeline: dataset on the CPU pool, training on the GPU pool, 
     expect(first.featureView).toEqual({ name: 'flight_delays', version: 3 });
     expect(first.rowCounts.train).toBeGreaterThan(first.rowCounts.test);
     expect(first.training).toMatchObject({ epochs: 2, resumedFromEpoch: 0, tfjsBackend: 'webgpu' });
+    // Each epoch's rate, the first read from Postgres, the second replayed from the kept splits.
+    expect(first.training.epochSamplesPerSecond).toHaveLength(2);
+    expect(first.training.epochSamplesPerSecond?.every((r) => r > 0)).toBe(true);
     expect(first.metrics.auc).toBeGreaterThan(0.5);
     expect(first.metrics.auc).toBeLessThanOrEqual(1);
     expect(first.metrics).toHaveProperty('logLoss');
