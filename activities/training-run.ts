@@ -8,7 +8,7 @@ import { FtiError, FailureType } from '../core/errors.ts';
 import type { FeatureViewDefinition } from '../features/views.ts';
 import type { LoadedBackend } from '../ml/backend.ts';
 import { toBatches } from '../ml/batches.ts';
-import { EpochCache, encodedBytes } from '../ml/epoch-cache.ts';
+import { EpochCache, splitsKept } from '../ml/epoch-cache.ts';
 import { checkpointOf, restoreCheckpoint } from '../ml/checkpoint.ts';
 import { createEncoder, fitSignature, type Encoder } from '../ml/encoding.ts';
 import type { FeatureSpec } from '../ml/feature-spec.ts';
@@ -83,7 +83,7 @@ export async function trainOnDataset(options: TrainOnDatasetOptions): Promise<Tr
   const history = [...(resume?.history ?? [])];
   const onThread = options.readOnThread ?? dataset.rowCounts.train >= READER_THREAD_ROWS;
   const epochCacheBytes = options.epochCacheBytes ?? 0;
-  options.log?.('training', { dataset: dataset.id, rows: dataset.rowCounts, width: encoder.width, backend: backend.name, resumedFromEpoch: initialEpoch, readerThread: onThread, keptAfterFirstEpoch: keptSplits(dataset.rowCounts, encoder.width, epochCacheBytes) });
+  options.log?.('training', { dataset: dataset.id, rows: dataset.rowCounts, width: encoder.width, backend: backend.name, resumedFromEpoch: initialEpoch, readerThread: onThread, keptAfterFirstEpoch: splitsKept(epochCacheBytes, encoder.width, [['train', dataset.rowCounts.train], ['validation', dataset.rowCounts.validation]]) });
   const reader = onThread ? new SplitReader({ ...stores.training.database(), trainingDatasetId: dataset.id, signature, batchSize: params.batchSize, epochCacheBytes }) : undefined;
   const cache = reader ? undefined : new EpochCache<Split>(epochCacheBytes);
   const passes = (split: Split, shuffle: boolean) => (reader ? (epoch: number) => reader.batches(split, epoch, shuffle) : splitBatches(stores.training, dataset, view, split, encoder, params.batchSize, shuffle, cache));
@@ -117,20 +117,6 @@ export async function trainOnDataset(options: TrainOnDatasetOptions): Promise<Tr
     await reader?.close();
     model.dispose();
   }
-}
-
-/** The splits a run's epoch cache will hold, in the order their first passes come (train, then validation). */
-function keptSplits(rows: Record<Split, number>, width: number, budgetBytes: number): Split[] {
-  const kept: Split[] = [];
-  let left = budgetBytes;
-  for (const split of ['train', 'validation'] as const) {
-    const bytes = encodedBytes(rows[split], width);
-    if (rows[split] > 0 && bytes <= left) {
-      kept.push(split);
-      left -= bytes;
-    }
-  }
-  return kept;
 }
 
 export async function datasetAndView(stores: TrainingRunStores, trainingDatasetId: number): Promise<{ dataset: TrainingDataset; view: FeatureViewDefinition }> {

@@ -38,37 +38,42 @@ export type RowSource = AsyncIterable<FeatureRow | readonly FeatureRow[]> | Iter
 
 /** Encodes a stream of rows into batches of `batchSize` (the last one may be smaller). */
 export async function* toBatches(rows: RowSource, encoder: Encoder, options: ToBatchesOptions): AsyncGenerator<Batch, void, undefined> {
-  const { label, batchSize } = options;
+  const { label } = options;
+  let seen = 0;
+  yield* assembleBatches(inShuffleOrder(chunksOf(rows), options), encoder.width, options.batchSize, (row, x, offset) => {
+    encoder.encodeRow(row, x, offset);
+    return labelValue(row[label], label, seen++);
+  });
+}
+
+/**
+ * Items in, batches of `batchSize` out (the last one may be smaller): `write` puts an
+ * item's `width` values in `x` at `offset` and returns its label. A read encodes rows
+ * this way; the epoch cache copies kept rows by their numbers.
+ */
+export async function* assembleBatches<T>(items: AsyncIterable<readonly T[]>, width: number, batchSize: number, write: (item: T, x: Float32Array, offset: number) => number): AsyncGenerator<Batch, void, undefined> {
   if (!Number.isInteger(batchSize) || batchSize < 1) throw invalid(`batchSize must be a positive integer, got ${batchSize}`);
-  const width = encoder.width;
   let x = new Float32Array(batchSize * width);
   let y = new Float32Array(batchSize);
   let size = 0;
-  let seen = 0;
-
-  // Encodes one row into the batch being filled; returns the batch when it is full.
-  const add = (row: FeatureRow): Batch | undefined => {
-    encoder.encodeRow(row, x, size * width);
-    y[size] = labelValue(row[label], label, seen);
-    seen += 1;
-    size += 1;
-    if (size < batchSize) return undefined;
-    const full = { x, y, size };
-    x = new Float32Array(batchSize * width);
-    y = new Float32Array(batchSize);
-    size = 0;
-    return full;
-  };
-
-  const shuffleBuffer = options.shuffleBuffer ?? 0;
-  const chunks = shuffleBuffer > 1 ? shuffled(chunksOf(rows), shuffleBuffer, options.seed ?? 0) : chunksOf(rows);
-  for await (const chunk of chunks) {
-    for (const row of chunk) {
-      const full = add(row);
-      if (full) yield full;
+  for await (const chunk of items) {
+    for (const item of chunk) {
+      y[size] = write(item, x, size * width);
+      size += 1;
+      if (size < batchSize) continue;
+      yield { x, y, size };
+      x = new Float32Array(batchSize * width);
+      y = new Float32Array(batchSize);
+      size = 0;
     }
   }
   if (size > 0) yield { x: x.slice(0, size * width), y: y.slice(0, size), size };
+}
+
+/** The chunks' items through the seeded shuffle buffer when one is asked for (more than one item), else as they come. */
+export function inShuffleOrder<T>(chunks: AsyncIterable<readonly T[]>, options: Pick<ToBatchesOptions, 'shuffleBuffer' | 'seed'>): AsyncIterable<readonly T[]> {
+  const shuffleBuffer = options.shuffleBuffer ?? 0;
+  return shuffleBuffer > 1 ? shuffled(chunks, shuffleBuffer, options.seed ?? 0) : chunks;
 }
 
 /** A row's label as a number (booleans as 0/1); throws, naming the row, for anything else. */
@@ -78,7 +83,8 @@ export function labelValue(value: unknown, label: string, rowIndex: number): num
   throw invalid(`row ${rowIndex}: label ${label} must be a boolean or a finite number, got ${value === undefined ? 'nothing' : JSON.stringify(value)}`, { label });
 }
 
-async function* chunksOf(rows: RowSource): AsyncGenerator<readonly FeatureRow[], void, undefined> {
+/** A row source as chunks of rows, whether it gives rows or chunks. */
+export async function* chunksOf(rows: RowSource): AsyncGenerator<readonly FeatureRow[], void, undefined> {
   for await (const item of rows) yield isChunk(item) ? item : [item];
 }
 
@@ -91,7 +97,7 @@ function isChunk(item: FeatureRow | readonly FeatureRow[]): item is readonly Fea
  * buffered one. The order out depends only on the rows' order in and the seed, not on
  * how they are chunked (the epoch cache replays a split's row numbers through it).
  */
-export async function* shuffled<T>(chunks: AsyncIterable<readonly T[]>, bufferSize: number, seed: number): AsyncGenerator<readonly T[], void, undefined> {
+async function* shuffled<T>(chunks: AsyncIterable<readonly T[]>, bufferSize: number, seed: number): AsyncGenerator<readonly T[], void, undefined> {
   const random = mulberry32(seed);
   const buffer: T[] = [];
   for await (const chunk of chunks) {

@@ -12,8 +12,7 @@
  * to the end; a split that does not fit is read from Postgres every epoch, as without a
  * cache.
  */
-import type { Batch, RowSource } from './batches.ts';
-import { labelValue, shuffled } from './batches.ts';
+import { assembleBatches, chunksOf, inShuffleOrder, labelValue, type Batch, type RowSource, type ToBatchesOptions } from './batches.ts';
 import type { Encoder } from './encoding.ts';
 import type { FeatureRow } from './values.ts';
 
@@ -23,8 +22,28 @@ const BLOCK_ROWS = 1 << 16;
 const REPLAY_CHUNK = 4096;
 
 /** Bytes `rows` encoded rows of `width` values take (whole blocks, values and labels). */
-export function encodedBytes(rows: number, width: number): number {
+function encodedBytes(rows: number, width: number): number {
   return Math.ceil(rows / BLOCK_ROWS) * BLOCK_ROWS * (width + 1) * Float32Array.BYTES_PER_ELEMENT;
+}
+
+/** Whether a split of `rows` rows of `width` values can be kept in `leftBytes`. */
+function fits(rows: number, width: number, leftBytes: number): boolean {
+  return encodedBytes(rows, width) <= leftBytes;
+}
+
+/**
+ * The splits a cache of `budgetBytes` will keep when their first passes come in the
+ * order given (a run's: train, then validation), each taking its share of the budget.
+ */
+export function splitsKept<K extends string>(budgetBytes: number, width: number, splits: ReadonlyArray<readonly [K, number]>): K[] {
+  const kept: K[] = [];
+  let left = budgetBytes;
+  for (const [key, rows] of splits) {
+    if (!fits(rows, width, left)) continue;
+    kept.push(key);
+    left -= encodedBytes(rows, width);
+  }
+  return kept;
 }
 
 /** A split's rows, encoded, in the order they were read: `width` values and a label each. */
@@ -69,52 +88,31 @@ export class EncodedRows {
   }
 }
 
-export interface PassOptions {
-  batchSize: number;
-  /** As toBatches: shuffle through a buffer of this many rows; 0 or absent: in order. */
-  shuffleBuffer?: number;
-  seed?: number;
+/** How a pass cuts and orders its batches: toBatches' options, the label aside (kept rows hold theirs). */
+export type PassOptions = Omit<ToBatchesOptions, 'label'>;
+
+/** The numbers from `start` to `end` (excluded). */
+function range(start: number, end: number): number[] {
+  return Array.from({ length: end - start }, (_, i) => start + i);
 }
 
-/** The rows of `order` as batches, their values copied from `rows`. */
-async function* gather(rows: EncodedRows, order: AsyncIterable<readonly number[]>, batchSize: number): AsyncGenerator<Batch, void, undefined> {
-  const width = rows.width;
-  let x = new Float32Array(batchSize * width);
-  let y = new Float32Array(batchSize);
-  let size = 0;
-  for await (const chunk of order) {
-    for (const index of chunk) {
-      y[size] = rows.copyRow(index, x, size * width);
-      size += 1;
-      if (size < batchSize) continue;
-      yield { x, y, size };
-      x = new Float32Array(batchSize * width);
-      y = new Float32Array(batchSize);
-      size = 0;
-    }
-  }
-  if (size > 0) yield { x: x.slice(0, size * width), y: y.slice(0, size), size };
-}
-
-function shuffledIfAsked(numbers: AsyncIterable<readonly number[]>, options: PassOptions): AsyncIterable<readonly number[]> {
-  const shuffleBuffer = options.shuffleBuffer ?? 0;
-  return shuffleBuffer > 1 ? shuffled(numbers, shuffleBuffer, options.seed ?? 0) : numbers;
-}
-
+/** Row numbers 0 to `count`, a chunk at a time. */
 async function* rowNumbers(count: number): AsyncGenerator<readonly number[], void, undefined> {
-  for (let start = 0; start < count; start += REPLAY_CHUNK) {
-    const end = Math.min(count, start + REPLAY_CHUNK);
-    yield Array.from({ length: end - start }, (_, i) => start + i);
-  }
+  for (let start = 0; start < count; start += REPLAY_CHUNK) yield range(start, Math.min(count, start + REPLAY_CHUNK));
 }
 
 /** Each chunk of `source` encoded into `into`, as the row numbers it was given there. */
 async function* keeping(source: RowSource, into: EncodedRows, encoder: Encoder, label: string): AsyncGenerator<readonly number[], void, undefined> {
-  for await (const item of source) {
+  for await (const chunk of chunksOf(source)) {
     const first = into.rows;
-    for (const row of Array.isArray(item) ? (item as readonly FeatureRow[]) : [item as FeatureRow]) into.append(encoder, row, label);
-    yield Array.from({ length: into.rows - first }, (_, i) => first + i);
+    for (const row of chunk) into.append(encoder, row, label);
+    yield range(first, into.rows);
   }
+}
+
+/** Batches of kept rows, in the order of the row numbers given. */
+function gather(rows: EncodedRows, numbers: AsyncIterable<readonly number[]>, options: PassOptions): AsyncGenerator<Batch, void, undefined> {
+  return assembleBatches(inShuffleOrder(numbers, options), rows.width, options.batchSize, (index, x, offset) => rows.copyRow(index, x, offset));
 }
 
 /** A split to read: its row count (for the budget) and a fresh read of its rows. */
@@ -148,12 +146,12 @@ export class EpochCache<K extends string = string> {
    */
   pass(key: K, split: SplitSource, encoder: Encoder, label: string, options: PassOptions): AsyncGenerator<Batch, void, undefined> | undefined {
     const kept = this.kept.get(key);
-    if (kept) return gather(kept, shuffledIfAsked(rowNumbers(kept.rows), options), options.batchSize);
-    if (encodedBytes(split.rows, encoder.width) > this.budgetBytes - this.bytes) return undefined;
+    if (kept) return gather(kept, rowNumbers(kept.rows), options);
+    if (!fits(split.rows, encoder.width, this.budgetBytes - this.bytes)) return undefined;
     const into = new EncodedRows(encoder.width);
     const done = this.kept;
     return (async function* () {
-      yield* gather(into, shuffledIfAsked(keeping(split.read(), into, encoder, label), options), options.batchSize);
+      yield* gather(into, keeping(split.read(), into, encoder, label), options);
       // Only a whole pass is kept: a pass left early (a stop mid-epoch) is read again next time.
       done.set(key, into);
     })();
