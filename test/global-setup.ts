@@ -18,7 +18,7 @@ import { startPostgres } from '../cli/services/postgres.ts';
 import { freePort } from '../cli/services/ports.ts';
 import { resolveTemporalCli } from '../cli/services/temporal-cli.ts';
 import { startTemporalDevServer } from '../cli/services/temporal-server.ts';
-import { WORKFLOWS_PATH } from '../workers/worker.ts';
+import { WORKFLOW_BUNDLER_OPTIONS, WORKFLOWS_PATH } from '../workers/worker.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -42,7 +42,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const [port, uiPort] = [await freePort(), await freePort()];
   const temporal = await startTemporalDevServer({ cliPath, port, uiPort, log });
 
-  const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
+  const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, ...WORKFLOW_BUNDLER_OPTIONS, logger: quietLogger });
   const workflowBundlePath = path.join(scratch, 'workflow-bundle.js');
   fs.writeFileSync(workflowBundlePath, code);
 

@@ -21,6 +21,13 @@ import { installWorkerRuntime } from './runtime.ts';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
+/**
+ * How the workflow bundle is built, by the CPU worker and by the tests alike: with
+ * workflows/preload.ts (zod) loaded once per reused V8 context instead of once per
+ * workflow.
+ */
+export const WORKFLOW_BUNDLER_OPTIONS = { preloadModules: [fileURLToPath(new URL('../workflows/preload.ts', import.meta.url))] };
+
 export interface PoolWorkerOptions {
   pool: Pool;
   connection: NativeConnection;
@@ -63,7 +70,10 @@ export async function createPoolWorker(options: PoolWorkerOptions): Promise<{ wo
   };
   if (options.pool === 'cpu') {
     if (options.workflowBundle) workerOptions.workflowBundle = options.workflowBundle;
-    else workerOptions.workflowsPath = WORKFLOWS_PATH;
+    else {
+      workerOptions.workflowsPath = WORKFLOWS_PATH;
+      workerOptions.bundlerOptions = WORKFLOW_BUNDLER_OPTIONS;
+    }
   }
   const worker = await Worker.create(workerOptions);
   return { worker, activities: Object.keys(activities).sort() };
