@@ -17,7 +17,7 @@
  */
 import type * as tfTypes from '@tensorflow/tfjs';
 import type { Pool } from '../core/task-queues.ts';
-import { installUntransposedProducts } from './wasm-kernels.ts';
+import { installColumnSums, installUntransposedProducts } from './wasm-kernels.ts';
 
 export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export type Tf = typeof tfTypes;
@@ -99,6 +99,7 @@ async function tryBackend(name: BackendName, nativePackage: 'tfjs-node-gpu' | 't
       if (!(await tf.setBackend('wasm'))) throw new Error('tf.setBackend("wasm") failed');
       await tf.ready();
       installUntransposedProducts(tf);
+      installColumnSums(tf);
       return { name, package: '@tensorflow/tfjs-backend-wasm', device: 'CPU (WebAssembly)', tf };
     }
     case 'cpu': {

@@ -73,3 +73,62 @@ export function installUntransposedProducts(tf: Tf): void {
     tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc } as KernelConfig);
   }
 }
+
+/** The WASM backend's memory, as a kernel sees it (tfjs types it as KernelBackend). */
+interface HeapBackend {
+  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
+  typedArrayFromHeap(info: TensorInfo): Float32Array;
+}
+
+/**
+ * A faster Sum on the WASM backend for one case: a float32 matrix summed over its rows
+ * (axis 0), which is how tfjs computes a dense layer's bias gradient from a batch.
+ *
+ * tfjs-backend-wasm 4.22 transposes the matrix so that the summed axis is innermost,
+ * then sums each row: measured on 1024×64 (a 64-unit layer's gradient, batch 1024),
+ * 0.34 ms, about 7 % of the flights MLP's training step. Here each column is summed
+ * straight from the rows as they lie, in the same order (row 0 first) and in float32 at
+ * every step, as the backend's loop does: the same bits (the tests compare them), in
+ * about a tenth of the time. Every other Sum goes to the original kernel.
+ */
+export function installColumnSums(tf: Tf): void {
+  const original = tf.getKernel('Sum', 'wasm');
+  if (!original) throw new Error('the wasm backend has no Sum kernel');
+  if ((original.kernelFunc as KernelFunc & { [INSTALLED]?: true })[INSTALLED]) return;
+  const sum = original.kernelFunc;
+  const kernelFunc: KernelFunc & { [INSTALLED]?: true } = ({ inputs, backend, attrs }) => {
+    const x = inputs['x'] as TensorInfo;
+    const { axis, keepDims } = (attrs ?? {}) as { axis?: number | number[]; keepDims?: boolean };
+    const overRows = x.dtype === 'float32' && x.shape.length === 2 && axis !== undefined && tf.util.parseAxisParam(axis, x.shape).join() === '0';
+    if (!overRows) return sum({ inputs, backend, attrs });
+    const [rows, columns] = x.shape as [number, number];
+    const heap = backend as unknown as HeapBackend;
+    // The output first: allocating it may grow the heap, which detaches earlier views of it.
+    const out = heap.makeOutput(keepDims ? [1, columns] : [columns], 'float32');
+    const sums = heap.typedArrayFromHeap(out);
+    const values = heap.typedArrayFromHeap(x);
+    // Four columns at a time, each total rounded to float32 at every step (Math.fround):
+    // four independent chains of additions keep the core busy where one would wait.
+    const end = rows * columns;
+    let c = 0;
+    for (; c + 4 <= columns; c += 4) {
+      let [t0, t1, t2, t3] = [0, 0, 0, 0];
+      for (let at = c; at < end; at += columns) {
+        t0 = Math.fround(t0 + (values[at] as number));
+        t1 = Math.fround(t1 + (values[at + 1] as number));
+        t2 = Math.fround(t2 + (values[at + 2] as number));
+        t3 = Math.fround(t3 + (values[at + 3] as number));
+      }
+      [sums[c], sums[c + 1], sums[c + 2], sums[c + 3]] = [t0, t1, t2, t3];
+    }
+    for (; c < columns; c++) {
+      let total = 0;
+      for (let at = c; at < end; at += columns) total = Math.fround(total + (values[at] as number));
+      sums[c] = total;
+    }
+    return out;
+  };
+  kernelFunc[INSTALLED] = true;
+  tf.unregisterKernel('Sum', 'wasm');
+  tf.registerKernel({ kernelName: 'Sum', backendName: 'wasm', kernelFunc } as KernelConfig);
+}

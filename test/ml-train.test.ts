@@ -297,6 +297,39 @@ describe('training on the WASM backend', () => {
     expect(tfjs.getKernel('BatchMatMul', 'wasm')?.kernelFunc).toBe(kernel);
   });
 
+  it("sums a matrix over its rows to the very bits of the backend's own sum, and hands every other Sum to it (wasm-kernels.ts)", async () => {
+    const backend = tfjs.engine().backend;
+    const dataIds = backend.numDataIds();
+    const bits = async (t: tf.Tensor) => Buffer.from((await t.data()).buffer).toString('hex');
+    // Magnitudes from 1e-3 to 1e3 and both signs: float32 sums taken in any other order round differently.
+    const shapes: Array<[number, number]> = [[1024, 64], [1024, 32], [1024, 1], [333, 17], [1, 5]];
+    for (const [i, [rows, columns]] of shapes.entries()) {
+      const x = tfjs.tidy(() => tfjs.mul(tfjs.randomNormal([rows, columns], 0, 1, 'float32', i + 1), tfjs.pow(tfjs.scalar(10), tfjs.randomUniform([rows, columns], -3, 3, 'float32', i + 7))));
+      // Summed over its innermost axis, the transpose goes to the backend's own kernel: the reference.
+      const reference = tfjs.tidy(() => tfjs.sum(tfjs.transpose(x), 1));
+      const [overRows, kept, negative] = [tfjs.sum(x, 0), tfjs.sum(x, 0, true), tfjs.sum(x, [-2])];
+      expect(await bits(overRows)).toBe(await bits(reference));
+      expect(await bits(kept)).toBe(await bits(reference));
+      expect(await bits(negative)).toBe(await bits(reference));
+      expect([overRows.shape, kept.shape]).toEqual([[columns], [1, columns]]);
+      tfjs.dispose([x, reference, overRows, kept, negative]);
+    }
+    // Other reductions are the backend's: over columns, and of everything.
+    tfjs.tidy(() => {
+      const m = tfjs.tensor2d([[1, 2, 3], [4, 5, 6]]);
+      expect(tfjs.sum(m, 1).arraySync()).toEqual([6, 15]);
+      expect(tfjs.sum(m).arraySync()).toBe(21);
+      expect(tfjs.sum(tfjs.tensor2d([[1, 2], [3, 4]], [2, 2], 'int32'), 0).arraySync()).toEqual([4, 6]);
+    });
+    // Nothing is left behind in the WASM heap.
+    expect(backend.numDataIds()).toBe(dataIds);
+    // A second install wraps nothing twice.
+    const kernel = tfjs.getKernel('Sum', 'wasm')?.kernelFunc;
+    const { installColumnSums } = await import('../ml/wasm-kernels.ts');
+    installColumnSums(tfjs);
+    expect(tfjs.getKernel('Sum', 'wasm')?.kernelFunc).toBe(kernel);
+  });
+
   it('closes the source and rejects when a batch is malformed mid-epoch', async () => {
     const model = buildModel(tfjs, spec, WIDTH, 'binary_classifier');
     const closed: string[] = [];
