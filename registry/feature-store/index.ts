@@ -207,6 +207,8 @@ export { chunkSizesSql, pointInTimeSql, type PitPlan, type PitQuery, type PitStr
 export { pointInTimeRows, streamPointInTime, type SpineOrder, type StreamChunk, type StreamOptions, type StreamStep } from './pit-stream.ts';
 export { joinOnlineRow, scannedTables, snapshotSql } from './reads.ts';
 export { computeStatistics } from './statistics.ts';
+export { orderByKeyThenTime } from './key-order.ts';
+export { segmentCache, SegmentCache } from './segments.ts';
 export { groupTables } from './tables.ts';
 export { UNCHANGED_SINCE_COMPACTION } from './compaction.ts';
 export { latestViewSnapshot, viewQuery } from './view-snapshot.ts';

@@ -29,8 +29,10 @@ import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { BinaryCopyWriter, binaryCopyOut, cancelOnAbort, copyBytes, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, textField, timestampField, toInlined, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
-import { joinedStreamSql, pointInTimeColumns, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
+import { BinaryCopyWriter, binaryCopyOut, cancelOnAbort, col, copyBytes, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, textField, timestampField, toInlined, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
+import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointInTimeColumns, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
+import { orderByKeyThenTime } from './key-order.ts';
+import { segmentCache, segmentsHold, type PartitionSegment, type Segment, type SegmentCache, type SegmentSpec } from './segments.ts';
 
 /** One chunk of the join (PitQuery.chunk), written into a table of its own. */
 export interface StreamChunk {
@@ -518,20 +520,10 @@ async function joinGroup(
   signal: AbortSignal | undefined,
 ): Promise<JoinResult> {
   const rows = keyIds.length;
-  // Places: the spine rows with a key, grouped by key (counting sort), by time within a key.
+  // Places: the spine rows with a key, by key, by time within a key.
   const keys = keyIndex.size;
-  const first = new Int32Array(keys + 1);
-  for (const k of keyIds) if (k >= 0) first[k + 1] = (first[k + 1] as number) + 1;
-  for (let k = 0; k < keys; k++) first[k + 1] = (first[k + 1] as number) + (first[k] as number);
-  const places = first[keys] as number;
-  const rowAt = new Int32Array(places);
-  const fill = first.slice(0, keys);
-  keyIds.forEach((k, row) => {
-    if (k < 0) return;
-    rowAt[fill[k] as number] = row;
-    fill[k] = (fill[k] as number) + 1;
-  });
-  for (let k = 0; k < keys; k++) rowAt.subarray(first[k], first[k + 1]).sort((a, b) => (times[a] as number) - (times[b] as number));
+  const { order: rowAt, first } = orderByKeyThenTime(keyIds, times, keys);
+  const places = rowAt.length;
   const timeAt = new Float64Array(places);
   const result = new JoinResult(rows, places, slot);
   rowAt.forEach((row, place) => {
@@ -544,15 +536,14 @@ async function joinGroup(
   // the spine, unless there are too many to send as one literal.
   const spineKeys = keyIndex.size <= MAX_SPINE_KEYS_SENT ? [...keyIndex.keys()] : undefined;
   /**
-   * A read's tuple handler. A group's rows mostly come in key and time order (as its
-   * partitions were written), so a key's id is looked up again only when the key's
-   * bytes change, and of consecutive rows placed at one place only the newest is
-   * copied: the copy of the row waits (a reference to the stream's chunk, which stays
-   * valid) until a row goes elsewhere, or the read ends (`flush`).
+   * Places a read's rows. A group's rows mostly come in key and time order (as its
+   * partitions were written, and as a segment holds them), so a key's id is looked up
+   * again only when its key changes (`key`), and of consecutive rows placed at one place
+   * only the newest is copied: the copy waits (a reference to the stream's chunk or the
+   * segment, which stays valid) until a row goes elsewhere, or the read ends (`flush`).
    */
-  const reader = () => {
-    let lastKey: Buffer | undefined;
-    let lastK: number | undefined;
+  const placer = () => {
+    let k = -1;
     /** Where the last row of this key was placed: the next one, mostly later, is searched for from there. */
     let hint = 0;
     let pending = -1;
@@ -564,23 +555,20 @@ async function joinGroup(
       if (pending >= 0) result.offer(pending, pendingTime, pendingBuf, pendingStart, pendingEnd);
       pending = -1;
     };
-    const onTuple = (t: BinaryTuple) => {
-      if ((t.length[0] as number) < 0) return;
-      if (!fieldEquals(t, 0, lastKey)) {
-        lastKey = fieldBytes(t, 0) as Buffer;
-        lastK = keyIndex.get(lastKey.toString('utf8'));
-        if (lastK !== undefined) hint = first[lastK] as number;
-      }
-      const k = lastK;
-      if (k === undefined) return;
+    /** The rows that follow are of key id `next` (-1: a key the spine does not have). */
+    const key = (next: number) => {
+      k = next;
+      if (k >= 0) hint = first[k] as number;
+    };
+    /** A row of the current key: its features' fields are `buf[start, end)`. */
+    const place = (eventTime: number, known: number, buf: Buffer, start: number, end: number) => {
+      if (k < 0) return;
       // Known after it happened: visible from when it was known (t >= known); else after it happened (t > event time).
-      const eventTime = timestampField(t, 1) as number;
-      const known = timestampField(t, 2) as number;
       const inclusive = known > eventTime;
       const enters = inclusive ? known : eventTime;
       // The first place at or after the time it enters, searched for outwards from the hint
       // (a few steps for rows in time order, where a search of the whole key took about 14).
-      const end = first[k + 1] as number;
+      const last = first[k + 1] as number;
       let lo: number;
       let hi: number;
       if (hint > (first[k] as number) && !before(timeAt[hint - 1] as number, enters, inclusive)) {
@@ -589,9 +577,9 @@ async function joinGroup(
       } else {
         lo = hint;
         hi = hint;
-        for (let step = 1; hi < end && before(timeAt[hi] as number, enters, inclusive); step *= 2) {
+        for (let step = 1; hi < last && before(timeAt[hi] as number, enters, inclusive); step *= 2) {
           lo = hi + 1;
-          hi = Math.min(end, hi + step);
+          hi = Math.min(last, hi + step);
         }
       }
       while (lo < hi) {
@@ -600,26 +588,75 @@ async function joinGroup(
         else hi = mid;
       }
       hint = lo;
-      if (lo >= end) return;
+      if (lo >= last) return;
       if (lo === pending) {
         if (!(eventTime > pendingTime)) return;
       } else flush();
       pending = lo;
       pendingTime = eventTime;
-      pendingBuf = t.buf;
-      pendingStart = features ? fieldStart(t, 3) : 0;
-      pendingEnd = features ? fieldEnd(t, t.fields - 1) : 0;
+      pendingBuf = buf;
+      pendingStart = start;
+      pendingEnd = end;
     };
-    return { onTuple, flush };
+    return { key, place, flush };
   };
-  // Read in `reads` parts side by side (one Postgres backend each), placed as they come.
-  await Promise.all(
-    Array.from({ length: reads }, async (_, index) => {
-      const { onTuple, flush } = reader();
-      await copyOut(knex, joinedStreamSql(q, ji, { index, count: reads }, spineKeys), signal, onTuple);
-      flush();
-    }),
-  );
+  /** A read of joinedStreamSql's rows (or its seeds), placed as they come. */
+  const readRows = async (query: Sql) => {
+    const { key, place, flush } = placer();
+    let lastKey: Buffer | undefined;
+    await copyOut(knex, query, signal, (t) => {
+      if ((t.length[0] as number) < 0) return;
+      if (!fieldEquals(t, 0, lastKey)) {
+        lastKey = fieldBytes(t, 0) as Buffer;
+        key(keyIndex.get(lastKey.toString('utf8')) ?? -1);
+      }
+      place(timestampField(t, 1) as number, timestampField(t, 2) as number, t.buf, features ? fieldStart(t, 3) : 0, features ? fieldEnd(t, t.fields - 1) : 0);
+    });
+    flush();
+  };
+  const segments = slot === undefined ? undefined : await segmentPlan(knex, q, ji, j);
+  if (segments) {
+    // The rows from the segments of the partitions the join reads, the seeds (older) from Postgres, side by side.
+    const seeds = joinedSeedsStreamSql(q, ji, spineKeys);
+    const eventTimeOnly = q.pointInTime === 'event_time';
+    await Promise.all([
+      seeds ? readRows(seeds) : undefined,
+      (async () => {
+        // The next two segments are loaded (or read from Postgres, one backend each) while one is placed.
+        const named = segments.parts.flatMap((p) => (p.name ? [{ ...p, name: p.name }] : []));
+        const load = (i: number) => {
+          const p = named[i];
+          if (!p) return undefined;
+          const loading = segments.cache.load(knex, segments.spec, p, signal);
+          loading.catch(() => undefined);
+          return loading;
+        };
+        const ahead = [load(0), load(1)];
+        for (let i = 0; i < named.length; i++) {
+          const seg = (await ahead.shift()) as Segment;
+          ahead.push(load(i + 2));
+          const { key, place, flush } = placer();
+          for (const [text, k] of keyIndex) {
+            const run = seg.keys.get(text);
+            if (!run) continue;
+            key(k);
+            // The key's rows from the first the join reads (by event time) to the query's end.
+            let row = segments.from === undefined ? run[0] : lowerBound(seg.eventTime, run[0], run[1], segments.from);
+            for (; row < run[1]; row++) {
+              const eventTime = seg.eventTime[row] as number;
+              if (segments.to !== undefined && eventTime >= segments.to) break;
+              const at = row * seg.slot;
+              place(eventTime, eventTimeOnly ? eventTime : (seg.known[row] as number), seg.slab, at, at + (seg.used[row] as number));
+            }
+          }
+          flush();
+        }
+      })(),
+    ]);
+  } else {
+    // Read in `reads` parts side by side (one Postgres backend each), placed as they come.
+    await Promise.all(Array.from({ length: reads }, (_, index) => readRows(joinedStreamSql(q, ji, { index, count: reads }, spineKeys))));
+  }
 
   // The running max along each key's places; then the ttl drops what is too old.
   for (let k = 0; k < keys; k++) {
@@ -659,4 +696,34 @@ async function copyOut(knex: Knex, query: Sql, signal: AbortSignal | undefined, 
     release();
     await knex.client.releaseConnection(client);
   }
+}
+
+/** The first row in [from, to) whose time is at or after `at` (`times` ascending there). */
+function lowerBound(times: Float64Array, from: number, to: number, at: number): number {
+  let lo = from;
+  let hi = to;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((times[mid] as number) < at) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Where join `ji` reads its group's rows from segments (segments.ts): the partitions
+ * that meet [from, to) in microseconds, the bounds of the rows joinedRowsSql scans;
+ * undefined when this process keeps no segments, or they cannot hold the group.
+ */
+async function segmentPlan(knex: Knex, q: PitQuery, ji: number, j: PitJoin): Promise<{ cache: SegmentCache; spec: SegmentSpec; parts: PartitionSegment[]; from?: number; to?: number } | undefined> {
+  const cache = segmentCache();
+  const columns = j.features.map((f) => f.column);
+  if (!cache || !segmentsHold(j.shape, columns)) return undefined;
+  const spec: SegmentSpec = { group: j.shape, pin: j.visible, features: columns, keyText: keyText(j.shape.entityKeys.map((k) => col('g', k))) };
+  const bounds = joinedRowsFrom(q, ji);
+  const froms = [bounds.ttl, bounds.settled].filter((d): d is Date => d !== undefined);
+  const from = froms.length ? new Date(Math.max(...froms.map((d) => d.getTime()))) : undefined;
+  const parts = await cache.plan(knex, spec, from, q.end);
+  if (!parts) return undefined;
+  return { cache, spec, parts, ...(from ? { from: from.getTime() * 1000 } : {}), ...(q.end ? { to: q.end.getTime() * 1000 } : {}) };
 }

@@ -235,14 +235,11 @@ export function joinedRowsSql(q: PitQuery, ji: number, { slice, spineKeys }: { s
   const te = sql`g.${id(j.shape.eventTime)}`;
   const known = q.pointInTime === 'available_at';
   const bounds: Sql[] = q.end ? [sql`${te} < ${q.end}`, ...(known ? [sql`g._available_at < ${q.end}`] : [])] : [];
-  // A row older than the ttl before the first spine row joins nowhere: its event-time ranges are not read.
-  if (q.start && j.ttlMs !== undefined) bounds.push(sql`${te} >= ${new Date(q.start.getTime() - j.ttlMs)}`);
+  const from = joinedRowsFrom(q, ji);
+  if (from.ttl) bounds.push(sql`${te} >= ${from.ttl}`);
   const chunk = ji === 0 ? chunkFilter(q, 'g', 'join') : undefined;
   if (chunk) bounds.push(chunk);
-  // Rows before `settled` were all known before the first spine row: of those only each
-  // key's newest can matter (the seeds below), so they are not scanned and sorted.
-  const settled = q.start ? settledBefore(j, q.start, q.pointInTime) : undefined;
-  if (settled) bounds.push(sql`${te} >= ${settled}`);
+  if (from.settled) bounds.push(sql`${te} >= ${from.settled}`);
   if (slice) {
     if (slice.from) bounds.push(sql`${te} >= ${slice.from}`);
     if (slice.to) bounds.push(sql`${te} < ${slice.to}`);
@@ -251,23 +248,61 @@ export function joinedRowsSql(q: PitQuery, ji: number, { slice, spineKeys }: { s
   const features = j.features.map((f, fi) => sql`g.${id(f.column)} as ${id(`_f${fi}`)}`);
   const rows = sql`select ${join([...keys.map((k, ki) => sql`g.${id(k)}::text as ${id(`_k${ki}`)}`), sql`${te} as _te`, sql`${known ? sql`g._available_at` : te} as _known`, ...features], ', ')}
       from (${snapshotSql(j.shape, j.visible)}) g ${timeBound}`;
-  if (!settled || (slice && slice.from)) return rows;
-  // Each spine key's newest row before `settled`, by an index probe (known by then, so it enters before every spine row).
+  if (!from.settled || (slice && slice.from)) return rows;
+  return sql`${rows}
+      union all
+      ${seedRowsSql(q, ji, from.settled, spineKeys)}`;
+}
+
+/**
+ * Where join `ji`'s rows that joinedRowsSql scans begin: `ttl`, the ttl before the
+ * query's start (an older row joins nowhere); `settled`, the instant before which
+ * every row was known by the start (settledBefore): of those only each key's newest
+ * can matter (the seeds), so they are not scanned. Both undefined without a start.
+ */
+export function joinedRowsFrom(q: PitQuery, ji: number): { ttl?: Date; settled?: Date } {
+  const j = q.joins[ji] as PitJoin;
+  if (!q.start) return {};
+  const ttl = j.ttlMs === undefined ? undefined : new Date(q.start.getTime() - j.ttlMs);
+  const settled = settledBefore(j, q.start, q.pointInTime);
+  return { ...(ttl ? { ttl } : {}), ...(settled ? { settled } : {}) };
+}
+
+/**
+ * Each spine key's newest row of join `ji`'s group before `settled`, by an index probe
+ * (known by then, so it enters before every spine row): joinedRowsSql's columns.
+ */
+function seedRowsSql(q: PitQuery, ji: number, settled: Date, spineKeys: readonly string[] | undefined): Sql {
+  const j = q.joins[ji] as PitJoin;
+  const keys = j.shape.entityKeys;
+  const te = sql`g.${id(j.shape.eventTime)}`;
+  const features = j.features.map((f, fi) => sql`g.${id(f.column)} as ${id(`_f${fi}`)}`);
   const keyColumn = keys.length === 1 ? j.shape.columns.find((c) => c.name === keys[0]) : undefined;
   const probes =
     spineKeys && keyColumn
       ? sql`select (u.k)::${kw(PG_TYPE[keyColumn.type])} as ${id(j.on[keyColumn.name] as string)}, ${settled}::timestamptz as _settled
             from jsonb_array_elements_text(${JSON.stringify(spineKeys)}::jsonb) u(k)`
       : sql`select distinct ${ids(keys.map((k) => j.on[k] as string))}, ${settled}::timestamptz as _settled from (${spineRows(q)}) s where ${spineFilter(q, 's')}`;
-  return sql`${rows}
-      union all
-      select ${join([...keys.map((k, ki) => sql`${col('k', j.on[k] as string)}::text as ${id(`_k${ki}`)}`), sql`${te} as _te`, sql`${te} as _known`, ...features], ', ')}
+  return sql`select ${join([...keys.map((k, ki) => sql`${col('k', j.on[k] as string)}::text as ${id(`_k${ki}`)}`), sql`${te} as _te`, sql`${te} as _known`, ...features], ', ')}
       from (${probes}) k
       cross join lateral (${latestBefore({ ...j, ttlMs: undefined }, 'k', '_settled', 'event_time', q.start)}) g`;
 }
 
+/**
+ * The seeds of join `ji` (seedRowsSql) as the stream plan reads its group's rows
+ * (joinedStreamSql's columns), for a reader that takes the rest of the rows from
+ * column segments (segments.ts); undefined when the query has no seeds.
+ */
+export function joinedSeedsStreamSql(q: PitQuery, ji: number, spineKeys?: readonly string[]): Sql | undefined {
+  const settled = joinedRowsFrom(q, ji).settled;
+  if (!settled) return undefined;
+  const j = q.joins[ji] as PitJoin;
+  const key = keyText(j.shape.entityKeys.map((_, ki) => col('r', `_k${ki}`)));
+  return sql`select ${join([sql`${key} as _key`, sql`r._te`, sql`r._known`, ...j.features.map((_, fi) => col('r', `_f${fi}`))], ', ')} from (${seedRowsSql(q, ji, settled, spineKeys)}) r`;
+}
+
 /** One text per key (of one column or several): the same on the spine's side and the group's. */
-function keyText(columns: Sql[]): Sql {
+export function keyText(columns: Sql[]): Sql {
   const texts = columns.map((c) => sql`(${c})::text`);
   return texts.length === 1 ? (texts[0] as Sql) : sql`array[${join(texts, ', ')}]::text`;
 }

@@ -1,0 +1,396 @@
+/**
+ * Column segments: one range partition of a group's offline rows, as of the last
+ * commit that wrote to its range, kept on this machine's disk as columns, so that the
+ * stream plan's point-in-time joins (pit-stream.ts) read a partition no commit changed
+ * since from a file instead of from Postgres.
+ *
+ * Why: of a join's time, Postgres spends most producing the joined group's rows. A
+ * binary COPY of the flights example's 8.6M airport rows with the 12 features a view
+ * joins took 18.6 s of the server's CPU (2 of those 15 fields: 4.8 s): a cost per
+ * field of every row, paid again by every dataset build and every batch-inference
+ * partition. A segment holds the same rows' bytes, read at the speed of the disk (its
+ * page cache, mostly).
+ *
+ * Why it is exact: a commit writes rows only within its event-time range
+ * (feature_commits.min_event_time to max_event_time: the rows it inserts and the ones
+ * it supersedes into history), so a range partition's rows in a snapshot are its rows
+ * in the snapshot of the last commit, at or before the snapshot's pin, whose range
+ * meets the partition's. A segment is named by that commit (id and visible_seq), the
+ * partition's table (oid: compaction keeps it, and keeps its rows), the cluster
+ * (system identifier), database and schema, and the columns it holds: a later commit
+ * that writes to the range gives the partition a new name, and no file is ever
+ * changed. A snapshot pinned before that commit still finds the old one.
+ *
+ * A segment's rows are sorted by key (its text, as the join compares it), then event
+ * time: a join reads, for each key its spine has, the run of rows from the time it
+ * needs on. Each row keeps its features' fields exactly as Postgres sent them (lengths
+ * included), so a dataset written from a segment is byte for byte the one written from
+ * a COPY. Only groups whose features all have a fixed width (numbers, booleans,
+ * timestamps) are kept; text ones are read from Postgres as before.
+ *
+ * The files live under FtiConfig.cacheDir/segments, at most segmentCacheMb of them:
+ * the least recently used go first. A file that cannot be read whole is read again
+ * from Postgres.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Knex } from 'knex';
+import type pg from 'pg';
+import { loadConfig } from '../../core/config.ts';
+import { binaryCopyOut, copyBytes, fieldBytes, fieldEnd, fieldEquals, fieldStart, id, ids, join, raw, sql, timestampField, toInlined, type BinaryTuple, type Sql } from '../db/index.ts';
+import { orderByKeyThenTime } from './key-order.ts';
+import type { SnapshotPin } from './commits.ts';
+import { snapshotSql } from './reads.ts';
+import { groupTables, rangePartitions, type GroupShape } from './tables.ts';
+
+/** What a segment holds: the group's rows in a snapshot, its key as `keyText` gives it, these features. */
+export interface SegmentSpec {
+  group: GroupShape;
+  pin: SnapshotPin;
+  /** The features, in order: each of a fixed width. */
+  features: readonly string[];
+  /** The rows' key as text (point-in-time.ts keyText over the group's entity keys, alias `g`). */
+  keyText: Sql;
+}
+
+/** A partition of the group and the name of its segment in a snapshot (undefined: no commit of the snapshot wrote to its range). */
+export interface PartitionSegment {
+  partition: string;
+  start: Date;
+  end: Date;
+  name: string | undefined;
+}
+
+/**
+ * A segment in memory: row i's event time and available-at time (microseconds since
+ * 1970), and its features' fields (`used[i]` bytes at `slab[i * slot]`, as Postgres
+ * sent them). The rows of key k are `keys.get(k)`, [from, to), by event time.
+ */
+export interface Segment {
+  rows: number;
+  slot: number;
+  keys: Map<string, readonly [number, number]>;
+  eventTime: Float64Array;
+  known: Float64Array;
+  used: Int32Array;
+  slab: Buffer;
+  /** Bytes of its file. */
+  bytes: number;
+}
+
+const MAGIC = Buffer.from('FTISEG01');
+/** Rows gathered per block while a segment is read from Postgres. */
+const BLOCK_ROWS = 1 << 16;
+
+const align8 = (n: number) => Math.ceil(n / 8) * 8;
+
+export class SegmentCache {
+  /** Builds of this process under way, by name: a second reader of the segment waits for the first. */
+  private readonly building = new Map<string, Promise<Segment>>();
+  /** Files being written. */
+  private readonly writing = new Set<Promise<void>>();
+
+  constructor(
+    readonly dir: string,
+    readonly maxBytes: number,
+  ) {}
+
+  /**
+   * The group's range partitions that meet [from, to) (all of them without bounds),
+   * oldest first, each with its segment's name in the spec's snapshot; undefined when
+   * segments cannot stand in for the group's rows: some of them are outside its range
+   * partitions, or the cluster's identity cannot be read.
+   */
+  async plan(knex: Knex, spec: SegmentSpec, from?: Date, to?: Date): Promise<PartitionSegment[] | undefined> {
+    const { group, pin } = spec;
+    const all = await rangePartitions(knex, group);
+    const children = (await raw(knex, sql`select count(*)::int as n from pg_inherits where inhparent = to_regclass(${groupTables(group.name, group.version).offline})`)) as { rows: Array<{ n: number }> };
+    if ((children.rows[0]?.n ?? -1) !== all.length) return undefined;
+    const parts = all.filter((p) => (from === undefined || p.end > from) && (to === undefined || p.start < to));
+    if (parts.length === 0) return [];
+    let identity: { rows: Array<{ system: string; db: string; schema: string }> };
+    try {
+      identity = (await raw(knex, sql`select (select system_identifier::text from pg_control_system()) as system, current_database() as db, current_schema() as schema`)) as typeof identity;
+    } catch {
+      return undefined;
+    }
+    const cluster = identity.rows[0];
+    if (!cluster?.system) return undefined;
+    const values = join(
+      parts.map((p) => sql`(${p.partition}::text, ${p.start}::timestamptz, ${p.end}::timestamptz)`),
+      ', ',
+    );
+    const lastWrites = (await raw(
+      knex,
+      sql`select v.name, to_regclass(v.name)::oid::text as oid, c.id::text as commit_id, c.visible_seq::text as seq
+          from (values ${values}) v(name, lo, hi)
+          left join lateral (
+            select c.id, c.visible_seq from feature_commits c
+            where c.feature_group_id = ${pin.featureGroupId} and c.status = 'committed' and c.visible_seq <= ${pin.visibleSeq}
+              and c.min_event_time < v.hi and c.max_event_time >= v.lo
+            order by c.visible_seq desc limit 1
+          ) c on true`,
+    )) as { rows: Array<{ name: string; oid: string | null; commit_id: string | null; seq: string | null }> };
+    const byName = new Map(lastWrites.rows.map((r) => [r.name, r]));
+    const columns = { keys: group.entityKeys, eventTime: group.eventTime, features: spec.features.map((f) => [f, group.columns.find((c) => c.name === f)?.type]) };
+    return parts.map((p) => {
+      const last = byName.get(p.partition);
+      const name =
+        last?.commit_id && last.oid
+          ? createHash('sha256')
+              .update(JSON.stringify({ format: MAGIC.toString(), ...cluster, table: last.oid, commit: last.commit_id, seq: last.seq, columns }))
+              .digest('hex')
+              .slice(0, 40)
+          : undefined;
+      return { ...p, name };
+    });
+  }
+
+  /**
+   * Partition `p`'s segment: from its file, else read from Postgres. One read from
+   * Postgres is written to its file after it is handed out (the write of a partition's
+   * 230 MB took as long as reading it); until then this process shares it from memory.
+   */
+  async load(knex: Knex, spec: SegmentSpec, p: PartitionSegment & { name: string }, signal?: AbortSignal): Promise<Segment> {
+    const file = path.join(this.dir, `${p.name}.seg`);
+    const shared = this.building.get(p.name);
+    if (shared) return shared;
+    const kept = await readSegment(file);
+    if (kept) {
+      // Its time of last use: the eviction's order.
+      const now = new Date();
+      await fs.utimes(file, now, now).catch(() => undefined);
+      return kept;
+    }
+    let pending = this.building.get(p.name);
+    if (!pending) {
+      pending = readFromPostgres(knex, spec, p, signal).then((bytes) => {
+        const written = this.store(file, bytes).finally(() => {
+          this.building.delete(p.name);
+          this.writing.delete(written);
+        });
+        this.writing.add(written);
+        return parseSegment(bytes) as Segment;
+      });
+      pending.catch(() => this.building.delete(p.name));
+      this.building.set(p.name, pending);
+    }
+    return pending;
+  }
+
+  /** Resolves once the segments read so far are written to their files. */
+  async written(): Promise<void> {
+    await Promise.all([...this.writing]);
+  }
+
+  /** Writes a segment's file whole (a temporary file renamed), then evicts; a file not written is read from Postgres again next time. */
+  private async store(file: string, bytes: Buffer): Promise<void> {
+    const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    try {
+      await fs.mkdir(this.dir, { recursive: true });
+      await fs.writeFile(temp, bytes);
+      await fs.rename(temp, file);
+      await this.evict();
+    } catch {
+      await fs.rm(temp, { force: true });
+    }
+  }
+
+  /** Removes the least recently used files until the rest fit in maxBytes. */
+  private async evict(): Promise<void> {
+    const names = await fs.readdir(this.dir).catch(() => [] as string[]);
+    const files = (
+      await Promise.all(
+        names
+          .filter((n) => n.endsWith('.seg') || n.endsWith('.tmp'))
+          .map(async (n) => {
+            const at = path.join(this.dir, n);
+            const stat = await fs.stat(at).catch(() => undefined);
+            // A temporary file an hour old was left by a process that stopped while writing it.
+            const stale = n.endsWith('.tmp') && stat !== undefined && stat.mtimeMs < Date.now() - 3_600_000;
+            return stat && (n.endsWith('.seg') || stale) ? { at, size: stat.size, used: stale ? 0 : stat.mtimeMs } : undefined;
+          }),
+      )
+    ).filter((f) => f !== undefined);
+    let total = files.reduce((n, f) => n + f.size, 0);
+    for (const f of files.sort((a, b) => a.used - b.used)) {
+      // Stale temporary files (used 0, first) go whatever the total.
+      if (total <= this.maxBytes && f.used !== 0) break;
+      await fs.rm(f.at, { force: true });
+      total -= f.size;
+    }
+  }
+}
+
+let processCache: SegmentCache | null | undefined;
+
+/** This process's segment cache (FtiConfig.segmentCacheMb under cacheDir/segments), or undefined when it keeps none. */
+export function segmentCache(): SegmentCache | undefined {
+  if (processCache === undefined) {
+    const config = loadConfig();
+    processCache = config.segmentCacheMb > 0 ? new SegmentCache(path.join(config.cacheDir, 'segments'), config.segmentCacheMb * 2 ** 20) : null;
+  }
+  return processCache ?? undefined;
+}
+
+/**
+ * Partition `p`'s rows in the spec's snapshot, by binary COPY, as a segment file's
+ * bytes. Postgres sends them unsorted; they are ordered here (a sort of a partition's
+ * wide rows there took longer than reading them).
+ */
+async function readFromPostgres(knex: Knex, spec: SegmentSpec, p: PartitionSegment, signal?: AbortSignal): Promise<Buffer> {
+  const { group, pin, features } = spec;
+  const te = id(group.eventTime);
+  const query = sql`select ${spec.keyText} as _key, g.${te}, g._available_at, ${ids([...features])}
+      from (${snapshotSql(group, pin)}) g
+      where g.${te} >= ${p.start} and g.${te} < ${p.end}`;
+  const slot = features.reduce((n, f) => n + 4 + fixedWidth(group, f), 0);
+  const blocks: Block[] = [];
+  let block = newBlock(slot);
+  let inBlock = 0;
+  const keyIds = new Map<string, number>();
+  const keyOf: number[] = [];
+  const timeOf: number[] = [];
+  let lastKey: Buffer | undefined;
+  let k = 0;
+  const onTuple = (t: BinaryTuple) => {
+    if (!fieldEquals(t, 0, lastKey)) {
+      lastKey = fieldBytes(t, 0) as Buffer;
+      const text = lastKey.toString('utf8');
+      k = keyIds.get(text) ?? keyIds.size;
+      keyIds.set(text, k);
+    }
+    if (inBlock === BLOCK_ROWS) {
+      blocks.push(block);
+      block = newBlock(slot);
+      inBlock = 0;
+    }
+    const eventTime = timestampField(t, 1) as number;
+    keyOf.push(k);
+    timeOf.push(eventTime);
+    block.eventTime[inBlock] = eventTime;
+    block.known[inBlock] = timestampField(t, 2) as number;
+    const start = features.length ? fieldStart(t, 3) : 0;
+    const end = features.length ? fieldEnd(t, t.fields - 1) : 0;
+    block.used[inBlock] = end - start;
+    copyBytes(t.buf, start, end, block.slab, inBlock * slot);
+    inBlock++;
+  };
+  signal?.throwIfAborted();
+  const client = (await knex.client.acquireConnection()) as pg.PoolClient;
+  try {
+    await client.query(`begin read only; select set_config('max_parallel_workers_per_gather', '0', true)`);
+    await binaryCopyOut(client, `copy (${toInlined(knex, query)}) to stdout (format binary)`, onTuple);
+    await client.query('commit');
+  } catch (err) {
+    await client.query('rollback').catch(() => undefined);
+    throw err;
+  } finally {
+    await knex.client.releaseConnection(client);
+  }
+  blocks.push(block);
+  const { order, first } = orderByKeyThenTime(keyOf, timeOf, keyIds.size);
+  const keys: Array<[string, number, number]> = [...keyIds].map(([text, id]) => [text, first[id] as number, first[id + 1] as number]);
+  return encodeSegment(order, slot, keys, blocks);
+}
+
+/** Rows read from Postgres, BLOCK_ROWS at most: a segment's columns, in part. */
+interface Block {
+  eventTime: Float64Array;
+  known: Float64Array;
+  used: Int32Array;
+  slab: Buffer;
+}
+
+function newBlock(slot: number): Block {
+  return { eventTime: new Float64Array(BLOCK_ROWS), known: new Float64Array(BLOCK_ROWS), used: new Int32Array(BLOCK_ROWS), slab: Buffer.alloc(BLOCK_ROWS * slot) };
+}
+
+/** Bytes of a feature's field (its length not included). */
+function fixedWidth(group: GroupShape, feature: string): number {
+  const type = group.columns.find((c) => c.name === feature)?.type;
+  const width = type === undefined ? undefined : FIXED_WIDTHS[type];
+  if (width === undefined) throw new Error(`feature ${feature} of group ${group.name} has no fixed width: a segment cannot hold it`);
+  return width;
+}
+
+/** The binary field width of each feature type that has one. */
+const FIXED_WIDTHS: Partial<Record<GroupShape['columns'][number]['type'], number>> = { float: 8, int: 8, bool: 1, timestamp: 8 };
+
+/** Whether segments can hold these features of the group (all of a fixed width). */
+export function segmentsHold(group: GroupShape, features: readonly string[]): boolean {
+  return features.every((f) => {
+    const type = group.columns.find((c) => c.name === f)?.type;
+    return type !== undefined && FIXED_WIDTHS[type] !== undefined;
+  });
+}
+
+/**
+ * A segment's file: MAGIC; the header's length (u32, little-endian) and the header
+ * (JSON: rows, slot, keys: [text, from, to]); then, each from a multiple of 8, the event times and
+ * available-at times (float64), the used bytes (int32) and the slab.
+ */
+function encodeSegment(order: Int32Array, slot: number, keys: Array<[string, number, number]>, blocks: Block[]): Buffer {
+  const rows = order.length;
+  const header = Buffer.from(JSON.stringify({ rows, slot, keys }));
+  const layout = sections(header.length, rows, slot);
+  const out = Buffer.alloc(layout.total);
+  MAGIC.copy(out, 0);
+  out.writeUInt32LE(header.length, MAGIC.length);
+  header.copy(out, MAGIC.length + 4);
+  const eventTime = new Float64Array(out.buffer, out.byteOffset + layout.eventTime, rows);
+  const known = new Float64Array(out.buffer, out.byteOffset + layout.known, rows);
+  const used = new Int32Array(out.buffer, out.byteOffset + layout.used, rows);
+  for (let i = 0; i < rows; i++) {
+    const row = order[i] as number;
+    const b = blocks[Math.floor(row / BLOCK_ROWS)] as Block;
+    const at = row % BLOCK_ROWS;
+    eventTime[i] = b.eventTime[at] as number;
+    known[i] = b.known[at] as number;
+    used[i] = b.used[at] as number;
+    copyBytes(b.slab, at * slot, at * slot + (b.used[at] as number), out, layout.slab + i * slot);
+  }
+  return out;
+}
+
+function sections(headerBytes: number, rows: number, slot: number) {
+  const eventTime = align8(MAGIC.length + 4 + headerBytes);
+  const known = eventTime + rows * 8;
+  const used = known + rows * 8;
+  const slab = align8(used + rows * 4);
+  return { eventTime, known, used, slab, total: slab + rows * slot };
+}
+
+/** A segment's file, or undefined when it is missing or not whole. */
+async function readSegment(file: string): Promise<Segment | undefined> {
+  const bytes = await fs.readFile(file).catch(() => undefined);
+  return bytes ? parseSegment(bytes) : undefined;
+}
+
+function parseSegment(file: Buffer): Segment | undefined {
+  // Typed arrays over the file need its bytes 8-aligned.
+  const bytes = file.byteOffset % 8 === 0 ? file : Buffer.from(file);
+  if (bytes.length < MAGIC.length + 4 || !bytes.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
+  const headerBytes = bytes.readUInt32LE(MAGIC.length);
+  let header: { rows: number; slot: number; keys: Array<[string, number, number]> };
+  try {
+    header = JSON.parse(bytes.toString('utf8', MAGIC.length + 4, MAGIC.length + 4 + headerBytes)) as typeof header;
+  } catch {
+    return undefined;
+  }
+  const { rows, slot } = header;
+  const layout = sections(headerBytes, rows, slot);
+  if (bytes.length !== layout.total) return undefined;
+  const at = (offset: number) => bytes.byteOffset + offset;
+  return {
+    rows,
+    slot,
+    keys: new Map(header.keys.map(([k, from, to]) => [k, [from, to] as const])),
+    eventTime: new Float64Array(bytes.buffer, at(layout.eventTime), rows),
+    known: new Float64Array(bytes.buffer, at(layout.known), rows),
+    used: new Int32Array(bytes.buffer, at(layout.used), rows),
+    slab: bytes.subarray(layout.slab, layout.total),
+    bytes: bytes.length,
+  };
+}

@@ -1,0 +1,166 @@
+/**
+ * Column segments (registry/feature-store/segments.ts): the stream plan reads a joined
+ * group's range partitions from files on disk once it has read them from Postgres. A
+ * join from segments must give exactly the rows of the SQL plan, in every snapshot:
+ * a commit that writes to a partition gives it a new segment, the others are kept, and
+ * a snapshot pinned before the commit still reads the rows it held.
+ */
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defineFeatureGroup, type FeatureGroupDefinition } from '../features/definitions.ts';
+import { stagedCopy } from '../features/staged-rows.ts';
+import type { FeatureValue } from '../features/schema.ts';
+import { defineFeatureView } from '../features/views.ts';
+import { FeatureStore, latestViewSnapshot, orderByKeyThenTime, pointInTimeRows, pointInTimeSql, segmentCache, viewQuery, type FeatureGroupRecord, type PitQuery } from '../registry/feature-store/index.ts';
+import { raw } from '../registry/db/index.ts';
+import { createTestDb, uniqueId, type TestDb } from './helpers/services.ts';
+
+// This file's own cache: read once, when the first join asks for it.
+const cacheDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fti-segments-'));
+process.env.FTI_CACHE_DIR = cacheDir;
+const segmentsDir = path.join(cacheDir, 'segments');
+
+const readings = defineFeatureGroup({
+  name: 'seg_readings',
+  version: 1,
+  entityKeys: ['sensor'],
+  eventTime: 'at',
+  features: { sensor: 'string', at: 'timestamp', value: 'float', count: 'int', ok: 'bool' },
+  source: { kind: 'ndjson', path: '/dev/null' },
+});
+const checks = defineFeatureGroup({
+  name: 'seg_checks',
+  version: 1,
+  entityKeys: ['check_id'],
+  eventTime: 'at',
+  features: { check_id: 'int', at: 'timestamp', sensor: 'string', passed: 'bool' },
+  source: { kind: 'ndjson', path: '/dev/null' },
+  label: 'passed',
+});
+const view = defineFeatureView({
+  name: 'seg_view',
+  version: 1,
+  spine: checks,
+  label: 'passed',
+  joins: [{ group: readings, on: { sensor: 'sensor' } }],
+  features: ['seg_readings.value', 'seg_readings.count', 'seg_readings.ok'],
+});
+
+type Row = Record<string, FeatureValue>;
+/** Day `d` of 2024 (1: January 1st) at hour `h`: January and February fall in two monthly partitions. */
+const at = (d: number, h = 0, m = 0) => new Date(Date.UTC(2024, 0, d, h, m));
+
+describe('column segments', () => {
+  let db: TestDb;
+  let store: FeatureStore;
+  let readingsGroup: FeatureGroupRecord;
+  let checksGroup: FeatureGroupRecord;
+
+  async function commit(group: FeatureGroupRecord, def: FeatureGroupDefinition, rows: Row[]): Promise<void> {
+    const attempt = await store.beginCommit(group, { idempotencyKey: uniqueId('attempt') });
+    await store.copyRows(group, attempt.id, stagedCopy(def.columns, rows.map((row, i) => ({ values: def.columns.map((c) => row[c.name] ?? null), rowNumber: i, availableAt: row[def.eventTime] as Date }))));
+    const outcome = await store.commit(group, { expectations: [], validation: 'strict' }, attempt.id);
+    expect(outcome.ok, JSON.stringify(outcome)).toBe(true);
+  }
+
+  /** The query's rows by the stream plan (segments) and by the SQL window plan, each sorted by check. */
+  async function bothPlans(q: PitQuery): Promise<{ stream: Row[]; sql: Row[] }> {
+    const stream: Row[] = [];
+    for await (const batch of pointInTimeRows(db.knex, q)) stream.push(...(batch as Row[]));
+    const sqlRows = ((await raw(db.knex, pointInTimeSql({ ...q, strategy: 'window' }))) as { rows: Row[] }).rows;
+    const byCheck = (a: Row, b: Row) => Number(a.check_id) - Number(b.check_id);
+    return { stream: stream.sort(byCheck), sql: sqlRows.map((r) => ({ ...r, check_id: Number(r.check_id) })).sort(byCheck) };
+  }
+  const segmentFiles = async () => (await fs.readdir(segmentsDir).catch(() => [] as string[])).filter((f) => f.endsWith('.seg')).sort();
+
+  beforeAll(async () => {
+    db = await createTestDb('segments');
+    store = new FeatureStore({ knex: db.knex });
+    readingsGroup = await store.register(readings);
+    checksGroup = await store.register(checks);
+    const rows: Row[] = [];
+    // Three sensors, a reading every 6 hours through January and February (some values null).
+    for (let d = 1; d <= 60; d++) {
+      for (const h of [0, 6, 12, 18]) {
+        for (const sensor of ['a', 'b', 'c']) {
+          const n = d * 4 + h / 6;
+          rows.push({ sensor, at: at(d, h), value: sensor === 'c' && n % 7 === 0 ? null : n + sensor.charCodeAt(0) / 1000, count: n, ok: n % 2 === 0 });
+        }
+      }
+    }
+    await commit(readingsGroup, readings, rows);
+    const spine: Row[] = [];
+    for (let i = 0; i < 120; i++) spine.push({ check_id: i, at: at(1 + i / 2, 3, i % 60), sensor: ['a', 'b', 'c', 'z'][i % 4] as string, passed: i % 3 === 0 });
+    await commit(checksGroup, checks, spine);
+  });
+
+  afterAll(async () => {
+    await db?.close();
+    await fs.rm(cacheDir, { recursive: true, force: true });
+  });
+
+  it('reads a joined group from its partitions\' segments, to the very rows of the SQL plan, and keeps a segment until a commit writes to its range', async () => {
+    const cache = segmentCache();
+    expect(cache?.dir).toBe(segmentsDir);
+    const def = await store.registerView(view);
+    const before = await latestViewSnapshot(db.knex, def.definition);
+    const whole = viewQuery(def.definition, before, { withLabel: true, strategy: 'window' });
+    // From mid-February: January's rows come in as seeds (by an index probe), February's from its segment.
+    const february = viewQuery(def.definition, before, { start: at(45), end: at(61), withLabel: true, strategy: 'window' });
+
+    const first = await bothPlans(whole);
+    expect(first.stream).toHaveLength(120);
+    expect(first.stream.filter((r) => r.value !== null).length).toBeGreaterThan(80);
+    expect(first.stream).toEqual(first.sql);
+    await cache?.written();
+    const files = await segmentFiles();
+    expect(files).toHaveLength(2);
+    // Again, from the files (none read from Postgres again), and the window that starts in February.
+    expect((await bothPlans(whole)).stream).toEqual(first.sql);
+    const late = await bothPlans(february);
+    expect(late.stream.length).toBeGreaterThan(20);
+    expect(late.stream).toEqual(late.sql);
+    expect(await segmentFiles()).toEqual(files);
+
+    // A correction of one February reading: February's partition gets a new segment, January's is kept.
+    // Known only from now (the watermark rule), it hides the value it corrects from check 98
+    // (sensor c, day 50 at 03:38), which sees the reading before instead.
+    await commit(readingsGroup, readings, [{ sensor: 'c', at: at(50, 0), value: -1, count: -1, ok: false }]);
+    const after = await latestViewSnapshot(db.knex, def.definition);
+    const now = await bothPlans(viewQuery(def.definition, after, { withLabel: true, strategy: 'window' }));
+    expect(now.stream).toEqual(now.sql);
+    const check98 = (rows: Row[]) => rows.find((r) => r.check_id === 98);
+    expect(check98(first.stream)).toMatchObject({ count: 50 * 4 });
+    expect(check98(now.stream)).toMatchObject({ count: 49 * 4 + 3 });
+    expect(now.stream.filter((r) => r.check_id !== 98)).toEqual(first.stream.filter((r) => r.check_id !== 98));
+    await cache?.written();
+    const later = await segmentFiles();
+    expect(later).toHaveLength(3);
+    expect(later.filter((f) => files.includes(f))).toHaveLength(2);
+    // The snapshot before the correction still reads the rows it held (its February segment is still there).
+    expect((await bothPlans(whole)).stream).toEqual(first.sql);
+    expect(await segmentFiles()).toEqual(later);
+
+    // A file cut short is not trusted: its rows are read from Postgres again.
+    for (const f of later) await fs.truncate(path.join(segmentsDir, f), 100);
+    expect((await bothPlans(whole)).stream).toEqual(first.sql);
+  });
+
+  it('orders rows by key, then time, then row, as a comparison sort would', () => {
+    const keys = [2, 0, 1, -1, 0, 2, 1, 0];
+    const times = [5e15, 3, 2, 1, 3, -7, 2 ** 40, 0];
+    const { order, first } = orderByKeyThenTime(keys, times, 3);
+    const expected = keys
+      .map((k, row) => ({ k, row, t: times[row] as number }))
+      .filter((r) => r.k >= 0)
+      .sort((a, b) => a.k - b.k || a.t - b.t || a.row - b.row)
+      .map((r) => r.row);
+    expect([...order]).toEqual(expected);
+    expect([...first]).toEqual([0, 3, 5, 7]);
+    // Times that are not whole numbers take the comparison sort: the same order.
+    const fractional = orderByKeyThenTime([0, 0, 0], [0.5, -0.25, 0.5], 1);
+    expect([...fractional.order]).toEqual([1, 0, 2]);
+  });
+});
