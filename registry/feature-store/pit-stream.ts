@@ -600,18 +600,29 @@ async function joinGroup(
     };
     return { key, place, flush };
   };
-  /** A read of joinedStreamSql's rows (or its seeds), placed as they come. */
-  const readRows = async (query: Sql) => {
+  /**
+   * A handler of tuples of joinedStreamSql's columns (key text, event time, known,
+   * features), placing them as they come; `eventTimeOnly`: the third is an
+   * available-at time the policy ignores (a segment's query's tuples).
+   */
+  const tupleReader = (eventTimeOnly: boolean) => {
     const { key, place, flush } = placer();
     let lastKey: Buffer | undefined;
-    await copyOut(knex, query, signal, (t) => {
+    const onTuple = (t: BinaryTuple) => {
       if ((t.length[0] as number) < 0) return;
       if (!fieldEquals(t, 0, lastKey)) {
         lastKey = fieldBytes(t, 0) as Buffer;
         key(keyIndex.get(lastKey.toString('utf8')) ?? -1);
       }
-      place(timestampField(t, 1) as number, timestampField(t, 2) as number, t.buf, features ? fieldStart(t, 3) : 0, features ? fieldEnd(t, t.fields - 1) : 0);
-    });
+      const eventTime = timestampField(t, 1) as number;
+      place(eventTime, eventTimeOnly ? eventTime : (timestampField(t, 2) as number), t.buf, features ? fieldStart(t, 3) : 0, features ? fieldEnd(t, t.fields - 1) : 0);
+    };
+    return { onTuple, flush };
+  };
+  /** A read of joinedStreamSql's rows (or its seeds), placed as they come. */
+  const readRows = async (query: Sql) => {
+    const { onTuple, flush } = tupleReader(false);
+    await copyOut(knex, query, signal, onTuple);
     flush();
   };
   const segments = slot === undefined ? undefined : await segmentPlan(knex, q, ji, j);
@@ -619,38 +630,39 @@ async function joinGroup(
     // The rows from the segments of the partitions the join reads, the seeds (older) from Postgres, side by side.
     const seeds = joinedSeedsStreamSql(q, ji, spineKeys);
     const eventTimeOnly = q.pointInTime === 'event_time';
+    /** Places a segment's rows: of each key the spine has, from the first the join reads (by event time) to the query's end. */
+    const placeSegment = (seg: Segment) => {
+      const { key, place, flush } = placer();
+      for (const [text, k] of keyIndex) {
+        const run = seg.keys.get(text);
+        if (!run) continue;
+        key(k);
+        let row = segments.from === undefined ? run[0] : lowerBound(seg.eventTime, run[0], run[1], segments.from);
+        for (; row < run[1]; row++) {
+          const eventTime = seg.eventTime[row] as number;
+          if (segments.to !== undefined && eventTime >= segments.to) break;
+          const at = row * seg.slot;
+          place(eventTime, eventTimeOnly ? eventTime : (seg.known[row] as number), seg.slab, at, at + (seg.used[row] as number));
+        }
+      }
+      flush();
+    };
     await Promise.all([
       seeds ? readRows(seeds) : undefined,
       (async () => {
-        // The next two segments are loaded (or read from Postgres, one backend each) while one is placed.
+        // Two partitions at a time: each from its segment, or (the first time) from Postgres
+        // (one backend each), its rows placed as they come, while its segment is written after.
         const named = segments.parts.flatMap((p) => (p.name ? [{ ...p, name: p.name }] : []));
-        const load = (i: number) => {
+        const load = async (i: number) => {
           const p = named[i];
-          if (!p) return undefined;
-          const loading = segments.cache.load(knex, segments.spec, p, signal);
-          loading.catch(() => undefined);
-          return loading;
+          if (!p) return;
+          const reader = tupleReader(eventTimeOnly);
+          const seg = await segments.cache.load(knex, segments.spec, p, signal, reader.onTuple);
+          if (seg) placeSegment(seg);
+          else reader.flush();
+          await load(i + 2);
         };
-        const ahead = [load(0), load(1)];
-        for (let i = 0; i < named.length; i++) {
-          const seg = (await ahead.shift()) as Segment;
-          ahead.push(load(i + 2));
-          const { key, place, flush } = placer();
-          for (const [text, k] of keyIndex) {
-            const run = seg.keys.get(text);
-            if (!run) continue;
-            key(k);
-            // The key's rows from the first the join reads (by event time) to the query's end.
-            let row = segments.from === undefined ? run[0] : lowerBound(seg.eventTime, run[0], run[1], segments.from);
-            for (; row < run[1]; row++) {
-              const eventTime = seg.eventTime[row] as number;
-              if (segments.to !== undefined && eventTime >= segments.to) break;
-              const at = row * seg.slot;
-              place(eventTime, eventTimeOnly ? eventTime : (seg.known[row] as number), seg.slab, at, at + (seg.used[row] as number));
-            }
-          }
-          flush();
-        }
+        await Promise.all([load(0), load(1)]);
       })(),
     ]);
   } else {

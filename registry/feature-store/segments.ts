@@ -86,8 +86,11 @@ const BLOCK_ROWS = 1 << 16;
 const align8 = (n: number) => Math.ceil(n / 8) * 8;
 
 export class SegmentCache {
-  /** Builds of this process under way, by name: a second reader of the segment waits for the first. */
-  private readonly building = new Map<string, Promise<Segment>>();
+  /**
+   * Segments this process is loading, by name, and those it read from Postgres until
+   * their files are written: a second reader shares the first's.
+   */
+  private readonly loading = new Map<string, Promise<Segment>>();
   /** Files being written. */
   private readonly writing = new Set<Promise<void>>();
 
@@ -149,34 +152,51 @@ export class SegmentCache {
 
   /**
    * Partition `p`'s segment: from its file, else read from Postgres. One read from
-   * Postgres is written to its file after it is handed out (the write of a partition's
-   * 230 MB took as long as reading it); until then this process shares it from memory.
+   * Postgres is sorted, encoded and written to its file after the read; until then
+   * this process shares it from memory.
+   *
+   * With a `reader`, a read from Postgres hands it each row as it comes (the
+   * segment's query's tuples: key text, event time, available-at time, the features)
+   * and resolves to undefined once the read is done, without waiting for the sort and
+   * the write: a join's first read of a partition costs what it cost before segments
+   * (reading it from Postgres), plus a copy of each row.
    */
-  async load(knex: Knex, spec: SegmentSpec, p: PartitionSegment & { name: string }, signal?: AbortSignal): Promise<Segment> {
-    const file = path.join(this.dir, `${p.name}.seg`);
-    const shared = this.building.get(p.name);
+  async load(knex: Knex, spec: SegmentSpec, p: PartitionSegment & { name: string }, signal?: AbortSignal, reader?: (t: BinaryTuple) => void): Promise<Segment | undefined> {
+    const shared = this.loading.get(p.name);
     if (shared) return shared;
-    const kept = await readSegment(file);
-    if (kept) {
-      // Its time of last use: the eviction's order.
-      const now = new Date();
-      await fs.utimes(file, now, now).catch(() => undefined);
-      return kept;
-    }
-    let pending = this.building.get(p.name);
-    if (!pending) {
-      pending = readFromPostgres(knex, spec, p, signal).then((bytes) => {
-        const written = this.store(file, bytes).finally(() => {
-          this.building.delete(p.name);
-          this.writing.delete(written);
-        });
-        this.writing.add(written);
-        return parseSegment(bytes) as Segment;
+    const file = path.join(this.dir, `${p.name}.seg`);
+    let read!: (fromPostgres: boolean) => void;
+    const readDone = new Promise<boolean>((resolve) => (read = resolve));
+    const loading = (async () => {
+      const kept = await readSegment(file);
+      if (kept) {
+        this.loading.delete(p.name);
+        read(false);
+        // Its time of last use: the eviction's order.
+        const now = new Date();
+        await fs.utimes(file, now, now).catch(() => undefined);
+        return kept;
+      }
+      const encode = await readFromPostgres(knex, spec, p, signal, reader);
+      read(true);
+      // The sort and the encoding wait for the reader's turn to end (it places the rows it was handed).
+      await new Promise((resolve) => setImmediate(resolve));
+      const bytes = encode();
+      const written = this.store(file, bytes).finally(() => {
+        this.loading.delete(p.name);
+        this.writing.delete(written);
       });
-      pending.catch(() => this.building.delete(p.name));
-      this.building.set(p.name, pending);
-    }
-    return pending;
+      this.writing.add(written);
+      return parseSegment(bytes) as Segment;
+    })();
+    loading.catch(() => {
+      this.loading.delete(p.name);
+      read(false);
+    });
+    this.loading.set(p.name, loading);
+    if (!reader) return loading;
+    // Read from Postgres: the reader has had every row. Else the segment, or the read's error.
+    return (await Promise.race([readDone, loading.then(() => false)])) ? undefined : loading;
   }
 
   /** Resolves once the segments read so far are written to their files. */
@@ -239,7 +259,7 @@ export function segmentCache(): SegmentCache | undefined {
  * bytes. Postgres sends them unsorted; they are ordered here (a sort of a partition's
  * wide rows there took longer than reading them).
  */
-async function readFromPostgres(knex: Knex, spec: SegmentSpec, p: PartitionSegment, signal?: AbortSignal): Promise<Buffer> {
+async function readFromPostgres(knex: Knex, spec: SegmentSpec, p: PartitionSegment, signal: AbortSignal | undefined, reader: ((t: BinaryTuple) => void) | undefined): Promise<() => Buffer> {
   const { group, pin, features } = spec;
   const te = id(group.eventTime);
   const query = sql`select ${spec.keyText} as _key, g.${te}, g._available_at, ${ids([...features])}
@@ -247,7 +267,8 @@ async function readFromPostgres(knex: Knex, spec: SegmentSpec, p: PartitionSegme
       where g.${te} >= ${p.start} and g.${te} < ${p.end}`;
   const slot = features.reduce((n, f) => n + 4 + fixedWidth(group, f), 0);
   const blocks: Block[] = [];
-  let block = newBlock(slot);
+  const chunks: Buffer[] = [];
+  let block = newBlock();
   let inBlock = 0;
   const keyIds = new Map<string, number>();
   const keyOf: number[] = [];
@@ -263,7 +284,7 @@ async function readFromPostgres(knex: Knex, spec: SegmentSpec, p: PartitionSegme
     }
     if (inBlock === BLOCK_ROWS) {
       blocks.push(block);
-      block = newBlock(slot);
+      block = newBlock();
       inBlock = 0;
     }
     const eventTime = timestampField(t, 1) as number;
@@ -274,8 +295,12 @@ async function readFromPostgres(knex: Knex, spec: SegmentSpec, p: PartitionSegme
     const start = features.length ? fieldStart(t, 3) : 0;
     const end = features.length ? fieldEnd(t, t.fields - 1) : 0;
     block.used[inBlock] = end - start;
-    copyBytes(t.buf, start, end, block.slab, inBlock * slot);
+    // Not copied yet: the stream's chunks stay valid, and are kept until the segment is encoded.
+    if (t.buf !== chunks[chunks.length - 1]) chunks.push(t.buf);
+    block.chunk[inBlock] = chunks.length - 1;
+    block.start[inBlock] = start;
     inBlock++;
+    reader?.(t);
   };
   signal?.throwIfAborted();
   const client = (await knex.client.acquireConnection()) as pg.PoolClient;
@@ -290,21 +315,24 @@ async function readFromPostgres(knex: Knex, spec: SegmentSpec, p: PartitionSegme
     await knex.client.releaseConnection(client);
   }
   blocks.push(block);
-  const { order, first } = orderByKeyThenTime(keyOf, timeOf, keyIds.size);
-  const keys: Array<[string, number, number]> = [...keyIds].map(([text, id]) => [text, first[id] as number, first[id + 1] as number]);
-  return encodeSegment(order, slot, keys, blocks);
+  return () => {
+    const { order, first } = orderByKeyThenTime(keyOf, timeOf, keyIds.size);
+    const keys: Array<[string, number, number]> = [...keyIds].map(([text, id]) => [text, first[id] as number, first[id + 1] as number]);
+    return encodeSegment(order, slot, keys, blocks, chunks);
+  };
 }
 
-/** Rows read from Postgres, BLOCK_ROWS at most: a segment's columns, in part. */
+/** Rows read from Postgres, BLOCK_ROWS at most: their times, and where their features' fields are (in which of the stream's chunks, from where, how many bytes). */
 interface Block {
   eventTime: Float64Array;
   known: Float64Array;
   used: Int32Array;
-  slab: Buffer;
+  chunk: Int32Array;
+  start: Int32Array;
 }
 
-function newBlock(slot: number): Block {
-  return { eventTime: new Float64Array(BLOCK_ROWS), known: new Float64Array(BLOCK_ROWS), used: new Int32Array(BLOCK_ROWS), slab: Buffer.alloc(BLOCK_ROWS * slot) };
+function newBlock(): Block {
+  return { eventTime: new Float64Array(BLOCK_ROWS), known: new Float64Array(BLOCK_ROWS), used: new Int32Array(BLOCK_ROWS), chunk: new Int32Array(BLOCK_ROWS), start: new Int32Array(BLOCK_ROWS) };
 }
 
 /** Bytes of a feature's field (its length not included). */
@@ -331,7 +359,7 @@ export function segmentsHold(group: GroupShape, features: readonly string[]): bo
  * (JSON: rows, slot, keys: [text, from, to]); then, each from a multiple of 8, the event times and
  * available-at times (float64), the used bytes (int32) and the slab.
  */
-function encodeSegment(order: Int32Array, slot: number, keys: Array<[string, number, number]>, blocks: Block[]): Buffer {
+function encodeSegment(order: Int32Array, slot: number, keys: Array<[string, number, number]>, blocks: Block[], chunks: Buffer[]): Buffer {
   const rows = order.length;
   const header = Buffer.from(JSON.stringify({ rows, slot, keys }));
   const layout = sections(header.length, rows, slot);
@@ -349,7 +377,8 @@ function encodeSegment(order: Int32Array, slot: number, keys: Array<[string, num
     eventTime[i] = b.eventTime[at] as number;
     known[i] = b.known[at] as number;
     used[i] = b.used[at] as number;
-    copyBytes(b.slab, at * slot, at * slot + (b.used[at] as number), out, layout.slab + i * slot);
+    const start = b.start[at] as number;
+    copyBytes(chunks[b.chunk[at] as number] as Buffer, start, start + (b.used[at] as number), out, layout.slab + i * slot);
   }
   return out;
 }
