@@ -13,8 +13,8 @@ import { defineFeatureGroup, type FeatureGroupDefinition } from '../features/def
 import { stagedCopy } from '../features/staged-rows.ts';
 import type { FeatureValue } from '../features/schema.ts';
 import { defineFeatureView } from '../features/views.ts';
-import { FeatureStore, latestViewSnapshot, orderByKeyThenTime, pointInTimeRows, pointInTimeSql, segmentCache, viewQuery, type FeatureGroupRecord, type PitQuery } from '../registry/feature-store/index.ts';
-import { raw } from '../registry/db/index.ts';
+import { FeatureStore, latestViewSnapshot, orderByKeyThenTime, pointInTimeRows, pointInTimeSql, SegmentCache, segmentCache, viewQuery, type FeatureGroupRecord, type PitQuery } from '../registry/feature-store/index.ts';
+import { raw, sql } from '../registry/db/index.ts';
 import { createTestDb, uniqueId, type TestDb } from './helpers/services.ts';
 
 // This file's own cache: read once, when the first join asks for it.
@@ -146,6 +146,44 @@ describe('column segments', () => {
     // A file cut short is not trusted: its rows are read from Postgres again.
     for (const f of later) await fs.truncate(path.join(segmentsDir, f), 100);
     expect((await bothPlans(whole)).stream).toEqual(first.sql);
+  });
+
+  it('keeps at most its budget of files (FTI_SEGMENT_CACHE_MB), the least recently used out first', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fti-segment-budget-'));
+    const def = await store.registerView(view);
+    const join = viewQuery(def.definition, await latestViewSnapshot(db.knex, def.definition), { withLabel: true, strategy: 'window' }).joins[0];
+    if (!join) throw new Error('the view has no join');
+    const spec = { group: join.shape, pin: join.visible, features: join.features.map((f) => f.column), keyText: sql`(g.sensor)::text` };
+    const pause = () => new Promise((resolve) => setTimeout(resolve, 30));
+    const named = async (cache: SegmentCache, features: string[]) => {
+      const parts = (await cache.plan(db.knex, { ...spec, features })) ?? [];
+      return parts.map((p) => ({ ...p, name: p.name as string }));
+    };
+    const files = async () => (await fs.readdir(dir)).filter((f) => f.endsWith('.seg')).sort();
+    try {
+      const unbounded = new SegmentCache(dir, 2 ** 40);
+      const [january, february] = await named(unbounded, spec.features);
+      if (!january || !february) throw new Error('expected two partitions');
+      const janBytes = (await unbounded.load(db.knex, spec, january))?.bytes ?? 0;
+      await unbounded.written();
+      await pause();
+      const febBytes = (await unbounded.load(db.knex, spec, february))?.bytes ?? 0;
+      await unbounded.written();
+      expect(await files()).toEqual([`${january.name}.seg`, `${february.name}.seg`].sort());
+      await pause();
+      // January read again (from its file): now the most recently used.
+      expect((await unbounded.load(db.knex, spec, january))?.rows).toBeGreaterThan(0);
+      await pause();
+      // A third segment (February's values alone) under a budget that cannot hold all three: February's full one goes.
+      const budgeted = new SegmentCache(dir, janBytes + febBytes - 1);
+      const [, valuesOnly] = await named(budgeted, ['value']);
+      if (!valuesOnly) throw new Error('expected two partitions');
+      await budgeted.load(db.knex, { ...spec, features: ['value'] }, valuesOnly);
+      await budgeted.written();
+      expect(await files()).toEqual([`${january.name}.seg`, `${valuesOnly.name}.seg`].sort());
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('orders rows by key, then time, then row, as a comparison sort would', () => {
