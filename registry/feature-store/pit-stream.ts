@@ -20,6 +20,12 @@
  *  3. The rows are written back by binary COPY, spine bytes and feature bytes copied
  *     unchanged, so every type round-trips exactly; or decoded into row objects.
  *
+ * A joined group whose features all have a fixed width comes from its range partitions'
+ * column segments (segments.ts: files of a partition's rows as of the last commit that
+ * wrote to it): a partition read from Postgres once is read from its file after, the
+ * same bytes. Each key's seeds (its newest row before the rows read) still come from
+ * Postgres, by an index probe.
+ *
  * A group's rows are unique by key and event time in a snapshot (a correction
  * supersedes the row it corrects); should two tie, the first read wins.
  */
