@@ -35,10 +35,11 @@ import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { BinaryCopyWriter, binaryCopyOut, cancelOnAbort, col, copyBytes, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, textField, timestampField, toInlined, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
+import { BinaryCopyWriter, cancelOnAbort, col, copyBytes, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, textField, timestampField, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
 import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointInTimeColumns, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 import { orderByKeyThenTime } from './key-order.ts';
-import { segmentCache, segmentsHold, type PartitionSegment, type Segment, type SegmentCache, type SegmentSpec } from './segments.ts';
+import { copyOut } from './copy-read.ts';
+import { FIXED_WIDTH, segmentCache, type PartitionSegment, type Segment, type SegmentCache, type SegmentSpec } from './segments.ts';
 
 /** One chunk of the join (PitQuery.chunk), written into a table of its own. */
 export interface StreamChunk {
@@ -173,9 +174,6 @@ function writeRecord(out: BinaryCopyWriter, r: BucketRecords, i: number): void {
 function spineColumnCount(q: PitQuery): number {
   return pointInTimeColumns(q).length - q.joins.reduce((n, j) => n + j.features.length, 0);
 }
-
-/** Bytes of a field of each Postgres type the feature store writes, or undefined when they vary (text). */
-const FIXED_WIDTH: Record<string, number | undefined> = { 'double precision': 8, bigint: 8, boolean: 1, timestamptz: 8 };
 
 /**
  * What a join gives each spine row: per place (a spine row, in key-and-time order),
@@ -696,26 +694,6 @@ function before(at: number, enters: number, inclusive: boolean): boolean {
   return inclusive ? at < enters : at <= enters;
 }
 
-/** Runs `query` as a binary COPY TO on a pooled connection, a tuple at a time. */
-async function copyOut(knex: Knex, query: Sql, signal: AbortSignal | undefined, onTuple: (t: BinaryTuple) => void): Promise<number> {
-  signal?.throwIfAborted();
-  const client = (await knex.client.acquireConnection()) as pg.PoolClient & { processID: number };
-  const release = cancelOnAbort(knex, client.processID, signal);
-  try {
-    // Sorts in memory, and one core a query: the caller runs several side by side.
-    await client.query(`begin read only; select set_config('work_mem', '256MB', true), set_config('max_parallel_workers_per_gather', '0', true)`);
-    const count = await binaryCopyOut(client, `copy (${toInlined(knex, query)}) to stdout (format binary)`, onTuple);
-    await client.query('commit');
-    return count;
-  } catch (err) {
-    await client.query('rollback').catch(() => undefined);
-    throw err;
-  } finally {
-    release();
-    await knex.client.releaseConnection(client);
-  }
-}
-
 /** The first row in [from, to) whose time is at or after `at` (`times` ascending there). */
 function lowerBound(times: Float64Array, from: number, to: number, at: number): number {
   let lo = from;
@@ -731,12 +709,13 @@ function lowerBound(times: Float64Array, from: number, to: number, at: number): 
 /**
  * Where join `ji` reads its group's rows from segments (segments.ts): the partitions
  * that meet [from, to) in microseconds, the bounds of the rows joinedRowsSql scans;
- * undefined when this process keeps no segments, or they cannot hold the group.
+ * undefined when this process keeps no segments. The caller asks only for groups whose
+ * features all have a fixed width (JoinResult's slot), which a segment holds.
  */
 async function segmentPlan(knex: Knex, q: PitQuery, ji: number, j: PitJoin): Promise<{ cache: SegmentCache; spec: SegmentSpec; parts: PartitionSegment[]; from?: number; to?: number } | undefined> {
   const cache = segmentCache();
   const columns = j.features.map((f) => f.column);
-  if (!cache || !segmentsHold(j.shape, columns)) return undefined;
+  if (!cache) return undefined;
   const spec: SegmentSpec = { group: j.shape, pin: j.visible, features: columns, keyText: keyText(j.shape.entityKeys.map((k) => col('g', k))) };
   const bounds = joinedRowsFrom(q, ji);
   const froms = [bounds.ttl, bounds.settled].filter((d): d is Date => d !== undefined);

@@ -36,9 +36,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Knex } from 'knex';
-import type pg from 'pg';
 import { loadConfig } from '../../core/config.ts';
-import { binaryCopyOut, copyBytes, fieldBytes, fieldEnd, fieldEquals, fieldStart, id, ids, join, raw, sql, timestampField, toInlined, type BinaryTuple, type Sql } from '../db/index.ts';
+import { copyBytes, fieldBytes, fieldEnd, fieldEquals, fieldStart, id, ids, join, raw, sql, timestampField, type BinaryTuple, type Sql } from '../db/index.ts';
+import { PG_TYPE } from '../../features/schema.ts';
+import { copyOut } from './copy-read.ts';
 import { orderByKeyThenTime } from './key-order.ts';
 import type { SnapshotPin } from './commits.ts';
 import { snapshotSql } from './reads.ts';
@@ -302,18 +303,7 @@ async function readFromPostgres(knex: Knex, spec: SegmentSpec, p: PartitionSegme
     inBlock++;
     reader?.(t);
   };
-  signal?.throwIfAborted();
-  const client = (await knex.client.acquireConnection()) as pg.PoolClient;
-  try {
-    await client.query(`begin read only; select set_config('max_parallel_workers_per_gather', '0', true)`);
-    await binaryCopyOut(client, `copy (${toInlined(knex, query)}) to stdout (format binary)`, onTuple);
-    await client.query('commit');
-  } catch (err) {
-    await client.query('rollback').catch(() => undefined);
-    throw err;
-  } finally {
-    await knex.client.releaseConnection(client);
-  }
+  await copyOut(knex, query, signal, onTuple);
   blocks.push(block);
   return () => {
     const { order, first } = orderByKeyThenTime(keyOf, timeOf, keyIds.size);
@@ -335,23 +325,15 @@ function newBlock(): Block {
   return { eventTime: new Float64Array(BLOCK_ROWS), known: new Float64Array(BLOCK_ROWS), used: new Int32Array(BLOCK_ROWS), chunk: new Int32Array(BLOCK_ROWS), start: new Int32Array(BLOCK_ROWS) };
 }
 
+/** Bytes of a field of each Postgres type the feature store writes, or undefined when they vary (text). */
+export const FIXED_WIDTH: Record<string, number | undefined> = { 'double precision': 8, bigint: 8, boolean: 1, timestamptz: 8 };
+
 /** Bytes of a feature's field (its length not included). */
 function fixedWidth(group: GroupShape, feature: string): number {
   const type = group.columns.find((c) => c.name === feature)?.type;
-  const width = type === undefined ? undefined : FIXED_WIDTHS[type];
+  const width = type === undefined ? undefined : FIXED_WIDTH[PG_TYPE[type]];
   if (width === undefined) throw new Error(`feature ${feature} of group ${group.name} has no fixed width: a segment cannot hold it`);
   return width;
-}
-
-/** The binary field width of each feature type that has one. */
-const FIXED_WIDTHS: Partial<Record<GroupShape['columns'][number]['type'], number>> = { float: 8, int: 8, bool: 1, timestamp: 8 };
-
-/** Whether segments can hold these features of the group (all of a fixed width). */
-export function segmentsHold(group: GroupShape, features: readonly string[]): boolean {
-  return features.every((f) => {
-    const type = group.columns.find((c) => c.name === f)?.type;
-    return type !== undefined && FIXED_WIDTHS[type] !== undefined;
-  });
 }
 
 /**
