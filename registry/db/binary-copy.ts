@@ -8,6 +8,8 @@
  * int32 length (-1: null) and that many bytes; an int16 -1 ends it.
  * https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4
  */
+import type { Column, ColumnBatch, NumberColumn, NumberColumnType, TextColumn } from '../../core/columns.ts';
+
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 /** Signature, int32 flags (0), int32 header extension length (0). */
 const BINARY_COPY_HEADER = Buffer.concat([SIGNATURE, Buffer.alloc(8)]);
@@ -415,6 +417,107 @@ export function decodeFields(buf: Buffer, start: number, end: number, decoders: 
     if (n > 0) at += n;
   }
   return i;
+}
+
+/** How ColumnDecoder reads a field, by Postgres type. */
+const FieldKind = { Float8: 0, Int8: 1, Int4: 2, Int2: 3, Bool: 4, Time: 5, Text: 6 } as const;
+type FieldKind = (typeof FieldKind)[keyof typeof FieldKind];
+
+const FIELD_KINDS: Readonly<Record<string, { kind: FieldKind; type: Column['type'] }>> = {
+  'double precision': { kind: FieldKind.Float8, type: 'float' },
+  bigint: { kind: FieldKind.Int8, type: 'int' },
+  integer: { kind: FieldKind.Int4, type: 'int' },
+  smallint: { kind: FieldKind.Int2, type: 'int' },
+  boolean: { kind: FieldKind.Bool, type: 'bool' },
+  timestamptz: { kind: FieldKind.Time, type: 'time' },
+  'timestamp with time zone': { kind: FieldKind.Time, type: 'time' },
+  text: { kind: FieldKind.Text, type: 'text' },
+};
+
+/**
+ * Binary fields decoded into the columns of a ColumnBatch (core/columns.ts) of `size`
+ * rows, with no object per row: decodeFields's values (timestamps as microseconds),
+ * typed. The columns are the `columns`' in order, by Postgres type (fieldDecoder's).
+ */
+export class ColumnDecoder {
+  private readonly kinds: FieldKind[];
+  private readonly numbers: Array<NumberColumn | undefined>;
+  private readonly texts: Array<TextColumn | undefined>;
+  readonly batch: ColumnBatch;
+
+  constructor(columns: ReadonlyArray<{ name: string; pgType: string }>, size: number) {
+    const made = columns.map((c): Column => {
+      const field = FIELD_KINDS[c.pgType];
+      if (!field) throw new Error(`no binary decoder for Postgres type ${c.pgType}`);
+      return field.type === 'text' ? { type: 'text', values: new Array<string | null>(size).fill(null) } : { type: field.type as NumberColumnType, values: new Float64Array(size), nulls: new Uint8Array(size) };
+    });
+    this.kinds = columns.map((c) => (FIELD_KINDS[c.pgType] as { kind: FieldKind }).kind);
+    this.numbers = made.map((c) => (c.type === 'text' || c.type === 'value' ? undefined : c));
+    this.texts = made.map((c) => (c.type === 'text' ? c : undefined));
+    this.batch = { size, columns: new Map(columns.map((c, i) => [c.name, made[i] as Column])) };
+  }
+
+  /**
+   * Decodes the consecutive fields in `buf[start, end)` into row `row` from column
+   * `first` on; returns the index after the last. `view` is a DataView of `buf`
+   * (dataViewOf): its reads take about 3 ns where Buffer's readDoubleBE and
+   * readInt32BE took 17–35 (Node 20).
+   */
+  fields(buf: Buffer, view: DataView, start: number, end: number, row: number, first: number): number {
+    let i = first;
+    for (let at = start; at < end; i++) {
+      const n = view.getInt32(at);
+      at += 4;
+      if (n < 0) {
+        this.setNull(row, i);
+        continue;
+      }
+      const kind = this.kinds[i] as FieldKind;
+      if (kind === FieldKind.Text) (this.texts[i] as TextColumn).values[row] = buf.toString('utf8', at, at + n);
+      else {
+        const values = (this.numbers[i] as NumberColumn).values;
+        switch (kind) {
+          case FieldKind.Float8:
+            values[row] = view.getFloat64(at);
+            break;
+          case FieldKind.Int8:
+            values[row] = view.getInt32(at) * 4_294_967_296 + view.getUint32(at + 4);
+            break;
+          case FieldKind.Int4:
+            values[row] = view.getInt32(at);
+            break;
+          case FieldKind.Int2:
+            values[row] = view.getInt16(at);
+            break;
+          case FieldKind.Bool:
+            values[row] = view.getUint8(at) !== 0 ? 1 : 0;
+            break;
+          case FieldKind.Time:
+            values[row] = view.getInt32(at) * 4_294_967_296 + view.getUint32(at + 4) + PG_EPOCH_US;
+            break;
+        }
+      }
+      at += n;
+    }
+    return i;
+  }
+
+  /** Row `row` is null in `count` columns from `first` on; returns the index after them. */
+  nulls(row: number, first: number, count: number): number {
+    for (let i = first; i < first + count; i++) this.setNull(row, i);
+    return first + count;
+  }
+
+  private setNull(row: number, i: number): void {
+    const numbers = this.numbers[i];
+    if (numbers) numbers.nulls[row] = 1;
+    else (this.texts[i] as TextColumn).values[row] = null;
+  }
+}
+
+/** A DataView over exactly `buf`'s bytes (ColumnDecoder.fields reads through one). */
+export function dataViewOf(buf: Buffer): DataView {
+  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
 /** A big-endian int64 at `at` as a number: exact below 2^53, as the text parser's Number.parseInt. */

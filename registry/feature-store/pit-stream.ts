@@ -1,9 +1,10 @@
 /**
  * The point-in-time join streamed through Node (the 'stream' plan): the same rows as
  * the window and lateral plans of point-in-time.ts, written into a table (training
- * datasets, streamPointInTime) or handed out decoded (batch inference, pointInTimeRows). The window plan sorts the spine and every joined row together
- * (millions of wide rows, spilled to disk); this plan sorts only the spine and reads
- * each joined group once, in no order:
+ * datasets, streamPointInTime) or handed out decoded into typed columns (batch
+ * inference, pointInTimeBatches). The window plan sorts the spine and every joined row
+ * together (millions of wide rows, spilled to disk); this plan sorts only the spine and
+ * reads each joined group once, in no order:
  *
  *  1. The spine rows come out of Postgres by binary COPY, unsorted; each keeps its
  *     output columns' bytes as Postgres sent them (never decoded), its join keys and
@@ -18,7 +19,8 @@
  *     the group's rows. Rows that can join nothing are never held: memory is the
  *     spine's, not the group's.
  *  3. The rows are written back by binary COPY, spine bytes and feature bytes copied
- *     unchanged, so every type round-trips exactly; or decoded into row objects.
+ *     unchanged, so every type round-trips exactly; or decoded into typed columns
+ *     (core/columns.ts), with no object per row.
  *
  * A joined group whose features all have a fixed width comes from its range partitions'
  * column segments (segments.ts: files of a partition's rows as of the last commit that
@@ -35,7 +37,8 @@ import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { BinaryCopyWriter, cancelOnAbort, col, copyBytes, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, textField, timestampField, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
+import { BinaryCopyWriter, cancelOnAbort, col, ColumnDecoder, copyBytes, dataViewOf, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, textField, timestampField, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
+import { rowOf, type ColumnBatch } from '../../core/columns.ts';
 import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointInTimeColumns, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 import { orderByKeyThenTime } from './key-order.ts';
 import { copyOut } from './copy-read.ts';
@@ -187,6 +190,7 @@ class JoinResult {
   /** Bytes used in each slot; -1: empty. */
   private readonly used: Int32Array;
   private readonly slab: Buffer | undefined;
+  private readonly slabView: DataView | undefined;
   private readonly buffers: Array<Buffer | undefined> | undefined;
 
   constructor(
@@ -198,7 +202,10 @@ class JoinResult {
     this.newest = new Float64Array(places).fill(-Infinity);
     this.used = new Int32Array(places).fill(-1);
     if (slot === undefined) this.buffers = new Array<Buffer | undefined>(places);
-    else this.slab = Buffer.allocUnsafe(places * slot);
+    else {
+      this.slab = Buffer.allocUnsafe(places * slot);
+      this.slabView = dataViewOf(this.slab);
+    }
   }
 
   /** Keeps `buf[start, end)` at `place` if `eventTime` is newer than what is there. */
@@ -225,17 +232,14 @@ class JoinResult {
     if (this.buffers) this.buffers[place] = undefined;
   }
 
-  /** Decodes row `row`'s `features` features into `out` from column `first` on (nulls when no group row joins it); returns the next column's index. */
-  decode(row: number, features: number, decoders: readonly FieldDecoder[], names: readonly string[], out: Record<string, unknown>, first: number): number {
+  /** Decodes row `row`'s `features` features into row `into` of `out`'s columns from `first` on (nulls when no group row joins it); returns the next column's index. */
+  decode(row: number, features: number, out: ColumnDecoder, into: number, first: number): number {
     const place = this.placeOf[row] as number;
     const used = place < 0 ? -1 : (this.used[place] as number);
-    if (used < 0) {
-      for (let i = first; i < first + features; i++) out[names[i] as string] = null;
-      return first + features;
-    }
-    if (this.slab) return decodeFields(this.slab, place * (this.slot as number), place * (this.slot as number) + used, decoders, names, out, first);
+    if (used < 0) return out.nulls(into, first, features);
+    if (this.slab) return out.fields(this.slab, this.slabView as DataView, place * (this.slot as number), place * (this.slot as number) + used, into, first);
     const buf = (this.buffers as Array<Buffer | undefined>)[place] as Buffer;
-    return decodeFields(buf, 0, buf.length, decoders, names, out, first);
+    return out.fields(buf, dataViewOf(buf), 0, buf.length, into, first);
   }
 
   /** Writes row `row`'s features, or `nulls` when no group row joins it. */
@@ -460,39 +464,39 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
 }
 
 /**
- * The rows of `q` by the stream plan, decoded (fieldDecoder: numbers, booleans, text,
- * timestamps as Dates or as microseconds), in batches of `batchSize`, in the order Postgres
- * reads the spine: for batch inference, which scores rows and needs no table. The
- * whole spine of `q` is held while its rows are handed out (about 100 bytes a row plus
- * the features), so the caller bounds it: a prediction partition's window.
+ * The rows of `q` by the stream plan, decoded into batches of `batchSize` rows held as
+ * columns (core/columns.ts: numbers in typed arrays, timestamps as microseconds), in
+ * the order Postgres reads the spine: for batch inference, which scores rows and needs
+ * no table. The whole spine of `q` is held while its rows are handed out (about 100
+ * bytes a row plus the features), so the caller bounds it: a prediction partition's window.
  */
-export async function* pointInTimeRows(
-  knex: Knex,
-  q: PitQuery,
-  options: Pick<StreamOptions, 'signal' | 'onStep'> & DecoderOptions & { batchSize?: number } = {},
-): AsyncGenerator<Array<Record<string, unknown>>> {
+export async function* pointInTimeBatches(knex: Knex, q: PitQuery, options: Pick<StreamOptions, 'signal' | 'onStep'> & { batchSize?: number } = {}): AsyncGenerator<ColumnBatch> {
   const outputs = pointInTimeColumns(q);
-  const names = outputs.map((o) => o.name);
-  const decoders = outputs.map((o) => fieldDecoder(o.pgType, { timestamps: options.timestamps }));
   const batchSize = options.batchSize ?? 5_000;
   const streamOptions: StreamOptions = { count: 1, signal: options.signal, onStep: options.onStep };
   const { spines, results } = await joinInMemory(knex, q, [{ index: 0, extra: [] }], streamOptions, stepTimer(streamOptions));
   const spine = spines[0] as ChunkSpine;
   // No order: one bucket, its records in the order read.
   const records = spine.arena.records(0);
-  const template = rowTemplate(names);
-  let batch: Array<Record<string, unknown>> = [];
-  for (let row = 0; row < records.count; row++) {
-    const out: Record<string, unknown> = { ...template };
-    let next = decodeRecord(records, row, decoders, names, out);
-    for (let ji = 0; ji < results.length; ji++) next = (results[ji] as JoinResult).decode(row, (q.joins[ji] as PitJoin).features.length, decoders, names, out, next);
-    batch.push(out);
-    if (batch.length === batchSize) {
-      yield batch;
-      batch = [];
+  const views = records.blocks.map(dataViewOf);
+  for (let first = 0; first < records.count; first += batchSize) {
+    const size = Math.min(batchSize, records.count - first);
+    const out = new ColumnDecoder(outputs, size);
+    for (let k = 0; k < size; k++) {
+      const row = first + k;
+      const block = records.block[row] as number;
+      const view = views[block] as DataView;
+      const at = (records.at[row] as number) + RECORD_HEADER;
+      let next = out.fields(records.blocks[block] as Buffer, view, at, at + view.getInt32(at - RECORD_HEADER + 12, true), k, 0);
+      for (let ji = 0; ji < results.length; ji++) next = (results[ji] as JoinResult).decode(row, (q.joins[ji] as PitJoin).features.length, out, k, next);
     }
+    yield out.batch;
   }
-  if (batch.length > 0) yield batch;
+}
+
+/** pointInTimeBatches' rows as objects (timestamps as Dates unless asked for microseconds). */
+export async function* pointInTimeRows(knex: Knex, q: PitQuery, options: Pick<StreamOptions, 'signal' | 'onStep'> & DecoderOptions & { batchSize?: number } = {}): AsyncGenerator<Array<Record<string, unknown>>> {
+  for await (const batch of pointInTimeBatches(knex, q, options)) yield Array.from({ length: batch.size }, (_, i) => rowOf(batch, i, { timestamps: options.timestamps ?? 'date' }));
 }
 
 /** COPYs `data` into a table on `writer`'s connection. */
