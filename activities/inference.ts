@@ -8,6 +8,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { activityInfo, Context } from '@temporalio/activity';
+import type { ColumnBatch } from '../core/columns.ts';
 import { FailureType, FtiError } from '../core/errors.ts';
 import { DEFAULT_ALIAS, MAX_PARTITIONS } from '../core/inference-inputs.ts';
 import type { FeatureViewDefinition } from '../features/views.ts';
@@ -186,7 +187,7 @@ export function createInferenceActivities({ features, predictions: store, regist
         const context = Context.current();
         const progress = () => ({ stage: 'predict', partition: partition.index, rows: counters.read, total: partition.spineRows });
         // The next batch's FETCH runs while this one is scored.
-        const rows = readAhead(store.featureRows(view, snapshot, { start: partition.start, end: partition.end, strategy: run.strategy, signal: context.cancellationSignal }));
+        const rows = readAhead(store.featureBatches(view, snapshot, { start: partition.start, end: partition.end, strategy: run.strategy, signal: context.cancellationSignal }));
         const batches = scoreBatches(rows, lease.value, counters, kept, () => context.heartbeat(progress()), context.cancellationSignal);
         const { partition: done, written } = await heartbeatWhile(
           progress,
@@ -248,7 +249,7 @@ export function createInferenceActivities({ features, predictions: store, regist
  * ends it before the next batch: the partition's write transaction rolls back whole.
  */
 async function* scoreBatches(
-  source: AsyncIterable<Array<Record<string, unknown>>>,
+  source: AsyncIterable<ColumnBatch>,
   model: ScoringModel,
   counters: { read: number; rejected: number; readMs: number; scoreMs: number },
   kept: ScoringReject[],
@@ -256,17 +257,17 @@ async function* scoreBatches(
   signal: AbortSignal,
 ): AsyncGenerator<ScoredBatch> {
   let waited = performance.now();
-  for await (const rows of source) {
+  for await (const batch of source) {
     const received = performance.now();
     counters.readMs += received - waited;
     signal.throwIfAborted();
-    const scored = await model.scoreRows(rows);
+    const scored = await model.scoreColumns(batch);
     counters.scoreMs += performance.now() - received;
-    counters.read += rows.length;
+    counters.read += batch.size;
     counters.rejected += scored.rejected.length;
     for (const r of scored.rejected) if (kept.length < KEPT_REJECTS) kept.push(r);
     onBatch();
-    yield { rows: scored.rows, scores: scored.scores };
+    yield { batch, rows: scored.rows, scores: scored.scores };
     waited = performance.now();
   }
 }

@@ -14,6 +14,8 @@ import { FtiError, invalid, parseOrThrow } from '../core/errors.ts';
 import { FeatureSpecSchema, type FeatureSpec } from './feature-spec.ts';
 import { ModelSignatureSchema, type ModelSignature, type SignatureInput } from './signature.ts';
 import type { CategoricalStats, FeatureStats, NumericStats, QuantileStats } from './stats.ts';
+import { columnValue, type Column, type ColumnBatch, type NumberColumnType } from '../core/columns.ts';
+import type { FeatureDtype } from './signature.ts';
 import { readCategory, readNumber, type FeatureRow } from './values.ts';
 
 /**
@@ -80,15 +82,42 @@ export interface Encoder {
   /** Writes one row's `width` values into `out` at `offset`. Throws on any problem validateRow would report. */
   encodeRow(row: FeatureRow, out: Float32Array, offset?: number): void;
   encodeRows(rows: readonly FeatureRow[]): Float32Array;
+  /**
+   * Writes a batch's rows (row i at `i * width`) from its columns, with no object per
+   * row. Returns a flag per row: 1 where what was written cannot be trusted (a value
+   * that may not fit the signature, a column that is absent); encodeRow decides those
+   * rows (with the batch's row object, core/columns.ts rowOf), so a batch encodes
+   * exactly as its rows would.
+   */
+  encodeColumns(batch: ColumnBatch, out: Float32Array): Uint8Array;
   /** Every problem with this row (absent feature, wrong type, NaN/Infinity); empty when encodeRow would succeed. */
   validateRow(row: FeatureRow): string[];
 }
 
-interface ColumnWriter {
-  name: string;
-  columns: string[];
-  /** Writes this feature's columns at `at`; throws a valueProblem for a bad value. */
-  write(value: unknown, out: Float32Array, at: number): void;
+/**
+ * One signature input's encoding: `read` checks a value (readNumber or readCategory,
+ * throwing a valueProblem) and `put` writes the input's columns from what it gives.
+ * Rows and columns are encoded by the same `put`.
+ */
+type ColumnWriter = { name: string; dtype: FeatureDtype; columns: string[] } & (
+  | {
+      reads: 'number';
+      put(x: number | null, out: Float32Array, at: number): void;
+      /** `put` for `size` rows of a number column (null where nulls[i] is 1), row i at `first + i * width`: one loop per encoding, whose `put` calls stay inlinable. */
+      putColumn(values: Float64Array, nulls: Uint8Array, size: number, out: Float32Array, first: number, width: number): void;
+    }
+  | {
+      reads: 'category';
+      put(key: string | null, out: Float32Array, at: number): void;
+      /** `put` for `size` rows of keys, as putColumn. */
+      putKeys(keys: ReadonlyArray<string | null>, size: number, out: Float32Array, first: number, width: number): void;
+    }
+);
+
+/** Writes one row's value of `w`'s feature; throws a valueProblem for a bad value. */
+function writeValue(w: ColumnWriter, value: unknown, out: Float32Array, at: number): void {
+  if (w.reads === 'number') w.put(readNumber(w.name, w.dtype, value), out, at);
+  else w.put(readCategory(w.name, w.dtype, value), out, at);
 }
 
 export function createEncoder(signature: ModelSignature): Encoder {
@@ -102,7 +131,7 @@ export function createEncoder(signature: ModelSignature): Encoder {
     if (offset < 0 || offset + width > out.length) throw invalid(`encodeRow: ${width} values at offset ${offset} do not fit an array of ${out.length}`);
     let at = offset;
     for (const w of writers) {
-      w.write(row[w.name], out, at);
+      writeValue(w, row[w.name], out, at);
       at += w.columns.length;
     }
   };
@@ -117,13 +146,25 @@ export function createEncoder(signature: ModelSignature): Encoder {
       rows.forEach((row, i) => encodeRow(row, out, i * width));
       return out;
     },
+    encodeColumns(batch, out) {
+      if (batch.size * width > out.length) throw invalid(`encodeColumns: ${batch.size} rows of ${width} values do not fit an array of ${out.length}`);
+      const unsure = new Uint8Array(batch.size);
+      let first = 0;
+      for (const w of writers) {
+        const column = batch.columns.get(w.name);
+        if (column === undefined) unsure.fill(1);
+        else writeColumn(w, column, batch.size, out, first, width, unsure);
+        first += w.columns.length;
+      }
+      return unsure;
+    },
     validateRow(row) {
       if (typeof row !== 'object' || row === null || Array.isArray(row)) return ['a row must be an object of feature values'];
       const problems: string[] = [];
       let at = 0;
       for (const w of writers) {
         try {
-          w.write(row[w.name], scratch, at);
+          writeValue(w, row[w.name], scratch, at);
         } catch (err) {
           if (!(err instanceof FtiError)) throw err;
           problems.push(err.message);
@@ -135,91 +176,136 @@ export function createEncoder(signature: ModelSignature): Encoder {
   };
 }
 
+/**
+ * Writes `w`'s columns for `size` rows of `column` (row i at `first + i * width`),
+ * flagging in `unsure` the rows it cannot vouch for. Numbers of a type the input takes
+ * as they are, and text for a string category, are written straight from the column;
+ * any other pairing value by value, through the row path's checks (writeValue).
+ */
+function writeColumn(w: ColumnWriter, column: Column, size: number, out: Float32Array, first: number, width: number, unsure: Uint8Array): void {
+  if (w.reads === 'number' && column.type !== 'text' && column.type !== 'value') {
+    const accepts = numberCheck(w.dtype, column.type);
+    if (accepts !== undefined) {
+      const { values, nulls } = column;
+      // What is written for a value the input does not take is garbage: the row path redoes (or rejects) its row.
+      if (accepts !== anyNumber) for (let i = 0; i < size; i++) if (!nulls[i] && !accepts(values[i] as number)) unsure[i] = 1;
+      w.putColumn(values, nulls, size, out, first, width);
+      return;
+    }
+  }
+  if (w.reads === 'category' && w.dtype === 'string' && column.type === 'text') {
+    w.putKeys(column.values, size, out, first, width);
+    return;
+  }
+  for (let i = 0, at = first; i < size; i++, at += width) {
+    try {
+      writeValue(w, columnValue(column, i), out, at);
+    } catch (err) {
+      if (!(err instanceof FtiError)) throw err;
+      unsure[i] = 1;
+    }
+  }
+}
+
+const anyNumber = () => true;
+
+/**
+ * Which non-null values of a number column of `type` readNumber takes as they are for
+ * an input of `dtype` (a float must be finite, an int whole), or undefined when the
+ * pairing needs the row path (a bool column for a float input: readNumber refuses it).
+ */
+function numberCheck(dtype: FeatureDtype, type: NumberColumnType): ((x: number) => boolean) | undefined {
+  if (dtype === 'float') return type === 'float' ? Number.isFinite : type === 'int' ? anyNumber : undefined;
+  if (dtype === 'int') return type === 'int' ? anyNumber : type === 'float' ? Number.isInteger : undefined;
+  if (dtype === 'bool') return type === 'bool' ? anyNumber : undefined;
+  return undefined;
+}
+
+/** A number input's writer: `put` once per row, or in putColumn's loop over a column. */
+function numberWriter(input: SignatureInput, columns: string[], put: (x: number | null, out: Float32Array, at: number) => void): ColumnWriter {
+  return {
+    name: input.name,
+    dtype: input.dtype,
+    columns,
+    reads: 'number',
+    put,
+    putColumn(values, nulls, size, out, first, width) {
+      for (let i = 0, at = first; i < size; i++, at += width) put(nulls[i] ? null : (values[i] as number), out, at);
+    },
+  };
+}
+
+/** A category input's writer, as numberWriter. */
+function categoryWriter(input: SignatureInput, columns: string[], put: (key: string | null, out: Float32Array, at: number) => void): ColumnWriter {
+  return {
+    name: input.name,
+    dtype: input.dtype,
+    columns,
+    reads: 'category',
+    put,
+    putKeys(keys, size, out, first, width) {
+      for (let i = 0, at = first; i < size; i++, at += width) put(keys[i] as string | null, out, at);
+    },
+  };
+}
+
 function columnWriter(input: SignatureInput): ColumnWriter {
   const { name, dtype, encoding } = input;
   switch (encoding.kind) {
     case 'standardize': {
       if (dtype === 'string') throw invalid(`feature ${name}: a string cannot be standardized`);
       const { mean, std, fill, missingIndicator } = encoding;
-      return {
-        name,
-        columns: missingIndicator ? [name, `${name}:missing`] : [name],
-        write(value, out, at) {
-          const x = readNumber(name, dtype, value);
-          out[at] = ((x ?? fill) - mean) / std;
-          if (missingIndicator) out[at + 1] = x === null ? 1 : 0;
-        },
-      };
+      return numberWriter(input, missingIndicator ? [name, `${name}:missing`] : [name], (x, out, at) => {
+        out[at] = ((x ?? fill) - mean) / std;
+        if (missingIndicator) out[at + 1] = x === null ? 1 : 0;
+      });
     }
     case 'one_hot': {
       const index = new Map(encoding.categories.map((c, i) => [c, i]));
-      return {
-        name,
-        columns: encoding.categories.map((c) => `${name}=${c}`),
-        write(value, out, at) {
-          const key = readCategory(name, dtype, value);
-          out.fill(0, at, at + index.size);
-          const i = key === null ? undefined : index.get(key);
-          if (i !== undefined) out[at + i] = 1;
-        },
-      };
+      return categoryWriter(input, encoding.categories.map((c) => `${name}=${c}`), (key, out, at) => {
+        out.fill(0, at, at + index.size);
+        const i = key === null ? undefined : index.get(key);
+        if (i !== undefined) out[at + i] = 1;
+      });
     }
     case 'bins': {
       if (dtype === 'string') throw invalid(`feature ${name}: a string cannot be encoded in bins`);
       const { edges, missingIndicator } = encoding;
       const bins = edges.length - 1;
       const last = bins - 1;
-      return {
-        name,
-        columns: [...Array.from({ length: bins }, (_, i) => `${name}:bin${i}`), ...(missingIndicator ? [`${name}:missing`] : [])],
-        write(value, out, at) {
-          const x = readNumber(name, dtype, value);
-          for (let i = 0; i < bins; i++) {
-            if (x === null) {
-              out[at + i] = 0;
-              continue;
-            }
-            const lo = edges[i] as number;
-            const hi = edges[i + 1] as number;
-            out[at + i] = i > 0 && x < lo ? 0 : i < last && x >= hi ? 1 : (x - lo) / (hi - lo);
+      const columns = [...Array.from({ length: bins }, (_, i) => `${name}:bin${i}`), ...(missingIndicator ? [`${name}:missing`] : [])];
+      return numberWriter(input, columns, (x, out, at) => {
+        for (let i = 0; i < bins; i++) {
+          if (x === null) {
+            out[at + i] = 0;
+            continue;
           }
-          if (missingIndicator) out[at + bins] = x === null ? 1 : 0;
-        },
-      };
+          const lo = edges[i] as number;
+          const hi = edges[i + 1] as number;
+          out[at + i] = i > 0 && x < lo ? 0 : i < last && x >= hi ? 1 : (x - lo) / (hi - lo);
+        }
+        if (missingIndicator) out[at + bins] = x === null ? 1 : 0;
+      });
     }
     case 'number': {
       if (dtype === 'string') throw invalid(`feature ${name}: a string has no numeric value`);
-      return {
-        name,
-        columns: [name],
-        write(value, out, at) {
-          out[at] = readNumber(name, dtype, value) ?? Number.NaN;
-        },
-      };
+      return numberWriter(input, [name], (x, out, at) => {
+        out[at] = x ?? Number.NaN;
+      });
     }
     case 'category': {
       const index = new Map(encoding.categories.map((c, i) => [c, i]));
-      return {
-        name,
-        columns: [name],
-        write(value, out, at) {
-          const key = readCategory(name, dtype, value);
-          out[at] = key === null ? Number.NaN : (index.get(key) ?? index.size);
-        },
-      };
+      return categoryWriter(input, [name], (key, out, at) => {
+        out[at] = key === null ? Number.NaN : (index.get(key) ?? index.size);
+      });
     }
     case 'cyclical': {
       if (dtype === 'string') throw invalid(`feature ${name}: a string cannot be encoded as cyclical`);
       const scale = (2 * Math.PI) / encoding.period;
-      return {
-        name,
-        columns: [`${name}:sin`, `${name}:cos`],
-        write(value, out, at) {
-          const x = readNumber(name, dtype, value);
-          out[at] = x === null ? 0 : Math.sin(x * scale);
-          out[at + 1] = x === null ? 0 : Math.cos(x * scale);
-        },
-      };
+      return numberWriter(input, [`${name}:sin`, `${name}:cos`], (x, out, at) => {
+        out[at] = x === null ? 0 : Math.sin(x * scale);
+        out[at + 1] = x === null ? 0 : Math.cos(x * scale);
+      });
     }
   }
 }

@@ -12,7 +12,7 @@ import { modelInputWidth } from './model.ts';
 import type { FeatureRow } from './values.ts';
 
 /** Rows per forward pass in predictRows: large enough to amortise dispatch, small enough to bound memory. */
-export const PREDICT_CHUNK = 4096;
+export const PREDICT_CHUNK = 8192;
 
 /** One output per row of `x` (size × width encoded values): probabilities for classifiers. */
 export async function predictBatch(tfjs: Tf, model: tf.LayersModel, x: Float32Array, size: number): Promise<Float32Array> {

@@ -7,6 +7,7 @@
  * It reads the registry through the two small interfaces below (the model registry
  * and the feature store satisfy them), so ml/ never depends on registry/.
  */
+import { rowOf, type ColumnBatch } from '../core/columns.ts';
 import { FailureType, FtiError } from '../core/errors.ts';
 import type { FeatureViewDefinition } from '../features/views.ts';
 import type { ModelArtifact } from './artifact.ts';
@@ -49,6 +50,13 @@ export interface ScoredRows {
   rejected: ScoringReject[];
 }
 
+/** A batch's rows that fit the signature (their indices in the batch, ascending), one score each, and those that do not. */
+export interface ScoredColumns {
+  rows: Uint32Array;
+  scores: Float32Array;
+  rejected: ScoringReject[];
+}
+
 export interface ScoringModel {
   model: string;
   version: number;
@@ -64,6 +72,8 @@ export interface ScoringModel {
    * not fit is never scored: it comes back in `rejected` with every problem it has.
    */
   scoreRows(rows: readonly FeatureRow[]): Promise<ScoredRows>;
+  /** scoreRows for a batch held as columns (core/columns.ts): the same checks and scores, with no object per row but the rejected ones. */
+  scoreColumns(batch: ColumnBatch): Promise<ScoredColumns>;
   dispose(): void;
 }
 
@@ -101,6 +111,7 @@ export async function loadScoringModel(deps: ScoringDeps, name: string, version:
     encoder,
     family: predictor.family,
     scoreRows: (rows) => scoreRows(predictor, encoder, rows),
+    scoreColumns: (batch) => scoreColumns(predictor, encoder, batch),
     dispose: () => predictor.dispose(),
   };
 }
@@ -131,6 +142,36 @@ async function scoreRows(predictor: Predictor, encoder: Encoder, rows: readonly 
   }
   await flush();
   return { rows: valid, scores: scores.subarray(0, valid.length), rejected };
+}
+
+async function scoreColumns(predictor: Predictor, encoder: Encoder, batch: ColumnBatch): Promise<ScoredColumns> {
+  const width = encoder.width;
+  const x = new Float32Array(batch.size * width);
+  const unsure = encoder.encodeColumns(batch, x);
+  const rows = new Uint32Array(batch.size);
+  const rejected: ScoringReject[] = [];
+  let n = 0;
+  for (let i = 0; i < batch.size; i++) {
+    if (unsure[i]) {
+      // The row path decides: it encodes the row (in its place) or says what is wrong with it.
+      const row = rowOf(batch, i);
+      const reasons = encodeInput(encoder, row, x, i * width);
+      if (reasons) {
+        rejected.push({ row, reasons });
+        continue;
+      }
+    }
+    // Rows that fit move up over the rejected ones.
+    if (n !== i) x.copyWithin(n * width, i * width, (i + 1) * width);
+    rows[n++] = i;
+  }
+  const scores = new Float32Array(n);
+  // Each chunk a view of its own part of x, which nothing writes to after this.
+  for (let start = 0; start < n; start += PREDICT_CHUNK) {
+    const size = Math.min(PREDICT_CHUNK, n - start);
+    scores.set(await predictor.predict(x.subarray(start * width, (start + size) * width), size), start);
+  }
+  return { rows: rows.subarray(0, n), scores, rejected };
 }
 
 /**

@@ -237,6 +237,19 @@ describe('batch inference: a day of flights through the batchInference workflow'
       expect(rejects[0]?.features).toMatchObject({ flight_id: flightId, event_time: victim?.eventTime.toISOString(), distance: null });
       const scored = await predictions.predictions(result.runId);
       expect(scored.some((p) => p.entityKey.flight_id === flightId)).toBe(false);
+
+      // The stream plan (rows decoded into typed columns, encoded column by column) rejects the same row, the same way.
+      const activities = createInferenceActivities({ features: new FeatureStore({ knex: db.knex }), predictions, registry, backend, plans: { lateralMaxRows: 0 } });
+      const env = new MockActivityEnvironment();
+      const runId = uniqueId('stream-rejects');
+      const planned = await env.run<[PlanBatchInferenceInput], BatchInferencePlan, typeof activities.planBatchInference>(activities.planBatchInference, { runId, model: 'flight_delay', version: 1, ...day, partitions: 2 });
+      if (planned.kind !== 'score') throw new Error(`expected a plan to score, got ${planned.kind}`);
+      expect(planned.strategy).toBe('stream');
+      for (const p of planned.partitions) await env.run(activities.predictPartition, { runId, partition: p.index });
+      expect(await env.run(activities.finishBatchInference, { runId })).toMatchObject({ rows: flightsOfTheDay - 1, rowsRejected: 1 });
+      const streamed = await predictions.rejects(runId);
+      expect(streamed.map(({ runId: _, ...r }) => r)).toEqual(rejects.map(({ runId: _, ...r }) => r));
+      expect(new Map((await predictions.predictions(runId)).map((p) => [p.entityKey.flight_id, p.score]))).toEqual(new Map(scored.map((p) => [p.entityKey.flight_id, p.score])));
     } finally {
       await db.knex.raw('update ?? set distance = ? where flight_id = ?', [table, original[0]?.distance ?? null, flightId as number]);
     }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { columnsFromRows, rowOf, type Column, type ColumnBatch, type NumberColumnType } from '../core/columns.ts';
 import { FtiError } from '../core/errors.ts';
 import { readAhead } from '../core/streams.ts';
 import { toBatches, type Batch } from '../ml/batches.ts';
@@ -272,5 +273,82 @@ describe('toBatches and readAhead', () => {
       if (i === 1) break;
     }
     expect(events).toEqual(['produce 0', 'produce 1', 'consume 0', 'produce 2', 'consume 1', 'closed']);
+  });
+});
+
+describe('encodeColumns', () => {
+  // Every encoding, over columns typed as Postgres gives them (and as row objects from a cursor give them).
+  const columnSpecs: FeatureSpec[] = [
+    ...specs,
+    { name: 'late', dtype: 'bool', encoding: 'standardize' },
+    { name: 'load', dtype: 'float', encoding: 'bins', bins: 3, missingIndicator: true },
+  ];
+  const types: Record<string, NumberColumnType | 'text'> = { distance: 'float', origin_delay_7d: 'float', origin: 'text', hour: 'int', weekday: 'int', late: 'bool', load: 'float' };
+  const fit: FeatureRow[] = training.map((r, i) => ({ ...r, late: i % 2 === 0, load: i * 0.25 }));
+  const rows: FeatureRow[] = [
+    ...fit,
+    { distance: null, origin_delay_7d: null, origin: null, hour: null, weekday: null, late: null, load: null },
+    { distance: Number.NaN, origin_delay_7d: 3, origin: 'JFK', hour: 23, weekday: 7, late: true, load: 0.9 },
+    { distance: 50, origin_delay_7d: Number.POSITIVE_INFINITY, origin: 'SFO', hour: 1, weekday: 1, late: false, load: -1 },
+    { distance: 50, origin_delay_7d: 1, origin: 'LAX', hour: 1, weekday: 2, late: false, load: Number.NEGATIVE_INFINITY },
+  ];
+
+  /** The rows as columns of the given types (a bool as 1/0), or of row values for a name left out. */
+  function typed(of: readonly FeatureRow[], which: Record<string, NumberColumnType | 'text'>): ColumnBatch {
+    const names = Object.keys(of[0] ?? {});
+    const columns = new Map<string, Column>();
+    for (const name of names) {
+      const type = which[name];
+      const values = of.map((r) => r[name]);
+      if (type === undefined) columns.set(name, { type: 'value', values });
+      else if (type === 'text') columns.set(name, { type, values: values as Array<string | null> });
+      else columns.set(name, { type, values: Float64Array.from(values, (v) => (v === null ? 0 : Number(v))), nulls: Uint8Array.from(values, (v) => (v === null ? 1 : 0)) });
+    }
+    return { size: of.length, columns };
+  }
+
+  /** What scoring does with a batch: columns, then the row path for the flagged rows; per row its input or its problems. */
+  function viaColumns(enc: ReturnType<typeof createEncoder>, batch: ColumnBatch): Array<number[] | string[]> {
+    const x = new Float32Array(batch.size * enc.width).fill(7);
+    const unsure = enc.encodeColumns(batch, x);
+    return Array.from({ length: batch.size }, (_, i) => {
+      if (!unsure[i]) return Array.from(x.subarray(i * enc.width, (i + 1) * enc.width));
+      const row = rowOf(batch, i);
+      const problems = enc.validateRow(row);
+      return problems.length ? problems : Array.from(enc.encodeRows([row]));
+    });
+  }
+
+  function viaRows(enc: ReturnType<typeof createEncoder>, of: readonly FeatureRow[]): Array<number[] | string[]> {
+    return of.map((row) => {
+      const problems = enc.validateRow(row);
+      return problems.length ? problems : Array.from(enc.encodeRows([row]));
+    });
+  }
+
+  for (const family of ['mlp', 'gbdt'] as const) {
+    it(`encodes a batch exactly as its rows, and flags every row the rows refuse (${family})`, () => {
+      const enc = createEncoder(fitSignature(columnSpecs, computeStats(fit, columnSpecs), output, family));
+      const expected = viaRows(enc, rows);
+      // A bad value is refused, each time for its own feature.
+      expect(expected.filter((e) => typeof e[0] === 'string')).toEqual([[expect.stringMatching(/^distance: /)], [expect.stringMatching(/^origin_delay_7d: /)], [expect.stringMatching(/^load: /)]]);
+      const batch = typed(rows, types);
+      expect(viaColumns(enc, batch)).toEqual(expected);
+      // From typed columns, good rows are written straight, not handed to the row path.
+      const unsure = enc.encodeColumns(batch, new Float32Array(rows.length * enc.width));
+      expect(Array.from(unsure)).toEqual(expected.map((e) => (typeof e[0] === 'string' ? 1 : 0)));
+      // Row values (a cursor's rows), and columns of a type an input does not take as it is, go value by value: the same.
+      expect(viaColumns(enc, columnsFromRows(rows))).toEqual(expected);
+      expect(viaColumns(enc, typed(rows, { ...types, hour: 'float', late: 'int', weekday: 'float' }))).toEqual(viaRows(enc, rows.map((r) => ({ ...r, late: r.late === null ? null : Number(r.late) }))));
+    });
+  }
+
+  it('flags whole numbers only where an int input reads a float column, and every row when a feature is absent', () => {
+    const enc = createEncoder(fitSignature(specs, computeStats(training, specs), output));
+    const batch = typed([...training, { ...training[0], hour: 3.5 }], types);
+    expect(Array.from(enc.encodeColumns(typed([...training, { ...training[0], hour: 3.5 }], { ...types, hour: 'float' }), new Float32Array(5 * enc.width)))).toEqual([0, 0, 0, 0, 1]);
+    expect(viaColumns(enc, typed([...training, { ...training[0], hour: 3.5 }], { ...types, hour: 'float' }))[4]).toEqual([expect.stringMatching(/^hour: expected an int, got 3.5/)]);
+    const { hour: _, ...rest } = Object.fromEntries(batch.columns);
+    expect(Array.from(enc.encodeColumns({ size: batch.size, columns: new Map(Object.entries(rest)) }, new Float32Array(5 * enc.width)))).toEqual([1, 1, 1, 1, 1]);
   });
 });

@@ -7,9 +7,10 @@
  */
 import type { Knex } from 'knex';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
+import type { ColumnBatch } from '../../core/columns.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import type { PitPlan, ViewSnapshot } from '../feature-store/index.ts';
-import { countPredictions, countSpineRowsByPartition, listPredictions, listRejects, streamViewRows, type StoredPrediction, type StoredReject } from './reads.ts';
+import { countPredictions, countSpineRowsByPartition, listPredictions, listRejects, streamViewBatches, type StoredPrediction, type StoredReject } from './reads.ts';
 import {
   completePredictionRun,
   createPredictionRun,
@@ -70,8 +71,8 @@ export class PredictionStore {
     return countSpineRowsByPartition(this.knex, view, snapshot, boundaries);
   }
 
-  featureRows(view: FeatureViewDefinition, snapshot: ViewSnapshot, options: { start: Date; end: Date; strategy: PitPlan; batchSize?: number; signal?: AbortSignal }): AsyncGenerator<Array<Record<string, unknown>>> {
-    return streamViewRows(this.knex, view, snapshot, options);
+  featureBatches(view: FeatureViewDefinition, snapshot: ViewSnapshot, options: { start: Date; end: Date; strategy: PitPlan; batchSize?: number; signal?: AbortSignal }): AsyncGenerator<ColumnBatch> {
+    return streamViewBatches(this.knex, view, snapshot, options);
   }
 
   writePartition(write: PartitionWrite): Promise<{ partition: PredictionPartition; written: boolean }> {

@@ -5,9 +5,11 @@
  */
 import type { Knex } from 'knex';
 import { FailureType, FtiError } from '../../core/errors.ts';
+import { columnsFromRows, type ColumnBatch } from '../../core/columns.ts';
+import { PREDICT_CHUNK } from '../../ml/predict.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import { col, raw, sql, streamQuery, toNative } from '../db/index.ts';
-import { pointInTimeRows, pointInTimeSql, snapshotSql, viewQuery, type PitPlan, type PitQuery, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
+import { pointInTimeBatches, pointInTimeColumns, pointInTimeSql, snapshotSql, viewQuery, type PitPlan, type PitQuery, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 /**
  * Spine rows in each partition [boundaries[i], boundaries[i+1]) in one scan.
@@ -38,24 +40,29 @@ export function partitionQuery(view: FeatureViewDefinition, snapshot: ViewSnapsh
 }
 
 /**
- * Rows of the join in batches: spine keys, event time (microseconds since 1970) and
- * every view feature under its view name (the columns a training dataset has). The SQL plans stream through a
- * cursor; the stream plan holds the window's spine and hands its rows out decoded.
+ * Rows of the join in batches held as columns (core/columns.ts): spine keys, event
+ * time (microseconds since 1970) and every view feature under its view name (the
+ * columns a training dataset has). The stream plan holds the window's spine and decodes
+ * its rows straight into typed columns; the SQL plans stream through a cursor, their
+ * row objects wrapped as columns.
  */
-export function streamViewRows(
+export async function* streamViewBatches(
   knex: Knex,
   view: FeatureViewDefinition,
   snapshot: ViewSnapshot,
   options: { start: Date; end: Date; strategy: PitPlan; batchSize?: number; signal?: AbortSignal },
-): AsyncGenerator<Array<Record<string, unknown>>> {
-  const batchSize = options.batchSize ?? 5_000;
-  // Timestamps come as microseconds since 1970: views have no timestamp features, and
-  // the event time only travels on to the predictions' binary COPY, exact.
+): AsyncGenerator<ColumnBatch> {
+  const batchSize = options.batchSize ?? PREDICT_CHUNK;
   if (options.strategy === 'stream') {
-    return pointInTimeRows(knex, partitionQuery(view, snapshot, { ...options, strategy: 'window' }), { batchSize, timestamps: 'micros', signal: options.signal });
+    yield* pointInTimeBatches(knex, partitionQuery(view, snapshot, { ...options, strategy: 'window' }), { batchSize, signal: options.signal });
+    return;
   }
-  const native = toNative(knex, pointInTimeSql(partitionQuery(view, snapshot, { ...options, strategy: options.strategy })));
-  return streamQuery(knex, native.sql, native.bindings, batchSize, { timestampsAsMicros: true, signal: options.signal });
+  const q = partitionQuery(view, snapshot, { ...options, strategy: options.strategy });
+  const names = pointInTimeColumns(q).map((c) => c.name);
+  const native = toNative(knex, pointInTimeSql(q));
+  // Timestamps come as microseconds since 1970, as the stream plan gives them: views
+  // have no timestamp features, and the event time only travels on to the predictions' binary COPY, exact.
+  for await (const rows of streamQuery<Record<string, unknown>>(knex, native.sql, native.bindings, batchSize, { timestampsAsMicros: true, signal: options.signal })) yield columnsFromRows(rows, names);
 }
 
 /** One stored prediction of a run. */

@@ -11,15 +11,18 @@ import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { columnValue, rowOf, type ColumnBatch } from '../../core/columns.ts';
 import { FailureType, FtiError } from '../../core/errors.ts';
 import { BinaryCopyWriter, cancelOnAbort, timestampText } from '../db/index.ts';
 import type { ScoringReject } from '../../ml/scoring.ts';
 import { toPartition, type PartitionRow, type PredictionPartition, type PredictionRun } from './runs.ts';
 
-/** Rows that passed the signature check, and one score each. */
+/** A batch as the reads give it (reads.ts), the rows of it that passed the signature check, and one score each. */
 export interface ScoredBatch {
-  /** As the reads give them (reads.ts): entity keys, and the event time in microseconds since 1970. */
-  rows: ReadonlyArray<Readonly<Record<string, unknown>>>;
+  /** Entity keys and the event time (microseconds since 1970) among its columns. */
+  batch: ColumnBatch;
+  /** The scored rows' indices in `batch`. */
+  rows: Uint32Array;
   scores: Float32Array;
 }
 
@@ -93,20 +96,20 @@ async function* copyTuples(w: PartitionWrite, counter: { rows: number }): AsyncG
   const { run, spine } = w;
   const runId = Buffer.from(run.runId, 'utf8');
   const model = Buffer.from(run.model, 'utf8');
-  const keyJson = entityKeyWriter(spine.entityKeys);
   const out = new BinaryCopyWriter();
-  for await (const batch of w.batches) {
-    const { rows, scores } = batch;
+  for await (const { batch, rows, scores } of w.batches) {
     if (rows.length !== scores.length) throw new Error(`a scored batch has ${rows.length} rows but ${scores.length} scores`);
-    for (let i = 0; i < rows.length; i++) {
-      const row = rows[i] as Readonly<Record<string, unknown>>;
+    const keyJson = entityKeyWriter(batch, spine.entityKeys);
+    const times = eventTimes(batch, spine.eventTime);
+    for (let k = 0; k < rows.length; k++) {
+      const i = rows[k] as number;
       out.tuple(6);
       out.bytesField(runId);
       out.bytesField(model);
       out.int4(run.version);
-      out.jsonb(keyJson(row));
-      out.timestamptz(eventTimeMicros(row, spine.eventTime));
-      out.float8(scores[i] as number);
+      out.jsonb(keyJson(i));
+      out.timestamptz(times(i));
+      out.float8(scores[k] as number);
     }
     counter.rows += rows.length;
     yield* out.take();
@@ -126,33 +129,39 @@ function entityKeyJson(row: Readonly<Record<string, unknown>>, entityKeys: reado
 }
 
 /**
- * entityKeyJson's text, built from each key's prefix (`{"flight_id":`) and the value's
- * JSON, without an object per row; a key whose value is absent takes the object's path
- * (JSON.stringify leaves such a key out).
+ * entityKeyJson's text for row i of a batch, built from each key's prefix
+ * (`{"flight_id":`) and the value's JSON, without an object per row; a key whose value
+ * is absent takes the object's path (JSON.stringify leaves such a key out).
  */
-function entityKeyWriter(entityKeys: readonly string[]): (row: Readonly<Record<string, unknown>>) => string {
+function entityKeyWriter(batch: ColumnBatch, entityKeys: readonly string[]): (i: number) => string {
   const prefixes = entityKeys.map((k, i) => `${i === 0 ? '{' : ','}${JSON.stringify(k)}:`);
-  return (row) => {
+  const columns = entityKeys.map((k) => batch.columns.get(k));
+  return (i) => {
     let json = '';
-    for (let i = 0; i < entityKeys.length; i++) {
-      const value = row[entityKeys[i] as string];
-      if (value === undefined) return entityKeyJson(row, entityKeys);
-      json += `${prefixes[i] as string}${JSON.stringify(value)}`;
+    for (let c = 0; c < columns.length; c++) {
+      const column = columns[c];
+      const value = column === undefined ? undefined : columnValue(column, i);
+      if (value === undefined) return entityKeyJson(rowOf(batch, i), entityKeys);
+      json += `${prefixes[c] as string}${JSON.stringify(value)}`;
     }
     return `${json}}`;
   };
 }
 
-/** The spine row's event time in microseconds since 1970, as the reads give it (reads.ts). */
-function eventTimeMicros(row: Readonly<Record<string, unknown>>, column: string): number {
-  const t = row[column];
+/** Row i's event time in microseconds since 1970, as the reads give it (reads.ts). */
+function eventTimes(batch: ColumnBatch, name: string): (i: number) => number {
+  const column = batch.columns.get(name);
+  return (i) => eventTimeMicros(column === undefined ? undefined : columnValue(column, i), name);
+}
+
+function eventTimeMicros(t: unknown, column: string): number {
   if (typeof t === 'number' && Number.isFinite(t)) return t;
   throw new Error(`spine row has no event time in microseconds in ${column}`);
 }
 
-/** The same, as ISO 8601 text, for the rejects' JSON. */
+/** The spine row's event time as ISO 8601 text, for the rejects' JSON. */
 function eventTimeText(row: Readonly<Record<string, unknown>>, column: string): string {
-  return timestampText(eventTimeMicros(row, column));
+  return timestampText(eventTimeMicros(row[column], column));
 }
 
 async function insertRejects(client: pg.PoolClient, runId: string, spine: PartitionWrite['spine'], kept: ScoringReject[]): Promise<void> {
