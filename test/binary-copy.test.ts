@@ -13,8 +13,9 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rowOf } from '../core/columns.ts';
 import { mergeBy } from '../core/streams.ts';
-import { arrayLiteral, binaryCopyOut, BinaryCopyReader, binaryRows, describeColumns, BinaryCopyWriter, createKnex, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, sql, streamQueries, streamTablesInStoredOrder, textField, timestampField, timestampText, timestamptzMicros, type BinaryTuple } from '../registry/db/index.ts';
+import { arrayLiteral, binaryCopyOut, BinaryCopyReader, binaryRows, describeColumns, BinaryCopyWriter, ColumnDecoder, createKnex, dataViewOf, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, sql, streamQueries, streamTablesInStoredOrder, textField, timestampField, timestampText, timestamptzMicros, type BinaryTuple } from '../registry/db/index.ts';
 import { createTestDb, type TestDb } from './helpers/services.ts';
 
 /** A field's bytes as COPY sends them: int32 length, then the value (or -1 and nothing: null). */
@@ -135,6 +136,14 @@ describe('binary COPY', () => {
         expect(byMicros).toEqual([946_684_799_999_999, Date.parse('2001-03-04T05:06:07.891Z') * 1000 + 234, null]);
         expect(byMicros.slice(0, 2).map((us) => timestampText(us as number))).toEqual(['1999-12-31T23:59:59.999999Z', '2001-03-04T05:06:07.891234Z']);
         expect(() => fieldDecoder('jsonb')).toThrow(/no binary decoder/);
+
+        // Decoded into typed columns (batch inference's batches): the same values, a bool as 1/0, nulls masked.
+        const columns = new ColumnDecoder(types.map((pgType, i) => ({ name: names[i] as string, pgType })), tuples.length);
+        tuples.forEach((bytes, row) => expect(columns.fields(bytes, dataViewOf(bytes), 0, bytes.length, row, 0)).toBe(5));
+        const micros = byMicros.map((t, row) => ({ ...(byDate[row] as Record<string, unknown>), t }));
+        expect(Array.from({ length: tuples.length }, (_, row) => rowOf(columns.batch, row))).toEqual(micros);
+        expect(columns.batch.columns.get('b')).toMatchObject({ type: 'bool', values: Float64Array.from([0, 1, 0]), nulls: Uint8Array.from([0, 0, 1]) });
+        expect(() => new ColumnDecoder([{ name: 'j', pgType: 'jsonb' }], 1)).toThrow(/no binary decoder/);
       } finally {
         await db.knex.client.releaseConnection(client);
       }
