@@ -90,3 +90,15 @@ function rowsByTime(timeOf: ArrayLike<number>): Int32Array {
   }
   return rows;
 }
+
+/** The first row in [from, to) whose time is at or after `at` (`times` ascending there). */
+export function lowerBound(times: Float64Array, from: number, to: number, at: number): number {
+  let lo = from;
+  let hi = to;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((times[mid] as number) < at) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}

@@ -40,9 +40,9 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { BinaryCopyWriter, cancelOnAbort, col, ColumnDecoder, copyBytes, dataViewOf, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, textField, timestampField, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
 import { rowOf, type ColumnBatch } from '../../core/columns.ts';
 import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointInTimeColumns, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
-import { orderByKeyThenTime } from './key-order.ts';
+import { lowerBound, orderByKeyThenTime } from './key-order.ts';
 import { copyOut } from './copy-read.ts';
-import { FIXED_WIDTH, segmentCache, type PartitionSegment, type Segment, type SegmentCache, type SegmentSpec } from './segments.ts';
+import { FIXED_WIDTH, segmentCache, type PartitionSegment, type Segment, type SegmentCache, type SegmentRead, type SegmentSpec } from './segments.ts';
 
 /** One chunk of the join (PitQuery.chunk), written into a table of its own. */
 export interface StreamChunk {
@@ -661,16 +661,20 @@ async function joinGroup(
         // Two partitions at a time: each from its segment, or (the first time) from Postgres
         // (one backend each), its rows placed as they come, while its segment is written after.
         const named = segments.parts.flatMap((p) => (p.name ? [{ ...p, name: p.name }] : []));
-        const load = async (i: number) => {
+        // Each file read for the rows of the join's window only, and into its chain's buffer, which
+        // is free again once the segment is placed (placeSegment copies what it keeps).
+        const { from, to } = segments;
+        const load = async (i: number, scratch: SegmentRead['scratch']) => {
           const p = named[i];
           if (!p) return;
           const reader = tupleReader(eventTimeOnly);
-          const seg = await segments.cache.load(knex, segments.spec, p, signal, reader.onTuple);
+          const cuts = (from !== undefined && from > p.start.getTime() * 1000) || (to !== undefined && to < p.end.getTime() * 1000);
+          const seg = await segments.cache.load(knex, segments.spec, p, signal, reader.onTuple, { scratch, ...(cuts ? { window: { from, to } } : {}) });
           if (seg) placeSegment(seg);
           else reader.flush();
-          await load(i + 2);
+          await load(i + 2, scratch);
         };
-        await Promise.all([load(0), load(1)]);
+        await Promise.all([load(0, {}), load(1, {})]);
       })(),
     ]);
   } else {
@@ -696,18 +700,6 @@ async function joinGroup(
 /** Whether a spine row at `at` comes before a joined row that enters at `enters` (so cannot see it): at or after it when `inclusive`, after it when not. */
 function before(at: number, enters: number, inclusive: boolean): boolean {
   return inclusive ? at < enters : at <= enters;
-}
-
-/** The first row in [from, to) whose time is at or after `at` (`times` ascending there). */
-function lowerBound(times: Float64Array, from: number, to: number, at: number): number {
-  let lo = from;
-  let hi = to;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((times[mid] as number) < at) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /**
