@@ -369,23 +369,42 @@ export function fieldDecoder(pgType: string, options: DecoderOptions = {}): Fiel
   return decoder;
 }
 
+/** How a field of each Postgres type the feature store writes is read (binaryDecoder, ColumnDecoder). */
+const FieldKind = { Float8: 0, Int8: 1, Int4: 2, Int2: 3, Bool: 4, Time: 5, Text: 6 } as const;
+type FieldKind = (typeof FieldKind)[keyof typeof FieldKind];
+
+const FIELD_KINDS: Readonly<Record<string, { kind: FieldKind; type: Column['type'] }>> = {
+  'double precision': { kind: FieldKind.Float8, type: 'float' },
+  bigint: { kind: FieldKind.Int8, type: 'int' },
+  integer: { kind: FieldKind.Int4, type: 'int' },
+  smallint: { kind: FieldKind.Int2, type: 'int' },
+  boolean: { kind: FieldKind.Bool, type: 'bool' },
+  timestamptz: { kind: FieldKind.Time, type: 'time' },
+  'timestamp with time zone': { kind: FieldKind.Time, type: 'time' },
+  text: { kind: FieldKind.Text, type: 'text' },
+};
+
+/** How a field of `pgType` is read; undefined for a type the feature store does not write. */
+function fieldKind(pgType: string): { kind: FieldKind; type: Column['type'] } | undefined {
+  return Object.hasOwn(FIELD_KINDS, pgType) ? FIELD_KINDS[pgType] : undefined;
+}
+
 /** fieldDecoder's decoder, or undefined for a type it has none for (the type as format_type prints it, or timestamptz). */
 export function binaryDecoder(pgType: string, options: DecoderOptions = {}): FieldDecoder | undefined {
-  switch (pgType) {
-    case 'double precision':
+  switch (fieldKind(pgType)?.kind) {
+    case FieldKind.Float8:
       return (buf, at) => buf.readDoubleBE(at);
-    case 'bigint':
+    case FieldKind.Int8:
       return int64;
-    case 'integer':
+    case FieldKind.Int4:
       return (buf, at) => buf.readInt32BE(at);
-    case 'smallint':
+    case FieldKind.Int2:
       return (buf, at) => buf.readInt16BE(at);
-    case 'boolean':
+    case FieldKind.Bool:
       return (buf, at) => buf[at] !== 0;
-    case 'text':
+    case FieldKind.Text:
       return (buf, at, length) => buf.toString('utf8', at, at + length);
-    case 'timestamptz':
-    case 'timestamp with time zone':
+    case FieldKind.Time:
       return options.timestamps === 'micros' ? microseconds : (buf, at) => new Date(Math.floor(microseconds(buf, at) / 1000));
     default:
       return undefined;
@@ -419,21 +438,6 @@ export function decodeFields(buf: Buffer, start: number, end: number, decoders: 
   return i;
 }
 
-/** How ColumnDecoder reads a field, by Postgres type. */
-const FieldKind = { Float8: 0, Int8: 1, Int4: 2, Int2: 3, Bool: 4, Time: 5, Text: 6 } as const;
-type FieldKind = (typeof FieldKind)[keyof typeof FieldKind];
-
-const FIELD_KINDS: Readonly<Record<string, { kind: FieldKind; type: Column['type'] }>> = {
-  'double precision': { kind: FieldKind.Float8, type: 'float' },
-  bigint: { kind: FieldKind.Int8, type: 'int' },
-  integer: { kind: FieldKind.Int4, type: 'int' },
-  smallint: { kind: FieldKind.Int2, type: 'int' },
-  boolean: { kind: FieldKind.Bool, type: 'bool' },
-  timestamptz: { kind: FieldKind.Time, type: 'time' },
-  'timestamp with time zone': { kind: FieldKind.Time, type: 'time' },
-  text: { kind: FieldKind.Text, type: 'text' },
-};
-
 /**
  * Binary fields decoded into the columns of a ColumnBatch (core/columns.ts) of `size`
  * rows, with no object per row: decodeFields's values (timestamps as microseconds),
@@ -447,11 +451,11 @@ export class ColumnDecoder {
 
   constructor(columns: ReadonlyArray<{ name: string; pgType: string }>, size: number) {
     const made = columns.map((c): Column => {
-      const field = FIELD_KINDS[c.pgType];
+      const field = fieldKind(c.pgType);
       if (!field) throw new Error(`no binary decoder for Postgres type ${c.pgType}`);
       return field.type === 'text' ? { type: 'text', values: new Array<string | null>(size).fill(null) } : { type: field.type as NumberColumnType, values: new Float64Array(size), nulls: new Uint8Array(size) };
     });
-    this.kinds = columns.map((c) => (FIELD_KINDS[c.pgType] as { kind: FieldKind }).kind);
+    this.kinds = columns.map((c) => (fieldKind(c.pgType) as { kind: FieldKind }).kind);
     this.numbers = made.map((c) => (c.type === 'text' || c.type === 'value' ? undefined : c));
     this.texts = made.map((c) => (c.type === 'text' ? c : undefined));
     this.batch = { size, columns: new Map(columns.map((c, i) => [c.name, made[i] as Column])) };

@@ -196,7 +196,8 @@ export class SegmentCache {
     let readDone!: (fromPostgres: boolean) => void;
     const done = new Promise<boolean>((resolve) => (readDone = resolve));
     const loading = (async () => {
-      const kept = await readSegment(file);
+      // A caller that read the file itself (above) found none whole: from Postgres.
+      const kept = read ? undefined : await readSegmentFile(file, {});
       if (kept) {
         this.loading.delete(p.name);
         readDone(false);
@@ -405,8 +406,8 @@ async function touch(file: string): Promise<void> {
 }
 
 /**
- * A segment's file read as `read` asks (SegmentRead), or undefined when it is missing
- * or not whole. A narrow window is read in pieces: the header and the event times,
+ * A segment's file read as `read` asks (SegmentRead; {}: whole, into a buffer of its
+ * own), or undefined when it is missing or not whole. A narrow window is read in pieces: the header and the event times,
  * then of each key only the run of rows the window keeps (a batch-inference partition
  * of a third of the month reads about a third of the file).
  */
@@ -479,12 +480,6 @@ async function readRuns(handle: fs.FileHandle, slot: number, layout: ReturnType<
   }
   segment.bytes = rows * (20 + slot);
   return (await Promise.all(reads)).every((b) => b !== undefined) ? segment : undefined;
-}
-
-/** A segment's file, or undefined when it is missing or not whole. */
-async function readSegment(file: string): Promise<Segment | undefined> {
-  const bytes = await fs.readFile(file).catch(() => undefined);
-  return bytes ? parseSegment(bytes) : undefined;
 }
 
 interface SegmentHeader {
