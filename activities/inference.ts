@@ -20,6 +20,7 @@ import type { FeatureStore, PitPlan } from '../registry/feature-store/index.ts';
 import type { ModelRegistry } from '../registry/models/index.ts';
 import type { PredictionRun, PredictionStore, ScoredBatch } from '../registry/predictions/index.ts';
 import { withDomainFailures } from './failures.ts';
+import type { FeatureReaders } from './feature-reader.ts';
 import { heartbeatWhile } from './heartbeat.ts';
 import { workingOn } from './observability.ts';
 
@@ -116,9 +117,11 @@ export interface InferenceActivityDeps {
   modelCapacity?: number;
   /** Where the plans change (spine rows of the largest partition): LATERAL_MAX_ROWS and STREAM_MAX_ROWS unless given. */
   plans?: { lateralMaxRows?: number; streamMaxRows?: number };
+  /** Threads partitions' features are read on (feature-reader.ts); none: the activity's own thread. */
+  featureReaders?: FeatureReaders;
 }
 
-export function createInferenceActivities({ features, predictions: store, registry, backend, modelCapacity = 4, plans = {} }: InferenceActivityDeps) {
+export function createInferenceActivities({ features, predictions: store, registry, backend, modelCapacity = 4, plans = {}, featureReaders }: InferenceActivityDeps) {
   const tf = async (): Promise<Tf> => (backend ?? (await loadBackend('cpu'))).tf;
   // One load per model version per worker, shared by its concurrent partitions.
   const models = new LeaseCache<ScoringModel>(async (key) => {
@@ -129,6 +132,8 @@ export function createInferenceActivities({ features, predictions: store, regist
   return withDomainFailures({
     /** Resolves the model once, pins version and commits on the run, and splits the window. */
     async planBatchInference(input: PlanBatchInferenceInput): Promise<BatchInferencePlan> {
+      // The partitions' reads are about to come: their threads load while the run is planned.
+      featureReaders?.warm();
       const requestedRef = input.version !== undefined ? String(input.version) : (input.alias ?? DEFAULT_ALIAS);
       const start = new Date(input.start);
       const end = new Date(input.end);
@@ -187,7 +192,8 @@ export function createInferenceActivities({ features, predictions: store, regist
         const context = Context.current();
         const progress = () => ({ stage: 'predict', partition: partition.index, rows: counters.read, total: partition.spineRows });
         // The next batch's FETCH runs while this one is scored.
-        const rows = readAhead(store.featureBatches(view, snapshot, { start: partition.start, end: partition.end, strategy: run.strategy, signal: context.cancellationSignal }));
+        const read = { view, snapshot, start: partition.start, end: partition.end, strategy: run.strategy };
+        const rows = readAhead(featureReaders ? featureReaders.batches(read, context.cancellationSignal) : store.featureBatches(view, snapshot, { ...read, signal: context.cancellationSignal }));
         const batches = scoreBatches(rows, lease.value, counters, kept, () => context.heartbeat(progress()), context.cancellationSignal);
         const { partition: done, written } = await heartbeatWhile(
           progress,

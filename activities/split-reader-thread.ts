@@ -9,12 +9,13 @@ import { EpochCache } from '../ml/epoch-cache.ts';
 import { createKnex } from '../registry/db/index.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { TrainingStore, type Split } from '../registry/training/index.ts';
-import { serializeError, type ReaderReply, type ReaderRequest, type SplitReaderSource } from './split-reader.ts';
+import type { ReaderReply, ReaderRequest, SplitReaderSource } from './split-reader.ts';
+import { serializeError } from './threads.ts';
 import { datasetAndView, splitBatches } from './training-run.ts';
 
 const port = parentPort;
 if (!port) throw new Error('split-reader-thread.ts runs as a worker thread (see split-reader.ts)');
-const source = workerData as SplitReaderSource;
+const source = (workerData as { data: SplitReaderSource }).data;
 const knex = createKnex({ url: source.url, schema: source.schema, poolMax: 2, applicationName: 'fti-split-reader' });
 const training = new TrainingStore({ knex });
 const loaded = datasetAndView({ features: new FeatureStore({ knex }), training }, source.trainingDatasetId);

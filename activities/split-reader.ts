@@ -14,11 +14,11 @@
  * cancelled, which closes its cursor in the thread. An error in the thread fails the
  * pass with the same message and, for an FtiError, the same failure type.
  */
-import { Worker } from 'node:worker_threads';
-import { FtiError, type FailureType } from '../core/errors.ts';
+import type { Worker } from 'node:worker_threads';
 import type { Batch } from '../ml/batches.ts';
 import type { ModelSignature } from '../ml/signature.ts';
 import type { Split } from '../registry/training/index.ts';
+import { rebuildError, startThread, type SerializedError } from './threads.ts';
 
 /** What the thread needs to read a dataset's splits as the main thread would. */
 export interface SplitReaderSource {
@@ -47,14 +47,6 @@ export type ReaderReply =
   | { type: 'end'; pass: number }
   | { type: 'error'; pass: number; error: SerializedError };
 
-export interface SerializedError {
-  message: string;
-  name: string;
-  /** Set for an FtiError: its failure type and details, so the activity fails as it would have. */
-  failureType?: FailureType;
-  details?: Record<string, unknown>;
-}
-
 /** Batches requested ahead of the trainer: enough to ride out a slow stretch of reading (a COPY chunk, a merge of partitions), few enough to stay small in memory (~2 MB at the flights width and batch 512). */
 const BATCHES_AHEAD = 16;
 /** How long close() lets the thread close its pool before terminating it. */
@@ -70,9 +62,7 @@ export class SplitReader {
   private closed = false;
 
   constructor(source: SplitReaderSource) {
-    // The bootstrap registers tsx in the thread, so it runs the TypeScript sources
-    // whatever the host process was started with.
-    this.worker = new Worker(new URL('./split-reader-boot.mjs', import.meta.url), { workerData: source });
+    this.worker = startThread(new URL('./split-reader-thread.ts', import.meta.url), source);
     this.worker.on('message', (reply: ReaderReply) => this.push(reply));
     this.worker.on('error', (err) => this.fail(err));
     this.worker.on('exit', (code) => this.fail(new Error(`the split reader thread exited (code ${code})`)));
@@ -146,17 +136,4 @@ export class SplitReader {
     this.waiting = undefined;
     waiting?.resolve();
   }
-}
-
-export function serializeError(err: unknown): SerializedError {
-  if (err instanceof FtiError) return { message: err.message, name: err.name, failureType: err.type, ...(err.details ? { details: err.details } : {}) };
-  if (err instanceof Error) return { message: err.message, name: err.name };
-  return { message: String(err), name: 'Error' };
-}
-
-function rebuildError(e: SerializedError): Error {
-  if (e.failureType) return new FtiError(e.failureType, e.message, e.details);
-  const err = new Error(e.message);
-  err.name = e.name;
-  return err;
 }

@@ -36,6 +36,7 @@ const EnvSchema = z.object({
   FTI_WORKER_HEAP_MB: z.coerce.number().int().min(128).default(768),
   FTI_EPOCH_CACHE_MB: z.coerce.number().int().min(0).default(1024),
   FTI_SEGMENT_CACHE_MB: z.coerce.number().int().min(0).default(4096),
+  FTI_FEATURE_READER_THREADS: z.coerce.number().int().min(0).optional(),
   FTI_WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   FTI_WORKER_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
   FTI_LOG_FORMAT: z.enum(['json', 'text']).optional(),
@@ -98,6 +99,12 @@ export interface FtiConfig {
    */
   segmentCacheMb: number;
   /**
+   * Threads a CPU worker reads batch inference's features on (activities/feature-reader.ts),
+   * so that reading and scoring use both cores: by default one per core, at most 4.
+   * 0: read on the worker's main thread.
+   */
+  featureReaderThreads: number;
+  /**
    * Where a worker process serves Prometheus metrics (GET /metrics: ours and the Temporal
    * SDK's): a port, 0 for a free one (logged at start), unset for none. `fti dev` and the
    * demo give each of their workers one.
@@ -159,6 +166,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): FtiConfig {
     workerHeapMb: e.FTI_WORKER_HEAP_MB,
     epochCacheMb: e.FTI_EPOCH_CACHE_MB,
     segmentCacheMb: e.FTI_SEGMENT_CACHE_MB,
+    featureReaderThreads: e.FTI_FEATURE_READER_THREADS ?? Math.min(4, os.availableParallelism()),
     workerMetricsPort: e.FTI_WORKER_METRICS_PORT,
     workerMetricsHost: e.FTI_WORKER_METRICS_HOST,
     logFormat: e.FTI_LOG_FORMAT,

@@ -5,7 +5,8 @@
  * workers into Postgres.
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { FeatureReaders } from '../activities/feature-reader.ts';
 import { createInferenceActivities, LATERAL_MAX_ROWS, planFor, STREAM_MAX_ROWS, type BatchInferencePlan, type PartitionResult, type PlanBatchInferenceInput } from '../activities/inference.ts';
 import { FailureType } from '../core/errors.ts';
 import project, { flightDelays } from '../examples/flights/definitions.ts';
@@ -13,6 +14,7 @@ import { modelFromArtifact } from '../ml/artifact.ts';
 import { loadBackend, type LoadedBackend } from '../ml/backend.ts';
 import { createEncoder } from '../ml/encoding.ts';
 import { predictRows } from '../ml/predict.ts';
+import { databaseOf } from '../registry/db/index.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { ModelRegistry } from '../registry/models/index.ts';
 import { PredictionStore } from '../registry/predictions/index.ts';
@@ -122,11 +124,15 @@ describe('batch inference: a day of flights through the batchInference workflow'
     const scored = async (runId: string) => new Map((await predictions.predictions(runId)).map((p) => [p.entityKey.flight_id, { at: p.eventTime.getTime(), score: p.score }]));
     const expected = await scored(firstRun.runId);
     expect(firstRun.rows).toBe(expected.size);
-    for (const [plan, plans] of [
-      ['stream', { lateralMaxRows: 0 }],
-      ['window', { lateralMaxRows: 0, streamMaxRows: 0 }],
+    // The stream plan twice: on the activity's thread, then on the worker's reader threads.
+    const readers = new FeatureReaders(databaseOf(db.knex), 2);
+    onTestFinished(() => readers.close());
+    for (const [plan, plans, featureReaders] of [
+      ['stream', { lateralMaxRows: 0 }, undefined],
+      ['stream', { lateralMaxRows: 0 }, readers],
+      ['window', { lateralMaxRows: 0, streamMaxRows: 0 }, undefined],
     ] as const) {
-      const activities = createInferenceActivities({ features: new FeatureStore({ knex: db.knex }), predictions, registry, backend, plans });
+      const activities = createInferenceActivities({ features: new FeatureStore({ knex: db.knex }), predictions, registry, backend, plans, featureReaders });
       const env = new MockActivityEnvironment();
       const runId = uniqueId(plan);
       const planned = await env.run<[PlanBatchInferenceInput], BatchInferencePlan, typeof activities.planBatchInference>(activities.planBatchInference, { runId, model: 'flight_delay', ...day, partitions: 2 });
@@ -141,6 +147,26 @@ describe('batch inference: a day of flights through the batchInference workflow'
         expect(score, `${plan}: score of flight ${String(flight)}`).toBeCloseTo(expected.get(flight)?.score as number, 6);
       }
     }
+  });
+
+  it('a read on a reader thread can be cancelled mid-way, and an error there fails the read with its message', async () => {
+    const readers = new FeatureReaders(databaseOf(db.knex), 1);
+    onTestFinished(() => readers.close());
+    const features = new FeatureStore({ knex: db.knex });
+    const view = (await features.view(flightDelays.name, flightDelays.version)).definition;
+    const snapshot = await features.latestSnapshot(view);
+    const read = { view, snapshot, start: new Date(day.start), end: new Date(day.end), strategy: 'stream' as const, batchSize: 1000 };
+    const abort = new AbortController();
+    const first = readers.batches(read, abort.signal);
+    expect((await first.next()).value?.size).toBe(1000);
+    abort.abort(new Error('stop reading'));
+    await expect(first.next()).rejects.toThrow('stop reading');
+    // The thread goes on serving: the whole day, as many rows as there are flights.
+    let rows = 0;
+    for await (const batch of readers.batches(read)) rows += batch.size;
+    expect(rows).toBe(flightsOfTheDay);
+    const missing = { ...read, snapshot: { ...snapshot, spine: { ...snapshot.spine, name: 'no_such_group' } } };
+    await expect(readers.batches(missing).next()).rejects.toThrow(/no_such_group/);
   });
 
   it('a re-run of the same run id adds nothing; the same id for another window is refused', async () => {

@@ -6,6 +6,7 @@
 import type { Knex } from 'knex';
 import { createCompactionActivities } from '../activities/compaction.ts';
 import { createFeatureActivities } from '../activities/feature.ts';
+import type { FeatureReaders } from '../activities/feature-reader.ts';
 import { createGcActivities } from '../activities/gc.ts';
 import { createInferenceActivities } from '../activities/inference.ts';
 import { createModelReportActivities } from '../activities/model-report.ts';
@@ -38,6 +39,8 @@ export interface PoolDeps {
   gcRetention?: Retention;
   /** Memory (MB) a training run may keep its splits in between epochs; default: FTI_EPOCH_CACHE_MB. */
   epochCacheMb?: number;
+  /** Threads batch inference reads its features on (the caller closes them); none: the activities' own thread. */
+  featureReaders?: FeatureReaders;
 }
 
 export function cpuActivities(deps: PoolDeps) {
@@ -49,7 +52,7 @@ export function cpuActivities(deps: PoolDeps) {
     ...createWorkerInfoActivities({ pool: 'cpu', tfjsBackend: deps.tfjsBackend }),
     ...createSystemCheckActivities({ checks: new SystemCheckStore({ knex }) }),
     ...createFeatureActivities({ store: features, catalog: deps.project.featureGroups, dataRoots: deps.dataRoots ?? [] }),
-    ...createInferenceActivities({ features, predictions: new PredictionStore({ knex }), registry, backend }),
+    ...createInferenceActivities({ features, predictions: new PredictionStore({ knex }), registry, backend, featureReaders: deps.featureReaders }),
     ...createTrainingActivities({ features, training, registry, views: deps.project.featureViews, backend }),
     ...createGcActivities({ features, training, defaultRetention: deps.gcRetention ?? loadConfig().gcRetention }),
     ...createCompactionActivities({ features }),

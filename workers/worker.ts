@@ -6,13 +6,14 @@
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { Knex } from 'knex';
+import { FeatureReaders } from '../activities/feature-reader.ts';
 import { workerMetrics } from '../activities/observability.ts';
 import { databaseUrl, loadConfig, type FtiConfig } from '../core/config.ts';
 import type { Logger } from '../core/log.ts';
 import { taskQueue, type Pool } from '../core/task-queues.ts';
 import { loadProject, type FtiProject } from '../features/project.ts';
 import { loadBackend, type LoadedBackend } from '../ml/backend.ts';
-import { createKnex } from '../registry/db/index.ts';
+import { createKnex, databaseOf } from '../registry/db/index.ts';
 import { activityObserver } from './activity-observer.ts';
 import { routeConsole, workerLogger } from './logging.ts';
 import { startMetricsServer, type MetricsServer } from './metrics-server.ts';
@@ -41,16 +42,24 @@ export interface PoolWorkerOptions {
   /** A pre-built workflow bundle (tests build one per run); default: bundle at start. */
   workflowBundle?: { codePath: string };
   maxConcurrentActivities?: number;
+  /** Threads a CPU worker reads batch inference's features on; default: FTI_FEATURE_READER_THREADS (0: none). */
+  featureReaderThreads?: number;
 }
 
-/** Builds a Worker for one pool. The caller owns connection and knex. */
-export async function createPoolWorker(options: PoolWorkerOptions): Promise<{ worker: Worker; activities: string[] }> {
+/**
+ * Builds a Worker for one pool. The caller owns connection and knex, and calls `close`
+ * once the worker has stopped (it ends the threads a CPU worker reads features on).
+ */
+export async function createPoolWorker(options: PoolWorkerOptions): Promise<{ worker: Worker; activities: string[]; close: () => Promise<void> }> {
+  const threads = options.pool === 'cpu' ? (options.featureReaderThreads ?? loadConfig().featureReaderThreads) : 0;
+  const featureReaders = threads > 0 ? new FeatureReaders(databaseOf(options.knex), threads) : undefined;
   const activities = poolActivities(options.pool, {
     knex: options.knex,
     backend: options.backend,
     tfjsBackend: options.backend?.name ?? null,
     project: options.project,
     dataRoots: options.dataRoots ?? loadConfig().dataRoots,
+    featureReaders,
   });
   const workerOptions: WorkerOptions = {
     connection: options.connection,
@@ -75,8 +84,11 @@ export async function createPoolWorker(options: PoolWorkerOptions): Promise<{ wo
       workerOptions.bundlerOptions = WORKFLOW_BUNDLER_OPTIONS;
     }
   }
-  const worker = await Worker.create(workerOptions);
-  return { worker, activities: Object.keys(activities).sort() };
+  const worker = await Worker.create(workerOptions).catch(async (err: unknown) => {
+    await featureReaders?.close();
+    throw err;
+  });
+  return { worker, activities: Object.keys(activities).sort(), close: async () => featureReaders?.close() };
 }
 
 /** Activities a worker runs at once: FTI_WORKER_CONCURRENCY, else one training per GPU, four I/O-bound CPU activities. */
@@ -149,7 +161,7 @@ async function runUntilStopped(pool: Pool, config: FtiConfig, log: Logger, metri
   const concurrency = activityConcurrency(pool, config.workerConcurrency);
   const knex = createKnex({ url: databaseUrl(config, 'worker'), schema: config.schema, applicationName: `fti-worker-${pool}`, ...workerKnexOptions(concurrency) });
   try {
-    const { worker, activities } = await createPoolWorker({
+    const { worker, activities, close } = await createPoolWorker({
       pool,
       connection,
       namespace: config.temporalNamespace,
@@ -174,7 +186,11 @@ async function runUntilStopped(pool: Pool, config: FtiConfig, log: Logger, metri
     });
     // Worker.run() installs SIGINT/SIGTERM handlers: it stops polling, lets running
     // activities finish (or time out) and then resolves.
-    await worker.run();
+    try {
+      await worker.run();
+    } finally {
+      await close();
+    }
     log('stopped cleanly');
   } finally {
     await knex.destroy();

@@ -121,7 +121,7 @@ export async function startInProcessWorker(
   },
 ): Promise<RunningWorker> {
   const connection = await NativeConnection.connect({ address: inject('temporalAddress') });
-  const { worker } = await createPoolWorker({
+  const { worker, close } = await createPoolWorker({
     pool,
     connection,
     namespace: NAMESPACE,
@@ -139,6 +139,7 @@ export async function startInProcessWorker(
     stop: async () => {
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await running;
+      await close();
       await connection.close();
     },
   };
