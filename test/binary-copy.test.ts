@@ -13,9 +13,10 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rowOf } from '../core/columns.ts';
+import { rowOf, type Column, type ColumnBatch } from '../core/columns.ts';
 import { mergeBy } from '../core/streams.ts';
 import { arrayLiteral, binaryCopyOut, BinaryCopyReader, binaryRows, describeColumns, BinaryCopyWriter, ColumnDecoder, createKnex, dataViewOf, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, sql, streamQueries, streamTablesInStoredOrder, textField, timestampField, timestampText, timestamptzMicros, type BinaryTuple } from '../registry/db/index.ts';
+import { entityKeyField, entityKeyOf } from '../registry/predictions/writes.ts';
 import { createTestDb, type TestDb } from './helpers/services.ts';
 
 /** A field's bytes as COPY sends them: int32 length, then the value (or -1 and nothing: null). */
@@ -333,6 +334,49 @@ describe('binary COPY', () => {
       }
       const back = await db.knex.raw(`select n, j from copy_written_json`);
       expect(back.rows).toEqual(rows.map(([n, j]) => ({ n, j: JSON.parse(j) as unknown })));
+    });
+
+    it("writes a prediction's entity key as jsonb byte for byte as JSON.stringify prints it: integers' digits written directly, other values printed", async () => {
+      const ids = [0, -1, 9_007_199_254_740_991, -9_007_199_254_740_991, 1.5, Number.NaN, 10, 123_456_789];
+      const n = ids.length;
+      const nulls = new Uint8Array(n);
+      nulls[6] = 1;
+      const batch: ColumnBatch = {
+        size: n,
+        columns: new Map<string, Column>([
+          ['flight_id', { type: 'int', values: Float64Array.from(ids), nulls }],
+          ['airport', { type: 'text', values: ['AKN', 'ü"\\€😀', null, '', 'x'.repeat(300), 'a\nb', 'ORD', 'SFO'] }],
+          ['early', { type: 'bool', values: Float64Array.from(ids, (_, i) => i % 2), nulls: new Uint8Array(n) }],
+        ]),
+      };
+      const keys = ['flight_id', 'airport', 'early'];
+      const write = entityKeyField(batch, keys);
+      const out = new BinaryCopyWriter(512);
+      for (let i = 0; i < n; i++) {
+        out.tuple(2);
+        out.int4(i);
+        write(out, i);
+      }
+      const bytes = Buffer.concat([...out.end()]);
+      // Past the header (11 bytes of signature, flags, extension length): per tuple a count, the int4, then the jsonb field.
+      let at = 19;
+      for (let i = 0; i < n; i++) {
+        at += 2 + 8;
+        const length = bytes.readInt32BE(at);
+        const text = bytes.subarray(at + 4, at + 4 + length);
+        expect(text[0]).toBe(1);
+        expect(text.subarray(1).toString('utf8')).toBe(JSON.stringify(entityKeyOf(rowOf(batch, i), keys)));
+        at += 4 + length;
+      }
+      await db.knex.raw(`create table copy_written_keys (n integer, j jsonb)`);
+      const client = (await db.knex.client.acquireConnection()) as pg.PoolClient;
+      try {
+        await pipeline(Readable.from([bytes]), client.query(copyFrom('copy copy_written_keys from stdin (format binary)')));
+      } finally {
+        await db.knex.client.releaseConnection(client);
+      }
+      const back = await db.knex.raw(`select j from copy_written_keys order by n`);
+      expect(back.rows.map((r: { j: unknown }) => r.j)).toEqual(Array.from({ length: n }, (_, i) => JSON.parse(JSON.stringify(entityKeyOf(rowOf(batch, i), keys)))));
     });
 
     it('reads timestamps as microseconds from the text Postgres prints, in any time zone, every digit kept', async () => {

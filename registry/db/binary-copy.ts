@@ -208,6 +208,8 @@ export class BinaryCopyWriter {
   /** The chunk's bytes for the typed fields' writes (a DataView's are inlined; Buffer's write methods are calls). */
   private view: DataView;
   private at = 0;
+  /** Where the open field's length goes (openField). */
+  private fieldAt = 0;
   private readonly full: Buffer[] = [];
 
   constructor(private readonly chunkSize = 1 << 20) {
@@ -282,6 +284,59 @@ export class BinaryCopyWriter {
     const length = this.chunk.write(json, this.at + 5, 'utf8');
     this.view.setInt32(this.at, length + 1);
     this.at += 5 + length;
+  }
+
+  /**
+   * Starts a field whose bytes follow (append…) until closeField() writes its length;
+   * `most` bounds those bytes: they must fit in one chunk.
+   */
+  openField(most: number): void {
+    if (!this.fits(most)) throw new Error(`a field of up to ${most} bytes does not fit a chunk of ${this.chunkSize}`);
+    this.reserve(4 + most);
+    this.fieldAt = this.at;
+    this.at += 4;
+  }
+
+  /** Whether a field of up to `most` bytes can be written with openField. */
+  fits(most: number): boolean {
+    return 4 + most <= this.chunkSize;
+  }
+
+  /** The open field's next bytes. */
+  appendBytes(bytes: Buffer): void {
+    copyBytes(bytes, 0, bytes.length, this.chunk, this.at);
+    this.at += bytes.length;
+  }
+
+  /** The open field's next byte. */
+  appendByte(byte: number): void {
+    this.chunk[this.at++] = byte;
+  }
+
+  /** A safe integer's decimal digits (as JSON and String() print it), into the open field. */
+  appendInteger(value: number): void {
+    let v = value;
+    if (v < 0) {
+      this.chunk[this.at++] = 45; // '-'
+      v = -v;
+    }
+    let digits = 1;
+    for (let rest = v; rest >= 10; rest = Math.floor(rest / 10)) digits++;
+    for (let i = digits - 1; i >= 0; i--) {
+      const digit = v % 10;
+      this.chunk[this.at + i] = 48 + digit;
+      v = (v - digit) / 10;
+    }
+    this.at += digits;
+  }
+
+  /** A string's UTF-8 (at most 3 bytes a UTF-16 unit: count them in `most`), into the open field. */
+  appendUtf8(value: string): void {
+    this.at += this.chunk.write(value, this.at, 'utf8');
+  }
+
+  closeField(): void {
+    this.view.setInt32(this.fieldAt, this.at - this.fieldAt - 4);
   }
 
   /** A boolean field. */

@@ -94,20 +94,17 @@ export async function writePartition(knex: Knex, w: PartitionWrite): Promise<{ p
  */
 async function* copyTuples(w: PartitionWrite, counter: { rows: number }): AsyncGenerator<Buffer> {
   const { run, spine } = w;
-  const runId = Buffer.from(run.runId, 'utf8');
-  const model = Buffer.from(run.model, 'utf8');
+  // Every tuple starts the same: its field count, the run id, the model and its version.
+  const start = tupleStart(run);
   const out = new BinaryCopyWriter();
   for await (const { batch, rows, scores } of w.batches) {
     if (rows.length !== scores.length) throw new Error(`a scored batch has ${rows.length} rows but ${scores.length} scores`);
-    const keyJson = entityKeyWriter(batch, spine.entityKeys);
+    const entityKey = entityKeyField(batch, spine.entityKeys);
     const times = eventTimes(batch, spine.eventTime);
     for (let k = 0; k < rows.length; k++) {
       const i = rows[k] as number;
-      out.tuple(6);
-      out.bytesField(runId);
-      out.bytesField(model);
-      out.int4(run.version);
-      out.jsonb(keyJson(i));
+      out.writeRange(start, 0, start.length);
+      entityKey(out, i);
       out.timestamptz(times(i));
       out.float8(scores[k] as number);
     }
@@ -115,6 +112,21 @@ async function* copyTuples(w: PartitionWrite, counter: { rows: number }): AsyncG
     yield* out.take();
   }
   yield* out.end();
+}
+
+/** The bytes every tuple of a run starts with: its six fields' count, then run_id, model and model_version. */
+function tupleStart(run: PredictionRun): Buffer {
+  const runId = Buffer.from(run.runId, 'utf8');
+  const model = Buffer.from(run.model, 'utf8');
+  const start = Buffer.alloc(2 + 4 + runId.length + 4 + model.length + 8);
+  let at = start.writeInt16BE(6, 0);
+  at = start.writeInt32BE(runId.length, at);
+  at += runId.copy(start, at);
+  at = start.writeInt32BE(model.length, at);
+  at += model.copy(start, at);
+  at = start.writeInt32BE(4, at);
+  start.writeInt32BE(run.version, at);
+  return start;
 }
 
 /** The spine row's entity keys as a JSON object, keys in definition order. */
@@ -129,22 +141,49 @@ function entityKeyJson(row: Readonly<Record<string, unknown>>, entityKeys: reado
 }
 
 /**
- * entityKeyJson's text for row i of a batch, built from each key's prefix
- * (`{"flight_id":`) and the value's JSON, without an object per row; a key whose value
- * is absent takes the object's path (JSON.stringify leaves such a key out).
+ * Writes row i's entity key as a jsonb field: entityKeyJson's text, built from each
+ * key's prefix (`{"flight_id":`) and the value, with no object or string per row for
+ * an integer key (its digits go straight into the chunk); other values are printed by
+ * JSON.stringify. A key whose value is absent takes the object's path
+ * (JSON.stringify leaves such a key out).
  */
-function entityKeyWriter(batch: ColumnBatch, entityKeys: readonly string[]): (i: number) => string {
-  const prefixes = entityKeys.map((k, i) => `${i === 0 ? '{' : ','}${JSON.stringify(k)}:`);
+export function entityKeyField(batch: ColumnBatch, entityKeys: readonly string[]): (out: BinaryCopyWriter, i: number) => void {
+  const prefixes = entityKeys.map((k, c) => Buffer.from(`${c === 0 ? '{' : ','}${JSON.stringify(k)}:`, 'utf8'));
   const columns = entityKeys.map((k) => batch.columns.get(k));
-  return (i) => {
-    let json = '';
+  // jsonb's version byte, the prefixes and the closing brace.
+  const fixed = prefixes.reduce((n, p) => n + p.length, 2);
+  const values: unknown[] = new Array(columns.length);
+  const texts: Array<string | undefined> = new Array(columns.length);
+  return (out, i) => {
+    let most = fixed;
     for (let c = 0; c < columns.length; c++) {
       const column = columns[c];
       const value = column === undefined ? undefined : columnValue(column, i);
-      if (value === undefined) return entityKeyJson(rowOf(batch, i), entityKeys);
-      json += `${prefixes[c] as string}${JSON.stringify(value)}`;
+      if (value === undefined) {
+        out.jsonb(entityKeyJson(rowOf(batch, i), entityKeys));
+        return;
+      }
+      values[c] = value;
+      const text = typeof value === 'number' && Number.isSafeInteger(value) ? undefined : JSON.stringify(value);
+      texts[c] = text;
+      // An integer's digits and sign: at most 17; UTF-8 at most 3 bytes a unit.
+      most += text === undefined ? 17 : 3 * text.length;
     }
-    return `${json}}`;
+    // A key longer than a chunk (a text of megabytes) takes the path that writes any size.
+    if (!out.fits(most)) {
+      out.jsonb(entityKeyJson(rowOf(batch, i), entityKeys));
+      return;
+    }
+    out.openField(most);
+    out.appendByte(1);
+    for (let c = 0; c < columns.length; c++) {
+      out.appendBytes(prefixes[c] as Buffer);
+      const text = texts[c];
+      if (text === undefined) out.appendInteger(values[c] as number);
+      else out.appendUtf8(text);
+    }
+    out.appendByte(125); // '}'
+    out.closeField();
   };
 }
 
