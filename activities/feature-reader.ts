@@ -23,7 +23,7 @@ import type { Worker } from 'node:worker_threads';
 import type { ColumnBatch } from '../core/columns.ts';
 import type { FeatureViewDefinition } from '../features/views.ts';
 import type { PitPlan, ViewSnapshot } from '../registry/feature-store/index.ts';
-import { rebuildError, startThread, type SerializedError } from './threads.ts';
+import { creditedBatches, startThread, type SerializedError } from './threads.ts';
 
 /** One partition's read: streamViewBatches' arguments. */
 export interface FeatureRead {
@@ -153,26 +153,17 @@ export class FeatureReaders {
     thread.use(job, state);
     const onAbort = () => state.fail(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
-    let finished = false;
     try {
       thread.post({ type: 'read', job, read });
-      thread.post({ type: 'credit', job, batches: BATCHES_AHEAD });
-      for (;;) {
-        const reply = await state.next();
-        if (reply.type === 'end') {
-          finished = true;
-          return;
-        }
-        if (reply.type === 'error') {
-          finished = true;
-          throw rebuildError(reply.error);
-        }
-        thread.post({ type: 'credit', job, batches: 1 });
-        yield reply.batch;
-      }
+      const replies = creditedBatches<Extract<FeatureReaderReply, { type: 'batch' }>>(
+        () => state.next(),
+        (batches) => thread.post({ type: 'credit', job, batches }),
+        () => thread.post({ type: 'cancel', job }),
+        BATCHES_AHEAD,
+      );
+      for await (const reply of replies) yield reply.batch;
     } finally {
       signal?.removeEventListener('abort', onAbort);
-      if (!finished) thread.post({ type: 'cancel', job });
       thread.release(job);
     }
   }

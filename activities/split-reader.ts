@@ -18,7 +18,7 @@ import type { Worker } from 'node:worker_threads';
 import type { Batch } from '../ml/batches.ts';
 import type { ModelSignature } from '../ml/signature.ts';
 import type { Split } from '../registry/training/index.ts';
-import { rebuildError, startThread, type SerializedError } from './threads.ts';
+import { creditedBatches, startThread, type SerializedError } from './threads.ts';
 
 /** What the thread needs to read a dataset's splits as the main thread would. */
 export interface SplitReaderSource {
@@ -73,25 +73,13 @@ export class SplitReader {
     const pass = ++this.passes;
     this.queue = [];
     this.post({ type: 'pass', pass, split, epoch, shuffle });
-    this.post({ type: 'credit', pass, batches: BATCHES_AHEAD });
-    let finished = false;
-    try {
-      for (;;) {
-        const reply = await this.next();
-        if (reply.type === 'end') {
-          finished = true;
-          return;
-        }
-        if (reply.type === 'error') {
-          finished = true;
-          throw rebuildError(reply.error);
-        }
-        this.post({ type: 'credit', pass, batches: 1 });
-        yield { x: reply.x, y: reply.y, size: reply.size };
-      }
-    } finally {
-      if (!finished && !this.closed) this.post({ type: 'cancel', pass });
-    }
+    const replies = creditedBatches<Extract<ReaderReply, { type: 'batch' }>>(
+      () => this.next(),
+      (batches) => this.post({ type: 'credit', pass, batches }),
+      () => this.post({ type: 'cancel', pass }),
+      BATCHES_AHEAD,
+    );
+    for await (const reply of replies) yield { x: reply.x, y: reply.y, size: reply.size };
   }
 
   /** Ends the thread once it has closed its cursors and pool (or after CLOSE_WAIT_MS, by terminating it). */
