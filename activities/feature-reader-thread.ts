@@ -1,12 +1,12 @@
 /**
  * A feature reader's thread (feature-reader.ts): runs the reads the main thread asks
- * for with streamViewBatches, over a pool of its own, and posts each batch as soon as
+ * for (PredictionStore.featureBatches), over a pool of its own, and posts each batch as soon as
  * the main thread has credit for it, its typed arrays transferred rather than copied.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { ColumnBatch } from '../core/columns.ts';
 import { createKnex } from '../registry/db/index.ts';
-import { streamViewBatches } from '../registry/predictions/reads.ts';
+import { PredictionStore } from '../registry/predictions/index.ts';
 import type { FeatureRead, FeatureReaderReply, FeatureReaderRequest, FeatureReaderSource } from './feature-reader.ts';
 import { serializeError } from './threads.ts';
 
@@ -15,6 +15,7 @@ if (!port) throw new Error('feature-reader-thread.ts runs as a worker thread (se
 const source = (workerData as { data: FeatureReaderSource }).data;
 // A read holds one connection at a time (the spine's COPY, then each group's).
 const knex = createKnex({ url: source.url, schema: source.schema, poolMax: 4, applicationName: 'fti-feature-reader' });
+const store = new PredictionStore({ knex });
 
 interface ReadState {
   credit: number;
@@ -37,7 +38,7 @@ function buffersOf(batch: ColumnBatch): ArrayBuffer[] {
 
 async function read(job: number, request: FeatureRead, state: ReadState): Promise<void> {
   try {
-    for await (const batch of streamViewBatches(knex, request.view, request.snapshot, { ...request, signal: state.abort.signal })) {
+    for await (const batch of store.featureBatches(request.view, request.snapshot, { ...request, signal: state.abort.signal })) {
       while (state.credit === 0 && !state.cancelled) await new Promise<void>((resolve) => (state.wake = resolve));
       // Leaving the loop returns the generator, which ends the read.
       if (state.cancelled) return;

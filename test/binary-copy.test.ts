@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rowOf, type Column, type ColumnBatch } from '../core/columns.ts';
 import { mergeBy } from '../core/streams.ts';
 import { arrayLiteral, binaryCopyOut, BinaryCopyReader, binaryRows, describeColumns, BinaryCopyWriter, ColumnDecoder, createKnex, dataViewOf, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, sql, streamQueries, streamTablesInStoredOrder, textField, timestampField, timestampText, timestamptzMicros, type BinaryTuple } from '../registry/db/index.ts';
-import { entityKeyField, entityKeyOf } from '../registry/predictions/writes.ts';
+import { entityKeyField, entityKeyOf } from '../registry/predictions/index.ts';
 import { createTestDb, type TestDb } from './helpers/services.ts';
 
 /** A field's bytes as COPY sends them: int32 length, then the value (or -1 and nothing: null). */

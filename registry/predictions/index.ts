@@ -103,4 +103,5 @@ export class PredictionStore {
 
 export type { NewPredictionRun, PartitionWrite, PredictionPartition, PredictionRun, StoredPrediction, StoredReject };
 export type { ScoredBatch } from './writes.ts';
+export { entityKeyField, entityKeyOf } from './writes.ts';
 export type { OnlineKey, OnlineViewLookup } from './online.ts';
