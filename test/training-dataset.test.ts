@@ -150,6 +150,16 @@ describe('training datasets: the point-in-time join', () => {
     expect(lateral.rows).toEqual(window.rows);
     expect(stream.rows).toEqual(window.rows);
     expect(stream.dataset.statistics).toEqual(window.dataset.statistics);
+    // Every plan's chunks carry their partition's constraint, so attaching them to the dataset's table proved it without scanning their rows.
+    for (const { dataset } of [window, lateral, stream]) {
+      const checks = (await db.knex.raw(
+        `select c.relname as part, pg_get_constraintdef(k.oid) as def from pg_inherits i join pg_class c on c.oid = i.inhrelid join pg_constraint k on k.conrelid = c.oid and k.contype = 'c'
+         where i.inhparent = to_regclass(?) order by c.relname`,
+        [dataset.tableName],
+      )) as { rows: Array<{ part: string; def: string }> };
+      expect(checks.rows.length).toBeGreaterThan(0);
+      for (const c of checks.rows) expect(c.def).toBe(`CHECK (((_chunk IS NOT NULL) AND (_chunk = ${c.part.slice(c.part.lastIndexOf('_') + 1)})))`);
+    }
   });
 
   it('joins two groups, text features included, and both plans agree', async () => {

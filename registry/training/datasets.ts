@@ -185,13 +185,22 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
     sql`select q.*, ${join(extra(index).map((e) => sql`${e.expr} as ${id(e.as)}`), ', ')}
         from (${pointInTimeSql(chunkQuery(index, plan))}) q
         order by ${order}`;
+  /**
+   * A chunk's empty table, with its partition's constraint: checked row by row as the
+   * rows go in, it spares attaching the table a scan of every row to prove it.
+   */
+  const createChunkTable = async (trx: Knex.Transaction, index: number) => {
+    await raw(trx, sql`create table ${id(chunkTable(index))} as ${rows(index, 'lateral')} with no data`);
+    await raw(trx, sql`alter table ${id(chunkTable(index))} add check (_chunk is not null and _chunk = ${int(index)})`);
+  };
   /** Chunks into their tables, each created and filled in its own transaction: streamed together (the joined groups read once for all), or a SQL plan each. */
   const joinChunks = async (indices: number[]) => {
     if (strategy !== 'stream') {
-      const [index] = indices;
+      const index = indices[0] as number;
       await cancellableTransaction(knex, options.signal, async (trx) => {
         await trx.raw(`select set_config('work_mem', '256MB', true), set_config('max_parallel_workers_per_gather', '0', true)`);
-        await raw(trx, sql`create table ${id(chunkTable(index as number))} as ${rows(index as number, strategy)}`);
+        await createChunkTable(trx, index);
+        await raw(trx, sql`insert into ${id(chunkTable(index))} ${rows(index, strategy)}`);
       });
       return;
     }
@@ -201,7 +210,7 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
       await Promise.all(
         indices.map((index, i) => {
           const trx = transactions[i] as Knex.Transaction;
-          return cancelledWith(knex, trx, options.signal, () => raw(trx, sql`create table ${id(chunkTable(index))} as ${rows(index, 'lateral')} with no data`));
+          return cancelledWith(knex, trx, options.signal, () => createChunkTable(trx, index));
         }),
       );
       const targets = indices.map((index, i) => ({ index, writer: transactions[i] as Knex.Transaction, table: chunkTable(index), extra: extra(index) }));
