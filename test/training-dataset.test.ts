@@ -67,6 +67,18 @@ const twoJoins = defineFeatureView({
   ],
   features: ['events.amount', 'scores.score', 'tiers.tier', 'tiers.level'],
 });
+// The join key is one of the spine's features too: the stream plan reads the key from that feature's column.
+const keyedByFeature = defineFeatureView({
+  name: 'fraud_view_keyed_by_feature',
+  version: 1,
+  spine: events,
+  label: 'fraud',
+  joins: [
+    { group: scores, on: { user_id: 'user_id' } },
+    { group: tiers, on: { user_id: 'user_id' } },
+  ],
+  features: [{ feature: 'events.user_id', encoding: 'one_hot' }, 'events.amount', 'scores.score', 'tiers.tier'],
+});
 // The spine's amount in quantile bins: its edges come from the train split in SQL.
 const binned = defineFeatureView({
   name: 'fraud_view_bins',
@@ -174,6 +186,17 @@ describe('training datasets: the point-in-time join', () => {
       expect(r.score).toBe(Number(r.event_id));
       expect([r.tier, r.level]).toEqual(hour >= 11 ? ['gold', 3] : hour >= 4 ? ['silver', 2] : [null, null]);
     }
+  });
+
+  it('a join keyed by a column the spine also gives as a feature: the plans agree', async () => {
+    const columns = ['event_id', 'at', 'user_id', 'amount', 'score', 'tier', 'fraud'];
+    const window = await allRows('window', keyedByFeature, columns);
+    const stream = await allRows('stream', keyedByFeature, columns);
+    expect(stream.rows).toEqual(window.rows);
+    expect(stream.dataset.statistics).toEqual(window.dataset.statistics);
+    // Every earlier event's score joined: the key was read right.
+    expect(window.rows.filter((r) => Number(r.event_id) < 100).every((r) => r.score === Number(r.event_id))).toBe(true);
+    expect(window.rows.find((r) => r.event_id === 100)).toMatchObject({ user_id: 'u2', score: null });
   });
 
   it('the stream plan writes a chunk in the order asked, sorted in Node as ORDER BY would: by an integer key (negative, null last), ties by spine columns', async () => {

@@ -39,7 +39,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { BinaryCopyWriter, cancelOnAbort, col, ColumnDecoder, copyBytes, dataViewOf, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, textField, timestampField, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
 import { rowOf, type ColumnBatch } from '../../core/columns.ts';
-import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointInTimeColumns, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
+import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointInTimeColumns, spineStreamFields, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 import { lowerBound, orderByKeyThenTime } from './key-order.ts';
 import { copyOut } from './copy-read.ts';
 import { FIXED_WIDTH, segmentCache, type PartitionSegment, type Segment, type SegmentCache, type SegmentRead, type SegmentSpec } from './segments.ts';
@@ -358,6 +358,7 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
       const spine: ChunkSpine = { arena, times: [], keys: q.joins.map(() => []), nullKeys: new Set() };
       const query = spineStreamSql({ ...q, chunk: { index: c.index, count: options.count } }, c.extra.map((e) => sql`${e.expr} as ${id(e.as)}`));
       const sortField = sortKeyField(options.order, c, spineOutputs);
+      const fields = spineStreamFields(q, c.extra.length);
       await copyOut(knex, query, signal, (t) => {
         const row = spine.times.length;
         let key = 0;
@@ -366,9 +367,10 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
           if (v === null) spine.nullKeys.add(row);
           key = unsignedOrder(v);
         }
-        spine.arena.push(key >>> 24, row, key, t.buf, fieldStart(t, 0), fieldStart(t, spineOutputs), fieldEnd(t, passed - 1));
+        // Where the extra columns begin: the end of the last output (a spine whose keys are all outputs sends nothing after them).
+        spine.arena.push(key >>> 24, row, key, t.buf, fieldStart(t, 0), fieldEnd(t, spineOutputs - 1), fieldEnd(t, passed - 1));
         for (let ji = 0; ji < q.joins.length; ji++) {
-          const key = textField(t, passed + ji);
+          const key = textField(t, fields.keys[ji] as number);
           const index = keyIndex[ji] as Map<string, number>;
           let k = key === null ? -1 : index.get(key);
           if (k === undefined) {
@@ -377,7 +379,7 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
           }
           (spine.keys[ji] as number[]).push(k);
         }
-        spine.times.push(timestampField(t, passed + q.joins.length) ?? -Infinity);
+        spine.times.push(timestampField(t, fields.time) ?? -Infinity);
       });
       return spine;
     }),

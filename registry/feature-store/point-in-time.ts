@@ -309,16 +309,37 @@ export function keyText(columns: Sql[]): Sql {
 
 /**
  * The stream plan's spine (pit-stream.ts): the output columns of the spine, then
- * `extra` (expressions over those columns), then per join the text of its key
- * (`_jk0`…), then the spine row's time (`_st`), in no order (the stream plan sorts).
+ * `extra` (expressions over those columns), then the text of each join's key that no
+ * output column already is (`_jk0`…), in no order (the stream plan sorts). Where the
+ * reader finds each key and the row's time: spineStreamFields.
  */
 export function spineStreamSql(q: PitQuery, extra: Sql[]): Sql {
   const spine = spineOutputs(q);
-  const keys = q.joins.map((j, ji) => sql`${keyText(j.shape.entityKeys.map((k) => col('s', j.on[k] as string)))} as ${id(`_jk${ji}`)}`);
-  const inner = sql`select ${join([...spine.map((c) => sql`${col('s', c.source)} as ${id(c.as)}`), ...keys, sql`${col('s', q.spine.shape.eventTime)} as _st`], ', ')}
+  const fields = spineStreamFields(q, extra.length);
+  const own = q.joins.flatMap((j, ji) => ((fields.keys[ji] as number) >= spine.length + extra.length ? [{ j, ji }] : []));
+  const keys = own.map(({ j, ji }) => sql`${keyText(j.shape.entityKeys.map((k) => col('s', j.on[k] as string)))} as ${id(`_jk${ji}`)}`);
+  const inner = sql`select ${join([...spine.map((c) => sql`${col('s', c.source)} as ${id(c.as)}`), ...keys], ', ')}
                     from (${spineRows(q)}) s where ${spineFilter(q, 's')}`;
-  const columns = [ids(spine.map((c) => c.as)), ...extra, ...q.joins.map((_, ji) => id(`_jk${ji}`)), sql`_st`];
+  const columns = [ids(spine.map((c) => c.as)), ...extra, ...own.map(({ ji }) => id(`_jk${ji}`))];
   return sql`select ${join(columns, ', ')} from (${inner}) o`;
+}
+
+/**
+ * The fields of spineStreamSql's rows (with `extra` extra columns) that hold each join's
+ * key text and the spine row's time. The time is the event time's own output column. A
+ * key of one text column that is also an output is that output (a text's binary form is
+ * its text); any other key comes in a column of its own after the extra ones. Sending a
+ * column twice cost Postgres about a tenth of the spine's COPY.
+ */
+export function spineStreamFields(q: PitQuery, extra: number): { keys: number[]; time: number } {
+  const spine = spineOutputs(q);
+  let next = spine.length + extra;
+  const keys = q.joins.map((j) => {
+    const [key, ...more] = j.shape.entityKeys;
+    const output = more.length === 0 ? spine.findIndex((c) => c.source === j.on[key as string] && c.pgType === 'text') : -1;
+    return output >= 0 ? output : next++;
+  });
+  return { keys, time: spine.findIndex((c) => c.source === q.spine.shape.eventTime) };
 }
 
 /** Rows of a joined group by event time: from `from` (else the earliest) to before `to` (else the latest). */
