@@ -188,6 +188,30 @@ describe('training datasets: the point-in-time join', () => {
     }
   });
 
+  it("stores a snapshot in the same order whatever the session's TimeZone", async () => {
+    // The shuffle key hashes each row's event time as text: a timestamptz prints in the session's zone.
+    const zoned = createKnex({ url: `${db.url}${db.url.includes('?') ? '&' : '?'}options=${encodeURIComponent('-c TimeZone=America/New_York')}`, schema: db.schema, poolMax: 4 });
+    try {
+      const zones = await Promise.all([db.knex, zoned].map(async (k) => ((await k.raw('show timezone')) as { rows: Array<{ TimeZone: string }> }).rows[0]?.TimeZone));
+      expect(zones[1]).toBe('America/New_York');
+      expect(zones[0]).not.toBe(zones[1]);
+      const orders = [];
+      for (const knex of [db.knex, zoned]) {
+        const store = new TrainingStore({ knex });
+        const dataset = await store.createDataset(await new FeatureStore({ knex }).registerView(view), { idempotencyKey: uniqueId('zone') });
+        const order: unknown[] = [];
+        for (const split of ['train', 'validation', 'test'] as const) {
+          for await (const batch of store.streamSplit(dataset, split, ['event_id', '_shuffle'])) order.push(...batch.map((r) => [r.event_id, r._shuffle]));
+        }
+        orders.push(order);
+      }
+      expect(orders[0]).toHaveLength(21);
+      expect(orders[1]).toEqual(orders[0]);
+    } finally {
+      await zoned.destroy();
+    }
+  });
+
   it('a join keyed by a column the spine also gives as a feature: the plans agree', async () => {
     const columns = ['event_id', 'at', 'user_id', 'amount', 'score', 'tier', 'fraud'];
     const window = await allRows('window', keyedByFeature, columns);

@@ -147,8 +147,11 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   const { start, end, validationStart, testStart, spineRows } = await datasetWindow(knex, def, snapshot, options);
 
   // The shuffle key mixes the entity keys and the event time, so an entity's rows (a
-  // user's, a card's) are spread over the table, not kept together.
-  const keyText = join([...def.spine.entityKeys, et].map((k) => sql`${id(k)}::text`), ` || '|' || `);
+  // user's, a card's) are spread over the table, not kept together. The time is printed
+  // in UTC whatever the session's TimeZone (a timestamptz's text is in that zone), so a
+  // server in another zone stores the same snapshot in the same order: the same text
+  // as a UTC session's, '2001-01-01 00:01:00+00'.
+  const keyText = join([...def.spine.entityKeys.map((k) => sql`${id(k)}::text`), sql`(${id(et)} at time zone 'UTC')::text || '+00'`], ` || '|' || `);
   // A 32-bit hash repeats (about 700 pairs among 2.5M flights): rows with the same key
   // are ordered by what makes a spine row unique, so a rebuild stores them, and a
   // trainer reads them, in the same order (bagging picks rows by position).
