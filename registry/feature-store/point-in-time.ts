@@ -315,8 +315,7 @@ export function keyText(columns: Sql[]): Sql {
  */
 export function spineStreamSql(q: PitQuery, extra: Sql[]): Sql {
   const spine = spineOutputs(q);
-  const fields = spineStreamFields(q, extra.length);
-  const own = q.joins.flatMap((j, ji) => ((fields.keys[ji] as number) >= spine.length + extra.length ? [{ j, ji }] : []));
+  const own = q.joins.flatMap((j, ji) => (keyOutput(spine, j) < 0 ? [{ j, ji }] : []));
   const keys = own.map(({ j, ji }) => sql`${keyText(j.shape.entityKeys.map((k) => col('s', j.on[k] as string)))} as ${id(`_jk${ji}`)}`);
   const inner = sql`select ${join([...spine.map((c) => sql`${col('s', c.source)} as ${id(c.as)}`), ...keys], ', ')}
                     from (${spineRows(q)}) s where ${spineFilter(q, 's')}`;
@@ -327,19 +326,24 @@ export function spineStreamSql(q: PitQuery, extra: Sql[]): Sql {
 /**
  * The fields of spineStreamSql's rows (with `extra` extra columns) that hold each join's
  * key text and the spine row's time. The time is the event time's own output column. A
- * key of one text column that is also an output is that output (a text's binary form is
- * its text); any other key comes in a column of its own after the extra ones. Sending a
- * column twice cost Postgres about a tenth of the spine's COPY.
+ * key that is an output (keyOutput) is read there; any other key comes in a column of
+ * its own after the extra ones, in the joins' order. Sending a column twice cost
+ * Postgres about a tenth of the spine's COPY.
  */
 export function spineStreamFields(q: PitQuery, extra: number): { keys: number[]; time: number } {
   const spine = spineOutputs(q);
   let next = spine.length + extra;
   const keys = q.joins.map((j) => {
-    const [key, ...more] = j.shape.entityKeys;
-    const output = more.length === 0 ? spine.findIndex((c) => c.source === j.on[key as string] && c.pgType === 'text') : -1;
+    const output = keyOutput(spine, j);
     return output >= 0 ? output : next++;
   });
   return { keys, time: spine.findIndex((c) => c.source === q.spine.shape.eventTime) };
+}
+
+/** The spine output that is join `j`'s key text as it is (one text column: a text's binary form is its text), or -1. */
+function keyOutput(spine: ReturnType<typeof spineOutputs>, j: PitJoin): number {
+  const [key, ...more] = j.shape.entityKeys;
+  return more.length === 0 ? spine.findIndex((c) => c.source === j.on[key as string] && c.pgType === 'text') : -1;
 }
 
 /** Rows of a joined group by event time: from `from` (else the earliest) to before `to` (else the latest). */
