@@ -4,6 +4,7 @@ import { loadBackend } from '../ml/backend.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { ModelRegistry } from '../registry/models/index.ts';
 import { batchInference, trainingPipeline } from '../workflows/index.ts';
+import { progressQuery } from '../core/progress.ts';
 import { createEncoder } from '../ml/encoding.ts';
 import { ensembleFromArtifact, predictEnsemble } from '../ml/gbdt/ensemble.ts';
 import { boost, GbdtParamsSchema, type EncodedRows } from '../ml/gbdt/boost.ts';
@@ -50,7 +51,8 @@ describe('training pipeline: dataset on the CPU pool, training on the GPU pool, 
   let first: Awaited<ReturnType<typeof train>>;
 
   it('registers version 1 with metrics and full lineage, trained on the GPU worker', async () => {
-    first = await train({ featureView: 'flight_delays', model: 'flight_delay', params, ...window });
+    const handle = await temporal.client.workflow.start(trainingPipeline, { taskQueue: temporal.cpuQueue, workflowId: uniqueId('train'), args: [{ featureView: 'flight_delays', model: 'flight_delay', params, ...window }] });
+    first = await handle.result();
     expect(first.version).toBe(1);
     expect(first.featureView).toEqual({ name: 'flight_delays', version: 3 });
     expect(first.rowCounts.train).toBeGreaterThan(first.rowCounts.test);
@@ -61,6 +63,11 @@ describe('training pipeline: dataset on the CPU pool, training on the GPU pool, 
     expect(first.metrics.auc).toBeGreaterThan(0.5);
     expect(first.metrics.auc).toBeLessThanOrEqual(1);
     expect(first.metrics).toHaveProperty('logLoss');
+    // The progress query shows the last epoch, from the train activity's result: the activity
+    // signalled the first epoch only (a signal for the last would cost the run a workflow task).
+    expect((await handle.query(progressQuery)).details).toMatchObject({ epoch: 2, epochs: 2, loss: first.training.finalLoss, unit: 'epoch' });
+    const signals = (await handle.fetchHistory()).events?.filter((e) => e.workflowExecutionSignaledEventAttributes) ?? [];
+    expect(signals.map((e) => (e.workflowExecutionSignaledEventAttributes?.signalName))).toEqual(['trainingEpoch']);
 
     const version = await registry.getModelVersion('flight_delay', 1);
     expect(version.metrics.auc).toBe(first.metrics.auc);

@@ -2,7 +2,7 @@ import { ActivityCancellationType, CancellationScope, log, patched, proxyActivit
 import type { createModelReportActivities, ModelReportRef } from '../activities/model-report.ts';
 import type { createGpuTrainingActivities, createTrainingActivities, DatasetRef, EvaluationMetrics, PromotionDecision, TrainResult } from '../activities/training.ts';
 import { TrainingPipelineInputSchema, type TrainingPipelineInput } from '../core/inputs.ts';
-import { progressQuery, trainingEpochSignal, type PipelineProgress } from '../core/progress.ts';
+import { progressQuery, trainingEpochSignal, type PipelineProgress, type TrainingEpoch } from '../core/progress.ts';
 import { noWorkerFailure } from './failure-message.ts';
 import { runWindow } from './schedule-window.ts';
 import { poolQueues } from './queues.ts';
@@ -39,6 +39,16 @@ export type { TrainingPipelineInput };
  */
 /** How long a training attempt waits for a GPU worker by default. */
 const DEFAULT_GPU_WAIT = '10m';
+
+/** The run's last epoch (or boosting round) as the progress query's details show one (TrainingEpoch), from the train activity's result. */
+function lastEpoch(trained: TrainResult): Omit<TrainingEpoch, 'unit' | 'epochs'> {
+  return {
+    epoch: trained.epochs,
+    loss: trained.finalLoss,
+    ...(trained.finalValLoss !== undefined ? { valLoss: trained.finalValLoss } : {}),
+    samplesPerSecond: trained.epochSamplesPerSecond?.at(-1) ?? trained.samplesPerSecond,
+  };
+}
 
 export async function trainingPipeline(input: TrainingPipelineInput): Promise<TrainingPipelineResult> {
   const args = parseInput('trainingPipeline', TrainingPipelineInputSchema, input);
@@ -91,7 +101,8 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
     const trained = await gpu.trainModel({ runKey, model: args.model, trainingDatasetId: dataset.trainingDatasetId, params: args.params }).catch((err: unknown) => {
       throw noWorkerFailure(err, queues.gpu, gpuWait, 'start one with `npx fti worker gpu`, or raise gpuWaitTimeout');
     });
-    Object.assign(progress, { stage: 'evaluate', done: 2 });
+    // The last epoch as the progress query shows it: the train activity signals every epoch but that one.
+    Object.assign(progress, { stage: 'evaluate', done: 2, details: { epochs: trained.epochs, ...progress.details, ...lastEpoch(trained) } });
     const metrics = await cpuLong.evaluateModel({ runKey, trainingDatasetId: dataset.trainingDatasetId });
     Object.assign(progress, { stage: 'register', done: 3, details: { ...progress.details, metrics } });
     const registered = await short.registerModel({ runKey, model: args.model, trainingDatasetId: dataset.trainingDatasetId, params: args.params, metrics, training: trained });
