@@ -37,7 +37,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { BinaryCopyWriter, cancelOnAbort, col, ColumnDecoder, copyBytes, dataViewOf, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, textField, timestampField, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
+import { BinaryCopyWriter, cancelOnAbort, col, ColumnDecoder, copyBytes, dataViewOf, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, timestampField, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
 import { rowOf, type ColumnBatch } from '../../core/columns.ts';
 import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointInTimeColumns, spineStreamFields, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 import { lowerBound, orderByKeyThenTime } from './key-order.ts';
@@ -84,6 +84,15 @@ export interface SpineOrder {
 /** Bytes before a record's row bytes in an Arena: the row's number in its chunk, its sort key, the length of its bytes, where its extra columns begin. */
 const RECORD_HEADER = 16;
 
+/** Where a chunk's spine rows are kept as they are read: each row's output and extra columns' bytes, as Postgres sent them. */
+interface SpineRows {
+  readonly buckets: number;
+  /** Row `row`'s bytes `buf[start, end)`, its extra columns from `split` on, with its sort key, into `bucket`. */
+  push(bucket: number, row: number, key: number, buf: Buffer, start: number, split: number, end: number): void;
+  /** Where `bucket`'s records are, in the order pushed. */
+  records(bucket: number): BucketRecords;
+}
+
 /**
  * A chunk's spine rows as records (RECORD_HEADER, then the row's output and extra
  * columns' bytes as Postgres sent them), appended to one of `buckets` streams. With
@@ -91,7 +100,7 @@ const RECORD_HEADER = 16;
  * and writing its rows then touches only its own bytes (a few hundred KiB), where
  * visiting a whole chunk's rows in shuffled order missed the cache at every row.
  */
-class Arena {
+class Arena implements SpineRows {
   private readonly blocks: Buffer[][];
   /** Per bucket, the bytes used in each of its blocks. */
   private readonly used: number[][];
@@ -107,7 +116,6 @@ class Arena {
     this.counts = new Array<number>(buckets).fill(0);
   }
 
-  /** Row `row`'s bytes `buf[start, end)`, its extra columns from `split` on, with its sort key, into `bucket`. */
   push(bucket: number, row: number, key: number, buf: Buffer, start: number, split: number, end: number): void {
     const blocks = this.blocks[bucket] as Buffer[];
     const used = this.used[bucket] as number[];
@@ -129,48 +137,88 @@ class Arena {
     this.counts[bucket] = (this.counts[bucket] as number) + 1;
   }
 
-  /** Where `bucket`'s records are, in the order pushed. */
   records(bucket: number): BucketRecords {
     const blocks = this.blocks[bucket] as Buffer[];
     const used = this.used[bucket] as number[];
-    const n = this.counts[bucket] as number;
-    const records: BucketRecords = { blocks, count: n, block: new Uint32Array(n), at: new Uint32Array(n), key: new Float64Array(n) };
+    const records = bucketRecords(blocks, this.counts[bucket] as number);
     let i = 0;
     blocks.forEach((block, b) => {
       for (let at = 0; at < (used[b] as number); at += RECORD_HEADER + block.readInt32LE(at + 8), i++) {
         records.block[i] = b;
-        records.at[i] = at;
+        records.row[i] = block.readInt32LE(at);
         records.key[i] = block.readUInt32LE(at + 4);
+        records.start[i] = at + RECORD_HEADER;
+        records.split[i] = at + RECORD_HEADER + block.readInt32LE(at + 12);
+        records.end[i] = at + RECORD_HEADER + block.readInt32LE(at + 8);
       }
     });
     return records;
   }
 }
 
-/** A bucket's records (Arena.records): record i is at `at[i]` of `blocks[block[i]]`. */
+/**
+ * A chunk's spine rows, unordered, where the COPY's reader handed them over: each row
+ * a reference into the piece of the stream that holds it, which is kept (a piece is
+ * never reused: each read of the socket is a buffer of its own, as is a row completed
+ * across two). No copy a row: for batch inference, which hands the rows out in the
+ * order read, copying each into an Arena took about a tenth of a reader thread's time.
+ */
+class SpineRefs implements SpineRows {
+  readonly buckets = 1;
+  private readonly blocks: Buffer[] = [];
+  private readonly block: number[] = [];
+  private readonly start: number[] = [];
+  private readonly split: number[] = [];
+  private readonly end: number[] = [];
+
+  push(_bucket: number, row: number, _key: number, buf: Buffer, start: number, split: number, end: number): void {
+    if (row !== this.block.length) throw new Error(`spine row ${row} pushed out of order (expected ${this.block.length})`);
+    if (this.blocks[this.blocks.length - 1] !== buf) this.blocks.push(buf);
+    this.block.push(this.blocks.length - 1);
+    this.start.push(start);
+    this.split.push(split);
+    this.end.push(end);
+  }
+
+  records(): BucketRecords {
+    const n = this.block.length;
+    const records = bucketRecords(this.blocks, n);
+    records.block.set(this.block);
+    records.start.set(this.start);
+    records.split.set(this.split);
+    records.end.set(this.end);
+    for (let i = 0; i < n; i++) records.row[i] = i;
+    return records;
+  }
+}
+
+/** A bucket's records (SpineRows.records): record i's bytes are `blocks[block[i]][start[i], end[i])`, its extra columns from `split[i]` on; it is row `row[i]` of its chunk. */
 interface BucketRecords {
   blocks: Buffer[];
   count: number;
   block: Uint32Array;
-  at: Uint32Array;
+  row: Int32Array;
   key: Float64Array;
+  start: Uint32Array;
+  split: Uint32Array;
+  end: Uint32Array;
+}
+
+function bucketRecords(blocks: Buffer[], n: number): BucketRecords {
+  return { blocks, count: n, block: new Uint32Array(n), row: new Int32Array(n), key: new Float64Array(n), start: new Uint32Array(n), split: new Uint32Array(n), end: new Uint32Array(n) };
 }
 
 /** Record i's row number in its chunk. */
-const recordRow = (r: BucketRecords, i: number) => (r.blocks[r.block[i] as number] as Buffer).readInt32LE(r.at[i] as number);
+const recordRow = (r: BucketRecords, i: number) => r.row[i] as number;
 
 /** Decodes record i's output columns into `out` (see decodeFields); returns the next column's index. */
 function decodeRecord(r: BucketRecords, i: number, decoders: readonly FieldDecoder[], names: readonly string[], out: Record<string, unknown>): number {
-  const block = r.blocks[r.block[i] as number] as Buffer;
-  const at = r.at[i] as number;
-  return decodeFields(block, at + RECORD_HEADER, at + RECORD_HEADER + block.readInt32LE(at + 12), decoders, names, out, 0);
+  return decodeFields(r.blocks[r.block[i] as number] as Buffer, r.start[i] as number, r.split[i] as number, decoders, names, out, 0);
 }
 
 /** Writes record i's bytes: the row's output columns, then its extra ones. */
 function writeRecord(out: BinaryCopyWriter, r: BucketRecords, i: number): void {
-  const block = r.blocks[r.block[i] as number] as Buffer;
-  const at = r.at[i] as number;
-  out.writeRange(block, at + RECORD_HEADER, at + RECORD_HEADER + block.readInt32LE(at + 8));
+  out.writeRange(r.blocks[r.block[i] as number] as Buffer, r.start[i] as number, r.end[i] as number);
 }
 
 /** How many of the query's output columns (pointInTimeColumns) are the spine's: the joined features follow them. */
@@ -254,9 +302,9 @@ class JoinResult {
 
 /** One chunk's spine rows, as read. */
 interface ChunkSpine {
-  arena: Arena;
+  arena: SpineRows;
   times: number[];
-  /** Per join, the id of each row's key (keyIndex; -1: null). */
+  /** Per join, the id of each row's key (KeyIds; -1: null). */
   keys: number[][];
   /** With an order: the rows whose sort key is null. */
   nullKeys: Set<number>;
@@ -349,12 +397,12 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
   const { signal } = options;
 
   // 1. Each chunk's spine: its bytes, and per join its keys (as ids, shared by the chunks) and its times.
-  const keyIndex = q.joins.map(() => new Map<string, number>());
+  const keyIds = q.joins.map(() => new KeyIds());
   const spines = await Promise.all(
     chunks.map(async (c): Promise<ChunkSpine> => {
       const passed = spineOutputs + c.extra.length;
-      // 256 buckets of 256 KiB blocks to sort into; else one of 16 MiB blocks, in the order read.
-      const arena = options.order ? new Arena(256, 256 << 10) : new Arena(1, 16 << 20);
+      // 256 buckets of 256 KiB blocks to sort into; else the rows where they were read, in that order.
+      const arena: SpineRows = options.order ? new Arena(256, 256 << 10) : new SpineRefs();
       const spine: ChunkSpine = { arena, times: [], keys: q.joins.map(() => []), nullKeys: new Set() };
       const query = spineStreamSql({ ...q, chunk: { index: c.index, count: options.count } }, c.extra.map((e) => sql`${e.expr} as ${id(e.as)}`));
       const sortField = sortKeyField(options.order, c, spineOutputs);
@@ -370,14 +418,8 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
         // Where the extra columns begin: the end of the last output (a spine whose keys are all outputs sends nothing after them).
         spine.arena.push(key >>> 24, row, key, t.buf, fieldStart(t, 0), fieldEnd(t, spineOutputs - 1), fieldEnd(t, passed - 1));
         for (let ji = 0; ji < q.joins.length; ji++) {
-          const key = textField(t, fields.keys[ji] as number);
-          const index = keyIndex[ji] as Map<string, number>;
-          let k = key === null ? -1 : index.get(key);
-          if (k === undefined) {
-            k = index.size;
-            index.set(key as string, k);
-          }
-          (spine.keys[ji] as number[]).push(k);
+          const field = fields.keys[ji] as number;
+          (spine.keys[ji] as number[]).push((keyIds[ji] as KeyIds).idOf(t.buf, t.start[field] as number, t.length[field] as number));
         }
         spine.times.push(timestampField(t, fields.time) ?? -Infinity);
       });
@@ -394,7 +436,7 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
     const widths = j.features.map((f) => FIXED_WIDTH[outputs.find((c) => c.name === f.as)?.pgType ?? '']);
     const slot = widths.every((w) => w !== undefined) ? widths.reduce((n: number, w) => n + 4 + (w as number), 0) : undefined;
     const keys = spines.flatMap((s) => s.keys[ji] as number[]);
-    results.push(await joinGroup(knex, joined, ji, j, slot, keyIndex[ji] as Map<string, number>, keys, times, Math.max(1, chunks.length), signal));
+    results.push(await joinGroup(knex, joined, ji, j, slot, (keyIds[ji] as KeyIds).byText, keys, times, Math.max(1, chunks.length), signal));
   }
   stepDone('groups');
 
@@ -405,6 +447,42 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
     rowsBefore += s.times.length;
   }
   return { spines, bases, results };
+}
+
+/**
+ * Ids of a join's spine keys, from their bytes (text, as the spine sends a join's
+ * key), numbered as first seen: `byText` maps each key to its id. A key of up to 6
+ * bytes (an airport code, a short id) is looked up as a number made of its bytes, so
+ * no string is made per row: a string per row and a lookup by it took about a tenth of
+ * reading a spine.
+ */
+export class KeyIds {
+  readonly byText = new Map<string, number>();
+  private readonly byBytes = new Map<number, number>();
+
+  /** The id of the key `buf[start, start + length)`; -1 when null (length < 0). */
+  idOf(buf: Buffer, start: number, length: number): number {
+    if (length < 0) return -1;
+    if (length > 6) return this.idOfText(buf.toString('utf8', start, start + length));
+    // The length first, then the bytes: distinct keys, distinct numbers (below 2^51).
+    let code = length;
+    for (let k = start; k < start + length; k++) code = code * 256 + (buf[k] as number);
+    let id = this.byBytes.get(code);
+    if (id === undefined) {
+      id = this.idOfText(buf.toString('utf8', start, start + length));
+      this.byBytes.set(code, id);
+    }
+    return id;
+  }
+
+  private idOfText(text: string): number {
+    let id = this.byText.get(text);
+    if (id === undefined) {
+      id = this.byText.size;
+      this.byText.set(text, id);
+    }
+    return id;
+  }
 }
 
 /** Tells `onStep` how long each step took since the last one. */
@@ -487,9 +565,7 @@ export async function* pointInTimeBatches(knex: Knex, q: PitQuery, options: Pick
     for (let k = 0; k < size; k++) {
       const row = first + k;
       const block = records.block[row] as number;
-      const view = views[block] as DataView;
-      const at = (records.at[row] as number) + RECORD_HEADER;
-      let next = out.fields(records.blocks[block] as Buffer, view, at, at + view.getInt32(at - RECORD_HEADER + 12, true), k, 0);
+      let next = out.fields(records.blocks[block] as Buffer, views[block] as DataView, records.start[row] as number, records.split[row] as number, k, 0);
       for (let ji = 0; ji < results.length; ji++) next = (results[ji] as JoinResult).decode(row, (q.joins[ji] as PitJoin).features.length, out, k, next);
     }
     yield out.batch;
