@@ -15,7 +15,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rowOf, type Column, type ColumnBatch } from '../core/columns.ts';
 import { mergeBy } from '../core/streams.ts';
-import { arrayLiteral, binaryCopyOut, BinaryCopyReader, binaryRows, describeColumns, BinaryCopyWriter, ColumnDecoder, createKnex, dataViewOf, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, sql, streamQueries, streamTablesInStoredOrder, textField, timestampField, timestampText, timestamptzMicros, type BinaryTuple } from '../registry/db/index.ts';
+import { arrayLiteral, binaryCopyOut, BinaryCopyReader, binaryRows, copyThrough, describeColumns, BinaryCopyWriter, ColumnDecoder, createKnex, dataViewOf, DataViews, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, sql, streamQueries, streamTablesInStoredOrder, textField, timestampField, timestampText, timestamptzMicros, type BinaryTuple } from '../registry/db/index.ts';
 import { entityKeyField, entityKeyOf } from '../registry/predictions/index.ts';
 import { createTestDb, type TestDb } from './helpers/services.ts';
 
@@ -69,6 +69,33 @@ describe('binary COPY', () => {
   it('reads every tuple whatever the chunks: split in the header, in a length, in a value, and past the look-ahead', async () => {
     for (const sizes of [[encoded.length], [1], [3, 7, 2], [13], [8191, 5], [100_000]]) {
       expect(readAll(encoded, sizes), `chunks of ${sizes.join(', ')}`).toEqual(expected);
+    }
+  });
+
+  it('copies byte ranges through DataViews as Buffer.copy does: any length and offset, every byte pattern (NaNs as floats included), views kept per buffer', () => {
+    // Bytes that are NaNs, infinities and denormals read as floats: all must land as they were.
+    const source = Buffer.alloc(3000);
+    for (let i = 0; i < source.length; i++) source[i] = (i * 131 + (i >> 3) * 17) & 0xff;
+    source.fill(0xff, 100, 140);
+    source.writeDoubleBE(Number.NaN, 200);
+    source.writeUInt32BE(0x7ff00001, 300);
+    const others = [Buffer.from(source), Buffer.from(source.reverse()), Buffer.alloc(3000, 0x7f)];
+    const views = new DataViews();
+    for (const length of [0, 1, 3, 4, 5, 31, 32, 33, 100, 1023, 1024, 1025, 2000]) {
+      for (const [from, at] of [[0, 0], [1, 3], [7, 2], [250, 901], [3000 - length, 0]] as const) {
+        const src = others[(length + from) % others.length] as Buffer;
+        const expected = Buffer.alloc(3100, 0xaa);
+        src.copy(expected, at, from, from + length);
+        const got = Buffer.alloc(3100, 0xaa);
+        copyThrough(src, views.of(src), from, from + length, got, dataViewOf(got), at);
+        expect(got.equals(expected), `${length} bytes from ${from} to ${at}`).toBe(true);
+      }
+    }
+    // The cache answers each buffer with a view of that buffer, however they alternate.
+    for (const buf of [others[0], others[1], others[0], others[2], others[1], others[2], others[0]] as Buffer[]) {
+      const view = views.of(buf);
+      expect(view.buffer).toBe(buf.buffer);
+      expect([view.byteOffset, view.byteLength]).toEqual([buf.byteOffset, buf.byteLength]);
     }
   });
 

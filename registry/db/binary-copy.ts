@@ -101,6 +101,52 @@ export function copyBytes(source: Buffer, start: number, end: number, target: Bu
   for (let i = start; i < end; i++) target[at++] = source[i] as number;
 }
 
+/** Copies up to this many bytes 4 at a time through DataViews (copyThrough); more by Buffer.copy. */
+const COPY_THROUGH_MAX = 1024;
+
+/**
+ * copyBytes for a hot loop that has both buffers' DataViews at hand (DataViews keeps
+ * them): 4 bytes a step through the views, no object made. Buffer.copy (Node 20) makes
+ * a Uint8Array of the source's range on every call, which the young generation then
+ * collects: about 125 ns a 100-byte copy with its garbage, against 45-70 ns this way.
+ * The views read and write with the same byte order, so the bytes land as they were.
+ */
+export function copyThrough(source: Buffer, sourceView: DataView, start: number, end: number, target: Buffer, targetView: DataView, at: number): void {
+  const n = end - start;
+  if (n > COPY_THROUGH_MAX) {
+    source.copy(target, at, start, end);
+    return;
+  }
+  let i = 0;
+  for (; i + 4 <= n; i += 4) targetView.setInt32(at + i, sourceView.getInt32(start + i));
+  for (; i < n; i++) target[at + i] = source[start + i] as number;
+}
+
+/**
+ * The DataViews of the last two buffers asked for (dataViewOf), for copyThrough's
+ * callers, whose copies come in runs from one or two buffers (a COPY's piece, a block;
+ * a row's spine bytes, then its features).
+ */
+export class DataViews {
+  private last: Buffer | undefined;
+  private lastView: DataView | undefined;
+  private other: Buffer | undefined;
+  private otherView: DataView | undefined;
+
+  of(buf: Buffer): DataView {
+    if (buf === this.last) return this.lastView as DataView;
+    if (buf === this.other) {
+      [this.other, this.otherView, this.last, this.lastView] = [this.last, this.lastView, this.other, this.otherView];
+      return this.lastView as DataView;
+    }
+    this.other = this.last;
+    this.otherView = this.lastView;
+    this.last = buf;
+    this.lastView = dataViewOf(buf);
+    return this.lastView;
+  }
+}
+
 /** A big-endian int32 at `at` (bounds are the caller's: it checks lengths first). */
 function int32(buf: Buffer, at: number): number {
   return ((buf[at] as number) << 24) | ((buf[at + 1] as number) << 16) | ((buf[at + 2] as number) << 8) | (buf[at + 3] as number);

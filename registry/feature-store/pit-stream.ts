@@ -37,7 +37,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { BinaryCopyWriter, cancelOnAbort, col, ColumnDecoder, copyBytes, dataViewOf, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, timestampField, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
+import { BinaryCopyWriter, cancelOnAbort, col, ColumnDecoder, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, timestampField, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
 import { rowOf, type ColumnBatch } from '../../core/columns.ts';
 import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointInTimeColumns, spineStreamFields, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 import { lowerBound, orderByKeyThenTime } from './key-order.ts';
@@ -102,16 +102,21 @@ interface SpineRows {
  */
 class Arena implements SpineRows {
   private readonly blocks: Buffer[][];
+  /** Per bucket, its last block's DataView (the one pushed to). */
+  private readonly lastViews: DataView[];
   /** Per bucket, the bytes used in each of its blocks. */
   private readonly used: number[][];
   /** Records per bucket. */
   private readonly counts: number[];
+  /** The DataViews of the pieces of the COPY pushed from. */
+  private readonly sources = new DataViews();
 
   constructor(
     readonly buckets: number,
     private readonly blockSize: number,
   ) {
     this.blocks = Array.from({ length: buckets }, () => []);
+    this.lastViews = new Array<DataView>(buckets);
     this.used = Array.from({ length: buckets }, () => []);
     this.counts = new Array<number>(buckets).fill(0);
   }
@@ -122,17 +127,20 @@ class Arena implements SpineRows {
     const need = RECORD_HEADER + end - start;
     let last = blocks.length - 1;
     if (last < 0 || (used[last] as number) + need > (blocks[last] as Buffer).length) {
-      blocks.push(Buffer.allocUnsafe(Math.max(this.blockSize, need)));
+      const fresh = Buffer.allocUnsafe(Math.max(this.blockSize, need));
+      blocks.push(fresh);
+      this.lastViews[bucket] = dataViewOf(fresh);
       used.push(0);
       last++;
     }
     const block = blocks[last] as Buffer;
+    const view = this.lastViews[bucket] as DataView;
     const at = used[last] as number;
-    block.writeInt32LE(row, at);
-    block.writeUInt32LE(key, at + 4);
-    block.writeInt32LE(end - start, at + 8);
-    block.writeInt32LE(split - start, at + 12);
-    copyBytes(buf, start, end, block, at + RECORD_HEADER);
+    view.setInt32(at, row, true);
+    view.setUint32(at + 4, key, true);
+    view.setInt32(at + 8, end - start, true);
+    view.setInt32(at + 12, split - start, true);
+    copyThrough(buf, this.sources.of(buf), start, end, block, view, at + RECORD_HEADER);
     used[last] = at + need;
     this.counts[bucket] = (this.counts[bucket] as number) + 1;
   }
@@ -143,13 +151,14 @@ class Arena implements SpineRows {
     const records = bucketRecords(blocks, this.counts[bucket] as number);
     let i = 0;
     blocks.forEach((block, b) => {
-      for (let at = 0; at < (used[b] as number); at += RECORD_HEADER + block.readInt32LE(at + 8), i++) {
+      const view = dataViewOf(block);
+      for (let at = 0; at < (used[b] as number); at += RECORD_HEADER + view.getInt32(at + 8, true), i++) {
         records.block[i] = b;
-        records.row[i] = block.readInt32LE(at);
-        records.key[i] = block.readUInt32LE(at + 4);
+        records.row[i] = view.getInt32(at, true);
+        records.key[i] = view.getUint32(at + 4, true);
         records.start[i] = at + RECORD_HEADER;
-        records.split[i] = at + RECORD_HEADER + block.readInt32LE(at + 12);
-        records.end[i] = at + RECORD_HEADER + block.readInt32LE(at + 8);
+        records.split[i] = at + RECORD_HEADER + view.getInt32(at + 12, true);
+        records.end[i] = at + RECORD_HEADER + view.getInt32(at + 8, true);
       }
     });
     return records;
@@ -240,6 +249,8 @@ class JoinResult {
   private readonly slab: Buffer | undefined;
   private readonly slabView: DataView | undefined;
   private readonly buffers: Array<Buffer | undefined> | undefined;
+  /** The DataViews of the buffers offered from. */
+  private readonly sources = new DataViews();
 
   constructor(
     rows: number,
@@ -261,8 +272,8 @@ class JoinResult {
     if (!(eventTime > (this.newest[place] as number))) return;
     this.newest[place] = eventTime;
     this.used[place] = end - start;
-    // A copy: the tuple's buffer is the COPY stream's.
-    if (this.slab) copyBytes(buf, start, end, this.slab, place * (this.slot as number));
+    // A copy: the tuple's buffer is the COPY stream's (or a segment's, read into a buffer that is reused).
+    if (this.slab) copyThrough(buf, this.sources.of(buf), start, end, this.slab, this.slabView as DataView, place * (this.slot as number));
     else (this.buffers as Array<Buffer | undefined>)[place] = Buffer.from(buf.subarray(start, end));
   }
 
@@ -271,7 +282,7 @@ class JoinResult {
     this.newest[to] = this.newest[from] as number;
     this.used[to] = this.used[from] as number;
     const slot = this.slot as number;
-    if (this.slab) copyBytes(this.slab, from * slot, from * slot + (this.used[from] as number), this.slab, to * slot);
+    if (this.slab) copyThrough(this.slab, this.slabView as DataView, from * slot, from * slot + (this.used[from] as number), this.slab, this.slabView as DataView, to * slot);
     else (this.buffers as Array<Buffer | undefined>)[to] = (this.buffers as Array<Buffer | undefined>)[from];
   }
 
