@@ -124,8 +124,8 @@ export function copyThrough(source: Buffer, sourceView: DataView, start: number,
 
 /**
  * The DataViews of the last two buffers asked for (dataViewOf), for copyThrough's
- * callers, whose copies come in runs from one or two buffers (a COPY's piece, a block;
- * a row's spine bytes, then its features).
+ * callers, whose copies come in runs from one buffer (a piece of a COPY, a segment),
+ * or from two read side by side (a join's seeds and its segments).
  */
 export class DataViews {
   private last: Buffer | undefined;
@@ -135,15 +135,12 @@ export class DataViews {
 
   of(buf: Buffer): DataView {
     if (buf === this.last) return this.lastView as DataView;
-    if (buf === this.other) {
-      [this.other, this.otherView, this.last, this.lastView] = [this.last, this.lastView, this.other, this.otherView];
-      return this.lastView as DataView;
-    }
+    const view = buf === this.other ? (this.otherView as DataView) : dataViewOf(buf);
     this.other = this.last;
     this.otherView = this.lastView;
     this.last = buf;
-    this.lastView = dataViewOf(buf);
-    return this.lastView;
+    this.lastView = view;
+    return view;
   }
 }
 
