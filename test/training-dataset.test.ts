@@ -299,6 +299,29 @@ describe('training datasets: the point-in-time join', () => {
     expect(rows).toEqual(await rowsOf(byWindow));
   });
 
+  it('a build resumed after its first chunks were committed has the statistics of one that ran through', async () => {
+    // The chunks a build writes give their statistics as they go in (split-statistics.ts);
+    // those an earlier attempt committed are read back in SQL. Both in one build here.
+    const record = await new FeatureStore({ knex: db.knex }).registerView(keyedByFeature);
+    const training = new TrainingStore({ knex: db.knex });
+    const options = { chunks: 4, parallelism: 1 };
+    const through = await training.createDataset(record, { idempotencyKey: uniqueId('through'), ...options });
+    const key = uniqueId('resumed');
+    // A build that fails once its first pass committed its chunk (as when its connection is
+    // lost): an error from its stage callback as the second pass starts.
+    let spines = 0;
+    const failing = (stage: string) => {
+      if (stage === 'spine' && ++spines === 2) throw new Error('lost in the second pass');
+    };
+    await expect(training.createDataset(record, { idempotencyKey: key, ...options, onStage: failing })).rejects.toThrow('lost in the second pass');
+    const resumed: number[][] = [];
+    const again = await training.createDataset(record, { idempotencyKey: key, ...options, onResume: (chunks) => resumed.push(chunks) });
+    expect(resumed).toEqual([[expect.any(Number)]]);
+    expect(again.rowCounts).toEqual(through.rowCounts);
+    expect(again.statistics).toEqual(through.statistics);
+    expect(again.statistics.user_id).toEqual({ categories: ['u1', 'u2'] });
+  });
+
   it('fits bins on the train split\'s quantiles in SQL, as the encoder\'s own statistics would', async () => {
     const record = await new FeatureStore({ knex: db.knex }).registerView(binned);
     const training = new TrainingStore({ knex: db.knex });

@@ -57,6 +57,26 @@ export interface StreamChunk {
   table: string;
   /** Columns computed per spine row over its output columns (e.g. a split): the table's last columns. */
   extra: Array<{ expr: Sql; as: string }>;
+  /** Told every row as it is written, in the table's order (figures gathered on the way: a split's statistics). */
+  tap?: RowTap;
+}
+
+/**
+ * Told each row a chunk writes, as it is written. A row's fields come in ranges of
+ * binary COPY fields (each a 4-byte length, -1 for null, then its bytes): range k holds
+ * `count[k]` fields from `start[k]` in `buf[k]`, or, where `buf[k]` is undefined, that
+ * many nulls. The ranges are reused from row to row: read them before returning.
+ */
+export interface RowTap {
+  /** Called once, before any row: the columns in the order their fields come (extra columns carry no pgType). */
+  columns(columns: ReadonlyArray<{ name: string; pgType?: string }>): void;
+  row(fields: RowFields): void;
+}
+
+export interface RowFields {
+  readonly buf: Array<Buffer | undefined>;
+  readonly start: Int32Array;
+  readonly count: Int32Array;
 }
 
 export interface StreamOptions {
@@ -301,6 +321,20 @@ class JoinResult {
     return out.fields(buf, dataViewOf(buf), 0, buf.length, into, first);
   }
 
+  /** Range k of `fields`: where row `row`'s features are (their buffer undefined when no group row joins it). */
+  fieldsOf(row: number, fields: RowFields, k: number): void {
+    const place = this.placeOf[row] as number;
+    const used = place < 0 ? -1 : (this.used[place] as number);
+    if (used < 0) fields.buf[k] = undefined;
+    else if (this.slab) {
+      fields.buf[k] = this.slab;
+      fields.start[k] = place * (this.slot as number);
+    } else {
+      fields.buf[k] = (this.buffers as Array<Buffer | undefined>)[place];
+      fields.start[k] = 0;
+    }
+  }
+
   /** Writes row `row`'s features, or `nulls` when no group row joins it. */
   write(out: BinaryCopyWriter, row: number, nulls: Buffer): void {
     const place = this.placeOf[row] as number;
@@ -526,6 +560,12 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
       const base = bases[ci] as number;
       const fields = outputs.length + c.extra.length;
       const tie = options.order ? tieBreaker(spine, options.order, outputs, spineOutputs) : undefined;
+      // The spine's columns and the extra ones first, then the features: a row's spine bytes in one copy (a copy costs about as much as its cache miss, whatever its size).
+      const columns = [...outputs.slice(0, spineOutputs), ...c.extra.map((e) => ({ name: e.as })), ...outputs.slice(spineOutputs)];
+      const { tap } = c;
+      tap?.columns(columns);
+      // The tap's ranges: the spine's and extra columns, then each join's features.
+      const tapped: RowFields = { buf: new Array<Buffer | undefined>(1 + results.length), start: new Int32Array(1 + results.length), count: new Int32Array([spineOutputs + c.extra.length, ...q.joins.map((j) => j.features.length)]) };
       async function* rows(): AsyncGenerator<Buffer> {
         const out = new BinaryCopyWriter();
         let written = 0;
@@ -539,14 +579,18 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
             writeRecord(out, records, i);
             const row = base + recordRow(records, i);
             for (let ji = 0; ji < results.length; ji++) (results[ji] as JoinResult).write(out, row, nulls[ji] as Buffer);
+            if (tap) {
+              tapped.buf[0] = records.blocks[records.block[i] as number];
+              tapped.start[0] = records.start[i] as number;
+              for (let ji = 0; ji < results.length; ji++) (results[ji] as JoinResult).fieldsOf(row, tapped, ji + 1);
+              tap.row(tapped);
+            }
             if ((++written & 4095) === 0) yield* out.take();
           }
         }
         yield* out.end();
       }
-      // The spine's columns and the extra ones first, then the features: a row's spine bytes in one copy (a copy costs about as much as its cache miss, whatever its size).
-      const columns = [...outputs.slice(0, spineOutputs).map((o) => o.name), ...c.extra.map((e) => e.as), ...outputs.slice(spineOutputs).map((o) => o.name)];
-      await copyIn(knex, c.writer, sql`copy ${id(c.table)} (${ids(columns)}) from stdin (format binary, freeze)`, rows(), options.signal);
+      await copyIn(knex, c.writer, sql`copy ${id(c.table)} (${ids(columns.map((x) => x.name))}) from stdin (format binary, freeze)`, rows(), options.signal);
       return spine.times.length;
     }),
   );

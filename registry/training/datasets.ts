@@ -17,6 +17,7 @@ import { mergeBy } from '../../core/streams.ts';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import { combineMoments, type FeatureStats, type NumericStats } from '../../ml/stats.ts';
+import { SplitStatisticsTap, type ChunkStatistics } from './split-statistics.ts';
 import { cancellableTransaction, cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, streamTablesInStoredOrder, toNative, type Sql } from '../db/index.ts';
 import { chunkSizesSql, latestViewSnapshot, pointInTimeSql, streamPointInTime, viewQuery, type StreamStep, type FeatureViewRecord, type PitPlan, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
@@ -98,8 +99,9 @@ export interface CreateTrainingDatasetOptions {
 /**
  * 'join': the join's chunks, each in shuffled order, of which (stream plan) 'spine':
  * reading the spine, 'groups': reading the joined groups, 'write': writing the rows;
- * 'statistics': the split counts and the train split's statistics, from the chunks'
- * tables side by side; 'attach': the dataset's table from the chunks.
+ * 'statistics': the split counts and the train split's statistics (gathered as the
+ * stream plan wrote each chunk, split-statistics.ts; else read from the chunks' tables
+ * side by side); 'attach': the dataset's table from the chunks.
  */
 export type DatasetStage = 'join' | StreamStep | 'attach' | 'statistics';
 
@@ -216,7 +218,12 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
           return cancelledWith(knex, trx, options.signal, () => createChunkTable(trx, index));
         }),
       );
-      const targets = indices.map((index, i) => ({ index, writer: transactions[i] as Knex.Transaction, table: chunkTable(index), extra: extra(index) }));
+      const targets = indices.map((index, i) => {
+        // The chunk's split counts and train statistics, gathered as its rows are written.
+        const tap = new SplitStatisticsTap(features.numeric, features.oneHot);
+        taps.set(index, tap);
+        return { index, writer: transactions[i] as Knex.Transaction, table: chunkTable(index), extra: extra(index), tap };
+      });
       await streamPointInTime(knex, joinQuery('window'), targets, { count: chunks, order: { key: '_shuffle', then: [...def.spine.entityKeys, et] }, signal: options.signal, onStep: options.onStage });
       for (const trx of transactions) await trx.commit();
     } catch (err) {
@@ -234,6 +241,9 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
     return packPasses(todo, sizes, parallelism, parallelism * (options.maxChunkRows ?? MAX_CHUNK_ROWS));
   };
   const { signal } = options;
+  const features = statisticsFeatures(def);
+  /** Per chunk this attempt wrote by the stream plan, what its rows gave as they went in (a chunk an earlier attempt committed has none). */
+  const taps = new Map<number, SplitStatisticsTap>();
   /** The chunk tables any attempt of this build left (of this snapshot or another). */
   const leftovers = async () =>
     ((await raw(knex, sql`select tablename from pg_tables where schemaname = current_schema() and starts_with(tablename, ${build})`)) as { rows: Array<{ tablename: string }> }).rows.map((t) => t.tablename);
@@ -261,10 +271,12 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
       await inParallel(todo.length, parallelism, (k) => joinChunks([todo[k] as number]));
     }
     stageDone('join');
-    // The split counts and the train split's statistics, from the chunks' tables side by side (one connection each), before they become the dataset's.
-    const tables = all.map(chunkTable);
-    const counting = splitCounts(knex, tables, signal);
-    const [rowCounts, statistics] = await Promise.all([counting, trainStatistics(knex, tables, def, options.maxCategories ?? 1000, async () => (await counting).train, signal)]);
+    // The split counts and the train split's statistics: gathered as the rows were
+    // written, or from the chunks' tables side by side (one connection each), before
+    // they become the dataset's.
+    const chunkStats = all.map((index): ChunkFigures => ({ table: chunkTable(index), gathered: taps.get(index)?.result() }));
+    const counting = splitCounts(knex, chunkStats, signal);
+    const [rowCounts, statistics] = await Promise.all([counting, trainStatistics(knex, chunkStats, features, options.maxCategories ?? 1000, async () => (await counting).train, signal)]);
     if (rowCounts.train === 0) throw new FtiError(FailureType.InvalidInput, `the train split of ${def.name} between ${start.toISOString()} and ${validationStart.toISOString()} is empty`);
     stageDone('statistics');
     return await cancellableTransaction(knex, signal, async (trx) => {
@@ -355,13 +367,39 @@ async function datasetWindow(
 /** Train splits larger than this fit their bins' quantiles on a fixed eighth of their rows (by shuffle key): the same edges to a few parts per thousand, for an eighth of the sorting. */
 const QUANTILE_SAMPLE_ABOVE = 200_000;
 
+/** The features a dataset keeps statistics of, by kind: quantiles for bins, categories for one_hot, moments for the rest. */
+interface StatisticsFeatures {
+  binned: Array<{ name: string; type: string; bins: number }>;
+  numeric: Array<{ name: string; type: string }>;
+  oneHot: Array<{ name: string; maxCategories?: number }>;
+}
+
+function statisticsFeatures(def: FeatureViewDefinition): StatisticsFeatures {
+  return {
+    binned: def.features.flatMap((f) => (f.encoding.encoding === 'bins' ? [{ name: f.name, type: f.type, bins: f.encoding.bins ?? 16 }] : [])),
+    numeric: def.features.filter((f) => f.encoding.encoding !== 'one_hot' && f.encoding.encoding !== 'bins').map((f) => ({ name: f.name, type: f.type })),
+    oneHot: def.features.flatMap((f) => (f.encoding.encoding === 'one_hot' ? [{ name: f.name, maxCategories: f.encoding.maxCategories }] : [])),
+  };
+}
+
+/** A chunk's table, and what its rows gave as the stream plan wrote them (split-statistics.ts), if it did. */
+interface ChunkFigures {
+  table: string;
+  gathered?: ChunkStatistics;
+}
+
 /** Statistics of each feature over the train split: the input of fitSignature. */
-async function trainStatistics(knex: Knex, tables: readonly string[], def: FeatureViewDefinition, maxCategories: number, trainRows: () => Promise<number>, signal: AbortSignal | undefined): Promise<Record<string, FeatureStats>> {
+async function trainStatistics(
+  knex: Knex,
+  chunks: readonly ChunkFigures[],
+  { binned, numeric, oneHot }: StatisticsFeatures,
+  maxCategories: number,
+  trainRows: () => Promise<number>,
+  signal: AbortSignal | undefined,
+): Promise<Record<string, FeatureStats>> {
   const stats: Record<string, FeatureStats> = {};
   const query = <T>(work: (trx: Knex.Transaction) => Promise<T>) => cancellableTransaction(knex, signal, work);
-  const binned = def.features.flatMap((f) => (f.encoding.encoding === 'bins' ? [{ name: f.name, type: f.type, bins: f.encoding.bins ?? 16 }] : []));
-  const numeric = def.features.filter((f) => f.encoding.encoding !== 'one_hot' && f.encoding.encoding !== 'bins');
-  const oneHot = def.features.filter((x) => x.encoding.encoding === 'one_hot');
+  const tables = chunks.map((c) => c.table);
   /** The train rows of every table, as one relation. */
   const train = (columns: Sql, where: Sql = sql``) => join(tables.map((t) => sql`select ${columns} from ${id(t)} where _split = 'train'${where}`), ' union all ');
   const quantiles = async () => {
@@ -381,18 +419,39 @@ async function trainStatistics(knex: Knex, tables: readonly string[], def: Featu
     });
   };
   const moments = async () => {
-    // Each table's on its own connection, then combined in the tables' order: the same numbers every time.
-    const partial = await Promise.all(tables.map((t) => query((trx) => trainMoments(trx, t, numeric))));
+    // Each table's on its own connection (or as gathered), then combined in the tables' order: the same numbers every time.
+    const partial = await Promise.all(chunks.map((c) => c.gathered?.moments ?? query((trx) => trainMoments(trx, c.table, numeric))));
     for (const f of numeric) stats[f.name] = combineMoments(partial.map((p) => p[f.name] as NumericStats));
   };
   const categories = () =>
     Promise.all(
       oneHot.map(async (f) => {
-        const limit = f.encoding.encoding === 'one_hot' ? Math.min(f.encoding.maxCategories ?? maxCategories, maxCategories) : maxCategories;
-        const result = (await query((trx) =>
-          raw(trx, sql`select value, count(*) as n from (${train(sql`${id(f.name)}::text as value`, sql` and ${id(f.name)} is not null`)}) t group by 1 order by 2 desc, 1 limit ${limit}`),
-        )) as { rows: Array<{ value: string }> };
-        stats[f.name] = { categories: result.rows.map((r) => r.value) };
+        const limit = Math.min(f.maxCategories ?? maxCategories, maxCategories);
+        // Each table's train rows per value (as gathered, or counted on its own connection), added up.
+        const perTable = await Promise.all(
+          chunks.map(
+            async (c) =>
+              c.gathered?.categories?.[f.name] ??
+              new Map(
+                (
+                  (await query((trx) =>
+                    raw(trx, sql`select ${id(f.name)}::text as value, count(*)::bigint as n from ${id(c.table)} where _split = 'train' and ${id(f.name)} is not null group by 1`),
+                  )) as { rows: Array<{ value: string; n: string | number }> }
+                ).rows.map((r) => [r.value, Number(r.n)]),
+              ),
+          ),
+        );
+        const counts = new Map<string, number>();
+        for (const table of perTable) for (const [value, n] of table) counts.set(value, (counts.get(value) ?? 0) + n);
+        if (counts.size === 0) {
+          stats[f.name] = { categories: [] };
+          return;
+        }
+        // The most frequent first, ties by the database's collation: the order a group by over all the tables gives.
+        const ranked = (await raw(knex, sql`select value from unnest(${[...counts.keys()]}::text[], ${[...counts.values()]}::bigint[]) as t(value, n) order by n desc, value limit ${limit}`)) as {
+          rows: Array<{ value: string }>;
+        };
+        stats[f.name] = { categories: ranked.rows.map((r) => r.value) };
       }),
     );
   await Promise.all([quantiles(), moments(), categories()]);
@@ -400,11 +459,17 @@ async function trainStatistics(knex: Knex, tables: readonly string[], def: Featu
   return Object.fromEntries([...binned, ...numeric, ...oneHot].flatMap((f) => (stats[f.name] ? [[f.name, stats[f.name] as FeatureStats]] : [])));
 }
 
-/** The rows of each split in `tables`, counted side by side (a connection each). */
-async function splitCounts(knex: Knex, tables: readonly string[], signal: AbortSignal | undefined): Promise<Record<Split, number>> {
+/** The rows of each split in the chunks' tables: as gathered, or counted side by side (a connection each). */
+async function splitCounts(knex: Knex, chunks: readonly ChunkFigures[], signal: AbortSignal | undefined): Promise<Record<Split, number>> {
   const counts: Record<Split, number> = { train: 0, validation: 0, test: 0 };
-  const each = await Promise.all(tables.map((t) => cancellableTransaction(knex, signal, (trx) => raw(trx, sql`select _split, count(*)::bigint as n from ${id(t)} group by 1`) as Promise<{ rows: Array<{ _split: Split; n: string | number }> }>)));
-  for (const r of each.flatMap((e) => e.rows)) counts[r._split] += Number(r.n);
+  const each = await Promise.all(
+    chunks.map(async (c) => {
+      if (c.gathered) return Object.entries(c.gathered.counts).map(([split, n]) => ({ _split: split as Split, n }));
+      const result = (await cancellableTransaction(knex, signal, (trx) => raw(trx, sql`select _split, count(*)::bigint as n from ${id(c.table)} group by 1`))) as { rows: Array<{ _split: Split; n: string | number }> };
+      return result.rows;
+    }),
+  );
+  for (const r of each.flat()) counts[r._split] += Number(r.n);
   return counts;
 }
 

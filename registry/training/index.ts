@@ -100,3 +100,4 @@ export type { CreateTrainingDatasetOptions, Split, SplitRowThroughView, StoredCh
 export type { DistributionBin, FeatureDistribution };
 export type { DatasetGcOptions, DatasetGcResult, KeptDataset, ReapedDataset };
 export { packPasses, trainMoments } from './datasets.ts';
+export { SplitStatisticsTap, type ChunkStatistics } from './split-statistics.ts';
