@@ -24,7 +24,6 @@
  */
 import type { RowFields, RowTap } from '../feature-store/index.ts';
 import { KeyIds } from '../feature-store/index.ts';
-import { DataViews } from '../db/index.ts';
 import type { NumericStats } from '../../ml/stats.ts';
 import type { Split } from './datasets.ts';
 
@@ -106,7 +105,6 @@ export class SplitStatisticsTap implements RowTap {
   private keyCounts: number[][] = [];
   private momentsInJs = true;
   private categoriesInJs = true;
-  private readonly views = new DataViews();
   /** This row's fields, by column: where each value starts and its length (-1: null). */
   private valueAt = new Int32Array(0);
   private valueLength = new Int32Array(0);
@@ -145,6 +143,9 @@ export class SplitStatisticsTap implements RowTap {
     });
   }
 
+  // Fields are read with Buffer's own methods, not DataViews: the spine rows come from
+  // thousands of COPY buffers in shuffled order, so a DataView cache would miss (and
+  // make a DataView) on nearly every row.
   row(fields: RowFields): void {
     // Where every field of the row is: the split comes after the spine's columns, the features before and after it.
     let column = 0;
@@ -155,10 +156,9 @@ export class SplitStatisticsTap implements RowTap {
         for (let f = 0; f < count; f++) this.valueLength[column++] = -1;
         continue;
       }
-      const view = this.views.of(buf);
       let at = fields.start[k] as number;
       for (let f = 0; f < count; f++) {
-        const length = view.getInt32(at);
+        const length = buf.readInt32BE(at);
         this.valueBuf[column] = buf;
         this.valueAt[column] = at + 4;
         this.valueLength[column++] = length;
@@ -187,27 +187,26 @@ export class SplitStatisticsTap implements RowTap {
   }
 
   private addNumber(i: number, buf: Buffer, at: number): void {
-    const view = this.views.of(buf);
     let x: number;
     switch (this.kinds[i]) {
       case NumberKind.Float8:
-        x = view.getFloat64(at);
+        x = buf.readDoubleBE(at);
         break;
       case NumberKind.Int8: {
-        const high = view.getInt32(at);
+        const high = buf.readInt32BE(at);
         // Beyond 2^53 a JavaScript number may round another way than the cast to double: SQL decides.
         if (high >= 0x200000 || high < -0x200000) {
           this.momentsInJs = false;
           return;
         }
-        x = high * 0x1_0000_0000 + view.getUint32(at + 4);
+        x = high * 0x1_0000_0000 + buf.readUInt32BE(at + 4);
         break;
       }
       case NumberKind.Int4:
-        x = view.getInt32(at);
+        x = buf.readInt32BE(at);
         break;
       default:
-        x = view.getInt16(at);
+        x = buf.readInt16BE(at);
     }
     const m = this.moments[i] as Moments;
     m.add(x);
