@@ -461,15 +461,15 @@ async function trainStatistics(
 
 /** The rows of each split in the chunks' tables: as gathered, or counted side by side (a connection each). */
 async function splitCounts(knex: Knex, chunks: readonly ChunkFigures[], signal: AbortSignal | undefined): Promise<Record<Split, number>> {
-  const counts: Record<Split, number> = { train: 0, validation: 0, test: 0 };
   const each = await Promise.all(
-    chunks.map(async (c) => {
-      if (c.gathered) return Object.entries(c.gathered.counts).map(([split, n]) => ({ _split: split as Split, n }));
+    chunks.map(async (c): Promise<Partial<Record<Split, number>>> => {
+      if (c.gathered) return c.gathered.counts;
       const result = (await cancellableTransaction(knex, signal, (trx) => raw(trx, sql`select _split, count(*)::bigint as n from ${id(c.table)} group by 1`))) as { rows: Array<{ _split: Split; n: string | number }> };
-      return result.rows;
+      return Object.fromEntries(result.rows.map((r) => [r._split, Number(r.n)]));
     }),
   );
-  for (const r of each.flat()) counts[r._split] += Number(r.n);
+  const counts: Record<Split, number> = { train: 0, validation: 0, test: 0 };
+  for (const chunk of each) for (const split of Object.keys(counts) as Split[]) counts[split] += chunk[split] ?? 0;
   return counts;
 }
 

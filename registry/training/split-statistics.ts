@@ -96,9 +96,8 @@ class Moments {
 export class SplitStatisticsTap implements RowTap {
   private readonly counts: Record<Split, number> = { train: 0, validation: 0, test: 0 };
   private split = -1;
-  /** Per column in written order: what it feeds (-1: nothing; else an index into numbers or categories). */
-  private numberAt = new Int32Array(0);
-  private categoryAt = new Int32Array(0);
+  /** The columns the train split's figures come from (by their place in the written order): a number's moments or a category's counts. */
+  private targets: Array<{ column: number; kind: 'number' | 'category'; index: number }> = [];
   private kinds: NumberKind[] = [];
   private moments: Moments[] = [];
   private keyIds: KeyIds[] = [];
@@ -119,8 +118,6 @@ export class SplitStatisticsTap implements RowTap {
     const at = (name: string) => columns.findIndex((c) => c.name === name);
     this.split = at('_split');
     if (this.split < 0) throw new Error('a split statistics tap needs the _split column');
-    this.numberAt = new Int32Array(columns.length).fill(-1);
-    this.categoryAt = new Int32Array(columns.length).fill(-1);
     this.valueAt = new Int32Array(columns.length);
     this.valueLength = new Int32Array(columns.length);
     this.valueBuf = new Array<Buffer | undefined>(columns.length);
@@ -129,7 +126,7 @@ export class SplitStatisticsTap implements RowTap {
       const kind = c < 0 ? undefined : NUMBER_KINDS[columns[c]?.pgType ?? ''];
       if (kind === undefined) this.momentsInJs = false;
       else {
-        this.numberAt[c] = i;
+        this.targets.push({ column: c, kind: 'number', index: i });
         this.kinds[i] = kind;
       }
       this.moments.push(new Moments());
@@ -137,7 +134,7 @@ export class SplitStatisticsTap implements RowTap {
     this.categorical.forEach((f, i) => {
       const c = at(f.name);
       if (c < 0 || columns[c]?.pgType !== 'text') this.categoriesInJs = false;
-      else this.categoryAt[c] = i;
+      else this.targets.push({ column: c, kind: 'category', index: i });
       this.keyIds.push(new KeyIds());
       this.keyCounts.push([]);
     });
@@ -169,18 +166,14 @@ export class SplitStatisticsTap implements RowTap {
     if (split === undefined) throw new Error(`a row's _split is none of train, validation, test (${this.valueLength[this.split]} bytes)`);
     this.counts[split]++;
     if (split !== 'train') return;
-    for (let c = 0; c < column; c++) {
+    for (const { column: c, kind, index } of this.targets) {
       const length = this.valueLength[c] as number;
       if (length < 0) continue;
-      const n = this.numberAt[c] as number;
-      if (n >= 0) {
-        if (this.momentsInJs) this.addNumber(n, this.valueBuf[c] as Buffer, this.valueAt[c] as number);
-        continue;
-      }
-      const k = this.categoryAt[c] as number;
-      if (k >= 0 && this.categoriesInJs) {
-        const id = (this.keyIds[k] as KeyIds).idOf(this.valueBuf[c] as Buffer, this.valueAt[c] as number, length);
-        const counts = this.keyCounts[k] as number[];
+      if (kind === 'number') {
+        if (this.momentsInJs) this.addNumber(index, this.valueBuf[c] as Buffer, this.valueAt[c] as number);
+      } else if (this.categoriesInJs) {
+        const id = (this.keyIds[index] as KeyIds).idOf(this.valueBuf[c] as Buffer, this.valueAt[c] as number, length);
+        const counts = this.keyCounts[index] as number[];
         counts[id] = (counts[id] ?? 0) + 1;
       }
     }
