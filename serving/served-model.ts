@@ -68,12 +68,19 @@ export function sharedLookup(predictions: PredictionStore, lookups: LookupCache,
   const viewKey = `${view.name}@${view.version}`;
   let lookup = lookups.views.get(viewKey);
   if (!lookup) {
-    const created = predictions.onlineLookup(view).then((l) => batchedLookup(l, lookups.onBatch));
+    // It keeps a connection for each lookup it runs at once, rather than borrow one per batch.
+    const created = predictions.onlineLookup(view, { heldConnections: LOOKUPS_IN_FLIGHT }).then((l) => batchedLookup(l, lookups.onBatch));
     lookup = created;
     lookups.views.set(viewKey, created);
     created.catch(() => lookups.views.delete(viewKey));
   }
   return lookup;
+}
+
+/** Gives back the connections every lookup created so far holds (at shutdown, before the pool is destroyed). */
+export async function closeLookups(lookups: LookupCache): Promise<void> {
+  const created = await Promise.allSettled(lookups.views.values());
+  await Promise.all(created.map((c) => (c.status === 'fulfilled' ? c.value.close() : undefined)));
 }
 
 function batchedLookup(lookup: OnlineViewLookup, onBatch?: BatchObserver): TimedLookup {

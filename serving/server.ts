@@ -36,7 +36,7 @@ import { ModelResolver } from './model-resolver.ts';
 import { FEATURES_ROUTE, parseModelSegment, PREDICT_ROUTE } from './request.ts';
 import { registerReportRoute } from './report-route.ts';
 import { registerRoutes, type HealthReport } from './routes.ts';
-import { loadServedModel, type LookupCache } from './served-model.ts';
+import { closeLookups, loadServedModel, type LookupCache } from './served-model.ts';
 import { DEFAULT_SKEW_LOG_RATE, SkewLog, type SkewLogOptions } from './skew-log.ts';
 import { ViewResolver } from './served-view.ts';
 
@@ -234,6 +234,7 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
   app.addHook('onClose', async () => {
     await watch.close();
     resolver.close();
+    await closeLookups(lookups);
     // What was sampled is written before the server is gone.
     await skewLog?.close();
     await skewLogKnex?.destroy();

@@ -12,6 +12,7 @@ export { arrayLiteral, binaryRows, describeColumns, type NamedStatement } from '
 export { streamTablesInStoredOrder, type TableRead } from './copy-reads.ts';
 export { streamQueries, streamQuery, timestamptzMicros, type StreamOptions } from './cursor.ts';
 export { databaseReachable } from './health.ts';
+export { HeldConnections } from './held-connections.ts';
 export { migrate, rollbackAll } from './migrate.ts';
 export { col, cols, id, ids, int, join, kw, raw, sql, Sql, toInlined, toNative, toText } from './sql.ts';
 export { dropSchemaAndRoles, grantServingRead, provisionRoles } from './roles.ts';

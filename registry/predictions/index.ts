@@ -25,7 +25,7 @@ import {
   type PredictionPartition,
   type PredictionRun,
 } from './runs.ts';
-import { createOnlineLookup, type OnlineViewLookup } from './online.ts';
+import { createOnlineLookup, type OnlineLookupOptions, type OnlineViewLookup } from './online.ts';
 import { writePartition, type PartitionWrite } from './writes.ts';
 
 export class PredictionStore {
@@ -96,12 +96,12 @@ export class PredictionStore {
   }
 
   /** Checks the view can be served online and prepares its one-round-trip feature lookup. */
-  onlineLookup(view: FeatureViewDefinition): Promise<OnlineViewLookup> {
-    return createOnlineLookup(this.knex, view);
+  onlineLookup(view: FeatureViewDefinition, options?: OnlineLookupOptions): Promise<OnlineViewLookup> {
+    return createOnlineLookup(this.knex, view, options);
   }
 }
 
 export type { NewPredictionRun, PartitionWrite, PredictionPartition, PredictionRun, StoredPrediction, StoredReject };
 export type { ScoredBatch } from './writes.ts';
 export { entityKeyField, entityKeyOf } from './writes.ts';
-export type { OnlineKey, OnlineViewLookup } from './online.ts';
+export type { OnlineKey, OnlineLookupOptions, OnlineViewLookup } from './online.ts';

@@ -19,11 +19,10 @@
  */
 import crypto from 'node:crypto';
 import type { Knex } from 'knex';
-import type pg from 'pg';
 import { FailureType, FtiError } from '../../core/errors.ts';
 import { PG_TYPE, type FeatureType } from '../../features/schema.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
-import { arrayLiteral, binaryRows, col, describeColumns, id, ids, join, kw, rowTemplate, sql, toNative, type FieldDecoder, type Sql } from '../db/index.ts';
+import { arrayLiteral, binaryRows, col, describeColumns, HeldConnections, id, ids, join, kw, rowTemplate, sql, toNative, type FieldDecoder, type Sql } from '../db/index.ts';
 import { getFeatureGroup, groupTables, joinOnlineRow, type FeatureGroupRecord } from '../feature-store/index.ts';
 
 export interface OnlineKey {
@@ -37,10 +36,21 @@ export interface OnlineViewLookup {
   keys: OnlineKey[];
   /** One feature row per entity, in request order, as of `at` (default: now); undefined where the spine has no online row. */
   lookup(entities: ReadonlyArray<Readonly<Record<string, unknown>>>, at?: Date): Promise<Array<Record<string, unknown> | undefined>>;
+  /** Gives the connections it holds back to the pool (call before the pool is destroyed); later lookups borrow one each time. */
+  close(): Promise<void>;
+}
+
+export interface OnlineLookupOptions {
+  /**
+   * Connections the lookup keeps between its calls instead of borrowing one from the
+   * pool for each (HeldConnections): as many as it runs at once, for a server. 0 (the
+   * default) keeps none.
+   */
+  heldConnections?: number;
 }
 
 /** Checks the view can be served (every group online, every feature stored) and prepares its lookup. */
-export async function createOnlineLookup(knex: Knex, view: FeatureViewDefinition): Promise<OnlineViewLookup> {
+export async function createOnlineLookup(knex: Knex, view: FeatureViewDefinition, options: OnlineLookupOptions = {}): Promise<OnlineViewLookup> {
   const where = `feature view ${view.name} v${view.version}`;
   const spine = await getFeatureGroup(knex, view.spine.group, view.spine.version);
   const joined = await Promise.all(view.joins.map((j) => getFeatureGroup(knex, j.group, j.version)));
@@ -90,16 +100,9 @@ export async function createOnlineLookup(knex: Knex, view: FeatureViewDefinition
     ...keys.map((k) => arrayLiteral(entities.map((e) => e[k.name]))),
     ...Array.from({ length: timeBindings }, () => at.toISOString()),
   ];
-  const withConnection = async <T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> => {
-    const client = (await knex.client.acquireConnection()) as pg.PoolClient;
-    try {
-      return await work(client);
-    } finally {
-      await knex.client.releaseConnection(client);
-    }
-  };
+  const connections = new HeldConnections(knex, options.heldConnections ?? 0);
   // The result's columns (q.ord, then the features) and their decoders, from a run with no keys.
-  const [ord, ...columns] = await withConnection((client) => describeColumns(client, prepared.text, parameters([], new Date(0))));
+  const [ord, ...columns] = await connections.use((client) => describeColumns(client, prepared.text, parameters([], new Date(0))));
   if (!ord) throw new Error(`${where}: the lookup returns no columns`);
   const names = columns.map((c) => c.name);
   const decoders = columns.map((c) => c.decode);
@@ -110,7 +113,7 @@ export async function createOnlineLookup(knex: Knex, view: FeatureViewDefinition
     keys,
     async lookup(entities, at = new Date()) {
       const out: Array<Record<string, unknown> | undefined> = new Array(entities.length).fill(undefined);
-      await withConnection((client) =>
+      await connections.use((client) =>
         binaryRows(client, prepared, parameters(entities, at), (t) => {
           const row: Record<string, unknown> = { ...template };
           for (let i = 1; i < t.fields; i++) {
@@ -122,6 +125,7 @@ export async function createOnlineLookup(knex: Knex, view: FeatureViewDefinition
       );
       return out;
     },
+    close: () => connections.close(),
   };
 }
 

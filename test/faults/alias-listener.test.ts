@@ -162,4 +162,20 @@ describe('alias listener under real faults', () => {
       process.kill(pid, 'SIGCONT');
     }
   });
+
+  it('the lookup connections it holds, ended by Postgres, are replaced: the next prediction is answered', async () => {
+    const servingSessions = async (): Promise<number[]> => {
+      const result = (await admin.raw('select pid from pg_stat_activity where application_name = ? order by pid', ['fti-test-serve-alias_listener'])) as { rows: Array<{ pid: number }> };
+      return result.rows.map((r) => r.pid);
+    };
+    const version = await served();
+    // The online lookup keeps its connection between requests: it is among these.
+    const ended = await servingSessions();
+    expect(ended.length).toBeGreaterThan(0);
+    for (const pid of ended) await terminate(pid);
+    await until(servingSessions, (p) => !p.some((x) => ended.includes(x)), 5_000);
+    // The sockets' close reaches the server.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await served()).toBe(version);
+  });
 });
