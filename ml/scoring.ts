@@ -121,16 +121,19 @@ async function scoreRows(predictor: Predictor, encoder: Encoder, rows: readonly 
   const valid: FeatureRow[] = [];
   const rejected: ScoredRows['rejected'] = [];
   const scores = new Float32Array(rows.length);
-  let x = new Float32Array(Math.min(rows.length, PREDICT_CHUNK) * width);
+  const chunk = Math.min(rows.length, PREDICT_CHUNK) * width;
+  // The backend may hold on to the array it was given: each chunk is encoded into a
+  // fresh one, made when its first row comes (a call of one chunk makes one).
+  let x: Float32Array | undefined;
   let n = 0;
   const flush = async () => {
-    if (n === 0) return;
+    if (n === 0 || !x) return;
     scores.set(await predictor.predict(n * width === x.length ? x : x.subarray(0, n * width), n), valid.length - n);
-    // The backend may hold on to the array it was given: encode the next chunk into a fresh one.
-    x = new Float32Array(x.length);
+    x = undefined;
     n = 0;
   };
   for (const row of rows) {
+    x ??= new Float32Array(chunk);
     const reasons = encodeInput(encoder, row, x, n * width);
     if (reasons) {
       rejected.push({ row, reasons });
@@ -138,7 +141,7 @@ async function scoreRows(predictor: Predictor, encoder: Encoder, rows: readonly 
     }
     valid.push(row);
     n++;
-    if (n * width === x.length) await flush();
+    if (n * width === chunk) await flush();
   }
   await flush();
   return { rows: valid, scores: scores.subarray(0, valid.length), rejected };

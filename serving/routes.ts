@@ -188,15 +188,16 @@ async function acquire(resolver: ModelResolver, name: string, ref: ParsedRef): P
 async function predict(served: ServedModel, keys: EntityKeys[], rows: Array<Record<string, unknown> | undefined>, batch: boolean): Promise<Prediction[]> {
   if (!batch) checkFound(served.scoring.view, keys, rows);
   const found = rows.filter((r): r is FeatureRow => r !== undefined);
-  const results = new Map<FeatureRow, RowScore>();
-  (await served.score(found)).forEach((r, i) => results.set(found[i] as FeatureRow, r));
-  if (!batch) checkFeatures(served, keys, rows, results);
+  const scores = await served.score(found);
+  // Each entity's result, in request order (found keeps that order): undefined where no row was found.
+  let next = 0;
+  const results = rows.map((row) => (row === undefined ? undefined : scores[next++]));
+  if (!batch) checkFeatures(served, keys, results);
   return keys.map((k, i): Prediction => {
-    const row = rows[i];
-    if (row === undefined) return { keys: k, score: null, status: 'NOT_FOUND' };
-    const result = results.get(row);
-    if (result && 'score' in result) return { keys: k, score: result.score, status: 'OK' };
-    return { keys: k, score: null, status: 'INVALID_FEATURES', problems: result?.problems ?? [] };
+    const result = results[i];
+    if (result === undefined) return { keys: k, score: null, status: 'NOT_FOUND' };
+    if ('score' in result) return { keys: k, score: result.score, status: 'OK' };
+    return { keys: k, score: null, status: 'INVALID_FEATURES', problems: result.problems };
   });
 }
 
@@ -269,11 +270,8 @@ function checkFound(view: FeatureViewDefinition, keys: EntityKeys[], rows: Array
 }
 
 /** The signature check batch inference applies: stored values that fail it are not scored. */
-function checkFeatures(served: ServedModel, keys: EntityKeys[], rows: Array<Record<string, unknown> | undefined>, results: Map<FeatureRow, RowScore>): void {
-  const rejected = rows.flatMap((row, i) => {
-    const result = row === undefined ? undefined : results.get(row);
-    return result && 'problems' in result ? [{ keys: keys[i] as EntityKeys, problems: result.problems }] : [];
-  });
+function checkFeatures(served: ServedModel, keys: EntityKeys[], results: ReadonlyArray<RowScore | undefined>): void {
+  const rejected = results.flatMap((result, i) => (result && 'problems' in result ? [{ keys: keys[i] as EntityKeys, problems: result.problems }] : []));
   const first = rejected[0];
   if (!first) return;
   const { model, version } = served.scoring;

@@ -114,11 +114,12 @@ function batchedScoring(scoring: ScoringModel, onBatch?: BatchObserver): (rows: 
   const batcher = new DynamicBatcher<FeatureRow, RowScore>(
     async (rows) => {
       const scored = await scoring.scoreRows(rows);
-      const scores = new Map(scored.rows.map((row, i) => [row, scored.scores[i] as number]));
-      const problems = new Map(scored.rejected.map((r) => [r.row, r.reasons]));
+      // Both lists keep the order of `rows`, so one walk pairs each row with its result.
+      let valid = 0;
+      let rejected = 0;
       return rows.map((row): RowScore => {
-        const score = scores.get(row);
-        return score === undefined ? { problems: problems.get(row) ?? [] } : { score };
+        if (scored.rows[valid] === row) return { score: scored.scores[valid++] as number };
+        return { problems: scored.rejected[rejected++]?.reasons ?? [] };
       });
     },
     { maxItems: BATCH_ITEMS, ...observed('score', onBatch) },
