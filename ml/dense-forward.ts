@@ -56,10 +56,15 @@ export function denseForward(model: tf.LayersModel): DenseForward | undefined {
   const last = layers.at(-1);
   if (!last || last.units !== 1) return undefined;
   const sums = new Float64Array(Math.max(...layers.map((l) => l.units)));
+  // The hidden layers' outputs, kept from call to call (grown when a call has more rows):
+  // only the last layer's is handed out. The pass is synchronous, so no two calls share them.
+  const hidden = layers.slice(0, -1).map(() => new Float32Array(0));
   return (x, size) => {
     let input = x;
-    for (const { inputs, units, kernel, bias, activation } of layers) {
-      const output = new Float32Array(size * units);
+    for (let l = 0; l < layers.length; l++) {
+      const { inputs, units, kernel, bias, activation } = layers[l] as DenseLayer;
+      let output = l < hidden.length ? (hidden[l] as Float32Array) : new Float32Array(size * units);
+      if (output.length < size * units) output = hidden[l] = new Float32Array(size * units);
       for (let r = 0; r < size; r++) {
         for (let u = 0; u < units; u++) sums[u] = bias[u] as number;
         // Input by input along the kernel's rows: contiguous reads, and a zero input (a one-hot's) costs nothing.

@@ -389,6 +389,7 @@ describe('training on the WASM backend', () => {
       const model = buildModel(tfjs, { hiddenUnits: [24, 12], activation, dropout: 0.2, seed: 3 }, WIDTH, output);
       const forward = denseForward(model);
       expect(forward).toBeDefined();
+      const calls: Array<{ x: Float32Array; size: number; js: Float32Array; copy: Float32Array }> = [];
       for (const size of [1, 7, 40]) {
         // Random inputs, some exactly zero (one-hot columns).
         const x = Float32Array.from({ length: size * WIDTH }, (_, i) => (i % 3 === 0 ? 0 : random()));
@@ -397,6 +398,13 @@ describe('training on the WASM backend', () => {
         expect(js).toHaveLength(size);
         js.forEach((v, i) => expect(v).toBeCloseTo(expected[i] as number, 5));
         expect(new Set(js).size).toBe(size);
+        calls.push({ x, size, js, copy: js.slice() });
+      }
+      // The pass keeps its hidden layers' buffers between calls: what it handed out is never
+      // written again, and a call smaller than the one before scores exactly as it did.
+      for (const { x, size, js, copy } of calls) {
+        expect(js).toEqual(copy);
+        expect(forward?.(x, size)).toEqual(copy);
       }
       // The predictor takes the JavaScript pass for one row, TensorFlow.js for many: the same scores.
       const predictor = await loadPredictor(tfjs, await artifactFromModel(tfjs, model));
