@@ -45,7 +45,7 @@ export class DynamicBatcher<T, R> {
 
   /** `run` answers one result per item, in order. */
   constructor(
-    private readonly run: (items: T[]) => Promise<R[]>,
+    private readonly run: (items: readonly T[]) => Promise<R[]>,
     private readonly options: DynamicBatcherOptions,
   ) {}
 
@@ -76,7 +76,8 @@ export class DynamicBatcher<T, R> {
     if (batch.length === 0) return;
     this.waiting = [];
     this.waitingItems = 0;
-    const items = batch.length === 1 ? [...(batch[0] as Waiting<T, R>).items] : batch.flatMap((w) => w.items);
+    // A lone call (most batches, unless requests arrive in the same turn of the event loop) runs on its own items and gets the results as they come.
+    const items = batch.length === 1 ? (batch[0] as Waiting<T, R>).items : batch.flatMap((w) => w.items);
     this.options.onBatch?.(items.length, batch.length);
     this.inFlight++;
     const started = performance.now();
@@ -94,6 +95,7 @@ export class DynamicBatcher<T, R> {
           for (const w of batch) w.reject(err);
           return;
         }
+        if (batch.length === 1) return (batch[0] as Waiting<T, R>).resolve(results);
         let offset = 0;
         for (const w of batch) {
           w.resolve(results.slice(offset, offset + w.items.length));

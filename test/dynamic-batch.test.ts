@@ -4,7 +4,7 @@ import { DynamicBatcher, type BatchTiming } from '../serving/dynamic-batch.ts';
 
 /** A batched "double each item" that records every batch it ran, and can be held open. */
 function doubler(options: { maxItems: number; maxInFlight?: number; onSettled?: (timing: BatchTiming) => void }) {
-  const batches: number[][] = [];
+  const batches: Array<readonly number[]> = [];
   let release: (() => void) | undefined;
   let hold = false;
   const batcher = new DynamicBatcher<number, number>(async (items) => {
