@@ -82,14 +82,9 @@ export class DynamicBatcher<T, R> {
     this.inFlight++;
     const started = performance.now();
     const waitSeconds = (started - (batch[0] as Waiting<T, R>).since) / 1000;
-    const settle = () => {
-      this.inFlight--;
-      this.options.onSettled?.({ waitSeconds, runSeconds: (performance.now() - started) / 1000 });
-      if (this.waiting.length) this.schedule();
-    };
     this.run(items).then(
       (results) => {
-        settle();
+        this.settle(started, waitSeconds);
         if (results.length !== items.length) {
           const err = new Error(`a batched call answered ${results.length} results for ${items.length} items`);
           for (const w of batch) w.reject(err);
@@ -103,9 +98,16 @@ export class DynamicBatcher<T, R> {
         }
       },
       (err: unknown) => {
-        settle();
+        this.settle(started, waitSeconds);
         for (const w of batch) w.reject(err);
       },
     );
+  }
+
+  /** A batch that started at `started` (performance.now()) has settled. */
+  private settle(started: number, waitSeconds: number): void {
+    this.inFlight--;
+    this.options.onSettled?.({ waitSeconds, runSeconds: (performance.now() - started) / 1000 });
+    if (this.waiting.length) this.schedule();
   }
 }

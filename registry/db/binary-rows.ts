@@ -71,11 +71,11 @@ class BinaryRows extends TupleQuery {
     return undefined;
   }
 
-  protected claims(type: number): boolean {
+  protected alsoClaims(type: number): boolean {
     return type === BIND_COMPLETE || type === PARSE_COMPLETE;
   }
 
-  protected ended(type: number): boolean {
+  protected givesBackAfter(type: number): boolean {
     // Recorded where pg records it, since its own handler never sees the message.
     if (type === PARSE_COMPLETE && this.connection) this.connection.parsedStatements[this.statement.name] = this.statement.text;
     return false;

@@ -37,11 +37,11 @@ class BinaryCopyOut extends TupleQuery {
     return undefined;
   }
 
-  protected claims(type: number): boolean {
+  protected alsoClaims(type: number): boolean {
     return type === COPY_OUT_RESPONSE || type === COPY_DONE;
   }
 
-  protected ended(type: number): boolean {
+  protected givesBackAfter(type: number): boolean {
     return type === COPY_DONE;
   }
 

@@ -124,15 +124,21 @@ export class WireTap {
  * read off the socket by a WireTap: `done` gives their number once the query ends.
  * onTuple's first error, a malformed stream or a refused statement fail it only then,
  * once the rest has been read unseen, so the connection stays usable. Subclasses send
- * the query (`submit`), say which other messages they read and drop (`claims`) and
- * after which one the socket goes back to pg (`ended`).
+ * the query (`submit`), say which other messages they read and drop (`alsoClaims`) and
+ * after which one the socket goes back to pg (`givesBackAfter`).
+ *
+ * It is its tap's reader itself, with methods rather than closures: the prediction
+ * server makes one per lookup, and run through tsx (keepNames) each named closure made
+ * is wrapped in __name, which gives it a property of its own.
  */
-export abstract class TupleQuery implements pg.Submittable {
+export abstract class TupleQuery implements pg.Submittable, WireReader {
   readonly done: Promise<number>;
   protected readonly tap: WireTap;
   private resolve!: (rows: number) => void;
   private reject!: (err: unknown) => void;
   private readonly reader: BinaryCopyReader;
+  /** The type of the messages the tuples arrive in. */
+  private readonly tuples: number;
   /** Why the query fails once it ends (the first reason wins). */
   private failure: unknown;
 
@@ -151,14 +157,8 @@ export abstract class TupleQuery implements pg.Submittable {
         this.failure = err;
       }
     }, options);
-    this.tap = new WireTap({
-      claims: (type) => type === tuples || INTERSPERSED.has(type) || this.claims(type),
-      payload: (type, buf, start, end) => {
-        if (type === tuples) this.reader.feed(buf, start, end);
-      },
-      ended: (type) => this.ended(type),
-      broken: (err) => this.refuse(err),
-    });
+    this.tuples = tuples;
+    this.tap = new WireTap(this);
     this.done = new Promise<number>((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
@@ -169,10 +169,27 @@ export abstract class TupleQuery implements pg.Submittable {
   abstract submit(connection: pg.Connection): Error | undefined;
 
   /** Messages besides the tuples (and interspersed ones) that are read here and dropped. */
-  protected abstract claims(type: number): boolean;
+  protected abstract alsoClaims(type: number): boolean;
 
   /** A claimed message has ended: true gives the socket back to pg after it. */
-  protected abstract ended(type: number): boolean;
+  protected abstract givesBackAfter(type: number): boolean;
+
+  // The tap's reader (WireReader).
+  claims(type: number): boolean {
+    return type === this.tuples || INTERSPERSED.has(type) || this.alsoClaims(type);
+  }
+
+  payload(type: number, buf: Buffer, start: number, end: number): void {
+    if (type === this.tuples) this.reader.feed(buf, start, end);
+  }
+
+  ended(type: number): boolean {
+    return this.givesBackAfter(type);
+  }
+
+  broken(err: unknown): void {
+    this.refuse(err);
+  }
 
   /** Fails the query with `err` once it ends. */
   protected refuse(err: unknown): void {
