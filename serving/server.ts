@@ -231,10 +231,16 @@ export async function buildServer(options: ServerOptions): Promise<PredictionSer
   registerRoutes(app, { resolver, views, metrics, maxEntities: options.maxEntities ?? DEFAULT_MAX_ENTITIES, requestTimeoutMs, health, skewLog });
   registerReportRoute(app, registry);
 
+  // The lookups' held connections go back to the pool as closing begins: an onClose hook
+  // of the caller's may destroy the pool (which waits for every connection it lent), and
+  // onClose hooks run in an order the caller's registration decides. Requests still in
+  // flight give theirs back when they finish.
+  app.addHook('preClose', async () => {
+    await closeLookups(lookups);
+  });
   app.addHook('onClose', async () => {
     await watch.close();
     resolver.close();
-    await closeLookups(lookups);
     // What was sampled is written before the server is gone.
     await skewLog?.close();
     await skewLogKnex?.destroy();
