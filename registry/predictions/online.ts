@@ -103,7 +103,10 @@ export async function createOnlineLookup(knex: Knex, view: FeatureViewDefinition
   const connections = new HeldConnections(knex, options.heldConnections ?? 0);
   // The result's columns (q.ord, then the features) and their decoders, from a run with no keys.
   const [ord, ...columns] = await connections.use((client) => describeColumns(client, prepared.text, parameters([], new Date(0))));
-  if (!ord) throw new Error(`${where}: the lookup returns no columns`);
+  if (!ord) {
+    await connections.close();
+    throw new Error(`${where}: the lookup returns no columns`);
+  }
   const names = columns.map((c) => c.name);
   const decoders = columns.map((c) => c.decode);
   const template = rowTemplate(names);
