@@ -82,9 +82,10 @@ async function tapAndTable(db: TestDb, table: string, rows: Value[][]): Promise<
   // Several rows in one buffer, at offsets, as a COPY's pieces hold them.
   const bufs = rows.map(fields);
   const block = Buffer.concat([Buffer.alloc(3), ...bufs]);
+  const view = new DataView(block.buffer, block.byteOffset, block.byteLength);
   let at = 3;
   for (const b of bufs) {
-    tap.row({ buf: [block], start: new Int32Array([at]), count: new Int32Array([COLUMNS.length]) });
+    tap.row({ buf: [block], view: [view], start: new Int32Array([at]), count: new Int32Array([COLUMNS.length]) });
     at += b.length;
   }
   // Created and filled by one COPY in one transaction, as the stream plan writes a chunk:

@@ -277,6 +277,18 @@ export class BinaryCopyWriter {
     this.at += n;
   }
 
+  /**
+   * Writes `buf[start, end)` through `view` (buf's DataView: see copyThrough), for a hot
+   * loop of small copies from buffers whose views it keeps: no object made a copy.
+   */
+  writeRangeThrough(buf: Buffer, view: DataView, start: number, end: number): void {
+    const n = end - start;
+    if (n > this.chunkSize) return this.write(buf.subarray(start, end));
+    this.reserve(n);
+    copyThrough(buf, view, start, end, this.chunk, this.view, this.at);
+    this.at += n;
+  }
+
   /** A null field. */
   nullField(): void {
     this.reserve(4);

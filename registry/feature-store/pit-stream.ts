@@ -64,8 +64,8 @@ export interface StreamChunk {
 /**
  * Told each row a chunk writes, as it is written. A row's fields come in ranges of
  * binary COPY fields (each a 4-byte length, -1 for null, then its bytes): range k holds
- * `count[k]` fields from `start[k]` in `buf[k]`, or, where `buf[k]` is undefined, that
- * many nulls. The ranges are reused from row to row: read them before returning.
+ * `count[k]` fields from `start[k]` in `buf[k]` (whose DataView is `view[k]`), or, where
+ * `buf[k]` is undefined, that many nulls. The ranges are reused from row to row: read them before returning.
  */
 export interface RowTap {
   /** Called once, before any row: the columns in the order their fields come (extra columns carry no pgType). */
@@ -75,6 +75,8 @@ export interface RowTap {
 
 export interface RowFields {
   readonly buf: Array<Buffer | undefined>;
+  /** Each range's buffer's DataView (read through it: Buffer's read methods are calls, a view's are inlined). */
+  readonly view: Array<DataView | undefined>;
   readonly start: Int32Array;
   readonly count: Int32Array;
 }
@@ -224,6 +226,8 @@ class SpineRefs implements SpineRows {
 /** A bucket's records (SpineRows.records): record i's bytes are `blocks[block[i]][start[i], end[i])`, its extra columns from `split[i]` on; it is row `row[i]` of its chunk. */
 interface BucketRecords {
   blocks: Buffer[];
+  /** Each block's DataView. */
+  views: DataView[];
   count: number;
   block: Uint32Array;
   row: Int32Array;
@@ -234,7 +238,7 @@ interface BucketRecords {
 }
 
 function bucketRecords(blocks: Buffer[], n: number): BucketRecords {
-  return { blocks, count: n, block: new Uint32Array(n), row: new Int32Array(n), key: new Float64Array(n), start: new Uint32Array(n), split: new Uint32Array(n), end: new Uint32Array(n) };
+  return { blocks, views: blocks.map(dataViewOf), count: n, block: new Uint32Array(n), row: new Int32Array(n), key: new Float64Array(n), start: new Uint32Array(n), split: new Uint32Array(n), end: new Uint32Array(n) };
 }
 
 /** Record i's row number in its chunk. */
@@ -247,7 +251,8 @@ function decodeRecord(r: BucketRecords, i: number, decoders: readonly FieldDecod
 
 /** Writes record i's bytes: the row's output columns, then its extra ones. */
 function writeRecord(out: BinaryCopyWriter, r: BucketRecords, i: number): void {
-  out.writeRange(r.blocks[r.block[i] as number] as Buffer, r.start[i] as number, r.end[i] as number);
+  const block = r.block[i] as number;
+  out.writeRangeThrough(r.blocks[block] as Buffer, r.views[block] as DataView, r.start[i] as number, r.end[i] as number);
 }
 
 /** How many of the query's output columns (pointInTimeColumns) are the spine's: the joined features follow them. */
@@ -328,9 +333,12 @@ class JoinResult {
     if (used < 0) fields.buf[k] = undefined;
     else if (this.slab) {
       fields.buf[k] = this.slab;
+      fields.view[k] = this.slabView;
       fields.start[k] = place * (this.slot as number);
     } else {
-      fields.buf[k] = (this.buffers as Array<Buffer | undefined>)[place];
+      const buf = (this.buffers as Array<Buffer | undefined>)[place] as Buffer;
+      fields.buf[k] = buf;
+      fields.view[k] = dataViewOf(buf);
       fields.start[k] = 0;
     }
   }
@@ -340,7 +348,7 @@ class JoinResult {
     const place = this.placeOf[row] as number;
     const used = place < 0 ? -1 : (this.used[place] as number);
     if (used < 0) out.write(nulls);
-    else if (this.slab) out.writeRange(this.slab, place * (this.slot as number), place * (this.slot as number) + used);
+    else if (this.slab) out.writeRangeThrough(this.slab, this.slabView as DataView, place * (this.slot as number), place * (this.slot as number) + used);
     else out.write((this.buffers as Array<Buffer | undefined>)[place] as Buffer);
   }
 }
@@ -565,7 +573,7 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
       const { tap } = c;
       tap?.columns(columns);
       // The tap's ranges: the spine's and extra columns, then each join's features.
-      const tapped: RowFields = { buf: new Array<Buffer | undefined>(1 + results.length), start: new Int32Array(1 + results.length), count: new Int32Array([spineOutputs + c.extra.length, ...q.joins.map((j) => j.features.length)]) };
+      const tapped: RowFields = { buf: new Array<Buffer | undefined>(1 + results.length), view: new Array<DataView | undefined>(1 + results.length), start: new Int32Array(1 + results.length), count: new Int32Array([spineOutputs + c.extra.length, ...q.joins.map((j) => j.features.length)]) };
       async function* rows(): AsyncGenerator<Buffer> {
         const out = new BinaryCopyWriter();
         let written = 0;
@@ -581,6 +589,7 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
             for (let ji = 0; ji < results.length; ji++) (results[ji] as JoinResult).write(out, row, nulls[ji] as Buffer);
             if (tap) {
               tapped.buf[0] = records.blocks[records.block[i] as number];
+              tapped.view[0] = records.views[records.block[i] as number];
               tapped.start[0] = records.start[i] as number;
               for (let ji = 0; ji < results.length; ji++) (results[ji] as JoinResult).fieldsOf(row, tapped, ji + 1);
               tap.row(tapped);
@@ -613,7 +622,7 @@ export async function* pointInTimeBatches(knex: Knex, q: PitQuery, options: Pick
   const spine = spines[0] as ChunkSpine;
   // No order: one bucket, its records in the order read.
   const records = spine.arena.records(0);
-  const views = records.blocks.map(dataViewOf);
+  const { views } = records;
   for (let first = 0; first < records.count; first += batchSize) {
     const size = Math.min(batchSize, records.count - first);
     const out = new ColumnDecoder(outputs, size);

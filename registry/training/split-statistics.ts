@@ -55,6 +55,13 @@ const SPLITS: ReadonlyMap<number, Split> = new Map([
 /** C's isinf: NaN is not. */
 const isInfinite = (v: number) => v === Number.POSITIVE_INFINITY || v === Number.NEGATIVE_INFINITY;
 
+/** A column the train split's figures come from (by its place in the written order): a number's moments or a category's counts. */
+interface Target {
+  column: number;
+  kind: 'number' | 'category';
+  index: number;
+}
+
 /** Postgres' float8_accum state (N, Sx, Sxx) and its updates, step for step. */
 class Moments {
   n = 0;
@@ -96,8 +103,7 @@ class Moments {
 export class SplitStatisticsTap implements RowTap {
   private readonly counts: Record<Split, number> = { train: 0, validation: 0, test: 0 };
   private split = -1;
-  /** The columns the train split's figures come from (by their place in the written order): a number's moments or a category's counts. */
-  private targets: Array<{ column: number; kind: 'number' | 'category'; index: number }> = [];
+  private targets: Target[] = [];
   private kinds: NumberKind[] = [];
   private moments: Moments[] = [];
   private keyIds: KeyIds[] = [];
@@ -108,6 +114,7 @@ export class SplitStatisticsTap implements RowTap {
   private valueAt = new Int32Array(0);
   private valueLength = new Int32Array(0);
   private valueBuf: Array<Buffer | undefined> = [];
+  private valueView: Array<DataView | undefined> = [];
 
   constructor(
     private readonly numeric: ReadonlyArray<{ name: string }>,
@@ -121,6 +128,7 @@ export class SplitStatisticsTap implements RowTap {
     this.valueAt = new Int32Array(columns.length);
     this.valueLength = new Int32Array(columns.length);
     this.valueBuf = new Array<Buffer | undefined>(columns.length);
+    this.valueView = new Array<DataView | undefined>(columns.length);
     this.numeric.forEach((f, i) => {
       const c = at(f.name);
       const kind = c < 0 ? undefined : NUMBER_KINDS[columns[c]?.pgType ?? ''];
@@ -140,23 +148,25 @@ export class SplitStatisticsTap implements RowTap {
     });
   }
 
-  // Fields are read with Buffer's own methods, not DataViews: the spine rows come from
-  // thousands of COPY buffers in shuffled order, so a DataView cache would miss (and
-  // make a DataView) on nearly every row.
+  // Fields are read through the views the writer keeps of its buffers (a DataView's
+  // reads are inlined; Buffer's are calls), never through a view made here: the spine
+  // rows come from thousands of buffers in shuffled order, so a cache of views would miss.
   row(fields: RowFields): void {
     // Where every field of the row is: the split comes after the spine's columns, the features before and after it.
     let column = 0;
     for (let k = 0; k < fields.count.length; k++) {
       const count = fields.count[k] as number;
       const buf = fields.buf[k];
-      if (buf === undefined) {
+      const view = fields.view[k];
+      if (buf === undefined || view === undefined) {
         for (let f = 0; f < count; f++) this.valueLength[column++] = -1;
         continue;
       }
       let at = fields.start[k] as number;
       for (let f = 0; f < count; f++) {
-        const length = buf.readInt32BE(at);
+        const length = view.getInt32(at);
         this.valueBuf[column] = buf;
+        this.valueView[column] = view;
         this.valueAt[column] = at + 4;
         this.valueLength[column++] = length;
         at += 4 + (length > 0 ? length : 0);
@@ -166,11 +176,12 @@ export class SplitStatisticsTap implements RowTap {
     if (split === undefined) throw new Error(`a row's _split is none of train, validation, test (${this.valueLength[this.split]} bytes)`);
     this.counts[split]++;
     if (split !== 'train') return;
-    for (const { column: c, kind, index } of this.targets) {
+    for (let t = 0; t < this.targets.length; t++) {
+      const { column: c, kind, index } = this.targets[t] as Target;
       const length = this.valueLength[c] as number;
       if (length < 0) continue;
       if (kind === 'number') {
-        if (this.momentsInJs) this.addNumber(index, this.valueBuf[c] as Buffer, this.valueAt[c] as number);
+        if (this.momentsInJs) this.addNumber(index, this.valueView[c] as DataView, this.valueAt[c] as number);
       } else if (this.categoriesInJs) {
         const id = (this.keyIds[index] as KeyIds).idOf(this.valueBuf[c] as Buffer, this.valueAt[c] as number, length);
         const counts = this.keyCounts[index] as number[];
@@ -179,27 +190,27 @@ export class SplitStatisticsTap implements RowTap {
     }
   }
 
-  private addNumber(i: number, buf: Buffer, at: number): void {
+  private addNumber(i: number, view: DataView, at: number): void {
     let x: number;
     switch (this.kinds[i]) {
       case NumberKind.Float8:
-        x = buf.readDoubleBE(at);
+        x = view.getFloat64(at);
         break;
       case NumberKind.Int8: {
-        const high = buf.readInt32BE(at);
+        const high = view.getInt32(at);
         // Beyond 2^53 a JavaScript number may round another way than the cast to double: SQL decides.
         if (high >= 0x200000 || high < -0x200000) {
           this.momentsInJs = false;
           return;
         }
-        x = high * 0x1_0000_0000 + buf.readUInt32BE(at + 4);
+        x = high * 0x1_0000_0000 + view.getUint32(at + 4);
         break;
       }
       case NumberKind.Int4:
-        x = buf.readInt32BE(at);
+        x = view.getInt32(at);
         break;
       default:
-        x = buf.readInt16BE(at);
+        x = view.getInt16(at);
     }
     const m = this.moments[i] as Moments;
     m.add(x);
