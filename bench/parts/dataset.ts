@@ -14,6 +14,7 @@ import type { FeatureGroupDefinition } from '../../features/definitions.ts';
 import { defineFeatureView, type FeatureRef, type FeatureViewDefinition } from '../../features/views.ts';
 import { FeatureStore } from '../../registry/feature-store/index.ts';
 import { TrainingStore } from '../../registry/training/index.ts';
+import { addCpu, cpuSample, cpuUsed, type CpuUsed } from '../cpu.ts';
 import { flightsFixture } from '../flights-fixture.ts';
 import { median, round, secondsFigure, type BenchPart } from '../harness.ts';
 
@@ -53,6 +54,7 @@ const datasetPart: BenchPart = async (ctx) => {
   let rows = 0;
   let eventTimeRows = 0;
   const stages: Record<string, number[]> = {};
+  const stageCpu: Record<string, CpuUsed[]> = {};
   const windowPlan: number[] = [];
   // The warm-up's build: the first of this bench's fresh tables, so its joined group's segments are read from Postgres and written.
   let firstBuild: { seconds: number; stages: Record<string, number> } | undefined;
@@ -60,11 +62,18 @@ const datasetPart: BenchPart = async (ctx) => {
     const t0 = performance.now();
     // A stage may come more than once (the stream plan's steps, once per pass of chunks): summed per build.
     const build: Record<string, number> = {};
+    // And the CPU each used, from the end of the stage before (a machine that is shared moves wall times more than CPU times).
+    const cpu: Record<string, CpuUsed> = {};
+    let last = cpuSample();
     const onStage = (stage: string, seconds: number) => {
       build[stage] = (build[stage] ?? 0) + seconds;
+      const now = cpuSample();
+      cpu[stage] = addCpu(cpu[stage], cpuUsed(last, now));
+      last = now;
     };
     const dataset = await new TrainingStore({ knex: ctx.knex }).createDataset(v, { idempotencyKey: `${key}-${Date.now()}`, onStage, ...(strategy ? { strategy } : {}) });
     if (timed) for (const [stage, seconds] of Object.entries(build)) (stages[stage] ??= []).push(seconds);
+    if (timed) for (const [stage, used] of Object.entries(cpu)) (stageCpu[stage] ??= []).push(used);
     const seconds = (performance.now() - t0) / 1000;
     if (!firstBuild && !strategy && v === view) firstBuild = { seconds, stages: Object.fromEntries(Object.entries(build).map(([stage, x]) => [stage, round(x, 2)])) };
     await ctx.knex.raw('drop table ??', [dataset.tableName]);
@@ -95,7 +104,9 @@ const datasetPart: BenchPart = async (ctx) => {
     const baseline = (performance.now() - t0) / 1000;
     await ctx.knex.raw('drop table bench_naive_dataset');
     const lastStages = Object.fromEntries(Object.entries(stages).map(([stage, xs]) => [stage, round(xs.at(-1) ?? 0, 2)]));
-    ctx.log(`dataset run ${i + 1}/${RUNS}${i < 0 ? ' (warm-up)' : ''}`, { seconds: round(mine.seconds, 2), ...(i >= 0 ? { stages: lastStages } : {}), eventTimeJoin: round(before.seconds, 2), windowPlan: round(bySql.seconds, 2), naiveLateral: round(baseline, 2), rows, eventTimeRows });
+    // Per stage, the CPU seconds of this process's main thread and of Postgres.
+    const lastCpu = Object.fromEntries(Object.entries(stageCpu).map(([stage, xs]) => [stage, [round(xs.at(-1)?.mainThread ?? 0, 2), round(xs.at(-1)?.postgres ?? 0, 2)]]));
+    ctx.log(`dataset run ${i + 1}/${RUNS}${i < 0 ? ' (warm-up)' : ''}`, { seconds: round(mine.seconds, 2), ...(i >= 0 ? { stages: lastStages, mainAndPostgresCpu: lastCpu } : {}), eventTimeJoin: round(before.seconds, 2), windowPlan: round(bySql.seconds, 2), naiveLateral: round(baseline, 2), rows, eventTimeRows });
     if (i >= 0) {
       ours.push(mine.seconds);
       eventTime.push(before.seconds);
@@ -114,6 +125,11 @@ const datasetPart: BenchPart = async (ctx) => {
         includes: 'point-in-time join (knowledge time: rows known at or before each spine row) by the stream plan, splits, shuffled materialization (one partition per chunk, in shuffle order, merged when read), train-split statistics',
         // Where the time goes (medians, seconds): the join (of which the stream plan's steps: reading the spine chunks, reading the joined group once, sorting each chunk into shuffle order and writing its rows back by binary COPY); the split counts and the train-split statistics, from the chunks side by side; attaching the chunks as the dataset table's partitions.
         stageSeconds: Object.fromEntries(Object.entries(stages).map(([stage, xs]) => [stage, round(median(xs), 2)])),
+        // The CPU seconds each stage used (medians): this process (every thread), its main thread, and every Postgres process
+        // on the machine, from the end of the stage before; 'join' holds what its steps did not (creating the chunks' tables, committing them).
+        stageCpuSeconds: Object.fromEntries(
+          Object.entries(stageCpu).map(([stage, xs]) => [stage, { process: round(median(xs.map((x) => x.process)), 2), mainThread: round(median(xs.map((x) => x.mainThread)), 2), postgres: round(median(xs.map((x) => x.postgres)), 2) }]),
+        ),
       },
     }),
     {

@@ -39,6 +39,7 @@ import { freePort } from '../../cli/services/ports.ts';
 import { flights } from '../../examples/flights/definitions.ts';
 import { FeatureStore, groupTables } from '../../registry/feature-store/index.ts';
 import { id, sql, toNative } from '../../registry/db/index.ts';
+import { processCpuSeconds } from '../cpu.ts';
 import { percentile, round, timeRatio, type BenchContext, type BenchPart, type Figure } from '../harness.ts';
 import { BENCH_MODEL, MONTH, prepareFlightsMonth } from './inference.ts';
 
@@ -457,13 +458,6 @@ async function startHttpFloor(replyBytes: number): Promise<{ url: string; cpuSec
       await exited;
     },
   };
-}
-
-/** User and system CPU time a process has used so far (/proc/<pid>/stat). */
-function processCpuSeconds(pid: number | undefined): number {
-  // Fields 14 and 15 of /proc/<pid>/stat (after the parenthesised name): utime and stime, in clock ticks (100 a second on Linux).
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 interface ServerProcess {
