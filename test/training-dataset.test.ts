@@ -137,7 +137,9 @@ describe('training datasets: the point-in-time join', () => {
     for (const split of ['train', 'validation', 'test'] as const) {
       for await (const batch of new TrainingStore({ knex: db.knex }).streamSplit(dataset, split, columns)) rows.push(...batch);
     }
-    return { dataset, rows: rows.sort((a, b) => Number(a.event_id) - Number(b.event_id)) };
+    // The order a trainer reads (each split by the shuffle key), before the rows are sorted for comparing.
+    const order = rows.map((r) => Number(r.event_id));
+    return { dataset, order, rows: rows.sort((a, b) => Number(a.event_id) - Number(b.event_id)) };
   };
 
   it('never contains a value written at or after the label event; rows with no earlier value get null', async () => {
@@ -161,6 +163,9 @@ describe('training datasets: the point-in-time join', () => {
     const stream = await allRows('stream');
     expect(lateral.rows).toEqual(window.rows);
     expect(stream.rows).toEqual(window.rows);
+    // Stored in the same order: the stream plan reads its chunks' spines together, by slices of time, and sorts each chunk itself.
+    expect(stream.order).toEqual(window.order);
+    expect(lateral.order).toEqual(window.order);
     expect(stream.dataset.statistics).toEqual(window.dataset.statistics);
     // Every plan's chunks carry their partition's constraint, so attaching them to the dataset's table proved it without scanning their rows.
     for (const { dataset } of [window, lateral, stream]) {
@@ -181,6 +186,7 @@ describe('training datasets: the point-in-time join', () => {
     const stream = await allRows('stream', twoJoins, columns);
     expect(lateral.rows).toEqual(window.rows);
     expect(stream.rows).toEqual(window.rows);
+    expect(stream.order).toEqual(window.order);
     for (const r of window.rows.filter((x) => Number(x.event_id) < 100)) {
       const hour = Number(r.event_id) + 1;
       expect(r.score).toBe(Number(r.event_id));

@@ -11,6 +11,9 @@
  *     its time. Per join, its rows are indexed by key and time. The order the table
  *     wants them stored in (StreamOptions.order) is sorted here: the rows are kept in
  *     buckets by their key's top byte, and each bucket is sorted when it is written.
+ *     Chunks written together (StreamOptions.chunkExtra) read their spines together, a
+ *     slice of the window's time per connection, each row routed to its chunk: each
+ *     spine row is read once, where a read per chunk scanned every row of the window.
  *  2. Each row of a joined group is placed at the first spine row (of its key, by time)
  *     it is visible to, and kept there if its event time is the newest placed there
  *     so far. A row visible to a spine row is visible to every later one of its key,
@@ -39,7 +42,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { BinaryCopyWriter, cancelOnAbort, col, ColumnDecoder, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, timestampField, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
 import { rowOf, type ColumnBatch } from '../../core/columns.ts';
-import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointInTimeColumns, spineStreamFields, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
+import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointInTimeColumns, SPINE_CHUNK_COLUMN, spineStreamFields, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 import { lowerBound, orderByKeyThenTime } from './key-order.ts';
 import { copyOut } from './copy-read.ts';
 import { FIXED_WIDTH, segmentCache, type PartitionSegment, type Segment, type SegmentCache, type SegmentRead, type SegmentSpec } from './segments.ts';
@@ -91,6 +94,12 @@ export interface StreamOptions {
    * sort of each chunk there took 40% of reading it).
    */
   order?: SpineOrder;
+  /**
+   * An extra column (of every chunk's) that holds the chunk's index as a smallint: with
+   * it (and an order), a pass reads its chunks' spines together, each row once, and
+   * routes it by its chunk. The chunks' other extra columns must not depend on the chunk.
+   */
+  chunkExtra?: string;
   signal?: AbortSignal;
   /** Told how long each step took, in seconds: reading the spines, the joined groups, writing the rows. */
   onStep?: (step: StreamStep, seconds: number) => void;
@@ -451,34 +460,65 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
 
   // 1. Each chunk's spine: its bytes, and per join its keys (as ids, shared by the chunks) and its times.
   const keyIds = q.joins.map(() => new KeyIds());
-  const spines = await Promise.all(
-    chunks.map(async (c): Promise<ChunkSpine> => {
-      const passed = spineOutputs + c.extra.length;
-      // 256 buckets of 256 KiB blocks to sort into; else the rows where they were read, in that order.
-      const arena: SpineRows = options.order ? new Arena(256, 256 << 10) : new SpineRefs();
-      const spine: ChunkSpine = { arena, times: [], keys: q.joins.map(() => []), nullKeys: new Set() };
-      const query = spineStreamSql({ ...q, chunk: { index: c.index, count: options.count } }, c.extra.map((e) => sql`${e.expr} as ${id(e.as)}`));
-      const sortField = sortKeyField(options.order, c, spineOutputs);
-      const fields = spineStreamFields(q, c.extra.length);
-      await copyOut(knex, query, signal, (t) => {
-        const row = spine.times.length;
-        let key = 0;
-        if (sortField !== undefined) {
-          const v = int4Field(t, sortField);
-          if (v === null) spine.nullKeys.add(row);
-          key = unsignedOrder(v);
-        }
-        // Where the extra columns begin: the end of the last output (a spine whose keys are all outputs sends nothing after them).
-        spine.arena.push(key >>> 24, row, key, t.buf, fieldStart(t, 0), fieldEnd(t, spineOutputs - 1), fieldEnd(t, passed - 1));
-        for (let ji = 0; ji < q.joins.length; ji++) {
-          const field = fields.keys[ji] as number;
-          (spine.keys[ji] as number[]).push((keyIds[ji] as KeyIds).idOf(t.buf, t.start[field] as number, t.length[field] as number));
-        }
-        spine.times.push(timestampField(t, fields.time) ?? -Infinity);
-      });
-      return spine;
-    }),
-  );
+  const spines = chunks.map((): ChunkSpine => ({
+    // 256 buckets of 256 KiB blocks to sort into; else the rows where they were read, in that order.
+    arena: options.order ? new Arena(256, 256 << 10) : new SpineRefs(),
+    times: [],
+    keys: q.joins.map(() => []),
+    nullKeys: new Set(),
+  }));
+  /** A tuple of spineStreamSql's rows (with the chunk's extra columns), kept in `spine`. */
+  const spineRow = (spine: ChunkSpine, sortField: number | undefined, passed: number, fields: { keys: number[]; time: number }, t: BinaryTuple) => {
+    const row = spine.times.length;
+    let key = 0;
+    if (sortField !== undefined) {
+      const v = int4Field(t, sortField);
+      if (v === null) spine.nullKeys.add(row);
+      key = unsignedOrder(v);
+    }
+    // Where the extra columns begin: the end of the last output (a spine whose keys are all outputs sends nothing after them).
+    spine.arena.push(key >>> 24, row, key, t.buf, fieldStart(t, 0), fieldEnd(t, spineOutputs - 1), fieldEnd(t, passed - 1));
+    for (let ji = 0; ji < q.joins.length; ji++) {
+      const field = fields.keys[ji] as number;
+      (spine.keys[ji] as number[]).push((keyIds[ji] as KeyIds).idOf(t.buf, t.start[field] as number, t.length[field] as number));
+    }
+    spine.times.push(timestampField(t, fields.time) ?? -Infinity);
+  };
+  const slices = spineSlices(q, chunks, options);
+  if (slices) {
+    // The chunks read together, each slice of the window on a connection of its own, every
+    // row routed to its chunk by the chunk extra: each spine row is read once (read chunk by
+    // chunk, every backend scanned all of the window's rows to keep its chunk's).
+    const c = chunks[0] as Pick<StreamChunk, 'index' | 'extra'>;
+    const at = c.extra.findIndex((e) => e.as === options.chunkExtra);
+    const extra = c.extra.map((e, k) => (k === at ? sql`${id(SPINE_CHUNK_COLUMN)} as ${id(e.as)}` : sql`${e.expr} as ${id(e.as)}`));
+    const chunkField = spineOutputs + at;
+    const byIndex = new Map(chunks.map((x, ci) => [x.index, spines[ci] as ChunkSpine]));
+    const sortField = sortKeyField(options.order, c, spineOutputs);
+    const fields = spineStreamFields(q, c.extra.length);
+    const passed = spineOutputs + c.extra.length;
+    const indices = chunks.map((x) => x.index);
+    await Promise.all(
+      slices.map((slice) =>
+        copyOut(knex, spineStreamSql({ ...q, ...slice, chunk: { index: indices, count: options.count } }, extra, { withChunk: true }), signal, (t) => {
+          // A row whose first join's key is null is in no chunk (as a read of one chunk leaves it out).
+          const spine = (t.length[chunkField] as number) === 2 ? byIndex.get(t.buf.readInt16BE(t.start[chunkField] as number)) : undefined;
+          if (spine) spineRow(spine, sortField, passed, fields, t);
+        }),
+      ),
+    );
+  } else {
+    await Promise.all(
+      chunks.map(async (c, ci) => {
+        const query = spineStreamSql({ ...q, chunk: { index: c.index, count: options.count } }, c.extra.map((e) => sql`${e.expr} as ${id(e.as)}`));
+        const spine = spines[ci] as ChunkSpine;
+        const sortField = sortKeyField(options.order, c, spineOutputs);
+        const fields = spineStreamFields(q, c.extra.length);
+        const passed = spineOutputs + c.extra.length;
+        await copyOut(knex, query, signal, (t) => spineRow(spine, sortField, passed, fields, t));
+      }),
+    );
+  }
   stepDone('spine');
   const times = spines.flatMap((s) => s.times);
 
@@ -536,6 +576,23 @@ export class KeyIds {
     }
     return id;
   }
+}
+
+/**
+ * How a pass of several chunks reads its spine in one go: the window [start, end) cut
+ * into as many slices of time as there are chunks, each read on a connection of its own
+ * (a partitioned spine reads each partition once). Undefined, each chunk read on its
+ * own, without a chunk extra, an order (rows routed to a chunk in no order of theirs
+ * must be sorted), a window or a join, or with one chunk.
+ */
+function spineSlices(q: PitQuery, chunks: ReadonlyArray<Pick<StreamChunk, 'extra'>>, options: StreamOptions): Array<{ start: Date; end: Date }> | undefined {
+  const { chunkExtra, order } = options;
+  if (!chunkExtra || !order || chunks.length < 2 || !q.joins.length || !q.start || !q.end) return undefined;
+  if (!chunks.every((c) => c.extra.some((e) => e.as === chunkExtra))) throw new Error(`the stream plan's chunk extra ${chunkExtra} is not one of every chunk's extra columns`);
+  const from = q.start.getTime();
+  const span = q.end.getTime() - from;
+  const cut = (k: number) => (k === chunks.length ? (q.end as Date) : new Date(from + Math.floor((span * k) / chunks.length)));
+  return chunks.map((_, k) => ({ start: k === 0 ? q.start as Date : cut(k), end: cut(k + 1) }));
 }
 
 /** Tells `onStep` how long each step took since the last one. */

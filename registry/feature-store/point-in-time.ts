@@ -308,16 +308,26 @@ export function keyText(columns: Sql[]): Sql {
 }
 
 /**
+ * The column of spineStreamSql's inner rows (with `withChunk`) that holds each row's
+ * chunk of `q.chunk.count` as a smallint (null for a row whose first join's key is
+ * null, which no chunk holds): `extra` may name it, to route a read of several chunks.
+ */
+export const SPINE_CHUNK_COLUMN = '_pit_chunk';
+
+/**
  * The stream plan's spine (pit-stream.ts): the output columns of the spine, then
  * `extra` (expressions over those columns), then the text of each join's key that no
  * output column already is (`_jk0`…), in no order (the stream plan sorts). Where the
  * reader finds each key and the row's time: spineStreamFields.
  */
-export function spineStreamSql(q: PitQuery, extra: Sql[]): Sql {
+export function spineStreamSql(q: PitQuery, extra: Sql[], options: { withChunk?: boolean } = {}): Sql {
   const spine = spineOutputs(q);
   const own = q.joins.flatMap((j, ji) => (keyOutput(spine, j) < 0 ? [{ j, ji }] : []));
   const keys = own.map(({ j, ji }) => sql`${keyText(j.shape.entityKeys.map((k) => col('s', j.on[k] as string)))} as ${id(`_jk${ji}`)}`);
-  const inner = sql`select ${join([...spine.map((c) => sql`${col('s', c.source)} as ${id(c.as)}`), ...keys], ', ')}
+  const first = q.joins[0];
+  if (options.withChunk && !(first && q.chunk)) throw new Error('a spine read with its rows\' chunks needs a join and a chunk count');
+  const chunk = options.withChunk && first && q.chunk ? [sql`(${chunkOf(spineChunkColumns(first, 's'), q.chunk.count)})::smallint as ${id(SPINE_CHUNK_COLUMN)}`] : [];
+  const inner = sql`select ${join([...spine.map((c) => sql`${col('s', c.source)} as ${id(c.as)}`), ...keys, ...chunk], ', ')}
                     from (${spineRows(q)}) s where ${spineFilter(q, 's')}`;
   const columns = [ids(spine.map((c) => c.as)), ...extra, ...own.map(({ ji }) => id(`_jk${ji}`))];
   return sql`select ${join(columns, ', ')} from (${inner}) o`;

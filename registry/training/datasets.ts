@@ -159,7 +159,9 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   // trainer reads them, in the same order (bagging picks rows by position).
   const tiebreak = ids([...def.spine.entityKeys, et]);
   // Each chunk of the join runs in its own backend (so on its own core) and writes its
-  // rows, already sorted into shuffled order, into a table of its own. Those tables
+  // rows, already sorted into shuffled order, into a table of its own. (The stream plan
+  // reads the spines of the chunks it writes together by slices of time instead, each
+  // row routed by its _chunk: one scan of the spine, not one per chunk.) Those tables
   // become the partitions of the dataset's table, and readers merge them by the shuffle
   // key (streamSplit): the same order as one sorted table, without a second pass over
   // every row (the sort of the whole join was half of the build). Created and filled in
@@ -224,7 +226,7 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
         taps.set(index, tap);
         return { index, writer: transactions[i] as Knex.Transaction, table: chunkTable(index), extra: extra(index), tap };
       });
-      await streamPointInTime(knex, joinQuery('window'), targets, { count: chunks, order: { key: '_shuffle', then: [...def.spine.entityKeys, et] }, signal: options.signal, onStep: options.onStage });
+      await streamPointInTime(knex, joinQuery('window'), targets, { count: chunks, order: { key: '_shuffle', then: [...def.spine.entityKeys, et] }, chunkExtra: '_chunk', signal: options.signal, onStep: options.onStage });
       for (const trx of transactions) await trx.commit();
     } catch (err) {
       await Promise.all(transactions.map((trx) => (trx.isCompleted() ? undefined : trx.rollback().catch(() => undefined))));
