@@ -116,6 +116,8 @@ describe('training datasets: the point-in-time join', () => {
     // A user whose scores only start after their event: no earlier feature at all.
     spine.push({ event_id: 100, at: day(5, 10), user_id: 'u2', amount: 1, fraud: false });
     scoreRows.push({ user_id: 'u2', at: day(5, 11), score: 999 });
+    // An event with no user: its join key is null, so it joins nothing, and stays (null features), as in a left join.
+    spine.push({ event_id: 101, at: day(6, 10), user_id: null, amount: 2, fraud: true });
     await run('events', ndjson('events.ndjson', spine));
     await run('scores', ndjson('scores.ndjson', scoreRows));
     await run('tiers', ndjson('tiers.ndjson', [
@@ -144,11 +146,12 @@ describe('training datasets: the point-in-time join', () => {
 
   it('never contains a value written at or after the label event; rows with no earlier value get null', async () => {
     const { rows, dataset } = await allRows('window');
-    expect(rows).toHaveLength(21);
+    expect(rows).toHaveLength(22);
     expect(rows.some((r) => r.score === 999)).toBe(false);
     for (const r of rows.filter((x) => Number(x.event_id) < 100)) expect(r.score).toBe(Number(r.event_id));
     expect(rows.find((r) => r.event_id === 100)?.score).toBeNull();
-    expect(dataset.rowCounts.train + dataset.rowCounts.validation + dataset.rowCounts.test).toBe(21);
+    expect(dataset.rowCounts.train + dataset.rowCounts.validation + dataset.rowCounts.test).toBe(22);
+    expect(rows.find((r) => r.event_id === 101)).toMatchObject({ amount: 2, score: null });
     // Splits follow time: every train row is earlier than every test row.
     const maxTrain = Math.max(...rows.filter((r) => r._split === 'train').map((r) => (r.at as Date).getTime()));
     const minTest = Math.min(...rows.filter((r) => r._split === 'test').map((r) => (r.at as Date).getTime()));
@@ -211,7 +214,7 @@ describe('training datasets: the point-in-time join', () => {
         }
         orders.push(order);
       }
-      expect(orders[0]).toHaveLength(21);
+      expect(orders[0]).toHaveLength(22);
       expect(orders[1]).toEqual(orders[0]);
     } finally {
       await zoned.destroy();
@@ -245,11 +248,11 @@ describe('training datasets: the point-in-time join', () => {
     };
     // Keys spread over the whole int range (rows sorted across many buckets).
     const hashed = await storedBy(sql`hashtext(event_id::text || 'x')`);
-    expect(hashed.asStored).toHaveLength(21);
+    expect(hashed.asStored).toHaveLength(22);
     expect(hashed.asStored).toEqual(hashed.sorted);
     // Four keys (-2 to 1) and a null one; within a key, by fraud then event id: not the order Postgres reads the spine in.
     const stored = await storedBy(sql`(case when event_id = 100 then null else event_id % 4 - 2 end)::int`);
-    expect(stored.asStored).toHaveLength(21);
+    expect(stored.asStored).toHaveLength(22);
     expect(stored.asStored).toEqual(stored.sorted);
     expect(stored.asStored.at(-1)).toBe(100);
     expect(stored.asStored).not.toEqual([...stored.asStored].sort((a, b) => a - b));

@@ -501,9 +501,10 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
     await Promise.all(
       slices.map((slice) =>
         copyOut(knex, spineStreamSql({ ...q, ...slice, chunk: { index: indices, count: options.count } }, extra, { withChunk: true }), signal, (t) => {
-          // A row whose first join's key is null is in no chunk (as a read of one chunk leaves it out).
-          const spine = (t.length[chunkField] as number) === 2 ? byIndex.get(t.buf.readInt16BE(t.start[chunkField] as number)) : undefined;
-          if (spine) spineRow(spine, sortField, passed, fields, t);
+          const chunk = (t.length[chunkField] as number) === 2 ? t.buf.readInt16BE(t.start[chunkField] as number) : null;
+          const spine = chunk === null ? undefined : byIndex.get(chunk);
+          if (!spine) throw new Error(`a spine row of chunk ${chunk} came with a read of chunks ${indices.join(', ')}`);
+          spineRow(spine, sortField, passed, fields, t);
         }),
       ),
     );

@@ -88,9 +88,13 @@ export interface PitQuery {
   chunk?: { index: number | number[]; count: number };
 }
 
-/** Which chunk a key falls in: the same expression over the spine's columns and over the joined group's. */
+/**
+ * Which chunk a key falls in: the same expression over the spine's columns and over the
+ * joined group's. A null key (a spine row that joins nothing: its features are null)
+ * falls in chunk 0, so that every spine row is in one chunk: its hash is null.
+ */
 function chunkOf(columns: Sql[], count: number): Sql {
-  return sql`(hashtext(${join(columns.map((c) => sql`(${c})::text`), ` || '|' || `)}) & 2147483647) % ${int(count)}`;
+  return sql`coalesce((hashtext(${join(columns.map((c) => sql`(${c})::text`), ` || '|' || `)}) & 2147483647) % ${int(count)}, 0)`;
 }
 
 /** The spine's columns a chunk is cut by: those the first join's keys are matched on. */
@@ -309,8 +313,8 @@ export function keyText(columns: Sql[]): Sql {
 
 /**
  * The column of spineStreamSql's inner rows (with `withChunk`) that holds each row's
- * chunk of `q.chunk.count` as a smallint (null for a row whose first join's key is
- * null, which no chunk holds): `extra` may name it, to route a read of several chunks.
+ * chunk of `q.chunk.count` as a smallint (chunkOf): `extra` may name it, to route a
+ * read of several chunks.
  */
 export const SPINE_CHUNK_COLUMN = '_pit_chunk';
 
