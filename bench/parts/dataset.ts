@@ -72,8 +72,10 @@ const datasetPart: BenchPart = async (ctx) => {
       last = now;
     };
     const dataset = await new TrainingStore({ knex: ctx.knex }).createDataset(v, { idempotencyKey: `${key}-${Date.now()}`, onStage, ...(strategy ? { strategy } : {}) });
-    if (timed) for (const [stage, seconds] of Object.entries(build)) (stages[stage] ??= []).push(seconds);
-    if (timed) for (const [stage, used] of Object.entries(cpu)) (stageCpu[stage] ??= []).push(used);
+    if (timed) {
+      for (const [stage, seconds] of Object.entries(build)) (stages[stage] ??= []).push(seconds);
+      for (const [stage, used] of Object.entries(cpu)) (stageCpu[stage] ??= []).push(used);
+    }
     const seconds = (performance.now() - t0) / 1000;
     if (!firstBuild && !strategy && v === view) firstBuild = { seconds, stages: Object.fromEntries(Object.entries(build).map(([stage, x]) => [stage, round(x, 2)])) };
     await ctx.knex.raw('drop table ??', [dataset.tableName]);

@@ -467,22 +467,27 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
     keys: q.joins.map(() => []),
     nullKeys: new Set(),
   }));
-  /** A tuple of spineStreamSql's rows (with the chunk's extra columns), kept in `spine`. */
-  const spineRow = (spine: ChunkSpine, sortField: number | undefined, passed: number, fields: { keys: number[]; time: number }, t: BinaryTuple) => {
-    const row = spine.times.length;
-    let key = 0;
-    if (sortField !== undefined) {
-      const v = int4Field(t, sortField);
-      if (v === null) spine.nullKeys.add(row);
-      key = unsignedOrder(v);
-    }
-    // Where the extra columns begin: the end of the last output (a spine whose keys are all outputs sends nothing after them).
-    spine.arena.push(key >>> 24, row, key, t.buf, fieldStart(t, 0), fieldEnd(t, spineOutputs - 1), fieldEnd(t, passed - 1));
-    for (let ji = 0; ji < q.joins.length; ji++) {
-      const field = fields.keys[ji] as number;
-      (spine.keys[ji] as number[]).push((keyIds[ji] as KeyIds).idOf(t.buf, t.start[field] as number, t.length[field] as number));
-    }
-    spine.times.push(timestampField(t, fields.time) ?? -Infinity);
+  /** A reader of spineStreamSql's tuples with `c`'s extra columns: each kept in the spine given. */
+  const spineReader = (c: Pick<StreamChunk, 'extra'>) => {
+    const sortField = sortKeyField(options.order, c, spineOutputs);
+    const fields = spineStreamFields(q, c.extra.length);
+    const passed = spineOutputs + c.extra.length;
+    return (spine: ChunkSpine, t: BinaryTuple) => {
+      const row = spine.times.length;
+      let key = 0;
+      if (sortField !== undefined) {
+        const v = int4Field(t, sortField);
+        if (v === null) spine.nullKeys.add(row);
+        key = unsignedOrder(v);
+      }
+      // Where the extra columns begin: the end of the last output (a spine whose keys are all outputs sends nothing after them).
+      spine.arena.push(key >>> 24, row, key, t.buf, fieldStart(t, 0), fieldEnd(t, spineOutputs - 1), fieldEnd(t, passed - 1));
+      for (let ji = 0; ji < q.joins.length; ji++) {
+        const field = fields.keys[ji] as number;
+        (spine.keys[ji] as number[]).push((keyIds[ji] as KeyIds).idOf(t.buf, t.start[field] as number, t.length[field] as number));
+      }
+      spine.times.push(timestampField(t, fields.time) ?? -Infinity);
+    };
   };
   const slices = spineSlices(q, chunks, options);
   if (slices) {
@@ -494,9 +499,7 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
     const extra = c.extra.map((e, k) => (k === at ? sql`${id(SPINE_CHUNK_COLUMN)} as ${id(e.as)}` : sql`${e.expr} as ${id(e.as)}`));
     const chunkField = spineOutputs + at;
     const byIndex = new Map(chunks.map((x, ci) => [x.index, spines[ci] as ChunkSpine]));
-    const sortField = sortKeyField(options.order, c, spineOutputs);
-    const fields = spineStreamFields(q, c.extra.length);
-    const passed = spineOutputs + c.extra.length;
+    const keep = spineReader(c);
     const indices = chunks.map((x) => x.index);
     await Promise.all(
       slices.map((slice) =>
@@ -504,7 +507,7 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
           const chunk = (t.length[chunkField] as number) === 2 ? t.buf.readInt16BE(t.start[chunkField] as number) : null;
           const spine = chunk === null ? undefined : byIndex.get(chunk);
           if (!spine) throw new Error(`a spine row of chunk ${chunk} came with a read of chunks ${indices.join(', ')}`);
-          spineRow(spine, sortField, passed, fields, t);
+          keep(spine, t);
         }),
       ),
     );
@@ -513,10 +516,8 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
       chunks.map(async (c, ci) => {
         const query = spineStreamSql({ ...q, chunk: { index: c.index, count: options.count } }, c.extra.map((e) => sql`${e.expr} as ${id(e.as)}`));
         const spine = spines[ci] as ChunkSpine;
-        const sortField = sortKeyField(options.order, c, spineOutputs);
-        const fields = spineStreamFields(q, c.extra.length);
-        const passed = spineOutputs + c.extra.length;
-        await copyOut(knex, query, signal, (t) => spineRow(spine, sortField, passed, fields, t));
+        const keep = spineReader(c);
+        await copyOut(knex, query, signal, (t) => keep(spine, t));
       }),
     );
   }
@@ -592,8 +593,9 @@ function spineSlices(q: PitQuery, chunks: ReadonlyArray<Pick<StreamChunk, 'extra
   if (!chunks.every((c) => c.extra.some((e) => e.as === chunkExtra))) throw new Error(`the stream plan's chunk extra ${chunkExtra} is not one of every chunk's extra columns`);
   const from = q.start.getTime();
   const span = q.end.getTime() - from;
+  // The last slice ends where the window does (a cut in between rounds down to the millisecond).
   const cut = (k: number) => (k === chunks.length ? (q.end as Date) : new Date(from + Math.floor((span * k) / chunks.length)));
-  return chunks.map((_, k) => ({ start: k === 0 ? q.start as Date : cut(k), end: cut(k + 1) }));
+  return chunks.map((_, k) => ({ start: cut(k), end: cut(k + 1) }));
 }
 
 /** Tells `onStep` how long each step took since the last one. */

@@ -328,9 +328,12 @@ export function spineStreamSql(q: PitQuery, extra: Sql[], options: { withChunk?:
   const spine = spineOutputs(q);
   const own = q.joins.flatMap((j, ji) => (keyOutput(spine, j) < 0 ? [{ j, ji }] : []));
   const keys = own.map(({ j, ji }) => sql`${keyText(j.shape.entityKeys.map((k) => col('s', j.on[k] as string)))} as ${id(`_jk${ji}`)}`);
-  const first = q.joins[0];
-  if (options.withChunk && !(first && q.chunk)) throw new Error('a spine read with its rows\' chunks needs a join and a chunk count');
-  const chunk = options.withChunk && first && q.chunk ? [sql`(${chunkOf(spineChunkColumns(first, 's'), q.chunk.count)})::smallint as ${id(SPINE_CHUNK_COLUMN)}`] : [];
+  const chunk: Sql[] = [];
+  if (options.withChunk) {
+    const first = q.joins[0];
+    if (!first || !q.chunk) throw new Error("a spine read with its rows' chunks needs a join and a chunk count");
+    chunk.push(sql`(${chunkOf(spineChunkColumns(first, 's'), q.chunk.count)})::smallint as ${id(SPINE_CHUNK_COLUMN)}`);
+  }
   const inner = sql`select ${join([...spine.map((c) => sql`${col('s', c.source)} as ${id(c.as)}`), ...keys, ...chunk], ', ')}
                     from (${spineRows(q)}) s where ${spineFilter(q, 's')}`;
   const columns = [ids(spine.map((c) => c.as)), ...extra, ...own.map(({ ji }) => id(`_jk${ji}`))];
