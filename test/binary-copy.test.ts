@@ -364,7 +364,8 @@ describe('binary COPY', () => {
     });
 
     it("writes a prediction's entity key as jsonb byte for byte as JSON.stringify prints it: integers' digits written directly, other values printed", async () => {
-      const ids = [0, -1, 9_007_199_254_740_991, -9_007_199_254_740_991, 1.5, Number.NaN, 10, 123_456_789];
+      // Both sides of 2^31 (below it the digits come by int32 arithmetic), and -0.
+      const ids = [0, -1, 9_007_199_254_740_991, -9_007_199_254_740_991, 1.5, Number.NaN, 10, 123_456_789, 2_147_483_647, 2_147_483_648, -2_147_483_648, -2_147_483_649, 99, -0, 4_294_967_296];
       const n = ids.length;
       const nulls = new Uint8Array(n);
       nulls[6] = 1;
@@ -372,7 +373,7 @@ describe('binary COPY', () => {
         size: n,
         columns: new Map<string, Column>([
           ['flight_id', { type: 'int', values: Float64Array.from(ids), nulls }],
-          ['airport', { type: 'text', values: ['AKN', 'ü"\\€😀', null, '', 'x'.repeat(300), 'a\nb', 'ORD', 'SFO'] }],
+          ['airport', { type: 'text', values: ['AKN', 'ü"\\€😀', null, '', 'x'.repeat(300), 'a\nb', 'ORD', 'SFO', 'A', 'B', 'C', 'D', 'E', 'F', 'G'] }],
           ['early', { type: 'bool', values: Float64Array.from(ids, (_, i) => i % 2), nulls: new Uint8Array(n) }],
         ]),
       };

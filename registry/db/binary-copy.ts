@@ -375,6 +375,20 @@ export class BinaryCopyWriter {
       this.chunk[this.at++] = 45; // '-'
       v = -v;
     }
+    if (v <= 0x7fffffff) {
+      // Below 2^31 the digits come by int32 arithmetic, not float division and floor: a
+      // prediction's entity key is one of these per row (about a sixth of a row's writing).
+      let n = v | 0;
+      let end = this.at;
+      for (let rest = n; rest >= 10; rest = (rest / 10) | 0) end++;
+      this.at = end + 1;
+      do {
+        const q = (n / 10) | 0;
+        this.chunk[end--] = 48 + n - q * 10;
+        n = q;
+      } while (n > 0);
+      return;
+    }
     let digits = 1;
     for (let rest = v; rest >= 10; rest = Math.floor(rest / 10)) digits++;
     for (let i = digits - 1; i >= 0; i--) {
