@@ -71,6 +71,11 @@ describe('event-time partitions', () => {
         [prefix],
       )) as { rows: Array<{ name: string; parent: string }> }
     ).rows;
+  /** A table's BRIN indexes' definitions, and the columns Postgres has statistics for. */
+  const timeIndexOf = async (table: string) => ({
+    brin: ((await db.knex.raw(`select indexdef from pg_indexes where schemaname = current_schema() and tablename = ? and indexdef like '% USING brin %'`, [table])) as { rows: Array<{ indexdef: string }> }).rows.map((r) => r.indexdef.replace(/ ON \S+ /, ' ON … ')),
+    statistics: ((await db.knex.raw(`select attname from pg_stats where schemaname = current_schema() and tablename = ? order by 1`, [table])) as { rows: Array<{ attname: string }> }).rows.map((r) => r.attname),
+  });
   const snapshotAsOf = async (s: FeatureStore, commitId: number) =>
     (await s.read(meterGroup, { asOfCommit: commitId }).toArray()).map((r) => `${r.meter}@${(r.at as Date).toISOString()}=${r.value}`).sort();
 
@@ -98,6 +103,13 @@ describe('event-time partitions', () => {
       { name: 'fg_meters_v1__p20240201', parent: 'fg_meters_v1' },
       { name: 'fg_meters_v1__p20240301', parent: 'fg_meters_v1' },
     ]);
+    // Each new partition comes with a BRIN index on its event time and its statistics.
+    for (const month of ['20240101', '20240201', '20240301']) {
+      expect(await timeIndexOf(`fg_meters_v1__p${month}`)).toEqual({
+        brin: [`CREATE INDEX fg_meters_v1__p${month}_time ON … USING brin (at) WITH (pages_per_range='32')`],
+        statistics: expect.arrayContaining(['at', 'meter', 'value']),
+      });
+    }
     const now = await snapshotAsOf(store, commits.at(-1) as number);
     expect(now).toHaveLength(6 + 30);
     expect(now).toContain(`a@${day(2, 10).toISOString()}=-1`);
@@ -166,6 +178,8 @@ describe('event-time partitions', () => {
     const march = await physical(part('20240301'));
     expect(march).not.toEqual(inKeyOrder(march));
     const before = await Promise.all(commits.map((c) => snapshotAsOf(store, c)));
+    // January as a partition stored before partitions had a time index.
+    await db.knex.raw('drop index ??', [`${part('20240101')}_time`]);
 
     const first = await store.compact(meterGroup);
     // The backfill wrote to January to March, the hourly commits to March, the correction to February.
@@ -177,6 +191,7 @@ describe('event-time partitions', () => {
     expect(first.skipped).toEqual([{ partition: part('20240401'), reason: expect.stringContaining('newest range') }]);
     expect(await physical(part('20240301'))).toEqual(inKeyOrder(march));
     expect(await Promise.all(commits.map((c) => snapshotAsOf(store, c)))).toEqual(before);
+    expect((await timeIndexOf(part('20240101'))).brin).toHaveLength(1);
 
     // Nothing written since: nothing to do. A commit into February: February again.
     expect((await store.compact(meterGroup)).compacted).toEqual([]);
@@ -225,13 +240,16 @@ describe('event-time partitions', () => {
     expect(offline['fg_gauges_v1__p20240301']).toBe(march);
     expect(Object.values(staged)).not.toContain(offline['fg_gauges_v1__p20240601']);
     expect((await tablesOf(stage)).length).toBe(0);
-    // A handed-over range looks like any other: its range checked, its keys unique.
+    // A handed-over range looks like any other: its range checked, its keys unique, its times indexed.
     for (const month of ['20240401', '20240501', '20240601']) {
       const table = `fg_gauges_v1__p${month}`;
       const constraints = (await db.knex.raw(`select conname from pg_constraint where conrelid = ?::regclass and contype = 'c' and conname = ?`, [table, `${table}_range`])) as { rows: unknown[] };
       expect(constraints.rows, table).toHaveLength(1);
-      const index = (await db.knex.raw(`select c.relname as name, i.indisunique as unique from pg_index i join pg_class c on c.oid = i.indexrelid where i.indrelid = ?::regclass`, [table])) as { rows: Array<{ name: string; unique: boolean }> };
-      expect(index.rows, table).toEqual([{ name: `${table}_key`, unique: true }]);
+      const index = (await db.knex.raw(`select c.relname as name, i.indisunique as unique from pg_index i join pg_class c on c.oid = i.indexrelid where i.indrelid = ?::regclass order by 1`, [table])) as { rows: Array<{ name: string; unique: boolean }> };
+      expect(index.rows, table).toEqual([
+        { name: `${table}_key`, unique: true },
+        { name: `${table}_time`, unique: false },
+      ]);
     }
     const read = (await store.read(group).toArray()).map((r) => `${r.gauge}@${(r.at as Date).toISOString()}=${r.value}`);
     expect(read.sort()).toEqual([{ gauge: 'a', at: day(3, 5), value: 1 }, ...rows].map((r) => `${r.gauge}@${(r.at as Date).toISOString()}=${r.value}`).sort());

@@ -7,7 +7,8 @@
  * entity's rows of a month sit on as many pages as there were commits, and rows a
  * correction moved to history leave dead tuples behind. Compacting a partition
  * rewrites it in the order of its key (entity keys, event time: CLUSTER on its unique
- * index), which also drops the dead tuples, and refreshes its planner statistics.
+ * index), which also drops the dead tuples, and refreshes its planner statistics (a
+ * partition stored before range partitions had a time index gets one: tables.ts).
  * Rows are not changed (their commit ids included), so every snapshot reads the same
  * rows afterwards.
  *
@@ -22,7 +23,7 @@ import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
 import { id, isLockNotAvailable, raw, sql, transaction } from '../db/index.ts';
 import { lockGroupCommits } from './commit.ts';
-import { rangePartitions, upgradeGroupTables, type GroupShape } from './tables.ts';
+import { rangePartitions, timeIndex, upgradeGroupTables, type GroupShape } from './tables.ts';
 
 /** The reason a partition nothing wrote to since its last compaction is skipped. */
 export const UNCHANGED_SINCE_COMPACTION = 'no commit wrote to it since its last compaction';
@@ -78,6 +79,8 @@ export async function compactGroup(knex: Knex, group: GroupShape & { id: number 
         const started = performance.now();
         await trx.raw(`select set_config('lock_timeout', ?, true), set_config('maintenance_work_mem', '512MB', true)`, [options.lockTimeout ?? '10s']);
         await raw(trx, sql`cluster ${id(partition)} using ${id(`${partition}_key`)}`);
+        // A partition stored before partitions had a time index gets it here.
+        await raw(trx, timeIndex(group, partition));
         await raw(trx, sql`analyze ${id(partition)}`);
         const rows = Number(((await raw(trx, sql`select count(*)::bigint as n from ${id(partition)}`)) as { rows: Array<{ n: string }> }).rows[0]?.n ?? 0);
         // Under the commit lock, no commit is in flight: the group's last seq is what this compaction saw.
