@@ -250,8 +250,9 @@ export function timeIndex(shape: GroupShape, table: string): Sql {
 
 /**
  * A new range partition's time index, and its statistics: without them (until
- * autovacuum's next pass) the planner guessed a read of its rows would keep a few
- * hundred, and sorted (spilling to disk) where a hash was due. ANALYZE samples 300
+ * autovacuum's next pass) the planner guessed a read of ten days of a month's flights
+ * would keep about a thousand rows (there were 170k), and sorted (spilling to disk)
+ * where a hash was due. ANALYZE samples 300
  * rows per unit of the statistics target: at Postgres' default (100) a month of
  * airport delays (226 MB) took a quarter of a second, most of what this added to a
  * six-month backfill; a smaller sample is plenty for the estimates that went wrong.
