@@ -13,6 +13,7 @@ import { ensembleFromArtifact, isEnsembleArtifact, predictEnsemble } from './gbd
 import { disposeModel, modelInputWidth } from './model.ts';
 import { predictBatch } from './predict.ts';
 import { denseForward } from './dense-forward.ts';
+import { fusedForward, type FusedForward } from './fused-forward.ts';
 
 /**
  * Rows up to which an MLP scores in plain JavaScript (dense-forward.ts): on the WASM
@@ -46,12 +47,16 @@ export async function loadPredictor(tfjs: Tf, artifact: ModelArtifact): Promise<
   const model: tf.LayersModel = await modelFromArtifact(tfjs, artifact);
   try {
     const width = modelInputWidth(model);
-    // A few rows (an online request's) go through the plain-JavaScript forward pass; more through TensorFlow.js.
+    // A few rows (an online request's) go through the plain-JavaScript forward pass; more
+    // through TensorFlow.js, as fused products where the model is a plain Dense stack.
     const forward = denseForward(model);
+    const fused = fusedForward(tfjs, model);
     const predict = async (x: Float32Array, size: number): Promise<Float32Array> => {
-      if (!forward || size > JS_FORWARD_ROWS) return predictBatch(tfjs, model, x, size);
+      const small = forward !== undefined && size <= JS_FORWARD_ROWS;
+      if (!small && !fused) return predictBatch(tfjs, model, x, size);
       if (!Number.isInteger(size) || size < 0 || x.length !== size * width) throw invalid(`predict: expected ${size}×${width} values, got ${x.length}`);
-      return forward(x, size);
+      if (small) return forward(x, size);
+      return size === 0 ? new Float32Array(0) : (fused as FusedForward)(x, size);
     };
     return { family: 'mlp', width, predict, dispose: () => disposeModel(model) };
   } catch (err) {

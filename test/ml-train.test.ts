@@ -9,6 +9,7 @@ import { evaluateClassifier, evaluateRegressor } from '../ml/metrics.ts';
 import { buildModel, disposeModel, ModelSpecSchema, TrainParamsSchema, type ModelSpecInput } from '../ml/model.ts';
 import { collectPredictions, predictBatch, predictRows } from '../ml/predict.ts';
 import { denseForward } from '../ml/dense-forward.ts';
+import { fusedForward } from '../ml/fused-forward.ts';
 import { loadPredictor } from '../ml/predictor.ts';
 import { artifactFromModel } from '../ml/artifact.ts';
 import { trainModel, type BatchProgress, type EpochProgress } from '../ml/train.ts';
@@ -418,7 +419,38 @@ describe('training on the WASM backend', () => {
     // A topology buildModel never makes keeps TensorFlow.js.
     const other = tfjs.sequential({ layers: [tfjs.layers.dense({ units: 4, inputShape: [WIDTH] }), tfjs.layers.batchNormalization(), tfjs.layers.dense({ units: 1 })] });
     expect(denseForward(other)).toBeUndefined();
+    expect(fusedForward(tfjs, other)).toBeUndefined();
     other.dispose();
+  });
+
+  it("scores a batch by fused products exactly as the layers model's predict does, for every activation, with dropout, and through the predictor", async () => {
+    let seed = 777;
+    const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) * 6 - 3;
+    // relu and elu are fused into the product; tanh and the classifier's sigmoid come after it.
+    for (const [activation, output] of [['relu', 'binary_classifier'], ['elu', 'regressor'], ['tanh', 'binary_classifier'], ['relu', 'regressor']] as const) {
+      const model = buildModel(tfjs, { hiddenUnits: [24, 12], activation, dropout: 0.2, seed: 5 }, WIDTH, output);
+      // Biases of a trained model (a new one's are zeros, which would hide a bias left out).
+      for (const layer of model.layers) {
+        const [kernel, bias] = layer.getWeights();
+        if (kernel && bias) layer.setWeights([kernel, tfjs.tensor1d(Array.from({ length: bias.shape[0] as number }, random))]);
+      }
+      const forward = fusedForward(tfjs, model);
+      expect(forward).toBeDefined();
+      for (const size of [9, 1000]) {
+        const x = Float32Array.from({ length: size * WIDTH }, (_, i) => (i % 4 === 0 ? 0 : random()));
+        const expected = await predictBatch(tfjs, model, x, size);
+        // Bit for bit, not merely close.
+        expect(await forward?.(x, size)).toEqual(expected);
+        expect(new Set(expected).size).toBeGreaterThan(size / 2);
+      }
+      const predictor = await loadPredictor(tfjs, await artifactFromModel(tfjs, model));
+      const x = Float32Array.from({ length: 300 * WIDTH }, random);
+      expect(await predictor.predict(x, 300)).toEqual(await predictBatch(tfjs, model, x, 300));
+      expect(await predictor.predict(new Float32Array(0), 0)).toEqual(new Float32Array(0));
+      await expect(predictor.predict(x.subarray(0, 3), 20)).rejects.toThrow(/expected 20×/);
+      predictor.dispose();
+      disposeModel(model);
+    }
   });
 });
 
