@@ -13,6 +13,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { Tf } from './backend.ts';
+import { takeValues } from './predict.ts';
 
 /** `size` rows of `width` values in, one output per row out. */
 export type FusedForward = (x: Float32Array, size: number) => Promise<Float32Array>;
@@ -59,12 +60,6 @@ export function fusedForward(tfjs: Tf, model: tf.LayersModel): FusedForward | un
       }
       return h.reshape([size]);
     });
-    try {
-      // data(), not dataSync(): on WebGPU it waits without blocking the event loop.
-      const values = await out.data();
-      return values instanceof Float32Array ? values : Float32Array.from(values);
-    } finally {
-      out.dispose();
-    }
+    return takeValues(out);
   };
 }

@@ -24,6 +24,11 @@ export async function predictBatch(tfjs: Tf, model: tf.LayersModel, x: Float32Ar
     if (Array.isArray(y)) throw invalid('expected a model with one output');
     return y.reshape([size]);
   });
+  return takeValues(out);
+}
+
+/** A forward pass's output tensor as a Float32Array; the tensor is disposed. */
+export async function takeValues(out: tf.Tensor): Promise<Float32Array> {
   try {
     // data(), not dataSync(): on WebGPU it waits without blocking the event loop.
     const values = await out.data();
