@@ -14,10 +14,11 @@
  * float32, in another order).
  */
 import type * as tf from '@tensorflow/tfjs';
+import { denseStack, type DenseActivation } from './model.ts';
 
 type Activation = (v: number) => number;
 
-const ACTIVATIONS: Record<string, Activation> = {
+const ACTIVATIONS: Record<DenseActivation, Activation> = {
   linear: (v) => v,
   relu: (v) => (v > 0 ? v : 0),
   elu: (v) => (v > 0 ? v : Math.expm1(v)),
@@ -37,24 +38,14 @@ interface DenseLayer {
 /** `size` rows of `width` values in, one output per row out. */
 export type DenseForward = (x: Float32Array, size: number) => Float32Array;
 
-/** The model's forward pass in JavaScript, or undefined when it is not a plain stack of Dense layers. */
+/** The model's forward pass in JavaScript, or undefined when it is not a plain stack of Dense layers (denseStack). */
 export function denseForward(model: tf.LayersModel): DenseForward | undefined {
-  const layers: DenseLayer[] = [];
-  for (const layer of model.layers) {
-    const kind = layer.getClassName();
-    if (kind === 'Dropout') continue;
-    if (kind !== 'Dense') return undefined;
-    const config = layer.getConfig();
-    const activation = ACTIVATIONS[String(config.activation)];
-    const weights = layer.getWeights();
-    const [kernel, bias] = weights;
-    if (!activation || !kernel || kernel.shape.length !== 2 || (config.useBias !== false && !bias) || weights.length > 2) return undefined;
-    const [inputs, units] = kernel.shape as [number, number];
-    if (layers.length > 0 && layers.at(-1)?.units !== inputs) return undefined;
-    layers.push({ inputs, units, kernel: Float32Array.from(kernel.dataSync()), bias: bias ? Float32Array.from(bias.dataSync()) : new Float32Array(units), activation });
-  }
-  const last = layers.at(-1);
-  if (!last || last.units !== 1) return undefined;
+  const stack = denseStack(model);
+  if (!stack) return undefined;
+  const layers: DenseLayer[] = stack.map(({ kernel, bias, activation }) => {
+    const [inputs, units] = kernel.shape;
+    return { inputs, units, kernel: Float32Array.from(kernel.dataSync()), bias: bias ? Float32Array.from(bias.dataSync()) : new Float32Array(units), activation: ACTIVATIONS[activation] };
+  });
   const sums = new Float64Array(Math.max(...layers.map((l) => l.units)));
   // The hidden layers' outputs, kept from call to call (grown when a call has more rows):
   // only the last layer's is handed out. The pass is synchronous, so no two calls share them.

@@ -94,6 +94,41 @@ export function compileModel(tfjs: Tf, model: tf.LayersModel, specInput: ModelSp
 }
 
 /** The number of input columns a model expects. */
+/** One Dense layer of a plain stack (denseStack): its weights, as the model holds them, and its activation's name. */
+export interface DenseStackLayer {
+  /** inputs × units. */
+  kernel: tf.Tensor2D;
+  /** Absent for a layer without one. */
+  bias: tf.Tensor1D | undefined;
+  activation: DenseActivation;
+}
+
+/** The activations buildModel gives its layers, which the forward passes outside the layers API (dense-forward.ts, fused-forward.ts) take. */
+export type DenseActivation = 'linear' | 'relu' | 'elu' | 'tanh' | 'sigmoid';
+const DENSE_ACTIVATIONS = new Set<string>(['linear', 'relu', 'elu', 'tanh', 'sigmoid']);
+
+/**
+ * The model as the models buildModel makes: Dense layers one after another (Dropout
+ * passes through at inference), each with an activation listed above, ending in one
+ * output. Undefined for any other topology, whose callers keep the layers model's predict.
+ */
+export function denseStack(model: tf.LayersModel): DenseStackLayer[] | undefined {
+  const layers: DenseStackLayer[] = [];
+  for (const layer of model.layers) {
+    const kind = layer.getClassName();
+    if (kind === 'Dropout') continue;
+    if (kind !== 'Dense') return undefined;
+    const config = layer.getConfig();
+    const activation = String(config.activation);
+    const weights = layer.getWeights();
+    const [kernel, bias] = weights;
+    if (!DENSE_ACTIVATIONS.has(activation) || !kernel || kernel.rank !== 2 || (config.useBias !== false && !bias) || weights.length > 2) return undefined;
+    if (layers.length > 0 && layers.at(-1)?.kernel.shape[1] !== kernel.shape[0]) return undefined;
+    layers.push({ kernel: kernel as tf.Tensor2D, bias: bias as tf.Tensor1D | undefined, activation: activation as DenseActivation });
+  }
+  return layers.at(-1)?.kernel.shape[1] === 1 ? layers : undefined;
+}
+
 export function modelInputWidth(model: tf.LayersModel): number {
   const shape = model.inputs[0]?.shape;
   const width = shape?.[1];

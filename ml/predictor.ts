@@ -13,7 +13,7 @@ import { ensembleFromArtifact, isEnsembleArtifact, predictEnsemble } from './gbd
 import { disposeModel, modelInputWidth } from './model.ts';
 import { predictBatch } from './predict.ts';
 import { denseForward } from './dense-forward.ts';
-import { fusedForward, type FusedForward } from './fused-forward.ts';
+import { fusedForward } from './fused-forward.ts';
 
 /**
  * Rows up to which an MLP scores in plain JavaScript (dense-forward.ts): on the WASM
@@ -52,11 +52,10 @@ export async function loadPredictor(tfjs: Tf, artifact: ModelArtifact): Promise<
     const forward = denseForward(model);
     const fused = fusedForward(tfjs, model);
     const predict = async (x: Float32Array, size: number): Promise<Float32Array> => {
-      const small = forward !== undefined && size <= JS_FORWARD_ROWS;
-      if (!small && !fused) return predictBatch(tfjs, model, x, size);
+      const pass = forward && size <= JS_FORWARD_ROWS ? forward : fused;
+      if (!pass) return predictBatch(tfjs, model, x, size);
       if (!Number.isInteger(size) || size < 0 || x.length !== size * width) throw invalid(`predict: expected ${size}×${width} values, got ${x.length}`);
-      if (small) return forward(x, size);
-      return size === 0 ? new Float32Array(0) : (fused as FusedForward)(x, size);
+      return size === 0 ? new Float32Array(0) : pass(x, size);
     };
     return { family: 'mlp', width, predict, dispose: () => disposeModel(model) };
   } catch (err) {

@@ -252,11 +252,10 @@ export function timeIndex(shape: GroupShape, table: string): Sql {
  * A new range partition's time index, and its statistics: without them (until
  * autovacuum's next pass) the planner guessed a read of ten days of a month's flights
  * would keep about a thousand rows (there were 170k), and sorted (spilling to disk)
- * where a hash was due. ANALYZE samples 300
- * rows per unit of the statistics target: at Postgres' default (100) this added 3.5 s
- * to the bench's six-month backfill (twelve partitions, the airport delays' 226 MB a
- * month), at 20 about 1 s; a smaller sample is plenty for the estimates that went wrong.
- * Compaction analyzes with the default.
+ * where a hash was due. ANALYZE samples 300 rows per unit of the statistics target: at
+ * Postgres' default (100) this added 3.5 s to the bench's six-month backfill (twelve
+ * partitions, the airport delays' 226 MB a month), at 20 about 1 s; a smaller sample is
+ * plenty for the estimates that went wrong. Compaction analyzes with the default.
  */
 async function finishRange(trx: Knex.Transaction, shape: GroupShape, table: string): Promise<void> {
   await raw(trx, timeIndex(shape, table));
