@@ -42,6 +42,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { BinaryCopyWriter, cancelOnAbort, col, ColumnDecoder, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, timestampField, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
 import { rowOf, type ColumnBatch } from '../../core/columns.ts';
+import { concatFloat64, concatInt32, GrowableFloat64, GrowableInt32 } from '../../core/growable.ts';
 import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointInTimeColumns, SPINE_CHUNK_COLUMN, spineStreamFields, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 import { lowerBound, orderByKeyThenTime } from './key-order.ts';
 import { copyOut } from './copy-read.ts';
@@ -206,10 +207,10 @@ class Arena implements SpineRows {
 class SpineRefs implements SpineRows {
   readonly buckets = 1;
   private readonly blocks: Buffer[] = [];
-  private readonly block: number[] = [];
-  private readonly start: number[] = [];
-  private readonly split: number[] = [];
-  private readonly end: number[] = [];
+  private readonly block = new GrowableInt32(1 << 14);
+  private readonly start = new GrowableInt32(1 << 14);
+  private readonly split = new GrowableInt32(1 << 14);
+  private readonly end = new GrowableInt32(1 << 14);
 
   push(_bucket: number, row: number, _key: number, buf: Buffer, start: number, split: number, end: number): void {
     if (row !== this.block.length) throw new Error(`spine row ${row} pushed out of order (expected ${this.block.length})`);
@@ -223,10 +224,10 @@ class SpineRefs implements SpineRows {
   records(): BucketRecords {
     const n = this.block.length;
     const records = bucketRecords(this.blocks, n);
-    records.block.set(this.block);
-    records.start.set(this.start);
-    records.split.set(this.split);
-    records.end.set(this.end);
+    records.block.set(this.block.view());
+    records.start.set(this.start.view());
+    records.split.set(this.split.view());
+    records.end.set(this.end.view());
     for (let i = 0; i < n; i++) records.row[i] = i;
     return records;
   }
@@ -365,9 +366,9 @@ class JoinResult {
 /** One chunk's spine rows, as read. */
 interface ChunkSpine {
   arena: SpineRows;
-  times: number[];
+  times: GrowableFloat64;
   /** Per join, the id of each row's key (KeyIds; -1: null). */
-  keys: number[][];
+  keys: GrowableInt32[];
   /** With an order: the rows whose sort key is null. */
   nullKeys: Set<number>;
 }
@@ -463,8 +464,8 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
   const spines = chunks.map((): ChunkSpine => ({
     // 256 buckets of 256 KiB blocks to sort into; else the rows where they were read, in that order.
     arena: options.order ? new Arena(256, 256 << 10) : new SpineRefs(),
-    times: [],
-    keys: q.joins.map(() => []),
+    times: new GrowableFloat64(1 << 14),
+    keys: q.joins.map(() => new GrowableInt32(1 << 14)),
     nullKeys: new Set(),
   }));
   /** A reader of spineStreamSql's tuples with `c`'s extra columns: each kept in the spine given. */
@@ -484,7 +485,7 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
       spine.arena.push(key >>> 24, row, key, t.buf, fieldStart(t, 0), fieldEnd(t, spineOutputs - 1), fieldEnd(t, passed - 1));
       for (let ji = 0; ji < q.joins.length; ji++) {
         const field = fields.keys[ji] as number;
-        (spine.keys[ji] as number[]).push((keyIds[ji] as KeyIds).idOf(t.buf, t.start[field] as number, t.length[field] as number));
+        (spine.keys[ji] as GrowableInt32).push((keyIds[ji] as KeyIds).idOf(t.buf, t.start[field] as number, t.length[field] as number));
       }
       spine.times.push(timestampField(t, fields.time) ?? -Infinity);
     };
@@ -522,7 +523,7 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
     );
   }
   stepDone('spine');
-  const times = spines.flatMap((s) => s.times);
+  const times = concatFloat64(spines.map((s) => s.times.view()));
 
   // 2. Each join's features for every spine row, its group read once for all chunks.
   const joined = { ...q, chunk: { index: chunks.map((c) => c.index), count: options.count } };
@@ -530,7 +531,7 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
   for (const [ji, j] of q.joins.entries()) {
     const widths = j.features.map((f) => FIXED_WIDTH[outputs.find((c) => c.name === f.as)?.pgType ?? '']);
     const slot = widths.every((w) => w !== undefined) ? widths.reduce((n: number, w) => n + 4 + (w as number), 0) : undefined;
-    const keys = spines.flatMap((s) => s.keys[ji] as number[]);
+    const keys = concatInt32(spines.map((s) => (s.keys[ji] as GrowableInt32).view()));
     results.push(await joinGroup(knex, joined, ji, j, slot, (keyIds[ji] as KeyIds).byText, keys, times, Math.max(1, chunks.length), signal));
   }
   stepDone('groups');
@@ -724,8 +725,8 @@ async function joinGroup(
   j: PitJoin,
   slot: number | undefined,
   keyIndex: Map<string, number>,
-  keyIds: number[],
-  times: number[],
+  keyIds: Int32Array,
+  times: Float64Array,
   reads: number,
   signal: AbortSignal | undefined,
 ): Promise<JoinResult> {
