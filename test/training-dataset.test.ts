@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineFeatureGroup } from '../features/definitions.ts';
 import { defineProject } from '../features/project.ts';
 import { defineFeatureView } from '../features/views.ts';
-import { FeatureStore, latestViewSnapshot, pointInTimeSql, streamPointInTime, viewQuery } from '../registry/feature-store/index.ts';
+import { FeatureStore, latestViewSnapshot, pointInTimeColumns, pointInTimeSql, streamPointInTime, viewQuery } from '../registry/feature-store/index.ts';
 import { createKnex, id, raw, sql } from '../registry/db/index.ts';
-import { packPasses, trainMoments, TrainingStore } from '../registry/training/index.ts';
+import { packPasses, shuffleKey, trainMoments, TrainingStore } from '../registry/training/index.ts';
 import { combineMoments, quantilesOf, type NumericStats } from '../ml/stats.ts';
 import { featurePipeline } from '../workflows/index.ts';
 import { SplitReader } from '../activities/split-reader.ts';
@@ -158,6 +158,20 @@ describe('training datasets: the point-in-time join', () => {
     expect(maxTrain).toBeLessThan(minTest);
     // Statistics of the train split fit the encoding.
     expect(dataset.statistics.amount).toMatchObject({ count: dataset.rowCounts.train });
+  });
+
+  it('the stream plan computes the shuffle key in Node (shuffle-key.ts): the values Postgres computes for the SQL plans', async () => {
+    await new FeatureStore({ knex: db.knex }).registerView(view);
+    const snapshot = await latestViewSnapshot(db.knex, view);
+    const types = new Map(pointInTimeColumns(viewQuery(view, snapshot, { withLabel: true, strategy: 'window' })).map((c) => [c.name, c.pgType]));
+    expect(shuffleKey(view, types, { dateStyle: 'ISO, MDY', encoding: 'UTF8' }).inNode?.columns).toEqual(['event_id', 'at']);
+    // A server that prints dates another way, or stores text in another encoding, computes it itself.
+    expect(shuffleKey(view, types, { dateStyle: 'SQL, DMY', encoding: 'UTF8' }).inNode).toBeUndefined();
+    expect(shuffleKey(view, types, { dateStyle: 'ISO, MDY', encoding: 'LATIN1' }).inNode).toBeUndefined();
+    const window = await allRows('window', view, ['event_id', '_shuffle']);
+    const stream = await allRows('stream', view, ['event_id', '_shuffle']);
+    expect(stream.rows).toEqual(window.rows);
+    expect(new Set(stream.rows.map((r) => r._shuffle)).size).toBeGreaterThan(stream.rows.length / 2);
   });
 
   it('the set-based plan, the per-row LATERAL plan and the stream plan produce the same rows', async () => {

@@ -8,6 +8,7 @@
 export { BinaryCopyReader, BinaryCopyWriter, ColumnDecoder, copyBytes, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, float8Field, int4Field, nullFields, rowTemplate, textField, timestampField, timestampText, type BinaryTuple, type DecoderOptions, type FieldDecoder } from './binary-copy.ts';
 export { createKnex, databaseOf, type DbOptions } from './connection.ts';
 export { binaryCopyOut } from './copy-out.ts';
+export { pgHashBytes, PgText } from './pg-hash.ts';
 export { arrayLiteral, binaryRows, describeColumns, type NamedStatement } from './binary-rows.ts';
 export { streamTablesInStoredOrder, type TableRead } from './copy-reads.ts';
 export { streamQueries, streamQuery, timestamptzMicros, type StreamOptions } from './cursor.ts';

@@ -60,10 +60,33 @@ export interface StreamChunk {
    */
   table: string;
   /** Columns computed per spine row over its output columns (e.g. a split): the table's last columns. */
-  extra: Array<{ expr: Sql; as: string }>;
+  extra: ExtraColumn[];
   /** Told every row as it is written, in the table's order (figures gathered on the way: a split's statistics). */
   tap?: RowTap;
 }
+
+/** An extra column: `expr` over the spine's output columns, computed by Postgres, or by the stream plan (inNode) where it can. */
+export interface ExtraColumn {
+  expr: Sql;
+  as: string;
+  inNode?: SpineInt4;
+}
+
+/**
+ * An int4 extra column the stream plan computes in Node from each spine row's output
+ * columns as it reads the row, for a value that costs Postgres to compute per row (a
+ * training dataset's shuffle key): Postgres sends a placeholder, which the value
+ * replaces in the row's bytes. It must equal the column's `expr`, which the SQL plans use.
+ */
+export interface SpineInt4 {
+  /** The spine output columns it reads, by name. */
+  columns: readonly string[];
+  /** Its value from row `t`'s fields `fields` (the columns', in order); `view` is a DataView of `t.buf`. */
+  value(t: BinaryTuple, view: DataView, fields: readonly number[]): number;
+}
+
+/** What Postgres computes for an extra column: its expression, or a placeholder for one computed in Node. */
+const extraSql = (e: ExtraColumn): Sql => (e.inNode ? sql`0::int4` : e.expr);
 
 /**
  * Told each row a chunk writes, as it is written. A row's fields come in ranges of
@@ -381,6 +404,25 @@ function sortKeyField(order: SpineOrder | undefined, chunk: Pick<StreamChunk, 'e
   return spineOutputs + at;
 }
 
+/** An extra column computed in Node: its field in the spine's tuples, the fields of the columns it reads, its function. */
+interface InNodeField {
+  field: number;
+  inputs: number[];
+  value: SpineInt4['value'];
+}
+
+function inNodeFields(extra: readonly ExtraColumn[], spine: ReadonlyArray<{ name: string }>, spineOutputs: number): InNodeField[] {
+  return extra.flatMap((e, k) => {
+    if (!e.inNode) return [];
+    const inputs = e.inNode.columns.map((name) => {
+      const at = spine.findIndex((c) => c.name === name);
+      if (at < 0) throw new Error(`the extra column ${e.as} reads ${name}, not one of the spine's output columns`);
+      return at;
+    });
+    return [{ field: spineOutputs + k, inputs, value: e.inNode.value }];
+  });
+}
+
 /** An int4 as an unsigned number in the same order (null last: 2^32 - 1, ties broken by nullKeys). */
 const unsignedOrder = (v: number | null) => (v === null ? 0xffffffff : (v ^ 0x80000000) >>> 0);
 
@@ -473,7 +515,15 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
     const sortField = sortKeyField(options.order, c, spineOutputs);
     const fields = spineStreamFields(q, c.extra.length);
     const passed = spineOutputs + c.extra.length;
+    const computed = inNodeFields(c.extra, outputs.slice(0, spineOutputs), spineOutputs);
+    const views = new DataViews();
     return (spine: ChunkSpine, t: BinaryTuple) => {
+      for (let k = 0; k < computed.length; k++) {
+        const { field, inputs, value } = computed[k] as InNodeField;
+        if ((t.length[field] as number) !== 4) throw new Error(`the placeholder of a column computed in Node came with ${t.length[field]} bytes`);
+        const view = views.of(t.buf);
+        view.setInt32(t.start[field] as number, value(t, view, inputs));
+      }
       const row = spine.times.length;
       let key = 0;
       if (sortField !== undefined) {
@@ -497,7 +547,7 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
     // chunk, every backend scanned all of the window's rows to keep its chunk's).
     const c = chunks[0] as Pick<StreamChunk, 'index' | 'extra'>;
     const at = c.extra.findIndex((e) => e.as === options.chunkExtra);
-    const extra = c.extra.map((e, k) => (k === at ? sql`${id(SPINE_CHUNK_COLUMN)} as ${id(e.as)}` : sql`${e.expr} as ${id(e.as)}`));
+    const extra = c.extra.map((e, k) => (k === at ? sql`${id(SPINE_CHUNK_COLUMN)} as ${id(e.as)}` : sql`${extraSql(e)} as ${id(e.as)}`));
     const chunkField = spineOutputs + at;
     const byIndex = new Map(chunks.map((x, ci) => [x.index, spines[ci] as ChunkSpine]));
     const keep = spineReader(c);
@@ -515,7 +565,7 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
   } else {
     await Promise.all(
       chunks.map(async (c, ci) => {
-        const query = spineStreamSql({ ...q, chunk: { index: c.index, count: options.count } }, c.extra.map((e) => sql`${e.expr} as ${id(e.as)}`));
+        const query = spineStreamSql({ ...q, chunk: { index: c.index, count: options.count } }, c.extra.map((e) => sql`${extraSql(e)} as ${id(e.as)}`));
         const spine = spines[ci] as ChunkSpine;
         const keep = spineReader(c);
         await copyOut(knex, query, signal, (t) => keep(spine, t));

@@ -18,8 +18,9 @@ import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import { combineMoments, type FeatureStats, type NumericStats } from '../../ml/stats.ts';
 import { SplitStatisticsTap, type ChunkStatistics } from './split-statistics.ts';
+import { shuffleKey, type ServerText } from './shuffle-key.ts';
 import { cancellableTransaction, cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, streamTablesInStoredOrder, toNative, type Sql } from '../db/index.ts';
-import { chunkSizesSql, latestViewSnapshot, pointInTimeSql, streamPointInTime, viewQuery, type StreamStep, type FeatureViewRecord, type PitPlan, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
+import { chunkSizesSql, latestViewSnapshot, pointInTimeColumns, pointInTimeSql, streamPointInTime, viewQuery, type ExtraColumn, type StreamStep, type FeatureViewRecord, type PitPlan, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 export type Split = 'train' | 'validation' | 'test';
 
@@ -148,12 +149,6 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   const et = def.spine.eventTime;
   const { start, end, validationStart, testStart, spineRows } = await datasetWindow(knex, def, snapshot, options);
 
-  // The shuffle key mixes the entity keys and the event time, so an entity's rows (a
-  // user's, a card's) are spread over the table, not kept together. The time is printed
-  // in UTC whatever the session's TimeZone (a timestamptz's text is in that zone), so a
-  // server in another zone stores the same snapshot in the same order: the same text
-  // as a UTC session's, '2001-01-01 00:01:00+00'.
-  const keyText = join([...def.spine.entityKeys.map((k) => sql`${id(k)}::text`), sql`(${id(et)} at time zone 'UTC')::text || '+00'`], ` || '|' || `);
   // A 32-bit hash repeats (about 700 pairs among 2.5M flights): rows with the same key
   // are ordered by what makes a spine row unique, so a rebuild stores them, and a
   // trainer reads them, in the same order (bagging picks rows by position).
@@ -177,9 +172,12 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   const current = `${build}${hash(JSON.stringify({ view: view.id, commits: snapshot.commits, start, end, validationStart, testStart, chunks, strategy }))}`;
   const chunkTable = (index: number) => `${current}${index.toString(16).padStart(2, '0')}`;
   const split = sql`case when ${id(et)} < ${validationStart} then 'train' when ${id(et)} < ${testStart} then 'validation' else 'test' end`;
-  const extra = (index: number) => [
+  // The shuffle key (shuffle-key.ts): computed by the stream plan in Node where it can.
+  const spineTypes = new Map(pointInTimeColumns(viewQuery(def, snapshot, { start, end, withLabel: true, strategy: 'window' })).map((c) => [c.name, c.pgType]));
+  const shuffle = shuffleKey(def, spineTypes, await serverText(knex));
+  const extra = (index: number): ExtraColumn[] => [
     { expr: split, as: '_split' },
-    { expr: sql`hashtext(${keyText})`, as: '_shuffle' },
+    { ...shuffle, as: '_shuffle' },
     { expr: sql`${int(index)}::smallint`, as: '_chunk' },
   ];
   // Stored by shuffle key alone, not split first: a split read filters its rows, which
@@ -318,6 +316,14 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
     if (signal?.aborted || err instanceof FtiError) await drop(await leftovers()).catch(() => undefined);
     throw err;
   }
+}
+
+/** How the server prints dates and stores text (what computing the shuffle key in Node depends on). */
+async function serverText(knex: Knex): Promise<ServerText> {
+  const result = (await knex.raw(`select current_setting('DateStyle') as date_style, current_setting('server_encoding') as encoding`)) as { rows: Array<{ date_style: string; encoding: string }> };
+  const row = result.rows[0];
+  if (!row) throw new Error('the server told nothing of its DateStyle');
+  return { dateStyle: row.date_style, encoding: row.encoding };
 }
 
 /** The view's labelled spine rows (in [start, end) if given), without its joins. */

@@ -101,3 +101,4 @@ export type { DistributionBin, FeatureDistribution };
 export type { DatasetGcOptions, DatasetGcResult, KeptDataset, ReapedDataset };
 export { packPasses, trainMoments } from './datasets.ts';
 export { SplitStatisticsTap, type ChunkStatistics } from './split-statistics.ts';
+export { shuffleKey, type ServerText } from './shuffle-key.ts';
