@@ -53,9 +53,9 @@ export class GrowableFloat64 extends Growable<Float64Array> {
 }
 
 /** The columns one after the other, in one array (the one itself when there is one). */
-export function concatInt32(parts: readonly Int32Array[]): Int32Array {
-  if (parts.length === 1) return parts[0] as Int32Array;
-  const out = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
+function concat<T extends Int32Array | Float64Array>(parts: readonly T[], allocate: (length: number) => T): T {
+  if (parts.length === 1) return parts[0] as T;
+  const out = allocate(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {
     out.set(p, at);
@@ -64,13 +64,5 @@ export function concatInt32(parts: readonly Int32Array[]): Int32Array {
   return out;
 }
 
-export function concatFloat64(parts: readonly Float64Array[]): Float64Array {
-  if (parts.length === 1) return parts[0] as Float64Array;
-  const out = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
+export const concatInt32 = (parts: readonly Int32Array[]): Int32Array => concat(parts, (n) => new Int32Array(n));
+export const concatFloat64 = (parts: readonly Float64Array[]): Float64Array => concat(parts, (n) => new Float64Array(n));

@@ -8,20 +8,9 @@
  */
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mulberry32 } from '../core/random.ts';
 import { binaryCopyOut, dataViewOf, pgHashBytes, PgText, type BinaryTuple } from '../registry/db/index.ts';
 import { createTestDb, type TestDb } from './helpers/services.ts';
-
-/** A seeded generator (mulberry32): the same values on every run. */
-function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("Postgres's hashtext in Node (registry/db/pg-hash.ts)", () => {
   let db: TestDb;
@@ -43,7 +32,7 @@ describe("Postgres's hashtext in Node (registry/db/pg-hash.ts)", () => {
   });
 
   it("prints bigints and UTC timestamps as ::text does, and hashes a spine key's text the same", async () => {
-    const random = seeded(7);
+    const random = mulberry32(7);
     const ids = ['0', '-1', '9', '10', '-10', '9007199254740991', '9007199254740992', '-9007199254740993', '9223372036854775807', '-9223372036854775808', '123456789012'];
     for (let i = 0; i < 400; i++) ids.push(String(BigInt(Math.floor((random() - 0.5) * 2 ** 53)) * BigInt(i % 3 === 0 ? 1024 : 1)));
     // Whole seconds from 1970 and a microsecond part, chosen to cover BC dates, far futures, whole seconds and midnights.
