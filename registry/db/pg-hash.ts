@@ -105,6 +105,11 @@ export class PgText {
   private dayText = new Uint8Array(32);
   private dayLength = 0;
   private dayBc = false;
+  /** The last timestamp printed (its binary form's two words) and its text. */
+  private lastHigh = 0;
+  private lastLow = -1;
+  private lastText = new Uint8Array(64);
+  private lastLength = 0;
 
   reset(): void {
     this.length = 0;
@@ -159,6 +164,30 @@ export class PgText {
   timestampUtc(view: DataView, at: number): void {
     const high = view.getInt32(at);
     const low = view.getUint32(at + 4);
+    // A spine comes mostly in time order, and many of its rows share a time (flights leave on the minute): printed once.
+    // (Byte loops: a subarray per copy cost more than the few bytes it copies.)
+    if (high === this.lastHigh && low === this.lastLow) {
+      const n = this.lastLength;
+      this.room(n);
+      const bytes = this.bytes;
+      const text = this.lastText;
+      for (let i = 0; i < n; i++) bytes[this.length + i] = text[i] as number;
+      this.length += n;
+      return;
+    }
+    const from = this.length;
+    this.printTimestamp(view, at, high, low);
+    const n = this.length - from;
+    if (this.lastText.length < n) this.lastText = new Uint8Array(n * 2);
+    const bytes = this.bytes;
+    const text = this.lastText;
+    for (let i = 0; i < n; i++) text[i] = bytes[from + i] as number;
+    this.lastHigh = high;
+    this.lastLow = low;
+    this.lastLength = n;
+  }
+
+  private printTimestamp(view: DataView, at: number, high: number, low: number): void {
     if (high === INT64_MAX_HIGH && low === 0xffffffff) return this.ascii('infinity');
     if (high === INT64_MIN_HIGH && low === 0) return this.ascii('-infinity');
     let days: number;
@@ -183,8 +212,9 @@ export class PgText {
     if (days !== this.day) this.printDay(days);
     this.room(this.dayLength + 24);
     const bytes = this.bytes;
-    bytes.set(this.dayText.subarray(0, this.dayLength), this.length);
-    let n = this.length + this.dayLength;
+    const dayText = this.dayText;
+    let n = this.length;
+    for (let i = 0; i < this.dayLength; i++) bytes[n++] = dayText[i] as number;
     const seconds = Math.floor(timeUs / 1_000_000);
     const fraction = timeUs - seconds * 1_000_000;
     n = printDigits(bytes, n, (seconds / 3600) | 0, 2);
