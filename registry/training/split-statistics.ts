@@ -45,12 +45,10 @@ enum NumberKind {
 
 const NUMBER_KINDS: Readonly<Record<string, NumberKind>> = { 'double precision': NumberKind.Float8, bigint: NumberKind.Int8, integer: NumberKind.Int4, smallint: NumberKind.Int2 };
 
-/** The bytes of each split's name in `_split`, by length (they differ). */
-const SPLITS: ReadonlyMap<number, Split> = new Map([
-  [5, 'train'],
-  [10, 'validation'],
-  [4, 'test'],
-]);
+/** The bytes of each split's name in `_split` ('train', 'validation', 'test'): a row's split by its length alone (they differ). */
+const TRAIN_LENGTH = 5;
+const VALIDATION_LENGTH = 10;
+const TEST_LENGTH = 4;
 
 /** C's isinf: NaN is not. */
 const isInfinite = (v: number) => v === Number.POSITIVE_INFINITY || v === Number.NEGATIVE_INFINITY;
@@ -113,8 +111,8 @@ export class SplitStatisticsTap implements RowTap {
   /** This row's fields, by column: where each value starts and its length (-1: null). */
   private valueAt = new Int32Array(0);
   private valueLength = new Int32Array(0);
-  private valueBuf: Array<Buffer | undefined> = [];
-  private valueView: Array<DataView | undefined> = [];
+  /** Per column of the row being told, the range of `fields` its field is in (a number, where a buffer per column cost a write barrier per field). */
+  private valueRange = new Int32Array(0);
 
   constructor(
     private readonly numeric: ReadonlyArray<{ name: string }>,
@@ -127,8 +125,7 @@ export class SplitStatisticsTap implements RowTap {
     if (this.split < 0) throw new Error('a split statistics tap needs the _split column');
     this.valueAt = new Int32Array(columns.length);
     this.valueLength = new Int32Array(columns.length);
-    this.valueBuf = new Array<Buffer | undefined>(columns.length);
-    this.valueView = new Array<DataView | undefined>(columns.length);
+    this.valueRange = new Int32Array(columns.length);
     this.numeric.forEach((f, i) => {
       const c = at(f.name);
       const kind = c < 0 ? undefined : NUMBER_KINDS[columns[c]?.pgType ?? ''];
@@ -165,25 +162,30 @@ export class SplitStatisticsTap implements RowTap {
       let at = fields.start[k] as number;
       for (let f = 0; f < count; f++) {
         const length = view.getInt32(at);
-        this.valueBuf[column] = buf;
-        this.valueView[column] = view;
+        this.valueRange[column] = k;
         this.valueAt[column] = at + 4;
         this.valueLength[column++] = length;
         at += 4 + (length > 0 ? length : 0);
       }
     }
-    const split = SPLITS.get(this.valueLength[this.split] as number);
-    if (split === undefined) throw new Error(`a row's _split is none of train, validation, test (${this.valueLength[this.split]} bytes)`);
-    this.counts[split]++;
-    if (split !== 'train') return;
+    // The split by its name's length: a keyed store per row on a record of counts cost more than a branch.
+    const splitLength = this.valueLength[this.split] as number;
+    if (splitLength !== TRAIN_LENGTH) {
+      if (splitLength === VALIDATION_LENGTH) this.counts.validation++;
+      else if (splitLength === TEST_LENGTH) this.counts.test++;
+      else throw new Error(`a row's _split is none of train, validation, test (${splitLength} bytes)`);
+      return;
+    }
+    this.counts.train++;
     for (let t = 0; t < this.targets.length; t++) {
       const { column: c, kind, index } = this.targets[t] as Target;
       const length = this.valueLength[c] as number;
       if (length < 0) continue;
+      const range = this.valueRange[c] as number;
       if (kind === 'number') {
-        if (this.momentsInJs) this.addNumber(index, this.valueView[c] as DataView, this.valueAt[c] as number);
+        if (this.momentsInJs) this.addNumber(index, fields.view[range] as DataView, this.valueAt[c] as number);
       } else if (this.categoriesInJs) {
-        const id = (this.keyIds[index] as KeyIds).idOf(this.valueBuf[c] as Buffer, this.valueAt[c] as number, length);
+        const id = (this.keyIds[index] as KeyIds).idOf(fields.buf[range] as Buffer, this.valueAt[c] as number, length);
         const counts = this.keyCounts[index] as number[];
         counts[id] = (counts[id] ?? 0) + 1;
       }
