@@ -16,6 +16,8 @@
  *    below 1000 padded to four digits, years before 1 AD as 'YYYY-MM-DD … BC'.
  */
 
+import { printDigits } from './binary-copy.ts';
+
 const rot = (x: number, k: number) => (x << k) | (x >>> (32 - k));
 
 /** A little-endian uint32 (as an int32) at `at`. */
@@ -265,33 +267,3 @@ const COLON = 58;
 const DOT = 46;
 const DASH = 45;
 const SPACE = 32;
-
-/** Writes `value`'s decimal digits (a whole number below 2^53), at least `width` (zeros first), into `bytes` at `at`; returns where they end. */
-function printDigits(bytes: Uint8Array, at: number, value: number, width: number): number {
-  if (value >= 0x80000000) return printBigDigits(bytes, at, value, width);
-  // Below 2^31 the divisions are by int32 (a multiply), not by double.
-  const v = value | 0;
-  let n = 1;
-  for (let x = v; x >= 10; x = (x / 10) | 0) n++;
-  if (n < width) n = width;
-  let x = v;
-  for (let i = at + n - 1; i >= at; i--) {
-    const q = (x / 10) | 0;
-    bytes[i] = 48 + x - q * 10;
-    x = q;
-  }
-  return at + n;
-}
-
-function printBigDigits(bytes: Uint8Array, at: number, value: number, width: number): number {
-  let n = 1;
-  for (let v = value; v >= 10; v = Math.floor(v / 10)) n++;
-  if (n < width) n = width;
-  let v = value;
-  for (let i = at + n - 1; i >= at; i--) {
-    const q = Math.floor(v / 10);
-    bytes[i] = 48 + (v - q * 10);
-    v = q;
-  }
-  return at + n;
-}

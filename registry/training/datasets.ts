@@ -172,8 +172,9 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   const current = `${build}${hash(JSON.stringify({ view: view.id, commits: snapshot.commits, start, end, validationStart, testStart, chunks, strategy }))}`;
   const chunkTable = (index: number) => `${current}${index.toString(16).padStart(2, '0')}`;
   const split = sql`case when ${id(et)} < ${validationStart} then 'train' when ${id(et)} < ${testStart} then 'validation' else 'test' end`;
+  const joinQuery = (plan: PitStrategy) => viewQuery(def, snapshot, { start, end, withLabel: true, strategy: plan });
   // The shuffle key (shuffle-key.ts): computed by the stream plan in Node where it can.
-  const spineTypes = new Map(pointInTimeColumns(viewQuery(def, snapshot, { start, end, withLabel: true, strategy: 'window' })).map((c) => [c.name, c.pgType]));
+  const spineTypes = new Map(pointInTimeColumns(joinQuery('window')).map((c) => [c.name, c.pgType]));
   const shuffle = shuffleKey(def, spineTypes, await serverText(knex));
   const extra = (index: number): ExtraColumn[] => [
     { expr: split, as: '_split' },
@@ -184,7 +185,6 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   // are then in shuffle order all the same, and Postgres sorts on one integer key many
   // times faster than on a three-valued text key with the hash as its tie-break.
   const order = sql`_shuffle, ${tiebreak}`;
-  const joinQuery = (plan: PitStrategy) => viewQuery(def, snapshot, { start, end, withLabel: true, strategy: plan });
   const chunkQuery = (index: number, plan: PitStrategy) => ({ ...joinQuery(plan), chunk: { index, count: chunks } });
   const rows = (index: number, plan: PitStrategy) =>
     sql`select q.*, ${join(extra(index).map((e) => sql`${e.expr} as ${id(e.as)}`), ', ')}
