@@ -4,7 +4,7 @@
  * the main thread has credit for it, its typed arrays transferred rather than copied.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { ColumnBatch } from '../core/columns.ts';
+import { ColumnArrays, numberBuffers } from '../core/columns.ts';
 import { createKnex } from '../registry/db/index.ts';
 import { PredictionStore } from '../registry/predictions/index.ts';
 import type { FeatureRead, FeatureReaderReply, FeatureReaderRequest, FeatureReaderSource } from './feature-reader.ts';
@@ -29,21 +29,18 @@ const running = new Set<Promise<void>>();
 
 const reply = (message: FeatureReaderReply, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
-/** The buffers of a batch's number columns: moved to the main thread, not copied. */
-function buffersOf(batch: ColumnBatch): ArrayBuffer[] {
-  const out: ArrayBuffer[] = [];
-  for (const column of batch.columns.values()) if (column.type !== 'text' && column.type !== 'value') out.push(column.values.buffer as ArrayBuffer, column.nulls.buffer as ArrayBuffer);
-  return out;
-}
+// The number columns' arrays of the batches the main thread has written, back for the next batches (ColumnArrays).
+const arrays = new ColumnArrays();
 
 async function read(job: number, request: FeatureRead, state: ReadState): Promise<void> {
   try {
-    for await (const batch of store.featureBatches(request.view, request.snapshot, { ...request, signal: state.abort.signal })) {
+    for await (const batch of store.featureBatches(request.view, request.snapshot, { ...request, signal: state.abort.signal, arrays })) {
       while (state.credit === 0 && !state.cancelled) await new Promise<void>((resolve) => (state.wake = resolve));
       // Leaving the loop returns the generator, which ends the read.
       if (state.cancelled) return;
       state.credit -= 1;
-      reply({ type: 'batch', job, batch }, buffersOf(batch));
+      // Its number columns' buffers are moved to the main thread, not copied.
+      reply({ type: 'batch', job, batch }, numberBuffers(batch));
     }
     if (!state.cancelled) reply({ type: 'end', job });
   } catch (err) {
@@ -72,6 +69,11 @@ port.on('message', (request: FeatureReaderRequest) => {
     void Promise.all(running)
       .then(() => knex.destroy())
       .finally(() => port.close());
+    return;
+  }
+  if (request.type === 'recycle') {
+    const [buffers, rows] = [request.buffers, request.rows];
+    for (let i = 0; i + 1 < buffers.length; i += 2) arrays.give(new Float64Array(buffers[i] as ArrayBuffer, 0, rows), new Uint8Array(buffers[i + 1] as ArrayBuffer, 0, rows));
     return;
   }
   if (request.type === 'read') {

@@ -9,7 +9,9 @@
  * threads, each with a pool of connections of its own (the worker's URL, so its role),
  * runs the very same read (streamViewBatches) and hands each batch over as it is
  * decoded, its typed arrays transferred rather than copied, a few batches ahead of
- * the scoring. The rows and their order are the main thread's.
+ * the scoring. The rows and their order are the main thread's. Once a batch is written,
+ * its arrays go back to its thread to be filled again (ColumnBatch.release), so that
+ * neither side allocates arrays per batch nor collects garbage to free them.
  *
  * The threads live as long as the worker process (each takes about a second to load
  * its modules, too long to pay per partition) and do not keep it alive while idle. A
@@ -20,7 +22,7 @@
  * read starts another.
  */
 import type { Worker } from 'node:worker_threads';
-import type { ColumnBatch } from '../core/columns.ts';
+import { numberBuffers, type ColumnBatch } from '../core/columns.ts';
 import type { FeatureViewDefinition } from '../features/views.ts';
 import type { PitPlan, ViewSnapshot } from '../registry/feature-store/index.ts';
 import { creditedBatches, startThread, type SerializedError } from './threads.ts';
@@ -40,6 +42,8 @@ export type FeatureReaderRequest =
   | { type: 'read'; job: number; read: FeatureRead }
   | { type: 'credit'; job: number; batches: number }
   | { type: 'cancel'; job: number }
+  /** A written batch's number buffers (numberBuffers, `rows` long), moved back to be filled again. */
+  | { type: 'recycle'; buffers: ArrayBuffer[]; rows: number }
   /** Cancel every read, close the pool, end the thread. */
   | { type: 'close' };
 
@@ -104,8 +108,8 @@ class ReaderThread {
     this.worker.on('exit', (code) => this.die(new Error(`a feature reader thread exited (code ${code})`)));
   }
 
-  post(request: FeatureReaderRequest): void {
-    if (!this.dead) this.worker.postMessage(request);
+  post(request: FeatureReaderRequest, transfer: ArrayBuffer[] = []): void {
+    if (!this.dead) this.worker.postMessage(request, transfer);
   }
 
   use(job: number, state: Job): void {
@@ -161,7 +165,15 @@ export class FeatureReaders {
         () => thread.post({ type: 'cancel', job }),
         BATCHES_AHEAD,
       );
-      for await (const reply of replies) yield reply.batch;
+      for await (const { batch } of replies) {
+        // Once written, its arrays go back to the thread for a later batch.
+        batch.release = () => {
+          batch.release = undefined;
+          const buffers = numberBuffers(batch);
+          thread.post({ type: 'recycle', buffers, rows: batch.size }, buffers);
+        };
+        yield batch;
+      }
     } finally {
       signal?.removeEventListener('abort', onAbort);
       thread.release(job);

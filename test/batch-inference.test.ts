@@ -8,6 +8,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { FeatureReaders } from '../activities/feature-reader.ts';
 import { createInferenceActivities, LATERAL_MAX_ROWS, planFor, STREAM_MAX_ROWS, type BatchInferencePlan, type PartitionResult, type PlanBatchInferenceInput } from '../activities/inference.ts';
+import { ColumnArrays, rowOf, type ColumnBatch } from '../core/columns.ts';
 import { FailureType } from '../core/errors.ts';
 import project, { flightDelays } from '../examples/flights/definitions.ts';
 import { modelFromArtifact } from '../ml/artifact.ts';
@@ -167,6 +168,50 @@ describe('batch inference: a day of flights through the batchInference workflow'
     expect(rows).toBe(flightsOfTheDay);
     const missing = { ...read, snapshot: { ...snapshot, spine: { ...snapshot.spine, name: 'no_such_group' } } };
     await expect(readers.batches(missing).next()).rejects.toThrow(/no_such_group/);
+  });
+
+  it('batches decoded into reused arrays (ColumnArrays, given back as a reader thread gets them back) hold the same rows as fresh ones', async () => {
+    const features = new FeatureStore({ knex: db.knex });
+    const view = (await features.view(flightDelays.name, flightDelays.version)).definition;
+    const snapshot = await features.latestSnapshot(view);
+    const read = { view, snapshot, start: new Date(day.start), end: new Date(day.end), strategy: 'stream' as const, batchSize: 1000 };
+    // Masked as the encoder reads them: a null row's value means nothing.
+    const rowsOf = (batch: ColumnBatch) => Array.from({ length: batch.size }, (_, i) => rowOf(batch, i));
+    const expected: Array<Array<Record<string, unknown>>> = [];
+    for await (const batch of predictions.featureBatches(view, snapshot, read)) expected.push(rowsOf(batch));
+    expect(expected.length).toBeGreaterThan(5);
+    // Some rows have null features (an airport's first flights): a reused mask must be cleared.
+    expect(expected.flat().some((row) => row.delay_mean_1h === null)).toBe(true);
+
+    // On this thread: each batch's arrays are given back before the next is decoded, so the full batches all share the first one's.
+    const arrays = new ColumnArrays();
+    const reused: Array<Array<Record<string, unknown>>> = [];
+    const distinct = new Set<Float64Array>();
+    let numberColumns = 0;
+    for await (const batch of predictions.featureBatches(view, snapshot, { ...read, arrays })) {
+      reused.push(rowsOf(batch));
+      const numbers = [...batch.columns.values()].flatMap((c) => (c.type !== 'text' && c.type !== 'value' ? [c] : []));
+      numberColumns = numbers.length;
+      for (const column of numbers) {
+        if (batch.size === read.batchSize) distinct.add(column.values);
+        arrays.give(column.values, column.nulls);
+      }
+    }
+    expect(reused).toEqual(expected);
+    expect(numberColumns).toBeGreaterThan(10);
+    expect(distinct.size).toBe(numberColumns);
+
+    // On a reader thread: each batch released once read, its buffers moved back to the thread (detached here).
+    const readers = new FeatureReaders(databaseOf(db.knex), 1);
+    onTestFinished(() => readers.close());
+    const threaded: Array<Array<Record<string, unknown>>> = [];
+    for await (const batch of readers.batches(read)) {
+      threaded.push(rowsOf(batch));
+      const distance = batch.columns.get('distance');
+      batch.release?.();
+      expect(distance?.type === 'float' && distance.values.byteLength).toBe(0);
+    }
+    expect(threaded).toEqual(expected);
   });
 
   it('a re-run of the same run id adds nothing; the same id for another window is refused', async () => {

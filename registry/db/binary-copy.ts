@@ -8,7 +8,7 @@
  * int32 length (-1: null) and that many bytes; an int16 -1 ends it.
  * https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4
  */
-import type { Column, ColumnBatch, NumberColumn, NumberColumnType, TextColumn } from '../../core/columns.ts';
+import type { Column, ColumnArrays, ColumnBatch, NumberColumn, NumberColumnType, TextColumn } from '../../core/columns.ts';
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 /** Signature, int32 flags (0), int32 header extension length (0). */
@@ -540,7 +540,8 @@ export function decodeFields(buf: Buffer, start: number, end: number, decoders: 
 /**
  * Binary fields decoded into the columns of a ColumnBatch (core/columns.ts) of `size`
  * rows, with no object per row: decodeFields's values (timestamps as microseconds),
- * typed. The columns are the `columns`' in order, by Postgres type (fieldDecoder's).
+ * typed. The columns are the `columns`' in order, by Postgres type (fieldDecoder's);
+ * number columns' arrays come from `arrays` when given (every row of them is written).
  */
 export class ColumnDecoder {
   private readonly kinds: FieldKind[];
@@ -548,11 +549,12 @@ export class ColumnDecoder {
   private readonly texts: Array<TextColumn | undefined>;
   readonly batch: ColumnBatch;
 
-  constructor(columns: ReadonlyArray<{ name: string; pgType: string }>, size: number) {
+  constructor(columns: ReadonlyArray<{ name: string; pgType: string }>, size: number, arrays?: ColumnArrays) {
     const made = columns.map((c): Column => {
       const field = fieldKind(c.pgType);
       if (!field) throw new Error(`no binary decoder for Postgres type ${c.pgType}`);
-      return field.type === 'text' ? { type: 'text', values: new Array<string | null>(size).fill(null) } : { type: field.type as NumberColumnType, values: new Float64Array(size), nulls: new Uint8Array(size) };
+      if (field.type === 'text') return { type: 'text', values: new Array<string | null>(size).fill(null) };
+      return { type: field.type as NumberColumnType, ...(arrays ? arrays.take(size) : { values: new Float64Array(size), nulls: new Uint8Array(size) }) };
     });
     this.kinds = columns.map((c) => (fieldKind(c.pgType) as { kind: FieldKind }).kind);
     this.numbers = made.map((c) => (c.type === 'text' || c.type === 'value' ? undefined : c));

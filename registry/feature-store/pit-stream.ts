@@ -41,7 +41,7 @@ import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { BinaryCopyWriter, cancelOnAbort, col, ColumnDecoder, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, timestampField, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
-import { rowOf, type ColumnBatch } from '../../core/columns.ts';
+import { rowOf, type ColumnArrays, type ColumnBatch } from '../../core/columns.ts';
 import { concatFloat64, concatInt32, GrowableFloat64, GrowableInt32 } from '../../core/growable.ts';
 import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointInTimeColumns, SPINE_CHUNK_COLUMN, spineStreamFields, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 import { lowerBound, orderByKeyThenTime } from './key-order.ts';
@@ -725,7 +725,7 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
  * no table. The whole spine of `q` is held while its rows are handed out (about 100
  * bytes a row plus the features), so the caller bounds it: a prediction partition's window.
  */
-export async function* pointInTimeBatches(knex: Knex, q: PitQuery, options: Pick<StreamOptions, 'signal' | 'onStep'> & { batchSize?: number } = {}): AsyncGenerator<ColumnBatch> {
+export async function* pointInTimeBatches(knex: Knex, q: PitQuery, options: Pick<StreamOptions, 'signal' | 'onStep'> & { batchSize?: number; arrays?: ColumnArrays } = {}): AsyncGenerator<ColumnBatch> {
   const outputs = pointInTimeColumns(q);
   const batchSize = options.batchSize ?? 5_000;
   const streamOptions: StreamOptions = { count: 1, signal: options.signal, onStep: options.onStep };
@@ -736,7 +736,7 @@ export async function* pointInTimeBatches(knex: Knex, q: PitQuery, options: Pick
   const { views } = records;
   for (let first = 0; first < records.count; first += batchSize) {
     const size = Math.min(batchSize, records.count - first);
-    const out = new ColumnDecoder(outputs, size);
+    const out = new ColumnDecoder(outputs, size, options.arrays);
     for (let k = 0; k < size; k++) {
       const row = first + k;
       const block = records.block[row] as number;

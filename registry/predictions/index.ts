@@ -9,8 +9,8 @@ import type { Knex } from 'knex';
 import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { ColumnBatch } from '../../core/columns.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
-import type { PitPlan, ViewSnapshot } from '../feature-store/index.ts';
-import { countPredictions, countSpineRowsByPartition, listPredictions, listRejects, streamViewBatches, type StoredPrediction, type StoredReject } from './reads.ts';
+import type { ViewSnapshot } from '../feature-store/index.ts';
+import { countPredictions, countSpineRowsByPartition, listPredictions, listRejects, streamViewBatches, type FeatureBatchOptions, type StoredPrediction, type StoredReject } from './reads.ts';
 import {
   completePredictionRun,
   createPredictionRun,
@@ -71,7 +71,7 @@ export class PredictionStore {
     return countSpineRowsByPartition(this.knex, view, snapshot, boundaries);
   }
 
-  featureBatches(view: FeatureViewDefinition, snapshot: ViewSnapshot, options: { start: Date; end: Date; strategy: PitPlan; batchSize?: number; signal?: AbortSignal }): AsyncGenerator<ColumnBatch> {
+  featureBatches(view: FeatureViewDefinition, snapshot: ViewSnapshot, options: FeatureBatchOptions): AsyncGenerator<ColumnBatch> {
     return streamViewBatches(this.knex, view, snapshot, options);
   }
 

@@ -5,7 +5,7 @@
  */
 import type { Knex } from 'knex';
 import { FailureType, FtiError } from '../../core/errors.ts';
-import { columnsFromRows, type ColumnBatch } from '../../core/columns.ts';
+import { columnsFromRows, type ColumnArrays, type ColumnBatch } from '../../core/columns.ts';
 import { PREDICT_CHUNK } from '../../ml/predict.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import { col, raw, sql, streamQuery, toNative } from '../db/index.ts';
@@ -39,6 +39,16 @@ export function partitionQuery(view: FeatureViewDefinition, snapshot: ViewSnapsh
   return viewQuery(view, snapshot, { start: options.start, end: options.end, withLabel: false, strategy: options.strategy });
 }
 
+/** A partition's read: its window, plan and batch size; `arrays`: where the stream plan's number columns come from (ColumnArrays). */
+export interface FeatureBatchOptions {
+  start: Date;
+  end: Date;
+  strategy: PitPlan;
+  batchSize?: number;
+  signal?: AbortSignal;
+  arrays?: ColumnArrays;
+}
+
 /**
  * Rows of the join in batches held as columns (core/columns.ts): spine keys, event
  * time (microseconds since 1970) and every view feature under its view name (the
@@ -50,11 +60,11 @@ export async function* streamViewBatches(
   knex: Knex,
   view: FeatureViewDefinition,
   snapshot: ViewSnapshot,
-  options: { start: Date; end: Date; strategy: PitPlan; batchSize?: number; signal?: AbortSignal },
+  options: FeatureBatchOptions,
 ): AsyncGenerator<ColumnBatch> {
   const batchSize = options.batchSize ?? PREDICT_CHUNK;
   if (options.strategy === 'stream') {
-    yield* pointInTimeBatches(knex, partitionQuery(view, snapshot, { ...options, strategy: 'window' }), { batchSize, signal: options.signal });
+    yield* pointInTimeBatches(knex, partitionQuery(view, snapshot, { ...options, strategy: 'window' }), { batchSize, signal: options.signal, arrays: options.arrays });
     return;
   }
   const q = partitionQuery(view, snapshot, { ...options, strategy: options.strategy });

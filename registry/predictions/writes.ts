@@ -109,6 +109,8 @@ async function* copyTuples(w: PartitionWrite, counter: { rows: number }): AsyncG
       out.float8(scores[k] as number);
     }
     counter.rows += rows.length;
+    // Its last reader: what the tuples need is in the chunk now.
+    batch.release?.();
     yield* out.take();
   }
   yield* out.end();
