@@ -209,6 +209,9 @@ function writeColumn(w: ColumnWriter, column: Column, size: number, out: Float32
 
 const anyNumber = () => true;
 
+/** Whole numbers from 0 below this have their cyclical encoding looked up (columnWriter). */
+const CYCLE_TABLE = 1024;
+
 /**
  * Which non-null values of a number column of `type` readNumber takes as they are for
  * an input of `dtype` (a float must be finite, an int whole), or undefined when the
@@ -302,9 +305,25 @@ function columnWriter(input: SignatureInput): ColumnWriter {
     case 'cyclical': {
       if (dtype === 'string') throw invalid(`feature ${name}: a string cannot be encoded as cyclical`);
       const scale = (2 * Math.PI) / encoding.period;
+      // sin and cos of each small whole number (an hour, a weekday) are computed once, on
+      // first use: the same values, where two calls a row were a third of a batch's encoding.
+      const known = new Float64Array(2 * CYCLE_TABLE).fill(Number.NaN);
       return numberWriter(input, [`${name}:sin`, `${name}:cos`], (x, out, at) => {
-        out[at] = x === null ? 0 : Math.sin(x * scale);
-        out[at + 1] = x === null ? 0 : Math.cos(x * scale);
+        if (x === null) {
+          out[at] = 0;
+          out[at + 1] = 0;
+        } else if (x >= 0 && x < CYCLE_TABLE && Math.floor(x) === x && !Object.is(x, -0)) {
+          let sin = known[2 * x] as number;
+          if (Number.isNaN(sin)) {
+            sin = known[2 * x] = Math.sin(x * scale);
+            known[2 * x + 1] = Math.cos(x * scale);
+          }
+          out[at] = sin;
+          out[at + 1] = known[2 * x + 1] as number;
+        } else {
+          out[at] = Math.sin(x * scale);
+          out[at + 1] = Math.cos(x * scale);
+        }
       });
     }
   }

@@ -117,6 +117,21 @@ describe('createEncoder', () => {
     expect(dist(h0 as Float32Array, h12 as Float32Array)).toBeCloseTo(2, 5);
   });
 
+  it('encodes cyclically exactly as sin and cos of the value, looked up or not, on both paths', () => {
+    const enc = createEncoder({ inputs: [{ name: 'hour', dtype: 'float', encoding: { kind: 'cyclical', period: 24 } }], output: { name: 'y', kind: 'regressor' } });
+    const scale = (2 * Math.PI) / 24;
+    // Whole numbers in and past the table, each twice (computed, then looked up), a negative zero, fractions, negatives.
+    const hours = [0, 5, 23, 5, 0, 1023, 1024, 1023, 1e9, -0, -0, -3, 2.5, 2.5, null, 7];
+    const rows = enc.encodeRows(hours.map((hour) => ({ hour })));
+    const columns = new Float32Array(hours.length * 2);
+    const unsure = enc.encodeColumns({ size: hours.length, columns: new Map([['hour', { type: 'float', values: Float64Array.from(hours, (h) => h ?? 0), nulls: Uint8Array.from(hours, (h) => (h === null ? 1 : 0)) }]]) }, columns);
+    expect(Array.from(unsure)).toEqual(hours.map(() => 0));
+    const expected = Float32Array.from(hours.flatMap((h) => (h === null ? [0, 0] : [Math.sin(h * scale), Math.cos(h * scale)])));
+    // Bit for bit, the sign of a zero included.
+    expect(Array.from(rows).map((v) => Object.is(v, -0) ? '-0' : v)).toEqual(Array.from(expected).map((v) => Object.is(v, -0) ? '-0' : v));
+    expect(Array.from(columns).map((v) => Object.is(v, -0) ? '-0' : v)).toEqual(Array.from(expected).map((v) => Object.is(v, -0) ? '-0' : v));
+  });
+
   it('gives the same encoding after the signature round-trips through JSON (as the registry stores it)', () => {
     const sig = fitted();
     const again = createEncoder(ModelSignatureSchema.parse(JSON.parse(JSON.stringify(sig))));
