@@ -13,7 +13,7 @@ import { defineFeatureGroup, type FeatureGroupDefinition } from '../features/def
 import { stagedCopy } from '../features/staged-rows.ts';
 import type { FeatureValue } from '../features/schema.ts';
 import { defineFeatureView } from '../features/views.ts';
-import { FeatureStore, latestViewSnapshot, orderByKeyThenTime, pointInTimeRows, pointInTimeSql, SegmentCache, segmentCache, viewQuery, type FeatureGroupRecord, type PitQuery } from '../registry/feature-store/index.ts';
+import { FeatureStore, latestViewSnapshot, orderByKeyThenTime, pointInTimeRows, pointInTimeSql, SegmentCache, segmentCache, segmentScratch, viewQuery, type FeatureGroupRecord, type PitQuery } from '../registry/feature-store/index.ts';
 import { raw, sql } from '../registry/db/index.ts';
 import { createTestDb, uniqueId, type TestDb } from './helpers/services.ts';
 
@@ -131,6 +131,17 @@ describe('column segments', () => {
       expect(narrow.stream.length).toBeGreaterThan(5);
       expect(narrow.stream).toEqual(narrow.sql);
     }
+    // The read buffers are kept for the next join (segmentScratch); made too small here, a
+    // narrow read grows its buffer twice, keeping the file's event times it read first: the same rows.
+    const kept = [segmentScratch.take(), segmentScratch.take()];
+    expect(kept.every((scratch) => (scratch.buf?.length ?? 0) > 1000)).toBe(true);
+    for (const scratch of kept) {
+      scratch.buf = Buffer.alloc(8);
+      segmentScratch.give(scratch);
+    }
+    const regrown = await bothPlans(viewQuery(def.definition, before, { start: at(57), end: at(61), withLabel: true, strategy: 'window' }));
+    expect(regrown.stream).toEqual(regrown.sql);
+    expect(kept.some((scratch) => (scratch.buf?.length ?? 0) > 8)).toBe(true);
     expect(await segmentFiles()).toEqual(files);
 
     // A correction of one February reading: February's partition gets a new segment, January's is kept.

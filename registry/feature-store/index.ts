@@ -208,7 +208,7 @@ export { KeyIds, pointInTimeBatches, pointInTimeRows, streamPointInTime, type Ro
 export { joinOnlineRow, scannedTables, snapshotSql } from './reads.ts';
 export { computeStatistics } from './statistics.ts';
 export { orderByKeyThenTime } from './key-order.ts';
-export { segmentCache, SegmentCache } from './segments.ts';
+export { segmentCache, SegmentCache, segmentScratch } from './segments.ts';
 export { groupTables } from './tables.ts';
 export { UNCHANGED_SINCE_COMPACTION } from './compaction.ts';
 export { latestViewSnapshot, viewQuery } from './view-snapshot.ts';

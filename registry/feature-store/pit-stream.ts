@@ -46,7 +46,7 @@ import { concatFloat64, concatInt32, GrowableFloat64, GrowableInt32 } from '../.
 import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointInTimeColumns, SPINE_CHUNK_COLUMN, spineStreamFields, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 import { lowerBound, orderByKeyThenTime } from './key-order.ts';
 import { copyOut } from './copy-read.ts';
-import { FIXED_WIDTH, segmentCache, type PartitionSegment, type Segment, type SegmentCache, type SegmentRead, type SegmentSpec } from './segments.ts';
+import { FIXED_WIDTH, segmentCache, segmentScratch, type PartitionSegment, type Segment, type SegmentCache, type SegmentRead, type SegmentSpec } from './segments.ts';
 
 /** One chunk of the join (PitQuery.chunk), written into a table of its own. */
 export interface StreamChunk {
@@ -915,7 +915,8 @@ async function joinGroup(
         // (one backend each), its rows placed as they come, while its segment is written after.
         const named = segments.parts.flatMap((p) => (p.name ? [{ ...p, name: p.name }] : []));
         // Each file read for the rows of the join's window only, and into its chain's buffer, which
-        // is free again once the segment is placed (placeSegment copies what it keeps).
+        // is free again once the segment is placed (placeSegment copies what it keeps); the
+        // buffers are the process's, kept for the next join (segmentScratch).
         const { from, to } = segments;
         const load = async (i: number, scratch: SegmentRead['scratch']) => {
           const p = named[i];
@@ -927,7 +928,12 @@ async function joinGroup(
           else reader.flush();
           await load(i + 2, scratch);
         };
-        await Promise.all([load(0, {}), load(1, {})]);
+        const scratches = [segmentScratch.take(), segmentScratch.take()] as const;
+        try {
+          await Promise.all([load(0, scratches[0]), load(1, scratches[1])]);
+        } finally {
+          for (const scratch of scratches) segmentScratch.give(scratch);
+        }
       })(),
     ]);
   } else {

@@ -96,6 +96,32 @@ export interface SegmentRead {
   scratch?: { buf?: Buffer };
 }
 
+/**
+ * Scratch buffers kept between a process's (or a thread's) joins, so that one partition's
+ * read fills the buffer the partition before it faulted in, rather than a fresh one (a
+ * batch-inference partition of the flights reads some 60 MB of a segment). Dropped once
+ * none has been taken for SCRATCH_IDLE_MS, so that an idle worker does not hold them.
+ */
+class ScratchPool {
+  private readonly free: Array<NonNullable<SegmentRead['scratch']>> = [];
+  private timer: NodeJS.Timeout | undefined;
+
+  take(): NonNullable<SegmentRead['scratch']> {
+    return this.free.pop() ?? {};
+  }
+
+  give(scratch: NonNullable<SegmentRead['scratch']>): void {
+    this.free.push(scratch);
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => (this.free.length = 0), SCRATCH_IDLE_MS).unref();
+  }
+}
+
+const SCRATCH_IDLE_MS = 30_000;
+
+/** This process's (or thread's) scratch buffers for segment reads. */
+export const segmentScratch = new ScratchPool();
+
 /** A window that keeps at most this share of a file's rows is read in pieces (positioned reads of each key's run); more, whole. */
 const WINDOW_READ_BELOW = 0.5;
 
@@ -430,23 +456,36 @@ async function readSegmentFile(file: string, read: SegmentRead): Promise<Segment
       if (!header) return undefined;
       const layout = sections(headerBytes, header.rows, header.slot);
       if (size !== layout.total) return undefined;
-      const times = new Float64Array(header.rows);
-      if (!(await readAt(handle, Buffer.from(times.buffer), layout.eventTime))) return undefined;
+      const times = new Float64Array(room(read.scratch, header.rows * 8).buffer, 0, header.rows);
+      if (!(await readAt(handle, Buffer.from(times.buffer, 0, header.rows * 8), layout.eventTime))) return undefined;
       const runs = header.keys.map(([key, from, to]) => {
         const lo = window.from === undefined ? from : lowerBound(times, from, to, window.from);
         return [key, lo, window.to === undefined ? to : lowerBound(times, lo, to, window.to)] as const;
       });
       const kept = runs.reduce((n, [, lo, hi]) => n + hi - lo, 0);
-      if (kept <= header.rows * WINDOW_READ_BELOW) return await readRuns(handle, header.slot, layout, times, runs, kept);
+      if (kept <= header.rows * WINDOW_READ_BELOW) return await readRuns(handle, header.slot, layout, times, runs, kept, read.scratch);
     }
     // Whole, into the caller's buffer when there is one (its own ArrayBuffer: 8-aligned).
-    const scratch = read.scratch;
-    if (scratch && !(scratch.buf && scratch.buf.length >= size)) scratch.buf = Buffer.allocUnsafeSlow(size);
-    const bytes = await readAt(handle, scratch ? (scratch.buf as Buffer).subarray(0, size) : Buffer.allocUnsafeSlow(size), 0);
+    const bytes = await readAt(handle, read.scratch ? room(read.scratch, size).subarray(0, size) : Buffer.allocUnsafeSlow(size), 0);
     return bytes ? parseSegment(bytes) : undefined;
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * The scratch's buffer, grown to at least `bytes` (its first `keep` bytes kept), or a
+ * buffer of its own when there is no scratch. It grows by a quarter at least, so that
+ * reads of windows a little larger each time do not each make a new one.
+ */
+function room(scratch: SegmentRead['scratch'], bytes: number, keep = 0): Buffer {
+  if (!scratch) return Buffer.allocUnsafeSlow(bytes);
+  const had = scratch.buf;
+  if (had && had.length >= bytes) return had;
+  const buf = Buffer.allocUnsafeSlow(Math.max(bytes, Math.ceil((had?.length ?? 0) * 1.25)));
+  if (had && keep > 0) had.copy(buf, 0, 0, keep);
+  scratch.buf = buf;
+  return buf;
 }
 
 /** Fills `buf` from the file at `position`; undefined when the file ends first. */
@@ -460,20 +499,43 @@ async function readAt(handle: fs.FileHandle, buf: Buffer, position: number): Pro
 }
 
 /** The rows `runs` keep ([key, from, to) of the file's rows), read from their places: a segment of those rows only. */
-async function readRuns(handle: fs.FileHandle, slot: number, layout: ReturnType<typeof sections>, times: Float64Array, runs: ReadonlyArray<readonly [string, number, number]>, rows: number): Promise<Segment | undefined> {
-  const segment: Segment = { rows, slot, keys: new Map(), eventTime: new Float64Array(rows), known: new Float64Array(rows), used: new Int32Array(rows), slab: Buffer.allocUnsafe(rows * slot), bytes: 0 };
-  const known = Buffer.from(segment.known.buffer);
-  const used = Buffer.from(segment.used.buffer);
+async function readRuns(
+  handle: fs.FileHandle,
+  slot: number,
+  layout: ReturnType<typeof sections>,
+  times: Float64Array,
+  runs: ReadonlyArray<readonly [string, number, number]>,
+  rows: number,
+  scratch: SegmentRead['scratch'],
+): Promise<Segment | undefined> {
+  // In the scratch buffer after the file's event times (`times`, at its start) when there is one.
+  const first = align8(times.byteLength);
+  const [eventTime, known, used, slab] = [first, first + rows * 8, first + rows * 16, align8(first + rows * 20)];
+  const buf = scratch ? room(scratch, slab + rows * slot, times.byteLength) : Buffer.allocUnsafeSlow(slab + rows * slot);
+  // room() may have moved the times into a bigger buffer.
+  const fileTimes = scratch ? new Float64Array(buf.buffer, 0, times.length) : times;
+  const segment: Segment = {
+    rows,
+    slot,
+    keys: new Map(),
+    eventTime: new Float64Array(buf.buffer, eventTime, rows),
+    known: new Float64Array(buf.buffer, known, rows),
+    used: new Int32Array(buf.buffer, used, rows),
+    slab: buf.subarray(slab, slab + rows * slot),
+    bytes: 0,
+  };
+  const knownBytes = Buffer.from(buf.buffer, known, rows * 8);
+  const usedBytes = Buffer.from(buf.buffer, used, rows * 4);
   const reads: Array<Promise<Buffer | undefined>> = [];
   let at = 0;
   for (const [key, lo, hi] of runs) {
     if (hi <= lo) continue;
     const n = hi - lo;
     segment.keys.set(key, [at, at + n]);
-    segment.eventTime.set(times.subarray(lo, hi), at);
+    segment.eventTime.set(fileTimes.subarray(lo, hi), at);
     reads.push(
-      readAt(handle, known.subarray(at * 8, (at + n) * 8), layout.known + lo * 8),
-      readAt(handle, used.subarray(at * 4, (at + n) * 4), layout.used + lo * 4),
+      readAt(handle, knownBytes.subarray(at * 8, (at + n) * 8), layout.known + lo * 8),
+      readAt(handle, usedBytes.subarray(at * 4, (at + n) * 4), layout.used + lo * 4),
       readAt(handle, segment.slab.subarray(at * slot, (at + n) * slot), layout.slab + lo * slot),
     );
     at += n;
