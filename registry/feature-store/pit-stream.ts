@@ -928,9 +928,10 @@ async function joinGroup(
           else reader.flush();
           await load(i + 2, scratch);
         };
-        const scratches = [segmentScratch.take(), segmentScratch.take()] as const;
+        // A buffer per chain that has a file to read: a join of one file takes only the pool's largest.
+        const scratches = Array.from({ length: Math.min(2, named.length) }, () => segmentScratch.take());
         try {
-          await Promise.all([load(0, scratches[0]), load(1, scratches[1])]);
+          await Promise.all(scratches.map((scratch, i) => load(i, scratch)));
         } finally {
           for (const scratch of scratches) segmentScratch.give(scratch);
         }

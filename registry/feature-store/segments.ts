@@ -106,8 +106,15 @@ class ScratchPool {
   private readonly free: Array<NonNullable<SegmentRead['scratch']>> = [];
   private timer: NodeJS.Timeout | undefined;
 
+  /**
+   * The free scratch with the largest buffer: a join that reads one file, after one that
+   * read two, gets the buffer that already fits it, not the smaller one (which it would
+   * grow, copying, and drop the larger one's memory to the collector).
+   */
   take(): NonNullable<SegmentRead['scratch']> {
-    return this.free.pop() ?? {};
+    let best = -1;
+    for (let i = 0; i < this.free.length; i++) if (best < 0 || bufferBytes(this.free[i]) > bufferBytes(this.free[best])) best = i;
+    return best < 0 ? {} : (this.free.splice(best, 1)[0] as NonNullable<SegmentRead['scratch']>);
   }
 
   give(scratch: NonNullable<SegmentRead['scratch']>): void {
@@ -118,6 +125,8 @@ class ScratchPool {
 }
 
 const SCRATCH_IDLE_MS = 30_000;
+
+const bufferBytes = (scratch: SegmentRead['scratch']) => scratch?.buf?.length ?? 0;
 
 /** This process's (or thread's) scratch buffers for segment reads. */
 export const segmentScratch = new ScratchPool();
