@@ -18,7 +18,7 @@ import { LeaseCache } from '../ml/lease-cache.ts';
 import { assertSignatureFitsView, loadScoringModel, type ScoringModel, type ScoringReject } from '../ml/scoring.ts';
 import type { FeatureStore, PitPlan } from '../registry/feature-store/index.ts';
 import type { ModelRegistry } from '../registry/models/index.ts';
-import type { PredictionRun, PredictionStore, ScoredBatch } from '../registry/predictions/index.ts';
+import { bucketBoundaries, type PredictionRun, type PredictionStore, type ScoredBatch, type TimeBuckets } from '../registry/predictions/index.ts';
 import { withDomainFailures } from './failures.ts';
 import type { FeatureReaders } from './feature-reader.ts';
 import { heartbeatWhile } from './heartbeat.ts';
@@ -155,7 +155,7 @@ export function createInferenceActivities({ features, predictions: store, regist
       const counts = await store.countSpineRows(view, snapshot, buckets);
       const total = counts.reduce((n, c) => n + c, 0);
       const wanted = input.partitions ?? Math.ceil(total / PARTITION_ROWS);
-      const partitions = balancePartitions(buckets, counts, wanted);
+      const partitions = balancePartitions(bucketBoundaries(buckets), counts, wanted);
       const { run, created } = await store.createRun({
         runId: input.runId,
         model: record.model,
@@ -284,14 +284,11 @@ export function planFor(spineRows: number, plans: NonNullable<InferenceActivityD
   return spineRows <= (plans.streamMaxRows ?? STREAM_MAX_ROWS) ? 'stream' : 'window';
 }
 
-/** [start, end) cut into `n` equal time slices: n + 1 boundaries. */
-export function sliceWindow(start: Date, end: Date, n: number): Date[] {
+/** [start, end) cut into at most `n` buckets of equal whole milliseconds (the last one takes what is left). */
+export function sliceWindow(start: Date, end: Date, n: number): TimeBuckets {
   const span = end.getTime() - start.getTime();
   if (!(span > 0)) throw new FtiError(FailureType.InvalidInput, `the window [${start.toISOString()}, ${end.toISOString()}) is empty`);
-  const slices = Math.max(1, Math.min(Math.floor(n), span));
-  const boundaries = Array.from({ length: slices }, (_, i) => new Date(start.getTime() + Math.floor((span * i) / slices)));
-  boundaries.push(end);
-  return boundaries;
+  return { start, end, widthMs: Math.ceil(span / Math.max(1, Math.floor(n))) };
 }
 
 /**

@@ -7,7 +7,7 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { FeatureReaders } from '../activities/feature-reader.ts';
-import { createInferenceActivities, LATERAL_MAX_ROWS, planFor, STREAM_MAX_ROWS, type BatchInferencePlan, type PartitionResult, type PlanBatchInferenceInput } from '../activities/inference.ts';
+import { createInferenceActivities, LATERAL_MAX_ROWS, planFor, sliceWindow, STREAM_MAX_ROWS, type BatchInferencePlan, type PartitionResult, type PlanBatchInferenceInput } from '../activities/inference.ts';
 import { ColumnArrays, rowOf, type ColumnBatch } from '../core/columns.ts';
 import { FailureType } from '../core/errors.ts';
 import project, { flightDelays } from '../examples/flights/definitions.ts';
@@ -18,7 +18,7 @@ import { predictRows } from '../ml/predict.ts';
 import { databaseOf } from '../registry/db/index.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { ModelRegistry } from '../registry/models/index.ts';
-import { PredictionStore } from '../registry/predictions/index.ts';
+import { bucketBoundaries, PredictionStore } from '../registry/predictions/index.ts';
 import { TrainingStore } from '../registry/training/index.ts';
 import { progressQuery } from '../core/progress.ts';
 import { batchInference } from '../workflows/index.ts';
@@ -118,6 +118,28 @@ describe('batch inference: a day of flights through the batchInference workflow'
     });
     // A real model, not a constant.
     expect(new Set([...expected].map((s) => s.toFixed(3))).size).toBeGreaterThan(10);
+  });
+
+  it('counts the spine in buckets of whole milliseconds, a flight on an edge in the bucket it starts', async () => {
+    const store = new FeatureStore({ knex: db.knex });
+    const view = (await store.view(flightDelays.name, flightDelays.version)).definition;
+    const snapshot = await store.latestSnapshot(view);
+    const times: number[] = [];
+    for await (const rows of store.read(await store.group('flights', 2), { start: new Date(day.start), end: new Date(day.end) }).stream()) for (const r of rows) times.push((r.event_time as Date).getTime());
+    expect(times).toHaveLength(flightsOfTheDay);
+    // Quarter hours: flights leave on whole minutes, so many sit on an edge; the window's
+    // end 7 minutes short of the day's makes its last bucket shorter than the others.
+    const start = new Date(day.start);
+    const end = new Date(Date.parse(day.end) - 7 * 60_000);
+    const buckets = { start, end, widthMs: 15 * 60_000 };
+    expect(sliceWindow(start, new Date(day.end), 96)).toEqual({ ...buckets, end: new Date(day.end) });
+    const edges = bucketBoundaries(buckets);
+    expect(edges).toHaveLength(97);
+    expect(edges[96]).toEqual(end);
+    const expected = new Array<number>(96).fill(0);
+    for (const t of times) if (t >= start.getTime() && t < end.getTime()) { const k = Math.floor((t - start.getTime()) / buckets.widthMs); expected[k] = (expected[k] ?? 0) + 1; }
+    expect(times.filter((t) => (t - start.getTime()) % buckets.widthMs === 0).length).toBeGreaterThan(10);
+    expect(await predictions.countSpineRows(view, snapshot, buckets)).toEqual(expected);
   });
 
   it('every plan of the join scores the same rows the same: per row, set-based, and streamed through Node', async () => {

@@ -32,11 +32,12 @@ export function snapshotFilter(pin: SnapshotPin, alias?: string): { offline: Sql
 /**
  * SQL for the group's rows in a snapshot (the latest when `pin` is undefined);
  * superseded rows live in the history table. Columns: the features, `_commit_id`,
- * `_row_number` and `_available_at`.
+ * `_row_number` and `_available_at`; or only `only` (a count that reads the event time
+ * alone spares Postgres carrying every column through the union: a fifth of its time).
  */
-export function snapshotSql(group: GroupShape, pin?: SnapshotPin): Sql {
+export function snapshotSql(group: GroupShape, pin?: SnapshotPin, only?: readonly string[]): Sql {
   const t = groupTables(group.name, group.version);
-  const columns = [...featureColumns(group), '_commit_id', '_row_number', '_available_at'];
+  const columns = only ?? [...featureColumns(group), '_commit_id', '_row_number', '_available_at'];
   if (pin === undefined) return sql`select ${ids(columns)} from ${id(t.offline)}`;
   const filter = snapshotFilter(pin);
   return sql`select ${ids(columns)} from ${id(t.offline)} where ${filter.offline}

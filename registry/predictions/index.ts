@@ -10,7 +10,7 @@ import type { FeatureGroupCommitRef } from '../../core/refs.ts';
 import type { ColumnBatch } from '../../core/columns.ts';
 import type { FeatureViewDefinition } from '../../features/views.ts';
 import type { ViewSnapshot } from '../feature-store/index.ts';
-import { countPredictions, countSpineRowsByPartition, listPredictions, listRejects, streamViewBatches, type FeatureBatchOptions, type StoredPrediction, type StoredReject } from './reads.ts';
+import { countPredictions, countSpineRowsByBucket, listPredictions, listRejects, streamViewBatches, type FeatureBatchOptions, type TimeBuckets, type StoredPrediction, type StoredReject } from './reads.ts';
 import {
   completePredictionRun,
   createPredictionRun,
@@ -67,8 +67,8 @@ export class PredictionStore {
     return getPartition(this.knex, runId, index);
   }
 
-  countSpineRows(view: FeatureViewDefinition, snapshot: ViewSnapshot, boundaries: Date[]): Promise<number[]> {
-    return countSpineRowsByPartition(this.knex, view, snapshot, boundaries);
+  countSpineRows(view: FeatureViewDefinition, snapshot: ViewSnapshot, buckets: TimeBuckets): Promise<number[]> {
+    return countSpineRowsByBucket(this.knex, view, snapshot, buckets);
   }
 
   featureBatches(view: FeatureViewDefinition, snapshot: ViewSnapshot, options: FeatureBatchOptions): AsyncGenerator<ColumnBatch> {
@@ -104,4 +104,5 @@ export class PredictionStore {
 export type { NewPredictionRun, PartitionWrite, PredictionPartition, PredictionRun, StoredPrediction, StoredReject };
 export type { ScoredBatch } from './writes.ts';
 export { entityKeyField, entityKeyOf } from './writes.ts';
+export { bucketBoundaries, type TimeBuckets } from './reads.ts';
 export type { OnlineKey, OnlineLookupOptions, OnlineViewLookup } from './online.ts';

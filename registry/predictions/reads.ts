@@ -12,25 +12,48 @@ import { col, raw, sql, streamQuery, toNative } from '../db/index.ts';
 import { pointInTimeBatches, pointInTimeColumns, pointInTimeSql, snapshotSql, viewQuery, type PitPlan, type PitQuery, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 /**
- * Spine rows in each partition [boundaries[i], boundaries[i+1]) in one scan.
- * `boundaries` has one more entry than there are partitions, sorted.
+ * [start, end) cut into buckets of `widthMs` whole milliseconds each, from `start` (the
+ * last one ends at `end`, so it is shorter where the span is not a multiple of the width).
  */
-export async function countSpineRowsByPartition(knex: Knex, view: FeatureViewDefinition, snapshot: ViewSnapshot, boundaries: Date[]): Promise<number[]> {
+export interface TimeBuckets {
+  start: Date;
+  end: Date;
+  widthMs: number;
+}
+
+/** The buckets' edges: one more than there are buckets, the first `start`, the last `end`. */
+export function bucketBoundaries({ start, end, widthMs }: TimeBuckets): Date[] {
+  const boundaries: Date[] = [];
+  for (let t = start.getTime(); t < end.getTime(); t += widthMs) boundaries.push(new Date(t));
+  boundaries.push(end);
+  return boundaries;
+}
+
+/**
+ * Spine rows in each bucket, in one scan of the event times alone. Each row's bucket is
+ * `date_bin` of its event time: whole microseconds divided, exact, and faster per row
+ * than a search of an array of edges (width_bucket compares timestamps through a
+ * function call each).
+ */
+export async function countSpineRowsByBucket(knex: Knex, view: FeatureViewDefinition, snapshot: ViewSnapshot, buckets: TimeBuckets): Promise<number[]> {
+  const { start, end, widthMs } = buckets;
+  if (!(end > start) || !Number.isSafeInteger(widthMs) || widthMs < 1) throw new FtiError(FailureType.InvalidInput, 'spine buckets need a window that is not empty and a whole number of milliseconds per bucket');
   const q = viewQuery(view, snapshot, { withLabel: false, strategy: 'lateral' });
-  const start = boundaries[0];
-  const end = boundaries[boundaries.length - 1];
-  if (!start || !end || boundaries.length < 2) throw new FtiError(FailureType.InvalidInput, 'a partitioning needs at least two boundaries');
   const et = col('s', q.spine.shape.eventTime);
-  const inner = boundaries.slice(1, -1).map((b) => b.toISOString());
   const result = (await raw(
     knex,
-    sql`select width_bucket(${et}, ${inner}::timestamptz[]) as p, count(*)::bigint as n
-        from (${snapshotSql(q.spine.shape, q.spine.visible)}) s
-        where ${et} >= ${start} and ${et} < ${end}
-        group by 1`,
-  )) as { rows: Array<{ p: number; n: number }> };
-  const counts = new Array<number>(boundaries.length - 1).fill(0);
-  for (const r of result.rows) counts[r.p] = r.n;
+    sql`select (extract(epoch from b) * 1000)::bigint as b, n from (
+          select date_bin(${`${widthMs} milliseconds`}::interval, ${et}, ${start}::timestamptz) as b, count(*)::bigint as n
+          from (${snapshotSql(q.spine.shape, q.spine.visible, [q.spine.shape.eventTime])}) s
+          where ${et} >= ${start} and ${et} < ${end}
+          group by 1) binned`,
+  )) as { rows: Array<{ b: number; n: number }> };
+  const counts = new Array<number>(bucketBoundaries(buckets).length - 1).fill(0);
+  for (const r of result.rows) {
+    const at = (r.b - start.getTime()) / widthMs;
+    if (!Number.isInteger(at) || at < 0 || at >= counts.length) throw new Error(`spine bucket ${r.b} is not one of the ${counts.length} from ${start.toISOString()}`);
+    counts[at] = r.n;
+  }
   return counts;
 }
 
