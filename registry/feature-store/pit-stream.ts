@@ -43,6 +43,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { BinaryCopyWriter, cancelOnAbort, col, ColumnDecoder, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, timestampField, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
 import { rowOf, type ColumnArrays, type ColumnBatch } from '../../core/columns.ts';
 import { concatFloat64, concatInt32, GrowableFloat64, GrowableInt32 } from '../../core/growable.ts';
+import { room, ScratchPool, type Scratch } from '../../core/scratch.ts';
 import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointInTimeColumns, SPINE_CHUNK_COLUMN, spineStreamFields, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 import { lowerBound, orderByKeyThenTime } from './key-order.ts';
 import { copyOut } from './copy-read.ts';
@@ -310,17 +311,23 @@ class JoinResult {
   /** The DataViews of the buffers offered from. */
   private readonly sources = new DataViews();
 
+  /**
+   * `scratch`: where the slab goes (a join's largest allocation, some 24 MB for a third
+   * of a month of flights), valid until the scratch's next use: the caller gives it back
+   * once the rows are written or decoded.
+   */
   constructor(
     rows: number,
     places: number,
     private readonly slot: number | undefined,
+    scratch?: Scratch,
   ) {
     this.placeOf = new Int32Array(rows).fill(-1);
     this.newest = new Float64Array(places).fill(-Infinity);
     this.used = new Int32Array(places).fill(-1);
     if (slot === undefined) this.buffers = new Array<Buffer | undefined>(places);
     else {
-      this.slab = Buffer.allocUnsafe(places * slot);
+      this.slab = room(scratch, places * slot).subarray(0, places * slot);
       this.slabView = dataViewOf(this.slab);
     }
   }
@@ -490,7 +497,16 @@ interface Joined {
   /** Per chunk, how many rows come before its first (rows are numbered across the chunks, in chunk order). */
   bases: number[];
   results: JoinResult[];
+  /**
+   * Gives the results' scratch buffers back to the pool, once every row has been written
+   * or decoded (and nothing reads them any more). A join that failed keeps them: a read
+   * still in flight may write there.
+   */
+  release(): void;
 }
+
+/** This process's (or thread's) scratch buffers for the joined rows' slabs (JoinResult). */
+const joinScratch = new ScratchPool();
 
 /**
  * Reads each chunk's spine (on a connection of its own, side by side) and each joined
@@ -578,11 +594,14 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
   // 2. Each join's features for every spine row, its group read once for all chunks.
   const joined = { ...q, chunk: { index: chunks.map((c) => c.index), count: options.count } };
   const results: JoinResult[] = [];
+  const scratches: Scratch[] = [];
   for (const [ji, j] of q.joins.entries()) {
     const widths = j.features.map((f) => FIXED_WIDTH[outputs.find((c) => c.name === f.as)?.pgType ?? '']);
     const slot = widths.every((w) => w !== undefined) ? widths.reduce((n: number, w) => n + 4 + (w as number), 0) : undefined;
     const keys = concatInt32(spines.map((s) => (s.keys[ji] as GrowableInt32).view()));
-    results.push(await joinGroup(knex, joined, ji, j, slot, (keyIds[ji] as KeyIds).byText, keys, times, Math.max(1, chunks.length), signal));
+    const scratch = slot === undefined ? undefined : joinScratch.take();
+    if (scratch) scratches.push(scratch);
+    results.push(await joinGroup(knex, joined, ji, j, slot, (keyIds[ji] as KeyIds).byText, keys, times, Math.max(1, chunks.length), signal, scratch));
   }
   stepDone('groups');
 
@@ -592,7 +611,7 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
     bases.push(rowsBefore);
     rowsBefore += s.times.length;
   }
-  return { spines, bases, results };
+  return { spines, bases, results, release: () => scratches.splice(0).forEach((scratch) => joinScratch.give(scratch)) };
 }
 
 /**
@@ -669,7 +688,7 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
   const outputs = pointInTimeColumns(q);
   const spineOutputs = spineColumnCount(q);
   const stepDone = stepTimer(options);
-  const { spines, bases, results } = await joinInMemory(knex, q, chunks, options, stepDone);
+  const { spines, bases, results, release } = await joinInMemory(knex, q, chunks, options, stepDone);
 
   // 3. Each chunk's rows, in the order asked (else as read): the spine's output and extra columns, then the features.
   const nulls = q.joins.map((j) => nullFields(j.features.length));
@@ -714,6 +733,7 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
       return spine.times.length;
     }),
   );
+  release();
   stepDone('write');
   return written;
 }
@@ -729,21 +749,26 @@ export async function* pointInTimeBatches(knex: Knex, q: PitQuery, options: Pick
   const outputs = pointInTimeColumns(q);
   const batchSize = options.batchSize ?? 5_000;
   const streamOptions: StreamOptions = { count: 1, signal: options.signal, onStep: options.onStep };
-  const { spines, results } = await joinInMemory(knex, q, [{ index: 0, extra: [] }], streamOptions, stepTimer(streamOptions));
+  const { spines, results, release } = await joinInMemory(knex, q, [{ index: 0, extra: [] }], streamOptions, stepTimer(streamOptions));
   const spine = spines[0] as ChunkSpine;
   // No order: one bucket, its records in the order read.
   const records = spine.arena.records(0);
   const { views } = records;
-  for (let first = 0; first < records.count; first += batchSize) {
-    const size = Math.min(batchSize, records.count - first);
-    const out = new ColumnDecoder(outputs, size, options.arrays);
-    for (let k = 0; k < size; k++) {
-      const row = first + k;
-      const block = records.block[row] as number;
-      let next = out.fields(records.blocks[block] as Buffer, views[block] as DataView, records.start[row] as number, records.split[row] as number, k, 0);
-      for (let ji = 0; ji < results.length; ji++) next = (results[ji] as JoinResult).decode(row, (q.joins[ji] as PitJoin).features.length, out, k, next);
+  try {
+    for (let first = 0; first < records.count; first += batchSize) {
+      const size = Math.min(batchSize, records.count - first);
+      const out = new ColumnDecoder(outputs, size, options.arrays);
+      for (let k = 0; k < size; k++) {
+        const row = first + k;
+        const block = records.block[row] as number;
+        let next = out.fields(records.blocks[block] as Buffer, views[block] as DataView, records.start[row] as number, records.split[row] as number, k, 0);
+        for (let ji = 0; ji < results.length; ji++) next = (results[ji] as JoinResult).decode(row, (q.joins[ji] as PitJoin).features.length, out, k, next);
+      }
+      yield out.batch;
     }
-    yield out.batch;
+  } finally {
+    // A batch holds its features decoded (copies): the slabs are free once the loop stops.
+    release();
   }
 }
 
@@ -779,6 +804,7 @@ async function joinGroup(
   times: Float64Array,
   reads: number,
   signal: AbortSignal | undefined,
+  scratch?: Scratch,
 ): Promise<JoinResult> {
   const rows = keyIds.length;
   // Places: the spine rows with a key, by key, by time within a key.
@@ -786,7 +812,7 @@ async function joinGroup(
   const { order: rowAt, first } = orderByKeyThenTime(keyIds, times, keys);
   const places = rowAt.length;
   const timeAt = new Float64Array(places);
-  const result = new JoinResult(rows, places, slot);
+  const result = new JoinResult(rows, places, slot, scratch);
   rowAt.forEach((row, place) => {
     timeAt[place] = times[row] as number;
     result.placeOf[row] = place;

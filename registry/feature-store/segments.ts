@@ -37,6 +37,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Knex } from 'knex';
 import { loadConfig } from '../../core/config.ts';
+import { room, ScratchPool, type Scratch } from '../../core/scratch.ts';
 import { copyBytes, fieldBytes, fieldEnd, fieldEquals, fieldStart, id, ids, join, raw, sql, timestampField, type BinaryTuple, type Sql } from '../db/index.ts';
 import { PG_TYPE } from '../../features/schema.ts';
 import { copyOut } from './copy-read.ts';
@@ -93,42 +94,14 @@ export interface SegmentRead {
    * costs the kernel a page fault per 4 KiB (a month of the flights' airport rows, 233 MB:
    * about 0.3 s of CPU, most of reading it); a buffer read into before, a copy.
    */
-  scratch?: { buf?: Buffer };
+  scratch?: Scratch;
 }
 
 /**
- * Scratch buffers kept between a process's (or a thread's) joins, so that one partition's
- * read fills the buffer the partition before it faulted in, rather than a fresh one (a
- * batch-inference partition of the flights reads some 60 MB of a segment). Dropped once
- * none has been taken for SCRATCH_IDLE_MS, so that an idle worker does not hold them.
+ * This process's (or thread's) scratch buffers for segment reads, so that one partition's
+ * read fills the buffer the partition before it faulted in (a batch-inference partition
+ * of the flights reads some 60 MB of a segment).
  */
-class ScratchPool {
-  private readonly free: Array<NonNullable<SegmentRead['scratch']>> = [];
-  private timer: NodeJS.Timeout | undefined;
-
-  /**
-   * The free scratch with the largest buffer: a join that reads one file, after one that
-   * read two, gets the buffer that already fits it, not the smaller one (which it would
-   * grow, copying, and drop the larger one's memory to the collector).
-   */
-  take(): NonNullable<SegmentRead['scratch']> {
-    let best = -1;
-    for (let i = 0; i < this.free.length; i++) if (best < 0 || bufferBytes(this.free[i]) > bufferBytes(this.free[best])) best = i;
-    return best < 0 ? {} : (this.free.splice(best, 1)[0] as NonNullable<SegmentRead['scratch']>);
-  }
-
-  give(scratch: NonNullable<SegmentRead['scratch']>): void {
-    this.free.push(scratch);
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => (this.free.length = 0), SCRATCH_IDLE_MS).unref();
-  }
-}
-
-const SCRATCH_IDLE_MS = 30_000;
-
-const bufferBytes = (scratch: SegmentRead['scratch']) => scratch?.buf?.length ?? 0;
-
-/** This process's (or thread's) scratch buffers for segment reads. */
 export const segmentScratch = new ScratchPool();
 
 /** A window that keeps at most this share of a file's rows is read in pieces (positioned reads of each key's run); more, whole. */
@@ -480,21 +453,6 @@ async function readSegmentFile(file: string, read: SegmentRead): Promise<Segment
   } finally {
     await handle.close();
   }
-}
-
-/**
- * The scratch's buffer, grown to at least `bytes` (its first `keep` bytes kept), or a
- * buffer of its own when there is no scratch. It grows by a quarter at least, so that
- * reads of windows a little larger each time do not each make a new one.
- */
-function room(scratch: SegmentRead['scratch'], bytes: number, keep = 0): Buffer {
-  if (!scratch) return Buffer.allocUnsafeSlow(bytes);
-  const had = scratch.buf;
-  if (had && had.length >= bytes) return had;
-  const buf = Buffer.allocUnsafeSlow(Math.max(bytes, Math.ceil((had?.length ?? 0) * 1.25)));
-  if (had && keep > 0) had.copy(buf, 0, 0, keep);
-  scratch.buf = buf;
-  return buf;
 }
 
 /** Fills `buf` from the file at `position`; undefined when the file ends first. */
