@@ -537,6 +537,48 @@ export function decodeFields(buf: Buffer, start: number, end: number, decoders: 
   return i;
 }
 
+/** Fields of at most this many bytes have a number of their own (shortBytesCode). */
+export const SHORT_BYTES = 6;
+
+/**
+ * The bytes `buf[start, start + length)` (length ≤ SHORT_BYTES) as a number: the length,
+ * then the bytes, so distinct byte strings get distinct numbers (below 2^51). A lookup by
+ * it needs no string made per row.
+ */
+export function shortBytesCode(buf: Buffer, start: number, length: number): number {
+  let code = length;
+  for (let k = start; k < start + length; k++) code = code * 256 + (buf[k] as number);
+  return code;
+}
+
+/** Distinct short texts kept per thread (ShortTexts): an airport code, a country, a status. */
+const SHORT_TEXTS_KEPT = 1 << 16;
+
+/**
+ * Text fields of a few bytes as strings, each made once per distinct bytes and then
+ * shared: a month of flights has 508k origins among a few hundred airports, and a
+ * string made per row (utf8Slice, then the collector) was about a tenth of a reader
+ * thread's time. The same bytes always decode to the same string, so sharing it
+ * changes no value. At most SHORT_TEXTS_KEPT are kept; past that each is made anew.
+ */
+class ShortTexts {
+  private readonly byCode = new Map<number, string>();
+
+  text(buf: Buffer, start: number, length: number): string {
+    if (length > SHORT_BYTES) return buf.toString('utf8', start, start + length);
+    const code = shortBytesCode(buf, start, length);
+    let text = this.byCode.get(code);
+    if (text === undefined) {
+      text = buf.toString('utf8', start, start + length);
+      if (this.byCode.size < SHORT_TEXTS_KEPT) this.byCode.set(code, text);
+    }
+    return text;
+  }
+}
+
+/** This thread's short texts (a worker thread has its own module instance). */
+const shortTexts = new ShortTexts();
+
 /**
  * Binary fields decoded into the columns of a ColumnBatch (core/columns.ts) of `size`
  * rows, with no object per row: decodeFields's values (timestamps as microseconds),
@@ -578,7 +620,7 @@ export class ColumnDecoder {
         continue;
       }
       const kind = this.kinds[i] as FieldKind;
-      if (kind === FieldKind.Text) (this.texts[i] as TextColumn).values[row] = buf.toString('utf8', at, at + n);
+      if (kind === FieldKind.Text) (this.texts[i] as TextColumn).values[row] = shortTexts.text(buf, at, n);
       else {
         const values = (this.numbers[i] as NumberColumn).values;
         switch (kind) {

@@ -40,7 +40,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { BinaryCopyWriter, cancelOnAbort, col, ColumnDecoder, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, timestampField, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
+import { BinaryCopyWriter, cancelOnAbort, col, ColumnDecoder, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, shortBytesCode, SHORT_BYTES, sql, timestampField, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
 import { rowOf, type ColumnArrays, type ColumnBatch } from '../../core/columns.ts';
 import { concatFloat64, concatInt32, GrowableFloat64, GrowableInt32 } from '../../core/growable.ts';
 import { room, ScratchPool, type Scratch } from '../../core/scratch.ts';
@@ -628,10 +628,8 @@ export class KeyIds {
   /** The id of the key `buf[start, start + length)`; -1 when null (length < 0). */
   idOf(buf: Buffer, start: number, length: number): number {
     if (length < 0) return -1;
-    if (length > 6) return this.idOfText(buf.toString('utf8', start, start + length));
-    // The length first, then the bytes: distinct keys, distinct numbers (below 2^51).
-    let code = length;
-    for (let k = start; k < start + length; k++) code = code * 256 + (buf[k] as number);
+    if (length > SHORT_BYTES) return this.idOfText(buf.toString('utf8', start, start + length));
+    const code = shortBytesCode(buf, start, length);
     let id = this.byBytes.get(code);
     if (id === undefined) {
       id = this.idOfText(buf.toString('utf8', start, start + length));
