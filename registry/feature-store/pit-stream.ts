@@ -44,6 +44,7 @@ import { BinaryCopyWriter, cancelOnAbort, col, ColumnDecoder, copyThrough, dataV
 import { rowOf, type ColumnArrays, type ColumnBatch } from '../../core/columns.ts';
 import { concatFloat64, concatInt32, GrowableFloat64, GrowableInt32 } from '../../core/growable.ts';
 import { room, ScratchPool, type Scratch } from '../../core/scratch.ts';
+import { Turns } from '../../core/turns.ts';
 import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointInTimeColumns, SPINE_CHUNK_COLUMN, spineStreamFields, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 import { lowerBound, orderByKeyThenTime } from './key-order.ts';
 import { copyOut } from './copy-read.ts';
@@ -737,6 +738,16 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
 }
 
 /**
+ * Joins of pointInTimeBatches take turns on a thread: one is joined at a time, the next
+ * once it is done, while the first one's rows are already handed out. Joined side by
+ * side, a thread's partitions all came out late together: a batch-inference reader
+ * thread with two partitions joined both for some 600 ms while the main thread, which
+ * scores them, waited idle; then the main thread scored them all while the readers
+ * waited.
+ */
+const joinTurns = new Turns();
+
+/**
  * The rows of `q` by the stream plan, decoded into batches of `batchSize` rows held as
  * columns (core/columns.ts: numbers in typed arrays, timestamps as microseconds), in
  * the order Postgres reads the spine: for batch inference, which scores rows and needs
@@ -747,7 +758,14 @@ export async function* pointInTimeBatches(knex: Knex, q: PitQuery, options: Pick
   const outputs = pointInTimeColumns(q);
   const batchSize = options.batchSize ?? 5_000;
   const streamOptions: StreamOptions = { count: 1, signal: options.signal, onStep: options.onStep };
-  const { spines, results, release } = await joinInMemory(knex, q, [{ index: 0, extra: [] }], streamOptions, stepTimer(streamOptions));
+  await joinTurns.take(options.signal);
+  let joined: Joined;
+  try {
+    joined = await joinInMemory(knex, q, [{ index: 0, extra: [] }], streamOptions, stepTimer(streamOptions));
+  } finally {
+    joinTurns.pass();
+  }
+  const { spines, results, release } = joined;
   const spine = spines[0] as ChunkSpine;
   // No order: one bucket, its records in the order read.
   const records = spine.arena.records(0);
