@@ -137,7 +137,11 @@ describe('batch inference: a day of flights through the batchInference workflow'
     expect(edges).toHaveLength(97);
     expect(edges[96]).toEqual(end);
     const expected = new Array<number>(96).fill(0);
-    for (const t of times) if (t >= start.getTime() && t < end.getTime()) { const k = Math.floor((t - start.getTime()) / buckets.widthMs); expected[k] = (expected[k] ?? 0) + 1; }
+    for (const t of times) {
+      if (t < start.getTime() || t >= end.getTime()) continue;
+      const k = Math.floor((t - start.getTime()) / buckets.widthMs);
+      expected[k] = (expected[k] ?? 0) + 1;
+    }
     expect(times.filter((t) => (t - start.getTime()) % buckets.widthMs === 0).length).toBeGreaterThan(10);
     expect(await predictions.countSpineRows(view, snapshot, buckets)).toEqual(expected);
   });
