@@ -174,6 +174,32 @@ describe('column segments', () => {
     expect((await bothPlans(whole)).stream).toEqual(first.sql);
   });
 
+  it('reads a partition no file holds by the windows joins ask for, until they asked for a whole partition\'s rows, then fills its segment', async () => {
+    const cache = segmentCache();
+    // A new reading in February: its partition's segment gets a new name, with no file yet.
+    await commit(readingsGroup, readings, [{ sensor: 'a', at: at(59, 3), value: 1234.5, count: 7, ok: true }]);
+    const def = await store.registerView(view);
+    const snapshot = await latestViewSnapshot(db.knex, def.definition);
+    const files = await segmentFiles();
+    /** A join of [start, end), by both plans: the same rows, and the files after it. */
+    const window = async (start: number, end: number) => {
+      const rows = await bothPlans(viewQuery(def.definition, snapshot, { start: at(start), end: at(end), withLabel: true, strategy: 'window' }));
+      expect(rows.stream.length).toBeGreaterThan(3);
+      expect(rows.stream).toEqual(rows.sql);
+      await cache?.written();
+      return { rows: rows.stream, files: await segmentFiles() };
+    };
+    // The correction before made the group's rows known up to years late, so a join reads
+    // February from its first day to the window's end: 8 of its 29 days, then 18.
+    expect((await window(35, 40)).files).toEqual(files);
+    expect((await window(45, 50)).files).toEqual(files);
+    // 4 more days: 30 of 29 asked for, so this join reads February whole and writes its file.
+    const filled = await window(33, 36);
+    expect(filled.files).toHaveLength(files.length + 1);
+    // From the file now.
+    expect((await window(59, 61)).files).toEqual(filled.files);
+  });
+
   it('keeps at most its budget of files (FTI_SEGMENT_CACHE_MB), the least recently used out first', async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fti-segment-budget-'));
     const def = await store.registerView(view);
