@@ -193,9 +193,13 @@ describe('column segments', () => {
     // February from its first day to the window's end: 8 of its 29 days, then 18.
     expect((await window(35, 40)).files).toEqual(files);
     expect((await window(45, 50)).files).toEqual(files);
+    // The shares asked for so far, tallied beside the segments (every thread and process that keeps them here adds up).
+    const tallies = async () => (await fs.readdir(segmentsDir)).filter((f) => f.endsWith('.asked'));
+    expect(await tallies()).toHaveLength(1);
     // 4 more days: 30 of 29 asked for, so this join reads February whole and writes its file.
     const filled = await window(33, 36);
     expect(filled.files).toHaveLength(files.length + 1);
+    expect(await tallies()).toEqual([]);
     // From the file now.
     expect((await window(59, 61)).files).toEqual(filled.files);
   });

@@ -108,8 +108,8 @@ export const segmentScratch = new ScratchPool();
 const WINDOW_READ_BELOW = 0.5;
 
 const MAGIC = Buffer.from('FTISEG01');
-/** Segments with no file whose asked-for share load tallies at once (see SegmentCache.asked). */
-const MAX_ASKED = 10_000;
+/** How long a tally of the shares asked for (see SegmentCache.fills) is kept after its last ask. */
+const ASKED_KEPT_MS = 24 * 3_600_000;
 
 /** Rows gathered per block while a segment is read from Postgres. */
 const BLOCK_ROWS = 1 << 16;
@@ -124,12 +124,6 @@ export class SegmentCache {
   private readonly loading = new Map<string, Promise<Segment>>();
   /** Files being written. */
   private readonly writing = new Set<Promise<void>>();
-  /**
-   * Of each segment with no file yet, by name, how much of its partition the joins that
-   * read it from Postgres asked for (1: a whole partition's rows), until they asked for
-   * a whole one: see load.
-   */
-  private readonly asked = new Map<string, number>();
 
   constructor(
     readonly dir: string,
@@ -194,7 +188,7 @@ export class SegmentCache {
    *
    * A read from Postgres for a window of the partition (`read.window`, with a `reader`)
    * fills the segment only once the joins that asked for it, this one included, asked
-   * for a whole partition's rows; until then it reads the window's rows alone and hands
+   * for a whole partition's rows (tallied on disk, see fills); until then it reads the window's rows alone and hands
    * them to the reader (undefined). Filling reads every row of the partition and writes
    * them to disk: a join of two days of a month, after a commit wrote to that month,
    * took 2.1-2.6 s by filling against 0.6 s by its window (the bench's chain, where every
@@ -218,12 +212,12 @@ export class SegmentCache {
         return kept;
       }
     }
-    const shared = this.loading.get(p.name);
-    if (shared) return shared;
-    if (reader && !this.fills(p, read?.window)) {
+    if (reader && !this.loading.has(p.name) && !(await this.fills(p, read?.window))) {
       await copyOut(knex, segmentRowsSql(spec, p, read?.window), signal, reader);
       return undefined;
     }
+    const shared = this.loading.get(p.name);
+    if (shared) return shared;
     let readDone!: (fromPostgres: boolean) => void;
     const done = new Promise<boolean>((resolve) => (readDone = resolve));
     const loading = (async () => {
@@ -257,21 +251,33 @@ export class SegmentCache {
     return (await Promise.race([done, loading.then(() => false)])) ? undefined : loading;
   }
 
-  /** Whether a read of `window` (microseconds; all of it without one) fills `p`'s segment: see load. */
-  private fills(p: PartitionSegment & { name: string }, window: SegmentRead['window']): boolean {
+  /**
+   * Whether a read of `window` (microseconds; all of it without one) fills `p`'s
+   * segment (see load). The shares asked for are tallied in a file beside the segment's,
+   * `<name>.asked`, a line each: the joins of every thread and process that keeps its
+   * segments here add up (a batch inference's partitions, side by side on reader
+   * threads, ask for a third of a month each). Two that reach a whole partition at
+   * once both fill it; their files are the same.
+   */
+  private async fills(p: PartitionSegment & { name: string }, window: SegmentRead['window']): Promise<boolean> {
     const start = p.start.getTime() * 1000;
     const end = p.end.getTime() * 1000;
     const share = end > start ? Math.max(0, Math.min(end, window?.to ?? end) - Math.max(start, window?.from ?? start)) / (end - start) : 1;
-    const asked = (this.asked.get(p.name) ?? 0) + share;
     // Less a rounding's error: three thirds of a partition fill it.
-    if (asked >= 1 - 1e-9) {
-      this.asked.delete(p.name);
+    if (share >= 1 - 1e-9) return true;
+    const tally = path.join(this.dir, `${p.name}.asked`);
+    try {
+      await fs.mkdir(this.dir, { recursive: true });
+      // Appended (O_APPEND): each line lands whole, whoever else appends.
+      await fs.appendFile(tally, `${share}\n`);
+      const lines = (await fs.readFile(tally, 'utf8')).split('\n');
+      // A new tally: the stale ones go with it, as after a segment's write.
+      if (lines.length === 2) await this.evict();
+      return lines.reduce((sum, line) => sum + (Number(line) || 0), 0) >= 1 - 1e-9;
+    } catch {
+      // No tally (a read-only cache): every read fills, as before tallies.
       return true;
     }
-    // The oldest names go first: a segment asked for long ago is most likely superseded.
-    if (this.asked.size >= MAX_ASKED) this.asked.delete(this.asked.keys().next().value as string);
-    this.asked.set(p.name, asked);
-    return false;
   }
 
   /** Resolves once the segments read so far are written to their files. */
@@ -286,6 +292,7 @@ export class SegmentCache {
       await fs.mkdir(this.dir, { recursive: true });
       await fs.writeFile(temp, bytes);
       await fs.rename(temp, file);
+      await fs.rm(file.replace(/\.seg$/, '.asked'), { force: true });
       await this.evict();
     } catch {
       await fs.rm(temp, { force: true });
@@ -298,12 +305,13 @@ export class SegmentCache {
     const files = (
       await Promise.all(
         names
-          .filter((n) => n.endsWith('.seg') || n.endsWith('.tmp'))
+          .filter((n) => n.endsWith('.seg') || n.endsWith('.tmp') || n.endsWith('.asked'))
           .map(async (n) => {
             const at = path.join(this.dir, n);
             const stat = await fs.stat(at).catch(() => undefined);
-            // A temporary file an hour old was left by a process that stopped while writing it.
-            const stale = n.endsWith('.tmp') && stat !== undefined && stat.mtimeMs < Date.now() - 3_600_000;
+            // A temporary file an hour old was left by a process that stopped while writing it;
+            // a tally not asked for in a day is of a segment most likely superseded.
+            const stale = stat !== undefined && ((n.endsWith('.tmp') && stat.mtimeMs < Date.now() - 3_600_000) || (n.endsWith('.asked') && stat.mtimeMs < Date.now() - ASKED_KEPT_MS));
             return stat && (n.endsWith('.seg') || stale) ? { at, size: stat.size, used: stale ? 0 : stat.mtimeMs } : undefined;
           }),
       )
