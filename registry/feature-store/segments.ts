@@ -188,13 +188,14 @@ export class SegmentCache {
    *
    * A read from Postgres for a window of the partition (`read.window`, with a `reader`)
    * fills the segment only once the joins that asked for it, this one included, asked
-   * for a whole partition's rows (tallied on disk, see fills); until then it reads the window's rows alone and hands
-   * them to the reader (undefined). Filling reads every row of the partition and writes
-   * them to disk: a join of two days of a month, after a commit wrote to that month,
-   * took 2.1-2.6 s by filling against 0.6 s by its window (the bench's chain, where every
-   * run commits). The rule is a ski rental's: the windows read from Postgres never cost
-   * more than one fill before the file is made, and a partition no commit changes is
-   * filled once the joins read it whole, in one or in parts.
+   * for a whole partition's rows (tallied on disk, see fills); until then it reads the
+   * window's rows alone and hands them to the reader (undefined). Filling reads every
+   * row of the partition and writes them to disk: a join of two days of a month, after
+   * a commit wrote to that month, took 2.1-2.6 s by filling against 0.6 s by its window
+   * (the bench's chain, where every run commits). The rule is a ski rental's: the
+   * windows read from Postgres never cost more than one fill before the file is made,
+   * and a partition no commit changes is filled once the joins read it whole, in one
+   * or in parts.
    *
    * With a `reader`, a read from Postgres hands it each row as it comes (the
    * segment's query's tuples: key text, event time, available-at time, the features)
