@@ -108,8 +108,13 @@ export const segmentScratch = new ScratchPool();
 const WINDOW_READ_BELOW = 0.5;
 
 const MAGIC = Buffer.from('FTISEG01');
-/** How long a tally of the shares asked for (see SegmentCache.fills) is kept after its last ask. */
-const ASKED_KEPT_MS = 24 * 3_600_000;
+/**
+ * How long evict keeps a file that is not a segment after its last change: a temporary
+ * file an hour old was left by a process that stopped while writing it; a tally of the
+ * shares asked for (SegmentCache.fills) not asked for in a day is of a segment most
+ * likely superseded.
+ */
+const KEPT_MS: Readonly<Record<string, number>> = { '.tmp': 3_600_000, '.asked': 24 * 3_600_000 };
 
 /** Rows gathered per block while a segment is read from Postgres. */
 const BLOCK_ROWS = 1 << 16;
@@ -263,10 +268,11 @@ export class SegmentCache {
   private async fills(p: PartitionSegment & { name: string }, window: SegmentRead['window']): Promise<boolean> {
     const start = p.start.getTime() * 1000;
     const end = p.end.getTime() * 1000;
-    const share = end > start ? Math.max(0, Math.min(end, window?.to ?? end) - Math.max(start, window?.from ?? start)) / (end - start) : 1;
+    const asked = windowIn(p, window);
+    const share = end > start ? Math.max(0, asked.to - asked.from) / (end - start) : 1;
     // Less a rounding's error: three thirds of a partition fill it.
     if (share >= 1 - 1e-9) return true;
-    const tally = path.join(this.dir, `${p.name}.asked`);
+    const tally = this.tally(p.name);
     try {
       await fs.mkdir(this.dir, { recursive: true });
       // Appended (O_APPEND): each line lands whole, whoever else appends.
@@ -281,6 +287,11 @@ export class SegmentCache {
     }
   }
 
+  /** The file that tallies the shares asked for of a segment with no file yet (see fills). */
+  private tally(name: string): string {
+    return path.join(this.dir, `${name}.asked`);
+  }
+
   /** Resolves once the segments read so far are written to their files. */
   async written(): Promise<void> {
     await Promise.all([...this.writing]);
@@ -293,7 +304,7 @@ export class SegmentCache {
       await fs.mkdir(this.dir, { recursive: true });
       await fs.writeFile(temp, bytes);
       await fs.rename(temp, file);
-      await fs.rm(file.replace(/\.seg$/, '.asked'), { force: true });
+      await fs.rm(this.tally(path.basename(file, '.seg')), { force: true });
       await this.evict();
     } catch {
       await fs.rm(temp, { force: true });
@@ -306,13 +317,12 @@ export class SegmentCache {
     const files = (
       await Promise.all(
         names
-          .filter((n) => n.endsWith('.seg') || n.endsWith('.tmp') || n.endsWith('.asked'))
+          .filter((n) => n.endsWith('.seg') || KEPT_MS[path.extname(n)] !== undefined)
           .map(async (n) => {
             const at = path.join(this.dir, n);
             const stat = await fs.stat(at).catch(() => undefined);
-            // A temporary file an hour old was left by a process that stopped while writing it;
-            // a tally not asked for in a day is of a segment most likely superseded.
-            const stale = stat !== undefined && ((n.endsWith('.tmp') && stat.mtimeMs < Date.now() - 3_600_000) || (n.endsWith('.asked') && stat.mtimeMs < Date.now() - ASKED_KEPT_MS));
+            const kept = KEPT_MS[path.extname(n)];
+            const stale = stat !== undefined && kept !== undefined && stat.mtimeMs < Date.now() - kept;
             return stat && (n.endsWith('.seg') || stale) ? { at, size: stat.size, used: stale ? 0 : stat.mtimeMs } : undefined;
           }),
       )
@@ -345,13 +355,19 @@ export function segmentCache(): SegmentCache | undefined {
  */
 function segmentRowsSql(spec: SegmentSpec, p: PartitionSegment, window?: SegmentRead['window']): Sql {
   const te = id(spec.group.eventTime);
+  const { from, to } = windowIn(p, window);
   // The window's bounds are whole milliseconds (they come from dates); rounded outwards
   // all the same, since a row outside it only costs its placing.
-  const from = window?.from === undefined ? p.start : new Date(Math.max(p.start.getTime(), Math.floor(window.from / 1000)));
-  const to = window?.to === undefined ? p.end : new Date(Math.min(p.end.getTime(), Math.ceil(window.to / 1000)));
   return sql`select ${spec.keyText} as _key, g.${te}, g._available_at, ${ids([...spec.features])}
       from (${snapshotSql(spec.group, spec.pin)}) g
-      where g.${te} >= ${from} and g.${te} < ${to}`;
+      where g.${te} >= ${new Date(Math.floor(from / 1000))} and g.${te} < ${new Date(Math.ceil(to / 1000))}`;
+}
+
+/** The part of partition `p` that `window` covers (all of it without one), in microseconds since 1970. */
+function windowIn(p: PartitionSegment, window: SegmentRead['window']): { from: number; to: number } {
+  const start = p.start.getTime() * 1000;
+  const end = p.end.getTime() * 1000;
+  return { from: Math.max(start, window?.from ?? start), to: Math.min(end, window?.to ?? end) };
 }
 
 /**
