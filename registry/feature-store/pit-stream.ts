@@ -276,6 +276,32 @@ function bucketRecords(blocks: Buffer[], n: number): BucketRecords {
   return { blocks, views: blocks.map(dataViewOf), count: n, block: new Uint32Array(n), row: new Int32Array(n), key: new Float64Array(n), start: new Uint32Array(n), split: new Uint32Array(n), end: new Uint32Array(n) };
 }
 
+/**
+ * A chunk's rows are written in shuffled order, and each row's joined features lie at
+ * its place (key-and-time order) in a slab of hundreds of MB: every row's slot missed
+ * the cache (and the TLB), and the copy waited for it, one row at a time. Reading a
+ * byte of each of the next rows' slots first, in a loop of independent loads, has
+ * their misses served side by side; the copies then hit the cache. In a script copying
+ * 3M slots of 144 bytes from a 432 MB slab: 1.18 s in shuffled order, 0.44 s touching
+ * 8 ahead, 0.20 s in slot order. The bench's 3M-row dataset: the write's main thread
+ * 3.1-3.4 s against 3.8-3.9 s of CPU.
+ */
+const GATHER_AHEAD = 8;
+const CACHE_LINE = 64;
+/** Where the touched bytes go, so that their loads are kept (see JoinResult.touch). */
+const touched = new Int32Array(1);
+
+/** Touches the slots of the GATHER_AHEAD records from the k-th (in `order`, if any) in every join's slab. */
+function touchAhead(records: BucketRecords, order: Uint32Array | undefined, k: number, base: number, results: readonly JoinResult[]): number {
+  let seen = 0;
+  const end = Math.min(records.count, k + GATHER_AHEAD);
+  for (let q = k; q < end; q++) {
+    const row = base + recordRow(records, order ? (order[q] as number) : q);
+    for (let ji = 0; ji < results.length; ji++) seen ^= (results[ji] as JoinResult).touch(row);
+  }
+  return seen;
+}
+
 /** Record i's row number in its chunk. */
 const recordRow = (r: BucketRecords, i: number) => r.row[i] as number;
 
@@ -382,6 +408,21 @@ class JoinResult {
       fields.view[k] = dataViewOf(buf);
       fields.start[k] = 0;
     }
+  }
+
+  /**
+   * Reads a byte of each cache line of row `row`'s slot (and its used count), so that a
+   * write of it soon after finds them in the cache: see GATHER_AHEAD. Returns them
+   * XORed, for the caller to keep (a load whose value goes nowhere may be dropped).
+   */
+  touch(row: number): number {
+    const place = this.placeOf[row] as number;
+    if (place < 0 || !this.slab) return 0;
+    const slot = this.slot as number;
+    const at = place * slot;
+    let seen = this.used[place] as number;
+    for (let b = at; b < at + slot; b += CACHE_LINE) seen ^= this.slab[b] as number;
+    return seen ^ (this.slab[at + slot - 1] as number);
   }
 
   /** Writes row `row`'s features, or `nulls` when no group row joins it. */
@@ -712,6 +753,7 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
           const order = tie ? bucketOrder(records, tie) : undefined;
           for (let k = 0; k < records.count; k++) {
             const i = order ? (order[k] as number) : k;
+            if (k % GATHER_AHEAD === 0) touched[0] = (touched[0] as number) ^ touchAhead(records, order, k, base, results);
             out.tuple(fields);
             writeRecord(out, records, i);
             const row = base + recordRow(records, i);
