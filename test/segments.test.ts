@@ -13,7 +13,7 @@ import { defineFeatureGroup, type FeatureGroupDefinition } from '../features/def
 import { stagedCopy } from '../features/staged-rows.ts';
 import type { FeatureValue } from '../features/schema.ts';
 import { defineFeatureView } from '../features/views.ts';
-import { FeatureStore, latestViewSnapshot, orderByKeyThenTime, pointInTimeRows, pointInTimeSql, SegmentCache, segmentCache, segmentScratch, viewQuery, type FeatureGroupRecord, type PitQuery } from '../registry/feature-store/index.ts';
+import { FeatureStore, latestViewSnapshot, orderByKeyThenTime, orderByUint32, pointInTimeRows, pointInTimeSql, SegmentCache, segmentCache, segmentScratch, viewQuery, type FeatureGroupRecord, type PitQuery } from '../registry/feature-store/index.ts';
 import { raw, sql } from '../registry/db/index.ts';
 import { createTestDb, uniqueId, type TestDb } from './helpers/services.ts';
 
@@ -256,5 +256,15 @@ describe('column segments', () => {
     // Times that are not whole numbers take the comparison sort: the same order.
     const fractional = orderByKeyThenTime([0, 0, 0], [0.5, -0.25, 0.5], 1);
     expect([...fractional.order]).toEqual([1, 0, 2]);
+  });
+
+  it('orders records by an unsigned 32-bit key, ties in record order, as a comparison sort would', () => {
+    // Keys across every digit of the sort (12 bits a pass), with ties, the extremes, and a bucket whose top byte all share.
+    const keys = [0xffffffff, 0, 0x1000, 0xfff, 0x12345678, 0x1000, 0x80000000, 0, 0xffffffff, 0x00fff000, 0x12345677];
+    const byComparison = (k: number[]) => k.map((_, i) => i).sort((a, b) => (k[a] as number) - (k[b] as number) || a - b);
+    expect([...orderByUint32(keys, keys.length)]).toEqual(byComparison(keys));
+    const bucket = Array.from({ length: 5000 }, (_, i) => 0x7f000000 + ((i * 2654435761) % 0x1000000));
+    expect([...orderByUint32(bucket, bucket.length)]).toEqual(byComparison(bucket));
+    expect([...orderByUint32([], 0)]).toEqual([]);
   });
 });

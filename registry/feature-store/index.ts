@@ -207,7 +207,7 @@ export { chunkSizesSql, pointInTimeColumns, pointInTimeSql, type PitPlan, type P
 export { KeyIds, pointInTimeBatches, pointInTimeRows, streamPointInTime, type RowFields, type RowTap, type ExtraColumn, type SpineInt4, type SpineOrder, type StreamChunk, type StreamOptions, type StreamStep } from './pit-stream.ts';
 export { joinOnlineRow, scannedTables, snapshotSql } from './reads.ts';
 export { computeStatistics } from './statistics.ts';
-export { orderByKeyThenTime } from './key-order.ts';
+export { orderByKeyThenTime, orderByUint32 } from './key-order.ts';
 export { segmentCache, SegmentCache, segmentScratch } from './segments.ts';
 export { groupTables } from './tables.ts';
 export { UNCHANGED_SINCE_COMPACTION } from './compaction.ts';

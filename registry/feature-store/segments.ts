@@ -266,10 +266,9 @@ export class SegmentCache {
    * once both fill it; their files are the same.
    */
   private async fills(p: PartitionSegment & { name: string }, window: SegmentRead['window']): Promise<boolean> {
-    const start = p.start.getTime() * 1000;
-    const end = p.end.getTime() * 1000;
+    const whole = windowIn(p, undefined);
     const asked = windowIn(p, window);
-    const share = end > start ? Math.max(0, asked.to - asked.from) / (end - start) : 1;
+    const share = whole.to > whole.from ? Math.max(0, asked.to - asked.from) / (whole.to - whole.from) : 1;
     // Less a rounding's error: three thirds of a partition fill it.
     if (share >= 1 - 1e-9) return true;
     const tally = this.tally(p.name);
