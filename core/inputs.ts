@@ -130,6 +130,11 @@ export const TrainingPipelineInputSchema = z
     scheduleWindow: duration.optional(),
     /** How long a training attempt may wait for a GPU worker to pick it up before the run fails; default 10m. */
     gpuWaitTimeout: duration.optional(),
+    /**
+     * Signal the parent workflow (`modelRegistered`) as soon as the version is registered,
+     * before its report is written. ftiPipeline sets it, to score the version beside the report.
+     */
+    announceVersion: z.boolean().optional(),
   })
   .strict();
 export type TrainingPipelineInput = z.input<typeof TrainingPipelineInputSchema>;
@@ -145,7 +150,7 @@ export const FtiPipelineInputSchema = z
         end: isoTime.optional(),
       })
       .strict(),
-    training: TrainingPipelineInputSchema.omit({ scheduleWindow: true }),
+    training: TrainingPipelineInputSchema.omit({ scheduleWindow: true, announceVersion: true }),
     inference: z
       .object({
         start: isoTime,

@@ -78,6 +78,22 @@ describe('ftiPipeline: features -> training -> batch inference, linked by versio
     expect(await steps('train:chain_model')).toEqual({ activities: ['createTrainingDataset', 'trainModel', 'evaluateModel', 'writeModelReport'], localActivities: ['registerModel', 'cleanupTraining'] });
     expect(await steps('infer:chain_model')).toEqual({ activities: ['predictPartition'], localActivities: ['planBatchInference', 'finishBatchInference'] });
 
+    // Scoring started once the version was registered, while the training run still wrote its report:
+    // the training child announced the version before the report, and the chain started
+    // the inference child before the training child had finished.
+    const trainHistory = await temporal.client.workflow.getHandle(`${run.workflowId}/train:chain_model`).fetchHistory();
+    const trainEvents = trainHistory.events ?? [];
+    const announcedAt = trainEvents.findIndex((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes?.signalName === 'modelRegistered');
+    const reportScheduledAt = trainEvents.findIndex((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'writeModelReport');
+    expect(announcedAt).toBeGreaterThan(-1);
+    expect(announcedAt).toBeLessThan(reportScheduledAt);
+    const chainEvents = (await temporal.client.workflow.getHandle(run.workflowId).fetchHistory()).events ?? [];
+    const inferenceStartedAt = chainEvents.findIndex((e) => e.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId === `${run.workflowId}/infer:chain_model`);
+    const trainingDoneAt = chainEvents.findIndex((e) => e.childWorkflowExecutionCompletedEventAttributes?.workflowExecution?.workflowId === `${run.workflowId}/train:chain_model`);
+    expect(inferenceStartedAt).toBeGreaterThan(-1);
+    expect(inferenceStartedAt).toBeLessThan(trainingDoneAt);
+    expect(result.training.report?.route).toBeDefined();
+
     // FTI_RECORD_HISTORIES=<folder> records the histories the replay test checks workflow code against (test/helpers/histories.ts).
     const recordInto = process.env.FTI_RECORD_HISTORIES;
     if (recordInto) await recordHistories(temporal, run.workflowId, recordInto);

@@ -9,6 +9,7 @@ import { poolQueues } from './queues.ts';
 import { parseInput } from './validate.ts';
 import { ACTIVITY_RETRY } from './retry.ts';
 import { shortSteps } from './local-steps.ts';
+import { announceToParent } from './model-registered.ts';
 
 type CpuActivities = ReturnType<typeof createTrainingActivities>;
 type GpuActivities = ReturnType<typeof createGpuTrainingActivities>;
@@ -106,6 +107,8 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
     const metrics = await cpuLong.evaluateModel({ runKey, trainingDatasetId: dataset.trainingDatasetId });
     Object.assign(progress, { stage: 'register', done: 3, details: { ...progress.details, metrics } });
     const registered = await short.registerModel({ runKey, model: args.model, trainingDatasetId: dataset.trainingDatasetId, params: args.params, metrics, training: trained });
+    // The version is usable from here: a parent that asked for it (ftiPipeline) hears of it now, not after the report.
+    const announced = args.announceVersion ? announceToParent({ model: args.model, version: registered.version }) : undefined;
     // The report reads the loss history from the run's checkpoint, so it comes before the cleanup below.
     // (patched: histories recorded before reports replay without this step.)
     let report: ModelReportRef | undefined;
@@ -113,6 +116,7 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
       Object.assign(progress, { stage: 'report', details: { ...progress.details, version: registered.version } });
       report = await reports.writeModelReport({ runKey, model: args.model, version: registered.version });
     }
+    await announced;
     let promotion: PromotionDecision | undefined;
     if (args.promote) {
       Object.assign(progress, { stage: 'promote', done: 4 });
