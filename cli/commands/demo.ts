@@ -153,7 +153,7 @@ function printSummary(s: DemoSummary, show: { human: boolean; json: boolean }): 
             `${s.drift.largestPsi ? `; largest PSI ${s.drift.largestPsi.psi} (${s.drift.largestPsi.feature})` : ''}; fti monitor list`,
         ]
       : []),
-    `  wall time    features ${s.secondsPerStage.features.toFixed(1)} s, training ${s.secondsPerStage.training.toFixed(1)} s, inference ${s.secondsPerStage.inference.toFixed(1)} s; demo ${s.wallSeconds} s in all (services included)`,
+    `  wall time    features ${s.secondsPerStage.features.toFixed(1)} s, training ${s.secondsPerStage.training.toFixed(1)} s, inference ${s.secondsPerStage.inference.toFixed(1)} s (from the version's registration, beside the end of training); demo ${s.wallSeconds} s in all (services included)`,
     ...(s.temporalUi ? [`  Temporal UI  ${s.temporalUi}`] : []),
     ...(s.report ? [`  report       ${s.report} (${s.versions.model} v${s.versions.modelVersion}: fti models report ${s.versions.model}@${s.versions.modelVersion}, or GET /models/${s.versions.model}/${s.versions.modelVersion}/report on fti serve)`] : []),
     '',
