@@ -15,7 +15,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rowOf, type Column, type ColumnBatch } from '../core/columns.ts';
 import { mergeBy } from '../core/streams.ts';
-import { arrayLiteral, binaryCopyOut, BinaryCopyReader, binaryRows, copyThrough, describeColumns, BinaryCopyWriter, ColumnDecoder, createKnex, dataViewOf, DataViews, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, sql, streamQueries, streamTablesInStoredOrder, textField, timestampField, timestampText, timestamptzMicros, type BinaryTuple } from '../registry/db/index.ts';
+import { arrayLiteral, binaryCopyOut, BinaryCopyReader, binaryRows, copyIn, copyThrough, describeColumns, BinaryCopyWriter, ColumnDecoder, createKnex, dataViewOf, DataViews, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, sql, streamQueries, streamTablesInStoredOrder, textField, timestampField, timestampText, timestamptzMicros, type BinaryTuple, type ChunkSource } from '../registry/db/index.ts';
 import { entityKeyField, entityKeyOf } from '../registry/predictions/index.ts';
 import { createTestDb, type TestDb } from './helpers/services.ts';
 
@@ -338,6 +338,61 @@ describe('binary COPY', () => {
         { s: null, f: '-Infinity', i: '4294967296', t: null, b: true },
         { s: 'x'.repeat(300), f: null, i: null, t: '1970-01-01T00:00:00.000000', b: false },
       ]);
+    });
+
+    it("COPYs a writer's chunks in, refilling the chunks the socket has sent: every row as written; a failure, Postgres' error or an abort midway ends the COPY and the connection serves the next query", async () => {
+      await db.knex.raw(`create table copy_recycled (i int check (i <> 999999), s text)`);
+      const ROWS = 200_000;
+      const text = (i: number) => `row ${i} ${'abcdefghij'.repeat(i % 7)}`;
+      // 64 KB chunks (above Buffer.poolSize, so each is a buffer of its own): about a hundred of them.
+      const fill = (rows: number, options: { poison?: number; throwAt?: number; abortAt?: number; abort?: AbortController } = {}) =>
+        async function* (chunks: ChunkSource): AsyncGenerator<Buffer> {
+          const out = new BinaryCopyWriter(64 * 1024, chunks);
+          for (let i = 0; i < rows; i++) {
+            if (i === options.throwAt) throw new Error('the source failed');
+            if (i === options.abortAt) options.abort?.abort();
+            out.tuple(2);
+            out.int4(i === options.poison ? 999999 : i);
+            out.text(text(i));
+            if ((i & 1023) === 0) yield* out.take();
+          }
+          yield* out.end();
+        };
+      const counted = (source: ChunkSource) => ({
+        taken: 0,
+        take(size: number) {
+          const chunk = source.take(size);
+          if (chunk) this.taken++;
+          return chunk;
+        },
+      });
+      const client = (await db.knex.client.acquireConnection()) as pg.PoolClient;
+      try {
+        let recycled = 0;
+        await copyIn(client, 'copy copy_recycled from stdin (format binary)', (chunks) => {
+          const c = counted(chunks);
+          const rows = fill(ROWS)(c);
+          return (async function* () {
+            yield* rows;
+            recycled = c.taken;
+          })();
+        });
+        expect(recycled).toBeGreaterThan(10);
+        const expected = Array.from({ length: ROWS }, (_, i) => text(i)).join(',');
+        const back = await client.query(`select count(*)::int as n, sum(i)::float8 as total, string_agg(s, ',' order by i) = $1 as same from copy_recycled`, [expected]);
+        expect(back.rows).toEqual([{ n: ROWS, total: (ROWS * (ROWS - 1)) / 2, same: true }]);
+
+        const rowsNow = async () => (await client.query('select count(*)::int as n from copy_recycled')).rows[0] as { n: number };
+        await expect(copyIn(client, 'copy copy_recycled from stdin (format binary)', fill(ROWS, { poison: 150_000 }))).rejects.toThrow(/check constraint/);
+        expect(await rowsNow()).toEqual({ n: ROWS });
+        await expect(copyIn(client, 'copy copy_recycled from stdin (format binary)', fill(ROWS, { throwAt: 100_000 }))).rejects.toThrow(/the source failed/);
+        expect(await rowsNow()).toEqual({ n: ROWS });
+        const abort = new AbortController();
+        await expect(copyIn(client, 'copy copy_recycled from stdin (format binary)', fill(ROWS, { abortAt: 100_000, abort }), abort.signal)).rejects.toThrow(/aborted/);
+        expect(await rowsNow()).toEqual({ n: ROWS });
+      } finally {
+        await db.knex.client.releaseConnection(client);
+      }
     });
 
     it('writes integers and jsonb (from JSON text, any size) as Postgres reads them', async () => {

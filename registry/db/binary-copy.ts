@@ -246,6 +246,12 @@ export class BinaryCopyReader {
 }
 
 /** Bytes for a binary COPY FROM, gathered into large chunks: header first, then tuples, then the trailer. */
+/** Where a writer takes its next chunk from before it allocates one: chunks a COPY has sent (copy-in.ts). */
+export interface ChunkSource {
+  /** A chunk of `size` bytes that nothing holds any more, if there is one. */
+  take(size: number): Buffer | undefined;
+}
+
 export class BinaryCopyWriter {
   private chunk: Buffer;
   /** The chunk's bytes for the typed fields' writes (a DataView's are inlined; Buffer's write methods are calls). */
@@ -255,8 +261,11 @@ export class BinaryCopyWriter {
   private fieldAt = 0;
   private readonly full: Buffer[] = [];
 
-  constructor(private readonly chunkSize = 1 << 20) {
-    this.chunk = Buffer.allocUnsafe(chunkSize);
+  constructor(
+    private readonly chunkSize = 1 << 20,
+    private readonly source?: ChunkSource,
+  ) {
+    this.chunk = source?.take(chunkSize) ?? Buffer.allocUnsafe(chunkSize);
     this.view = new DataView(this.chunk.buffer, this.chunk.byteOffset, this.chunk.length);
     this.write(BINARY_COPY_HEADER);
   }
@@ -437,7 +446,7 @@ export class BinaryCopyWriter {
   private flush(): void {
     if (this.at === 0) return;
     this.full.push(this.chunk.subarray(0, this.at));
-    this.chunk = Buffer.allocUnsafe(this.chunkSize);
+    this.chunk = this.source?.take(this.chunkSize) ?? Buffer.allocUnsafe(this.chunkSize);
     this.view = new DataView(this.chunk.buffer, this.chunk.byteOffset, this.chunk.length);
     this.at = 0;
   }

@@ -33,14 +33,11 @@
  * commit keeps them out of the offline history (a later window's run recomputes them
  * with its own events).
  */
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import { aggregateFeatureName, longestWindowMs, type Aggregation } from '../../features/definitions.ts';
 import { durationMs } from '../../core/duration.ts';
-import { BinaryCopyWriter, binaryCopyOut, fieldBytes, fieldEquals, float8Field, id, ids, int, join, sql, timestampField, toInlined, toText, type Sql } from '../db/index.ts';
+import { BinaryCopyWriter, binaryCopyOut, copyIn, fieldBytes, fieldEquals, float8Field, id, ids, int, join, sql, timestampField, toInlined, toText, type ChunkSource, type Sql } from '../db/index.ts';
 import { entityChangePoints, type EntityEvents, type WindowOutput, type WindowPlan } from './window-changes.ts';
 import { snapshotPin } from './commits.ts';
 import { snapshotSql } from './reads.ts';
@@ -111,8 +108,8 @@ export async function computeAggregates(knex: Knex, run: AggregateRun, signal?: 
     const rowBase = partitionRowRange(run.partition).rowStart;
     let written = 0;
     // A change point is known at its own time: it is computed from what was known then.
-    async function* rows(): AsyncGenerator<Buffer> {
-      const out = new BinaryCopyWriter();
+    async function* rows(chunks: ChunkSource): AsyncGenerator<Buffer> {
+      const out = new BinaryCopyWriter(undefined, chunks);
       const fields = targetKeys.length + outputNames.length + 3;
       for (const entity of entities) {
         entityChangePoints(entity.events, plan, from, (at, values, nulls) => {
@@ -136,7 +133,7 @@ export async function computeAggregates(knex: Knex, run: AggregateRun, signal?: 
       yield* out.end();
     }
     const columns = [...targetKeys, target.eventTime, ...outputNames, '_row_number', '_available_at'];
-    await pipeline(Readable.from(rows()), client.query(copyFrom(toText(knex, sql`copy ${id(stage)} (${ids(columns)}) from stdin (format binary)`))), ...(signal ? [{ signal }] : []));
+    await copyIn(client, toText(knex, sql`copy ${id(stage)} (${ids(columns)}) from stdin (format binary)`), rows, signal);
     return written;
   } finally {
     await knex.client.releaseConnection(client);

@@ -35,12 +35,9 @@
  * supersedes the row it corrects); should two tie, the first read wins.
  */
 import { performance } from 'node:perf_hooks';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
-import { BinaryCopyWriter, cancelOnAbort, col, ColumnDecoder, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, shortBytesCode, SHORT_BYTES, sql, timestampField, toText, type BinaryTuple, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
+import { BinaryCopyWriter, cancelOnAbort, col, copyIn, ColumnDecoder, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, shortBytesCode, SHORT_BYTES, sql, timestampField, toText, type BinaryTuple, type ChunkSource, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
 import { rowOf, type ColumnArrays, type ColumnBatch } from '../../core/columns.ts';
 import { concatFloat64, concatInt32, GrowableFloat64, GrowableInt32 } from '../../core/growable.ts';
 import { room, ScratchPool, type Scratch } from '../../core/scratch.ts';
@@ -734,8 +731,8 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
       tap?.columns(columns);
       // The tap's ranges: the spine's and extra columns, then each join's features.
       const tapped: RowFields = { buf: new Array<Buffer | undefined>(1 + results.length), view: new Array<DataView | undefined>(1 + results.length), start: new Int32Array(1 + results.length), count: new Int32Array([spineOutputs + c.extra.length, ...q.joins.map((j) => j.features.length)]) };
-      async function* rows(): AsyncGenerator<Buffer> {
-        const out = new BinaryCopyWriter();
+      async function* rows(chunks: ChunkSource): AsyncGenerator<Buffer> {
+        const out = new BinaryCopyWriter(undefined, chunks);
         let written = 0;
         // Bucket by bucket (in key order when there is an order: a bucket holds a range of keys), each sorted.
         for (let bucket = 0; bucket < spine.arena.buckets; bucket++) {
@@ -760,7 +757,7 @@ export async function streamPointInTime(knex: Knex, q: PitQuery, chunks: StreamC
         }
         yield* out.end();
       }
-      await copyIn(knex, c.writer, sql`copy ${id(c.table)} (${ids(columns.map((x) => x.name))}) from stdin (format binary, freeze)`, rows(), options.signal);
+      await copyInto(knex, c.writer, sql`copy ${id(c.table)} (${ids(columns.map((x) => x.name))}) from stdin (format binary, freeze)`, rows, options.signal);
       return spine.times.length;
     }),
   );
@@ -825,12 +822,12 @@ export async function* pointInTimeRows(knex: Knex, q: PitQuery, options: Pick<St
   for await (const batch of pointInTimeBatches(knex, q, options)) yield Array.from({ length: batch.size }, (_, i) => rowOf(batch, i, { timestamps: options.timestamps ?? 'date' }));
 }
 
-/** COPYs `data` into a table on `writer`'s connection. */
-async function copyIn(knex: Knex, writer: Knex, statement: Sql, data: AsyncIterable<Buffer>, signal: AbortSignal | undefined): Promise<void> {
+/** COPYs what `fill` yields into a table on `writer`'s connection (its chunks refilled once sent, copy-in.ts). */
+async function copyInto(knex: Knex, writer: Knex, statement: Sql, fill: (chunks: ChunkSource) => AsyncIterable<Buffer>, signal: AbortSignal | undefined): Promise<void> {
   const client = (await writer.client.acquireConnection()) as pg.PoolClient & { processID: number };
   const release = cancelOnAbort(knex, client.processID, signal);
   try {
-    await pipeline(Readable.from(data), client.query(copyFrom(toText(knex, statement))), ...(signal ? [{ signal }] : []));
+    await copyIn(client, toText(knex, statement), fill, signal);
   } finally {
     release();
     await writer.client.releaseConnection(client);

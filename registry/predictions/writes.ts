@@ -6,14 +6,11 @@
  * the partition is marked done. A failed attempt leaves nothing behind, so a retry
  * either finds the partition done or starts it over: it never adds a second row.
  */
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import { columnValue, rowOf, type ColumnBatch } from '../../core/columns.ts';
 import { FailureType, FtiError } from '../../core/errors.ts';
-import { BinaryCopyWriter, cancelOnAbort, timestampText } from '../db/index.ts';
+import { BinaryCopyWriter, cancelOnAbort, copyIn, timestampText, type ChunkSource } from '../db/index.ts';
 import type { ScoringReject } from '../../ml/scoring.ts';
 import { toPartition, type PartitionRow, type PredictionPartition, type PredictionRun } from './runs.ts';
 
@@ -70,7 +67,7 @@ export async function writePartition(knex: Knex, w: PartitionWrite): Promise<{ p
     }
 
     const counter = { rows: 0 };
-    await pipeline(Readable.from(copyTuples(w, counter)), client.query(copyFrom(COPY_PREDICTIONS)));
+    await copyIn(client, COPY_PREDICTIONS, (chunks) => copyTuples(w, counter, chunks));
 
     const rejects = w.rejects();
     if (rejects.kept.length) await insertRejects(client, run.runId, w.spine, rejects.kept);
@@ -92,11 +89,11 @@ export async function writePartition(knex: Knex, w: PartitionWrite): Promise<{ p
  * Binary COPY tuples, a chunk per scored batch: scores as float8 and event times as
  * microseconds go in as they are, with no text to print or for Postgres to parse.
  */
-async function* copyTuples(w: PartitionWrite, counter: { rows: number }): AsyncGenerator<Buffer> {
+async function* copyTuples(w: PartitionWrite, counter: { rows: number }, chunks: ChunkSource): AsyncGenerator<Buffer> {
   const { run, spine } = w;
   // Every tuple starts the same: its field count, the run id, the model and its version.
   const start = tupleStart(run);
-  const out = new BinaryCopyWriter();
+  const out = new BinaryCopyWriter(undefined, chunks);
   for await (const { batch, rows, scores } of w.batches) {
     if (rows.length !== scores.length) throw new Error(`a scored batch has ${rows.length} rows but ${scores.length} scores`);
     const entityKey = entityKeyField(batch, spine.entityKeys);
