@@ -67,21 +67,29 @@ function abortError(signal: AbortSignal): Error {
 /**
  * Runs `statement` (a COPY ... FROM STDIN) on `client` with the chunks `fill` yields;
  * `fill` gets the chunks to fill again (pass them to its BinaryCopyWriter). A failure
- * of `fill`, of the COPY (Postgres' error, a cancel) or an abort of `signal` ends the
- * COPY (CopyFail, so the session is usable again) before this rejects.
+ * of `fill`, of the COPY (Postgres' error, a cancel, a lost connection) or an abort of
+ * `signal` ends the COPY (CopyFail, so the session serves its next query) and rejects.
  */
 export async function copyIn(client: pg.ClientBase, statement: string, fill: (chunks: ChunkSource) => AsyncIterable<Buffer> | Iterable<Buffer>, signal?: AbortSignal): Promise<void> {
   signal?.throwIfAborted();
   const recycler = new ChunkRecycler(socketOf(client));
   const copy = client.query(copyFrom(statement));
-  // The COPY's error, whenever it comes (a wait for 'drain' would miss one that came before it).
-  const failed = new Promise<never>((_, reject) => copy.once('error', reject));
+  // The COPY's first error ends it, whenever it comes (a wait for 'drain' would miss one
+  // that came before it). The listener stays: ending a COPY whose connection is gone
+  // errors again, and an error event nobody listens to would end the process.
+  let failure: unknown;
+  const failed = new Promise<never>((_, reject) => {
+    copy.on('error', (err) => {
+      failure ??= err;
+      reject(err);
+    });
+  });
   failed.catch(() => undefined);
   const onAbort = () => copy.destroy(abortError(signal as AbortSignal));
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     for await (const chunk of fill(recycler)) {
-      if (copy.destroyed) await failed;
+      if (failure !== undefined) throw failure;
       // Written once it reached the socket: said by the write's callback, or (the callback
       // comes on a later tick) by the stream holding nothing right after the write, as its
       // write went straight through. Once per write: a late callback must not count a later
@@ -101,8 +109,11 @@ export async function copyIn(client: pg.ClientBase, statement: string, fill: (ch
     copy.end();
     await Promise.race([finished(copy), failed]);
   } catch (err) {
+    // As stream.pipeline does: end the COPY (CopyFail, unless Postgres ended it) and do not
+    // wait for that: a COPY that Postgres never started (its connection lost while it
+    // waited for a lock) would never say it ended. The client runs its next query once
+    // Postgres has answered this one.
     if (!copy.destroyed) copy.destroy(err instanceof Error ? err : new Error(String(err)));
-    await finished(copy).catch(() => undefined);
     throw err;
   } finally {
     signal?.removeEventListener('abort', onAbort);
