@@ -62,19 +62,18 @@ export async function ftiPipeline(input: FtiPipelineInput): Promise<FtiPipelineR
       if (model === args.training.model) announced ??= version;
     });
   }
-  let trained: TrainingPipelineResult | undefined;
   let t2 = t1;
   const trainingRun = executeChild(trainingPipeline, { workflowId: trainingId, args: [onRegistration ? { ...args.training, announceVersion: true } : args.training] }).then((result) => {
-    trained = result;
     progress.done++;
     t2 = Date.now();
     return result;
   });
-  let trainingFailed = false;
-  trainingRun.catch(() => {
-    trainingFailed = true;
-  });
-  if (onRegistration) await condition(() => announced !== undefined || trained !== undefined || trainingFailed);
+  let trainingEnded = false;
+  const ended = () => {
+    trainingEnded = true;
+  };
+  trainingRun.then(ended, ended);
+  if (onRegistration) await condition(() => announced !== undefined || trainingEnded);
   // The version to score: announced, or from the finished run (which rethrows a failure before registration).
   const version = announced ?? (await trainingRun).version;
   const t3 = Date.now();

@@ -3,14 +3,11 @@
  * (invisible to readers until attached), and rejected rows into feature_rejects.
  * A partition's retry first clears what its earlier attempt wrote.
  */
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import type pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import type { FeatureReject } from '../../features/ingest.ts';
 import { FailureType, FtiError } from '../../core/errors.ts';
-import { cancelledWith, id, ids, raw, sql, toText, transaction } from '../db/index.ts';
+import { cancelledWith, copyIn, id, ids, raw, sql, toText, transaction } from '../db/index.ts';
 import { groupTables, type GroupShape } from './tables.ts';
 
 /** COPYs binary COPY data (columns: the group's features, then _row_number and _available_at; features/staged-rows.ts writes it) into the commit's table. */
@@ -19,9 +16,8 @@ export async function copyIntoCommit(knex: Knex, shape: GroupShape, commitId: nu
   const columns = [...shape.columns.map((c) => c.name), '_row_number', '_available_at'];
   const client = (await knex.client.acquireConnection()) as pg.PoolClient;
   try {
-    const copy = client.query(copyFrom(toText(knex, sql`copy ${id(table)} (${ids(columns)}) from stdin (format binary)`)));
     // Aborting ends the COPY from this side too (CopyFail), for a COPY waiting on its source.
-    await pipeline(Readable.from(chunks), copy, ...(signal ? [{ signal }] : []));
+    await copyIn(client, toText(knex, sql`copy ${id(table)} (${ids(columns)}) from stdin (format binary)`), () => chunks, signal);
   } finally {
     await knex.client.releaseConnection(client);
   }
