@@ -87,6 +87,10 @@ export const FeaturePipelineInputSchema = z
     /** Rows per partition of a Parquet source (whole row groups; default 250,000, at most 256 partitions). */
     partitionRows: z.number().int().min(1000).max(1e9).optional(),
     parallelism: parallelism.optional(),
+    /** Wait for the `upstreamCommitted` signal before planning (ftiPipeline: the feature groups before this one are committed). */
+    awaitUpstream: z.boolean().optional(),
+    /** Another run of the same chain (a workflow id under this run's parent) to signal `upstreamCommitted` once this commit is made. ftiPipeline sets it. */
+    downstream: z.string().min(1).max(1000).optional(),
   })
   .strict()
   .refine((i) => !i.start || !i.end || Date.parse(i.start) < Date.parse(i.end), { message: 'start must be before end', path: ['end'] });
@@ -135,6 +139,8 @@ export const TrainingPipelineInputSchema = z
      * before its report is written. ftiPipeline sets it, to score the version beside the report.
      */
     announceVersion: z.boolean().optional(),
+    /** Wait for the `upstreamCommitted` signal before building the dataset (ftiPipeline: the chain's feature groups are committed). */
+    awaitUpstream: z.boolean().optional(),
   })
   .strict();
 export type TrainingPipelineInput = z.input<typeof TrainingPipelineInputSchema>;
@@ -150,7 +156,7 @@ export const FtiPipelineInputSchema = z
         end: isoTime.optional(),
       })
       .strict(),
-    training: TrainingPipelineInputSchema.omit({ scheduleWindow: true, announceVersion: true }),
+    training: TrainingPipelineInputSchema.omit({ scheduleWindow: true, announceVersion: true, awaitUpstream: true }),
     inference: z
       .object({
         start: isoTime,

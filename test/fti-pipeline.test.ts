@@ -1,3 +1,4 @@
+import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordHistories, stepsOf } from './helpers/histories.ts';
 import { FtiClient } from '../client/fti-client.ts';
@@ -94,6 +95,30 @@ describe('ftiPipeline: features -> training -> batch inference, linked by versio
     expect(inferenceStartedAt).toBeLessThan(trainingDoneAt);
     expect(result.training.report?.route).toBeDefined();
 
+    // Every feature run and the training run started with the chain, in its first workflow
+    // task; each waited for the signal of the run before it, sent once that run's commit was made.
+    const childStarts = chainEvents.flatMap((e) => (e.startChildWorkflowExecutionInitiatedEventAttributes ? [{ id: e.startChildWorkflowExecutionInitiatedEventAttributes.workflowId, task: e.startChildWorkflowExecutionInitiatedEventAttributes.workflowTaskCompletedEventId?.toString() }] : []));
+    const upFront = [`${run.workflowId}/train:chain_model`, `${run.workflowId}/features:flights`, `${run.workflowId}/features:airport_delays`];
+    expect(childStarts.slice(0, 3).map((c) => c.id)).toEqual(upFront);
+    expect(new Set(childStarts.slice(0, 3).map((c) => c.task)).size).toBe(1);
+    const historyOf = async (child: string) => (await temporal.client.workflow.getHandle(`${run.workflowId}/${child}`).fetchHistory()).events ?? [];
+    const toldAt = (events: Awaited<ReturnType<typeof historyOf>>, to: string) => events.findIndex((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes?.signalName === 'upstreamCommitted' && e.signalExternalWorkflowExecutionInitiatedEventAttributes.workflowExecution?.workflowId === to);
+    const heardAt = (events: Awaited<ReturnType<typeof historyOf>>) => events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'upstreamCommitted');
+    const flightsEvents = await historyOf('features:flights');
+    const commitScheduled = flightsEvents.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'commitFeatures')?.eventId?.toString();
+    const commitDoneAt = flightsEvents.findIndex((e) => e.activityTaskCompletedEventAttributes?.scheduledEventId?.toString() === commitScheduled);
+    expect(commitDoneAt).toBeGreaterThan(-1);
+    expect(toldAt(flightsEvents, `${run.workflowId}/features:airport_delays`)).toBeGreaterThan(commitDoneAt);
+    const airportEvents = await historyOf('features:airport_delays');
+    const planAt = airportEvents.findIndex((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity');
+    expect(heardAt(airportEvents)).toBeGreaterThan(-1);
+    expect(heardAt(airportEvents)).toBeLessThan(planAt);
+    expect(toldAt(airportEvents, `${run.workflowId}/train:chain_model`)).toBeGreaterThan(planAt);
+    expect(heardAt(trainEvents)).toBeGreaterThan(-1);
+    expect(heardAt(trainEvents)).toBeLessThan(trainEvents.findIndex((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'createTrainingDataset'));
+    // The airport delays were aggregated from the chain's own flights commit.
+    expect(result.commits[1]?.sourceCommits.map((c) => c.commitId)).toEqual([result.commits[0]?.commitId]);
+
     // FTI_RECORD_HISTORIES=<folder> records the histories the replay test checks workflow code against (test/helpers/histories.ts).
     const recordInto = process.env.FTI_RECORD_HISTORIES;
     if (recordInto) await recordHistories(temporal, run.workflowId, recordInto);
@@ -103,5 +128,28 @@ describe('ftiPipeline: features -> training -> batch inference, linked by versio
     expect(again.existing).toBe(true);
     expect(again.workflowId).toBe(run.workflowId);
     expect((await again.result()).lineage).toEqual(result.lineage);
+  });
+
+  it('a feature run that fails: the chain fails with its reason, and the runs waiting for it end CANCELLED having computed nothing', async () => {
+    const input = {
+      features: { groups: ['no_such_group', 'airport_delays'], start: '2001-01-08T00:00:00Z', end: '2001-01-09T00:00:00Z' },
+      training: { featureView: 'flight_delays', model: 'chain_failed', start: '2001-01-08T00:00:00Z', end: '2001-01-09T00:00:00Z', params: { hiddenUnits: [4], epochs: 1 } },
+      inference: { start: '2001-01-08T00:00:00Z', end: '2001-01-09T00:00:00Z' },
+    };
+    const run = await client.start('all', input);
+    const failure = await run.result().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(failure).toBeInstanceOf(WorkflowFailedError);
+    expect(String(((failure as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toMatch(/unknown feature group "no_such_group"/);
+    const children: Record<string, string> = {};
+    for await (const execution of temporal.client.workflow.list({ query: `WorkflowId STARTS_WITH "${run.workflowId}/"` })) {
+      children[execution.workflowId.slice(run.workflowId.length + 1)] = (await temporal.client.workflow.getHandle(execution.workflowId).describe()).status.name;
+    }
+    expect(children).toEqual({ 'features:no_such_group': 'FAILED', 'features:airport_delays': 'CANCELLED', 'train:chain_failed': 'CANCELLED' });
+    const rows = async (query: string) => ((await db.knex.raw(query, [`${run.workflowId}/%`])) as { rows: Array<{ n: number }> }).rows[0]?.n;
+    expect(await rows(`select count(*)::int as n from feature_commits where workflow_id like ?`)).toBe(0);
+    expect(await rows(`select count(*)::int as n from training_datasets where workflow_id like ?`)).toBe(0);
   });
 });

@@ -36,8 +36,8 @@ const recordings: Recording[] = historyFolders().map((folder) => ({
 const files = recordings.flatMap((r) => r.files);
 
 describe('workflow replay', () => {
-  it('has recordings from before and after the short steps became local activities and scoring began at registration, each of every pipeline workflow', () => {
-    expect(recordings.map((r) => r.folder)).toEqual(expect.arrayContaining(['before-local-steps', 'local-steps', 'score-on-registration']));
+  it('has recordings from before and after the short steps became local activities, scoring began at registration and the chain started its children up front, each of every pipeline workflow', () => {
+    expect(recordings.map((r) => r.folder)).toEqual(expect.arrayContaining(['before-local-steps', 'local-steps', 'score-on-registration', 'children-up-front']));
     for (const { folder, files: recorded } of recordings) {
       const types = new Set(recorded.map((f) => path.basename(f).split('-')[0]));
       expect([...types].sort(), folder).toEqual(['batchInference', 'featurePipeline', 'ftiPipeline', 'trainingPipeline']);

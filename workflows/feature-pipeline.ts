@@ -1,5 +1,6 @@
 import { CancellationScope, log, proxyActivities, setHandler, ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
 import type { createFeatureActivities, FeaturePipelineResult, FeatureRunPlan } from '../activities/feature.ts';
+import type { z } from 'zod';
 import { FailureType } from '../core/errors.ts';
 import { FeaturePipelineInputSchema, type FeaturePipelineInput } from '../core/inputs.ts';
 import { progressQuery, type PipelineProgress } from '../core/progress.ts';
@@ -9,8 +10,10 @@ import { failureMessage } from './failure-message.ts';
 import { parseInput } from './validate.ts';
 import { ACTIVITY_RETRY } from './retry.ts';
 import { shortSteps } from './local-steps.ts';
+import { awaitUpstream, checkDownstream, tellDownstream } from './upstream.ts';
 
 type FeatureActivities = ReturnType<typeof createFeatureActivities>;
+type ParsedFeatureInput = z.output<typeof FeaturePipelineInputSchema>;
 
 const shortOptions = { startToCloseTimeout: '2m', retry: ACTIVITY_RETRY } as const;
 // The abort: always an activity (the plan is a short step, local-steps.ts).
@@ -30,13 +33,26 @@ export type { FeaturePipelineInput, FeaturePipelineResult };
 
 /**
  * Raw data -> a validated, versioned commit of a feature group.
- * Input: { featureGroup, version?, source?, start?, end?, scheduleWindow? }. Runs on fti-cpu.
+ * Input: { featureGroup, version?, source?, start?, end?, scheduleWindow? } (ftiPipeline adds
+ * awaitUpstream and downstream: workflows/upstream.ts). Runs on fti-cpu.
  */
 export async function featurePipeline(input: FeaturePipelineInput): Promise<FeaturePipelineResult> {
   const args = parseInput('featurePipeline', FeaturePipelineInputSchema, input);
-  const progress: PipelineProgress = { stage: 'plan', done: 0, total: 1 };
+  const progress: PipelineProgress = { stage: args.awaitUpstream ? 'waiting' : 'plan', done: 0, total: 1 };
   setHandler(progressQuery, () => progress);
+  if (args.downstream) checkDownstream(args.downstream);
+  if (args.awaitUpstream) {
+    // ftiPipeline: the groups before this one commit first (their runs signal).
+    await awaitUpstream();
+    progress.stage = 'plan';
+  }
+  const result = await commitRun(args, progress);
+  if (args.downstream) await tellDownstream(args.downstream);
+  return result;
+}
 
+/** Plan, partitions, commit: the run's commit (or the one an earlier attempt made). */
+async function commitRun(args: ParsedFeatureInput, progress: PipelineProgress): Promise<FeaturePipelineResult> {
   const window = runWindow(args);
   const plan: FeatureRunPlan = await shortSteps<FeatureActivities>(shortOptions).planFeatureRun({ featureGroup: args.featureGroup, version: args.version, source: args.source, partitionRows: args.partitionRows, ...window });
   if (plan.kind === 'done') {

@@ -10,6 +10,7 @@ import { parseInput } from './validate.ts';
 import { ACTIVITY_RETRY } from './retry.ts';
 import { shortSteps } from './local-steps.ts';
 import { announceToParent } from './model-registered.ts';
+import { awaitUpstream } from './upstream.ts';
 
 type CpuActivities = ReturnType<typeof createTrainingActivities>;
 type GpuActivities = ReturnType<typeof createGpuTrainingActivities>;
@@ -82,6 +83,12 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
   });
 
   const window = runWindow(args);
+  if (args.awaitUpstream) {
+    // ftiPipeline: the chain's feature groups commit first (the last one's run signals).
+    progress.stage = 'waiting';
+    await awaitUpstream();
+    progress.stage = 'dataset';
+  }
   const runKey = `${workflowInfo().workflowId}/${workflowInfo().runId}`;
   let succeeded = false;
   const dataset = args.trainingDatasetId
