@@ -98,7 +98,7 @@ describe('ftiPipeline: features -> training -> batch inference, linked by versio
     // Every feature run and the training run started with the chain, in its first workflow
     // task; each waited for the signal of the run before it, sent once that run's commit was made.
     const childStarts = chainEvents.flatMap((e) => (e.startChildWorkflowExecutionInitiatedEventAttributes ? [{ id: e.startChildWorkflowExecutionInitiatedEventAttributes.workflowId, task: e.startChildWorkflowExecutionInitiatedEventAttributes.workflowTaskCompletedEventId?.toString() }] : []));
-    const upFront = [`${run.workflowId}/train:chain_model`, `${run.workflowId}/features:flights`, `${run.workflowId}/features:airport_delays`];
+    const upFront = [`${run.workflowId}/features:flights`, `${run.workflowId}/features:airport_delays`, `${run.workflowId}/train:chain_model`];
     expect(childStarts.slice(0, 3).map((c) => c.id)).toEqual(upFront);
     expect(new Set(childStarts.slice(0, 3).map((c) => c.task)).size).toBe(1);
     const historyOf = async (child: string) => (await temporal.client.workflow.getHandle(`${run.workflowId}/${child}`).fetchHistory()).events ?? [];

@@ -168,12 +168,16 @@ async function featuresUpFront(
   const { groups, start, end } = args.features;
   const ids = groups.map((featureGroup) => `${chain.workflowId}/features:${featureGroup}`);
   const waiting = new CancellationScope();
-  const [training, ...features] = await waiting.run(() =>
+  // The first feature run first: the server starts the children in this order, and the
+  // first one works at once while the others only wait.
+  const [features, training] = await waiting.run(() =>
     Promise.all([
-      startChild(trainingPipeline, { workflowId: chain.trainingId, args: [{ ...chain.training, awaitUpstream: true }] }),
-      ...groups.map((featureGroup, i) =>
-        startChild(featurePipeline, { workflowId: ids[i] as string, args: [{ featureGroup, start, end, ...(i > 0 ? { awaitUpstream: true } : {}), downstream: ids[i + 1] ?? chain.trainingId }] }),
+      Promise.all(
+        groups.map((featureGroup, i) =>
+          startChild(featurePipeline, { workflowId: ids[i] as string, args: [{ featureGroup, start, end, ...(i > 0 ? { awaitUpstream: true } : {}), downstream: ids[i + 1] ?? chain.trainingId }] }),
+        ),
       ),
+      startChild(trainingPipeline, { workflowId: chain.trainingId, args: [{ ...chain.training, awaitUpstream: true }] }),
     ]),
   );
   const trainingRun = training.result();

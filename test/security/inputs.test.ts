@@ -106,6 +106,8 @@ describe('security: a workflow input names only what the code defines (real Temp
       [`{ "featureGroup": "readings", "end": "x 2001" }`, /^invalid featurePipeline input: end: must be an ISO-8601 timestamp with a zone/],
       [`{ "featureGroup": "readings", "scheduleWindow": "1h; drop table feature_groups" }`, /^invalid featurePipeline input: scheduleWindow: must be a duration/],
       [`{ "featureGroup": "readings", "query": "drop table feature_groups" }`, /^invalid featurePipeline input: input: Unrecognized key: "query"/],
+      // The run a feature run signals once committed (ftiPipeline sets it): only another run of the same chain.
+      [`{ "featureGroup": "readings", "downstream": "someone-elses-workflow" }`, /^downstream must name another child of this run's parent workflow; got someone-elses-workflow$/],
       // Passes the schema (it is a file name), then the worker looks under its data root: no such file.
       [
         `{ "featureGroup": "readings", "source": { "kind": "csv", "path": "readings.csv'; drop table feature_groups; --" } }`,
