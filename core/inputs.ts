@@ -151,7 +151,10 @@ export const FtiPipelineInputSchema = z
     features: z
       .object({
         /** Feature groups to compute, in order (a derived group after the group it aggregates). */
-        groups: z.array(identifier).min(1),
+        groups: z
+          .array(identifier)
+          .min(1)
+          .refine((groups) => new Set(groups).size === groups.length, { message: 'each feature group may be named once' }),
         start: isoTime.optional(),
         end: isoTime.optional(),
       })

@@ -93,6 +93,9 @@ describe('FtiClient: start, progress, wait, cancel (real Temporal + Postgres)', 
   it('refuses a malformed input before starting anything', async () => {
     await expect(fti.start('feature', { featureGroup: 'Clicks!', start: 'noon' } as FeaturePipelineInput)).rejects.toThrow(PipelineInputError);
     await expect(fti.start('feature', { featureGroup: 'clicks', start: at(2), end: at(1) })).rejects.toThrow(/start must be before end/);
+    // The chain starts one run per group at once, named after the group: each group once.
+    const chain = { features: { groups: ['clicks', 'clicks'] }, training: { featureView: 'delays', model: 'delay' }, inference: { start: at(0), end: at(1) } };
+    await expect(fti.start('all', chain)).rejects.toThrow(/features\.groups: each feature group may be named once/);
   });
 
   it('reports progress while running, and a double trigger attaches to the running run instead of starting another', async () => {

@@ -159,7 +159,7 @@ async function featuresInTurn(args: ParsedChainInput, workflowId: string, progre
  * Starts every feature run and the training run in one workflow task, each but the
  * first waiting for the signal of the one before (workflows/upstream.ts), and returns
  * once every commit is made. A feature run that fails (or a cancel of the chain)
- * cancels the runs still waiting, and returns once all have ended.
+ * cancels the runs still waiting, and rethrows once all of them have ended.
  */
 async function featuresUpFront(
   args: ParsedChainInput,
