@@ -1,4 +1,5 @@
-import { defineSignal, getExternalWorkflowHandle, log, workflowInfo } from '@temporalio/workflow';
+import { defineSignal, workflowInfo } from '@temporalio/workflow';
+import { signalRun } from './signal-run.ts';
 
 /** A model version a training pipeline has just registered. */
 export interface RegisteredVersion {
@@ -19,10 +20,5 @@ export const modelRegisteredSignal = defineSignal<[RegisteredVersion]>('modelReg
  */
 export async function announceToParent(registered: RegisteredVersion): Promise<void> {
   const parent = workflowInfo().parent;
-  if (!parent) return;
-  try {
-    await getExternalWorkflowHandle(parent.workflowId, parent.runId).signal(modelRegisteredSignal, registered);
-  } catch (err) {
-    log.warn('could not announce the registered version to the parent workflow', { parent: parent.workflowId, error: String(err) });
-  }
+  if (parent) await signalRun(parent, modelRegisteredSignal, [registered], 'announce the registered version to the parent workflow');
 }

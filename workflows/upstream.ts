@@ -1,5 +1,6 @@
-import { ApplicationFailure, condition, defineSignal, getExternalWorkflowHandle, log, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, condition, defineSignal, setHandler, workflowInfo } from '@temporalio/workflow';
 import { FailureType } from '../core/errors.ts';
+import { signalRun } from './signal-run.ts';
 
 /**
  * Sent to a pipeline started with `awaitUpstream` once what it reads is committed: the
@@ -32,15 +33,7 @@ export function checkDownstream(downstream: string): void {
   }
 }
 
-/**
- * Signals the waiting sibling. Awaited before this run returns: the server drops the
- * signal of a workflow that closed before sending it. A sibling that is gone (the
- * chain was cancelled, or failed) is not waiting any more: logged, never a failure.
- */
+/** Signals the waiting sibling (signal-run.ts: awaited before this run returns, never a failure). */
 export async function tellDownstream(downstream: string): Promise<void> {
-  try {
-    await getExternalWorkflowHandle(downstream).signal(upstreamCommittedSignal);
-  } catch (err) {
-    log.warn('could not tell the next run of the chain that this commit is made', { downstream, error: String(err) });
-  }
+  await signalRun({ workflowId: downstream }, upstreamCommittedSignal, [], 'tell the next run of the chain that this commit is made');
 }
