@@ -256,6 +256,16 @@ describe('column segments', () => {
     // Times that are not whole numbers take the comparison sort: the same order.
     const fractional = orderByKeyThenTime([0, 0, 0], [0.5, -0.25, 0.5], 1);
     expect([...fractional.order]).toEqual([1, 0, 2]);
+    // Times in whole minutes (microseconds since 1970, as a spine's), sorted in minutes, with ties; then one odd microsecond among them.
+    const minutes = Array.from({ length: 5000 }, (_, i) => 978_307_200_000_000 + ((i * 7919) % 3001) * 60_000_000);
+    const minuteKeys = minutes.map((_, i) => (i * 31) % 7);
+    const byComparison = (k: number[], t: number[]) =>
+      k
+        .map((_, row) => row)
+        .sort((a, b) => (k[a] as number) - (k[b] as number) || (t[a] as number) - (t[b] as number) || a - b);
+    expect([...orderByKeyThenTime(minuteKeys, minutes, 7).order]).toEqual(byComparison(minuteKeys, minutes));
+    const odd = minutes.map((t, i) => (i === 4321 ? t + 1 : t));
+    expect([...orderByKeyThenTime(minuteKeys, odd, 7).order]).toEqual(byComparison(minuteKeys, odd));
   });
 
   it('orders records by an unsigned 32-bit key, ties in record order, as a comparison sort would', () => {

@@ -100,9 +100,21 @@ function rowsByTime(timeOf: ArrayLike<number>): Int32Array {
   for (let row = 0; row < n; row++) rows[row] = row;
   if (n === 0) return rows;
   if (!whole || !Number.isSafeInteger(max - min)) return rows.sort((a, b) => (timeOf[a] as number) - (timeOf[b] as number) || a - b);
-  // The offsets travel with their rows, so that each pass reads both in order.
+  // The offsets travel with their rows, so that each pass reads both in order, in units of
+  // their greatest common divisor: spine times in whole minutes span half a year in 18
+  // bits, two passes, where their microseconds took four (0.44 s against 0.25 s for 3M rows).
   let offset = new Float64Array(n);
-  for (let row = 0; row < n; row++) offset[row] = (timeOf[row] as number) - min;
+  let unit = 0;
+  for (let row = 0; row < n; row++) {
+    const o = (timeOf[row] as number) - min;
+    offset[row] = o;
+    if (unit !== 1 && o % unit !== 0) unit = gcd(unit, o);
+  }
+  if (unit > 1) {
+    for (let row = 0; row < n; row++) offset[row] = (offset[row] as number) / unit;
+    max = (max - min) / unit;
+    min = 0;
+  }
   let spare = new Int32Array(n);
   let spareOffset = new Float64Array(n);
   const counts = new Int32Array(DIGITS);
@@ -130,6 +142,12 @@ function rowsByTime(timeOf: ArrayLike<number>): Int32Array {
     [offset, spareOffset] = [spareOffset, offset];
   }
   return rows;
+}
+
+/** The greatest common divisor of two whole numbers (gcd(0, b) = b). */
+function gcd(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
 }
 
 /** The first row in [from, to) whose time is at or after `at` (`times` ascending there). */
