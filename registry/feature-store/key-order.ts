@@ -81,8 +81,8 @@ const DIGITS = 1 << DIGIT_BITS;
 
 /**
  * Rows 0..n-1 by time, ties by row number: a radix sort (least significant digit
- * first, 11 bits a pass, stable) of each time's distance from the earliest, in whole
- * units (microseconds), which skips the digits all rows share (whole minutes, say).
+ * first, 11 bits a pass, stable) of each time's distance from the earliest, in units
+ * of the distances' greatest common divisor, which skips the digits all rows share.
  * Times that are not whole numbers, or infinite, go through a comparison sort.
  */
 function rowsByTime(timeOf: ArrayLike<number>): Int32Array {
@@ -102,7 +102,7 @@ function rowsByTime(timeOf: ArrayLike<number>): Int32Array {
   if (!whole || !Number.isSafeInteger(max - min)) return rows.sort((a, b) => (timeOf[a] as number) - (timeOf[b] as number) || a - b);
   // The offsets travel with their rows, so that each pass reads both in order, in units of
   // their greatest common divisor: spine times in whole minutes span half a year in 18
-  // bits, two passes, where their microseconds took four (0.44 s against 0.25 s for 3M rows).
+  // bits, two passes, where their microseconds took four (0.35 s against 0.44 s for 3M rows).
   let offset = new Float64Array(n);
   let unit = 0;
   for (let row = 0; row < n; row++) {
@@ -110,15 +110,13 @@ function rowsByTime(timeOf: ArrayLike<number>): Int32Array {
     offset[row] = o;
     if (unit !== 1 && o % unit !== 0) unit = gcd(unit, o);
   }
-  if (unit > 1) {
-    for (let row = 0; row < n; row++) offset[row] = (offset[row] as number) / unit;
-    max = (max - min) / unit;
-    min = 0;
-  }
+  // Exact: every offset is a whole multiple of the unit.
+  if (unit > 1) for (let row = 0; row < n; row++) offset[row] = (offset[row] as number) / unit;
+  const span = unit > 1 ? (max - min) / unit : max - min;
   let spare = new Int32Array(n);
   let spareOffset = new Float64Array(n);
   const counts = new Int32Array(DIGITS);
-  for (let scale = 1; scale <= max - min; scale *= DIGITS) {
+  for (let scale = 1; scale <= span; scale *= DIGITS) {
     counts.fill(0);
     for (let i = 0; i < n; i++) {
       const d = Math.floor((offset[i] as number) / scale) & (DIGITS - 1);
