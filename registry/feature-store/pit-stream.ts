@@ -37,7 +37,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
 import type pg from 'pg';
-import { BinaryCopyWriter, cancelOnAbort, col, copyIn, ColumnDecoder, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, shortBytesCode, SHORT_BYTES, sql, timestampField, toText, type BinaryTuple, type ChunkSource, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
+import { BinaryCopyWriter, cancelOnAbort, col, copyBytes, copyIn, ColumnDecoder, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, shortBytesCode, SHORT_BYTES, sql, timestampField, toText, type BinaryTuple, type ChunkSource, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
 import { rowOf, type ColumnArrays, type ColumnBatch } from '../../core/columns.ts';
 import { concatFloat64, concatInt32, GrowableFloat64, GrowableInt32 } from '../../core/growable.ts';
 import { room, ScratchPool, type Scratch } from '../../core/scratch.ts';
@@ -46,6 +46,7 @@ import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointIn
 import { lowerBound, orderByKeyThenTime, orderByUint32 } from './key-order.ts';
 import { copyOut } from './copy-read.ts';
 import { FIXED_WIDTH, segmentCache, segmentScratch, type PartitionSegment, type Segment, type SegmentCache, type SegmentRead, type SegmentSpec } from './segments.ts';
+import { spineFromSegments } from './spine-segments.ts';
 
 /** One chunk of the join (PitQuery.chunk), written into a table of its own. */
 export interface StreamChunk {
@@ -69,6 +70,20 @@ export interface ExtraColumn {
   expr: Sql;
   as: string;
   inNode?: SpineInt4;
+  /**
+   * The column's field computed in Node, for a spine read from its segments
+   * (spine-segments.ts), where no Postgres computes `expr`; it must equal it. A chunk's
+   * constant (StreamOptions.chunkExtra) and an inNode column need none.
+   */
+  fromFields?: SpineField;
+}
+
+/** An extra column's field from a spine row's output columns (see ExtraColumn.fromFields). */
+export interface SpineField {
+  /** The spine output columns it reads, by name. */
+  columns: readonly string[];
+  /** Its bytes (as Postgres sends the column's binary form), or null, from row `t`'s fields `fields` (the columns', in order). */
+  bytes(t: BinaryTuple, fields: readonly number[]): Buffer | null;
 }
 
 /**
@@ -176,9 +191,14 @@ class Arena implements SpineRows {
   }
 
   push(bucket: number, row: number, key: number, buf: Buffer, start: number, split: number, end: number): void {
+    this.pushParts(bucket, row, key, buf, start, split, end, undefined, 0);
+  }
+
+  /** push, of a row whose extra columns' fields (`tail[0, tailEnd)`) come from elsewhere than its output columns' (`buf[start, split)`). */
+  pushParts(bucket: number, row: number, key: number, buf: Buffer, start: number, split: number, end: number, tail: Buffer | undefined, tailEnd: number): void {
     const blocks = this.blocks[bucket] as Buffer[];
     const used = this.used[bucket] as number[];
-    const need = RECORD_HEADER + end - start;
+    const need = RECORD_HEADER + end - start + tailEnd;
     let last = blocks.length - 1;
     if (last < 0 || (used[last] as number) + need > (blocks[last] as Buffer).length) {
       const fresh = Buffer.allocUnsafe(Math.max(this.blockSize, need));
@@ -192,9 +212,10 @@ class Arena implements SpineRows {
     const at = used[last] as number;
     view.setInt32(at, row, true);
     view.setUint32(at + 4, key, true);
-    view.setInt32(at + 8, end - start, true);
+    view.setInt32(at + 8, end - start + tailEnd, true);
     view.setInt32(at + 12, split - start, true);
     copyThrough(buf, this.sources.of(buf), start, end, block, view, at + RECORD_HEADER);
+    if (tail) copyThrough(tail, this.sources.of(tail), 0, tailEnd, block, view, at + RECORD_HEADER + end - start);
     used[last] = at + need;
     this.counts[bucket] = (this.counts[bucket] as number) + 1;
   }
@@ -458,14 +479,15 @@ interface InNodeField {
 }
 
 function inNodeFields(extra: readonly ExtraColumn[], spine: ReadonlyArray<{ name: string }>, spineOutputs: number): InNodeField[] {
-  return extra.flatMap((e, k) => {
-    if (!e.inNode) return [];
-    const inputs = e.inNode.columns.map((name) => {
-      const at = spine.findIndex((c) => c.name === name);
-      if (at < 0) throw new Error(`the extra column ${e.as} reads ${name}, not one of the spine's output columns`);
-      return at;
-    });
-    return [{ field: spineOutputs + k, inputs, value: e.inNode.value }];
+  return extra.flatMap((e, k) => (e.inNode ? [{ field: spineOutputs + k, inputs: columnFields(e.as, e.inNode.columns, spine), value: e.inNode.value }] : []));
+}
+
+/** The fields (in the spine's tuples) of the output columns an extra column `as` reads. */
+function columnFields(as: string, columns: readonly string[], spine: ReadonlyArray<{ name: string }>): number[] {
+  return columns.map((name) => {
+    const at = spine.findIndex((c) => c.name === name);
+    if (at < 0) throw new Error(`the extra column ${as} reads ${name}, not one of the spine's output columns`);
+    return at;
   });
 }
 
@@ -597,16 +619,16 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
     const byIndex = new Map(chunks.map((x, ci) => [x.index, spines[ci] as ChunkSpine]));
     const keep = spineReader(c);
     const indices = chunks.map((x) => x.index);
-    await Promise.all(
-      slices.map((slice) =>
-        copyOut(knex, spineStreamSql({ ...q, ...slice, chunk: { index: indices, count: options.count } }, extra, { withChunk: true }), signal, (t) => {
-          const chunk = (t.length[chunkField] as number) === 2 ? t.buf.readInt16BE(t.start[chunkField] as number) : null;
-          const spine = chunk === null ? undefined : byIndex.get(chunk);
-          if (!spine) throw new Error(`a spine row of chunk ${chunk} came with a read of chunks ${indices.join(', ')}`);
-          keep(spine, t);
-        }),
-      ),
-    );
+    const route = (t: BinaryTuple) => {
+      const chunk = (t.length[chunkField] as number) === 2 ? t.buf.readInt16BE(t.start[chunkField] as number) : null;
+      const spine = chunk === null ? undefined : byIndex.get(chunk);
+      if (!spine) throw new Error(`a spine row of chunk ${chunk} came with a read of chunks ${indices.join(', ')}`);
+      keep(spine, t);
+    };
+    const fromPostgres = (slice: { start: Date; end: Date }) => copyOut(knex, spineStreamSql({ ...q, ...slice, chunk: { index: indices, count: options.count } }, extra, { withChunk: true }), signal, route);
+    const keepRow = segmentRowReader(q, c, at, spineOutputs, outputs, keyIds, options.order);
+    const rest = keepRow && (await spineFromSegments(knex, q, { count: options.count, chunks: indices }, spineOutputs, (row, chunk) => keepRow(byIndex.get(chunk) as ChunkSpine, row, chunk), signal));
+    await Promise.all((rest ?? slices).map(fromPostgres));
   } else {
     await Promise.all(
       chunks.map(async (c, ci) => {
@@ -641,6 +663,92 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
     rowsBefore += s.times.length;
   }
   return { spines, bases, results, release: () => scratches.splice(0).forEach((scratch) => joinScratch.give(scratch)) };
+}
+
+/**
+ * What keeps a spine segment's row (spine-segments.ts: its output columns' fields, then
+ * the joins' own key fields) in a chunk's spine, as spineReader keeps the tuple
+ * spineStreamSql sends: its output fields copied, the extra columns' fields computed
+ * here (`chunkAt`'s: the row's chunk). Undefined when one of them is computed only by
+ * Postgres (no ExtraColumn.inNode or fromFields), or without an order: only an Arena
+ * (where an order keeps the rows) takes a row in two parts.
+ */
+function segmentRowReader(
+  q: PitQuery,
+  c: Pick<StreamChunk, 'extra'>,
+  chunkAt: number,
+  spineOutputs: number,
+  outputs: ReadonlyArray<{ name: string }>,
+  keyIds: readonly KeyIds[],
+  order: SpineOrder | undefined,
+): ((spine: ChunkSpine, row: BinaryTuple, chunk: number) => void) | undefined {
+  if (!order) return undefined;
+  const spine = outputs.slice(0, spineOutputs);
+  const extras = c.extra.map((e, k) =>
+    k === chunkAt
+      ? { kind: 'chunk' as const }
+      : e.inNode
+        ? { kind: 'int4' as const, inputs: columnFields(e.as, e.inNode.columns, spine), value: e.inNode.value }
+        : e.fromFields
+          ? { kind: 'bytes' as const, inputs: columnFields(e.as, e.fromFields.columns, spine), bytes: e.fromFields.bytes }
+          : undefined,
+  );
+  if (extras.some((e) => e === undefined)) return undefined;
+  const sortAt = c.extra.findIndex((e) => e.as === order.key);
+  if (sortAt < 0) throw new Error(`the stream plan's order key ${order.key} is not one of the chunk's extra columns`);
+  // Where each join's key is in a segment's row: an output, or its own key field after them (spineStreamFields counts the extra columns in between).
+  const fields = spineStreamFields(q, c.extra.length);
+  const keyFields = fields.keys.map((f) => (f < spineOutputs ? f : f - c.extra.length));
+  let tail: Buffer = Buffer.allocUnsafe(1 << 10);
+  let tailView = dataViewOf(tail);
+  const views = new DataViews();
+  return (spine, row, chunk) => {
+    const view = views.of(row.buf);
+    let at = 0;
+    let key = 0;
+    let nullKey = false;
+    for (let k = 0; k < extras.length; k++) {
+      const e = extras[k] as NonNullable<(typeof extras)[number]>;
+      if (at + 8 > tail.length) [tail, tailView] = grown(tail, at + 8, at);
+      if (e.kind === 'chunk') {
+        tailView.setInt32(at, 2);
+        tailView.setInt16(at + 4, chunk);
+        at += 6;
+      } else if (e.kind === 'int4') {
+        const v = e.value(row, view, e.inputs);
+        tailView.setInt32(at, 4);
+        tailView.setInt32(at + 4, v);
+        if (k === sortAt) key = unsignedOrder(v);
+        at += 8;
+      } else {
+        const v = e.bytes(row, e.inputs);
+        if (k === sortAt) {
+          if (v?.length !== 4 && v !== null) throw new Error(`the order key ${order.key} came with ${v.length} bytes`);
+          key = unsignedOrder(v === null ? null : v.readInt32BE(0));
+          nullKey = v === null;
+        }
+        if (v && at + 4 + v.length > tail.length) [tail, tailView] = grown(tail, at + 4 + v.length, at);
+        tailView.setInt32(at, v === null ? -1 : v.length);
+        if (v) copyBytes(v, 0, v.length, tail, at + 4);
+        at += 4 + (v?.length ?? 0);
+      }
+    }
+    const r = spine.times.length;
+    if (nullKey) spine.nullKeys.add(r);
+    (spine.arena as Arena).pushParts(key >>> 24, r, key, row.buf, fieldStart(row, 0), fieldEnd(row, spineOutputs - 1), fieldEnd(row, spineOutputs - 1), tail, at);
+    for (let ji = 0; ji < keyIds.length; ji++) {
+      const field = keyFields[ji] as number;
+      (spine.keys[ji] as GrowableInt32).push((keyIds[ji] as KeyIds).idOf(row.buf, row.start[field] as number, row.length[field] as number));
+    }
+    spine.times.push(timestampField(row, fields.time) ?? -Infinity);
+  };
+}
+
+/** A buffer of at least `bytes` (twice them) that starts with `old`'s first `keep` bytes, and its DataView. */
+function grown(old: Buffer, bytes: number, keep: number): [Buffer, DataView] {
+  const buf = Buffer.allocUnsafe(bytes * 2);
+  old.copy(buf, 0, 0, keep);
+  return [buf, dataViewOf(buf)];
 }
 
 /**

@@ -325,19 +325,51 @@ export const SPINE_CHUNK_COLUMN = '_pit_chunk';
  * reader finds each key and the row's time: spineStreamFields.
  */
 export function spineStreamSql(q: PitQuery, extra: Sql[], options: { withChunk?: boolean } = {}): Sql {
-  const spine = spineOutputs(q);
-  const own = q.joins.flatMap((j, ji) => (keyOutput(spine, j) < 0 ? [{ j, ji }] : []));
-  const keys = own.map(({ j, ji }) => sql`${keyText(j.shape.entityKeys.map((k) => col('s', j.on[k] as string)))} as ${id(`_jk${ji}`)}`);
   const chunk: Sql[] = [];
   if (options.withChunk) {
     const first = q.joins[0];
     if (!first || !q.chunk) throw new Error("a spine read with its rows' chunks needs a join and a chunk count");
     chunk.push(sql`(${chunkOf(spineChunkColumns(first, 's'), q.chunk.count)})::smallint as ${id(SPINE_CHUNK_COLUMN)}`);
   }
+  return spineSelect(q, extra, chunk, spineFilter(q, 's'));
+}
+
+/**
+ * A spine segment's rows (spine-segments.ts): those of the spine's snapshot with an
+ * event time in [from, to), labelled or not and of every chunk, as spineStreamSql
+ * sends them without extra columns: a segment serves any window, label and chunking.
+ */
+export function spineSegmentSql(q: PitQuery, from: Date, to: Date): Sql {
+  const et = q.spine.shape.eventTime;
+  return spineSelect(q, [], [], sql`${col('s', et)} >= ${from} and ${col('s', et)} < ${to}`);
+}
+
+/** The spine's output columns, then `extra`, then the joins' own key columns (spineStreamFields), of the spine rows `where` keeps. */
+function spineSelect(q: PitQuery, extra: Sql[], chunk: Sql[], where: Sql): Sql {
+  const spine = spineOutputs(q);
+  const own = q.joins.flatMap((j, ji) => (keyOutput(spine, j) < 0 ? [{ j, ji }] : []));
+  const keys = own.map(({ j, ji }) => sql`${keyText(j.shape.entityKeys.map((k) => col('s', j.on[k] as string)))} as ${id(`_jk${ji}`)}`);
   const inner = sql`select ${join([...spine.map((c) => sql`${col('s', c.source)} as ${id(c.as)}`), ...keys, ...chunk], ', ')}
-                    from (${spineRows(q)}) s where ${spineFilter(q, 's')}`;
+                    from (${spineRows(q)}) s where ${where}`;
   const columns = [ids(spine.map((c) => c.as)), ...extra, ...own.map(({ ji }) => id(`_jk${ji}`))];
   return sql`select ${join(columns, ', ')} from (${inner}) o`;
+}
+
+/**
+ * How a spine row's chunk is computed in Node (spine-segments.ts), the same as chunkOf
+ * over the spine: the spine output columns (by index) whose text the hash reads, each
+ * text or bigint; undefined when a chunk's columns are not all such outputs.
+ */
+export function spineChunkOutputs(q: PitQuery): Array<{ field: number; pgType: 'text' | 'bigint' }> | undefined {
+  const first = q.joins[0];
+  if (!first) return undefined;
+  const spine = spineOutputs(q);
+  const fields = first.shape.entityKeys.map((k) => {
+    const at = spine.findIndex((c) => c.source === first.on[k]);
+    const pgType = spine[at]?.pgType;
+    return at >= 0 && (pgType === 'text' || pgType === 'bigint') ? { field: at, pgType } : undefined;
+  });
+  return fields.every((f) => f !== undefined) ? (fields as Array<{ field: number; pgType: 'text' | 'bigint' }>) : undefined;
 }
 
 /**

@@ -142,7 +142,18 @@ export class SegmentCache {
    * partitions, or the cluster's identity cannot be read.
    */
   async plan(knex: Knex, spec: SegmentSpec, from?: Date, to?: Date): Promise<PartitionSegment[] | undefined> {
-    const { group, pin } = spec;
+    const { group } = spec;
+    const columns = { keys: group.entityKeys, eventTime: group.eventTime, features: spec.features.map((f) => [f, group.columns.find((c) => c.name === f)?.type]) };
+    return this.planOf(knex, spec, { format: MAGIC.toString(), columns }, from, to);
+  }
+
+  /**
+   * As plan, for a file of any kind: `holds` (its format and what it holds, as JSON)
+   * goes into every name, so that files of other kinds or columns never share one.
+   */
+  async planOf(knex: Knex, source: { group: GroupShape; pin: SnapshotPin }, holds: { format: string } & Record<string, unknown>, from?: Date, to?: Date): Promise<PartitionSegment[] | undefined> {
+    const { group, pin } = source;
+    const { format, ...held } = holds;
     const all = await rangePartitions(knex, group);
     const children = (await raw(knex, sql`select count(*)::int as n from pg_inherits where inhparent = to_regclass(${groupTables(group.name, group.version).offline})`)) as { rows: Array<{ n: number }> };
     if ((children.rows[0]?.n ?? -1) !== all.length) return undefined;
@@ -172,13 +183,12 @@ export class SegmentCache {
           ) c on true`,
     )) as { rows: Array<{ name: string; oid: string | null; commit_id: string | null; seq: string | null }> };
     const byName = new Map(lastWrites.rows.map((r) => [r.name, r]));
-    const columns = { keys: group.entityKeys, eventTime: group.eventTime, features: spec.features.map((f) => [f, group.columns.find((c) => c.name === f)?.type]) };
     return parts.map((p) => {
       const last = byName.get(p.partition);
       const name =
         last?.commit_id && last.oid
           ? createHash('sha256')
-              .update(JSON.stringify({ format: MAGIC.toString(), ...cluster, table: last.oid, commit: last.commit_id, seq: last.seq, columns }))
+              .update(JSON.stringify({ format, ...cluster, table: last.oid, commit: last.commit_id, seq: last.seq, ...held }))
               .digest('hex')
               .slice(0, 40)
           : undefined;
@@ -209,7 +219,7 @@ export class SegmentCache {
    * (reading it from Postgres), plus a copy of each row.
    */
   async load(knex: Knex, spec: SegmentSpec, p: PartitionSegment & { name: string }, signal?: AbortSignal, reader?: (t: BinaryTuple) => void, read?: SegmentRead): Promise<Segment | undefined> {
-    const file = path.join(this.dir, `${p.name}.seg`);
+    const file = this.fileOf(p.name);
     if (read && !this.loading.has(p.name)) {
       // The caller's own read of the file (its window, into its buffer): shared with no one.
       const kept = await readSegmentFile(file, read);
@@ -265,7 +275,7 @@ export class SegmentCache {
    * threads, ask for a third of a month each). Two that reach a whole partition at
    * once both fill it; their files are the same.
    */
-  private async fills(p: PartitionSegment & { name: string }, window: SegmentRead['window']): Promise<boolean> {
+  async fills(p: PartitionSegment & { name: string }, window: SegmentRead['window']): Promise<boolean> {
     const whole = windowIn(p, undefined);
     const asked = windowIn(p, window);
     const share = whole.to > whole.from ? Math.max(0, asked.to - asked.from) / (whole.to - whole.from) : 1;
@@ -294,6 +304,17 @@ export class SegmentCache {
   /** Resolves once the segments read so far are written to their files. */
   async written(): Promise<void> {
     await Promise.all([...this.writing]);
+  }
+
+  /** Where segment `name`'s file is. */
+  fileOf(name: string): string {
+    return path.join(this.dir, `${name}.seg`);
+  }
+
+  /** Writes segment `name`'s file in the background (see written); a file not written is read from Postgres again next time. */
+  save(name: string, bytes: Buffer): void {
+    const written = this.store(this.fileOf(name), bytes).finally(() => this.writing.delete(written));
+    this.writing.add(written);
   }
 
   /** Writes a segment's file whole (a temporary file renamed), then evicts; a file not written is read from Postgres again next time. */
@@ -485,7 +506,7 @@ function sections(headerBytes: number, rows: number, slot: number) {
 }
 
 /** Marks a file used now: the eviction's order. */
-async function touch(file: string): Promise<void> {
+export async function touch(file: string): Promise<void> {
   const now = new Date();
   await fs.utimes(file, now, now).catch(() => undefined);
 }

@@ -19,7 +19,7 @@ import type { FeatureViewDefinition } from '../../features/views.ts';
 import { combineMoments, type FeatureStats, type NumericStats } from '../../ml/stats.ts';
 import { SplitStatisticsTap, type ChunkStatistics } from './split-statistics.ts';
 import { shuffleKey, type ServerText } from './shuffle-key.ts';
-import { cancellableTransaction, cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, streamTablesInStoredOrder, toNative, type Sql } from '../db/index.ts';
+import { cancellableTransaction, cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, streamTablesInStoredOrder, timestampField, toNative, type Sql } from '../db/index.ts';
 import { chunkSizesSql, latestViewSnapshot, pointInTimeColumns, pointInTimeSql, streamPointInTime, viewQuery, type ExtraColumn, type StreamStep, type FeatureViewRecord, type PitPlan, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 export type Split = 'train' | 'validation' | 'test';
@@ -177,7 +177,7 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   const spineTypes = new Map(pointInTimeColumns(joinQuery('window')).map((c) => [c.name, c.pgType]));
   const shuffle = shuffleKey(def, spineTypes, await serverText(knex));
   const extra = (index: number): ExtraColumn[] => [
-    { expr: split, as: '_split' },
+    { expr: split, as: '_split', fromFields: splitField(et, validationStart, testStart) },
     { ...shuffle, as: '_shuffle' },
     { expr: sql`${int(index)}::smallint`, as: '_chunk' },
   ];
@@ -324,6 +324,19 @@ async function serverText(knex: Knex): Promise<ServerText> {
   const row = result.rows[0];
   if (!row) throw new Error('the server told nothing of its DateStyle');
   return { dateStyle: row.date_style, encoding: row.encoding };
+}
+
+/** The split as a spine read from segments computes it (ExtraColumn.fromFields): the same as its SQL, a null time in the test split. */
+function splitField(eventTime: string, validationStart: Date, testStart: Date): ExtraColumn['fromFields'] {
+  const [train, validation, test] = (['train', 'validation', 'test'] as const).map((s) => Buffer.from(s, 'utf8'));
+  const [validationFrom, testFrom] = [validationStart.getTime() * 1000, testStart.getTime() * 1000];
+  return {
+    columns: [eventTime],
+    bytes: (t, [time]) => {
+      const at = timestampField(t, time as number);
+      return at === null || at >= testFrom ? (test as Buffer) : at < validationFrom ? (train as Buffer) : (validation as Buffer);
+    },
+  };
 }
 
 /** The view's labelled spine rows (in [start, end) if given), without its joins. */

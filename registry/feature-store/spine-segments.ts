@@ -1,0 +1,316 @@
+/**
+ * Spine segments: one range partition of a spine group's rows in a snapshot, as the
+ * stream plan reads a spine (spineSegmentSql: the spine's output columns and the joins'
+ * own key columns, each field as Postgres sent it), kept on this machine's disk beside
+ * the joined groups' column segments (segments.ts), and named, kept and evicted as
+ * they are.
+ *
+ * Why: a training dataset's build read its 3M-row spine from Postgres at every build,
+ * which cost the server 3-5 s of CPU (a scan of the snapshot and a field at a time of
+ * every row sent) while the build's own thread was busy on the other core: on two
+ * cores, that was a quarter of the build's CPU.
+ *
+ * Why it is exact: for the reasons a column segment is (its name is the last commit
+ * that wrote to the partition's range, so a later one gives it another). A segment holds
+ * every row of its partition, labelled or not and of every chunk; a read keeps those of
+ * its window and, with a label, the labelled ones, as spineStreamSql's filter does. The
+ * columns a build adds per row (its chunk, split and shuffle key) are computed in Node
+ * from the row's fields, each as its SQL does (pit-stream.ts).
+ *
+ * A file: MAGIC; the header's length (u32, little-endian) and the header (JSON: rows,
+ * bytes); then, each from a multiple of 8, the rows' event times (float64, microseconds
+ * since 1970), where each row's bytes end (u32) and the rows' bytes, in the order read.
+ */
+import { promises as fs } from 'node:fs';
+import type { Knex } from 'knex';
+import { room, type Scratch } from '../../core/scratch.ts';
+import { GrowableFloat64, GrowableInt32 } from '../../core/growable.ts';
+import { copyBytes, dataViewOf, DataViews, fieldEnd, fieldStart, PgText, timestampField, type BinaryTuple } from '../db/index.ts';
+import { copyOut } from './copy-read.ts';
+import { pointInTimeColumns, spineChunkOutputs, spineSegmentSql, spineStreamFields, type PitQuery } from './point-in-time.ts';
+import { segmentCache, segmentScratch, touch, type PartitionSegment, type SegmentCache } from './segments.ts';
+
+const MAGIC = Buffer.from('FTISPN01');
+
+const align8 = (n: number) => Math.ceil(n / 8) * 8;
+
+/**
+ * A spine segment in memory: row i's event time, the hash its chunk is cut by
+ * (spineRowHash; -1: null, chunk 0), and its fields' bytes
+ * `bytes[i ? ends[i - 1] : 0, ends[i])`.
+ */
+export interface SpineSegment {
+  rows: number;
+  eventTime: Float64Array;
+  chunkHash: Int32Array;
+  ends: Uint32Array;
+  bytes: Buffer;
+}
+
+/** Where a spine read finds its partitions' segments: the spine group's range partitions that meet the window, each with its segment's name. */
+export interface SpineSegmentPlan {
+  cache: SegmentCache;
+  parts: PartitionSegment[];
+  /** A segment row's fields: the spine's outputs, then the joins' own keys. */
+  rowFields: number;
+  /** Its event time's field. */
+  timeField: number;
+  /** The fields a chunk's hash reads (spineChunkOutputs). */
+  chunkFields: ReadonlyArray<{ field: number; pgType: 'text' | 'bigint' }>;
+}
+
+/**
+ * The spine's partitions that meet q's window, with their segments' names; undefined
+ * when segments cannot stand in for the spine's rows: this process keeps none, the
+ * spine's rows are given (q.spine.rows), the query has no window, its chunks are cut by
+ * columns whose hash Node does not compute, or the group's rows are not all in range
+ * partitions (SegmentCache.planOf).
+ */
+export async function spineSegmentPlan(knex: Knex, q: PitQuery, spineOutputs: number): Promise<SpineSegmentPlan | undefined> {
+  const cache = segmentCache();
+  const chunkFields = spineChunkOutputs(q);
+  if (!cache || !chunkFields || q.spine.rows || !q.start || !q.end) return undefined;
+  const shape = q.spine.shape;
+  const fields = spineStreamFields(q, 0);
+  const holds = {
+    format: MAGIC.toString(),
+    spine: [shape.name, shape.version],
+    outputs: pointInTimeColumns(q)
+      .slice(0, spineOutputs)
+      .map((c) => [c.name, c.pgType]),
+    ownKeys: q.joins.map((j) => j.shape.entityKeys.map((k) => j.on[k])),
+    chunkFields,
+  };
+  const parts = await cache.planOf(knex, { group: shape, pin: q.spine.visible }, holds, q.start, q.end);
+  if (!parts) return undefined;
+  return { cache, parts, rowFields: spineOutputs + fields.keys.filter((k) => k >= spineOutputs).length, timeField: fields.time, chunkFields };
+}
+
+/** Partition `p`'s segment from its file (into `scratch`'s buffer, valid until its next use), or undefined when it has none whole. */
+export async function readSpineSegment(cache: SegmentCache, p: PartitionSegment & { name: string }, scratch: Scratch): Promise<SpineSegment | undefined> {
+  const file = cache.fileOf(p.name);
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(file, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const size = (await handle.stat()).size;
+    const buf = room(scratch, size).subarray(0, size);
+    for (let done = 0; done < size; ) {
+      const { bytesRead } = await handle.read(buf, done, size - done, done);
+      if (bytesRead === 0) return undefined;
+      done += bytesRead;
+    }
+    const segment = parseSpineSegment(buf);
+    if (segment) await touch(file);
+    return segment;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Partition `p`'s rows read from Postgres, as a segment, and the segment saved to its file (in the background: SegmentCache.written). */
+export async function fillSpineSegment(knex: Knex, q: PitQuery, plan: SpineSegmentPlan, p: PartitionSegment & { name: string }, signal: AbortSignal | undefined): Promise<SpineSegment> {
+  const pieces: Buffer[] = [];
+  let piece = Buffer.allocUnsafe(PIECE_BYTES);
+  let used = 0;
+  const times = new GrowableFloat64(1 << 14);
+  const hashes = new GrowableInt32(1 << 14);
+  const lengths = new GrowableInt32(1 << 14);
+  const text = new PgText();
+  const views = new DataViews();
+  await copyOut(knex, spineSegmentSql(q, p.start, p.end), signal, (t: BinaryTuple) => {
+    const start = fieldStart(t, 0);
+    const end = fieldEnd(t, t.fields - 1);
+    if (used + end - start > piece.length) {
+      pieces.push(piece.subarray(0, used));
+      piece = Buffer.allocUnsafe(Math.max(PIECE_BYTES, end - start));
+      used = 0;
+    }
+    copyBytes(t.buf, start, end, piece, used);
+    used += end - start;
+    // A row with no event time is in no window.
+    times.push(timestampField(t, plan.timeField) ?? Number.NaN);
+    hashes.push(spineRowHash(t, plan.chunkFields, text, views.of(t.buf)));
+    lengths.push(end - start);
+  });
+  pieces.push(piece.subarray(0, used));
+  const file = encodeSpineSegment(times.view(), hashes.view(), lengths.view(), pieces);
+  plan.cache.save(p.name, file);
+  return parseSpineSegment(file) as SpineSegment;
+}
+
+/** Bytes of the pieces a partition's rows are gathered in while it is read from Postgres. */
+const PIECE_BYTES = 4 << 20;
+
+function layoutOf(headerBytes: number, rows: number, bytes: number) {
+  const eventTime = align8(MAGIC.length + 4 + headerBytes);
+  const chunkHash = eventTime + rows * 8;
+  const ends = chunkHash + rows * 4;
+  const data = align8(ends + rows * 4);
+  return { eventTime, chunkHash, ends, data, total: data + bytes };
+}
+
+function encodeSpineSegment(times: Float64Array, hashes: Int32Array, lengths: Int32Array, pieces: readonly Buffer[]): Buffer {
+  const rows = times.length;
+  const bytes = pieces.reduce((n, b) => n + b.length, 0);
+  const header = Buffer.from(JSON.stringify({ rows, bytes }));
+  const layout = layoutOf(header.length, rows, bytes);
+  const out = Buffer.alloc(layout.total);
+  MAGIC.copy(out, 0);
+  out.writeUInt32LE(header.length, MAGIC.length);
+  header.copy(out, MAGIC.length + 4);
+  new Float64Array(out.buffer, out.byteOffset + layout.eventTime, rows).set(times);
+  new Int32Array(out.buffer, out.byteOffset + layout.chunkHash, rows).set(hashes);
+  const ends = new Uint32Array(out.buffer, out.byteOffset + layout.ends, rows);
+  let end = 0;
+  for (let i = 0; i < rows; i++) ends[i] = end += lengths[i] as number;
+  let at = layout.data;
+  for (const b of pieces) at += b.copy(out, at);
+  return out;
+}
+
+function parseSpineSegment(file: Buffer): SpineSegment | undefined {
+  // Typed arrays over the file need its bytes 8-aligned.
+  const bytes = file.byteOffset % 8 === 0 ? file : Buffer.from(file);
+  if (bytes.length < MAGIC.length + 4 || !bytes.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
+  const headerBytes = bytes.readUInt32LE(MAGIC.length);
+  let header: { rows: number; bytes: number };
+  try {
+    header = JSON.parse(bytes.toString('utf8', MAGIC.length + 4, MAGIC.length + 4 + headerBytes)) as typeof header;
+  } catch {
+    return undefined;
+  }
+  const layout = layoutOf(headerBytes, header.rows, header.bytes);
+  if (bytes.length !== layout.total) return undefined;
+  const ends = new Uint32Array(bytes.buffer, bytes.byteOffset + layout.ends, header.rows);
+  if (header.rows > 0 && ends[header.rows - 1] !== header.bytes) return undefined;
+  return {
+    rows: header.rows,
+    eventTime: new Float64Array(bytes.buffer, bytes.byteOffset + layout.eventTime, header.rows),
+    chunkHash: new Int32Array(bytes.buffer, bytes.byteOffset + layout.chunkHash, header.rows),
+    ends,
+    bytes: bytes.subarray(layout.data, layout.total),
+  };
+}
+
+/**
+ * Hands `each` the rows of `segment` with an event time in [from, to) (microseconds
+ * since 1970), a label when `labelField` is given, and a chunk (of `count`) that
+ * `inPass` marks: each with its chunk, as a tuple of its `fields` fields over the
+ * segment's bytes, the same object from row to row.
+ */
+function eachSpineRow(
+  segment: SpineSegment,
+  from: number,
+  to: number,
+  labelField: number | undefined,
+  count: number,
+  inPass: Uint8Array,
+  fields: number,
+  each: (row: BinaryTuple, chunk: number) => void,
+): void {
+  const { bytes, ends, eventTime, chunkHash } = segment;
+  const row: BinaryTuple = { buf: bytes, fields, start: new Int32Array(fields), length: new Int32Array(fields) };
+  const view = dataViewOf(bytes);
+  for (let i = 0; i < segment.rows; i++) {
+    const time = eventTime[i] as number;
+    if (!(time >= from && time < to)) continue;
+    const hash = chunkHash[i] as number;
+    const chunk = hash < 0 ? 0 : hash % count;
+    if (!inPass[chunk]) continue;
+    let at = i === 0 ? 0 : (ends[i - 1] as number);
+    for (let f = 0; f < fields; f++) {
+      const length = view.getInt32(at);
+      row.start[f] = at + 4;
+      row.length[f] = length;
+      at += 4 + (length > 0 ? length : 0);
+    }
+    if (labelField !== undefined && (row.length[labelField] as number) < 0) continue;
+    each(row, chunk);
+  }
+}
+
+/**
+ * The hash a spine row's chunk is cut by, as chunkOf computes it in SQL
+ * (point-in-time.ts): hashtext of its chunk columns' text joined by '|', its low 31
+ * bits (the chunk: that modulo the count); -1 when one of them is null (chunk 0).
+ */
+function spineRowHash(row: BinaryTuple, columns: ReadonlyArray<{ field: number; pgType: 'text' | 'bigint' }>, text: PgText, view: DataView): number {
+  text.reset();
+  for (let k = 0; k < columns.length; k++) {
+    const { field, pgType } = columns[k] as { field: number; pgType: 'text' | 'bigint' };
+    const length = row.length[field] as number;
+    if (length < 0) return -1;
+    if (k > 0) text.ascii('|');
+    if (pgType === 'text') text.raw(row.buf, row.start[field] as number, length);
+    else text.int8(view, row.start[field] as number);
+  }
+  return text.hash() & 0x7fffffff;
+}
+
+/**
+ * A window that covers at least this share of a partition with no segment reads the
+ * partition whole and fills its segment (at most twice the rows it needs); a smaller one
+ * fills it once the windows asked for add up to the whole partition (SegmentCache.fills).
+ * A training dataset's window starts at its spine's first row and ends after its last,
+ * a little inside its first and last partitions: those fill at its first build.
+ */
+const FILL_SHARE = 0.5;
+
+/**
+ * Reads the spine rows of q's window and of the chunks `pass.chunks` (of `pass.count`)
+ * from the spine's segments where it can, each handed to `each` with its chunk (a
+ * tuple of its output fields, then the joins' own key fields, reused from row to row).
+ * Returns the parts of the window still to read from Postgres (those of partitions with
+ * no segment that this read does not fill), or undefined when segments cannot stand in
+ * for the spine: all of it is.
+ */
+export async function spineFromSegments(
+  knex: Knex,
+  q: PitQuery,
+  pass: { count: number; chunks: readonly number[] },
+  spineOutputs: number,
+  each: (row: BinaryTuple, chunk: number) => void,
+  signal: AbortSignal | undefined,
+): Promise<Array<{ start: Date; end: Date }> | undefined> {
+  if (!q.start || !q.end) return undefined;
+  const plan = await spineSegmentPlan(knex, q, spineOutputs);
+  if (!plan) return undefined;
+  const names = pointInTimeColumns(q)
+    .slice(0, spineOutputs)
+    .map((c) => c.name);
+  const labelField = q.label === undefined ? undefined : names.indexOf(q.label);
+  const inPass = new Uint8Array(pass.count);
+  for (const c of pass.chunks) inPass[c] = 1;
+  const [from, to] = [q.start.getTime(), q.end.getTime()];
+  const feed = (segment: SpineSegment) => eachSpineRow(segment, from * 1000, to * 1000, labelField, pass.count, inPass, plan.rowFields, each);
+
+  // Partitions no commit of the snapshot wrote to hold no rows in it.
+  const todo = plan.parts.filter((p): p is PartitionSegment & { name: string } => p.name !== undefined);
+  const rest: Array<{ start: Date; end: Date }> = [];
+  // Two at a time: a partition read from Postgres (a first build) keeps a backend busy while this thread places another's rows.
+  await Promise.all(
+    [0, 1].map(async () => {
+      const scratch = segmentScratch.take();
+      try {
+        for (let p = todo.shift(); p; p = todo.shift()) {
+          const lo = Math.max(from, p.start.getTime());
+          const hi = Math.min(to, p.end.getTime());
+          let segment = await readSpineSegment(plan.cache, p, scratch);
+          if (!segment) {
+            const share = (hi - lo) / (p.end.getTime() - p.start.getTime());
+            if (share >= FILL_SHARE || (await plan.cache.fills(p, { from: lo * 1000, to: hi * 1000 }))) segment = await fillSpineSegment(knex, q, plan, p, signal);
+          }
+          if (segment) feed(segment);
+          else rest.push({ start: new Date(lo), end: new Date(hi) });
+        }
+      } finally {
+        segmentScratch.give(scratch);
+      }
+    }),
+  );
+  return rest;
+}
