@@ -10,12 +10,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineFeatureGroup, type FeatureGroupDefinition } from '../features/definitions.ts';
-import { stagedCopy } from '../features/staged-rows.ts';
-import type { FeatureValue } from '../features/schema.ts';
 import { defineFeatureView } from '../features/views.ts';
 import { FeatureStore, latestViewSnapshot, orderByKeyThenTime, orderByUint32, pointInTimeRows, pointInTimeSql, SegmentCache, segmentCache, segmentScratch, viewQuery, type FeatureGroupRecord, type PitQuery } from '../registry/feature-store/index.ts';
 import { raw, sql } from '../registry/db/index.ts';
-import { createTestDb, uniqueId, type TestDb } from './helpers/services.ts';
+import { commitRows, type Row } from './helpers/commits.ts';
+import { createTestDb, type TestDb } from './helpers/services.ts';
 
 // This file's own cache: read once, when the first join asks for it.
 const cacheDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fti-segments-'));
@@ -48,7 +47,6 @@ const view = defineFeatureView({
   features: ['seg_readings.value', 'seg_readings.count', 'seg_readings.ok'],
 });
 
-type Row = Record<string, FeatureValue>;
 /** Day `d` of 2024 (1: January 1st) at hour `h`: January and February fall in two monthly partitions. */
 const at = (d: number, h = 0, m = 0) => new Date(Date.UTC(2024, 0, d, h, m));
 
@@ -58,12 +56,7 @@ describe('column segments', () => {
   let readingsGroup: FeatureGroupRecord;
   let checksGroup: FeatureGroupRecord;
 
-  async function commit(group: FeatureGroupRecord, def: FeatureGroupDefinition, rows: Row[]): Promise<void> {
-    const attempt = await store.beginCommit(group, { idempotencyKey: uniqueId('attempt') });
-    await store.copyRows(group, attempt.id, stagedCopy(def.columns, rows.map((row, i) => ({ values: def.columns.map((c) => row[c.name] ?? null), rowNumber: i, availableAt: row[def.eventTime] as Date }))));
-    const outcome = await store.commit(group, { expectations: [], validation: 'strict' }, attempt.id);
-    expect(outcome.ok, JSON.stringify(outcome)).toBe(true);
-  }
+  const commit = (group: FeatureGroupRecord, def: FeatureGroupDefinition, rows: Row[]) => commitRows(store, group, def, rows);
 
   /** The query's rows by the stream plan (segments) and by the SQL window plan, each sorted by check. */
   async function bothPlans(q: PitQuery): Promise<{ stream: Row[]; sql: Row[] }> {

@@ -7,11 +7,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineFeatureGroup, type FeatureGroupDefinition } from '../features/definitions.ts';
-import { stagedCopy } from '../features/staged-rows.ts';
-import type { FeatureValue } from '../features/schema.ts';
 import { defineFeatureView } from '../features/views.ts';
 import { FeatureStore, type FeatureGroupRecord } from '../registry/feature-store/index.ts';
 import { TrainingStore } from '../registry/training/index.ts';
+import { stageRows, type Row } from './helpers/commits.ts';
 import { createTestDb, uniqueId, type TestDb } from './helpers/services.ts';
 
 const readings = defineFeatureGroup({
@@ -34,7 +33,6 @@ const checks = defineFeatureGroup({
 const view = defineFeatureView({ name: 'check_view', version: 1, spine: checks, label: 'ok', joins: [{ group: readings, on: { sensor: 'sensor' } }], features: ['readings.value'] });
 
 const hour = (h: number, m = 0) => new Date(Date.UTC(2024, 0, 1, h, m));
-type Row = Record<string, FeatureValue>;
 
 describe('snapshots follow visibility order', () => {
   let db: TestDb;
@@ -43,12 +41,7 @@ describe('snapshots follow visibility order', () => {
   let checksGroup: FeatureGroupRecord;
 
   /** Opens a commit attempt of `def` and stages `rows` in it (not visible yet). */
-  async function stage(group: FeatureGroupRecord, def: FeatureGroupDefinition, rows: Row[]): Promise<number> {
-    const commit = await store.beginCommit(group, { idempotencyKey: uniqueId('attempt') });
-    // The COPY as ingest writes it: the features, the row number, and when the row became known (here: its event time).
-    await store.copyRows(group, commit.id, stagedCopy(def.columns, rows.map((row, i) => ({ values: def.columns.map((c) => row[c.name] ?? null), rowNumber: i, availableAt: row[def.eventTime] as Date }))));
-    return commit.id;
-  }
+  const stage = (group: FeatureGroupRecord, def: FeatureGroupDefinition, rows: Row[]) => stageRows(store, group, def, rows);
   async function commit(group: FeatureGroupRecord, commitId: number): Promise<void> {
     const outcome = await store.commit(group, { expectations: [], validation: 'strict' }, commitId);
     expect(outcome.ok, JSON.stringify(outcome)).toBe(true);

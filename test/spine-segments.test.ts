@@ -11,11 +11,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineFeatureGroup, type FeatureGroupDefinition } from '../features/definitions.ts';
-import { stagedCopy } from '../features/staged-rows.ts';
-import type { FeatureValue } from '../features/schema.ts';
 import { defineFeatureView } from '../features/views.ts';
 import { FeatureStore, segmentCache, type FeatureGroupRecord, type FeatureViewRecord } from '../registry/feature-store/index.ts';
 import { TrainingStore, type CreateTrainingDatasetOptions } from '../registry/training/index.ts';
+import { commitRows, type Row } from './helpers/commits.ts';
 import { createTestDb, uniqueId, type TestDb } from './helpers/services.ts';
 
 // This file's own cache: read once, when the first build asks for it.
@@ -49,7 +48,6 @@ const view = defineFeatureView({
   features: ['spn_checks.load', { feature: 'spn_checks.sensor', encoding: 'one_hot' }, 'spn_readings.value', 'spn_readings.count'],
 });
 
-type Row = Record<string, FeatureValue>;
 /** Day `d` of 2024 (1: January 1st) at hour `h`: January and February fall in two monthly partitions. */
 const at = (d: number, h = 0, m = 0) => new Date(Date.UTC(2024, 0, d, h, m));
 
@@ -61,12 +59,7 @@ describe('spine segments', () => {
   let checksGroup: FeatureGroupRecord;
   let record: FeatureViewRecord;
 
-  async function commit(group: FeatureGroupRecord, def: FeatureGroupDefinition, rows: Row[]): Promise<void> {
-    const attempt = await store.beginCommit(group, { idempotencyKey: uniqueId('attempt') });
-    await store.copyRows(group, attempt.id, stagedCopy(def.columns, rows.map((row, i) => ({ values: def.columns.map((c) => row[c.name] ?? null), rowNumber: i, availableAt: row[def.eventTime] as Date }))));
-    const outcome = await store.commit(group, { expectations: [], validation: 'strict' }, attempt.id);
-    expect(outcome.ok, JSON.stringify(outcome)).toBe(true);
-  }
+  const commit = (group: FeatureGroupRecord, def: FeatureGroupDefinition, rows: Row[]) => commitRows(store, group, def, rows);
 
   /** Spine rows `from` to `to` (check ids), over January and February; every seventh unlabelled, every fifth at sensor 'z' (which joins nothing), one with no sensor. */
   const spineRows = (from: number, to: number, load = (i: number) => i / 4): Row[] =>

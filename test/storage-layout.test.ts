@@ -9,10 +9,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stagedCopy } from '../features/staged-rows.ts';
 import { defineFeatureGroup, type FeatureGroupDefinition } from '../features/definitions.ts';
-import type { FeatureValue } from '../features/schema.ts';
 import { defineFeatureView } from '../features/views.ts';
 import { createKnex, raw } from '../registry/db/index.ts';
 import { FeatureStore, latestViewSnapshot, pointInTimeSql, scannedTables, viewQuery, type FeatureGroupRecord } from '../registry/feature-store/index.ts';
+import { commitRows as commitRowsTo, type Row } from './helpers/commits.ts';
 import { createTestDb, uniqueId, type TestDb } from './helpers/services.ts';
 
 const meters = defineFeatureGroup({
@@ -45,7 +45,6 @@ const gauges = defineFeatureGroup({
 const view = defineFeatureView({ name: 'bill_view', version: 1, spine: bills, label: 'paid', joins: [{ group: meters, on: { meter: 'meter' }, ttl: '7d' }], features: ['meters.value'] });
 
 const day = (month: number, d: number, h = 0) => new Date(Date.UTC(2024, month - 1, d, h));
-type Row = Record<string, FeatureValue>;
 
 describe('event-time partitions', () => {
   let db: TestDb;
@@ -54,13 +53,7 @@ describe('event-time partitions', () => {
   let billGroup: FeatureGroupRecord;
   const commits: number[] = [];
 
-  async function commitRows(group: FeatureGroupRecord, def: FeatureGroupDefinition, rows: Row[]): Promise<number> {
-    const commit = await store.beginCommit(group, { idempotencyKey: uniqueId('attempt') });
-    await store.copyRows(group, commit.id, stagedCopy(def.columns, rows.map((row, i) => ({ values: def.columns.map((c) => row[c.name] ?? null), rowNumber: i, availableAt: row[def.eventTime] as Date }))));
-    const outcome = await store.commit(group, { expectations: [], validation: 'strict' }, commit.id);
-    expect(outcome.ok, JSON.stringify(outcome)).toBe(true);
-    return commit.id;
-  }
+  const commitRows = (group: FeatureGroupRecord, def: FeatureGroupDefinition, rows: Row[]) => commitRowsTo(store, group, def, rows);
   /** The group's tables in the schema, with whether each is a partition (and of what). */
   const tablesOf = async (prefix: string) =>
     (

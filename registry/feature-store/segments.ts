@@ -554,7 +554,7 @@ async function readSegmentFile(file: string, read: SegmentRead): Promise<Segment
 }
 
 /** Fills `buf` from the file at `position`; undefined when the file ends first. */
-async function readAt(handle: fs.FileHandle, buf: Buffer, position: number): Promise<Buffer | undefined> {
+export async function readAt(handle: fs.FileHandle, buf: Buffer, position: number): Promise<Buffer | undefined> {
   for (let done = 0; done < buf.length; ) {
     const { bytesRead } = await handle.read(buf, done, buf.length - done, position + done);
     if (bytesRead === 0) return undefined;

@@ -28,7 +28,7 @@ import { GrowableFloat64, GrowableInt32 } from '../../core/growable.ts';
 import { copyBytes, dataViewOf, DataViews, fieldEnd, fieldStart, PgText, timestampField, type BinaryTuple } from '../db/index.ts';
 import { copyOut } from './copy-read.ts';
 import { pointInTimeColumns, spineChunkOutputs, spineSegmentSql, spineStreamFields, type PitQuery } from './point-in-time.ts';
-import { segmentCache, segmentScratch, touch, type PartitionSegment, type SegmentCache } from './segments.ts';
+import { readAt, segmentCache, segmentScratch, touch, type PartitionSegment, type SegmentCache } from './segments.ts';
 
 const MAGIC = Buffer.from('FTISPN01');
 
@@ -97,13 +97,8 @@ export async function readSpineSegment(cache: SegmentCache, p: PartitionSegment 
   }
   try {
     const size = (await handle.stat()).size;
-    const buf = room(scratch, size).subarray(0, size);
-    for (let done = 0; done < size; ) {
-      const { bytesRead } = await handle.read(buf, done, size - done, done);
-      if (bytesRead === 0) return undefined;
-      done += bytesRead;
-    }
-    const segment = parseSpineSegment(buf);
+    const buf = await readAt(handle, room(scratch, size).subarray(0, size), 0);
+    const segment = buf && parseSpineSegment(buf);
     if (segment) await touch(file);
     return segment;
   } finally {
