@@ -46,7 +46,7 @@ import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointIn
 import { lowerBound, orderByKeyThenTime, orderByUint32 } from './key-order.ts';
 import { copyOut } from './copy-read.ts';
 import { FIXED_WIDTH, segmentCache, segmentScratch, type PartitionSegment, type Segment, type SegmentCache, type SegmentRead, type SegmentSpec } from './segments.ts';
-import { spineFromSegments } from './spine-segments.ts';
+import { spineFromSegments, type KeptInt4 } from './spine-segments.ts';
 
 /** One chunk of the join (PitQuery.chunk), written into a table of its own. */
 export interface StreamChunk {
@@ -97,6 +97,14 @@ export interface SpineInt4 {
   columns: readonly string[];
   /** Its value from row `t`'s fields `fields` (the columns', in order); `view` is a DataView of `t.buf`. */
   value(t: BinaryTuple, view: DataView, fields: readonly number[]): number;
+  /**
+   * Names the function, for a value that depends on the row alone: any two with the same
+   * name give the same value from the same row, whatever the build. A spine segment
+   * (spine-segments.ts) then keeps each row's value, computed once when its file is
+   * written: a training dataset's shuffle key, whose printing and hashing took a quarter
+   * of the main thread's spine read from segments.
+   */
+  kept?: string;
 }
 
 /** What Postgres computes for an extra column: its expression, or a placeholder for one computed in Node. */
@@ -626,8 +634,10 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
       keep(spine, t);
     };
     const fromPostgres = (slice: { start: Date; end: Date }) => copyOut(knex, spineStreamSql({ ...q, ...slice, chunk: { index: indices, count: options.count } }, extra, { withChunk: true }), signal, route);
-    const keepRow = segmentRowReader(q, c, at, spineOutputs, outputs, keyIds, options.order);
-    const rest = keepRow && (await spineFromSegments(knex, q, { count: options.count, chunks: indices }, spineOutputs, (row, chunk) => keepRow(byIndex.get(chunk) as ChunkSpine, row, chunk), signal));
+    const segmentRows = segmentRowReader(q, c, at, spineOutputs, outputs, keyIds, options.order);
+    const rest =
+      segmentRows &&
+      (await spineFromSegments(knex, q, { count: options.count, chunks: indices }, spineOutputs, segmentRows.kept, (row, chunk, kept, i) => segmentRows.keep(byIndex.get(chunk) as ChunkSpine, row, chunk, kept, i), signal));
     await Promise.all((rest ?? slices).map(fromPostgres));
   } else {
     await Promise.all(
@@ -681,14 +691,16 @@ function segmentRowReader(
   outputs: ReadonlyArray<{ name: string }>,
   keyIds: readonly KeyIds[],
   order: SpineOrder | undefined,
-): ((spine: ChunkSpine, row: BinaryTuple, chunk: number) => void) | undefined {
+): { keep: (spine: ChunkSpine, row: BinaryTuple, chunk: number, kept: readonly Int32Array[], i: number) => void; kept: KeptInt4[] } | undefined {
   if (!order) return undefined;
   const spine = outputs.slice(0, spineOutputs);
+  const kept: KeptInt4[] = [];
+  const keptAt = (e: SpineInt4, fields: number[]) => (e.kept === undefined ? -1 : kept.push({ id: e.kept, fields, value: e.value }) - 1);
   const extras = c.extra.map((e, k) =>
     k === chunkAt
       ? { kind: 'chunk' as const }
       : e.inNode
-        ? { kind: 'int4' as const, inputs: columnFields(e.as, e.inNode.columns, spine), value: e.inNode.value }
+        ? { kind: 'int4' as const, inputs: columnFields(e.as, e.inNode.columns, spine), value: e.inNode.value, keptAt: keptAt(e.inNode, columnFields(e.as, e.inNode.columns, spine)) }
         : e.fromFields
           ? { kind: 'bytes' as const, inputs: columnFields(e.as, e.fromFields.columns, spine), bytes: e.fromFields.bytes }
           : undefined,
@@ -702,7 +714,7 @@ function segmentRowReader(
   let tail: Buffer = Buffer.allocUnsafe(1 << 10);
   let tailView = dataViewOf(tail);
   const views = new DataViews();
-  return (spine, row, chunk) => {
+  const keep = (spine: ChunkSpine, row: BinaryTuple, chunk: number, keptValues: readonly Int32Array[], i: number) => {
     const view = views.of(row.buf);
     let at = 0;
     let key = 0;
@@ -715,7 +727,7 @@ function segmentRowReader(
         tailView.setInt16(at + 4, chunk);
         at += 6;
       } else if (e.kind === 'int4') {
-        const v = e.value(row, view, e.inputs);
+        const v = e.keptAt >= 0 ? ((keptValues[e.keptAt] as Int32Array)[i] as number) : e.value(row, view, e.inputs);
         tailView.setInt32(at, 4);
         tailView.setInt32(at + 4, v);
         if (k === sortAt) key = unsignedOrder(v);
@@ -742,6 +754,7 @@ function segmentRowReader(
     }
     spine.times.push(timestampField(row, fields.time) ?? -Infinity);
   };
+  return { keep, kept };
 }
 
 /** A buffer of at least `bytes` (twice them) that starts with `old`'s first `keep` bytes, and its DataView. */

@@ -18,8 +18,9 @@
  * from the row's fields, each as its SQL does (pit-stream.ts).
  *
  * A file: MAGIC; the header's length (u32, little-endian) and the header (JSON: rows,
- * bytes); then, each from a multiple of 8, the rows' event times (float64, microseconds
- * since 1970), where each row's bytes end (u32) and the rows' bytes, in the order read.
+ * kept, bytes); then, each from a multiple of 8, the rows' event times (float64,
+ * microseconds since 1970), their chunks' hashes (int32), each kept value (int32, see
+ * KeptInt4), where each row's bytes end (u32) and the rows' bytes, in the order read.
  */
 import { promises as fs } from 'node:fs';
 import type { Knex } from 'knex';
@@ -43,8 +44,17 @@ export interface SpineSegment {
   rows: number;
   eventTime: Float64Array;
   chunkHash: Int32Array;
+  /** Per value kept (SpineSegmentPlan.kept), each row's. */
+  kept: Int32Array[];
   ends: Uint32Array;
   bytes: Buffer;
+}
+
+/** An int4 a segment keeps per row (pit-stream.ts SpineInt4.kept): its name, the fields it reads, its function. */
+export interface KeptInt4 {
+  id: string;
+  fields: readonly number[];
+  value(t: BinaryTuple, view: DataView, fields: readonly number[]): number;
 }
 
 /** Where a spine read finds its partitions' segments: the spine group's range partitions that meet the window, each with its segment's name. */
@@ -57,6 +67,8 @@ export interface SpineSegmentPlan {
   timeField: number;
   /** The fields a chunk's hash reads (spineChunkOutputs). */
   chunkFields: ReadonlyArray<{ field: number; pgType: 'text' | 'bigint' }>;
+  /** The values its files keep per row, in order. */
+  kept: readonly KeptInt4[];
 }
 
 /**
@@ -66,7 +78,7 @@ export interface SpineSegmentPlan {
  * columns whose hash Node does not compute, or the group's rows are not all in range
  * partitions (SegmentCache.planOf).
  */
-export async function spineSegmentPlan(knex: Knex, q: PitQuery, spineOutputs: number): Promise<SpineSegmentPlan | undefined> {
+export async function spineSegmentPlan(knex: Knex, q: PitQuery, spineOutputs: number, kept: readonly KeptInt4[]): Promise<SpineSegmentPlan | undefined> {
   const cache = segmentCache();
   const chunkFields = spineChunkOutputs(q);
   if (!cache || !chunkFields || q.spine.rows || !q.start || !q.end) return undefined;
@@ -80,10 +92,11 @@ export async function spineSegmentPlan(knex: Knex, q: PitQuery, spineOutputs: nu
       .map((c) => [c.name, c.pgType]),
     ownKeys: q.joins.map((j) => j.shape.entityKeys.map((k) => j.on[k])),
     chunkFields,
+    kept: kept.map((k) => [k.id, k.fields]),
   };
   const parts = await cache.planOf(knex, { group: shape, pin: q.spine.visible }, holds, q.start, q.end);
   if (!parts) return undefined;
-  return { cache, parts, rowFields: spineOutputs + fields.keys.filter((k) => k >= spineOutputs).length, timeField: fields.time, chunkFields };
+  return { cache, parts, rowFields: spineOutputs + fields.keys.filter((k) => k >= spineOutputs).length, timeField: fields.time, chunkFields, kept };
 }
 
 /** Partition `p`'s segment from its file (into `scratch`'s buffer, valid until its next use), or undefined when it has none whole. */
@@ -113,6 +126,7 @@ export async function fillSpineSegment(knex: Knex, q: PitQuery, plan: SpineSegme
   let used = 0;
   const times = new GrowableFloat64(1 << 14);
   const hashes = new GrowableInt32(1 << 14);
+  const kept = plan.kept.map(() => new GrowableInt32(1 << 14));
   const lengths = new GrowableInt32(1 << 14);
   const text = new PgText();
   const views = new DataViews();
@@ -126,13 +140,25 @@ export async function fillSpineSegment(knex: Knex, q: PitQuery, plan: SpineSegme
     }
     copyBytes(t.buf, start, end, piece, used);
     used += end - start;
-    // A row with no event time is in no window.
-    times.push(timestampField(t, plan.timeField) ?? Number.NaN);
-    hashes.push(spineRowHash(t, plan.chunkFields, text, views.of(t.buf)));
+    // A row with no event time is in no window (and its values are never read).
+    const time = timestampField(t, plan.timeField);
+    times.push(time ?? Number.NaN);
+    const view = views.of(t.buf);
+    hashes.push(spineRowHash(t, plan.chunkFields, text, view));
+    for (let k = 0; k < kept.length; k++) {
+      const { fields, value } = plan.kept[k] as KeptInt4;
+      (kept[k] as GrowableInt32).push(time === null ? 0 : value(t, view, fields));
+    }
     lengths.push(end - start);
   });
   pieces.push(piece.subarray(0, used));
-  const file = encodeSpineSegment(times.view(), hashes.view(), lengths.view(), pieces);
+  const file = encodeSpineSegment(
+    times.view(),
+    hashes.view(),
+    kept.map((k) => k.view()),
+    lengths.view(),
+    pieces,
+  );
   plan.cache.save(p.name, file);
   return parseSpineSegment(file) as SpineSegment;
 }
@@ -140,25 +166,27 @@ export async function fillSpineSegment(knex: Knex, q: PitQuery, plan: SpineSegme
 /** Bytes of the pieces a partition's rows are gathered in while it is read from Postgres. */
 const PIECE_BYTES = 4 << 20;
 
-function layoutOf(headerBytes: number, rows: number, bytes: number) {
+function layoutOf(headerBytes: number, rows: number, kept: number, bytes: number) {
   const eventTime = align8(MAGIC.length + 4 + headerBytes);
   const chunkHash = eventTime + rows * 8;
-  const ends = chunkHash + rows * 4;
+  const keptAt = Array.from({ length: kept }, (_, k) => chunkHash + (k + 1) * rows * 4);
+  const ends = chunkHash + (kept + 1) * rows * 4;
   const data = align8(ends + rows * 4);
-  return { eventTime, chunkHash, ends, data, total: data + bytes };
+  return { eventTime, chunkHash, kept: keptAt, ends, data, total: data + bytes };
 }
 
-function encodeSpineSegment(times: Float64Array, hashes: Int32Array, lengths: Int32Array, pieces: readonly Buffer[]): Buffer {
+function encodeSpineSegment(times: Float64Array, hashes: Int32Array, kept: Int32Array[], lengths: Int32Array, pieces: readonly Buffer[]): Buffer {
   const rows = times.length;
   const bytes = pieces.reduce((n, b) => n + b.length, 0);
-  const header = Buffer.from(JSON.stringify({ rows, bytes }));
-  const layout = layoutOf(header.length, rows, bytes);
+  const header = Buffer.from(JSON.stringify({ rows, kept: kept.length, bytes }));
+  const layout = layoutOf(header.length, rows, kept.length, bytes);
   const out = Buffer.alloc(layout.total);
   MAGIC.copy(out, 0);
   out.writeUInt32LE(header.length, MAGIC.length);
   header.copy(out, MAGIC.length + 4);
   new Float64Array(out.buffer, out.byteOffset + layout.eventTime, rows).set(times);
   new Int32Array(out.buffer, out.byteOffset + layout.chunkHash, rows).set(hashes);
+  kept.forEach((values, k) => new Int32Array(out.buffer, out.byteOffset + (layout.kept[k] as number), rows).set(values));
   const ends = new Uint32Array(out.buffer, out.byteOffset + layout.ends, rows);
   let end = 0;
   for (let i = 0; i < rows; i++) ends[i] = end += lengths[i] as number;
@@ -172,13 +200,13 @@ function parseSpineSegment(file: Buffer): SpineSegment | undefined {
   const bytes = file.byteOffset % 8 === 0 ? file : Buffer.from(file);
   if (bytes.length < MAGIC.length + 4 || !bytes.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
   const headerBytes = bytes.readUInt32LE(MAGIC.length);
-  let header: { rows: number; bytes: number };
+  let header: { rows: number; kept: number; bytes: number };
   try {
     header = JSON.parse(bytes.toString('utf8', MAGIC.length + 4, MAGIC.length + 4 + headerBytes)) as typeof header;
   } catch {
     return undefined;
   }
-  const layout = layoutOf(headerBytes, header.rows, header.bytes);
+  const layout = layoutOf(headerBytes, header.rows, header.kept, header.bytes);
   if (bytes.length !== layout.total) return undefined;
   const ends = new Uint32Array(bytes.buffer, bytes.byteOffset + layout.ends, header.rows);
   if (header.rows > 0 && ends[header.rows - 1] !== header.bytes) return undefined;
@@ -186,6 +214,7 @@ function parseSpineSegment(file: Buffer): SpineSegment | undefined {
     rows: header.rows,
     eventTime: new Float64Array(bytes.buffer, bytes.byteOffset + layout.eventTime, header.rows),
     chunkHash: new Int32Array(bytes.buffer, bytes.byteOffset + layout.chunkHash, header.rows),
+    kept: layout.kept.map((at) => new Int32Array(bytes.buffer, bytes.byteOffset + at, header.rows)),
     ends,
     bytes: bytes.subarray(layout.data, layout.total),
   };
@@ -194,8 +223,9 @@ function parseSpineSegment(file: Buffer): SpineSegment | undefined {
 /**
  * Hands `each` the rows of `segment` with an event time in [from, to) (microseconds
  * since 1970), a label when `labelField` is given, and a chunk (of `count`) that
- * `inPass` marks: each with its chunk, as a tuple of its `fields` fields over the
- * segment's bytes, the same object from row to row.
+ * `inPass` marks: each with its chunk, the values the segment keeps and its index in
+ * them, as a tuple of its `fields` fields over the segment's bytes, the same object
+ * from row to row.
  */
 function eachSpineRow(
   segment: SpineSegment,
@@ -205,9 +235,9 @@ function eachSpineRow(
   count: number,
   inPass: Uint8Array,
   fields: number,
-  each: (row: BinaryTuple, chunk: number) => void,
+  each: (row: BinaryTuple, chunk: number, kept: readonly Int32Array[], i: number) => void,
 ): void {
-  const { bytes, ends, eventTime, chunkHash } = segment;
+  const { bytes, ends, eventTime, chunkHash, kept } = segment;
   const row: BinaryTuple = { buf: bytes, fields, start: new Int32Array(fields), length: new Int32Array(fields) };
   const view = dataViewOf(bytes);
   for (let i = 0; i < segment.rows; i++) {
@@ -224,7 +254,7 @@ function eachSpineRow(
       at += 4 + (length > 0 ? length : 0);
     }
     if (labelField !== undefined && (row.length[labelField] as number) < 0) continue;
-    each(row, chunk);
+    each(row, chunk, kept, i);
   }
 }
 
@@ -258,7 +288,8 @@ const FILL_SHARE = 0.5;
 /**
  * Reads the spine rows of q's window and of the chunks `pass.chunks` (of `pass.count`)
  * from the spine's segments where it can, each handed to `each` with its chunk (a
- * tuple of its output fields, then the joins' own key fields, reused from row to row).
+ * tuple of its output fields, then the joins' own key fields, reused from row to row)
+ * and the values `kept` asks the segments to keep (their arrays, and its index there).
  * Returns the parts of the window still to read from Postgres (those of partitions with
  * no segment that this read does not fill), or undefined when segments cannot stand in
  * for the spine: all of it is.
@@ -268,11 +299,12 @@ export async function spineFromSegments(
   q: PitQuery,
   pass: { count: number; chunks: readonly number[] },
   spineOutputs: number,
-  each: (row: BinaryTuple, chunk: number) => void,
+  kept: readonly KeptInt4[],
+  each: (row: BinaryTuple, chunk: number, kept: readonly Int32Array[], i: number) => void,
   signal: AbortSignal | undefined,
 ): Promise<Array<{ start: Date; end: Date }> | undefined> {
   if (!q.start || !q.end) return undefined;
-  const plan = await spineSegmentPlan(knex, q, spineOutputs);
+  const plan = await spineSegmentPlan(knex, q, spineOutputs, kept);
   if (!plan) return undefined;
   const names = pointInTimeColumns(q)
     .slice(0, spineOutputs)

@@ -38,6 +38,8 @@ export function shuffleKey(def: FeatureViewDefinition, spineTypes: ReadonlyMap<s
     expr,
     inNode: {
       columns: [...keys, et],
+      // A value of the row alone (this function exists only where Node prints it as the server does): a spine segment may keep it.
+      kept: 'shuffle-key/1',
       value(t: BinaryTuple, view: DataView, fields: readonly number[]): number {
         text.reset();
         for (let k = 0; k < isText.length; k++) {
