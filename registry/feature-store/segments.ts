@@ -518,14 +518,7 @@ export async function touch(file: string): Promise<void> {
  * of a third of the month reads about a third of the file).
  */
 async function readSegmentFile(file: string, read: SegmentRead): Promise<Segment | undefined> {
-  let handle: fs.FileHandle;
-  try {
-    handle = await fs.open(file, 'r');
-  } catch {
-    return undefined;
-  }
-  try {
-    const size = (await handle.stat()).size;
+  return readingFile(file, async (handle, size) => {
     const head = await readAt(handle, Buffer.alloc(MAGIC.length + 4), 0);
     if (!head || !head.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
     const headerBytes = head.readUInt32LE(MAGIC.length);
@@ -548,6 +541,19 @@ async function readSegmentFile(file: string, read: SegmentRead): Promise<Segment
     // Whole, into the caller's buffer when there is one (its own ArrayBuffer: 8-aligned).
     const bytes = await readAt(handle, read.scratch ? room(read.scratch, size).subarray(0, size) : Buffer.allocUnsafeSlow(size), 0);
     return bytes ? parseSegment(bytes) : undefined;
+  });
+}
+
+/** `read` of the file opened for reading (and its size), closed after; undefined when it cannot be opened. */
+export async function readingFile<T>(file: string, read: (handle: fs.FileHandle, size: number) => Promise<T | undefined>): Promise<T | undefined> {
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(file, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    return await read(handle, (await handle.stat()).size);
   } finally {
     await handle.close();
   }

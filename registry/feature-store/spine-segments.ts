@@ -22,14 +22,13 @@
  * microseconds since 1970), their chunks' hashes (int32), each kept value (int32, see
  * KeptInt4), where each row's bytes end (u32) and the rows' bytes, in the order read.
  */
-import { promises as fs } from 'node:fs';
 import type { Knex } from 'knex';
 import { room, type Scratch } from '../../core/scratch.ts';
 import { GrowableFloat64, GrowableInt32 } from '../../core/growable.ts';
 import { copyBytes, dataViewOf, DataViews, fieldEnd, fieldStart, PgText, timestampField, type BinaryTuple } from '../db/index.ts';
 import { copyOut } from './copy-read.ts';
 import { pointInTimeColumns, spineChunkOutputs, spineSegmentSql, spineStreamFields, type PitQuery } from './point-in-time.ts';
-import { readAt, segmentCache, segmentScratch, touch, type PartitionSegment, type SegmentCache } from './segments.ts';
+import { readAt, readingFile, segmentCache, segmentScratch, touch, type PartitionSegment, type SegmentCache } from './segments.ts';
 
 const MAGIC = Buffer.from('FTISPN01');
 
@@ -102,21 +101,12 @@ export async function spineSegmentPlan(knex: Knex, q: PitQuery, spineOutputs: nu
 /** Partition `p`'s segment from its file (into `scratch`'s buffer, valid until its next use), or undefined when it has none whole. */
 export async function readSpineSegment(cache: SegmentCache, p: PartitionSegment & { name: string }, scratch: Scratch): Promise<SpineSegment | undefined> {
   const file = cache.fileOf(p.name);
-  let handle: fs.FileHandle;
-  try {
-    handle = await fs.open(file, 'r');
-  } catch {
-    return undefined;
-  }
-  try {
-    const size = (await handle.stat()).size;
+  const segment = await readingFile(file, async (handle, size) => {
     const buf = await readAt(handle, room(scratch, size).subarray(0, size), 0);
-    const segment = buf && parseSpineSegment(buf);
-    if (segment) await touch(file);
-    return segment;
-  } finally {
-    await handle.close();
-  }
+    return buf && parseSpineSegment(buf);
+  });
+  if (segment) await touch(file);
+  return segment;
 }
 
 /** Partition `p`'s rows read from Postgres, as a segment, and the segment saved to its file (in the background: SegmentCache.written). */
