@@ -680,8 +680,9 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
  * the joins' own key fields) in a chunk's spine, as spineReader keeps the tuple
  * spineStreamSql sends: its output fields copied, the extra columns' fields computed
  * here (`chunkAt`'s: the row's chunk). Undefined when one of them is computed only by
- * Postgres (no ExtraColumn.inNode or fromFields), or without an order: only an Arena
- * (where an order keeps the rows) takes a row in two parts.
+ * Postgres (no ExtraColumn.inNode or fromFields), or the order's key is not an inNode
+ * column (the sort keys read here are its values, never null), or without an order:
+ * only an Arena (where an order keeps the rows) takes a row in two parts.
  */
 function segmentRowReader(
   q: PitQuery,
@@ -693,21 +694,18 @@ function segmentRowReader(
   order: SpineOrder | undefined,
 ): { keep: (spine: ChunkSpine, row: BinaryTuple, chunk: number, kept: readonly Int32Array[], i: number) => void; kept: KeptInt4[] } | undefined {
   if (!order) return undefined;
+  const sortAt = sortKeyField(order, c, 0) as number;
+  if (!c.extra[sortAt]?.inNode) return undefined;
   const spine = outputs.slice(0, spineOutputs);
   const kept: KeptInt4[] = [];
-  const keptAt = (e: SpineInt4, fields: number[]) => (e.kept === undefined ? -1 : kept.push({ id: e.kept, fields, value: e.value }) - 1);
+  const int4 = (as: string, e: SpineInt4) => {
+    const inputs = columnFields(as, e.columns, spine);
+    return { kind: 'int4' as const, inputs, value: e.value, keptAt: e.kept === undefined ? -1 : kept.push({ id: e.kept, fields: inputs, value: e.value }) - 1 };
+  };
   const extras = c.extra.map((e, k) =>
-    k === chunkAt
-      ? { kind: 'chunk' as const }
-      : e.inNode
-        ? { kind: 'int4' as const, inputs: columnFields(e.as, e.inNode.columns, spine), value: e.inNode.value, keptAt: keptAt(e.inNode, columnFields(e.as, e.inNode.columns, spine)) }
-        : e.fromFields
-          ? { kind: 'bytes' as const, inputs: columnFields(e.as, e.fromFields.columns, spine), bytes: e.fromFields.bytes }
-          : undefined,
+    k === chunkAt ? { kind: 'chunk' as const } : e.inNode ? int4(e.as, e.inNode) : e.fromFields ? { kind: 'bytes' as const, inputs: columnFields(e.as, e.fromFields.columns, spine), bytes: e.fromFields.bytes } : undefined,
   );
   if (extras.some((e) => e === undefined)) return undefined;
-  const sortAt = c.extra.findIndex((e) => e.as === order.key);
-  if (sortAt < 0) throw new Error(`the stream plan's order key ${order.key} is not one of the chunk's extra columns`);
   // Where each join's key is in a segment's row: an output, or its own key field after them (spineStreamFields counts the extra columns in between).
   const fields = spineStreamFields(q, c.extra.length);
   const keyFields = fields.keys.map((f) => (f < spineOutputs ? f : f - c.extra.length));
@@ -718,7 +716,6 @@ function segmentRowReader(
     const view = views.of(row.buf);
     let at = 0;
     let key = 0;
-    let nullKey = false;
     for (let k = 0; k < extras.length; k++) {
       const e = extras[k] as NonNullable<(typeof extras)[number]>;
       if (at + 8 > tail.length) [tail, tailView] = grown(tail, at + 8, at);
@@ -734,11 +731,6 @@ function segmentRowReader(
         at += 8;
       } else {
         const v = e.bytes(row, e.inputs);
-        if (k === sortAt) {
-          if (v?.length !== 4 && v !== null) throw new Error(`the order key ${order.key} came with ${v.length} bytes`);
-          key = unsignedOrder(v === null ? null : v.readInt32BE(0));
-          nullKey = v === null;
-        }
         if (v && at + 4 + v.length > tail.length) [tail, tailView] = grown(tail, at + 4 + v.length, at);
         tailView.setInt32(at, v === null ? -1 : v.length);
         if (v) copyBytes(v, 0, v.length, tail, at + 4);
@@ -746,7 +738,6 @@ function segmentRowReader(
       }
     }
     const r = spine.times.length;
-    if (nullKey) spine.nullKeys.add(r);
     (spine.arena as Arena).pushParts(key >>> 24, r, key, row.buf, fieldStart(row, 0), fieldEnd(row, spineOutputs - 1), fieldEnd(row, spineOutputs - 1), tail, at);
     for (let ji = 0; ji < keyIds.length; ji++) {
       const field = keyFields[ji] as number;

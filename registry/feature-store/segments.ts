@@ -119,7 +119,8 @@ const KEPT_MS: Readonly<Record<string, number>> = { '.tmp': 3_600_000, '.asked':
 /** Rows gathered per block while a segment is read from Postgres. */
 const BLOCK_ROWS = 1 << 16;
 
-const align8 = (n: number) => Math.ceil(n / 8) * 8;
+/** `n` rounded up to a multiple of 8: where a file's typed arrays start. */
+export const align8 = (n: number) => Math.ceil(n / 8) * 8;
 
 export class SegmentCache {
   /**
@@ -250,11 +251,7 @@ export class SegmentCache {
       // The sort and the encoding wait for the reader's turn to end (it places the rows it was handed).
       await new Promise((resolve) => setImmediate(resolve));
       const bytes = encode();
-      const written = this.store(file, bytes).finally(() => {
-        this.loading.delete(p.name);
-        this.writing.delete(written);
-      });
-      this.writing.add(written);
+      void this.save(p.name, bytes).finally(() => this.loading.delete(p.name));
       return parseSegment(bytes) as Segment;
     })();
     loading.catch(() => {
@@ -311,10 +308,11 @@ export class SegmentCache {
     return path.join(this.dir, `${name}.seg`);
   }
 
-  /** Writes segment `name`'s file in the background (see written); a file not written is read from Postgres again next time. */
-  save(name: string, bytes: Buffer): void {
+  /** Writes segment `name`'s file in the background (see written), resolved once done; a file not written is read from Postgres again next time. */
+  save(name: string, bytes: Buffer): Promise<void> {
     const written = this.store(this.fileOf(name), bytes).finally(() => this.writing.delete(written));
     this.writing.add(written);
+    return written;
   }
 
   /** Writes a segment's file whole (a temporary file renamed), then evicts; a file not written is read from Postgres again next time. */

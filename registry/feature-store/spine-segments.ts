@@ -28,11 +28,9 @@ import { GrowableFloat64, GrowableInt32 } from '../../core/growable.ts';
 import { copyBytes, dataViewOf, DataViews, fieldEnd, fieldStart, PgText, timestampField, type BinaryTuple } from '../db/index.ts';
 import { copyOut } from './copy-read.ts';
 import { pointInTimeColumns, spineChunkOutputs, spineSegmentSql, spineStreamFields, type PitQuery } from './point-in-time.ts';
-import { readAt, readingFile, segmentCache, segmentScratch, touch, type PartitionSegment, type SegmentCache } from './segments.ts';
+import { align8, readAt, readingFile, segmentCache, segmentScratch, touch, type PartitionSegment, type SegmentCache } from './segments.ts';
 
 const MAGIC = Buffer.from('FTISPN01');
-
-const align8 = (n: number) => Math.ceil(n / 8) * 8;
 
 /**
  * A spine segment in memory: row i's event time, the hash its chunk is cut by
@@ -57,7 +55,7 @@ export interface KeptInt4 {
 }
 
 /** Where a spine read finds its partitions' segments: the spine group's range partitions that meet the window, each with its segment's name. */
-export interface SpineSegmentPlan {
+interface SpineSegmentPlan {
   cache: SegmentCache;
   parts: PartitionSegment[];
   /** A segment row's fields: the spine's outputs, then the joins' own keys. */
@@ -71,16 +69,16 @@ export interface SpineSegmentPlan {
 }
 
 /**
- * The spine's partitions that meet q's window, with their segments' names; undefined
- * when segments cannot stand in for the spine's rows: this process keeps none, the
- * spine's rows are given (q.spine.rows), the query has no window, its chunks are cut by
- * columns whose hash Node does not compute, or the group's rows are not all in range
- * partitions (SegmentCache.planOf).
+ * The spine's partitions that meet the window [start, end), with their segments' names;
+ * undefined when segments cannot stand in for the spine's rows: this process keeps none,
+ * the spine's rows are given (q.spine.rows), its chunks are cut by columns whose hash
+ * Node does not compute, or the group's rows are not all in range partitions
+ * (SegmentCache.planOf).
  */
-export async function spineSegmentPlan(knex: Knex, q: PitQuery, spineOutputs: number, kept: readonly KeptInt4[]): Promise<SpineSegmentPlan | undefined> {
+async function spineSegmentPlan(knex: Knex, q: PitQuery, start: Date, end: Date, spineOutputs: number, kept: readonly KeptInt4[]): Promise<SpineSegmentPlan | undefined> {
   const cache = segmentCache();
   const chunkFields = spineChunkOutputs(q);
-  if (!cache || !chunkFields || q.spine.rows || !q.start || !q.end) return undefined;
+  if (!cache || !chunkFields || q.spine.rows) return undefined;
   const shape = q.spine.shape;
   const fields = spineStreamFields(q, 0);
   const holds = {
@@ -93,13 +91,13 @@ export async function spineSegmentPlan(knex: Knex, q: PitQuery, spineOutputs: nu
     chunkFields,
     kept: kept.map((k) => [k.id, k.fields]),
   };
-  const parts = await cache.planOf(knex, { group: shape, pin: q.spine.visible }, holds, q.start, q.end);
+  const parts = await cache.planOf(knex, { group: shape, pin: q.spine.visible }, holds, start, end);
   if (!parts) return undefined;
   return { cache, parts, rowFields: spineOutputs + fields.keys.filter((k) => k >= spineOutputs).length, timeField: fields.time, chunkFields, kept };
 }
 
 /** Partition `p`'s segment from its file (into `scratch`'s buffer, valid until its next use), or undefined when it has none whole. */
-export async function readSpineSegment(cache: SegmentCache, p: PartitionSegment & { name: string }, scratch: Scratch): Promise<SpineSegment | undefined> {
+async function readSpineSegment(cache: SegmentCache, p: PartitionSegment & { name: string }, scratch: Scratch): Promise<SpineSegment | undefined> {
   const file = cache.fileOf(p.name);
   const segment = await readingFile(file, async (handle, size) => {
     const buf = await readAt(handle, room(scratch, size).subarray(0, size), 0);
@@ -110,7 +108,7 @@ export async function readSpineSegment(cache: SegmentCache, p: PartitionSegment 
 }
 
 /** Partition `p`'s rows read from Postgres, as a segment, and the segment saved to its file (in the background: SegmentCache.written). */
-export async function fillSpineSegment(knex: Knex, q: PitQuery, plan: SpineSegmentPlan, p: PartitionSegment & { name: string }, signal: AbortSignal | undefined): Promise<SpineSegment> {
+async function fillSpineSegment(knex: Knex, q: PitQuery, plan: SpineSegmentPlan, p: PartitionSegment & { name: string }, signal: AbortSignal | undefined): Promise<SpineSegment> {
   const pieces: Buffer[] = [];
   let piece = Buffer.allocUnsafe(PIECE_BYTES);
   let used = 0;
@@ -149,7 +147,7 @@ export async function fillSpineSegment(knex: Knex, q: PitQuery, plan: SpineSegme
     lengths.view(),
     pieces,
   );
-  plan.cache.save(p.name, file);
+  void plan.cache.save(p.name, file);
   return parseSpineSegment(file) as SpineSegment;
 }
 
@@ -294,7 +292,7 @@ export async function spineFromSegments(
   signal: AbortSignal | undefined,
 ): Promise<Array<{ start: Date; end: Date }> | undefined> {
   if (!q.start || !q.end) return undefined;
-  const plan = await spineSegmentPlan(knex, q, spineOutputs, kept);
+  const plan = await spineSegmentPlan(knex, q, q.start, q.end, spineOutputs, kept);
   if (!plan) return undefined;
   const names = pointInTimeColumns(q)
     .slice(0, spineOutputs)
