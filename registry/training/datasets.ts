@@ -211,6 +211,11 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
     }
     const transactions = await Promise.all(indices.map(() => knex.transaction()));
     try {
+      // Each backend asks the kernel to write its table's pages out as it fills them
+      // (backend_flush_after, 256 pages: 2 MB), so that the commit, which waits for every
+      // page to reach the disk, finds them there: it took 0.3-0.4 s of a 3M-row build after
+      // the last row went in, against 0.03 s.
+      await Promise.all(transactions.map((trx) => trx.raw(`select set_config('backend_flush_after', '256', true)`)));
       // Creating a chunk's table plans the join, which waits for locks on the groups' tables: cancellable like every statement of the build.
       await Promise.all(
         indices.map((index, i) => {
@@ -225,7 +230,8 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
         return { index, writer: transactions[i] as Knex.Transaction, table: chunkTable(index), extra: extra(index), tap };
       });
       await streamPointInTime(knex, joinQuery('window'), targets, { count: chunks, order: { key: '_shuffle', then: [...def.spine.entityKeys, et] }, chunkExtra: '_chunk', signal: options.signal, onStep: options.onStage });
-      for (const trx of transactions) await trx.commit();
+      // Side by side: a commit waits for its table's pages to reach the disk (no WAL on a wal_level=minimal server).
+      await Promise.all(transactions.map((trx) => trx.commit()));
     } catch (err) {
       await Promise.all(transactions.map((trx) => (trx.isCompleted() ? undefined : trx.rollback().catch(() => undefined))));
       throw err;
