@@ -12,7 +12,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineFeatureGroup, type FeatureGroupDefinition } from '../features/definitions.ts';
 import { defineFeatureView } from '../features/views.ts';
-import { FeatureStore, segmentCache, type FeatureGroupRecord, type FeatureViewRecord } from '../registry/feature-store/index.ts';
+import { FeatureStore, labelledSpineRange, latestViewSnapshot, pointInTimeSql, segmentCache, viewQuery, type FeatureGroupRecord, type FeatureViewRecord, type PitQuery, type SpineRange } from '../registry/feature-store/index.ts';
+import { raw, sql } from '../registry/db/index.ts';
 import { TrainingStore, type CreateTrainingDatasetOptions } from '../registry/training/index.ts';
 import { commitRows, type Row } from './helpers/commits.ts';
 import { createTestDb, uniqueId, type TestDb } from './helpers/services.ts';
@@ -190,4 +191,60 @@ describe('spine segments', () => {
     expect(few.streamRows).toEqual(few.windowRows);
     expect((await spineFiles()).size).toBe(0);
   });
+
+  /** The labelled spine's range files (spine-range.ts), by name, with their contents. */
+  async function rangeFiles(): Promise<Map<string, SpineRange & { format: string }>> {
+    const files = new Map<string, SpineRange & { format: string }>();
+    for (const f of await fs.readdir(segmentsDir).catch(() => [] as string[])) {
+      if (!f.endsWith('.seg')) continue;
+      const text = await fs.readFile(path.join(segmentsDir, f), 'utf8').catch(() => '');
+      if (text.startsWith('{"format":"FTISPR01"')) files.set(f, JSON.parse(text) as SpineRange & { format: string });
+    }
+    return files;
+  }
+
+  /** The labelled spine's range in Postgres alone, and from the files (filled first where missing). */
+  async function bothRanges(window: { start?: Date; end?: Date } = {}): Promise<{ files: SpineRange; postgres: SpineRange }> {
+    const q: PitQuery = { ...viewQuery(record.definition, await latestViewSnapshot(db.knex, record.definition), { withLabel: true, strategy: 'lateral' }), ...window };
+    const files = await labelledSpineRange(db.knex, q);
+    await segmentCache()?.written();
+    const r = (await raw(db.knex, sql`select count(*)::int as rows, (extract(epoch from min("at")) * 1000000)::bigint as first, (extract(epoch from max("at")) * 1000000)::bigint as last from (${pointInTimeSql({ ...q, joins: [] })}) s`)) as {
+      rows: Array<{ rows: number; first: number; last: number }>;
+    };
+    const row = r.rows[0] as { rows: number; first: number; last: number };
+    return { files, postgres: { rows: row.rows, first: Number(row.first), last: Number(row.last) } };
+  }
+
+  it("keeps the labelled spine's range per partition: read from its file after the first count, a partition a commit wrote to counted again", async () => {
+    for (const f of (await rangeFiles()).keys()) await fs.rm(path.join(segmentsDir, f));
+    const first = await bothRanges();
+    expect(first.files).toEqual(first.postgres);
+    expect(first.files.rows).toBeGreaterThan(300);
+    const files = await rangeFiles();
+    expect(files.size).toBe(2);
+
+    // Read from the files: one altered is believed (it is named by the commit that last wrote its partition).
+    const [name, kept] = [...files][0] as [string, SpineRange & { format: string }];
+    await fs.writeFile(path.join(segmentsDir, name), JSON.stringify({ ...kept, rows: kept.rows + 1000 }));
+    expect((await bothRanges()).files.rows).toBe(first.postgres.rows + 1000);
+    // One not whole is counted again in Postgres, and written again.
+    await fs.writeFile(path.join(segmentsDir, name), '{"format":"FTISPR01","rows":');
+    expect((await bothRanges()).files).toEqual(first.postgres);
+    expect((await rangeFiles()).get(name)).toEqual(kept);
+
+    // A commit to February (a later, unlabelled version of a labelled row; a new check on the 27th, the last day): its partition is counted again, January's file is kept.
+    await commit(checksGroup, checks, [{ ...(spineRows(101, 102)[0] as Row), passed: null }, { ...(spineRows(2000, 2001)[0] as Row), at: at(58, 23, 59) }]);
+    const after = await bothRanges();
+    expect(after.files).toEqual(after.postgres);
+    expect(after.files.rows).toBe(first.postgres.rows);
+    expect(after.files.last).toBe(at(58, 23, 59).getTime() * 1000);
+    const now = await rangeFiles();
+    expect([...now.keys()].filter((f) => !files.has(f))).toHaveLength(1);
+
+    // A window: February, which it covers whole, from its file; January's days in Postgres.
+    const window = await bothRanges({ start: at(10), end: at(70) });
+    expect(window.files).toEqual(window.postgres);
+    expect(window.files.rows).toBeLessThan(after.files.rows);
+  });
 });
+

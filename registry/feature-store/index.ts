@@ -209,6 +209,7 @@ export { joinOnlineRow, scannedTables, snapshotSql } from './reads.ts';
 export { computeStatistics } from './statistics.ts';
 export { orderByKeyThenTime, orderByUint32 } from './key-order.ts';
 export { segmentCache, SegmentCache, segmentScratch } from './segments.ts';
+export { labelledSpineRange, type SpineRange } from './spine-range.ts';
 export { groupTables } from './tables.ts';
 export { UNCHANGED_SINCE_COMPACTION } from './compaction.ts';
 export { latestViewSnapshot, viewQuery } from './view-snapshot.ts';

@@ -20,7 +20,7 @@ import { combineMoments, type FeatureStats, type NumericStats } from '../../ml/s
 import { SplitStatisticsTap, type ChunkStatistics } from './split-statistics.ts';
 import { shuffleKey, type ServerText } from './shuffle-key.ts';
 import { cancellableTransaction, cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, streamTablesInStoredOrder, timestampField, toNative, type Sql } from '../db/index.ts';
-import { chunkSizesSql, latestViewSnapshot, pointInTimeColumns, pointInTimeSql, streamPointInTime, viewQuery, type ExtraColumn, type StreamStep, type FeatureViewRecord, type PitPlan, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
+import { chunkSizesSql, latestViewSnapshot, pointInTimeColumns, pointInTimeSql, streamPointInTime, viewQuery, labelledSpineRange, type SpineRange, type ExtraColumn, type StreamStep, type FeatureViewRecord, type PitPlan, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 export type Split = 'train' | 'validation' | 'test';
 
@@ -165,7 +165,7 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   // A chunk's table is named after the build (its key) and what it read (snapshot,
   // window, chunking), so a retry of the same build keeps the chunks already committed,
   // and never those of another snapshot.
-  const chunks = options.chunks ?? Math.max(DATASET_CHUNKS, Math.ceil((spineRows ?? (await spineRowCount(knex, def, snapshot, start, end))) / (options.maxChunkRows ?? MAX_CHUNK_ROWS)));
+  const chunks = options.chunks ?? Math.max(DATASET_CHUNKS, Math.ceil((spineRows ?? (await spineRange(knex, def, snapshot, { start, end })).rows) / (options.maxChunkRows ?? MAX_CHUNK_ROWS)));
   const hash = (x: string) => crypto.createHash('sha1').update(x).digest('hex').slice(0, 8);
   const build = `td_joining_${hash(options.idempotencyKey)}`;
   const strategy = options.strategy ?? 'stream';
@@ -345,15 +345,9 @@ function splitField(eventTime: string, validationStart: Date, testStart: Date): 
   };
 }
 
-/** The view's labelled spine rows (in [start, end) if given), without its joins. */
-function labelledSpine(def: FeatureViewDefinition, snapshot: ViewSnapshot, window: { start?: Date; end?: Date } = {}): Sql {
-  return pointInTimeSql({ ...viewQuery(def, snapshot, { ...window, withLabel: true, strategy: 'lateral' }), joins: [] });
-}
-
-/** The labelled spine rows in [start, end). */
-async function spineRowCount(knex: Knex, def: FeatureViewDefinition, snapshot: ViewSnapshot, start: Date, end: Date): Promise<number> {
-  const result = (await raw(knex, sql`select count(*)::bigint as n from (${labelledSpine(def, snapshot, { start, end })}) s`)) as { rows: Array<{ n: string | number }> };
-  return Number(result.rows[0]?.n ?? 0);
+/** The view's labelled spine rows in the snapshot (in [start, end) if given): how many, the first's and last's event times. */
+function spineRange(knex: Knex, def: FeatureViewDefinition, snapshot: ViewSnapshot, window: { start?: Date; end?: Date } = {}): Promise<SpineRange> {
+  return labelledSpineRange(knex, viewQuery(def, snapshot, { ...window, withLabel: true, strategy: 'lateral' }));
 }
 
 /**
@@ -371,16 +365,12 @@ async function datasetWindow(
   let end = options.end;
   let spineRows: number | undefined;
   if (!start || !end) {
-    const et = def.spine.eventTime;
-    const range = (await raw(knex, sql`select min(${id(et)}) as lo, max(${id(et)}) as hi, count(*)::bigint as n from (${labelledSpine(def, snapshot)}) s`)) as {
-      rows: Array<{ lo: Date | null; hi: Date | null; n: string | number }>;
-    };
-    const lo = range.rows[0]?.lo;
-    const hi = range.rows[0]?.hi;
-    if (!start && !end) spineRows = Number(range.rows[0]?.n ?? 0);
-    if (!lo || !hi) throw new FtiError(FailureType.InvalidInput, `feature view ${def.name} has no labelled spine rows${start || end ? ' in the window' : ''}`);
-    start ??= lo;
-    end ??= new Date(hi.getTime() + 1);
+    const range = await spineRange(knex, def, snapshot);
+    if (!start && !end) spineRows = range.rows;
+    if (range.first === null || range.last === null) throw new FtiError(FailureType.InvalidInput, `feature view ${def.name} has no labelled spine rows${start || end ? ' in the window' : ''}`);
+    // Milliseconds, as a Date holds them: the first rounded down, the end a millisecond after the last's.
+    start ??= new Date(Math.floor(range.first / 1000));
+    end ??= new Date(Math.floor(range.last / 1000) + 1);
   }
   const span = end.getTime() - start.getTime();
   const validationStart = options.validationStart ?? new Date(start.getTime() + span * 0.8);
