@@ -15,7 +15,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rowOf, type Column, type ColumnBatch } from '../core/columns.ts';
 import { mergeBy } from '../core/streams.ts';
-import { arrayLiteral, binaryCopyOut, BinaryCopyReader, binaryRows, copyIn, copyThrough, describeColumns, BinaryCopyWriter, ColumnDecoder, createKnex, dataViewOf, DataViews, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, sql, streamQueries, streamTablesInStoredOrder, textField, timestampField, timestampText, timestamptzMicros, type BinaryTuple, type ChunkSource } from '../registry/db/index.ts';
+import { arrayLiteral, binaryCopyOut, BinaryCopyReader, shortBytesCode, ShortCodeIds, binaryRows, copyIn, copyThrough, describeColumns, BinaryCopyWriter, ColumnDecoder, createKnex, dataViewOf, DataViews, decodeFields, fieldDecoder, fieldEnd, fieldStart, int4Field, sql, streamQueries, streamTablesInStoredOrder, textField, timestampField, timestampText, timestamptzMicros, type BinaryTuple, type ChunkSource } from '../registry/db/index.ts';
 import { entityKeyField, entityKeyOf } from '../registry/predictions/index.ts';
 import { createTestDb, type TestDb } from './helpers/services.ts';
 
@@ -97,6 +97,27 @@ describe('binary COPY', () => {
       expect(view.buffer).toBe(buf.buffer);
       expect([view.byteOffset, view.byteLength]).toEqual([buf.byteOffset, buf.byteLength]);
     }
+  });
+
+  it('keeps ids by short-bytes code as a Map does: small and large codes, collisions, growth', () => {
+    const table = new ShortCodeIds();
+    const map = new Map<number, number>();
+    // Codes of every length up to SHORT_BYTES (6 bytes: up to 2^51), with bytes that share their low or high 32 bits.
+    const codes: number[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const bytes = Buffer.from(Array.from({ length: 1 + (i % 6) }, (_, k) => (i * 131 + k * 97 + (i >> 5)) & 0xff));
+      codes.push(shortBytesCode(bytes, 0, bytes.length));
+    }
+    codes.push(0, 2 ** 51 - 1, 2 ** 32, 2 ** 33 + 1, 2 ** 32 + 1, 1);
+    for (const code of codes) {
+      if (map.has(code)) continue;
+      expect(table.get(code)).toBe(-1);
+      map.set(code, map.size);
+      table.set(code, map.get(code) as number);
+    }
+    expect(map.size).toBeGreaterThan(1000);
+    for (const [code, id] of map) expect(table.get(code)).toBe(id);
+    expect(table.get(2 ** 40 + 7)).toBe(-1);
   });
 
   it('refuses a stream that is not binary COPY, or ends before its trailer', () => {

@@ -5,7 +5,7 @@
  * cursors, binary COPY, health, and the least-privilege roles (owner, worker, serving). It knows no store's tables except system_checks; it never
  * imports a store.
  */
-export { BinaryCopyReader, BinaryCopyWriter, ColumnDecoder, copyBytes, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, float8Field, int4Field, nullFields, rowTemplate, shortBytesCode, SHORT_BYTES, textField, timestampField, timestampText, type BinaryTuple, type ChunkSource, type DecoderOptions, type FieldDecoder } from './binary-copy.ts';
+export { BinaryCopyReader, BinaryCopyWriter, ColumnDecoder, copyBytes, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, float8Field, int4Field, nullFields, rowTemplate, shortBytesCode, ShortCodeIds, SHORT_BYTES, textField, timestampField, timestampText, type BinaryTuple, type ChunkSource, type DecoderOptions, type FieldDecoder } from './binary-copy.ts';
 export { ChunkRecycler, copyIn } from './copy-in.ts';
 export { createKnex, databaseOf, type DbOptions } from './connection.ts';
 export { binaryCopyOut } from './copy-out.ts';

@@ -37,7 +37,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
 import type pg from 'pg';
-import { BinaryCopyWriter, cancelOnAbort, col, copyBytes, copyIn, ColumnDecoder, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, shortBytesCode, SHORT_BYTES, sql, timestampField, toText, type BinaryTuple, type ChunkSource, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
+import { BinaryCopyWriter, cancelOnAbort, col, copyBytes, copyIn, ColumnDecoder, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, shortBytesCode, ShortCodeIds, SHORT_BYTES, sql, timestampField, toText, type BinaryTuple, type ChunkSource, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
 import { rowOf, type ColumnArrays, type ColumnBatch } from '../../core/columns.ts';
 import { concatFloat64, concatInt32, GrowableFloat64, GrowableInt32 } from '../../core/growable.ts';
 import { room, ScratchPool, type Scratch } from '../../core/scratch.ts';
@@ -764,7 +764,7 @@ function grown(old: Buffer, bytes: number, keep: number): [Buffer, DataView] {
  */
 export class KeyIds {
   readonly byText = new Map<string, number>();
-  private readonly byBytes = new Map<number, number>();
+  private readonly byBytes = new ShortCodeIds();
 
   /** The id of the key `buf[start, start + length)`; -1 when null (length < 0). */
   idOf(buf: Buffer, start: number, length: number): number {
@@ -772,7 +772,7 @@ export class KeyIds {
     if (length > SHORT_BYTES) return this.idOfText(buf.toString('utf8', start, start + length));
     const code = shortBytesCode(buf, start, length);
     let id = this.byBytes.get(code);
-    if (id === undefined) {
+    if (id < 0) {
       id = this.idOfText(buf.toString('utf8', start, start + length));
       this.byBytes.set(code, id);
     }
