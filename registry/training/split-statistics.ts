@@ -60,20 +60,28 @@ interface Target {
   index: number;
 }
 
-/** Postgres' float8_accum state (N, Sx, Sxx) and its updates, step for step. */
+/**
+ * Postgres' float8_accum states (N, Sx, Sxx) of `count` features and their updates, step
+ * for step: three doubles a feature in one array, where an object a feature cost the
+ * loads and stores of its fields at every value.
+ */
 class Moments {
-  n = 0;
-  sx = 0;
-  sxx = 0;
+  private readonly state: Float64Array;
   /** A finite input made a sum infinite: Postgres raises an overflow error there. */
   overflowed = false;
 
-  add(x: number): void {
-    const n0 = this.n;
-    const sx0 = this.sx;
+  constructor(count: number) {
+    this.state = new Float64Array(3 * count);
+  }
+
+  add(i: number, x: number): void {
+    const s = this.state;
+    const at = 3 * i;
+    const n0 = s[at] as number;
+    const sx0 = s[at + 1] as number;
     const n = n0 + 1;
     const sx = sx0 + x;
-    let sxx = this.sxx;
+    let sxx = s[at + 2] as number;
     if (n0 > 0) {
       const tmp = x * n - sx;
       sxx += (tmp * tmp) / (n * n0);
@@ -82,14 +90,15 @@ class Moments {
         sxx = Number.NaN;
       }
     } else if (!Number.isFinite(x)) sxx = Number.NaN;
-    this.n = n;
-    this.sx = sx;
-    this.sxx = sxx;
+    s[at] = n;
+    s[at + 1] = sx;
+    s[at + 2] = sxx;
   }
 
-  /** count, avg and stddev_pop as trainMoments reads them (null figures of an empty split as 0). */
-  stats(): NumericStats {
-    return this.n === 0 ? { count: 0, mean: 0, std: 0 } : { count: this.n, mean: this.sx / this.n, std: Math.sqrt(this.sxx / this.n) };
+  /** Feature i's count, avg and stddev_pop as trainMoments reads them (null figures of an empty split as 0). */
+  stats(i: number): NumericStats {
+    const [n, sx, sxx] = this.state.subarray(3 * i, 3 * i + 3) as unknown as [number, number, number];
+    return n === 0 ? { count: 0, mean: 0, std: 0 } : { count: n, mean: sx / n, std: Math.sqrt(sxx / n) };
   }
 }
 
@@ -101,9 +110,12 @@ class Moments {
 export class SplitStatisticsTap implements RowTap {
   private readonly counts: Record<Split, number> = { train: 0, validation: 0, test: 0 };
   private split = -1;
-  private targets: Target[] = [];
+  /** The columns the train split's figures come from, in three arrays (an object a target cost a lookup of its fields at every row): each one's place in the written order, whether a category, and its feature's index. */
+  private targetColumn = new Int32Array(0);
+  private targetIsCategory = new Uint8Array(0);
+  private targetIndex = new Int32Array(0);
   private kinds: NumberKind[] = [];
-  private moments: Moments[] = [];
+  private moments: Moments;
   private keyIds: KeyIds[] = [];
   private keyCounts: number[][] = [];
   private momentsInJs = true;
@@ -117,7 +129,9 @@ export class SplitStatisticsTap implements RowTap {
   constructor(
     private readonly numeric: ReadonlyArray<{ name: string }>,
     private readonly categorical: ReadonlyArray<{ name: string }>,
-  ) {}
+  ) {
+    this.moments = new Moments(numeric.length);
+  }
 
   columns(columns: ReadonlyArray<{ name: string; pgType?: string }>): void {
     const at = (name: string) => columns.findIndex((c) => c.name === name);
@@ -126,48 +140,39 @@ export class SplitStatisticsTap implements RowTap {
     this.valueAt = new Int32Array(columns.length);
     this.valueLength = new Int32Array(columns.length);
     this.valueRange = new Int32Array(columns.length);
+    const targets: Target[] = [];
     this.numeric.forEach((f, i) => {
       const c = at(f.name);
       const kind = c < 0 ? undefined : NUMBER_KINDS[columns[c]?.pgType ?? ''];
       if (kind === undefined) this.momentsInJs = false;
       else {
-        this.targets.push({ column: c, kind: 'number', index: i });
+        targets.push({ column: c, kind: 'number', index: i });
         this.kinds[i] = kind;
       }
-      this.moments.push(new Moments());
     });
     this.categorical.forEach((f, i) => {
       const c = at(f.name);
       if (c < 0 || columns[c]?.pgType !== 'text') this.categoriesInJs = false;
-      else this.targets.push({ column: c, kind: 'category', index: i });
+      else targets.push({ column: c, kind: 'category', index: i });
       this.keyIds.push(new KeyIds());
       this.keyCounts.push([]);
     });
+    this.targetColumn = Int32Array.from(targets, (t) => t.column);
+    this.targetIsCategory = Uint8Array.from(targets, (t) => (t.kind === 'category' ? 1 : 0));
+    this.targetIndex = Int32Array.from(targets, (t) => t.index);
   }
 
   // Fields are read through the views the writer keeps of its buffers (a DataView's
   // reads are inlined; Buffer's are calls), never through a view made here: the spine
   // rows come from thousands of buffers in shuffled order, so a cache of views would miss.
   row(fields: RowFields): void {
-    // Where every field of the row is: the split comes after the spine's columns, the features before and after it.
+    // Where every field of the row is, range by range; the split's range first (the
+    // spine's and extra columns'), so that a row of another split is counted without
+    // walking the features' ranges.
+    const ranges = fields.count.length;
     let column = 0;
-    for (let k = 0; k < fields.count.length; k++) {
-      const count = fields.count[k] as number;
-      const buf = fields.buf[k];
-      const view = fields.view[k];
-      if (buf === undefined || view === undefined) {
-        for (let f = 0; f < count; f++) this.valueLength[column++] = -1;
-        continue;
-      }
-      let at = fields.start[k] as number;
-      for (let f = 0; f < count; f++) {
-        const length = view.getInt32(at);
-        this.valueRange[column] = k;
-        this.valueAt[column] = at + 4;
-        this.valueLength[column++] = length;
-        at += 4 + (length > 0 ? length : 0);
-      }
-    }
+    let k = 0;
+    for (; k < ranges && column <= this.split; k++) column = this.walk(fields, k, column);
     // The split by its name's length: a keyed store per row on a record of counts cost more than a branch.
     const splitLength = this.valueLength[this.split] as number;
     if (splitLength !== TRAIN_LENGTH) {
@@ -177,12 +182,15 @@ export class SplitStatisticsTap implements RowTap {
       return;
     }
     this.counts.train++;
-    for (let t = 0; t < this.targets.length; t++) {
-      const { column: c, kind, index } = this.targets[t] as Target;
+    for (; k < ranges; k++) column = this.walk(fields, k, column);
+    const targets = this.targetColumn.length;
+    for (let t = 0; t < targets; t++) {
+      const c = this.targetColumn[t] as number;
       const length = this.valueLength[c] as number;
       if (length < 0) continue;
       const range = this.valueRange[c] as number;
-      if (kind === 'number') {
+      const index = this.targetIndex[t] as number;
+      if (this.targetIsCategory[t] === 0) {
         if (this.momentsInJs) this.addNumber(index, fields.view[range] as DataView, this.valueAt[c] as number);
       } else if (this.categoriesInJs) {
         const id = (this.keyIds[index] as KeyIds).idOf(fields.buf[range] as Buffer, this.valueAt[c] as number, length);
@@ -190,6 +198,25 @@ export class SplitStatisticsTap implements RowTap {
         counts[id] = (counts[id] ?? 0) + 1;
       }
     }
+  }
+
+  /** Notes where range k's fields are, its first being column `column`; returns the column after its last. */
+  private walk(fields: RowFields, k: number, column: number): number {
+    const count = fields.count[k] as number;
+    const view = fields.view[k];
+    if (fields.buf[k] === undefined || view === undefined) {
+      for (let f = 0; f < count; f++) this.valueLength[column++] = -1;
+      return column;
+    }
+    let at = fields.start[k] as number;
+    for (let f = 0; f < count; f++) {
+      const length = view.getInt32(at);
+      this.valueRange[column] = k;
+      this.valueAt[column] = at + 4;
+      this.valueLength[column++] = length;
+      at += 4 + (length > 0 ? length : 0);
+    }
+    return column;
   }
 
   private addNumber(i: number, view: DataView, at: number): void {
@@ -214,16 +241,15 @@ export class SplitStatisticsTap implements RowTap {
       default:
         x = view.getInt16(at);
     }
-    const m = this.moments[i] as Moments;
-    m.add(x);
-    if (m.overflowed) this.momentsInJs = false;
+    this.moments.add(i, x);
+    if (this.moments.overflowed) this.momentsInJs = false;
   }
 
   /** The chunk's figures, once every row was told. */
   result(): ChunkStatistics {
     return {
       counts: { ...this.counts },
-      ...(this.momentsInJs ? { moments: Object.fromEntries(this.numeric.map((f, i) => [f.name, (this.moments[i] as Moments).stats()])) } : {}),
+      ...(this.momentsInJs ? { moments: Object.fromEntries(this.numeric.map((f, i) => [f.name, this.moments.stats(i)])) } : {}),
       ...(this.categoriesInJs
         ? {
             categories: Object.fromEntries(
