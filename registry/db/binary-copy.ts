@@ -561,8 +561,9 @@ export function shortBytesCode(buf: Buffer, start: number, length: number): numb
 }
 
 /**
- * Non-negative integers (ids) by the code of short bytes (shortBytesCode), in an
- * open-addressed table of typed arrays. A Map keyed by such a code took about 130 ns a
+ * Non-negative integers (ids, places) by the code of short bytes (shortBytesCode), in an
+ * open-addressed table of typed arrays: join keys' ids (KeyIds), decoded texts'
+ * places (ShortTexts). A Map keyed by such a code took about 130 ns a
  * lookup where it was hit once a row (a training dataset's train split counting its
  * categories: a third of the statistics' time): the lookup's compiled code could not
  * count on a small integer (codes reach 2^51), so it boxed and hashed a double.
@@ -629,16 +630,17 @@ const SHORT_TEXTS_KEPT = 1 << 16;
  * changes no value. At most SHORT_TEXTS_KEPT are kept; past that each is made anew.
  */
 class ShortTexts {
-  private readonly byCode = new Map<number, string>();
+  /** Each kept text's place in `texts`, by its bytes' code. */
+  private readonly byCode = new ShortCodeIds();
+  private readonly texts: string[] = [];
 
   text(buf: Buffer, start: number, length: number): string {
     if (length > SHORT_BYTES) return buf.toString('utf8', start, start + length);
     const code = shortBytesCode(buf, start, length);
-    let text = this.byCode.get(code);
-    if (text === undefined) {
-      text = buf.toString('utf8', start, start + length);
-      if (this.byCode.size < SHORT_TEXTS_KEPT) this.byCode.set(code, text);
-    }
+    const kept = this.byCode.get(code);
+    if (kept >= 0) return this.texts[kept] as string;
+    const text = buf.toString('utf8', start, start + length);
+    if (this.texts.length < SHORT_TEXTS_KEPT) this.byCode.set(code, this.texts.push(text) - 1);
     return text;
   }
 }

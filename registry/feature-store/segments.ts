@@ -224,10 +224,7 @@ export class SegmentCache {
     if (read && !this.loading.has(p.name)) {
       // The caller's own read of the file (its window, into its buffer): shared with no one.
       const kept = await readSegmentFile(file, read);
-      if (kept) {
-        await touch(file);
-        return kept;
-      }
+      if (kept) return kept;
     }
     if (reader && !this.loading.has(p.name) && !(await this.fills(p, read?.window))) {
       await copyOut(knex, segmentRowsSql(spec, p, read?.window), signal, reader);
@@ -243,7 +240,6 @@ export class SegmentCache {
       if (kept) {
         this.loading.delete(p.name);
         readDone(false);
-        await touch(file);
         return kept;
       }
       const encode = await readFromPostgres(knex, spec, p, signal, reader);
@@ -503,12 +499,6 @@ function sections(headerBytes: number, rows: number, slot: number) {
   return { eventTime, known, used, slab, total: slab + rows * slot };
 }
 
-/** Marks a file used now: the eviction's order. */
-export async function touch(file: string): Promise<void> {
-  const now = new Date();
-  await fs.utimes(file, now, now).catch(() => undefined);
-}
-
 /**
  * A segment's file read as `read` asks (SegmentRead; {}: whole, into a buffer of its
  * own), or undefined when it is missing or not whole. A narrow window is read in pieces: the header and the event times,
@@ -542,7 +532,11 @@ async function readSegmentFile(file: string, read: SegmentRead): Promise<Segment
   });
 }
 
-/** `read` of the file opened for reading (and its size), closed after; undefined when it cannot be opened. */
+/**
+ * `read` of the file opened for reading (and its size), closed after; undefined when it
+ * cannot be opened. A file `read` made something of is marked used now (its change
+ * time: the eviction's order, least recently used out first).
+ */
 export async function readingFile<T>(file: string, read: (handle: fs.FileHandle, size: number) => Promise<T | undefined>): Promise<T | undefined> {
   let handle: fs.FileHandle;
   try {
@@ -551,7 +545,12 @@ export async function readingFile<T>(file: string, read: (handle: fs.FileHandle,
     return undefined;
   }
   try {
-    return await read(handle, (await handle.stat()).size);
+    const found = await read(handle, (await handle.stat()).size);
+    if (found !== undefined) {
+      const now = new Date();
+      await handle.utimes(now, now).catch(() => undefined);
+    }
+    return found;
   } finally {
     await handle.close();
   }

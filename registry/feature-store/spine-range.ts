@@ -17,7 +17,7 @@
 import type { Knex } from 'knex';
 import { id, raw, sql } from '../db/index.ts';
 import { pointInTimeSql, type PitQuery } from './point-in-time.ts';
-import { readingFile, segmentCache, touch, type PartitionSegment, type SegmentCache } from './segments.ts';
+import { readingFile, segmentCache, type PartitionSegment, type SegmentCache } from './segments.ts';
 
 /** A spine's labelled rows: how many, and the first and last event times (microseconds since 1970; null without rows). */
 export interface SpineRange {
@@ -49,12 +49,8 @@ async function partitionRange(knex: Knex, q: PitQuery, cache: SegmentCache, p: P
   const start = q.start && q.start > p.start ? q.start : p.start;
   const end = q.end && q.end < p.end ? q.end : p.end;
   if (!whole) return rangeFromPostgres(knex, { ...q, start, end });
-  const file = cache.fileOf(p.name);
-  const kept = await readingFile(file, async (handle) => parseRange(await handle.readFile()));
-  if (kept) {
-    await touch(file);
-    return kept;
-  }
+  const kept = await readingFile(cache.fileOf(p.name), async (handle) => parseRange(await handle.readFile()));
+  if (kept) return kept;
   const range = await rangeFromPostgres(knex, { ...q, start, end });
   void cache.save(p.name, Buffer.from(JSON.stringify({ format: FORMAT, ...range })));
   return range;

@@ -28,7 +28,7 @@ import { GrowableFloat64, GrowableInt32 } from '../../core/growable.ts';
 import { copyBytes, dataViewOf, DataViews, fieldEnd, fieldStart, PgText, timestampField, type BinaryTuple } from '../db/index.ts';
 import { copyOut } from './copy-read.ts';
 import { pointInTimeColumns, spineChunkOutputs, spineSegmentSql, spineStreamFields, type PitQuery } from './point-in-time.ts';
-import { align8, readAt, readingFile, segmentCache, segmentScratch, touch, type PartitionSegment, type SegmentCache } from './segments.ts';
+import { align8, readAt, readingFile, segmentCache, segmentScratch, type PartitionSegment, type SegmentCache } from './segments.ts';
 
 const MAGIC = Buffer.from('FTISPN01');
 
@@ -98,13 +98,10 @@ async function spineSegmentPlan(knex: Knex, q: PitQuery, start: Date, end: Date,
 
 /** Partition `p`'s segment from its file (into `scratch`'s buffer, valid until its next use), or undefined when it has none whole. */
 async function readSpineSegment(cache: SegmentCache, p: PartitionSegment & { name: string }, scratch: Scratch): Promise<SpineSegment | undefined> {
-  const file = cache.fileOf(p.name);
-  const segment = await readingFile(file, async (handle, size) => {
+  return readingFile(cache.fileOf(p.name), async (handle, size) => {
     const buf = await readAt(handle, room(scratch, size).subarray(0, size), 0);
     return buf && parseSpineSegment(buf);
   });
-  if (segment) await touch(file);
-  return segment;
 }
 
 /** Partition `p`'s rows read from Postgres, as a segment, and the segment saved to its file (in the background: SegmentCache.written). */
