@@ -8,7 +8,7 @@ import { ColumnArrays, numberBuffers } from '../core/columns.ts';
 import { createKnex } from '../registry/db/index.ts';
 import { PredictionStore } from '../registry/predictions/index.ts';
 import type { FeatureRead, FeatureReaderReply, FeatureReaderRequest, FeatureReaderSource } from './feature-reader.ts';
-import { serializeError } from './threads.ts';
+import { serializeError } from '../core/threads.ts';
 
 const port = parentPort;
 if (!port) throw new Error('feature-reader-thread.ts runs as a worker thread (see feature-reader.ts)');

@@ -25,7 +25,8 @@ import type { Worker } from 'node:worker_threads';
 import { numberBuffers, type ColumnBatch } from '../core/columns.ts';
 import type { FeatureViewDefinition } from '../features/views.ts';
 import type { PitPlan, ViewSnapshot } from '../registry/feature-store/index.ts';
-import { creditedBatches, startThread, type SerializedError } from './threads.ts';
+import { startThread, type SerializedError } from '../core/threads.ts';
+import { creditedBatches } from './threads.ts';
 
 /** One partition's read: streamViewBatches' arguments. */
 export interface FeatureRead {

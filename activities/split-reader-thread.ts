@@ -10,7 +10,7 @@ import { createKnex } from '../registry/db/index.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { TrainingStore, type Split } from '../registry/training/index.ts';
 import type { ReaderReply, ReaderRequest, SplitReaderSource } from './split-reader.ts';
-import { serializeError } from './threads.ts';
+import { serializeError } from '../core/threads.ts';
 import { datasetAndView, splitBatches } from './training-run.ts';
 
 const port = parentPort;

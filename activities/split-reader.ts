@@ -18,7 +18,8 @@ import type { Worker } from 'node:worker_threads';
 import type { Batch } from '../ml/batches.ts';
 import type { ModelSignature } from '../ml/signature.ts';
 import type { Split } from '../registry/training/index.ts';
-import { creditedBatches, startThread, type SerializedError } from './threads.ts';
+import { startThread, type SerializedError } from '../core/threads.ts';
+import { creditedBatches } from './threads.ts';
 
 /** What the thread needs to read a dataset's splits as the main thread would. */
 export interface SplitReaderSource {

@@ -11,15 +11,20 @@ abstract class Growable<T extends Int32Array | Float64Array> {
   protected data: T;
   length = 0;
 
-  constructor(capacity: number) {
-    this.data = this.allocate(Math.max(16, capacity));
+  /** Room for `capacity` values; or, given an array, that array's values (taken, not copied). */
+  constructor(capacity: number | T) {
+    if (typeof capacity === 'number') this.data = this.allocate(Math.max(16, capacity));
+    else {
+      this.data = capacity;
+      this.length = capacity.length;
+    }
   }
 
   protected abstract allocate(capacity: number): T;
 
   /** Room for one more value. */
   protected grow(): void {
-    const bigger = this.allocate(this.data.length * 2);
+    const bigger = this.allocate(Math.max(16, this.data.length * 2));
     bigger.set(this.data);
     this.data = bigger;
   }

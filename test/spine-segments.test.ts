@@ -12,7 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineFeatureGroup, type FeatureGroupDefinition } from '../features/definitions.ts';
 import { defineFeatureView } from '../features/views.ts';
-import { FeatureStore, labelledSpineRange, latestViewSnapshot, pointInTimeSql, segmentCache, viewQuery, type FeatureGroupRecord, type FeatureViewRecord, type PitQuery, type SpineRange } from '../registry/feature-store/index.ts';
+import { FeatureStore, labelledSpineRange, latestViewSnapshot, pointInTimeSql, segmentCache, spineThreadReads, viewQuery, type FeatureGroupRecord, type FeatureViewRecord, type PitQuery, type SpineRange } from '../registry/feature-store/index.ts';
 import { raw, sql } from '../registry/db/index.ts';
 import { TrainingStore, type CreateTrainingDatasetOptions } from '../registry/training/index.ts';
 import { commitRows, type Row } from './helpers/commits.ts';
@@ -51,6 +51,9 @@ const view = defineFeatureView({
 
 /** Day `d` of 2024 (1: January 1st) at hour `h`: January and February fall in two monthly partitions. */
 const at = (d: number, h = 0, m = 0) => new Date(Date.UTC(2024, 0, d, h, m));
+
+/** Whether a build of several chunks reads some of them on the spine thread (spine-helper.ts): where there are two cores. */
+const helper = os.availableParallelism() > 1 ? 1 : 0;
 
 describe('spine segments', () => {
   let db: TestDb;
@@ -133,7 +136,9 @@ describe('spine segments', () => {
   it('stores the rows of the SQL plan, in its order, from a spine read from Postgres and then from its segments', async () => {
     expect(segmentCache()?.dir).toBe(segmentsDir);
     // The first build reads the spine's two partitions from Postgres, and keeps them.
+    const before = spineThreadReads();
     const first = await bothPlans();
+    expect(spineThreadReads()).toBe(before);
     expect(first.streamRows.length).toBe(400 - Math.ceil(400 / 7));
     expect(first.streamRows).toEqual(first.windowRows);
     expect(first.stream.rowCounts).toEqual(first.window.rowCounts);
@@ -141,9 +146,12 @@ describe('spine segments', () => {
     const files = await spineFiles();
     expect(files.size).toBe(2);
 
-    // The next reads them from their files (a read marks a file used), to the same rows.
+    // The next reads them from their files (a read marks a file used), to the same rows:
+    // its three chunks' spines read on two threads, the third chunk's on the spine thread.
     await new Promise((resolve) => setTimeout(resolve, 20));
+    const threadReads = spineThreadReads();
     const second = await bothPlans();
+    expect(spineThreadReads()).toBe(threadReads + helper);
     expect(second.streamRows).toEqual(first.streamRows);
     expect(second.stream.statistics).toEqual(first.stream.statistics);
     const after = await spineFiles();
@@ -152,6 +160,7 @@ describe('spine segments', () => {
 
     // Other splits and chunks from the same segments: the split and the chunk are the build's, not the file's.
     const other = await bothPlans({ chunks: 2, validationStart: at(20), testStart: at(45) });
+    expect(spineThreadReads()).toBe(threadReads + 2 * helper);
     expect(other.streamRows).toEqual(other.windowRows);
     expect(other.stream.rowCounts).toEqual(other.window.rowCounts);
     expect((await spineFiles()).size).toBe(2);
@@ -172,9 +181,11 @@ describe('spine segments', () => {
     expect(january.streamRows).toEqual(january.windowRows);
     expect([...(await spineFiles()).keys()]).toEqual([...after.keys()]);
 
-    // Every file cut short: each is read again from Postgres, and written whole.
+    // Every file cut short: each is read again from Postgres, and written whole (the spine thread finds them cut short too: its read is dropped).
     for (const f of after.keys()) await fs.truncate(path.join(segmentsDir, f), 100);
+    const threadReads = spineThreadReads();
     const again = await bothPlans();
+    expect(spineThreadReads()).toBe(threadReads);
     expect(again.streamRows).toEqual(built.streamRows);
     // Those the snapshot reads (January's, and February's new one) are whole again; February's old one, read by none, is not.
     const whole = [];

@@ -204,7 +204,11 @@ export type { KeptCommit, ReapedCommit, StagingGcOptions, StagingGcResult };
 export type { CompactedPartition, CompactionOptions, CompactionResult } from './compaction.ts';
 // For the other stores: the SQL they build on (a training dataset's or a prediction run's read).
 export { chunkSizesSql, pointInTimeColumns, pointInTimeSql, type PitPlan, type PitQuery, type PitStrategy } from './point-in-time.ts';
-export { KeyIds, pointInTimeBatches, pointInTimeRows, streamPointInTime, type RowFields, type RowTap, type ExtraColumn, type SpineInt4, type SpineOrder, type StreamChunk, type StreamOptions, type StreamStep } from './pit-stream.ts';
+export { pointInTimeBatches, pointInTimeRows, streamPointInTime, type RowFields, type RowTap, type ExtraColumn, type SpineInt4, type SpineOrder, type StreamChunk, type StreamOptions, type StreamStep } from './pit-stream.ts';
+export { KeyIds, type TimeCuts } from './spine-rows.ts';
+// For tests: a chunk's spine read on two threads (spine-rows.ts, spine-helper.ts).
+export { concatSpines, newChunkSpine, postedSpine, receivedSpine, type ChunkSpine } from './spine-rows.ts';
+export { spineThreadReads } from './spine-helper.ts';
 export { joinOnlineRow, scannedTables, snapshotSql } from './reads.ts';
 export { computeStatistics } from './statistics.ts';
 export { orderByKeyThenTime, orderByUint32 } from './key-order.ts';

@@ -14,6 +14,8 @@
  *     Chunks written together (StreamOptions.chunkExtra) read their spines together, a
  *     slice of the window's time per connection, each row routed to its chunk: each
  *     spine row is read once, where a read per chunk scanned every row of the window.
+ *     A spine read from its segment files is read on two threads, half of the files
+ *     each (spine-helper.ts).
  *  2. Each row of a joined group is placed at the first spine row (of its key, by time)
  *     it is visible to, and kept there if its event time is the newest placed there
  *     so far. A row visible to a spine row is visible to every later one of its key,
@@ -37,16 +39,18 @@
 import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
 import type pg from 'pg';
-import { BinaryCopyWriter, cancelOnAbort, col, copyBytes, copyIn, ColumnDecoder, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, shortBytesCode, ShortCodeIds, SHORT_BYTES, sql, timestampField, toText, type BinaryTuple, type ChunkSource, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
+import { BinaryCopyWriter, cancelOnAbort, col, copyIn, ColumnDecoder, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, timestampField, toText, type BinaryTuple, type ChunkSource, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
 import { rowOf, type ColumnArrays, type ColumnBatch } from '../../core/columns.ts';
-import { concatFloat64, concatInt32, GrowableFloat64, GrowableInt32 } from '../../core/growable.ts';
+import { concatFloat64, concatInt32, type GrowableInt32 } from '../../core/growable.ts';
 import { room, ScratchPool, type Scratch } from '../../core/scratch.ts';
 import { Turns } from '../../core/turns.ts';
 import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointInTimeColumns, SPINE_CHUNK_COLUMN, spineStreamFields, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 import { lowerBound, orderByKeyThenTime, orderByUint32 } from './key-order.ts';
 import { copyOut } from './copy-read.ts';
 import { FIXED_WIDTH, segmentCache, segmentScratch, type PartitionSegment, type Segment, type SegmentCache, type SegmentRead, type SegmentSpec } from './segments.ts';
-import { spineFromSegments, type KeptInt4 } from './spine-segments.ts';
+import { eachSpineFileRow, spineFromSegments, spineSegmentFiles, type KeptInt4, type SpineFiles } from './spine-segments.ts';
+import { spineThread } from './spine-helper.ts';
+import { concatSpines, KeyIds, newChunkSpine, receivedSpine, spineRowKeeper, unsignedOrder, type BucketRecords, type ChunkSpine, type PostedSpine, type SegmentExtra, type SegmentRowLayout, type TimeCuts } from './spine-rows.ts';
 
 /** One chunk of the join (PitQuery.chunk), written into a table of its own. */
 export interface StreamChunk {
@@ -72,18 +76,12 @@ export interface ExtraColumn {
   inNode?: SpineInt4;
   /**
    * The column's field computed in Node, for a spine read from its segments
-   * (spine-segments.ts), where no Postgres computes `expr`; it must equal it. A chunk's
-   * constant (StreamOptions.chunkExtra) and an inNode column need none.
+   * (spine-segments.ts), where no Postgres computes `expr`; it must equal it: a field
+   * chosen by the spine output column `column`'s time (a timestamptz), as plain data that
+   * a spine thread is posted. A chunk's constant (StreamOptions.chunkExtra) and an inNode
+   * column need none.
    */
-  fromFields?: SpineField;
-}
-
-/** An extra column's field from a spine row's output columns (see ExtraColumn.fromFields). */
-export interface SpineField {
-  /** The spine output columns it reads, by name. */
-  columns: readonly string[];
-  /** Its bytes (as Postgres sends the column's binary form), or null, from row `t`'s fields `fields` (the columns', in order). */
-  bytes(t: BinaryTuple, fields: readonly number[]): Buffer | null;
+  fromTime?: { column: string; cuts: TimeCuts };
 }
 
 /**
@@ -156,150 +154,6 @@ export type StreamStep = 'spine' | 'groups' | 'write';
 export interface SpineOrder {
   key: string;
   then: readonly string[];
-}
-
-/** Bytes before a record's row bytes in an Arena: the row's number in its chunk, its sort key, the length of its bytes, where its extra columns begin. */
-const RECORD_HEADER = 16;
-
-/** Where a chunk's spine rows are kept as they are read: each row's output and extra columns' bytes, as Postgres sent them. */
-interface SpineRows {
-  readonly buckets: number;
-  /** Row `row`'s bytes `buf[start, end)`, its extra columns from `split` on, with its sort key, into `bucket`. */
-  push(bucket: number, row: number, key: number, buf: Buffer, start: number, split: number, end: number): void;
-  /** Where `bucket`'s records are, in the order pushed. */
-  records(bucket: number): BucketRecords;
-}
-
-/**
- * A chunk's spine rows as records (RECORD_HEADER, then the row's output and extra
- * columns' bytes as Postgres sent them), appended to one of `buckets` streams. With
- * an order, a row goes to the bucket of its sort key's top byte: sorting a bucket
- * and writing its rows then touches only its own bytes (a few hundred KiB), where
- * visiting a whole chunk's rows in shuffled order missed the cache at every row.
- */
-class Arena implements SpineRows {
-  private readonly blocks: Buffer[][];
-  /** Per bucket, its last block's DataView (the one pushed to). */
-  private readonly lastViews: DataView[];
-  /** Per bucket, the bytes used in each of its blocks. */
-  private readonly used: number[][];
-  /** Records per bucket. */
-  private readonly counts: number[];
-  /** The DataViews of the pieces of the COPY pushed from. */
-  private readonly sources = new DataViews();
-
-  constructor(
-    readonly buckets: number,
-    private readonly blockSize: number,
-  ) {
-    this.blocks = Array.from({ length: buckets }, () => []);
-    this.lastViews = new Array<DataView>(buckets);
-    this.used = Array.from({ length: buckets }, () => []);
-    this.counts = new Array<number>(buckets).fill(0);
-  }
-
-  push(bucket: number, row: number, key: number, buf: Buffer, start: number, split: number, end: number): void {
-    this.pushParts(bucket, row, key, buf, start, split, end, undefined, 0);
-  }
-
-  /** push, of a row whose extra columns' fields (`tail[0, tailEnd)`) come from elsewhere than its output columns' (`buf[start, split)`). */
-  pushParts(bucket: number, row: number, key: number, buf: Buffer, start: number, split: number, end: number, tail: Buffer | undefined, tailEnd: number): void {
-    const blocks = this.blocks[bucket] as Buffer[];
-    const used = this.used[bucket] as number[];
-    const need = RECORD_HEADER + end - start + tailEnd;
-    let last = blocks.length - 1;
-    if (last < 0 || (used[last] as number) + need > (blocks[last] as Buffer).length) {
-      const fresh = Buffer.allocUnsafe(Math.max(this.blockSize, need));
-      blocks.push(fresh);
-      this.lastViews[bucket] = dataViewOf(fresh);
-      used.push(0);
-      last++;
-    }
-    const block = blocks[last] as Buffer;
-    const view = this.lastViews[bucket] as DataView;
-    const at = used[last] as number;
-    view.setInt32(at, row, true);
-    view.setUint32(at + 4, key, true);
-    view.setInt32(at + 8, end - start + tailEnd, true);
-    view.setInt32(at + 12, split - start, true);
-    copyThrough(buf, this.sources.of(buf), start, end, block, view, at + RECORD_HEADER);
-    if (tail) copyThrough(tail, this.sources.of(tail), 0, tailEnd, block, view, at + RECORD_HEADER + end - start);
-    used[last] = at + need;
-    this.counts[bucket] = (this.counts[bucket] as number) + 1;
-  }
-
-  records(bucket: number): BucketRecords {
-    const blocks = this.blocks[bucket] as Buffer[];
-    const used = this.used[bucket] as number[];
-    const records = bucketRecords(blocks, this.counts[bucket] as number);
-    let i = 0;
-    blocks.forEach((block, b) => {
-      const view = dataViewOf(block);
-      for (let at = 0; at < (used[b] as number); at += RECORD_HEADER + view.getInt32(at + 8, true), i++) {
-        records.block[i] = b;
-        records.row[i] = view.getInt32(at, true);
-        records.key[i] = view.getUint32(at + 4, true);
-        records.start[i] = at + RECORD_HEADER;
-        records.split[i] = at + RECORD_HEADER + view.getInt32(at + 12, true);
-        records.end[i] = at + RECORD_HEADER + view.getInt32(at + 8, true);
-      }
-    });
-    return records;
-  }
-}
-
-/**
- * A chunk's spine rows, unordered, where the COPY's reader handed them over: each row
- * a reference into the piece of the stream that holds it, which is kept (a piece is
- * never reused: each read of the socket is a buffer of its own, as is a row completed
- * across two). No copy a row: for batch inference, which hands the rows out in the
- * order read, copying each into an Arena took about a tenth of a reader thread's time.
- */
-class SpineRefs implements SpineRows {
-  readonly buckets = 1;
-  private readonly blocks: Buffer[] = [];
-  private readonly block = new GrowableInt32(1 << 14);
-  private readonly start = new GrowableInt32(1 << 14);
-  private readonly split = new GrowableInt32(1 << 14);
-  private readonly end = new GrowableInt32(1 << 14);
-
-  push(_bucket: number, row: number, _key: number, buf: Buffer, start: number, split: number, end: number): void {
-    if (row !== this.block.length) throw new Error(`spine row ${row} pushed out of order (expected ${this.block.length})`);
-    if (this.blocks[this.blocks.length - 1] !== buf) this.blocks.push(buf);
-    this.block.push(this.blocks.length - 1);
-    this.start.push(start);
-    this.split.push(split);
-    this.end.push(end);
-  }
-
-  records(): BucketRecords {
-    const n = this.block.length;
-    const records = bucketRecords(this.blocks, n);
-    records.block.set(this.block.view());
-    records.start.set(this.start.view());
-    records.split.set(this.split.view());
-    records.end.set(this.end.view());
-    for (let i = 0; i < n; i++) records.row[i] = i;
-    return records;
-  }
-}
-
-/** A bucket's records (SpineRows.records): record i's bytes are `blocks[block[i]][start[i], end[i])`, its extra columns from `split[i]` on; it is row `row[i]` of its chunk. */
-interface BucketRecords {
-  blocks: Buffer[];
-  /** Each block's DataView. */
-  views: DataView[];
-  count: number;
-  block: Uint32Array;
-  row: Int32Array;
-  key: Float64Array;
-  start: Uint32Array;
-  split: Uint32Array;
-  end: Uint32Array;
-}
-
-function bucketRecords(blocks: Buffer[], n: number): BucketRecords {
-  return { blocks, views: blocks.map(dataViewOf), count: n, block: new Uint32Array(n), row: new Int32Array(n), key: new Float64Array(n), start: new Uint32Array(n), split: new Uint32Array(n), end: new Uint32Array(n) };
 }
 
 /**
@@ -461,16 +315,6 @@ class JoinResult {
   }
 }
 
-/** One chunk's spine rows, as read. */
-interface ChunkSpine {
-  arena: SpineRows;
-  times: GrowableFloat64;
-  /** Per join, the id of each row's key (KeyIds; -1: null). */
-  keys: GrowableInt32[];
-  /** With an order: the rows whose sort key is null. */
-  nullKeys: Set<number>;
-}
-
 /** Where a chunk's spine tuples carry the order's key (an extra column), if there is an order. */
 function sortKeyField(order: SpineOrder | undefined, chunk: Pick<StreamChunk, 'extra'>, spineOutputs: number): number | undefined {
   if (!order) return undefined;
@@ -498,9 +342,6 @@ function columnFields(as: string, columns: readonly string[], spine: ReadonlyArr
     return at;
   });
 }
-
-/** An int4 as an unsigned number in the same order (null last: 2^32 - 1, ties broken by nullKeys). */
-const unsignedOrder = (v: number | null) => (v === null ? 0xffffffff : (v ^ 0x80000000) >>> 0);
 
 /**
  * The order of a bucket's records (StreamOptions.order): by key (orderByUint32, which
@@ -578,13 +419,7 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
 
   // 1. Each chunk's spine: its bytes, and per join its keys (as ids, shared by the chunks) and its times.
   const keyIds = q.joins.map(() => new KeyIds());
-  const spines = chunks.map((): ChunkSpine => ({
-    // 256 buckets of 256 KiB blocks to sort into; else the rows where they were read, in that order.
-    arena: options.order ? new Arena(256, 256 << 10) : new SpineRefs(),
-    times: new GrowableFloat64(1 << 14),
-    keys: q.joins.map(() => new GrowableInt32(1 << 14)),
-    nullKeys: new Set(),
-  }));
+  const spines = chunks.map(() => newChunkSpine(q.joins.length, options.order !== undefined));
   /** A reader of spineStreamSql's tuples with `c`'s extra columns: each kept in the spine given. */
   const spineReader = (c: Pick<StreamChunk, 'extra'>) => {
     const sortField = sortKeyField(options.order, c, spineOutputs);
@@ -624,9 +459,15 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
     const at = c.extra.findIndex((e) => e.as === options.chunkExtra);
     const extra = c.extra.map((e, k) => (k === at ? sql`${id(SPINE_CHUNK_COLUMN)} as ${id(e.as)}` : sql`${extraSql(e)} as ${id(e.as)}`));
     const chunkField = spineOutputs + at;
+    const indices = chunks.map((x) => x.index);
+    const segmentRows = segmentRowLayout(q, c, at, spineOutputs, outputs, options.order);
+    const threaded = segmentRows && (await spinesOnThreads(knex, q, indices, options.count, spineOutputs, segmentRows));
+    if (threaded) {
+      spines.splice(0, spines.length, ...threaded.spines);
+      keyIds.splice(0, keyIds.length, ...threaded.keyIds);
+    }
     const byIndex = new Map(chunks.map((x, ci) => [x.index, spines[ci] as ChunkSpine]));
     const keep = spineReader(c);
-    const indices = chunks.map((x) => x.index);
     const route = (t: BinaryTuple) => {
       const chunk = (t.length[chunkField] as number) === 2 ? t.buf.readInt16BE(t.start[chunkField] as number) : null;
       const spine = chunk === null ? undefined : byIndex.get(chunk);
@@ -634,11 +475,12 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
       keep(spine, t);
     };
     const fromPostgres = (slice: { start: Date; end: Date }) => copyOut(knex, spineStreamSql({ ...q, ...slice, chunk: { index: indices, count: options.count } }, extra, { withChunk: true }), signal, route);
-    const segmentRows = segmentRowReader(q, c, at, spineOutputs, outputs, keyIds, options.order);
-    const rest =
-      segmentRows &&
-      (await spineFromSegments(knex, q, { count: options.count, chunks: indices }, spineOutputs, segmentRows.kept, (row, chunk, kept, i) => segmentRows.keep(byIndex.get(chunk) as ChunkSpine, row, chunk, kept, i), signal));
-    await Promise.all((rest ?? slices).map(fromPostgres));
+    if (threaded) await Promise.all(threaded.rest.map(fromPostgres));
+    else {
+      const keepRow = segmentRows && spineRowKeeper(segmentRows.layout, keyIds, segmentRows.values);
+      const rest = segmentRows && keepRow && (await spineFromSegments(knex, q, { count: options.count, chunks: indices }, spineOutputs, segmentRows.kept, (row, chunk, kept, i) => keepRow(byIndex.get(chunk) as ChunkSpine, row, chunk, kept, i), signal));
+      await Promise.all((rest ?? slices).map(fromPostgres));
+    }
   } else {
     await Promise.all(
       chunks.map(async (c, ci) => {
@@ -676,117 +518,80 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
 }
 
 /**
- * What keeps a spine segment's row (spine-segments.ts: its output columns' fields, then
- * the joins' own key fields) in a chunk's spine, as spineReader keeps the tuple
- * spineStreamSql sends: its output fields copied, the extra columns' fields computed
- * here (`chunkAt`'s: the row's chunk). Undefined when one of them is computed only by
- * Postgres (no ExtraColumn.inNode or fromFields), or the order's key is not an inNode
- * column (the sort keys read here are its values, never null), or without an order:
- * only an Arena (where an order keeps the rows) takes a row in two parts.
+ * How a spine segment's row (spine-segments.ts: its output columns' fields, then the
+ * joins' own key fields) is kept in a chunk's spine (spine-rows.ts spineRowKeeper), as
+ * spineReader keeps the tuple spineStreamSql sends: its output fields copied, the extra
+ * columns' fields computed here (`chunkAt`'s: the row's chunk). With the values the
+ * segments keep per row (`kept`), and the functions of the int4 extras they do not
+ * (`values`, by extra). Undefined when one of them is computed only by Postgres (no
+ * ExtraColumn.inNode or fromTime), or the order's key is not an inNode column (the sort
+ * keys read here are its values, never null), or without an order: only an Arena (where
+ * an order keeps the rows) takes a row in two parts.
  */
-function segmentRowReader(
+function segmentRowLayout(
   q: PitQuery,
   c: Pick<StreamChunk, 'extra'>,
   chunkAt: number,
   spineOutputs: number,
   outputs: ReadonlyArray<{ name: string }>,
-  keyIds: readonly KeyIds[],
   order: SpineOrder | undefined,
-): { keep: (spine: ChunkSpine, row: BinaryTuple, chunk: number, kept: readonly Int32Array[], i: number) => void; kept: KeptInt4[] } | undefined {
+): { layout: SegmentRowLayout; kept: KeptInt4[]; values: Array<SpineInt4['value'] | undefined> } | undefined {
   if (!order) return undefined;
   const sortAt = sortKeyField(order, c, 0) as number;
   if (!c.extra[sortAt]?.inNode) return undefined;
   const spine = outputs.slice(0, spineOutputs);
   const kept: KeptInt4[] = [];
-  const int4 = (as: string, e: SpineInt4) => {
-    const inputs = columnFields(as, e.columns, spine);
-    return { kind: 'int4' as const, inputs, value: e.value, keptAt: e.kept === undefined ? -1 : kept.push({ id: e.kept, fields: inputs, value: e.value }) - 1 };
-  };
-  const extras = c.extra.map((e, k) =>
-    k === chunkAt ? { kind: 'chunk' as const } : e.inNode ? int4(e.as, e.inNode) : e.fromFields ? { kind: 'bytes' as const, inputs: columnFields(e.as, e.fromFields.columns, spine), bytes: e.fromFields.bytes } : undefined,
-  );
-  if (extras.some((e) => e === undefined)) return undefined;
+  const values: Array<SpineInt4['value'] | undefined> = [];
+  const extras = c.extra.map((e, k): SegmentExtra | undefined => {
+    if (k === chunkAt) return { kind: 'chunk' };
+    if (e.inNode) {
+      const inputs = columnFields(e.as, e.inNode.columns, spine);
+      if (e.inNode.kept === undefined) values[k] = e.inNode.value;
+      return { kind: 'int4', inputs, keptAt: e.inNode.kept === undefined ? -1 : kept.push({ id: e.inNode.kept, fields: inputs, value: e.inNode.value }) - 1 };
+    }
+    if (e.fromTime) return { kind: 'byTime', field: columnFields(e.as, [e.fromTime.column], spine)[0] as number, cuts: e.fromTime.cuts };
+    return undefined;
+  });
+  if (!extras.every((e): e is SegmentExtra => e !== undefined)) return undefined;
   // Where each join's key is in a segment's row: an output, or its own key field after them (spineStreamFields counts the extra columns in between).
   const fields = spineStreamFields(q, c.extra.length);
   const keyFields = fields.keys.map((f) => (f < spineOutputs ? f : f - c.extra.length));
-  let tail: Buffer = Buffer.allocUnsafe(1 << 10);
-  let tailView = dataViewOf(tail);
-  const views = new DataViews();
-  const keep = (spine: ChunkSpine, row: BinaryTuple, chunk: number, keptValues: readonly Int32Array[], i: number) => {
-    const view = views.of(row.buf);
-    let at = 0;
-    let key = 0;
-    for (let k = 0; k < extras.length; k++) {
-      const e = extras[k] as NonNullable<(typeof extras)[number]>;
-      if (at + 8 > tail.length) [tail, tailView] = grown(tail, at + 8, at);
-      if (e.kind === 'chunk') {
-        tailView.setInt32(at, 2);
-        tailView.setInt16(at + 4, chunk);
-        at += 6;
-      } else if (e.kind === 'int4') {
-        const v = e.keptAt >= 0 ? ((keptValues[e.keptAt] as Int32Array)[i] as number) : e.value(row, view, e.inputs);
-        tailView.setInt32(at, 4);
-        tailView.setInt32(at + 4, v);
-        if (k === sortAt) key = unsignedOrder(v);
-        at += 8;
-      } else {
-        const v = e.bytes(row, e.inputs);
-        if (v && at + 4 + v.length > tail.length) [tail, tailView] = grown(tail, at + 4 + v.length, at);
-        tailView.setInt32(at, v === null ? -1 : v.length);
-        if (v) copyBytes(v, 0, v.length, tail, at + 4);
-        at += 4 + (v?.length ?? 0);
-      }
-    }
-    const r = spine.times.length;
-    (spine.arena as Arena).pushParts(key >>> 24, r, key, row.buf, fieldStart(row, 0), fieldEnd(row, spineOutputs - 1), fieldEnd(row, spineOutputs - 1), tail, at);
-    for (let ji = 0; ji < keyIds.length; ji++) {
-      const field = keyFields[ji] as number;
-      (spine.keys[ji] as GrowableInt32).push((keyIds[ji] as KeyIds).idOf(row.buf, row.start[field] as number, row.length[field] as number));
-    }
-    spine.times.push(timestampField(row, fields.time) ?? -Infinity);
-  };
-  return { keep, kept };
-}
-
-/** A buffer of at least `bytes` (twice them) that starts with `old`'s first `keep` bytes, and its DataView. */
-function grown(old: Buffer, bytes: number, keep: number): [Buffer, DataView] {
-  const buf = Buffer.allocUnsafe(bytes * 2);
-  old.copy(buf, 0, 0, keep);
-  return [buf, dataViewOf(buf)];
+  return { layout: { spineOutputs, timeField: fields.time, keyFields, extras, sortAt }, kept, values };
 }
 
 /**
- * Ids of a join's spine keys, from their bytes (text, as the spine sends a join's
- * key), numbered as first seen: `byText` maps each key to its id. A key of up to 6
- * bytes (an airport code, a short id) is looked up as a number made of its bytes, so
- * no string is made per row: a string per row and a lookup by it took about a tenth of
- * reading a spine.
+ * A pass's spines read from their segments on two threads: every other file on this one,
+ * the rest on the spine thread (spine-helper.ts), side by side, each keeping the rows of
+ * every chunk of the pass; each chunk's spine is then this thread's rows followed by the
+ * other's, whose keys' ids are made ours. Undefined (nothing kept) when it cannot: one
+ * file, one core, a partition of the window with no file here that the read would fill
+ * (a first build), an extra column computed by a function (not plain data a thread is
+ * posted), or a file gone before it was read. Else with the slices of the window still to
+ * read from Postgres (SpineFiles.rest).
  */
-export class KeyIds {
-  readonly byText = new Map<string, number>();
-  private readonly byBytes = new ShortCodeIds();
-
-  /** The id of the key `buf[start, start + length)`; -1 when null (length < 0). */
-  idOf(buf: Buffer, start: number, length: number): number {
-    if (length < 0) return -1;
-    if (length > SHORT_BYTES) return this.idOfText(buf.toString('utf8', start, start + length));
-    const code = shortBytesCode(buf, start, length);
-    let id = this.byBytes.get(code);
-    if (id < 0) {
-      id = this.idOfText(buf.toString('utf8', start, start + length));
-      this.byBytes.set(code, id);
-    }
-    return id;
-  }
-
-  private idOfText(text: string): number {
-    let id = this.byText.get(text);
-    if (id === undefined) {
-      id = this.byText.size;
-      this.byText.set(text, id);
-    }
-    return id;
-  }
+async function spinesOnThreads(
+  knex: Knex,
+  q: PitQuery,
+  indices: readonly number[],
+  count: number,
+  spineOutputs: number,
+  rows: NonNullable<ReturnType<typeof segmentRowLayout>>,
+): Promise<{ spines: ChunkSpine[]; keyIds: KeyIds[]; rest: SpineFiles['rest'] } | undefined> {
+  if (rows.values.some((v) => v !== undefined)) return undefined;
+  const thread = spineThread();
+  const files = thread && (await spineSegmentFiles(knex, q, count, spineOutputs, rows.kept));
+  if (!thread || !files || files.files.length < 2) return undefined;
+  const keyIds = q.joins.map(() => new KeyIds());
+  const spines = indices.map(() => newChunkSpine(q.joins.length, true));
+  const byIndex = new Map(indices.map((c, i) => [c, spines[i] as ChunkSpine]));
+  const keep = spineRowKeeper(rows.layout, keyIds);
+  const half = (odd: number) => ({ ...files, files: files.files.filter((_, i) => i % 2 === odd) });
+  const [whole, helped] = await Promise.all([
+    eachSpineFileRow(half(0), indices, (row, chunk, kept, i) => keep(byIndex.get(chunk) as ChunkSpine, row, chunk, kept, i)),
+    thread.read({ files: half(1), chunks: [...indices], layout: rows.layout }),
+  ]);
+  if (!whole || !helped) return undefined;
+  return { spines: spines.map((spine, i) => concatSpines(spine, receivedSpine(helped.spines[i] as PostedSpine, helped.keyTexts, keyIds))), keyIds, rest: files.rest };
 }
 
 /**

@@ -22,6 +22,7 @@
  * microseconds since 1970), their chunks' hashes (int32), each kept value (int32, see
  * KeptInt4), where each row's bytes end (u32) and the rows' bytes, in the order read.
  */
+import { promises as fs } from 'node:fs';
 import type { Knex } from 'knex';
 import { room, type Scratch } from '../../core/scratch.ts';
 import { GrowableFloat64, GrowableInt32 } from '../../core/growable.ts';
@@ -96,9 +97,9 @@ async function spineSegmentPlan(knex: Knex, q: PitQuery, start: Date, end: Date,
   return { cache, parts, rowFields: spineOutputs + fields.keys.filter((k) => k >= spineOutputs).length, timeField: fields.time, chunkFields, kept };
 }
 
-/** Partition `p`'s segment from its file (into `scratch`'s buffer, valid until its next use), or undefined when it has none whole. */
-async function readSpineSegment(cache: SegmentCache, p: PartitionSegment & { name: string }, scratch: Scratch): Promise<SpineSegment | undefined> {
-  return readingFile(cache.fileOf(p.name), async (handle, size) => {
+/** The segment in `file` (read into `scratch`'s buffer, valid until its next use), or undefined when it is not there whole. */
+async function readSpineSegment(file: string, scratch: Scratch): Promise<SpineSegment | undefined> {
+  return readingFile(file, async (handle, size) => {
     const buf = await readAt(handle, room(scratch, size).subarray(0, size), 0);
     return buf && parseSpineSegment(buf);
   });
@@ -271,6 +272,19 @@ function spineRowHash(row: BinaryTuple, columns: ReadonlyArray<{ field: number; 
 const FILL_SHARE = 0.5;
 
 /**
+ * What a read of the window [from, to) (milliseconds) does with partition `p`, which has
+ * no file whole: 'fill' it (read it whole from Postgres and write its file: see
+ * FILL_SHARE), or read its part of the window from Postgres (that slice).
+ */
+async function withoutFile(cache: SegmentCache, p: PartitionSegment & { name: string }, from: number, to: number): Promise<'fill' | { start: Date; end: Date }> {
+  const lo = Math.max(from, p.start.getTime());
+  const hi = Math.min(to, p.end.getTime());
+  const share = (hi - lo) / (p.end.getTime() - p.start.getTime());
+  if (share >= FILL_SHARE || (await cache.fills(p, { from: lo * 1000, to: hi * 1000 }))) return 'fill';
+  return { start: new Date(lo), end: new Date(hi) };
+}
+
+/**
  * Reads the spine rows of q's window and of the chunks `pass.chunks` (of `pass.count`)
  * from the spine's segments where it can, each handed to `each` with its chunk (a
  * tuple of its output fields, then the joins' own key fields, reused from row to row)
@@ -291,14 +305,8 @@ export async function spineFromSegments(
   if (!q.start || !q.end) return undefined;
   const plan = await spineSegmentPlan(knex, q, q.start, q.end, spineOutputs, kept);
   if (!plan) return undefined;
-  const names = pointInTimeColumns(q)
-    .slice(0, spineOutputs)
-    .map((c) => c.name);
-  const labelField = q.label === undefined ? undefined : names.indexOf(q.label);
-  const inPass = new Uint8Array(pass.count);
-  for (const c of pass.chunks) inPass[c] = 1;
   const [from, to] = [q.start.getTime(), q.end.getTime()];
-  const feed = (segment: SpineSegment) => eachSpineRow(segment, from * 1000, to * 1000, labelField, pass.count, inPass, plan.rowFields, each);
+  const feed = rowFeeder(spineRowsRead({ ...q, start: q.start, end: q.end }, spineOutputs, pass.count, plan.rowFields), pass.chunks, each);
 
   // Partitions no commit of the snapshot wrote to hold no rows in it.
   const todo = plan.parts.filter((p): p is PartitionSegment & { name: string } => p.name !== undefined);
@@ -309,15 +317,11 @@ export async function spineFromSegments(
       const scratch = segmentScratch.take();
       try {
         for (let p = todo.shift(); p; p = todo.shift()) {
-          const lo = Math.max(from, p.start.getTime());
-          const hi = Math.min(to, p.end.getTime());
-          let segment = await readSpineSegment(plan.cache, p, scratch);
-          if (!segment) {
-            const share = (hi - lo) / (p.end.getTime() - p.start.getTime());
-            if (share >= FILL_SHARE || (await plan.cache.fills(p, { from: lo * 1000, to: hi * 1000 }))) segment = await fillSpineSegment(knex, q, plan, p, signal);
-          }
+          let segment = await readSpineSegment(plan.cache.fileOf(p.name), scratch);
+          const without = segment ? undefined : await withoutFile(plan.cache, p, from, to);
+          if (without === 'fill') segment = await fillSpineSegment(knex, q, plan, p, signal);
           if (segment) feed(segment);
-          else rest.push({ start: new Date(lo), end: new Date(hi) });
+          else if (without && without !== 'fill') rest.push(without);
         }
       } finally {
         segmentScratch.give(scratch);
@@ -325,4 +329,97 @@ export async function spineFromSegments(
     }),
   );
   return rest;
+}
+
+/** Which of a spine segment's rows a read keeps (eachSpineRow): plain data, posted to a spine thread as it is. */
+interface SpineRowsRead {
+  /** The window, in microseconds since 1970: [from, to). */
+  from: number;
+  to: number;
+  /** The label's field, when only labelled rows are kept. */
+  labelField?: number;
+  /** Chunks the spine is cut into. */
+  count: number;
+  /** Fields of a segment's row. */
+  rowFields: number;
+}
+
+function spineRowsRead(q: PitQuery & { start: Date; end: Date }, spineOutputs: number, count: number, rowFields: number): SpineRowsRead {
+  const names = pointInTimeColumns(q)
+    .slice(0, spineOutputs)
+    .map((c) => c.name);
+  return { from: q.start.getTime() * 1000, to: q.end.getTime() * 1000, ...(q.label === undefined ? {} : { labelField: names.indexOf(q.label) }), count, rowFields };
+}
+
+/** Hands `each` the rows `read` keeps of a segment, of the chunks `chunks`. */
+function rowFeeder(read: SpineRowsRead, chunks: readonly number[], each: (row: BinaryTuple, chunk: number, kept: readonly Int32Array[], i: number) => void): (segment: SpineSegment) => void {
+  const inPass = new Uint8Array(read.count);
+  for (const c of chunks) inPass[c] = 1;
+  return (segment) => eachSpineRow(segment, read.from, read.to, read.labelField, read.count, inPass, read.rowFields, each);
+}
+
+/**
+ * A spine's window read from its segments' files (SpineRowsRead): the files, in the order
+ * of their partitions, and the slices of the window to read from Postgres, of partitions
+ * with no file that the read does not fill.
+ */
+export interface SpineFiles extends SpineRowsRead {
+  files: string[];
+  rest: Array<{ start: Date; end: Date }>;
+}
+
+/**
+ * The files of the spine's partitions in q's window, when every one of them that holds
+ * rows in the snapshot has its file here, but those with a slice of the window too thin
+ * to fill (the 1 ms of July at the end of the flights' window, say): a thread of its own
+ * can read some of a pass's chunks from them (spine-helper.ts). Undefined when not (a
+ * first build, which fills them), or when segments cannot stand in for the spine (see
+ * spineSegmentPlan). A partition with no file is tallied as spineFromSegments tallies it.
+ */
+export async function spineSegmentFiles(knex: Knex, q: PitQuery, count: number, spineOutputs: number, kept: readonly KeptInt4[]): Promise<SpineFiles | undefined> {
+  if (!q.start || !q.end) return undefined;
+  const plan = await spineSegmentPlan(knex, q, q.start, q.end, spineOutputs, kept);
+  if (!plan) return undefined;
+  const [from, to] = [q.start.getTime(), q.end.getTime()];
+  const files: string[] = [];
+  const rest: SpineFiles['rest'] = [];
+  for (const p of plan.parts) {
+    if (p.name === undefined) continue;
+    const file = plan.cache.fileOf(p.name);
+    if (await fs.stat(file).then(() => true, () => false)) {
+      files.push(file);
+      continue;
+    }
+    const without = await withoutFile(plan.cache, { ...p, name: p.name }, from, to);
+    if (without === 'fill') return undefined;
+    rest.push(without);
+  }
+  return { ...spineRowsRead({ ...q, start: q.start, end: q.end }, spineOutputs, count, plan.rowFields), files, rest };
+}
+
+/**
+ * Hands `each` the rows of `files` (see spineFromSegments) of the chunks `chunks`, two
+ * files at a time; false when one cannot be read whole (evicted since they were listed,
+ * say): what was handed before is then to be dropped.
+ */
+export async function eachSpineFileRow(files: SpineFiles, chunks: readonly number[], each: (row: BinaryTuple, chunk: number, kept: readonly Int32Array[], i: number) => void): Promise<boolean> {
+  const feed = rowFeeder(files, chunks, each);
+  const todo = [...files.files];
+  let whole = true;
+  // One file after another on each of two chains: while this thread walks one file's rows, the next one is read.
+  await Promise.all(
+    [0, 1].map(async () => {
+      const scratch = segmentScratch.take();
+      try {
+        for (let file = todo.shift(); file !== undefined && whole; file = todo.shift()) {
+          const segment = await readSpineSegment(file, scratch);
+          if (segment && whole) feed(segment);
+          else whole = false;
+        }
+      } finally {
+        segmentScratch.give(scratch);
+      }
+    }),
+  );
+  return whole;
 }

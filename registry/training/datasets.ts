@@ -19,7 +19,7 @@ import type { FeatureViewDefinition } from '../../features/views.ts';
 import { combineMoments, type FeatureStats, type NumericStats } from '../../ml/stats.ts';
 import { SplitStatisticsTap, type ChunkStatistics } from './split-statistics.ts';
 import { shuffleKey, type ServerText } from './shuffle-key.ts';
-import { cancellableTransaction, cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, streamTablesInStoredOrder, timestampField, toNative, type Sql } from '../db/index.ts';
+import { cancellableTransaction, cancelledWith, col, cols, id, ids, int, join, raw, sql, streamQueries, streamQuery, streamTablesInStoredOrder, toNative, type Sql } from '../db/index.ts';
 import { chunkSizesSql, latestViewSnapshot, pointInTimeColumns, pointInTimeSql, streamPointInTime, viewQuery, labelledSpineRange, type SpineRange, type ExtraColumn, type StreamStep, type FeatureViewRecord, type PitPlan, type PitStrategy, type ViewSnapshot } from '../feature-store/index.ts';
 
 export type Split = 'train' | 'validation' | 'test';
@@ -177,7 +177,7 @@ export async function createTrainingDataset(knex: Knex, view: FeatureViewRecord,
   const spineTypes = new Map(pointInTimeColumns(joinQuery('window')).map((c) => [c.name, c.pgType]));
   const shuffle = shuffleKey(def, spineTypes, await serverText(knex));
   const extra = (index: number): ExtraColumn[] => [
-    { expr: split, as: '_split', fromFields: splitField(et, validationStart, testStart) },
+    { expr: split, as: '_split', fromTime: splitByTime(et, validationStart, testStart) },
     { ...shuffle, as: '_shuffle' },
     { expr: sql`${int(index)}::smallint`, as: '_chunk' },
   ];
@@ -332,17 +332,10 @@ async function serverText(knex: Knex): Promise<ServerText> {
   return { dateStyle: row.date_style, encoding: row.encoding };
 }
 
-/** The split as a spine read from segments computes it (ExtraColumn.fromFields): the same as its SQL, a null time in the test split. */
-function splitField(eventTime: string, validationStart: Date, testStart: Date): ExtraColumn['fromFields'] {
-  const [train, validation, test] = (['train', 'validation', 'test'] as const).map((s) => Buffer.from(s, 'utf8'));
-  const [validationFrom, testFrom] = [validationStart.getTime() * 1000, testStart.getTime() * 1000];
-  return {
-    columns: [eventTime],
-    bytes: (t, [time]) => {
-      const at = timestampField(t, time as number);
-      return at === null || at >= testFrom ? (test as Buffer) : at < validationFrom ? (train as Buffer) : (validation as Buffer);
-    },
-  };
+/** The split as a spine read from segments computes it (ExtraColumn.fromTime): the same as its SQL, a null time in the test split. */
+function splitByTime(eventTime: string, validationStart: Date, testStart: Date): ExtraColumn['fromTime'] {
+  const [train, validation, test] = (['train', 'validation', 'test'] as const).map((s) => new Uint8Array(Buffer.from(s, 'utf8')));
+  return { column: eventTime, cuts: { cuts: [validationStart.getTime() * 1000, testStart.getTime() * 1000], fields: [train as Uint8Array, validation as Uint8Array, test as Uint8Array] } };
 }
 
 /** The view's labelled spine rows in the snapshot (in [start, end) if given): how many, the first's and last's event times. */
