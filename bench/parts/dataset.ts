@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { airportDelays, flightDelays, flights } from '../../examples/flights/definitions.ts';
 import type { FeatureGroupDefinition } from '../../features/definitions.ts';
 import { defineFeatureView, type FeatureRef, type FeatureViewDefinition } from '../../features/views.ts';
-import { FeatureStore } from '../../registry/feature-store/index.ts';
+import { FeatureStore, spineThreadReads } from '../../registry/feature-store/index.ts';
 import { TrainingStore } from '../../registry/training/index.ts';
 import { addCpu, cpuSample, cpuUsed, type CpuUsed } from '../cpu.ts';
 import { flightsFixture } from '../flights-fixture.ts';
@@ -58,6 +58,7 @@ const datasetPart: BenchPart = async (ctx) => {
   const windowPlan: number[] = [];
   // The warm-up's build: the first of this bench's fresh tables, so its joined group's segments are read from Postgres and written.
   let firstBuild: { seconds: number; stages: Record<string, number> } | undefined;
+  const spineOnTwoThreads: boolean[] = [];
   const build = async (v: typeof view, key: string, timed = false, strategy?: 'window') => {
     const t0 = performance.now();
     // A stage may come more than once (the stream plan's steps, once per pass of chunks): summed per build.
@@ -71,8 +72,11 @@ const datasetPart: BenchPart = async (ctx) => {
       cpu[stage] = addCpu(cpu[stage], cpuUsed(last, now));
       last = now;
     };
+    const threadReads = spineThreadReads();
     const dataset = await new TrainingStore({ knex: ctx.knex }).createDataset(v, { idempotencyKey: `${key}-${Date.now()}`, onStage, ...(strategy ? { strategy } : {}) });
     if (timed) {
+      // Whether its spine was read on two threads (spine-helper.ts): its segment files all there, two cores.
+      spineOnTwoThreads.push(spineThreadReads() > threadReads);
       for (const [stage, seconds] of Object.entries(build)) (stages[stage] ??= []).push(seconds);
       for (const [stage, used] of Object.entries(cpu)) (stageCpu[stage] ??= []).push(used);
     }
@@ -108,7 +112,7 @@ const datasetPart: BenchPart = async (ctx) => {
     const lastStages = Object.fromEntries(Object.entries(stages).map(([stage, xs]) => [stage, round(xs.at(-1) ?? 0, 2)]));
     // Per stage, the CPU seconds of this process's main thread and of Postgres.
     const lastCpu = Object.fromEntries(Object.entries(stageCpu).map(([stage, xs]) => [stage, [round(xs.at(-1)?.mainThread ?? 0, 2), round(xs.at(-1)?.postgres ?? 0, 2)]]));
-    ctx.log(`dataset run ${i + 1}/${RUNS}${i < 0 ? ' (warm-up)' : ''}`, { seconds: round(mine.seconds, 2), ...(i >= 0 ? { stages: lastStages, mainAndPostgresCpu: lastCpu } : {}), eventTimeJoin: round(before.seconds, 2), windowPlan: round(bySql.seconds, 2), naiveLateral: round(baseline, 2), rows, eventTimeRows });
+    ctx.log(`dataset run ${i + 1}/${RUNS}${i < 0 ? ' (warm-up)' : ''}`, { seconds: round(mine.seconds, 2), ...(i >= 0 ? { stages: lastStages, mainAndPostgresCpu: lastCpu, spineOnTwoThreads: spineOnTwoThreads.at(-1) } : {}), eventTimeJoin: round(before.seconds, 2), windowPlan: round(bySql.seconds, 2), naiveLateral: round(baseline, 2), rows, eventTimeRows });
     if (i >= 0) {
       ours.push(mine.seconds);
       eventTime.push(before.seconds);
@@ -129,6 +133,7 @@ const datasetPart: BenchPart = async (ctx) => {
         stageSeconds: Object.fromEntries(Object.entries(stages).map(([stage, xs]) => [stage, round(median(xs), 2)])),
         // The CPU seconds each stage used (medians): this process (every thread), its main thread, and every Postgres process
         // on the machine, from the end of the stage before; 'join' holds what its steps did not (creating the chunks' tables, committing them).
+        spineOnTwoThreads,
         stageCpuSeconds: Object.fromEntries(
           Object.entries(stageCpu).map(([stage, xs]) => [stage, { process: round(median(xs.map((x) => x.process)), 2), mainThread: round(median(xs.map((x) => x.mainThread)), 2), postgres: round(median(xs.map((x) => x.postgres)), 2) }]),
         ),
