@@ -1,7 +1,7 @@
 /**
  * A thread of this process's own that reads spine rows from segment files beside the
- * main thread (spine-thread.ts): the stream plan's spine step, for a pass of several
- * chunks, reads half of them there (pit-stream.ts). On two cores that step kept one
+ * main thread (spine-thread.ts): the stream plan's spine step reads every other file of
+ * a pass's window there (pit-stream.ts spinesOnThreads). On two cores that step kept one
  * busy and left the other idle, while its output, a chunk's spine, is plain bytes and
  * typed arrays that move between threads without a copy.
  *
@@ -18,7 +18,7 @@ import type { SpineFiles } from './spine-segments.ts';
 export interface SpineThreadRequest {
   job: number;
   files: SpineFiles;
-  /** The chunks whose rows it keeps. */
+  /** The chunks whose rows it keeps (of `files.count`). */
   chunks: number[];
   layout: SegmentRowLayout;
 }

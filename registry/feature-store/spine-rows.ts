@@ -3,8 +3,9 @@
  * each row's bytes (an Arena, bucketed by sort key, or references into the stream
  * read), its time, and per join its key's id (KeyIds); and how a spine segment's row
  * (spine-segments.ts) is kept there, from a layout that is plain data, so that a
- * thread of its own can read some of a pass's chunks (spine-helper.ts) and hand them
- * over: an Arena's blocks and the typed arrays are moved, not copied.
+ * thread of its own can read some of a pass's files (spine-helper.ts) and hand its
+ * chunks' rows over (an Arena's blocks and the typed arrays moved, not copied), to
+ * follow the main thread's (concatSpines).
  */
 import { copyBytes, copyThrough, dataViewOf, DataViews, fieldEnd, fieldStart, shortBytesCode, ShortCodeIds, SHORT_BYTES, timestampField, type BinaryTuple } from '../db/index.ts';
 import { concatFloat64, concatInt32, GrowableFloat64, GrowableInt32 } from '../../core/growable.ts';

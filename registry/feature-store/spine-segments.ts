@@ -372,7 +372,7 @@ export interface SpineFiles extends SpineRowsRead {
  * The files of the spine's partitions in q's window, when every one of them that holds
  * rows in the snapshot has its file here, but those with a slice of the window too thin
  * to fill (the 1 ms of July at the end of the flights' window, say): a thread of its own
- * can read some of a pass's chunks from them (spine-helper.ts). Undefined when not (a
+ * can read some of them (spine-helper.ts). Undefined when not (a
  * first build, which fills them), or when segments cannot stand in for the spine (see
  * spineSegmentPlan). A partition with no file is tallied as spineFromSegments tallies it.
  */

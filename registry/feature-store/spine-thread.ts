@@ -1,7 +1,7 @@
 /**
- * A spine thread (spine-helper.ts): reads the spine rows of the chunks it is asked for
- * from the spine's segment files, keeps them as the main thread would (spine-rows.ts),
- * and posts each chunk's spine back, its buffers moved, not copied.
+ * A spine thread (spine-helper.ts): reads the rows of the chunks it is asked for from
+ * the spine segment files it is given, keeps them as the main thread would
+ * (spine-rows.ts), and posts each chunk's spine back, its buffers moved, not copied.
  */
 import { parentPort } from 'node:worker_threads';
 import { serializeError } from '../../core/threads.ts';
