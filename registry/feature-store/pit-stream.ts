@@ -460,6 +460,7 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
     const extra = c.extra.map((e, k) => (k === at ? sql`${id(SPINE_CHUNK_COLUMN)} as ${id(e.as)}` : sql`${extraSql(e)} as ${id(e.as)}`));
     const chunkField = spineOutputs + at;
     const indices = chunks.map((x) => x.index);
+    // From the spine's segment files where it can: on two threads when every file is there (then its rows go first, and the slices too thin to fill from Postgres after).
     const segmentRows = segmentRowLayout(q, c, at, spineOutputs, outputs, options.order);
     const threaded = segmentRows && (await spinesOnThreads(knex, q, indices, options.count, spineOutputs, segmentRows));
     if (threaded) {
