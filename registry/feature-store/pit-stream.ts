@@ -48,7 +48,7 @@ import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointIn
 import { lowerBound, orderByKeyThenTime, orderByUint32 } from './key-order.ts';
 import { copyOut } from './copy-read.ts';
 import { FIXED_WIDTH, segmentCache, segmentScratch, type PartitionSegment, type Segment, type SegmentCache, type SegmentRead, type SegmentSpec } from './segments.ts';
-import { eachSpineFileRow, spineFromSegments, spineSegmentFiles, type KeptInt4, type SpineFiles } from './spine-segments.ts';
+import { eachSpineFileRow, spineFromSegments, spineSegmentFiles, spineSegmentPlan, type KeptInt4, type SpineFiles, type SpineSegmentPlan } from './spine-segments.ts';
 import { spineThread } from './spine-helper.ts';
 import { concatSpines, KeyIds, newChunkSpine, receivedSpine, spineRowKeeper, unsignedOrder, type BucketRecords, type ChunkSpine, type PostedSpine, type SegmentExtra, type SegmentRowLayout, type TimeCuts } from './spine-rows.ts';
 
@@ -462,7 +462,8 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
     const indices = chunks.map((x) => x.index);
     // From the spine's segment files where it can: on two threads when every file is there (then its rows go first, and the slices too thin to fill from Postgres after).
     const segmentRows = segmentRowLayout(q, c, at, spineOutputs, outputs, options.order);
-    const threaded = segmentRows && (await spinesOnThreads(knex, q, indices, options.count, spineOutputs, segmentRows));
+    const plan = segmentRows && (await spineSegmentPlan(knex, q, spineOutputs, segmentRows.kept, options.count));
+    const threaded = segmentRows && plan && (await spinesOnThreads(q.joins.length, indices, segmentRows, plan));
     if (threaded) {
       spines.splice(0, spines.length, ...threaded.spines);
       keyIds.splice(0, keyIds.length, ...threaded.keyIds);
@@ -479,7 +480,7 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
     if (threaded) await Promise.all(threaded.rest.map(fromPostgres));
     else {
       const keepRow = segmentRows && spineRowKeeper(segmentRows.layout, keyIds, segmentRows.values);
-      const rest = segmentRows && keepRow && (await spineFromSegments(knex, q, { count: options.count, chunks: indices }, spineOutputs, segmentRows.kept, (row, chunk, kept, i) => keepRow(byIndex.get(chunk) as ChunkSpine, row, chunk, kept, i), signal));
+      const rest = plan && keepRow && (await spineFromSegments(knex, q, plan, indices, (row, chunk, kept, i) => keepRow(byIndex.get(chunk) as ChunkSpine, row, chunk, kept, i), signal));
       await Promise.all((rest ?? slices).map(fromPostgres));
     }
   } else {
@@ -561,7 +562,8 @@ function segmentRowLayout(
 }
 
 /**
- * A pass's spines read from their segments on two threads: every other file on this one,
+ * The spines of a pass's chunks `indices` (of a query with `joins` joins) read from the
+ * segments of `plan` on two threads: every other file on this one,
  * the rest on the spine thread (spine-helper.ts), side by side, each keeping the rows of
  * every chunk of the pass; each chunk's spine is then this thread's rows followed by the
  * other's, whose keys' ids are made ours. Undefined (nothing kept) when it cannot: one
@@ -570,20 +572,13 @@ function segmentRowLayout(
  * posted), or a file gone before it was read. Else with the slices of the window still to
  * read from Postgres (SpineFiles.rest).
  */
-async function spinesOnThreads(
-  knex: Knex,
-  q: PitQuery,
-  indices: readonly number[],
-  count: number,
-  spineOutputs: number,
-  rows: NonNullable<ReturnType<typeof segmentRowLayout>>,
-): Promise<{ spines: ChunkSpine[]; keyIds: KeyIds[]; rest: SpineFiles['rest'] } | undefined> {
+async function spinesOnThreads(joins: number, indices: readonly number[], rows: NonNullable<ReturnType<typeof segmentRowLayout>>, plan: SpineSegmentPlan): Promise<{ spines: ChunkSpine[]; keyIds: KeyIds[]; rest: SpineFiles['rest'] } | undefined> {
   if (rows.values.some((v) => v !== undefined)) return undefined;
   const thread = spineThread();
-  const files = thread && (await spineSegmentFiles(knex, q, count, spineOutputs, rows.kept));
+  const files = thread && (await spineSegmentFiles(plan));
   if (!thread || !files || files.files.length < 2) return undefined;
-  const keyIds = q.joins.map(() => new KeyIds());
-  const spines = indices.map(() => newChunkSpine(q.joins.length, true));
+  const keyIds = Array.from({ length: joins }, () => new KeyIds());
+  const spines = indices.map(() => newChunkSpine(joins, true));
   const byIndex = new Map(indices.map((c, i) => [c, spines[i] as ChunkSpine]));
   const keep = spineRowKeeper(rows.layout, keyIds);
   const half = (odd: number) => ({ ...files, files: files.files.filter((_, i) => i % 2 === odd) });

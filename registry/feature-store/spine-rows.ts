@@ -11,7 +11,7 @@ import { copyBytes, copyThrough, dataViewOf, DataViews, fieldEnd, fieldStart, sh
 import { concatFloat64, concatInt32, GrowableFloat64, GrowableInt32 } from '../../core/growable.ts';
 
 /** Bytes before a record's row bytes in an Arena: the row's number in its chunk, its sort key, the length of its bytes, where its extra columns begin. */
-export const RECORD_HEADER = 16;
+const RECORD_HEADER = 16;
 
 /** Where a chunk's spine rows are kept as they are read: each row's output and extra columns' bytes, as Postgres sent them. */
 export interface SpineRows {
@@ -149,7 +149,7 @@ export class Arena implements SpineRows {
  * across two). No copy a row: for batch inference, which hands the rows out in the
  * order read, copying each into an Arena took about a tenth of a reader thread's time.
  */
-export class SpineRefs implements SpineRows {
+class SpineRefs implements SpineRows {
   readonly buckets = 1;
   private readonly blocks: Buffer[] = [];
   private readonly block = new GrowableInt32(1 << 14);
@@ -192,7 +192,7 @@ export interface BucketRecords {
   end: Uint32Array;
 }
 
-export function bucketRecords(blocks: Buffer[], n: number): BucketRecords {
+function bucketRecords(blocks: Buffer[], n: number): BucketRecords {
   return { blocks, views: blocks.map(dataViewOf), count: n, block: new Uint32Array(n), row: new Int32Array(n), key: new Float64Array(n), start: new Uint32Array(n), split: new Uint32Array(n), end: new Uint32Array(n) };
 }
 

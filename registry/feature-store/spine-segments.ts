@@ -55,12 +55,19 @@ export interface KeptInt4 {
   value(t: BinaryTuple, view: DataView, fields: readonly number[]): number;
 }
 
-/** Where a spine read finds its partitions' segments: the spine group's range partitions that meet the window, each with its segment's name. */
-interface SpineSegmentPlan {
+/**
+ * Where a spine read finds its partitions' segments: the spine group's range partitions
+ * that meet the window, each with its segment's name, and which of a segment's rows the
+ * read keeps.
+ */
+export interface SpineSegmentPlan {
   cache: SegmentCache;
   parts: PartitionSegment[];
-  /** A segment row's fields: the spine's outputs, then the joins' own keys. */
-  rowFields: number;
+  /** The window [start, end). */
+  start: Date;
+  end: Date;
+  /** The rows kept of a segment (their window in microseconds, their chunks' count, their fields). */
+  read: SpineRowsRead;
   /** Its event time's field. */
   timeField: number;
   /** The fields a chunk's hash reads (spineChunkOutputs). */
@@ -70,31 +77,39 @@ interface SpineSegmentPlan {
 }
 
 /**
- * The spine's partitions that meet the window [start, end), with their segments' names;
- * undefined when segments cannot stand in for the spine's rows: this process keeps none,
- * the spine's rows are given (q.spine.rows), its chunks are cut by columns whose hash
- * Node does not compute, or the group's rows are not all in range partitions
- * (SegmentCache.planOf).
+ * Where the spine rows of q's window (cut into `count` chunks) are in segments, whose
+ * files keep the values `kept`; undefined when segments cannot stand in for the spine's
+ * rows: no window, this process keeps none, the spine's rows are given (q.spine.rows),
+ * its chunks are cut by columns whose hash Node does not compute, or the group's rows
+ * are not all in range partitions (SegmentCache.planOf). One plan serves a read on one
+ * thread (spineFromSegments) or on two (spineSegmentFiles).
  */
-async function spineSegmentPlan(knex: Knex, q: PitQuery, start: Date, end: Date, spineOutputs: number, kept: readonly KeptInt4[]): Promise<SpineSegmentPlan | undefined> {
+export async function spineSegmentPlan(knex: Knex, q: PitQuery, spineOutputs: number, kept: readonly KeptInt4[], count: number): Promise<SpineSegmentPlan | undefined> {
   const cache = segmentCache();
   const chunkFields = spineChunkOutputs(q);
-  if (!cache || !chunkFields || q.spine.rows) return undefined;
+  const { start, end } = q;
+  if (!cache || !chunkFields || q.spine.rows || !start || !end) return undefined;
   const shape = q.spine.shape;
   const fields = spineStreamFields(q, 0);
+  const outputs = pointInTimeColumns(q).slice(0, spineOutputs);
   const holds = {
     format: MAGIC.toString(),
     spine: [shape.name, shape.version],
-    outputs: pointInTimeColumns(q)
-      .slice(0, spineOutputs)
-      .map((c) => [c.name, c.pgType]),
+    outputs: outputs.map((c) => [c.name, c.pgType]),
     ownKeys: q.joins.map((j) => j.shape.entityKeys.map((k) => j.on[k])),
     chunkFields,
     kept: kept.map((k) => [k.id, k.fields]),
   };
   const parts = await cache.planOf(knex, { group: shape, pin: q.spine.visible }, holds, start, end);
   if (!parts) return undefined;
-  return { cache, parts, rowFields: spineOutputs + fields.keys.filter((k) => k >= spineOutputs).length, timeField: fields.time, chunkFields, kept };
+  const read: SpineRowsRead = {
+    from: start.getTime() * 1000,
+    to: end.getTime() * 1000,
+    ...(q.label === undefined ? {} : { labelField: outputs.findIndex((c) => c.name === q.label) }),
+    count,
+    rowFields: spineOutputs + fields.keys.filter((k) => k >= spineOutputs).length,
+  };
+  return { cache, parts, start, end, read, timeField: fields.time, chunkFields, kept };
 }
 
 /** The segment in `file` (read into `scratch`'s buffer, valid until its next use), or undefined when it is not there whole. */
@@ -285,28 +300,23 @@ async function withoutFile(cache: SegmentCache, p: PartitionSegment & { name: st
 }
 
 /**
- * Reads the spine rows of q's window and of the chunks `pass.chunks` (of `pass.count`)
- * from the spine's segments where it can, each handed to `each` with its chunk (a
- * tuple of its output fields, then the joins' own key fields, reused from row to row)
- * and the values `kept` asks the segments to keep (their arrays, and its index there).
- * Returns the parts of the window still to read from Postgres (those of partitions with
- * no segment that this read does not fill), or undefined when segments cannot stand in
- * for the spine: all of it is.
+ * Reads the spine rows of the plan's window and of the chunks `chunks` from the spine's
+ * segments where it can, each handed to `each` with its chunk (a tuple of its output
+ * fields, then the joins' own key fields, reused from row to row) and the values the
+ * plan's segments keep (their arrays, and its index there). Returns the parts of the
+ * window still to read from Postgres (those of partitions with no segment that this read
+ * does not fill).
  */
 export async function spineFromSegments(
   knex: Knex,
   q: PitQuery,
-  pass: { count: number; chunks: readonly number[] },
-  spineOutputs: number,
-  kept: readonly KeptInt4[],
+  plan: SpineSegmentPlan,
+  chunks: readonly number[],
   each: (row: BinaryTuple, chunk: number, kept: readonly Int32Array[], i: number) => void,
   signal: AbortSignal | undefined,
-): Promise<Array<{ start: Date; end: Date }> | undefined> {
-  if (!q.start || !q.end) return undefined;
-  const plan = await spineSegmentPlan(knex, q, q.start, q.end, spineOutputs, kept);
-  if (!plan) return undefined;
-  const [from, to] = [q.start.getTime(), q.end.getTime()];
-  const feed = rowFeeder(spineRowsRead({ ...q, start: q.start, end: q.end }, spineOutputs, pass.count, plan.rowFields), pass.chunks, each);
+): Promise<Array<{ start: Date; end: Date }>> {
+  const [from, to] = [plan.start.getTime(), plan.end.getTime()];
+  const feed = rowFeeder(plan.read, chunks, each);
 
   // Partitions no commit of the snapshot wrote to hold no rows in it.
   const todo = plan.parts.filter((p): p is PartitionSegment & { name: string } => p.name !== undefined);
@@ -344,13 +354,6 @@ interface SpineRowsRead {
   rowFields: number;
 }
 
-function spineRowsRead(q: PitQuery & { start: Date; end: Date }, spineOutputs: number, count: number, rowFields: number): SpineRowsRead {
-  const names = pointInTimeColumns(q)
-    .slice(0, spineOutputs)
-    .map((c) => c.name);
-  return { from: q.start.getTime() * 1000, to: q.end.getTime() * 1000, ...(q.label === undefined ? {} : { labelField: names.indexOf(q.label) }), count, rowFields };
-}
-
 /** Hands `each` the rows `read` keeps of a segment, of the chunks `chunks`. */
 function rowFeeder(read: SpineRowsRead, chunks: readonly number[], each: (row: BinaryTuple, chunk: number, kept: readonly Int32Array[], i: number) => void): (segment: SpineSegment) => void {
   const inPass = new Uint8Array(read.count);
@@ -369,18 +372,14 @@ export interface SpineFiles extends SpineRowsRead {
 }
 
 /**
- * The files of the spine's partitions in q's window, when every one of them that holds
- * rows in the snapshot has its file here, but those with a slice of the window too thin
+ * The files of the plan's partitions, when every one of them that holds rows in the
+ * snapshot has its file here, but those with a slice of the window too thin
  * to fill (the 1 ms of July at the end of the flights' window, say): a thread of its own
- * can read some of them (spine-helper.ts). Undefined when not (a
- * first build, which fills them), or when segments cannot stand in for the spine (see
- * spineSegmentPlan). A partition with no file is tallied as spineFromSegments tallies it.
+ * can read some of them (spine-helper.ts). Undefined when not (a first build, which
+ * fills them). A partition with no file is tallied as spineFromSegments tallies it.
  */
-export async function spineSegmentFiles(knex: Knex, q: PitQuery, count: number, spineOutputs: number, kept: readonly KeptInt4[]): Promise<SpineFiles | undefined> {
-  if (!q.start || !q.end) return undefined;
-  const plan = await spineSegmentPlan(knex, q, q.start, q.end, spineOutputs, kept);
-  if (!plan) return undefined;
-  const [from, to] = [q.start.getTime(), q.end.getTime()];
+export async function spineSegmentFiles(plan: SpineSegmentPlan): Promise<SpineFiles | undefined> {
+  const [from, to] = [plan.start.getTime(), plan.end.getTime()];
   const files: string[] = [];
   const rest: SpineFiles['rest'] = [];
   for (const p of plan.parts) {
@@ -394,7 +393,7 @@ export async function spineSegmentFiles(knex: Knex, q: PitQuery, count: number, 
     if (without === 'fill') return undefined;
     rest.push(without);
   }
-  return { ...spineRowsRead({ ...q, start: q.start, end: q.end }, spineOutputs, count, plan.rowFields), files, rest };
+  return { ...plan.read, files, rest };
 }
 
 /**
