@@ -319,25 +319,21 @@ export async function spineFromSegments(
   const feed = rowFeeder(plan.read, chunks, each);
 
   // Partitions no commit of the snapshot wrote to hold no rows in it.
-  const todo = plan.parts.filter((p): p is PartitionSegment & { name: string } => p.name !== undefined);
+  const named = plan.parts.filter((p): p is PartitionSegment & { name: string } => p.name !== undefined);
   const rest: Array<{ start: Date; end: Date }> = [];
   // Two at a time: a partition read from Postgres (a first build) keeps a backend busy while this thread places another's rows.
-  await Promise.all(
-    [0, 1].map(async () => {
-      const scratch = segmentScratch.take();
-      try {
-        for (let p = todo.shift(); p; p = todo.shift()) {
-          let segment = await readSpineSegment(plan.cache.fileOf(p.name), scratch);
-          const without = segment ? undefined : await withoutFile(plan.cache, p, from, to);
-          if (without === 'fill') segment = await fillSpineSegment(knex, q, plan, p, signal);
-          if (segment) feed(segment);
-          else if (without && without !== 'fill') rest.push(without);
-        }
-      } finally {
-        segmentScratch.give(scratch);
+  await onTwoChains(named, async (p, scratch) => {
+    let segment = await readSpineSegment(plan.cache.fileOf(p.name), scratch);
+    if (!segment) {
+      const without = await withoutFile(plan.cache, p, from, to);
+      if (without !== 'fill') {
+        rest.push(without);
+        return;
       }
-    }),
-  );
+      segment = await fillSpineSegment(knex, q, plan, p, signal);
+    }
+    feed(segment);
+  });
   return rest;
 }
 
@@ -403,22 +399,33 @@ export async function spineSegmentFiles(plan: SpineSegmentPlan): Promise<SpineFi
  */
 export async function eachSpineFileRow(files: SpineFiles, chunks: readonly number[], each: (row: BinaryTuple, chunk: number, kept: readonly Int32Array[], i: number) => void): Promise<boolean> {
   const feed = rowFeeder(files, chunks, each);
-  const todo = [...files.files];
-  let whole = true;
-  // One file after another on each of two chains: while this thread walks one file's rows, the next one is read.
+  // While this thread walks one file's rows, the next one is read.
+  return await onTwoChains(files.files, async (file, scratch) => {
+    const segment = await readSpineSegment(file, scratch);
+    if (segment) feed(segment);
+    return segment !== undefined;
+  });
+}
+
+/**
+ * Runs `work` on each of `items` in turn on two chains side by side, each with a buffer
+ * of the process's (segmentScratch) to read a file into; both stop once `work` returns
+ * false, and so does the call (else true).
+ */
+async function onTwoChains<T>(items: readonly T[], work: (item: T, scratch: Scratch) => Promise<boolean | void>): Promise<boolean> {
+  const todo = [...items];
+  let going = true;
   await Promise.all(
     [0, 1].map(async () => {
       const scratch = segmentScratch.take();
       try {
-        for (let file = todo.shift(); file !== undefined && whole; file = todo.shift()) {
-          const segment = await readSpineSegment(file, scratch);
-          if (segment && whole) feed(segment);
-          else whole = false;
+        for (let item = todo.shift(); item !== undefined && going; item = todo.shift()) {
+          if ((await work(item, scratch)) === false) going = false;
         }
       } finally {
         segmentScratch.give(scratch);
       }
     }),
   );
-  return whole;
+  return going;
 }
