@@ -7,7 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import { startWorkerProcess, type WorkerProcess } from '../cli/services/worker-process.ts';
 import { taskQueue } from '../core/task-queues.ts';
 import { featurePipeline } from '../workflows/index.ts';
-import type { BenchContext } from './harness.ts';
+import { settleStore, type BenchContext } from './harness.ts';
 
 export interface FlightsFixture {
   client: Client;
@@ -30,6 +30,7 @@ export function flightsFixture(ctx: BenchContext): Promise<FlightsFixture> {
     for (const featureGroup of ['flights', 'airport_delays']) {
       await client.workflow.execute(featurePipeline, { taskQueue: cpuQueue, workflowId: `${prefix}${featureGroup}`, args: [{ featureGroup }] });
     }
+    await settleStore(ctx, 'the flights fixture');
     ctx.onClose(async () => {
       for (const w of workers) await w.stop();
       await connection.close();

@@ -97,6 +97,23 @@ export async function measure(fn: () => Promise<unknown>, { warmup = 1, runs = 5
   return { median: median(samples), samples };
 }
 
+/**
+ * Brings the bench schema to the state a store settles into after a bulk write, before
+ * anything is measured on it: every table vacuumed and analyzed, and a checkpoint.
+ * Otherwise autovacuum and the checkpointer catch up with the millions of rows just
+ * written while a figure is measured, and not while its baseline is (it runs later):
+ * the two would be measured on different machines. pgbench vacuums before it
+ * measures for the same reason.
+ */
+export async function settleStore(ctx: Pick<BenchContext, 'knex' | 'schema' | 'log'>, after: string): Promise<void> {
+  const t0 = performance.now();
+  const tables = (await ctx.knex.raw<{ rows: Array<{ name: string }> }>("select format('%I.%I', schemaname, tablename) as name from pg_tables where schemaname = ?", [ctx.schema])).rows.map((r) => r.name);
+  // One statement: VACUUM cannot run in a transaction, and knex.raw sends it on its own.
+  if (tables.length) await ctx.knex.raw(`vacuum (analyze) ${tables.join(', ')}`);
+  await ctx.knex.raw('checkpoint');
+  ctx.log(`store settled after ${after}`, { tables: tables.length, seconds: round((performance.now() - t0) / 1000, 1) });
+}
+
 export function machineInfo(tfjsBackend: string | undefined): Record<string, unknown> {
   let gitSha: string | undefined;
   try {

@@ -26,7 +26,7 @@ import { registerModelVersion } from '../../test/helpers/models.ts';
 import type { PartitionSeconds } from '../../activities/inference.ts';
 import { batchInference, featurePipeline } from '../../workflows/index.ts';
 import { cpuSample, cpuUsed, processCpuSeconds, type CpuUsed } from '../cpu.ts';
-import { median, round, secondsFigure, type BenchContext, type BenchPart } from '../harness.ts';
+import { median, round, secondsFigure, settleStore, type BenchContext, type BenchPart } from '../harness.ts';
 
 export const MONTH = { start: '2001-01-01T00:00:00.000Z', end: '2001-02-01T00:00:00.000Z' };
 export const BENCH_MODEL = 'bench_flight_delay';
@@ -58,10 +58,8 @@ const inferencePart: BenchPart = async (ctx) => {
   const run = await store.run(runs[0]?.runId ?? '');
   const partitions = await store.partitions(run.runId);
   const baselineRuns = await rawCopy(ctx, rows);
-  // Housekeeping, so that the next part is not measured against autovacuum and a
-  // checkpoint catching up with the millions of rows just written.
-  await ctx.knex.raw('vacuum analyze predictions');
-  await ctx.knex.raw('checkpoint');
+  // So that the next part is not measured against autovacuum and a checkpoint catching up with the predictions just written.
+  await settleStore(ctx, 'batch inference');
   const seconds = median(runs.map((r) => r.seconds));
   return [
     secondsFigure('batch_inference', runs.map((r) => r.seconds), { what: 'raw COPY of as many prediction rows into a plain table', samples: baselineRuns }, {
@@ -111,6 +109,7 @@ async function prepare(ctx: BenchContext): Promise<void> {
   const { tf } = await loadBackend('cpu');
   const version = await registerModelVersion(ctx.knex, tf, { model: BENCH_MODEL, view: flightDelays, start: MONTH.start, end: '2001-01-08T00:00:00.000Z', seed: 1, hiddenUnits: [64, 32], epochs: 1 });
   await registry.setAlias(BENCH_MODEL, 'champion', version.version);
+  await settleStore(ctx, 'the flights month');
   ctx.log('bench flights month ready', { seconds: round((performance.now() - t0) / 1000, 1), model: BENCH_MODEL, version: version.version });
 }
 
