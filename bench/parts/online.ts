@@ -4,7 +4,7 @@
  * drawn from the month's flights (online features: the flight's row and its origin
  * airport's row; then encode and predict). Beside it, in the same run and at the same
  * pacing: a raw single-row SELECT of the same online table over pg. The two alternate,
- * WINDOWS windows each, and each figure is the median of its windows (WINDOWS).
+ * WINDOWS windows each, and each figure is the median of its windows.
  *
  * The rate is held by CLIENTS autocannon clients (one connection each, 1000/CLIENTS
  * requests/s each) whose seconds start evenly spread over the first second: a
@@ -108,12 +108,11 @@ const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 /** One fixed-rate window of served requests and the baseline's window after it. */
 interface FixedRateWindow {
   http: Load;
-  /** The baseline's latencies (ms). */
-  baseline: number[];
   cpuPerRequestUs: { server: number; loadGenerator: number };
   /** Share of the window's requests the server itself timed under the target. */
   serverSide: number;
   stages: Record<string, StageTiming>;
+  /** Its percentiles (ms) and the baseline window's after it, and the server's CPU a request. */
   summary: { p50: number; p99: number; baselineP50: number; baselineP99: number; serverCpuPerRequestUs: number };
 }
 
@@ -168,7 +167,6 @@ const onlinePart: BenchPart = async (ctx) => {
       const baseline = await rawSelects(ctx, ids, { warmUpSeconds: SWEEP_WARMUP_SECONDS, seconds: SECONDS });
       const window: FixedRateWindow = {
         http,
-        baseline,
         cpuPerRequestUs,
         serverSide: (after.under - before.under) / (after.all - before.all),
         stages: stageTimings(metricsBefore, metricsAfter),
@@ -222,8 +220,8 @@ const onlinePart: BenchPart = async (ctx) => {
       httpFloor: { of: `a do-nothing node:http server (own process) answering the same requests with ${replyBytes} bytes, same load`, p50: httpFloor.p50, p99: httpFloor.p99, cpuPerRequestUs: httpFloor.cpuPerRequestUs },
     };
     const figure = (p: 50 | 99): Figure => {
-      const value = round(median(windows.map((w) => percentile(w.http.latencies, p))), 3);
-      const base = round(median(windows.map((w) => percentile(w.baseline, p))), 3);
+      const value = round(median(windows.map((w) => w.summary[`p${p}` as const])), 3);
+      const base = round(median(windows.map((w) => w.summary[`baselineP${p}` as const])), 3);
       return {
         name: `online_p${p}`,
         value,
