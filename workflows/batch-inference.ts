@@ -6,7 +6,7 @@ import { DEFAULT_PARALLELISM, fanOut } from './fan-out.ts';
 import { runWindow } from './schedule-window.ts';
 import { failureMessage } from './failure-message.ts';
 import { parseInput } from './validate.ts';
-import { ACTIVITY_RETRY } from './retry.ts';
+import { ACTIVITY_RETRY, LONG_ACTIVITY } from './retry.ts';
 import { shortSteps } from './local-steps.ts';
 
 type InferenceActivities = ReturnType<typeof createInferenceActivities>;
@@ -17,14 +17,7 @@ const shortOptions = { startToCloseTimeout: '5m', retry: ACTIVITY_RETRY } as con
 const abortStep = proxyActivities<InferenceActivities>(shortOptions);
 
 // A partition reads, scores and COPYs its rows; it heartbeats per batch.
-const long = proxyActivities<InferenceActivities>({
-  startToCloseTimeout: '60m',
-  // Heartbeats follow real progress (rows read, batches scored) or, around one long
-  // statement, a 5 s timer: 30 s without one means the worker is gone or stalled,
-  // and the retry (fenced) starts elsewhere.
-  heartbeatTimeout: '30s',
-  retry: ACTIVITY_RETRY,
-});
+const long = proxyActivities<InferenceActivities>(LONG_ACTIVITY);
 
 export type { BatchInferenceInput, BatchInferenceResult };
 

@@ -8,7 +8,7 @@ import { DEFAULT_PARALLELISM, fanOut } from './fan-out.ts';
 import { runWindow } from './schedule-window.ts';
 import { failureMessage } from './failure-message.ts';
 import { parseInput } from './validate.ts';
-import { ACTIVITY_RETRY } from './retry.ts';
+import { ACTIVITY_RETRY, LONG_ACTIVITY } from './retry.ts';
 import { shortSteps } from './local-steps.ts';
 import { awaitUpstream, checkDownstream, tellDownstream } from './upstream.ts';
 
@@ -20,14 +20,7 @@ const shortOptions = { startToCloseTimeout: '2m', retry: ACTIVITY_RETRY } as con
 const abortStep = proxyActivities<FeatureActivities>(shortOptions);
 
 // Partitions and the commit can take minutes on big inputs; they heartbeat.
-const long = proxyActivities<FeatureActivities>({
-  startToCloseTimeout: '60m',
-  // Heartbeats follow real progress (rows read, batches scored) or, around one long
-  // statement, a 5 s timer: 30 s without one means the worker is gone or stalled,
-  // and the retry (fenced) starts elsewhere.
-  heartbeatTimeout: '30s',
-  retry: ACTIVITY_RETRY,
-});
+const long = proxyActivities<FeatureActivities>(LONG_ACTIVITY);
 
 export type { FeaturePipelineInput, FeaturePipelineResult };
 

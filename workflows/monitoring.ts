@@ -4,7 +4,7 @@ import type { createMonitoringActivities, DriftReport } from '../activities/moni
 import { identifier, isoTime } from '../core/inputs.ts';
 import { poolQueues } from './queues.ts';
 import { parseInput } from './validate.ts';
-import { ACTIVITY_RETRY } from './retry.ts';
+import { LONG_ACTIVITY } from './retry.ts';
 
 type MonitoringActivities = ReturnType<typeof createMonitoringActivities>;
 
@@ -33,7 +33,7 @@ export async function monitoringPipeline(input: MonitoringInput): Promise<DriftR
   const args = parseInput('monitoringPipeline', MonitoringInputSchema, input);
   const { workflowId, runId } = workflowInfo();
   const queues = poolQueues();
-  const { monitorDrift } = proxyActivities<MonitoringActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '60m', heartbeatTimeout: '30s', retry: ACTIVITY_RETRY });
+  const { monitorDrift } = proxyActivities<MonitoringActivities>({ taskQueue: queues.cpu, ...LONG_ACTIVITY });
   const report = await monitorDrift({ ...args, idempotencyKey: `${workflowId}/${runId}`, workflowId });
   if (report.alerts.length) log.warn('drift alerts', { model: report.model, version: report.modelVersion, alerts: report.alerts });
   return report;

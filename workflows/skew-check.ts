@@ -3,7 +3,7 @@ import type { z } from 'zod';
 import type { createSkewActivities, SkewReport } from '../activities/skew.ts';
 import { ModelWindowInputSchema } from './monitoring.ts';
 import { poolQueues } from './queues.ts';
-import { ACTIVITY_RETRY } from './retry.ts';
+import { LONG_ACTIVITY } from './retry.ts';
 import { parseInput } from './validate.ts';
 
 type SkewActivities = ReturnType<typeof createSkewActivities>;
@@ -23,7 +23,7 @@ export async function skewCheck(input: SkewCheckInput): Promise<SkewReport> {
   const args = parseInput('skewCheck', SkewCheckInputSchema, input);
   const { workflowId, runId } = workflowInfo();
   const queues = poolQueues();
-  const { checkSkew } = proxyActivities<SkewActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '60m', heartbeatTimeout: '30s', retry: ACTIVITY_RETRY });
+  const { checkSkew } = proxyActivities<SkewActivities>({ taskQueue: queues.cpu, ...LONG_ACTIVITY });
   const report = await checkSkew({ ...args, idempotencyKey: `${workflowId}/${runId}`, workflowId });
   if (report.alerts.length) log.warn('training/serving skew', { model: report.model, version: report.modelVersion, features: report.alerts });
   return report;

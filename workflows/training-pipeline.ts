@@ -7,7 +7,7 @@ import { noWorkerFailure } from './failure-message.ts';
 import { runWindow } from './schedule-window.ts';
 import { poolQueues } from './queues.ts';
 import { parseInput } from './validate.ts';
-import { ACTIVITY_RETRY } from './retry.ts';
+import { ACTIVITY_RETRY, LONG_ACTIVITY } from './retry.ts';
 import { shortSteps } from './local-steps.ts';
 import { announceToParent } from './model-registered.ts';
 import { awaitUpstream } from './upstream.ts';
@@ -64,7 +64,7 @@ export async function trainingPipeline(input: TrainingPipelineInput): Promise<Tr
   const cpu = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '5m', retry: ACTIVITY_RETRY });
   // Describe, register, and the clean-up after a success: local activities on this (CPU) worker, or activities on the CPU queue in runs recorded before (local-steps.ts).
   const short = shortSteps<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '5m', retry: ACTIVITY_RETRY });
-  const cpuLong = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '60m', heartbeatTimeout: '30s', retry: ACTIVITY_RETRY });
+  const cpuLong = proxyActivities<CpuActivities>({ taskQueue: queues.cpu, ...LONG_ACTIVITY });
   const reports = proxyActivities<ReportActivities>({ taskQueue: queues.cpu, startToCloseTimeout: '30m', heartbeatTimeout: '30s', retry: ACTIVITY_RETRY });
   // Heartbeats come every batch, so a dead GPU worker is noticed within the heartbeat
   // timeout and the retry (on any GPU worker) resumes from the last checkpoint.
