@@ -2,45 +2,19 @@ import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { CompactionReport } from '../activities/compaction.ts';
 import { collectGarbage, temporalWorkflowState, type GcReport } from '../activities/gc.ts';
-import { defineFeatureGroup } from '../features/definitions.ts';
 import { defineProject } from '../features/project.ts';
-import { defineFeatureView } from '../features/views.ts';
 import { loadBackend } from '../ml/backend.ts';
 import { FeatureStore, groupTables, type FeatureCommit } from '../registry/feature-store/index.ts';
 import { TrainingStore } from '../registry/training/index.ts';
 import { compaction, featurePipeline, gc, trainingPipeline } from '../workflows/index.ts';
 import { runFtiJson } from './helpers/cli.ts';
 import { scratchFiles } from './helpers/files.ts';
+import { events, fraudView as view, scores } from './helpers/fraud.ts';
 import { registerModelVersion } from './helpers/models.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
 
 const { dir, ndjson } = scratchFiles('gc');
 
-const events = defineFeatureGroup({
-  name: 'events',
-  version: 1,
-  entityKeys: ['event_id'],
-  eventTime: 'at',
-  features: { event_id: 'int', at: 'timestamp', user_id: 'string', amount: 'float', fraud: 'bool' },
-  source: { kind: 'ndjson', path: '/dev/null' },
-  label: 'fraud',
-});
-const scores = defineFeatureGroup({
-  name: 'scores',
-  version: 1,
-  entityKeys: ['user_id'],
-  eventTime: 'at',
-  features: { user_id: 'string', at: 'timestamp', score: 'float' },
-  source: { kind: 'ndjson', path: '/dev/null' },
-});
-const view = defineFeatureView({
-  name: 'fraud_view',
-  version: 1,
-  spine: events,
-  label: 'fraud',
-  joins: [{ group: scores, on: { user_id: 'user_id' } }],
-  features: ['events.amount', 'scores.score'],
-});
 const project = defineProject({ featureGroups: [events, scores], featureViews: [view] });
 
 const day = (d: number) => new Date(Date.UTC(2024, 0, 1 + d)).toISOString();

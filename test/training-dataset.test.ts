@@ -17,37 +17,13 @@ import { EpochCache } from '../ml/epoch-cache.ts';
 import { createEncoder, fitSignature } from '../ml/encoding.ts';
 import type { Split } from '../registry/training/index.ts';
 import { scratchFiles } from './helpers/files.ts';
+import { events, fraudView as view, scores } from './helpers/fraud.ts';
 import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type RunningWorker, type TestDb, type TestTemporal } from './helpers/services.ts';
 
 const { dir, ndjson } = scratchFiles('datasets');
 
-// Labelled events (the spine) and a score that jumps to 999 one second after each event.
-const events = defineFeatureGroup({
-  name: 'events',
-  version: 1,
-  entityKeys: ['event_id'],
-  eventTime: 'at',
-  features: { event_id: 'int', at: 'timestamp', user_id: 'string', amount: 'float', fraud: 'bool' },
-  source: { kind: 'ndjson', path: '/dev/null' },
-  label: 'fraud',
-});
-const scores = defineFeatureGroup({
-  name: 'scores',
-  version: 1,
-  entityKeys: ['user_id'],
-  eventTime: 'at',
-  features: { user_id: 'string', at: 'timestamp', score: 'float' },
-  source: { kind: 'ndjson', path: '/dev/null' },
-});
-const view = defineFeatureView({
-  name: 'fraud_view',
-  version: 1,
-  spine: events,
-  label: 'fraud',
-  joins: [{ group: scores, on: { user_id: 'user_id' } }],
-  features: ['events.amount', 'scores.score'],
-});
-// A second joined group with a text feature: two joins, and the text path of the set-based plan.
+// Labelled events (the spine) and a score that jumps to 999 one second after each event
+// (helpers/fraud.ts). A second joined group with a text feature: two joins, and the text path of the set-based plan.
 const tiers = defineFeatureGroup({
   name: 'tiers',
   version: 1,
