@@ -22,8 +22,10 @@ import { createTestDb, createTestTemporal, startInProcessWorker, uniqueId, type 
 
 const { dir, ndjson } = scratchFiles('datasets');
 
-// Labelled events (the spine) and a score that jumps to 999 one second after each event
-// (helpers/fraud.ts). A second joined group with a text feature: two joins, and the text path of the set-based plan.
+// The fraud example (helpers/fraud.ts): labelled events (the spine) and a score that
+// jumps to 999 one second after each event.
+
+// A second joined group with a text feature: two joins, and the text path of the set-based plan.
 const tiers = defineFeatureGroup({
   name: 'tiers',
   version: 1,
