@@ -14,10 +14,15 @@
  * CPU backend and a plain-JavaScript product agree with each other, not with it).
  * Layers do not use that form, but nothing else stops a caller.
  *
- * The kernels registered here transpose the flagged operands with the backend's own
- * Transpose kernel and hand the untransposed product to the original kernel. Only
- * the forward computation changes: gradients are registered per kernel name and stay
- * tfjs's own.
+ * The kernels registered here transpose the flagged operands and hand the untransposed
+ * product to the original kernel. Only the forward computation changes: gradients are
+ * registered per kernel name and stay tfjs's own.
+ *
+ * The transposes are done here in JavaScript (swapLastAxes), not by the backend's
+ * Transpose kernel: that one is a plain loop too, 271 µs for a 1024×68 batch against
+ * 72 µs here, and a step of the flights MLP transposes three such matrices (the
+ * batch and both hidden layers' outputs, for their kernels' gradients). A transpose
+ * only moves values, so the bits are the same.
  */
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import type { Tf } from './backend.ts';
@@ -64,7 +69,7 @@ export function installUntransposedProducts(tf: Tf): void {
       const swapped = (x: TensorInfo): TensorInfo => {
         const rank = x.shape.length;
         const perm = [...Array.from({ length: rank - 2 }, (_, i) => i), rank - 1, rank - 2];
-        const out = transpose({ inputs: { x }, backend, attrs: { perm } }) as TensorInfo;
+        const out = x.dtype === 'float32' ? swapLastAxes(backend as unknown as WasmBackend, x) : (transpose({ inputs: { x }, backend, attrs: { perm } }) as TensorInfo);
         made.push(out);
         return out;
       };
@@ -77,6 +82,46 @@ export function installUntransposedProducts(tf: Tf): void {
         for (const info of made) (backend as unknown as WasmBackend).disposeData(info.dataId);
       }
     });
+  }
+}
+
+/** A float32 tensor with its last two axes swapped, as a new tensor of the backend's. */
+function swapLastAxes(heap: WasmBackend, x: TensorInfo): TensorInfo {
+  const shape = x.shape;
+  const rows = shape[shape.length - 2] as number;
+  const columns = shape[shape.length - 1] as number;
+  // The output first: allocating it may grow the heap, which detaches earlier views of it.
+  const out = heap.makeOutput([...shape.slice(0, -2), columns, rows], 'float32');
+  const values = heap.typedArrayFromHeap(x);
+  const swapped = heap.typedArrayFromHeap(out);
+  const size = rows * columns;
+  for (let at = 0; at < values.length; at += size) transposeMatrix(values, at, rows, columns, swapped);
+  return out;
+}
+
+/**
+ * The row-major `rows`×`columns` matrix at `values[start]` transposed into `out` at the
+ * same offset. Four columns at a time: each row's four values are read together and
+ * written to four output rows in order, which runs about twice as fast as one column a
+ * pass (and almost four times the backend's loop).
+ */
+function transposeMatrix(values: Float32Array, start: number, rows: number, columns: number, out: Float32Array): void {
+  let c = 0;
+  for (; c + 4 <= columns; c += 4) {
+    const o0 = start + c * rows;
+    const o1 = o0 + rows;
+    const o2 = o1 + rows;
+    const o3 = o2 + rows;
+    for (let r = 0, at = start + c; r < rows; r++, at += columns) {
+      out[o0 + r] = values[at] as number;
+      out[o1 + r] = values[at + 1] as number;
+      out[o2 + r] = values[at + 2] as number;
+      out[o3 + r] = values[at + 3] as number;
+    }
+  }
+  for (; c < columns; c++) {
+    const o = start + c * rows;
+    for (let r = 0, at = start + c; r < rows; r++, at += columns) out[o + r] = values[at] as number;
   }
 }
 

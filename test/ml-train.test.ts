@@ -287,6 +287,16 @@ describe('training on the WASM backend', () => {
       expect(got.length).toBe(expected.length);
       got.forEach((row, i) => row.forEach((v, j) => expect(v).toBeCloseTo((expected[i] as number[])[j] as number, 5)));
     }
+    // The transposes are this module's own (not the backend's Transpose kernel): on a
+    // batch-sized matrix with a column count that is no multiple of four, the product is
+    // the very bits of the product of the backend's own transpose.
+    const [viaFlag, viaKernel] = tfjs.tidy(() => {
+      const x = tfjs.randomUniform([2, 301, 70], -1, 1, 'float32', 5);
+      const dy = tfjs.randomUniform([2, 301, 9], -1, 1, 'float32', 6);
+      return [tfjs.matMul(x, dy, true, false), tfjs.matMul(tfjs.transpose(x, [0, 2, 1]), dy)];
+    });
+    expect(Array.from(await viaFlag.data())).toEqual(Array.from(await viaKernel.data()));
+    tfjs.dispose([viaFlag, viaKernel]);
     expect(backend.numDataIds()).toBe(dataIds + cases.length);
     tfjs.dispose(cases.map(([t]) => t));
     // Nothing made for the transposes is left behind in the WASM heap.
