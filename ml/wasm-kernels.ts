@@ -67,11 +67,14 @@ export function installUntransposedProducts(tf: Tf): void {
       const made: TensorInfo[] = [];
       // The last two axes swapped; batch axes (rank 3 and up) stay where they are.
       const swapped = (x: TensorInfo): TensorInfo => {
-        const rank = x.shape.length;
-        const perm = [...Array.from({ length: rank - 2 }, (_, i) => i), rank - 1, rank - 2];
-        const out = x.dtype === 'float32' ? swapLastAxes(backend as unknown as WasmBackend, x) : (transpose({ inputs: { x }, backend, attrs: { perm } }) as TensorInfo);
+        const out = x.dtype === 'float32' ? swapLastAxes(backend as unknown as WasmBackend, x) : backendTranspose(x);
         made.push(out);
         return out;
+      };
+      const backendTranspose = (x: TensorInfo): TensorInfo => {
+        const rank = x.shape.length;
+        const perm = [...Array.from({ length: rank - 2 }, (_, i) => i), rank - 1, rank - 2];
+        return transpose({ inputs: { x }, backend, attrs: { perm } }) as TensorInfo;
       };
       const operands = { ...inputs } as Record<string, TensorInfo>;
       if (transposeA) operands['a'] = swapped(operands['a'] as TensorInfo);
