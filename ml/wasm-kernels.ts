@@ -67,14 +67,9 @@ export function installUntransposedProducts(tf: Tf): void {
       const made: TensorInfo[] = [];
       // The last two axes swapped; batch axes (rank 3 and up) stay where they are.
       const swapped = (x: TensorInfo): TensorInfo => {
-        const out = x.dtype === 'float32' ? swapLastAxes(backend as unknown as WasmBackend, x) : backendTranspose(x);
+        const out = x.dtype === 'float32' ? swapLastAxes(backend as unknown as WasmBackend, x) : transposeByKernel(transpose, backend, x);
         made.push(out);
         return out;
-      };
-      const backendTranspose = (x: TensorInfo): TensorInfo => {
-        const rank = x.shape.length;
-        const perm = [...Array.from({ length: rank - 2 }, (_, i) => i), rank - 1, rank - 2];
-        return transpose({ inputs: { x }, backend, attrs: { perm } }) as TensorInfo;
       };
       const operands = { ...inputs } as Record<string, TensorInfo>;
       if (transposeA) operands['a'] = swapped(operands['a'] as TensorInfo);
@@ -86,6 +81,13 @@ export function installUntransposedProducts(tf: Tf): void {
       }
     });
   }
+}
+
+/** A tensor of another dtype with its last two axes swapped, by the backend's own Transpose kernel. */
+function transposeByKernel(transpose: KernelFunc, backend: Parameters<KernelFunc>[0]['backend'], x: TensorInfo): TensorInfo {
+  const rank = x.shape.length;
+  const perm = [...Array.from({ length: rank - 2 }, (_, i) => i), rank - 1, rank - 2];
+  return transpose({ inputs: { x }, backend, attrs: { perm } }) as TensorInfo;
 }
 
 /** A float32 tensor with its last two axes swapped, as a new tensor of the backend's. */
