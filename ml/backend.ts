@@ -77,7 +77,8 @@ async function tryBackend(name: BackendName, nativePackage: 'tfjs-node-gpu' | 't
       const { create, globals } = await import('webgpu');
       Object.assign(globalThis, globals);
       const gpu = create([]);
-      const adapter = await gpu.requestAdapter();
+      // A discrete GPU before an integrated or software one, where a machine has several.
+      const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
       if (!adapter) throw new Error('no WebGPU adapter (is a Vulkan driver installed? on CPU-only machines: mesa-vulkan-drivers >= 24 for lavapipe)');
       const software = isSoftwareAdapter(adapter);
       if (software && !options.allowSoftwareGpu) {
