@@ -787,10 +787,11 @@ async function joinGroup(
   const places = rowAt.length;
   const timeAt = new Float64Array(places);
   const result = new JoinResult(rows, places, slot, scratch);
-  rowAt.forEach((row, place) => {
+  for (let place = 0; place < places; place++) {
+    const row = rowAt[place] as number;
     timeAt[place] = times[row] as number;
     result.placeOf[row] = place;
-  });
+  }
 
   const features = j.features.length;
   // The seeds' probes take the spine's keys from here rather than from a second scan of
