@@ -931,7 +931,6 @@ async function joinGroup(
   return result;
 }
 
-/** Whether a spine row at `at` comes before a joined row that enters at `enters` (so cannot see it): at or after it when `inclusive`, after it when not. */
 /**
  * Places rows [row, end) of a segment, one key's run (in event time order), at the
  * places [lowest, last) of that key: what joinGroup's placer does row by row, as one
@@ -992,6 +991,7 @@ function placeFrom(timeAt: Float64Array, lowest: number, last: number, hint: num
   return lo;
 }
 
+/** Whether a spine row at `at` comes before a joined row that enters at `enters` (so cannot see it): at or after it when `inclusive`, after it when not. */
 function before(at: number, enters: number, inclusive: boolean): boolean {
   return inclusive ? at < enters : at <= enters;
 }
