@@ -6,6 +6,7 @@
 import { activityInfo, Context } from '@temporalio/activity';
 import { FtiError, FailureType, invalid, parseOrThrow } from '../core/errors.ts';
 import { SourceOverrideSchema, type FileSourceSpec } from '../core/inputs.ts';
+import { upstreamCommittedSignal } from '../core/progress.ts';
 import type { FeatureGroupCommitRef } from '../core/refs.ts';
 import type { Catalog } from '../features/catalog.ts';
 import { longestWindowMs, sourceColumnsRead, type FeatureGroupDefinition } from '../features/definitions.ts';
@@ -19,6 +20,14 @@ import { withDomainFailures } from './failures.ts';
 
 /** The commit attempt a feature run writes: what its activities pass each other. */
 export type FeatureRunRef = FeatureGroupCommitRef;
+
+export interface CommitInput extends FeatureRunRef {
+  /**
+   * The run of the same chain that waits for this commit (the workflow checked it is a
+   * sibling: workflows/upstream.ts), told as soon as the commit is made.
+   */
+  tell?: string;
+}
 
 export interface PlanInput {
   featureGroup: string;
@@ -196,12 +205,13 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
     },
 
     /** Validates and makes the staged rows visible in one transaction. */
-    async commitFeatures(input: FeatureRunRef): Promise<FeaturePipelineResult> {
+    async commitFeatures(input: CommitInput): Promise<FeaturePipelineResult> {
       const def = catalog.get(input.featureGroup, input.version);
       const group = await store.group(def.name, def.version);
       const outcome = await heartbeatWhile(() => ({ stage: 'commit', commitId: input.commitId }), store.commit(group, rulesOf(def), input.commitId));
       if (!outcome.ok) throw refusedCommit(def, input.commitId, outcome.report);
-      return resultOf(input, outcome.commit);
+      if (input.tell) await tellCommitted(input.tell);
+      return resultOf({ featureGroup: input.featureGroup, version: input.version, commitId: input.commitId }, outcome.commit);
     },
 
     /** Gives up on an attempt: marks it failed and drops its staged rows. */
@@ -211,6 +221,20 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
       await store.abort(group, input.commitId, input.error);
     },
   });
+}
+
+/**
+ * Tells the run waiting for this commit that it is made, from the activity: the next run
+ * starts without waiting for this run's workflow task (which tells it again). Best effort:
+ * a lost signal only costs that wait.
+ */
+async function tellCommitted(workflowId: string): Promise<void> {
+  const context = Context.current();
+  try {
+    await context.client.workflow.getHandle(workflowId).signal(upstreamCommittedSignal);
+  } catch (err) {
+    context.log.warn('could not tell the next run of the chain that the commit is made', { workflowId, error: String(err) });
+  }
 }
 
 function rulesOf(def: FeatureGroupDefinition) {

@@ -24,3 +24,10 @@ export interface TrainingEpoch {
 
 /** Sent by the train activity after each epoch, so the progress query is live. */
 export const trainingEpochSignal = defineSignal<[TrainingEpoch]>('trainingEpoch');
+
+/**
+ * Sent to a pipeline of a chain that waits for what it reads to be committed (the feature
+ * groups before it in ftiPipeline): by the commit's activity as soon as the commit is
+ * made, and again by the committing run's workflow (workflows/upstream.ts).
+ */
+export const upstreamCommittedSignal = defineSignal('upstreamCommitted');

@@ -116,6 +116,12 @@ describe('ftiPipeline: features -> training -> batch inference, linked by versio
     expect(toldAt(airportEvents, `${run.workflowId}/train:chain_model`)).toBeGreaterThan(planAt);
     expect(heardAt(trainEvents)).toBeGreaterThan(-1);
     expect(heardAt(trainEvents)).toBeLessThan(trainEvents.findIndex((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'createTrainingDataset'));
+    // The first telling came from the commit's activity itself, as soon as the commit was made
+    // (a client's signal: no sending workflow); the committing run's workflow told it again after.
+    const tellers = (events: Awaited<ReturnType<typeof historyOf>>) =>
+      events.flatMap((e) => (e.workflowExecutionSignaledEventAttributes?.signalName === 'upstreamCommitted' ? [e.workflowExecutionSignaledEventAttributes.externalWorkflowExecution?.workflowId ?? 'activity'] : []));
+    expect(tellers(airportEvents)).toEqual(['activity', `${run.workflowId}/features:flights`]);
+    expect(tellers(trainEvents)).toEqual(['activity', `${run.workflowId}/features:airport_delays`]);
     // The airport delays were aggregated from the chain's own flights commit.
     expect(result.commits[1]?.sourceCommits.map((c) => c.commitId)).toEqual([result.commits[0]?.commitId]);
 

@@ -1,4 +1,4 @@
-import { CancellationScope, log, proxyActivities, setHandler, ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
+import { CancellationScope, log, patched, proxyActivities, setHandler, ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
 import type { createFeatureActivities, FeaturePipelineResult, FeatureRunPlan } from '../activities/feature.ts';
 import type { z } from 'zod';
 import { FailureType } from '../core/errors.ts';
@@ -70,7 +70,10 @@ async function commitRun(args: ParsedFeatureInput, progress: PipelineProgress): 
       });
     }
     Object.assign(progress, { stage: 'commit', done: 0, total: 1 });
-    const result = await long.commitFeatures(ref);
+    // The commit's activity tells the next run of the chain itself, as soon as the commit is
+    // made (patched: earlier histories scheduled the commit without it).
+    const tell = args.downstream && patched('commit-tells-downstream') ? { tell: args.downstream } : {};
+    const result = await long.commitFeatures({ ...ref, ...tell });
     Object.assign(progress, { stage: 'done', done: 1, total: 1, details: { ...result } });
     log.info('committed', { ...result });
     return result;

@@ -1,16 +1,19 @@
-import { ApplicationFailure, condition, defineSignal, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, condition, setHandler, workflowInfo } from '@temporalio/workflow';
 import { FailureType } from '../core/errors.ts';
+import { upstreamCommittedSignal } from '../core/progress.ts';
 import { signalRun } from './signal-run.ts';
 
-/**
- * Sent to a pipeline started with `awaitUpstream` once what it reads is committed: the
- * feature groups before it in ftiPipeline. ftiPipeline starts every feature run and
- * the training run at once; each after the first waits for this signal, which the
- * run before it sends in the workflow task that sees its commit. The next stage then
+/*
+ * A pipeline started with `awaitUpstream` waits for `upstreamCommitted` once what it reads
+ * is committed: the feature groups before it in ftiPipeline. ftiPipeline starts every
+ * feature run and the training run at once; each after the first waits for this signal.
+ * The commit's activity sends it as soon as the commit is made (FeatureRunRef.tell), and
+ * the run's workflow again in the workflow task that sees its commit (for a commit an
+ * earlier attempt made, and should the activity's signal be lost). The next stage then
  * starts with no round trip through the chain and no workflow to create (a child
- * start and the new workflow's first task, 30-55 ms a hand-off, README footnote 39).
+ * start and the new workflow's first task, 30-55 ms a hand-off, README footnote 39), and
+ * without waiting for the committing run's own workflow task.
  */
-export const upstreamCommittedSignal = defineSignal('upstreamCommitted');
 
 /** Waits for `upstreamCommitted` (a signal that came before this call counts: the SDK keeps it until a handler is set). */
 export async function awaitUpstream(): Promise<void> {
