@@ -1,7 +1,7 @@
 /**
  * A training split's encoded rows as two files, so training throughput can be measured
  * on a machine that has neither Postgres nor this repo's install (a GPU machine lent for
- * an hour): `<base>.json` holds the shape, `<base>.f32` the rows, each row its `width`
+ * a few minutes): `<base>.json` holds the shape, `<base>.f32` the rows, each row its `width`
  * encoded values then its label, float32 little-endian, in the order one shuffled
  * epoch read them.
  */
