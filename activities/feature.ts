@@ -17,6 +17,7 @@ import type { FeatureStore, ValidationReport } from '../registry/feature-store/i
 import { codeVersion } from './code-version.ts';
 import { heartbeatWhile } from './heartbeat.ts';
 import { withDomainFailures } from './failures.ts';
+import { signalFromActivity } from './context.ts';
 
 /** The commit attempt a feature run writes: what its activities pass each other. */
 export type FeatureRunRef = FeatureGroupCommitRef;
@@ -210,7 +211,8 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
       const group = await store.group(def.name, def.version);
       const outcome = await heartbeatWhile(() => ({ stage: 'commit', commitId: input.commitId }), store.commit(group, rulesOf(def), input.commitId));
       if (!outcome.ok) throw refusedCommit(def, input.commitId, outcome.report);
-      if (input.tell) await tellCommitted(input.tell);
+      // The next run of the chain starts without waiting for this run's workflow task (which tells it again).
+      if (input.tell) await signalFromActivity(input.tell, upstreamCommittedSignal, [], 'tell the next run of the chain that the commit is made');
       return resultOf({ featureGroup: input.featureGroup, version: input.version, commitId: input.commitId }, outcome.commit);
     },
 
@@ -221,20 +223,6 @@ export function createFeatureActivities({ store, catalog, aggregatePartitions = 
       await store.abort(group, input.commitId, input.error);
     },
   });
-}
-
-/**
- * Tells the run waiting for this commit that it is made, from the activity: the next run
- * starts without waiting for this run's workflow task (which tells it again). Best effort:
- * a lost signal only costs that wait.
- */
-async function tellCommitted(workflowId: string): Promise<void> {
-  const context = Context.current();
-  try {
-    await context.client.workflow.getHandle(workflowId).signal(upstreamCommittedSignal);
-  } catch (err) {
-    context.log.warn('could not tell the next run of the chain that the commit is made', { workflowId, error: String(err) });
-  }
 }
 
 function rulesOf(def: FeatureGroupDefinition) {

@@ -31,6 +31,7 @@ import { withDomainFailures } from './failures.ts';
 import { heartbeatProgress, heartbeatWhile } from './heartbeat.ts';
 import { observeEpoch } from './observability.ts';
 import { datasetAndView, splitBatches, trainOnDataset, type TrainingRunStores, type TrainOnDatasetResult } from './training-run.ts';
+import { signalFromActivity } from './context.ts';
 
 export interface DatasetRef {
   trainingDatasetId: number;
@@ -519,12 +520,7 @@ function labelOf(value: unknown): number | null {
 /** Tells the workflow about the epoch (its progress query is then live); best effort. */
 async function reportEpoch(context: Context, progress: TrainingEpoch): Promise<void> {
   const workflowId = context.info.workflowExecution?.workflowId;
-  if (!workflowId) return;
-  try {
-    await context.client.workflow.getHandle(workflowId).signal(trainingEpochSignal, progress);
-  } catch (err) {
-    context.log.warn('could not report the epoch to the workflow', { error: String(err) });
-  }
+  if (workflowId) await signalFromActivity(workflowId, trainingEpochSignal, [progress], 'report the epoch to the workflow');
 }
 
 function fmt(value: number | null): string {

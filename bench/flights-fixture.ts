@@ -9,6 +9,9 @@ import { taskQueue } from '../core/task-queues.ts';
 import { featurePipeline } from '../workflows/index.ts';
 import { settleStore, type BenchContext } from './harness.ts';
 
+/** The flights the training benchmark's throughput figures train on (about 100k training rows), and the portable kit's split (portable/export.ts). */
+export const THROUGHPUT_WEEK = { start: new Date('2001-03-01T00:00:00Z'), end: new Date('2001-03-08T00:00:00Z') };
+
 export interface FlightsFixture {
   client: Client;
   cpuQueue: string;

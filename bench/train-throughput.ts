@@ -9,13 +9,14 @@ import { loadConfig } from '../core/config.ts';
 import { loadBackend, type LoadedBackend } from '../ml/backend.ts';
 import type { Batch } from '../ml/batches.ts';
 import { createEncoder } from '../ml/encoding.ts';
-import { buildModel, disposeModel, MlpParamsSchema, type MlpParams } from '../ml/model.ts';
+import { MlpParamsSchema, type MlpParams } from '../ml/model.ts';
 import type { ModelSignature } from '../ml/signature.ts';
-import { trainModel, type EpochProgress } from '../ml/train.ts';
+import type { EpochProgress } from '../ml/train.ts';
 import { createKnex } from '../registry/db/index.ts';
 import { FeatureStore } from '../registry/feature-store/index.ts';
 import { TrainingStore } from '../registry/training/index.ts';
 import { datasetAndView, splitBatches, trainOnDataset, type TrainingRunStores } from '../activities/training-run.ts';
+import { steadyMedian, trainOnHeldBatches } from './held-training.ts';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -27,17 +28,14 @@ async function main(): Promise<void> {
     const params = MlpParamsSchema.parse({ family: 'mlp', epochs: Number(process.env.BENCH_EPOCHS ?? 2), batchSize: 512, hiddenUnits: [64, 32], seed: 1 });
     const run = await trainOnDataset({ stores, backend, trainingDatasetId: datasetId, params, epochCacheBytes: config.epochCacheMb * 2 ** 20 });
     const floor = await inMemoryRun(stores, backend, datasetId, params, run.signature);
-    // The first epoch warms up (shader compilation, JIT): report the median of the rest when there are any.
-    const steady = (history: EpochProgress[]) => (history.length > 1 ? history.slice(1) : history);
-    const middle = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
     console.log(
       JSON.stringify({
         backend: backend.name,
         device: backend.device,
-        samplesPerSecond: Math.round(middle(steady(run.history).map((h) => h.samplesPerSecond))),
+        samplesPerSecond: Math.round(steadyMedian(run.history, (h) => h.samplesPerSecond)),
         // Where an epoch's time went: waiting for batches (reading training did not hide), the rest training.
-        waitShare: Math.round(1000 * middle(steady(run.history).map((h) => h.waitSeconds / Math.max(h.seconds, 1e-9)))) / 1000,
-        inMemorySamplesPerSecond: Math.round(middle(steady(floor).map((h) => h.samplesPerSecond))),
+        waitShare: Math.round(1000 * steadyMedian(run.history, (h) => h.waitSeconds / Math.max(h.seconds, 1e-9))) / 1000,
+        inMemorySamplesPerSecond: Math.round(steadyMedian(floor, (h) => h.samplesPerSecond)),
         epochs: run.lastEpoch,
       }),
     );
@@ -56,17 +54,7 @@ async function inMemoryRun(stores: TrainingRunStores, backend: LoadedBackend, da
   const encoder = createEncoder(signature);
   const held: Batch[] = [];
   for await (const batch of splitBatches(stores.training, dataset, view, 'train', encoder, params.batchSize, true)(1)) held.push(batch);
-  const { epochs, batchSize: _batchSize, family: _family, ...spec } = params;
-  const model = buildModel(backend.tf, spec, encoder.width, view.outputKind);
-  try {
-    // A batch belongs to the trainer once yielded (the CPU backend wraps its arrays): each epoch gets copies.
-    const batches = async function* (): AsyncGenerator<Batch> {
-      for (const b of held) yield { x: b.x.slice(), y: b.y.slice(), size: b.size };
-    };
-    return (await trainModel({ tf: backend.tf, model, epochs, trainBatches: batches })).history;
-  } finally {
-    disposeModel(model);
-  }
+  return trainOnHeldBatches(backend, held, params, encoder.width, view.outputKind);
 }
 
 main().catch((err) => {

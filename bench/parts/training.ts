@@ -16,7 +16,7 @@ import { flightDelays } from '../../examples/flights/definitions.ts';
 import { FeatureStore } from '../../registry/feature-store/index.ts';
 import { TrainingStore } from '../../registry/training/index.ts';
 import { trainingPipeline } from '../../workflows/index.ts';
-import { flightsFixture } from '../flights-fixture.ts';
+import { flightsFixture, THROUGHPUT_WEEK } from '../flights-fixture.ts';
 import { round, type BenchPart, type Figure } from '../harness.ts';
 import { referenceGbdt } from '../reference-gbdt.ts';
 
@@ -29,7 +29,7 @@ const trainingPart: BenchPart = async (ctx) => {
 
   // Throughput on one week of flights (~100k training rows), per backend.
   const view = await new FeatureStore({ knex: ctx.knex }).registerView(flightDelays);
-  const week = await new TrainingStore({ knex: ctx.knex }).createDataset(view, { idempotencyKey: `bench-throughput-${Date.now()}`, start: new Date('2001-03-01T00:00:00Z'), end: new Date('2001-03-08T00:00:00Z') });
+  const week = await new TrainingStore({ knex: ctx.knex }).createDataset(view, { idempotencyKey: `bench-throughput-${Date.now()}`, ...THROUGHPUT_WEEK });
   for (const backend of BACKENDS) {
     try {
       const { stdout } = await run(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'bench', 'train-throughput.ts')], {

@@ -13,6 +13,7 @@ import { FeatureStore } from '../../registry/feature-store/index.ts';
 import { TrainingStore } from '../../registry/training/index.ts';
 import { datasetAndView, featureSpecs, splitBatches } from '../../activities/training-run.ts';
 import { flightDelays } from '../../examples/flights/definitions.ts';
+import { THROUGHPUT_WEEK } from '../flights-fixture.ts';
 import { writeBatchesFile } from './batches-file.ts';
 
 const base = process.argv[2];
@@ -24,7 +25,7 @@ try {
   const view = await stores.features.registerView(flightDelays);
   const id = process.env.BENCH_DATASET_ID
     ? Number(process.env.BENCH_DATASET_ID)
-    : (await stores.training.createDataset(view, { idempotencyKey: 'portable-week', start: new Date('2001-03-01T00:00:00Z'), end: new Date('2001-03-08T00:00:00Z') })).id;
+    : (await stores.training.createDataset(view, { idempotencyKey: 'portable-week', ...THROUGHPUT_WEEK })).id;
   const { dataset, view: definition } = await datasetAndView(stores, id);
   const signature = fitSignature(featureSpecs(definition), dataset.statistics, { name: definition.label.name, kind: definition.outputKind });
   const encoder = createEncoder(signature);

@@ -8,8 +8,8 @@
  * bare `node`.
  */
 import { loadBackend } from '../../ml/backend.ts';
-import { buildModel, MlpParamsSchema } from '../../ml/model.ts';
-import { trainModel } from '../../ml/train.ts';
+import { MlpParamsSchema } from '../../ml/model.ts';
+import { steadyMedian, trainOnHeldBatches } from '../held-training.ts';
 import type { BackendName } from '../../ml/backend.ts';
 import { readBatchesFile } from './batches-file.ts';
 
@@ -21,23 +21,14 @@ console.log(JSON.stringify({ backend: backend.name, device: backend.device, skip
 const { meta, batches } = await readBatchesFile(base);
 const epochs = Number(process.env.EPOCHS ?? 3);
 for (const batchSize of (process.env.BATCH_SIZES ?? '512').split(',').map(Number)) {
-  const held = batches(batchSize);
-  const { epochs: _e, batchSize: _b, family: _f, ...spec } = MlpParamsSchema.parse({ family: 'mlp', epochs, batchSize, hiddenUnits: [64, 32], seed: 1 });
-  const model = buildModel(backend.tf, spec, meta.width, meta.outputKind);
-  // A batch belongs to the trainer once yielded (the CPU backend wraps its arrays): each epoch gets copies.
-  const trainBatches = async function* () {
-    for (const b of held) yield { x: b.x.slice(), y: b.y.slice(), size: b.size };
-  };
-  const { history } = await trainModel({ tf: backend.tf, model, epochs, trainBatches });
-  model.dispose();
-  const steady = history.length > 1 ? history.slice(1) : history;
-  const rates = steady.map((h) => h.samplesPerSecond).sort((a, b) => a - b);
+  const params = MlpParamsSchema.parse({ family: 'mlp', epochs, batchSize, hiddenUnits: [64, 32], seed: 1 });
+  const history = await trainOnHeldBatches(backend, batches(batchSize), params, meta.width, meta.outputKind);
   console.log(
     JSON.stringify({
       backend: backend.name,
       batchSize,
       rows: meta.rows,
-      samplesPerSecond: Math.round(rates[Math.floor(rates.length / 2)] ?? 0),
+      samplesPerSecond: Math.round(steadyMedian(history, (h) => h.samplesPerSecond)),
       epochSeconds: history.map((h) => Math.round(h.seconds * 1000) / 1000),
       losses: history.map((h) => Math.round(h.loss * 1e5) / 1e5),
     }),
