@@ -160,6 +160,48 @@ describe('split statistics gathered as the stream plan writes', () => {
     expect(gathered.counts).toEqual({ train: 0, validation: 0, test: 0, ...Object.fromEntries(splitRows.rows.map((r) => [r._split, r.n])) });
   });
 
+  it('gives the same figures when a row comes in ranges (the spine and each join), a range absent where its join matched nothing', () => {
+    const next = random(11);
+    const rows: Value[][] = Array.from({ length: 3000 }, (_, k) => {
+      // A row whose first range is absent: its fields there are all null.
+      const absent = next() < 0.1;
+      return [
+        absent ? null : k,
+        absent || next() < 0.05 ? null : (next() - 0.3) * 10 ** (next() * 20 - 10),
+        absent ? null : next(),
+        BigInt(Math.floor((next() - 0.5) * 2 ** 40)),
+        Math.floor((next() - 0.5) * 2 ** 31),
+        Math.floor((next() - 0.5) * 2 ** 15),
+        next() < 0.1 ? null : (['ATL', 'ORD', 'Zürich'][Math.floor(next() * 3)] as string),
+        (['train', 'train', 'validation', 'test'] as const)[Math.floor(next() * 4)] as string,
+      ];
+    });
+    const told = (counts: number[]) => {
+      const tap = new SplitStatisticsTap(NUMERIC, CATEGORICAL);
+      tap.columns(COLUMNS);
+      for (const r of rows) {
+        const block = fields(r);
+        const view = new DataView(block.buffer, block.byteOffset, block.byteLength);
+        const ranges = { buf: [] as Array<Buffer | undefined>, view: [] as Array<DataView | undefined>, start: new Int32Array(counts.length), count: Int32Array.from(counts) };
+        let at = 0;
+        let column = 0;
+        counts.forEach((n, k) => {
+          const nulls = r.slice(column, column + n).every((v) => v === null);
+          ranges.buf[k] = n > 0 && nulls ? undefined : block;
+          ranges.view[k] = view;
+          ranges.start[k] = at;
+          for (let f = 0; f < n; f++, column++) at += 4 + Math.max(0, block.readInt32BE(at));
+        });
+        tap.row(ranges);
+      }
+      return tap.result();
+    };
+    const whole = told([COLUMNS.length]);
+    expect(whole.counts.train).toBeGreaterThan(1000);
+    expect(whole.moments?.x?.count).toBeLessThan(whole.counts.train);
+    for (const counts of [[3, 5], [3, 0, 5], [5, 3], [1, 1, 1, 1, 1, 1, 1, 1]]) expect(told(counts)).toEqual(whole);
+  });
+
   it('leaves the moments to SQL past 2^53 and where Postgres would report an overflow, and a non-text category to SQL', async () => {
     const row = (x: number, n: bigint): Value[] => [0, x, 0, n, 0, 0, 'a', 'train'];
     const big = await tapAndTable(db, 'tap_big', [row(1, 2n ** 60n), row(2, 3n)]);
