@@ -34,6 +34,11 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
   // queue comes back with that task's completion to the worker that has a free slot,
   // instead of a round trip through matching. Every step of a pipeline starts sooner.
   args.push('--dynamic-config-value', 'system.enableActivityEagerExecution=true');
+  // One partition per task queue: the dev server is one host, and with the default four a
+  // task and the poll waiting for it may sit in different partitions, met only once one is
+  // forwarded to the root partition. Every dispatch that is not eager or sticky (another
+  // pool's activity, a child's first workflow task) waits on that.
+  args.push('--dynamic-config-value', 'matching.numTaskqueueReadPartitions=1', '--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1');
   if (options.headless) args.push('--headless');
   else if (options.uiPort) args.push('--ui-port', String(options.uiPort));
   if (options.dbFile) {
