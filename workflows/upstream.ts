@@ -7,9 +7,9 @@ import { signalRun } from './signal-run.ts';
  * A pipeline started with `awaitUpstream` waits for `upstreamCommitted` once what it reads
  * is committed: the feature groups before it in ftiPipeline. ftiPipeline starts every
  * feature run and the training run at once; each after the first waits for this signal.
- * The commit's activity sends it as soon as the commit is made (FeatureRunRef.tell), and
- * the run's workflow again in the workflow task that sees its commit (for a commit an
- * earlier attempt made, and should the activity's signal be lost). The next stage then
+ * The commit's activity sends it as soon as the commit is made (CommitInput.tell in
+ * activities/feature.ts), and the run's workflow again in the workflow task that sees its
+ * commit (for a commit an earlier attempt made, and should the activity's signal be lost). The next stage then
  * starts with no round trip through the chain and no workflow to create (a child
  * start and the new workflow's first task, 30-55 ms a hand-off, README footnote 39), and
  * without waiting for the committing run's own workflow task.
