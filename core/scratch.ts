@@ -5,6 +5,7 @@
  * dropped is external memory the collector is pressed to reclaim (on a batch-inference
  * reader thread, most of its mark-compacts were started by that pressure).
  */
+import fs from 'node:fs';
 
 /** A buffer reused by one caller's work, one piece after another; grown by `room`. */
 export interface Scratch {
@@ -56,4 +57,37 @@ export function room(scratch: Scratch | undefined, bytes: number, keep = 0): Buf
   if (had && keep > 0) had.copy(buf, 0, 0, keep);
   scratch.buf = buf;
   return buf;
+}
+
+/**
+ * The scratch's buffer grown to at least `bytes` (as room does), and `ready`: resolved
+ * once a buffer made now has every page faulted in, by a read of /dev/zero on libuv's
+ * thread pool (where there is one), not by this thread's first writes. A dataset build's
+ * joined rows (some 430 MB for 3M rows) take about 0.25 s of faults; made after the spine
+ * is read, this buffer's pages are faulted on the other core while this thread sorts the
+ * spine's places. Nothing may write to the buffer before `ready` resolves: the read writes
+ * zeros into it until then. Never rejects (a buffer not faulted in is still a buffer).
+ */
+export function faultedRoom(scratch: Scratch, bytes: number): { buf: Buffer; ready: Promise<void> } {
+  const had = scratch.buf;
+  const buf = room(scratch, bytes);
+  return { buf, ready: buf === had || process.platform !== 'linux' ? Promise.resolve() : faultIn(buf).catch(() => undefined) };
+}
+
+/**
+ * Reads /dev/zero into the whole of `buf`: one read (one task of the thread pool), again
+ * for what it did not fill. Opened here, at once: an open on the thread pool would wait
+ * for this thread to issue the read, and this thread is about to be busy.
+ */
+async function faultIn(buf: Buffer): Promise<void> {
+  const fd = fs.openSync('/dev/zero', 'r');
+  try {
+    for (let at = 0; at < buf.length; ) {
+      const bytesRead = await new Promise<number>((resolve, reject) => fs.read(fd, buf, at, buf.length - at, null, (err, n) => (err ? reject(err) : resolve(n))));
+      if (bytesRead === 0) return;
+      at += bytesRead;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
 }

@@ -42,7 +42,7 @@ import type pg from 'pg';
 import { BinaryCopyWriter, cancelOnAbort, col, copyIn, ColumnDecoder, copyThrough, dataViewOf, DataViews, decodeFields, fieldBytes, fieldDecoder, fieldEnd, fieldEquals, fieldStart, id, ids, int4Field, nullFields, rowTemplate, sql, timestampField, toText, type BinaryTuple, type ChunkSource, type DecoderOptions, type FieldDecoder, type Sql } from '../db/index.ts';
 import { rowOf, type ColumnArrays, type ColumnBatch } from '../../core/columns.ts';
 import { concatFloat64, concatInt32, type GrowableInt32 } from '../../core/growable.ts';
-import { room, ScratchPool, type Scratch } from '../../core/scratch.ts';
+import { faultedRoom, room, ScratchPool, type Scratch } from '../../core/scratch.ts';
 import { Turns } from '../../core/turns.ts';
 import { joinedRowsFrom, joinedSeedsStreamSql, joinedStreamSql, keyText, pointInTimeColumns, SPINE_CHUNK_COLUMN, spineStreamFields, spineStreamSql, type PitJoin, type PitQuery } from './point-in-time.ts';
 import { lowerBound, orderByKeyThenTime, orderByUint32 } from './key-order.ts';
@@ -520,7 +520,10 @@ async function joinInMemory(knex: Knex, q: PitQuery, chunks: Array<Pick<StreamCh
     const keys = concatInt32(spines.map((s) => (s.keys[ji] as GrowableInt32).view()));
     const scratch = slot === undefined ? undefined : joinScratch.take();
     if (scratch) scratches.push(scratch);
-    results.push(await joinGroup(knex, joined, ji, j, slot, (keyIds[ji] as KeyIds).byText, keys, times, Math.max(1, chunks.length), signal, scratch));
+    // The slab (JoinResult), room for every row to have a place: a fresh one's pages are
+    // faulted in on the other core while joinGroup orders the places.
+    const faulted = scratch && faultedRoom(scratch, keys.length * (slot as number)).ready;
+    results.push(await joinGroup(knex, joined, ji, j, slot, (keyIds[ji] as KeyIds).byText, keys, times, Math.max(1, chunks.length), signal, scratch, faulted));
   }
   stepDone('groups');
 
@@ -766,7 +769,7 @@ async function copyInto(knex: Knex, writer: Knex, statement: Sql, fill: (chunks:
 /** The most distinct spine keys sent to Postgres with a group's read (as one JSON literal: a few MB at most). */
 const MAX_SPINE_KEYS_SENT = 100_000;
 
-/** Join `ji`: places the group's rows at the spine rows they become visible to, then the running max per key. */
+/** Join `ji`: places the group's rows at the spine rows they become visible to, then the running max per key. Its slab is `scratch`'s buffer, written only once `faulted` resolves (faultedRoom). */
 async function joinGroup(
   knex: Knex,
   q: PitQuery,
@@ -779,6 +782,7 @@ async function joinGroup(
   reads: number,
   signal: AbortSignal | undefined,
   scratch?: Scratch,
+  faulted?: Promise<void>,
 ): Promise<JoinResult> {
   const rows = keyIds.length;
   // Places: the spine rows with a key, by key, by time within a key.
@@ -869,6 +873,8 @@ async function joinGroup(
     flush();
   };
   const segments = slot === undefined ? undefined : await segmentPlan(knex, q, ji, j);
+  // Every placing below writes the slab, which a read of /dev/zero may still be filling.
+  await faulted;
   if (segments) {
     // The rows from the segments of the partitions the join reads, the seeds (older) from Postgres, side by side.
     const seeds = joinedSeedsStreamSql(q, ji, spineKeys);
