@@ -785,6 +785,25 @@ async function joinGroup(
   faulted?: Promise<void>,
 ): Promise<JoinResult> {
   const rows = keyIds.length;
+  const segments = slot === undefined ? undefined : await segmentPlan(knex, q, ji, j);
+  // The partitions whose segments are read (from their files, or the first time from Postgres), oldest first.
+  const named = (segments?.parts ?? []).flatMap((p) => (p.name ? [{ ...p, name: p.name }] : []));
+  // Two chains of reads, each into a buffer of its own, which is free again once its
+  // segment is placed (placeSegment copies what it keeps); the buffers are the process's,
+  // kept for the next join (segmentScratch). A buffer per chain that has a file to read:
+  // a join of one file takes only the pool's largest.
+  const scratches = Array.from({ length: Math.min(2, named.length) }, () => segmentScratch.take());
+  /** How partition i's file is read: for the rows of the join's window only, into `scratch`. */
+  const readOf = ({ from, to }: JoinSegments, i: number, scratch: Scratch): SegmentRead => {
+    const p = named[i] as PartitionSegment;
+    const cuts = (from !== undefined && from > p.start.getTime() * 1000) || (to !== undefined && to < p.end.getTime() * 1000);
+    return { scratch, ...(cuts ? { window: { from, to } } : {}) };
+  };
+  // Each chain's first file, read on the thread pool while this thread orders the places
+  // below (a few turns first, to hand it the read): the reads waited for the order, then
+  // the placing for the reads. Only read: nothing is placed before the slab is faulted in.
+  const firstReads = segments ? scratches.map((scratch, i) => segments.cache.readFile(named[i] as PartitionSegment & { name: string }, readOf(segments, i, scratch))) : [];
+  await Promise.all(firstReads.map((r) => r.issued));
   // Places: the spine rows with a key, by key, by time within a key.
   const keys = keyIndex.size;
   const { order: rowAt, first } = orderByKeyThenTime(keyIds, times, keys);
@@ -872,7 +891,6 @@ async function joinGroup(
     await copyOut(knex, query, signal, onTuple);
     flush();
   };
-  const segments = slot === undefined ? undefined : await segmentPlan(knex, q, ji, j);
   // Every placing below writes the slab, which a read of /dev/zero may still be filling.
   await faulted;
   if (segments) {
@@ -893,28 +911,16 @@ async function joinGroup(
       (async () => {
         // Two partitions at a time: each from its segment, or (the first time) from Postgres
         // (one backend each), its rows placed as they come, while its segment is written after.
-        const named = segments.parts.flatMap((p) => (p.name ? [{ ...p, name: p.name }] : []));
-        // Each file read for the rows of the join's window only, and into its chain's buffer, which
-        // is free again once the segment is placed (placeSegment copies what it keeps); the
-        // buffers are the process's, kept for the next join (segmentScratch).
-        const { from, to } = segments;
-        const load = async (i: number, scratch: SegmentRead['scratch']) => {
+        const load = async (i: number, scratch: Scratch, read?: Promise<Segment | undefined>): Promise<void> => {
           const p = named[i];
           if (!p) return;
           const reader = tupleReader(eventTimeOnly);
-          const cuts = (from !== undefined && from > p.start.getTime() * 1000) || (to !== undefined && to < p.end.getTime() * 1000);
-          const seg = await segments.cache.load(knex, segments.spec, p, signal, reader.onTuple, { scratch, ...(cuts ? { window: { from, to } } : {}) });
+          const seg = (await read) ?? (await segments.cache.load(knex, segments.spec, p, signal, reader.onTuple, readOf(segments, i, scratch)));
           if (seg) placeSegment(seg);
           else reader.flush();
           await load(i + 2, scratch);
         };
-        // A buffer per chain that has a file to read: a join of one file takes only the pool's largest.
-        const scratches = Array.from({ length: Math.min(2, named.length) }, () => segmentScratch.take());
-        try {
-          await Promise.all(scratches.map((scratch, i) => load(i, scratch)));
-        } finally {
-          for (const scratch of scratches) segmentScratch.give(scratch);
-        }
+        await Promise.all(scratches.map((scratch, i) => load(i, scratch, firstReads[i]?.segment)));
       })(),
     ]);
   } else {
@@ -934,6 +940,8 @@ async function joinGroup(
       if ((result.newest[place] as number) < (timeAt[place] as number) - ttlUs) result.clear(place);
     }
   }
+  // Given back after a join that succeeded (every read awaited); a join that failed keeps them: a read still in flight may write there.
+  for (const scratch of scratches) segmentScratch.give(scratch);
   return result;
 }
 
@@ -1002,13 +1010,22 @@ function before(at: number, enters: number, inclusive: boolean): boolean {
   return inclusive ? at < enters : at <= enters;
 }
 
+/** Where a join reads its group's rows from segments: see segmentPlan. */
+interface JoinSegments {
+  cache: SegmentCache;
+  spec: SegmentSpec;
+  parts: PartitionSegment[];
+  from?: number;
+  to?: number;
+}
+
 /**
  * Where join `ji` reads its group's rows from segments (segments.ts): the partitions
  * that meet [from, to) in microseconds, the bounds of the rows joinedRowsSql scans;
  * undefined when this process keeps no segments. The caller asks only for groups whose
  * features all have a fixed width (JoinResult's slot), which a segment holds.
  */
-async function segmentPlan(knex: Knex, q: PitQuery, ji: number, j: PitJoin): Promise<{ cache: SegmentCache; spec: SegmentSpec; parts: PartitionSegment[]; from?: number; to?: number } | undefined> {
+async function segmentPlan(knex: Knex, q: PitQuery, ji: number, j: PitJoin): Promise<JoinSegments | undefined> {
   const cache = segmentCache();
   const columns = j.features.map((f) => f.column);
   if (!cache) return undefined;

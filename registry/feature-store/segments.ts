@@ -122,6 +122,19 @@ const BLOCK_ROWS = 1 << 16;
 /** `n` rounded up to a multiple of 8: where a file's typed arrays start. */
 export const align8 = (n: number) => Math.ceil(n / 8) * 8;
 
+/** A read of a segment's file under way (SegmentCache.readFile). */
+export interface FileRead {
+  segment: Promise<Segment | undefined>;
+  /**
+   * Resolved once the read of the file's rows is with the thread pool (after a few turns
+   * of this thread: the open, the file's size and head), or the read is over: from then
+   * on it goes on while this thread is busy.
+   */
+  issued: Promise<void>;
+}
+
+const noop = () => undefined;
+
 export class SegmentCache {
   /**
    * Segments this process is loading, by name, and those it read from Postgres until
@@ -198,6 +211,19 @@ export class SegmentCache {
   }
 
   /**
+   * Partition `p`'s segment from its file alone, read as `read` asks: the caller's own
+   * read (its window, into its buffer), shared with no one. Undefined when the file is
+   * not there whole, or while this process fills it (load shares that fill).
+   */
+  readFile(p: PartitionSegment & { name: string }, read: SegmentRead): FileRead {
+    if (this.loading.has(p.name)) return { segment: Promise.resolve(undefined), issued: Promise.resolve() };
+    let issue!: () => void;
+    const issuedRows = new Promise<void>((resolve) => (issue = resolve));
+    const segment = readSegmentFile(this.fileOf(p.name), read, issue);
+    return { segment, issued: Promise.race([issuedRows, segment.then(noop, noop)]) };
+  }
+
+  /**
    * Partition `p`'s segment: from its file, else read from Postgres. One read from
    * Postgres is sorted, encoded and written to its file after the read; until then
    * this process shares it from memory.
@@ -221,9 +247,8 @@ export class SegmentCache {
    */
   async load(knex: Knex, spec: SegmentSpec, p: PartitionSegment & { name: string }, signal?: AbortSignal, reader?: (t: BinaryTuple) => void, read?: SegmentRead): Promise<Segment | undefined> {
     const file = this.fileOf(p.name);
-    if (read && !this.loading.has(p.name)) {
-      // The caller's own read of the file (its window, into its buffer): shared with no one.
-      const kept = await readSegmentFile(file, read);
+    if (read) {
+      const kept = await this.readFile(p, read).segment;
       if (kept) return kept;
     }
     if (reader && !this.loading.has(p.name) && !(await this.fills(p, read?.window))) {
@@ -501,11 +526,12 @@ function sections(headerBytes: number, rows: number, slot: number) {
 
 /**
  * A segment's file read as `read` asks (SegmentRead; {}: whole, into a buffer of its
- * own), or undefined when it is missing or not whole. A narrow window is read in pieces: the header and the event times,
+ * own), or undefined when it is missing or not whole; `issued` is called once the read
+ * of its rows is with the thread pool. A narrow window is read in pieces: the header and the event times,
  * then of each key only the run of rows the window keeps (a batch-inference partition
  * of a third of the month reads about a third of the file).
  */
-async function readSegmentFile(file: string, read: SegmentRead): Promise<Segment | undefined> {
+async function readSegmentFile(file: string, read: SegmentRead, issued?: () => void): Promise<Segment | undefined> {
   return readingFile(file, async (handle, size) => {
     const head = await readAt(handle, Buffer.alloc(MAGIC.length + 4), 0);
     if (!head || !head.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
@@ -524,10 +550,16 @@ async function readSegmentFile(file: string, read: SegmentRead): Promise<Segment
         return [key, lo, window.to === undefined ? to : lowerBound(times, lo, to, window.to)] as const;
       });
       const kept = runs.reduce((n, [, lo, hi]) => n + hi - lo, 0);
-      if (kept <= header.rows * WINDOW_READ_BELOW) return await readRuns(handle, header.slot, layout, times, runs, kept, read.scratch);
+      if (kept <= header.rows * WINDOW_READ_BELOW) {
+        const segment = readRuns(handle, header.slot, layout, times, runs, kept, read.scratch);
+        issued?.();
+        return await segment;
+      }
     }
     // Whole, into the caller's buffer when there is one (its own ArrayBuffer: 8-aligned).
-    const bytes = await readAt(handle, read.scratch ? room(read.scratch, size).subarray(0, size) : Buffer.allocUnsafeSlow(size), 0);
+    const whole = readAt(handle, read.scratch ? room(read.scratch, size).subarray(0, size) : Buffer.allocUnsafeSlow(size), 0);
+    issued?.();
+    const bytes = await whole;
     return bytes ? parseSegment(bytes) : undefined;
   });
 }
