@@ -62,7 +62,7 @@ export function room(scratch: Scratch | undefined, bytes: number, keep = 0): Buf
 /**
  * The scratch's buffer grown to at least `bytes` (as room does), and `ready`: resolved
  * once a buffer made now has every page faulted in, by a read of /dev/zero on libuv's
- * thread pool (where there is one), not by this thread's first writes. A dataset build's
+ * thread pool (on Linux), not by this thread's first writes. A dataset build's
  * joined rows (some 430 MB for 3M rows) take about 0.25 s of faults; made after the spine
  * is read, this buffer's pages are faulted on the other core while this thread sorts the
  * spine's places. Nothing may write to the buffer before `ready` resolves: the read writes
