@@ -792,17 +792,17 @@ async function joinGroup(
   // segment is placed (placeSegment copies what it keeps); the buffers are the process's,
   // kept for the next join (segmentScratch). A buffer per chain that has a file to read:
   // a join of one file takes only the pool's largest.
-  const scratches = Array.from({ length: Math.min(2, named.length) }, () => segmentScratch.take());
-  /** How partition i's file is read: for the rows of the join's window only, into `scratch`. */
-  const readOf = ({ from, to }: JoinSegments, i: number, scratch: Scratch): SegmentRead => {
+  const chainBuffers = Array.from({ length: Math.min(2, named.length) }, () => segmentScratch.take());
+  /** How partition i's file is read: for the rows of the join's window only, into `into` (a chain's buffer, not the slab's `scratch`). */
+  const readOf = ({ from, to }: JoinSegments, i: number, into: Scratch): SegmentRead => {
     const p = named[i] as PartitionSegment;
     const cuts = (from !== undefined && from > p.start.getTime() * 1000) || (to !== undefined && to < p.end.getTime() * 1000);
-    return { scratch, ...(cuts ? { window: { from, to } } : {}) };
+    return { scratch: into, ...(cuts ? { window: { from, to } } : {}) };
   };
   // Each chain's first file, read on the thread pool while this thread orders the places
   // below (a few turns first, to hand it the read): the reads waited for the order, then
   // the placing for the reads. Only read: nothing is placed before the slab is faulted in.
-  const firstReads = segments ? scratches.map((scratch, i) => segments.cache.readFile(named[i] as PartitionSegment & { name: string }, readOf(segments, i, scratch))) : [];
+  const firstReads = segments ? chainBuffers.map((into, i) => segments.cache.readFile(named[i] as PartitionSegment & { name: string }, readOf(segments, i, into))) : [];
   await Promise.all(firstReads.map((r) => r.issued));
   // Places: the spine rows with a key, by key, by time within a key.
   const keys = keyIndex.size;
@@ -911,16 +911,16 @@ async function joinGroup(
       (async () => {
         // Two partitions at a time: each from its segment, or (the first time) from Postgres
         // (one backend each), its rows placed as they come, while its segment is written after.
-        const load = async (i: number, scratch: Scratch, read?: Promise<Segment | undefined>): Promise<void> => {
+        const load = async (i: number, into: Scratch, read?: Promise<Segment | undefined>): Promise<void> => {
           const p = named[i];
           if (!p) return;
           const reader = tupleReader(eventTimeOnly);
-          const seg = (await read) ?? (await segments.cache.load(knex, segments.spec, p, signal, reader.onTuple, readOf(segments, i, scratch)));
+          const seg = (await read) ?? (await segments.cache.load(knex, segments.spec, p, signal, reader.onTuple, readOf(segments, i, into)));
           if (seg) placeSegment(seg);
           else reader.flush();
-          await load(i + 2, scratch);
+          await load(i + 2, into);
         };
-        await Promise.all(scratches.map((scratch, i) => load(i, scratch, firstReads[i]?.segment)));
+        await Promise.all(chainBuffers.map((into, i) => load(i, into, firstReads[i]?.segment)));
       })(),
     ]);
   } else {
@@ -941,7 +941,7 @@ async function joinGroup(
     }
   }
   // Given back after a join that succeeded (every read awaited); a join that failed keeps them: a read still in flight may write there.
-  for (const scratch of scratches) segmentScratch.give(scratch);
+  for (const buffer of chainBuffers) segmentScratch.give(buffer);
   return result;
 }
 
