@@ -6,7 +6,7 @@ import { architecture } from './eslint.architecture.js';
 
 export default tseslint.config(
   // test/fixtures/lint/ holds deliberate violations (an import cycle, a fixture tree) for test/lint.test.ts.
-  { ignores: ['node_modules/**', 'dist/**', '.fti/**', 'cli/bin.mjs', 'eslint.config.js', 'test/fixtures/lint/**'] },
+  { ignores: ['node_modules/**', 'dist/**', '.fti/**', '.gpu-kit/**', 'cli/bin.mjs', 'eslint.config.js', 'test/fixtures/lint/**'] },
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],
